@@ -1,0 +1,29 @@
+//! The `init` binary: PID 1.
+
+use accord_init::runtime::{Init, Paths};
+use tracing::{error, info};
+
+fn main() {
+    if std::process::id() != 1 {
+        eprintln!("init: must run as PID 1 (this is pid {}); use `begetctl` to talk to the running init", std::process::id());
+        std::process::exit(1);
+    }
+    let report = accord_init::early::setup();
+    accord_init::log::init();
+    info!("accord init {} starting", env!("CARGO_PKG_VERSION"));
+    accord_init::early::log_report(&report);
+    loop {
+        match Init::new(Paths::default()) {
+            Ok(mut init) => {
+                init.load_modules_in_background();
+                init.run();
+            }
+            Err(e) => {
+                // Only a kernel without epoll/signalfd gets here; PID 1
+                // must not exit, so keep trying slowly.
+                error!("cannot set up the event loop: {e}; retrying");
+                std::thread::sleep(std::time::Duration::from_secs(5));
+            }
+        }
+    }
+}

@@ -1,0 +1,378 @@
+//! The cfg command vocabulary (`mkdir`, `mount`, `start`, ...), run by jobs.
+//! Every failure is an error string naming what failed; the job goes on
+//! with its next command.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use tracing::{info, warn};
+
+use super::{Init, PowerCmd};
+use crate::cfg::Cmd;
+
+type CmdResult = Result<(), String>;
+
+fn parse_mode(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s, 8).map_err(|_| format!("bad mode {s:?} (octal expected)"))
+}
+
+fn need(args: &[String], n: usize, usage: &str) -> CmdResult {
+    if args.len() < n {
+        Err(format!("usage: {usage}"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Mount flags by their `mount` command names.
+fn mount_flag(word: &str) -> Option<MsFlags> {
+    Some(match word {
+        "ro" | "rdonly" => MsFlags::MS_RDONLY,
+        "rw" => MsFlags::empty(),
+        "nosuid" => MsFlags::MS_NOSUID,
+        "nodev" => MsFlags::MS_NODEV,
+        "noexec" => MsFlags::MS_NOEXEC,
+        "noatime" => MsFlags::MS_NOATIME,
+        "nodiratime" => MsFlags::MS_NODIRATIME,
+        "relatime" => MsFlags::MS_RELATIME,
+        "sync" => MsFlags::MS_SYNCHRONOUS,
+        "remount" => MsFlags::MS_REMOUNT,
+        "bind" => MsFlags::MS_BIND,
+        "rec" => MsFlags::MS_REC,
+        "private" => MsFlags::MS_PRIVATE,
+        "slave" => MsFlags::MS_SLAVE,
+        "shared" => MsFlags::MS_SHARED,
+        "defaults" => MsFlags::empty(),
+        _ => return None,
+    })
+}
+
+fn rlimit_resource(name: &str) -> Option<nix::sys::resource::Resource> {
+    use nix::sys::resource::Resource::*;
+    let n = name.strip_prefix("RLIMIT_").unwrap_or(name);
+    Some(match n {
+        "CPU" => RLIMIT_CPU,
+        "FSIZE" => RLIMIT_FSIZE,
+        "DATA" => RLIMIT_DATA,
+        "STACK" => RLIMIT_STACK,
+        "CORE" => RLIMIT_CORE,
+        "RSS" => RLIMIT_RSS,
+        "NPROC" => RLIMIT_NPROC,
+        "NOFILE" => RLIMIT_NOFILE,
+        "MEMLOCK" => RLIMIT_MEMLOCK,
+        "AS" => RLIMIT_AS,
+        "LOCKS" => RLIMIT_LOCKS,
+        "SIGPENDING" => RLIMIT_SIGPENDING,
+        "MSGQUEUE" => RLIMIT_MSGQUEUE,
+        "NICE" => RLIMIT_NICE,
+        "RTPRIO" => RLIMIT_RTPRIO,
+        "RTTIME" => RLIMIT_RTTIME,
+        _ => return None,
+    })
+}
+
+fn parse_limit(s: &str) -> Result<u64, String> {
+    match s {
+        "unlimited" | "-1" | "RLIM_INFINITY" => Ok(libc::RLIM_INFINITY),
+        _ => s.parse().map_err(|_| format!("bad limit {s:?}")),
+    }
+}
+
+impl Init {
+    /// Expands `${name}` from parameters in one argument.
+    fn expand(&self, arg: &str) -> String {
+        let mut out = String::with_capacity(arg.len());
+        let mut rest = arg;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            match rest[start + 2..].find('}') {
+                Some(end) => {
+                    let name = &rest[start + 2..start + 2 + end];
+                    out.push_str(self.params.get(name).unwrap_or(""));
+                    rest = &rest[start + 2 + end + 1..];
+                }
+                None => {
+                    out.push_str(&rest[start..]);
+                    rest = "";
+                }
+            }
+        }
+        out.push_str(rest);
+        out
+    }
+
+    pub(super) fn run_cmd(&mut self, cmd: &Cmd) -> CmdResult {
+        let args: Vec<String> = cmd.args.iter().map(|a| self.expand(a)).collect();
+        let a = &args;
+        match cmd.name.as_str() {
+            "start" => {
+                need(a, 1, "start <service>")?;
+                let idx = self.service_index(&a[0]).ok_or_else(|| format!("no service named {:?}", a[0]))?;
+                self.start_service(idx);
+                Ok(())
+            }
+            "stop" => {
+                need(a, 1, "stop <service>")?;
+                let idx = self.service_index(&a[0]).ok_or_else(|| format!("no service named {:?}", a[0]))?;
+                self.stop_service(idx, Duration::from_secs(3));
+                Ok(())
+            }
+            "reset" => {
+                need(a, 1, "reset <service>")?;
+                let idx = self.service_index(&a[0]).ok_or_else(|| format!("no service named {:?}", a[0]))?;
+                if self.services[idx].pid.is_some() {
+                    self.stop_service(idx, Duration::from_secs(3));
+                } else {
+                    self.start_service(idx);
+                }
+                Ok(())
+            }
+            "stopAllServices" => {
+                for idx in (0..self.services.len()).rev() {
+                    self.stop_service(idx, Duration::from_secs(3));
+                }
+                Ok(())
+            }
+            "mkdir" => {
+                need(a, 1, "mkdir <path> [mode] [owner] [group]")?;
+                let path = Path::new(&a[0]);
+                match std::fs::create_dir(path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(format!("mkdir {}: {e}", a[0])),
+                }
+                if let Some(m) = a.get(1) {
+                    let mode = parse_mode(m)?;
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|e| format!("chmod {}: {e}", a[0]))?;
+                }
+                if a.len() >= 3 {
+                    self.chown(&a[2], a.get(3).map(String::as_str), &a[0])?;
+                }
+                Ok(())
+            }
+            "chmod" => {
+                need(a, 2, "chmod <mode> <path>")?;
+                let mode = parse_mode(&a[0])?;
+                std::fs::set_permissions(&a[1], std::fs::Permissions::from_mode(mode)).map_err(|e| format!("chmod {}: {e}", a[1]))
+            }
+            "chown" => {
+                need(a, 3, "chown <owner> <group> <path>")?;
+                self.chown(&a[0], Some(&a[1]), &a[2])
+            }
+            "mount" => self.cmd_mount(a),
+            "umount" => {
+                need(a, 1, "umount <path>")?;
+                umount2(a[0].as_str(), MntFlags::empty()).map_err(|e| format!("umount {}: {e}", a[0]))
+            }
+            "write" => {
+                need(a, 2, "write <path> <content>")?;
+                std::fs::write(&a[0], a[1..].join(" ")).map_err(|e| format!("write {}: {e}", a[0]))
+            }
+            "copy" => {
+                need(a, 2, "copy <from> <to>")?;
+                std::fs::copy(&a[0], &a[1]).map(|_| ()).map_err(|e| format!("copy {} {}: {e}", a[0], a[1]))
+            }
+            "rm" => {
+                need(a, 1, "rm <path>")?;
+                std::fs::remove_file(&a[0]).map_err(|e| format!("rm {}: {e}", a[0]))
+            }
+            "rmdir" => {
+                need(a, 1, "rmdir <path>")?;
+                std::fs::remove_dir(&a[0]).map_err(|e| format!("rmdir {}: {e}", a[0]))
+            }
+            "symlink" => {
+                need(a, 2, "symlink <target> <link>")?;
+                match std::os::unix::fs::symlink(&a[0], &a[1]) {
+                    Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(format!("symlink {} {}: {e}", a[0], a[1])),
+                    _ => Ok(()),
+                }
+            }
+            "mknode" => {
+                need(a, 5, "mknode <path> b|c <mode> <major> <minor>")?;
+                let kind = match a[1].as_str() {
+                    "b" => nix::sys::stat::SFlag::S_IFBLK,
+                    "c" => nix::sys::stat::SFlag::S_IFCHR,
+                    other => return Err(format!("mknode: type {other:?} is not b or c")),
+                };
+                let mode = parse_mode(&a[2])?;
+                let major: u64 = a[3].parse().map_err(|_| format!("bad major {:?}", a[3]))?;
+                let minor: u64 = a[4].parse().map_err(|_| format!("bad minor {:?}", a[4]))?;
+                nix::sys::stat::mknod(a[0].as_str(), kind, nix::sys::stat::Mode::from_bits_truncate(mode), nix::sys::stat::makedev(major, minor))
+                    .map_err(|e| format!("mknode {}: {e}", a[0]))
+            }
+            "export" => {
+                need(a, 2, "export <name> <value>")?;
+                std::env::set_var(&a[0], a[1..].join(" "));
+                Ok(())
+            }
+            "hostname" => {
+                need(a, 1, "hostname <name>")?;
+                nix::unistd::sethostname(&a[0]).map_err(|e| format!("hostname: {e}"))
+            }
+            "domainname" => {
+                need(a, 1, "domainname <name>")?;
+                std::fs::write("/proc/sys/kernel/domainname", &a[0]).map_err(|e| format!("domainname: {e}"))
+            }
+            "insmod" => {
+                need(a, 1, "insmod <file.ko> [options]")?;
+                let opts = a[1..].iter().filter(|o| o.as_str() != "-f").cloned().collect::<Vec<_>>().join(" ");
+                crate::kmod::insmod(Path::new(&a[0]), &opts).map_err(|e| e.to_string())
+            }
+            "modprobe" => {
+                need(a, 1, "modprobe <module> [options]")?;
+                let dep = crate::kmod::ModDep::load(&crate::kmod::module_dir()).map_err(|e| e.to_string())?;
+                crate::kmod::modprobe(&dep, &a[0], &a[1..].join(" "), &mut Default::default()).map_err(|e| e.to_string())
+            }
+            "setparam" => {
+                need(a, 2, "setparam <name> <value>")?;
+                self.set_param(&a[0], &a[1..].join(" ")).map_err(|e| e.to_string())
+            }
+            "trigger" => {
+                need(a, 1, "trigger <job>")?;
+                if !self.cfg.jobs.contains_key(&a[0]) {
+                    return Err(format!("no job named {:?}", a[0]));
+                }
+                self.run_job(&a[0].clone());
+                Ok(())
+            }
+            "exec" | "syncexec" => {
+                need(a, 1, "exec <path> [args...]")?;
+                self.exec_command(a, cmd.name == "syncexec")
+            }
+            "sleep" => {
+                need(a, 1, "sleep <seconds>")?;
+                let s: f64 = a[0].parse().map_err(|_| format!("bad seconds {:?}", a[0]))?;
+                std::thread::sleep(Duration::from_secs_f64(s.clamp(0.0, 30.0)));
+                Ok(())
+            }
+            "wait" => {
+                need(a, 1, "wait <path> [timeout seconds]")?;
+                let secs: f64 = match a.get(1) {
+                    Some(s) => s.parse().map_err(|_| format!("bad timeout {s:?}"))?,
+                    None => 5.0,
+                };
+                let deadline = Instant::now() + Duration::from_secs_f64(secs.clamp(0.0, 60.0));
+                let path = Path::new(&a[0]);
+                while !path.exists() {
+                    if Instant::now() >= deadline {
+                        return Err(format!("{} did not appear within {secs} s", a[0]));
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Ok(())
+            }
+            "load_persist_params" => {
+                self.load_persist();
+                Ok(())
+            }
+            "load_param" => {
+                need(a, 1, "load_param <file> [onlyadd]")?;
+                let only_add = a.get(1).is_some_and(|s| s == "onlyadd");
+                self.load_param_file(Path::new(&a[0]), only_add);
+                Ok(())
+            }
+            "setrlimit" => {
+                need(a, 3, "setrlimit <resource> <cur> <max>")?;
+                let r = rlimit_resource(&a[0]).ok_or_else(|| format!("unknown resource {:?}", a[0]))?;
+                nix::sys::resource::setrlimit(r, parse_limit(&a[1])?, parse_limit(&a[2])?).map_err(|e| format!("setrlimit: {e}"))
+            }
+            "sync" => {
+                nix::unistd::sync();
+                Ok(())
+            }
+            "reboot" => {
+                let arg = a.first().map(|m| format!("reboot,{m}")).unwrap_or_else(|| "reboot".into());
+                let pc = PowerCmd::parse(&arg).ok_or_else(|| format!("unknown reboot mode {:?}", a.first()))?;
+                self.begin_shutdown(pc, "reboot command");
+                Ok(())
+            }
+            "ifup" => {
+                need(a, 1, "ifup <interface>")?;
+                ifup(&a[0])
+            }
+            "setloglevel" => {
+                info!("setloglevel {}: init logs at the level set by ACCORD_LOG_LEVEL", a.join(" "));
+                Ok(())
+            }
+            "bootchart" | "bootevent" | "mount_fstab" | "init_global_key" | "init_main_user" | "mkswap" | "swapon" | "restorecon" | "loadSelinuxPolicy" | "chmoddir" => {
+                warn!("{}: command {:?} is not supported on Accord; skipped", cmd.origin, cmd.name);
+                Ok(())
+            }
+            other => Err(format!("unknown command {other:?}")),
+        }
+    }
+
+    fn chown(&self, owner: &str, group: Option<&str>, path: &str) -> CmdResult {
+        let uid = self.users.uid_str(owner).ok_or_else(|| format!("unknown user {owner:?}"))?;
+        let gid = match group {
+            Some(g) => Some(self.users.gid_str(g).ok_or_else(|| format!("unknown group {g:?}"))?),
+            None => None,
+        };
+        nix::unistd::chown(path, Some(nix::unistd::Uid::from_raw(uid)), gid.map(nix::unistd::Gid::from_raw)).map_err(|e| format!("chown {path}: {e}"))
+    }
+
+    /// `mount <type> <device> <target> [flags...] [data]`.
+    fn cmd_mount(&mut self, a: &[String]) -> CmdResult {
+        need(a, 3, "mount <type> <device> <target> [flags...] [data]")?;
+        let (fstype, dev, target) = (&a[0], &a[1], &a[2]);
+        let mut flags = MsFlags::empty();
+        let mut data: Vec<&str> = Vec::new();
+        for w in &a[3..] {
+            match mount_flag(w) {
+                Some(f) => flags |= f,
+                None => data.push(w),
+            }
+        }
+        let _ = std::fs::create_dir_all(target);
+        if !flags.intersects(MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_MOVE) {
+            wait_for_fs_type(fstype, Duration::from_secs(5));
+        }
+        let data = data.join(",");
+        let data_opt = if data.is_empty() { None } else { Some(data.as_str()) };
+        mount(Some(dev.as_str()), target.as_str(), Some(fstype.as_str()), flags, data_opt).map_err(|e| format!("mount {fstype} {dev} on {target}: {e}"))?;
+        info!("mounted {dev} ({fstype}) on {target}");
+        Ok(())
+    }
+}
+
+/// Modules load in the background during boot: give the filesystem's module
+/// a bounded time to register before mounting.
+fn wait_for_fs_type(fstype: &str, timeout: Duration) {
+    let listed = || {
+        std::fs::read_to_string("/proc/filesystems")
+            .map(|t| t.lines().any(|l| l.split_whitespace().last() == Some(fstype)))
+            .unwrap_or(true)
+    };
+    let deadline = Instant::now() + timeout;
+    while !listed() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Brings a network interface up (SIOCSIFFLAGS with IFF_UP).
+fn ifup(name: &str) -> CmdResult {
+    let sock = nix::sys::socket::socket(nix::sys::socket::AddressFamily::Inet, nix::sys::socket::SockType::Datagram, nix::sys::socket::SockFlag::SOCK_CLOEXEC, None)
+        .map_err(|e| format!("ifup: socket: {e}"))?;
+    // SAFETY: ifreq is plain data; the ioctls read/write it.
+    unsafe {
+        let mut req: libc::ifreq = std::mem::zeroed();
+        let bytes = name.as_bytes();
+        if bytes.len() >= req.ifr_name.len() {
+            return Err(format!("ifup: interface name {name:?} too long"));
+        }
+        for (i, b) in bytes.iter().enumerate() {
+            req.ifr_name[i] = *b as libc::c_char;
+        }
+        use std::os::fd::AsRawFd;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
+            return Err(format!("ifup {name}: {}", std::io::Error::last_os_error()));
+        }
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
+            return Err(format!("ifup {name}: {}", std::io::Error::last_os_error()));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,584 @@
+//! Service lifecycle inside the loop: start, stop, exit handling with the
+//! restart policy, ondemand sockets, output forwarding, state parameters.
+
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use accord_param::proto::ServiceInfo;
+use nix::sys::epoll::{EpollEvent, EpollFlags};
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, UnixAddr};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use tracing::{error, info, warn};
+
+use super::{Init, TimerKind, TOK_CMD_OUTPUT, TOK_SVC_OUTPUT, TOK_SVC_SOCKET};
+use crate::cfg::{Service, SocketType, StartMode};
+use crate::restart::{self, CrashHistory, ExitAction};
+use crate::spawn::{self, SpawnRequest};
+use crate::trace::boottime_us;
+
+/// OpenHarmony's service states, published as `startup.service.ctl.<name>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Idle,
+    Starting,
+    Running,
+    Stopping,
+    Stopped,
+    Error,
+    Disabled,
+    Critical,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Idle => "idle",
+            State::Starting => "starting",
+            State::Running => "running",
+            State::Stopping => "stopping",
+            State::Stopped => "stopped",
+            State::Error => "error",
+            State::Disabled => "disabled",
+            State::Critical => "critical",
+        }
+    }
+}
+
+pub struct ServiceRt {
+    pub cfg: Service,
+    pub state: State,
+    pub pid: Option<i32>,
+    pub history: CrashHistory,
+    pub restarts: u32,
+    /// init asked it to stop; its exit is not a crash.
+    pub stop_requested: bool,
+    /// Listening sockets init made for it, in `cfg.sockets` order.
+    pub sockets: Vec<OwnedFd>,
+    /// Its ondemand sockets are in the epoll set.
+    pub watching: bool,
+    pub output: Option<OwnedFd>,
+    /// Partial output line.
+    pub pending_line: Vec<u8>,
+    /// Bumped on every start; stale timers compare against it.
+    pub gen: u64,
+    pub started_at: Option<Instant>,
+    pub restart_pending: bool,
+}
+
+impl ServiceRt {
+    pub fn new(cfg: Service) -> ServiceRt {
+        let state = if cfg.disabled { State::Disabled } else { State::Idle };
+        ServiceRt {
+            cfg,
+            state,
+            pid: None,
+            history: CrashHistory::default(),
+            restarts: 0,
+            stop_requested: false,
+            sockets: Vec::new(),
+            watching: false,
+            output: None,
+            pending_line: Vec::new(),
+            gen: 0,
+            started_at: None,
+            restart_pending: false,
+        }
+    }
+
+    pub fn info(&self, users: &crate::users::Users) -> ServiceInfo {
+        let uid = self.cfg.uid.as_ref().and_then(|u| users.uid(u)).unwrap_or(0);
+        let gid = self.cfg.gid.first().and_then(|g| users.gid(g)).unwrap_or(0);
+        ServiceInfo {
+            name: self.cfg.name.clone(),
+            state: self.state.as_str().to_owned(),
+            pid: self.pid,
+            path: self.cfg.path.clone(),
+            uid,
+            gid,
+            start_mode: match self.cfg.start_mode {
+                StartMode::Boot => "boot",
+                StartMode::Normal => "normal",
+                StartMode::Condition => "condition",
+            }
+            .to_owned(),
+            critical: self.cfg.critical.enabled,
+            ondemand: self.cfg.ondemand,
+            once: self.cfg.once,
+            restarts: self.restarts,
+            sockets: self.cfg.sockets.iter().map(|s| s.name.clone()).collect(),
+            bootevents: self.cfg.bootevents.clone(),
+        }
+    }
+}
+
+impl Init {
+    pub(crate) fn service_index(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).copied()
+    }
+
+    pub(crate) fn service_infos(&self, name: Option<&str>) -> Vec<ServiceInfo> {
+        self.services.iter().filter(|s| name.is_none_or(|n| n == s.cfg.name)).map(|s| s.info(&self.users)).collect()
+    }
+
+    pub(super) fn publish_state(&mut self, idx: usize) {
+        let name = self.services[idx].cfg.name.clone();
+        let state = self.services[idx].state.as_str();
+        self.set_internal(&format!("startup.service.ctl.{name}"), state);
+    }
+
+    fn set_state(&mut self, idx: usize, state: State) {
+        if self.services[idx].state != state {
+            self.services[idx].state = state;
+            self.publish_state(idx);
+        }
+    }
+
+    pub(super) fn start_services_with_mode(&mut self, mode: StartMode) {
+        let idxs: Vec<usize> = (0..self.services.len())
+            .filter(|&i| {
+                let c = &self.services[i].cfg;
+                c.start_mode == mode && !c.disabled
+            })
+            .collect();
+        for idx in idxs {
+            if self.services[idx].cfg.ondemand {
+                self.prepare_ondemand(idx);
+            } else {
+                self.start_service(idx);
+            }
+        }
+    }
+
+    /// Creates a service's sockets if it has none yet.
+    fn ensure_sockets(&mut self, idx: usize) -> Result<(), String> {
+        if !self.services[idx].sockets.is_empty() || self.services[idx].cfg.sockets.is_empty() {
+            return Ok(());
+        }
+        let specs = self.services[idx].cfg.sockets.clone();
+        let mut fds = Vec::new();
+        for spec in &specs {
+            let fd = create_socket(spec, &self.users).map_err(|e| format!("socket {}: {e}", spec.name))?;
+            fds.push(fd);
+        }
+        self.services[idx].sockets = fds;
+        Ok(())
+    }
+
+    /// Ondemand: create the sockets and start the service on the first
+    /// connection (or datagram).
+    fn prepare_ondemand(&mut self, idx: usize) {
+        if let Err(e) = self.ensure_sockets(idx) {
+            error!("service {}: {e}", self.services[idx].cfg.name);
+            self.set_state(idx, State::Error);
+            return;
+        }
+        if self.services[idx].sockets.is_empty() {
+            warn!("service {} is ondemand but has no socket; starting it now", self.services[idx].cfg.name);
+            self.start_service(idx);
+            return;
+        }
+        self.watch_sockets(idx);
+    }
+
+    fn watch_sockets(&mut self, idx: usize) {
+        if self.services[idx].watching {
+            return;
+        }
+        for (i, fd) in self.services[idx].sockets.iter().enumerate() {
+            let tok = TOK_SVC_SOCKET | ((idx as u64) << 8) | i as u64;
+            if let Err(e) = self.epoll.add(fd.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, tok)) {
+                warn!("cannot watch socket of {}: {e}", self.services[idx].cfg.name);
+            }
+        }
+        self.services[idx].watching = true;
+        info!("service {} waits for its first connection", self.services[idx].cfg.name);
+    }
+
+    fn unwatch_sockets(&mut self, idx: usize) {
+        if !self.services[idx].watching {
+            return;
+        }
+        for fd in &self.services[idx].sockets {
+            let _ = self.epoll.delete(fd.as_fd());
+        }
+        self.services[idx].watching = false;
+    }
+
+    pub(super) fn ondemand_socket_ready(&mut self, low: usize) {
+        let idx = low >> 8;
+        if idx >= self.services.len() {
+            return;
+        }
+        self.unwatch_sockets(idx);
+        if self.services[idx].pid.is_none() && self.shutdown.is_none() {
+            info!("service {}: connection on its socket, starting it", self.services[idx].cfg.name);
+            self.start_service(idx);
+        }
+    }
+
+    /// Starts service `idx` unless it is running. Errors are logged and the
+    /// state becomes `error`; nothing propagates.
+    pub(crate) fn start_service(&mut self, idx: usize) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        let name = self.services[idx].cfg.name.clone();
+        if self.services[idx].pid.is_some() {
+            return;
+        }
+        self.services[idx].stop_requested = false;
+        self.services[idx].restart_pending = false;
+        if let Err(e) = self.ensure_sockets(idx) {
+            error!("service {name}: {e}");
+            self.set_state(idx, State::Error);
+            return;
+        }
+        self.unwatch_sockets(idx);
+        if let Some(job) = self.services[idx].cfg.jobs.pre_start.clone() {
+            self.run_job(&job);
+        }
+        self.set_state(idx, State::Starting);
+        let t0 = boottime_us();
+        let svc = &self.services[idx];
+        let res = spawn::spawn(SpawnRequest { svc: &svc.cfg, sockets: &svc.sockets, users: &self.users });
+        match res {
+            Ok(sp) => {
+                self.gen += 1;
+                let gen = self.gen;
+                let rt = &mut self.services[idx];
+                rt.pid = Some(sp.pid);
+                rt.gen = gen;
+                rt.started_at = Some(Instant::now());
+                if let Some(out) = sp.output {
+                    let _ = nix::fcntl::fcntl(out.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
+                    if let Err(e) = self.epoll.add(out.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, TOK_SVC_OUTPUT | idx as u64)) {
+                        warn!("cannot watch output of {name}: {e}");
+                    }
+                    self.services[idx].output = Some(out);
+                }
+                if !self.start_order.contains(&idx) {
+                    self.start_order.push(idx);
+                }
+                self.trace.span("service", &name, t0, boottime_us());
+                info!("service {name} started, pid {}", sp.pid);
+                for path in self.services[idx].cfg.writepid.clone() {
+                    if let Err(e) = std::fs::write(&path, format!("{}\n", sp.pid)) {
+                        warn!("service {name}: writepid {path}: {e}");
+                    }
+                }
+                self.set_internal(&format!("startup.service.ctl.{name}.pid"), &sp.pid.to_string());
+                self.set_state(idx, State::Running);
+                if let Some(job) = self.services[idx].cfg.jobs.on_start.clone() {
+                    self.run_job(&job);
+                }
+            }
+            Err(e) => {
+                error!("{e}");
+                self.set_state(idx, State::Error);
+            }
+        }
+    }
+
+    /// Asks service `idx` to stop: SIGTERM now, SIGKILL after a grace time.
+    pub(crate) fn stop_service(&mut self, idx: usize, grace: Duration) {
+        let rt = &mut self.services[idx];
+        rt.restart_pending = false;
+        rt.stop_requested = true;
+        let Some(pid) = rt.pid else {
+            if rt.state != State::Disabled {
+                let name = rt.cfg.name.clone();
+                self.unwatch_sockets(idx);
+                self.set_state(idx, State::Stopped);
+                info!("service {name} stopped (was not running)");
+            }
+            return;
+        };
+        let gen = rt.gen;
+        let console = rt.cfg.console;
+        info!("stopping service {} (pid {pid})", rt.cfg.name);
+        signal_group(pid, Signal::SIGTERM);
+        if console {
+            // An interactive shell ignores SIGTERM; a hangup ends it.
+            signal_group(pid, Signal::SIGHUP);
+        }
+        self.set_state(idx, State::Stopping);
+        self.add_timer(grace, TimerKind::StopKill { idx, gen });
+    }
+
+    pub(super) fn stop_kill(&mut self, idx: usize, gen: u64) {
+        let rt = &self.services[idx];
+        if rt.gen == gen {
+            if let Some(pid) = rt.pid {
+                warn!("service {} did not stop in time; killing it", rt.cfg.name);
+                signal_group(pid, Signal::SIGKILL);
+            }
+        }
+    }
+
+    /// Reaps every exited child: services, helpers and orphans.
+    pub(super) fn reap(&mut self) {
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => break,
+                Ok(WaitStatus::Exited(pid, code)) => self.child_exited(pid.as_raw(), format!("exit status {code}"), code == 0),
+                Ok(WaitStatus::Signaled(pid, sig, _)) => self.child_exited(pid.as_raw(), format!("killed by {sig}"), false),
+                Ok(_) => continue,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    warn!("waitpid: {e}");
+                    break;
+                }
+            }
+        }
+    }
+
+    fn child_exited(&mut self, pid: i32, how: String, _clean: bool) {
+        if let Some(h) = self.helpers.remove(&pid) {
+            info!("{} (pid {pid}) finished: {how}", h.name);
+            return;
+        }
+        let Some(idx) = self.services.iter().position(|s| s.pid == Some(pid)) else {
+            return; // an orphan re-parented to us
+        };
+        // Drain what it wrote before it died.
+        self.service_output(idx);
+        if let Some(out) = self.services[idx].output.take() {
+            let _ = self.epoll.delete(out.as_fd());
+        }
+        self.flush_pending_line(idx);
+        let name = self.services[idx].cfg.name.clone();
+        let stopped_by_init = self.services[idx].stop_requested;
+        self.services[idx].pid = None;
+        if stopped_by_init {
+            info!("service {name} (pid {pid}) stopped: {how}");
+        } else {
+            warn!("service {name} (pid {pid}) exited: {how}");
+        }
+        self.set_internal(&format!("startup.service.ctl.{name}.pid"), "0");
+        if let Some(job) = self.services[idx].cfg.jobs.on_stop.clone() {
+            self.run_job(&job);
+        }
+        if self.shutdown.is_some() {
+            self.set_state(idx, State::Stopped);
+            return;
+        }
+        let svc = self.services[idx].cfg.clone();
+        let action = restart::on_exit(&svc, &mut self.services[idx].history, Instant::now(), stopped_by_init);
+        match action {
+            ExitAction::Stay => self.set_state(idx, State::Stopped),
+            ExitAction::Rewatch => {
+                self.set_state(idx, State::Stopped);
+                self.watch_sockets(idx);
+            }
+            ExitAction::Panic => {
+                self.set_state(idx, State::Critical);
+                error!("critical service {name} exited {} times within {} s: rebooting into panic mode", svc.critical.count, svc.critical.period_secs);
+                self.begin_shutdown(super::PowerCmd::Panic(name), "critical service failure");
+            }
+            ExitAction::Restart { delay } => {
+                self.set_state(idx, State::Stopped);
+                self.services[idx].restart_pending = true;
+                let gen = self.services[idx].gen;
+                if delay.is_zero() {
+                    self.restart_timer(idx, gen);
+                } else {
+                    warn!("service {name} crashes too often; restarting it in {} s", delay.as_secs());
+                    self.add_timer(delay, TimerKind::Restart { idx, gen });
+                }
+            }
+        }
+    }
+
+    pub(super) fn restart_timer(&mut self, idx: usize, gen: u64) {
+        let rt = &self.services[idx];
+        if rt.gen != gen || !rt.restart_pending || rt.pid.is_some() {
+            return;
+        }
+        if let Some(job) = rt.cfg.jobs.on_restart.clone() {
+            self.run_job(&job);
+        }
+        self.services[idx].restarts += 1;
+        info!("restarting service {}", self.services[idx].cfg.name);
+        self.start_service(idx);
+    }
+
+    /// Forwards a service's output to the log, line by line.
+    pub(super) fn service_output(&mut self, idx: usize) {
+        let Some(fd) = self.services[idx].output.as_ref().map(|f| f.as_raw_fd()) else { return };
+        let mut buf = [0u8; 4096];
+        loop {
+            match nix::unistd::read(fd, &mut buf) {
+                Ok(0) => {
+                    if let Some(out) = self.services[idx].output.take() {
+                        let _ = self.epoll.delete(out.as_fd());
+                    }
+                    self.flush_pending_line(idx);
+                    break;
+                }
+                Ok(n) => {
+                    let pid = self.services[idx].pid.unwrap_or(0);
+                    let name = self.services[idx].cfg.name.clone();
+                    let rt = &mut self.services[idx];
+                    rt.pending_line.extend_from_slice(&buf[..n]);
+                    while let Some(pos) = rt.pending_line.iter().position(|&b| b == b'\n') {
+                        let line: Vec<u8> = rt.pending_line.drain(..=pos).collect();
+                        crate::log::service_line(&name, pid, &line[..line.len() - 1]);
+                    }
+                    if rt.pending_line.len() > 4096 {
+                        let line = std::mem::take(&mut rt.pending_line);
+                        crate::log::service_line(&name, pid, &line);
+                    }
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => break,
+            }
+        }
+    }
+
+    fn flush_pending_line(&mut self, idx: usize) {
+        let rt = &mut self.services[idx];
+        if !rt.pending_line.is_empty() {
+            let line = std::mem::take(&mut rt.pending_line);
+            crate::log::service_line(&rt.cfg.name, rt.pid.unwrap_or(0), &line);
+        }
+    }
+
+    /// Output of `exec` commands.
+    pub(super) fn cmd_output(&mut self, fd: RawFd) {
+        let mut buf = [0u8; 4096];
+        loop {
+            match nix::unistd::read(fd, &mut buf) {
+                Ok(0) => {
+                    if let Some((_, _, f)) = self.cmd_outputs.remove(&fd) {
+                        let _ = self.epoll.delete(f.as_fd());
+                    }
+                    break;
+                }
+                Ok(n) => {
+                    if let Some((name, pid, _)) = self.cmd_outputs.get(&fd) {
+                        for line in buf[..n].split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                            crate::log::service_line(name, *pid, line);
+                        }
+                    }
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// `exec`: runs a command in the background; `syncexec` waits for it.
+    pub(crate) fn exec_command(&mut self, argv: &[String], wait: bool) -> Result<(), String> {
+        let sp = spawn::spawn_command(argv).map_err(|e| e.to_string())?;
+        let name = argv[0].rsplit('/').next().unwrap_or(&argv[0]).to_owned();
+        if wait {
+            drop(sp.output);
+            loop {
+                match waitpid(Pid::from_raw(sp.pid), None) {
+                    Ok(WaitStatus::Exited(_, 0)) => return Ok(()),
+                    Ok(WaitStatus::Exited(_, c)) => return Err(format!("exited with status {c}")),
+                    Ok(WaitStatus::Signaled(_, s, _)) => return Err(format!("killed by {s}")),
+                    Ok(_) => continue,
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+        }
+        if let Some(out) = sp.output {
+            let fd = out.as_raw_fd();
+            let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
+            let _ = self.epoll.add(out.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, TOK_CMD_OUTPUT | fd as u64));
+            self.cmd_outputs.insert(fd, (name.clone(), sp.pid, out));
+        }
+        self.helpers.insert(sp.pid, super::Helper { name });
+        Ok(())
+    }
+
+    /// Forks a child of init that loads the modules listed in
+    /// `/etc/modules-load.d`, so probing devices does not hold up boot.
+    pub fn load_modules_in_background(&mut self) {
+        let names = crate::kmod::modules_load_list(&self.paths.modules_load_dir);
+        if names.is_empty() {
+            return;
+        }
+        // SAFETY: init is single-threaded; the child only loads modules
+        // and exits with _exit.
+        match unsafe { nix::unistd::fork() } {
+            Ok(nix::unistd::ForkResult::Child) => {
+                let code = load_modules(&names);
+                // SAFETY: leaving the forked child without running atexit.
+                unsafe { libc::_exit(code) };
+            }
+            Ok(nix::unistd::ForkResult::Parent { child }) => {
+                info!("loading {} kernel modules (pid {child})", names.len());
+                self.helpers.insert(child.as_raw(), super::Helper { name: "module loader".into() });
+            }
+            Err(e) => {
+                error!("cannot fork the module loader: {e}; loading modules inline");
+                load_modules(&names);
+            }
+        }
+    }
+}
+
+fn load_modules(names: &[String]) -> i32 {
+    let dir = crate::kmod::module_dir();
+    let dep = match crate::kmod::ModDep::load(&dir) {
+        Ok(d) => d,
+        Err(e) => {
+            warn!("{e}");
+            return 1;
+        }
+    };
+    let mut loaded = std::collections::HashSet::new();
+    let mut failed = 0;
+    let t0 = boottime_us();
+    for n in names {
+        if let Err(e) = crate::kmod::modprobe(&dep, n, "", &mut loaded) {
+            warn!("module {n}: {e}");
+            failed += 1;
+        }
+    }
+    info!("loaded {} module files in {} ms ({failed} failed)", loaded.len(), (boottime_us() - t0) / 1000);
+    i32::from(failed > 0)
+}
+
+/// Signals a service's process group (it is a session leader), falling back
+/// to the process alone.
+pub(super) fn signal_group(pid: i32, sig: Signal) {
+    if killpg(Pid::from_raw(pid), sig).is_err() {
+        let _ = kill(Pid::from_raw(pid), sig);
+    }
+}
+
+/// Makes a listening Unix socket at `/dev/unix/socket/<name>`.
+fn create_socket(spec: &crate::cfg::SocketSpec, users: &crate::users::Users) -> Result<OwnedFd, String> {
+    let ty = match spec.sock_type {
+        SocketType::Stream => SockType::Stream,
+        SocketType::Dgram => SockType::Datagram,
+        SocketType::SeqPacket => SockType::SeqPacket,
+    };
+    let fd = socket::socket(AddressFamily::Unix, ty, SockFlag::SOCK_CLOEXEC, None).map_err(|e| e.to_string())?;
+    let path = std::path::Path::new("/dev/unix/socket").join(&spec.name);
+    let _ = std::fs::create_dir_all("/dev/unix/socket");
+    let _ = std::fs::remove_file(&path);
+    let addr = UnixAddr::new(&path).map_err(|e| e.to_string())?;
+    socket::bind(fd.as_raw_fd(), &addr).map_err(|e| format!("bind {}: {e}", path.display()))?;
+    if ty != SockType::Datagram {
+        socket::listen(&fd, socket::Backlog::new(128).unwrap_or(socket::Backlog::MAXCONN)).map_err(|e| e.to_string())?;
+    }
+    if spec.passcred {
+        let _ = socket::setsockopt(&fd, socket::sockopt::PassCred, &true);
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(spec.permissions)).map_err(|e| e.to_string())?;
+    let uid = spec.uid.as_ref().and_then(|u| users.uid(u));
+    let gid = spec.gid.as_ref().and_then(|g| users.gid(g));
+    if uid.is_some() || gid.is_some() {
+        nix::unistd::chown(&path, uid.map(nix::unistd::Uid::from_raw), gid.map(nix::unistd::Gid::from_raw)).map_err(|e| e.to_string())?;
+    }
+    // SAFETY: converting an OwnedFd we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(fd)) })
+}

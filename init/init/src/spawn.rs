@@ -1,0 +1,247 @@
+//! Starting a service's process: credentials, capabilities, priority, CPU
+//! affinity, sockets handed over by init, and stdio (the console, or a pipe
+//! init reads into the log).
+//!
+//! Everything that can fail for a reason the cfg author must fix (unknown
+//! user, unknown capability, missing executable) is checked in the parent
+//! and reported as a [`SpawnError`] naming the service.
+
+use std::fs::OpenOptions;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::str::FromStr;
+
+use caps::{CapSet, Capability, CapsHashSet};
+use nix::sys::signal::{SigSet, SigmaskHow};
+use thiserror::Error;
+
+use crate::cfg::{Ident, Service};
+use crate::users::Users;
+
+#[derive(Debug, Error)]
+pub enum SpawnError {
+    #[error("service {service}: unknown user {user:?}")]
+    UnknownUser { service: String, user: String },
+    #[error("service {service}: unknown group {group:?}")]
+    UnknownGroup { service: String, group: String },
+    #[error("service {service}: unknown capability {cap:?}")]
+    UnknownCap { service: String, cap: String },
+    #[error("service {service}: cannot open the console: {source}")]
+    Console { service: String, source: std::io::Error },
+    #[error("service {service}: cannot make the output pipe: {source}")]
+    Pipe { service: String, source: nix::Error },
+    #[error("service {service}: cannot run {path}: {source}")]
+    Exec { service: String, path: String, source: std::io::Error },
+}
+
+/// A started process.
+#[derive(Debug)]
+pub struct Spawned {
+    pub pid: i32,
+    /// Read end of the pipe carrying the child's stdout and stderr (none for
+    /// console services).
+    pub output: Option<OwnedFd>,
+}
+
+/// Credentials resolved in the parent.
+struct Creds {
+    uid: Option<u32>,
+    gid: Option<u32>,
+    groups: Vec<u32>,
+}
+
+fn resolve_creds(svc: &Service, users: &Users) -> Result<Creds, SpawnError> {
+    let uid = match &svc.uid {
+        None => None,
+        Some(u) => Some(users.uid(u).ok_or_else(|| SpawnError::UnknownUser { service: svc.name.clone(), user: ident_text(u) })?),
+    };
+    let mut gids = Vec::new();
+    for g in &svc.gid {
+        gids.push(users.gid(g).ok_or_else(|| SpawnError::UnknownGroup { service: svc.name.clone(), group: ident_text(g) })?);
+    }
+    // Without an explicit gid, a named user's primary group is used.
+    let gid = gids.first().copied().or_else(|| svc.uid.as_ref().and_then(|u| users.primary_gid(u))).or(uid);
+    let groups = if gids.len() > 1 { gids[1..].to_vec() } else { Vec::new() };
+    Ok(Creds { uid, gid, groups })
+}
+
+fn ident_text(i: &Ident) -> String {
+    match i {
+        Ident::Name(n) => n.clone(),
+        Ident::Id(n) => n.to_string(),
+    }
+}
+
+fn resolve_caps(svc: &Service) -> Result<Option<CapsHashSet>, SpawnError> {
+    let Some(names) = &svc.caps else { return Ok(None) };
+    let mut set = CapsHashSet::new();
+    for n in names {
+        let full = if n.starts_with("CAP_") { n.clone() } else { format!("CAP_{n}") };
+        let cap = Capability::from_str(&full).map_err(|_| SpawnError::UnknownCap { service: svc.name.clone(), cap: n.clone() })?;
+        set.insert(cap);
+    }
+    Ok(Some(set))
+}
+
+/// Everything the child needs, prepared before fork.
+pub struct SpawnRequest<'a> {
+    pub svc: &'a Service,
+    /// Sockets init created for this service, in `svc.sockets` order.
+    pub sockets: &'a [OwnedFd],
+    pub users: &'a Users,
+}
+
+/// Forks and execs the service. Returns once exec succeeded or failed.
+pub fn spawn(req: SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
+    let svc = req.svc;
+    let creds = resolve_creds(svc, req.users)?;
+    let caps = resolve_caps(svc)?;
+    let mut cmd = Command::new(&svc.path[0]);
+    cmd.args(&svc.path[1..]);
+    cmd.env_clear();
+    cmd.env("PATH", std::env::var("PATH").unwrap_or_else(|_| "/bin:/sbin".into()));
+    cmd.env("HOME", "/");
+    for (k, v) in &svc.env {
+        cmd.env(k, v);
+    }
+    let mut socket_fds: Vec<RawFd> = Vec::new();
+    for (spec, fd) in svc.sockets.iter().zip(req.sockets) {
+        cmd.env(format!("OHOS_SOCKET_{}", spec.name), fd.as_raw_fd().to_string());
+        socket_fds.push(fd.as_raw_fd());
+    }
+    cmd.current_dir("/");
+
+    let mut output = None;
+    if svc.console {
+        let dev = console_device();
+        let open = || OpenOptions::new().read(true).write(true).open(&dev);
+        let mk = |r: std::io::Result<std::fs::File>| r.map_err(|source| SpawnError::Console { service: svc.name.clone(), source });
+        cmd.stdin(Stdio::from(mk(open())?));
+        cmd.stdout(Stdio::from(mk(open())?));
+        cmd.stderr(Stdio::from(mk(open())?));
+    } else {
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|source| SpawnError::Pipe { service: svc.name.clone(), source })?;
+        let w2 = w.try_clone().map_err(|e| SpawnError::Pipe { service: svc.name.clone(), source: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)) })?;
+        cmd.stdin(Stdio::null());
+        cmd.stdout(Stdio::from(w));
+        cmd.stderr(Stdio::from(w2));
+        output = Some(r);
+    }
+
+    let console = svc.console;
+    let importance = svc.importance;
+    let cpucore = svc.cpucore.clone();
+    // SAFETY: init is single-threaded, so the child may allocate; the
+    // closure only calls into the kernel and the caps crate.
+    unsafe {
+        cmd.pre_exec(move || child_setup(console, importance, &cpucore, &socket_fds, &creds, caps.as_ref()));
+    }
+    let child = cmd.spawn().map_err(|source| SpawnError::Exec { service: svc.name.clone(), path: svc.path[0].clone(), source })?;
+    let pid = child.id() as i32;
+    // The Child handle is dropped without waiting: init reaps every pid.
+    drop(child);
+    Ok(Spawned { pid, output })
+}
+
+fn child_setup(
+    console: bool,
+    importance: i32,
+    cpucore: &[u32],
+    socket_fds: &[RawFd],
+    creds: &Creds,
+    caps: Option<&CapsHashSet>,
+) -> std::io::Result<()> {
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    nix::unistd::setsid()?;
+    if console {
+        // Make the console this session's controlling terminal, so job
+        // control and ^C work in the shell.
+        // SAFETY: TIOCSCTTY on fd 0 with arg 0.
+        unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) };
+    }
+    if importance != 0 {
+        // SAFETY: plain syscall.
+        unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, importance) };
+    }
+    if !cpucore.is_empty() {
+        let mut set = nix::sched::CpuSet::new();
+        for &c in cpucore {
+            let _ = set.set(c as usize);
+        }
+        let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
+    }
+    for &fd in socket_fds {
+        nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()))?;
+    }
+    if let Some(set) = caps {
+        // Bounding set: keep only the listed capabilities.
+        for cap in caps::all() {
+            if !set.contains(&cap) {
+                let _ = caps::drop(None, CapSet::Bounding, cap);
+            }
+        }
+        // SAFETY: prctl with integer args.
+        unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
+    }
+    let gids: Vec<nix::unistd::Gid> = creds.groups.iter().map(|&g| nix::unistd::Gid::from_raw(g)).collect();
+    if creds.uid.is_some() || creds.gid.is_some() {
+        nix::unistd::setgroups(&gids)?;
+    }
+    if let Some(g) = creds.gid {
+        nix::unistd::setgid(nix::unistd::Gid::from_raw(g))?;
+    }
+    if let Some(u) = creds.uid {
+        nix::unistd::setuid(nix::unistd::Uid::from_raw(u))?;
+    }
+    if let Some(set) = caps {
+        let err = |e: caps::errors::CapsError| std::io::Error::other(e.to_string());
+        caps::set(None, CapSet::Permitted, set).map_err(err)?;
+        caps::set(None, CapSet::Effective, set).map_err(err)?;
+        caps::set(None, CapSet::Inheritable, set).map_err(err)?;
+        caps::clear(None, CapSet::Ambient).map_err(err)?;
+        for cap in set {
+            caps::raise(None, CapSet::Ambient, *cap).map_err(err)?;
+        }
+        // SAFETY: prctl with integer args.
+        unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    }
+    Ok(())
+}
+
+/// The terminal behind /dev/console (e.g. /dev/ttyAMA0): a shell on it can
+/// take it as its controlling terminal, so job control and ^C work, which
+/// /dev/console itself does not allow.
+fn console_device() -> std::path::PathBuf {
+    let active = std::fs::read_to_string("/sys/class/tty/console/active").unwrap_or_default();
+    if let Some(name) = active.split_whitespace().last() {
+        let p = std::path::Path::new("/dev").join(name);
+        if p.exists() {
+            return p;
+        }
+    }
+    "/dev/console".into()
+}
+
+/// Runs a one-off command (`exec`/`syncexec`) with init's environment and
+/// stdio going to the log pipe. Returns the pid and the output pipe.
+pub fn spawn_command(argv: &[String]) -> Result<Spawned, SpawnError> {
+    let name = argv.first().cloned().unwrap_or_default();
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|source| SpawnError::Pipe { service: name.clone(), source })?;
+    // SAFETY: w is a fresh fd we own; dup gives a second owner.
+    let w2 = unsafe { OwnedFd::from_raw_fd(libc::dup(w.as_raw_fd())) };
+    let mut cmd = Command::new(&name);
+    cmd.args(&argv[1..]).stdin(Stdio::null()).stdout(Stdio::from(w)).stderr(Stdio::from(w2));
+    // SAFETY: single-threaded parent; only syscalls in the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+            nix::unistd::setsid()?;
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().map_err(|source| SpawnError::Exec { service: name.clone(), path: name.clone(), source })?;
+    let pid = child.id() as i32;
+    drop(child);
+    Ok(Spawned { pid, output: Some(r) })
+}

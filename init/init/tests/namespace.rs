@@ -1,0 +1,335 @@
+//! Host integration tests: the real init as PID 1 in namespaces over a
+//! temporary root (see `fixture`). Each test boots its own init in well
+//! under a second.
+
+mod fixture;
+
+use std::time::Duration;
+
+use fixture::Fixture;
+
+const SEC: Duration = Duration::from_secs(1);
+
+fn host_pids_in_ns(f: &Fixture) -> Vec<(i32, i32, char)> {
+    // (host pid, ns pid, state) of every process in init's pid namespace.
+    let Some(init) = f.init_pid() else { return vec![] };
+    let Ok(ns) = std::fs::read_link(format!("/proc/{init}/ns/pid")) else { return vec![] };
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        if std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok().as_ref() != Some(&ns) {
+            continue;
+        }
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { continue };
+        let nspid = status.lines().find_map(|l| l.strip_prefix("NSpid:")).and_then(|l| l.split_whitespace().last()).and_then(|x| x.parse().ok());
+        let state = status.lines().find_map(|l| l.strip_prefix("State:")).and_then(|l| l.trim().chars().next()).unwrap_or('?');
+        if let Some(nspid) = nspid {
+            out.push((pid, nspid, state));
+        }
+    }
+    out
+}
+
+fn host_pid(f: &Fixture, ns_pid: i32) -> i32 {
+    host_pids_in_ns(f).into_iter().find(|p| p.1 == ns_pid).map(|p| p.0).expect("process in namespace")
+}
+
+fn read(f: &Fixture, rel: &str) -> String {
+    std::fs::read_to_string(f.path(rel)).unwrap_or_default()
+}
+
+#[test]
+fn jobs_run_in_order_and_services_start_by_mode() {
+    let cfg = r#"{
+      "jobs": [
+        {"name": "boot", "cmds": ["syncexec /data/mark boot"]},
+        {"name": "pre-init", "cmds": ["syncexec /data/mark pre-init"]},
+        {"name": "post-fs-data", "cmds": ["syncexec /data/mark post-fs-data", "mkdir /data/made 0750"]},
+        {"name": "init", "cmds": ["syncexec /data/mark init", "hostname accord-test", "setparam test.from.cfg hello"]},
+        {"name": "post-init", "cmds": ["syncexec /data/mark post-init"]}
+      ],
+      "services": [
+        {"name": "late", "path": ["/bin/sleep", "1000"]},
+        {"name": "early", "path": ["/bin/sleep", "1000"], "start-mode": "boot"},
+        {"name": "manual", "path": ["/bin/sleep", "1000"], "start-mode": "condition"},
+        {"name": "off", "path": ["/bin/sleep", "1000"], "disabled": 1}
+      ]
+    }"#;
+    let mut f = Fixture::new(cfg, &[("data/mark", "#!/bin/sh\necho \"$1\" >> /data/order\n")]);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(f.path("data/mark"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    f.boot();
+    assert!(f.wait_param("startup.service.ctl.late", "running", 5 * SEC), "log:\n{}", f.log_text());
+    assert_eq!(read(&f, "data/order"), "pre-init\ninit\npost-init\npost-fs-data\nboot\n");
+    let early: i32 = f.get("startup.service.ctl.early.pid").unwrap().parse().unwrap();
+    let late: i32 = f.get("startup.service.ctl.late.pid").unwrap().parse().unwrap();
+    assert!(early < late, "boot-mode service starts before normal ones ({early} vs {late})");
+    assert_eq!(f.get("startup.service.ctl.manual").as_deref(), Some("idle"));
+    assert_eq!(f.get("startup.service.ctl.off").as_deref(), Some("disabled"));
+    assert_eq!(f.get("test.from.cfg").as_deref(), Some("hello"));
+    assert_eq!(std::fs::metadata(f.path("data/made")).unwrap().permissions().mode() & 0o777, 0o750);
+    // hostname was set inside the UTS namespace only.
+    let pid = f.init_pid().unwrap();
+    let out = std::process::Command::new("nsenter").args(["-t", &pid.to_string(), "-u", "hostname"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "accord-test");
+    // start a condition service by control parameter, then stop it.
+    let (rc, _, err) = f.begetctl(&["start_service", "manual"]);
+    assert_eq!(rc, 0, "{err}");
+    assert!(f.wait_param("startup.service.ctl.manual", "running", 5 * SEC));
+    let (rc, _, err) = f.begetctl(&["stop_service", "manual"]);
+    assert_eq!(rc, 0, "{err}");
+    assert!(f.wait_param("startup.service.ctl.manual", "stopped", 5 * SEC));
+    // dump_service shows them.
+    let (rc, out, _) = f.begetctl(&["dump_service", "all"]);
+    assert_eq!(rc, 0);
+    for name in ["late", "early", "manual", "off"] {
+        assert!(out.contains(name), "dump_service lacks {name}:\n{out}");
+    }
+}
+
+#[test]
+fn killed_service_is_restarted_and_stopped_one_is_not() {
+    let cfg = r#"{"services": [{"name": "victim", "path": ["/bin/sleep", "1000"]}]}"#;
+    let mut f = Fixture::new(cfg, &[]);
+    f.boot();
+    assert!(f.wait_param("startup.service.ctl.victim", "running", 5 * SEC));
+    let old: i32 = f.get("startup.service.ctl.victim.pid").unwrap().parse().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(host_pid(&f, old)), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let restarted = f.wait_until(5 * SEC, || {
+        let p = f.get("startup.service.ctl.victim.pid").unwrap_or_default();
+        p != old.to_string() && p != "0" && f.get("startup.service.ctl.victim").as_deref() == Some("running")
+    });
+    assert!(restarted, "victim not restarted; log:\n{}", f.log_text());
+    assert!(f.log_text().contains("victim"), "exit is logged with the service name");
+    // Stopped through init: it stays stopped.
+    f.begetctl(&["service_control", "stop", "victim"]);
+    assert!(f.wait_param("startup.service.ctl.victim", "stopped", 5 * SEC));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(f.get("startup.service.ctl.victim").as_deref(), Some("stopped"));
+}
+
+#[test]
+fn critical_service_crashing_requests_panic_reboot() {
+    let cfg = r#"{
+      "jobs": [{"name": "pre-init", "cmds": ["mkdir /data/log", "mkdir /data/log/startup"]}],
+      "services": [
+        {"name": "heart", "path": ["/bin/sh", "-c", "exit 3"], "critical": [1, 3, 60]},
+        {"name": "bystander", "path": ["/bin/sh", "-c", "trap 'echo term > /data/bystander; exit 0' TERM; while :; do sleep 0.05; done"]}
+      ]
+    }"#;
+    let mut f = Fixture::new(cfg, &[]);
+    f.boot();
+    let st = f.wait_exit(15 * SEC).expect("init rebooted");
+    assert_eq!(Fixture::exit_signal(&st), Some(libc::SIGHUP), "reboot(2) ends a pid namespace with SIGHUP; got {st:?}; log:\n{}", f.log_text());
+    let record = read(&f, "data/log/startup/last_panic");
+    assert!(record.starts_with("service=heart "), "panic recorded: {record:?}");
+    assert_eq!(read(&f, "data/bystander").trim(), "term", "other services were stopped in order");
+    assert!(f.log_text().contains("critical service heart"), "log:\n{}", f.log_text());
+}
+
+#[test]
+fn ondemand_service_starts_on_first_connection_and_is_watched_again() {
+    let cfg = r#"{
+      "services": [{
+        "name": "lazy", "path": ["/bin/sh", "-c", "echo \"fd=$OHOS_SOCKET_lazysock\" >> /data/lazy; sleep 0.2"],
+        "ondemand": true,
+        "socket": [{"name": "lazysock", "family": "AF_UNIX", "type": "SOCK_STREAM", "protocol": "default", "permissions": "0660", "uid": "system", "gid": "system"}]
+      }]
+    }"#;
+    let mut f = Fixture::new(cfg, &[]);
+    f.boot();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_ne!(f.get("startup.service.ctl.lazy").as_deref(), Some("running"));
+    assert_eq!(read(&f, "data/lazy"), "");
+    let pid = f.init_pid().unwrap();
+    let sock = format!("/proc/{pid}/root/dev/unix/socket/lazysock");
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let md = std::fs::metadata(&sock).unwrap();
+    assert_eq!(md.permissions().mode() & 0o777, 0o660);
+    assert_eq!((md.uid(), md.gid()), (1000, 1000));
+    let _c1 = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    assert!(f.wait_until(5 * SEC, || read(&f, "data/lazy").lines().count() == 1), "log:\n{}", f.log_text());
+    assert!(read(&f, "data/lazy").starts_with("fd="), "socket fd handed over in OHOS_SOCKET_lazysock");
+    // It exits after 0.2 s; init watches the socket again. The first
+    // connection is still queued, so it starts again at once; a second
+    // round proves it was re-armed.
+    assert!(f.wait_until(5 * SEC, || read(&f, "data/lazy").lines().count() >= 2), "log:\n{}", f.log_text());
+}
+
+#[test]
+fn persist_params_survive_a_reboot_and_const_is_write_once() {
+    let cfg = r#"{"jobs": [{"name": "post-fs-data", "cmds": ["load_persist_params"]}]}"#;
+    let mut f = Fixture::new(cfg, &[("etc/param/test.para", "const.test.model = accord-1\npersist.test.default=from-file\n")]);
+    f.boot();
+    let c = f.client();
+    assert_eq!(c.get("const.test.model").unwrap(), "accord-1");
+    c.set("persist.test.v", "42").unwrap();
+    assert!(c.set("const.test.model", "other").is_err(), "const.* is write-once");
+    let saved = read(&f, "data/service/el1/startup/parameters/persist_parameters");
+    assert!(saved.contains("persist.test.v=42"), "saved file: {saved:?}");
+    let (rc, _, err) = f.begetctl(&["reboot"]);
+    assert_eq!(rc, 0, "{err}");
+    let st = f.wait_exit(10 * SEC).expect("init rebooted");
+    assert_eq!(Fixture::exit_signal(&st), Some(libc::SIGHUP));
+    // Second boot on the same root.
+    let mut f2 = Fixture::reuse(f);
+    f2.boot();
+    assert_eq!(f2.get("persist.test.v").as_deref(), Some("42"));
+}
+
+#[test]
+fn orphans_are_reaped() {
+    let cfg = r#"{"services": [{"name": "parent", "path": ["/bin/sh", "-c", "for i in 1 2 3 4 5; do (sleep 0.1 &); done; exec sleep 1000"]}]}"#;
+    let mut f = Fixture::new(cfg, &[]);
+    f.boot();
+    assert!(f.wait_param("startup.service.ctl.parent", "running", 5 * SEC));
+    std::thread::sleep(Duration::from_millis(700));
+    let procs = host_pids_in_ns(&f);
+    let zombies: Vec<_> = procs.iter().filter(|p| p.2 == 'Z').collect();
+    assert!(zombies.is_empty(), "zombies left: {zombies:?}");
+    assert!(procs.len() <= 3, "orphans finished and were reaped: {procs:?}");
+}
+
+#[test]
+fn param_cli_and_dac_for_non_root_callers() {
+    let cfg = r#"{
+      "jobs": [{"name": "pre-init", "cmds": ["mkdir /data/dac 0777"]}],
+      "services": [{
+        "name": "unpriv", "uid": "system", "gid": ["system", "log"], "once": 1,
+        "path": ["/bin/sh", "-c", "param set test.open.a 1; echo open=$? >> /data/dac/r; param set test.locked.a 1 2>>/data/dac/err; echo locked=$? >> /data/dac/r; param set test.grp.a 1; echo grp=$? >> /data/dac/r; param get test.secret.a >/dev/null 2>>/data/dac/err; echo secret=$? >> /data/dac/r; id -u >> /data/dac/r"]
+      }]
+    }"#;
+    let dac = "test.open. = root:root:0777\ntest.locked. = root:root:0775\ntest.grp. = root:log:0770\ntest.secret. = root:root:0770\n";
+    let mut f = Fixture::new(cfg, &[("etc/param/test.para.dac", dac), ("etc/param/t.para", "test.secret.a=s\n")]);
+    f.boot();
+    assert!(f.wait_until(5 * SEC, || read(&f, "data/dac/r").lines().count() == 5), "log:\n{}", f.log_text());
+    assert_eq!(read(&f, "data/dac/r"), "open=0\nlocked=1\ngrp=0\nsecret=1\n1000\n");
+    let err = read(&f, "data/dac/err");
+    assert!(err.contains("test.locked.a") && err.to_lowercase().contains("permission"), "clear denial message: {err}");
+    // The CLI from the host (root).
+    let (rc, _, _) = f.begetctl(&["param", "set", "test.cli", "v1"]);
+    assert_eq!(rc, 0);
+    let (rc, out, _) = f.begetctl(&["param", "get", "test.cli"]);
+    assert_eq!((rc, out.trim()), (0, "v1"));
+    let (rc, _, err) = f.begetctl(&["param", "get", "test.nope"]);
+    assert_eq!(rc, 1);
+    assert!(err.contains("test.nope"), "{err}");
+    let long = "x".repeat(200);
+    let (rc, _, err) = f.begetctl(&["param", "set", "test.long", &long]);
+    assert_ne!(rc, 0);
+    assert!(err.contains("test.long"), "{err}");
+    let (rc, _, err) = f.begetctl(&["param", "wait", "test.never", "1", "1"]);
+    assert_ne!(rc, 0, "wait times out");
+    assert!(err.to_lowercase().contains("time"), "{err}");
+    let (rc, out, _) = f.begetctl(&["param", "ls", "-r", "test."]);
+    assert_eq!(rc, 0);
+    assert!(out.contains("test.cli") && out.contains("v1"), "{out}");
+}
+
+#[test]
+fn wait_watch_and_param_triggers() {
+    let cfg = r#"{"jobs": [
+        {"name": "param:test.trigger=go", "cmds": ["setparam test.triggered yes"]},
+        {"name": "param:test.both", "condition": "test.a=1 && (test.b=x* || test.c=*)", "cmds": ["setparam test.both.fired 1"]}
+    ]}"#;
+    let mut f = Fixture::new(cfg, &[]);
+    f.boot();
+    let c = f.client();
+    let waiter = {
+        let sock = f.socket();
+        std::thread::spawn(move || accord_param::client::Client::connect_to(&sock).unwrap().wait("test.later", "ready", Duration::from_secs(5)))
+    };
+    let mut watch = f.client().watch("test.w.").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    c.set("test.w.one", "1").unwrap();
+    c.set("test.later", "ready").unwrap();
+    assert!(waiter.join().unwrap().is_ok(), "wait returns when the value arrives");
+    let ev = watch.next().expect("watch event").expect("watch ok");
+    assert_eq!(ev, ("test.w.one".to_string(), "1".to_string()));
+    c.set("test.trigger", "go").unwrap();
+    assert_eq!(c.get("test.triggered").unwrap(), "yes");
+    c.set("test.a", "1").unwrap();
+    assert!(c.get_opt("test.both.fired").unwrap().is_none());
+    c.set("test.b", "xyz").unwrap();
+    assert_eq!(c.get("test.both.fired").unwrap(), "1");
+}
+
+#[test]
+fn bootevents_complete_the_boot_and_write_a_trace() {
+    let cfg = r#"{
+      "jobs": [{"name": "pre-init", "cmds": ["mkdir /data/log", "mkdir /data/log/startup"]}],
+      "services": [
+        {"name": "ev1", "path": ["/bin/sh", "-c", "sleep 0.2; param set bootevent.ev1.ready true; exec sleep 1000"], "bootevents": ["bootevent.ev1.ready"]},
+        {"name": "ev2", "path": ["/bin/sh", "-c", "param set bootevent.ev2.ready true; exec sleep 1000"], "bootevents": "bootevent.ev2.ready"}
+      ]
+    }"#;
+    let mut f = Fixture::new(cfg, &[]);
+    f.boot();
+    assert!(f.wait_param("bootevent.boot.completed", "true", 5 * SEC), "log:\n{}", f.log_text());
+    let t1: u64 = f.get("ohos.boot.time.ev1.ready").unwrap().parse().unwrap();
+    let t2: u64 = f.get("ohos.boot.time.ev2.ready").unwrap().parse().unwrap();
+    let done: u64 = f.get("ohos.boot.time.boot.completed").unwrap().parse().unwrap();
+    assert!(t2 <= done && t1 <= done && t1 > 0);
+    let trace: serde_json::Value = serde_json::from_str(&read(&f, "data/log/startup/bootup.trace")).expect("trace is JSON");
+    let events = trace["traceEvents"].as_array().unwrap();
+    let names: Vec<&str> = events.iter().filter_map(|e| e["name"].as_str()).collect();
+    assert!(names.contains(&"pre-init") && names.contains(&"ev1") && names.contains(&"ev2"), "{names:?}");
+    assert!(events.iter().all(|e| e["ph"] == "X" && e["ts"].as_u64().is_some()));
+}
+
+#[test]
+fn malformed_cfg_is_reported_and_boot_goes_on() {
+    let cfg = r#"{"services": [
+        {"name": "good", "path": ["/bin/sleep", "1000"]},
+        {"name": "bad-uid", "path": ["/bin/sleep", "1000"], "uid": {"x": 1}},
+        {"name": "no-such-binary", "path": ["/nonexistent/daemon"]},
+        {"name": "unknown-user", "path": ["/bin/sleep", "1000"], "uid": "nobody-here"}
+    ], "jobs": [{"name": "init", "cmds": ["frobnicate now", "mkdir"]}]}"#;
+    let mut f = Fixture::new(cfg, &[("etc/init/broken.cfg", "{\"services\": [ {\"name\": \"x\",, } ]}"), ("etc/init/ok.cfg", r#"{"services": [{"name": "second", "path": ["/bin/sleep", "1000"]}]}"#)]);
+    f.boot();
+    assert!(f.wait_param("startup.service.ctl.second", "running", 5 * SEC), "log:\n{}", f.log_text());
+    assert!(f.wait_param("startup.service.ctl.good", "running", 5 * SEC));
+    assert_eq!(f.get("startup.service.ctl.no-such-binary").as_deref(), Some("error"));
+    assert_eq!(f.get("startup.service.ctl.unknown-user").as_deref(), Some("error"));
+    let log = f.log_text();
+    assert!(log.contains("/etc/init/broken.cfg") && log.contains("line 1"), "syntax error names file and position:\n{log}");
+    assert!(log.contains("bad-uid") && log.contains("uid"), "field error names the service and field:\n{log}");
+    assert!(log.contains("frobnicate"), "unknown command is reported:\n{log}");
+    assert!(log.contains("nobody-here"), "unknown user is reported:\n{log}");
+    assert!(log.contains("/nonexistent/daemon"), "missing executable is reported:\n{log}");
+}
+
+#[test]
+fn garbage_on_the_param_socket_does_not_hurt_init() {
+    use std::io::{Read, Write};
+    let mut f = Fixture::new(r#"{"services": []}"#, &[]);
+    f.boot();
+    let sock = f.socket();
+    for junk in [&b"\xff\xff\xff\xff"[..], b"\x05\x00\x00\x00hello", b"\x02\x00\x00\x00{}", b""] {
+        let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+        s.write_all(junk).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+    }
+    f.client().set("test.after.garbage", "fine").unwrap();
+    assert_eq!(f.get("test.after.garbage").as_deref(), Some("fine"));
+}
+
+#[test]
+fn poweroff_signal_stops_services_and_powers_off() {
+    let cfg = r#"{"services": [
+        {"name": "first", "path": ["/bin/sh", "-c", "trap 'echo first >> /data/stops; exit 0' TERM; while :; do sleep 0.05; done"]},
+        {"name": "second", "path": ["/bin/sh", "-c", "trap 'echo second >> /data/stops; exit 0' TERM; while :; do sleep 0.05; done"]}
+    ]}"#;
+    let mut f = Fixture::new(cfg, &[]);
+    f.boot();
+    assert!(f.wait_param("startup.service.ctl.second", "running", 5 * SEC));
+    std::thread::sleep(Duration::from_millis(200));
+    // busybox `poweroff` sends SIGUSR2 to PID 1.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(f.init_pid().unwrap()), nix::sys::signal::Signal::SIGUSR2).unwrap();
+    let st = f.wait_exit(10 * SEC).expect("powered off");
+    assert_eq!(Fixture::exit_signal(&st), Some(libc::SIGINT), "RB_POWER_OFF ends a pid namespace with SIGINT; log:\n{}", f.log_text());
+    let stops = read(&f, "data/stops");
+    assert_eq!(stops.lines().count(), 2, "both services got SIGTERM: {stops:?}");
+}

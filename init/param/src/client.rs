@@ -1,0 +1,143 @@
+//! A synchronous client of the parameter service.
+
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::proto::{read_frame, write_frame, ErrorKind, Request, Response, ServiceInfo};
+use crate::ParamError;
+
+/// One connection to init's parameter service. Requests are answered in
+/// order; keep a `Client` around to avoid a connect per call.
+#[derive(Debug)]
+pub struct Client {
+    stream: UnixStream,
+}
+
+fn server_error(kind: ErrorKind, message: String) -> ParamError {
+    ParamError::Server { kind, message }
+}
+
+impl Client {
+    /// Connects to [`crate::socket_path`].
+    pub fn connect() -> Result<Client, ParamError> {
+        Client::connect_to(&crate::socket_path())
+    }
+
+    pub fn connect_to(path: &Path) -> Result<Client, ParamError> {
+        let stream = UnixStream::connect(path).map_err(|source| ParamError::Connect { path: path.display().to_string(), source })?;
+        Ok(Client { stream })
+    }
+
+    fn call(&self, req: &Request) -> Result<Response, ParamError> {
+        let mut s = &self.stream;
+        write_frame(&mut s, req)?;
+        match read_frame::<Response>(&mut s)? {
+            Some(Response::Error { kind, message }) => Err(server_error(kind, message)),
+            Some(r) => Ok(r),
+            None => Err(ParamError::Protocol("the parameter service closed the connection".into())),
+        }
+    }
+
+    fn expect_ok(&self, req: &Request) -> Result<(), ParamError> {
+        match self.call(req)? {
+            Response::Ok => Ok(()),
+            other => Err(ParamError::Protocol(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// The value of `name`; `NotFound` (as a server error) when unset.
+    pub fn get(&self, name: &str) -> Result<String, ParamError> {
+        match self.call(&Request::Get { name: name.to_owned() })? {
+            Response::Value { value } => Ok(value),
+            other => Err(ParamError::Protocol(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// The value of `name`, or `None` when it is not set.
+    pub fn get_opt(&self, name: &str) -> Result<Option<String>, ParamError> {
+        match self.get(name) {
+            Ok(v) => Ok(Some(v)),
+            Err(ParamError::Server { kind: ErrorKind::NotFound, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn set(&self, name: &str, value: &str) -> Result<(), ParamError> {
+        // Checked here too so the message is immediate and names the limit.
+        crate::name::validate_name(name)?;
+        crate::name::validate_value(name, value)?;
+        self.expect_ok(&Request::Set { name: name.to_owned(), value: value.to_owned() })
+    }
+
+    /// `(name, value)` of every readable parameter under `prefix`, sorted.
+    pub fn list(&self, prefix: &str) -> Result<Vec<(String, String)>, ParamError> {
+        match self.call(&Request::List { prefix: prefix.to_owned() })? {
+            Response::List { entries } => Ok(entries),
+            other => Err(ParamError::Protocol(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Blocks until `name` matches `pattern` (`*` globs) or `timeout`.
+    pub fn wait(&self, name: &str, pattern: &str, timeout: Duration) -> Result<(), ParamError> {
+        let req = Request::Wait { name: name.to_owned(), pattern: pattern.to_owned(), timeout_ms: timeout.as_millis() as u64 };
+        match self.expect_ok(&req) {
+            Err(ParamError::Server { kind: ErrorKind::Timeout, .. }) => Err(ParamError::Timeout { name: name.to_owned() }),
+            r => r,
+        }
+    }
+
+    /// Turns this connection into a stream of changes under `prefix`.
+    pub fn watch(self, prefix: &str) -> Result<Watcher, ParamError> {
+        self.expect_ok(&Request::Watch { prefix: prefix.to_owned() })?;
+        Ok(Watcher { client: self })
+    }
+
+    /// Writes persistent parameters to disk now (root only).
+    pub fn save(&self) -> Result<(), ParamError> {
+        self.expect_ok(&Request::Save)
+    }
+
+    pub fn dump_services(&self, name: Option<&str>) -> Result<Vec<ServiceInfo>, ParamError> {
+        match self.call(&Request::DumpServices { name: name.map(str::to_owned) })? {
+            Response::Services { services } => Ok(services),
+            other => Err(ParamError::Protocol(format!("unexpected reply {other:?}"))),
+        }
+    }
+}
+
+/// Changes pushed by the server after [`Client::watch`].
+#[derive(Debug)]
+pub struct Watcher {
+    client: Client,
+}
+
+impl Iterator for Watcher {
+    type Item = Result<(String, String), ParamError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut s = &self.client.stream;
+        match read_frame::<Response>(&mut s) {
+            Ok(Some(Response::Changed { name, value })) => Some(Ok((name, value))),
+            Ok(Some(Response::Error { kind, message })) => Some(Err(server_error(kind, message))),
+            Ok(Some(other)) => Some(Err(ParamError::Protocol(format!("unexpected push {other:?}")))),
+            Ok(None) => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
+}
+
+/// `get` on a fresh connection.
+pub fn get(name: &str) -> Result<String, ParamError> {
+    Client::connect()?.get(name)
+}
+
+/// `set` on a fresh connection.
+pub fn set(name: &str, value: &str) -> Result<(), ParamError> {
+    Client::connect()?.set(name, value)
+}
+
+/// `wait` on a fresh connection.
+pub fn wait(name: &str, pattern: &str, timeout: Duration) -> Result<(), ParamError> {
+    Client::connect()?.wait(name, pattern, timeout)
+}

@@ -1,0 +1,233 @@
+//! The wire protocol between clients and init's parameter service.
+//!
+//! A stream Unix socket carries frames: a little-endian `u32` length, then
+//! that many bytes of JSON. Each request gets one response, in order;
+//! `Watch` additionally makes the server push `Changed` frames. Decoding
+//! never panics: garbage, oversized or truncated input is a
+//! [`ParamError::Protocol`].
+
+use std::io::{Read, Write};
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::ParamError;
+
+/// Largest frame body accepted, in bytes.
+pub const MAX_FRAME: usize = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    Get { name: String },
+    Set { name: String, value: String },
+    /// Every readable parameter whose name starts with `prefix`.
+    List { prefix: String },
+    /// Returns once `name` matches `pattern` (`*` globs), or `Timeout`.
+    Wait { name: String, pattern: String, timeout_ms: u64 },
+    /// Subscribes this connection to changes under `prefix`.
+    Watch { prefix: String },
+    /// Writes `persist.*` parameters to disk now.
+    Save,
+    /// Services known to init (all, or one by name).
+    DumpServices { name: Option<String> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    InvalidName,
+    ValueTooLong,
+    InvalidValue,
+    PermissionDenied,
+    NotFound,
+    ReadOnly,
+    TypeMismatch,
+    Timeout,
+    Protocol,
+    Internal,
+}
+
+/// What init knows about one service (`begetctl dump_service`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceInfo {
+    pub name: String,
+    pub state: String,
+    pub pid: Option<i32>,
+    pub path: Vec<String>,
+    pub uid: u32,
+    pub gid: u32,
+    pub start_mode: String,
+    pub critical: bool,
+    pub ondemand: bool,
+    pub once: bool,
+    pub restarts: u32,
+    pub sockets: Vec<String>,
+    pub bootevents: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "r", rename_all = "snake_case")]
+pub enum Response {
+    Ok,
+    Value { value: String },
+    List { entries: Vec<(String, String)> },
+    Changed { name: String, value: String },
+    Services { services: Vec<ServiceInfo> },
+    Error { kind: ErrorKind, message: String },
+}
+
+/// Serializes `msg` into one frame.
+pub fn encode_frame<T: Serialize>(msg: &T) -> Vec<u8> {
+    // Serializing these plain types cannot fail.
+    let body = serde_json::to_vec(msg).unwrap_or_default();
+    let mut out = Vec::with_capacity(body.len() + 4);
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Writes one frame.
+pub fn write_frame<T: Serialize>(w: &mut impl Write, msg: &T) -> Result<(), ParamError> {
+    w.write_all(&encode_frame(msg))?;
+    Ok(())
+}
+
+/// Reads one frame; `None` on a clean end of stream before a frame starts.
+pub fn read_frame<T: DeserializeOwned>(r: &mut impl Read) -> Result<Option<T>, ParamError> {
+    let mut len = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        match r.read(&mut len[got..]) {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => return Err(ParamError::Protocol("connection closed inside a frame header".into())),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let n = u32::from_le_bytes(len) as usize;
+    if n > MAX_FRAME {
+        return Err(ParamError::Protocol(format!("frame of {n} bytes exceeds the {MAX_FRAME}-byte limit")));
+    }
+    let mut body = vec![0u8; n];
+    r.read_exact(&mut body).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => ParamError::Protocol("connection closed inside a frame".into()),
+        _ => e.into(),
+    })?;
+    decode(&body).map(Some)
+}
+
+/// Parses a frame body.
+pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ParamError> {
+    serde_json::from_slice(body).map_err(|e| ParamError::Protocol(format!("malformed message: {e}")))
+}
+
+/// Incremental frame splitter for a non-blocking reader (init's loop).
+#[derive(Debug, Default)]
+pub struct FrameDecoder {
+    buf: Vec<u8>,
+}
+
+impl FrameDecoder {
+    pub fn new() -> FrameDecoder {
+        FrameDecoder::default()
+    }
+
+    /// Appends received bytes.
+    pub fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Bytes buffered and not yet returned as frames.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The next complete frame body, if one has arrived. An announced
+    /// length above [`MAX_FRAME`] is an error (the stream cannot be resynced).
+    pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, ParamError> {
+        if self.buf.len() < 4 {
+            return Ok(None);
+        }
+        let n = u32::from_le_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
+        if n > MAX_FRAME {
+            return Err(ParamError::Protocol(format!("frame of {n} bytes exceeds the {MAX_FRAME}-byte limit")));
+        }
+        if self.buf.len() < 4 + n {
+            return Ok(None);
+        }
+        let body = self.buf[4..4 + n].to_vec();
+        self.buf.drain(..4 + n);
+        Ok(Some(body))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn round_trip_through_the_decoder() {
+        let reqs = vec![
+            Request::Get { name: "a.b".into() },
+            Request::Set { name: "a".into(), value: "v".into() },
+            Request::Wait { name: "x".into(), pattern: "*".into(), timeout_ms: 5 },
+            Request::DumpServices { name: None },
+            Request::Save,
+        ];
+        let mut d = FrameDecoder::new();
+        for r in &reqs {
+            let bytes = encode_frame(r);
+            // Deliver byte by byte.
+            for b in bytes {
+                d.push(&[b]);
+            }
+        }
+        for r in &reqs {
+            let body = d.next_frame().unwrap().unwrap();
+            assert_eq!(&decode::<Request>(&body).unwrap(), r);
+        }
+        assert!(d.next_frame().unwrap().is_none());
+    }
+
+    #[test]
+    fn blocking_reader_round_trip_and_errors() {
+        let resp = Response::Error { kind: ErrorKind::NotFound, message: "parameter x not found".into() };
+        let bytes = encode_frame(&resp);
+        assert_eq!(read_frame::<Response>(&mut &bytes[..]).unwrap(), Some(resp));
+        assert_eq!(read_frame::<Response>(&mut &b""[..]).unwrap(), None);
+        assert!(read_frame::<Response>(&mut &b"\x01\x00"[..]).is_err());
+        assert!(read_frame::<Response>(&mut &b"\x05\x00\x00\x00{"[..]).is_err());
+        assert!(read_frame::<Response>(&mut &b"\xff\xff\xff\xff"[..]).is_err());
+        assert!(read_frame::<Response>(&mut &b"\x02\x00\x00\x00{}"[..]).is_err());
+    }
+
+    #[test]
+    fn oversized_frame_is_refused() {
+        let mut d = FrameDecoder::new();
+        d.push(&((MAX_FRAME as u32) + 1).to_le_bytes());
+        assert!(d.next_frame().is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..16)) {
+            let mut d = FrameDecoder::new();
+            for c in &chunks {
+                d.push(c);
+                while let Ok(Some(body)) = d.next_frame() {
+                    let _ = decode::<Request>(&body);
+                }
+            }
+            let all: Vec<u8> = chunks.concat();
+            let _ = read_frame::<Request>(&mut &all[..]);
+        }
+
+        #[test]
+        fn arbitrary_json_never_panics(s in ".{0,200}") {
+            let _ = decode::<Request>(s.as_bytes());
+            let _ = decode::<Response>(s.as_bytes());
+        }
+    }
+}
