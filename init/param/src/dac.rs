@@ -128,7 +128,7 @@ impl Dac {
             rules.push(Rule { prefix, uid, gid, mode: mode & 0o777, value_type });
         }
         // Longest prefix first, so the first match is the one that decides.
-        rules.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+        rules.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
         (Dac { rules }, problems)
     }
 

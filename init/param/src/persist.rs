@@ -4,10 +4,13 @@
 use std::io::Write;
 use std::path::Path;
 
+/// `(name, value)` pairs in file order.
+pub type Entries = Vec<(String, String)>;
+
 /// Parses `name=value` lines; `#` starts a comment line; whitespace around
 /// the name and value is trimmed. Returns the entries and one message per
 /// bad line.
-pub fn parse_defaults(text: &str) -> (Vec<(String, String)>, Vec<String>) {
+pub fn parse_defaults(text: &str) -> (Entries, Vec<String>) {
     let mut entries = Vec::new();
     let mut problems = Vec::new();
     for (i, raw) in text.lines().enumerate() {
@@ -31,7 +34,7 @@ pub fn parse_defaults(text: &str) -> (Vec<(String, String)>, Vec<String>) {
 }
 
 /// Reads a persist file (same `name=value` format).
-pub fn load(path: &Path) -> std::io::Result<(Vec<(String, String)>, Vec<String>)> {
+pub fn load(path: &Path) -> std::io::Result<(Entries, Vec<String>)> {
     let text = std::fs::read_to_string(path)?;
     Ok(parse_defaults(&text))
 }
