@@ -158,7 +158,7 @@ fn child_setup(
         // Make the console this session's controlling terminal, so job
         // control and ^C work in the shell.
         // SAFETY: TIOCSCTTY on fd 0 with arg 0.
-        unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) };
+        unsafe { libc::ioctl(0, libc::TIOCSCTTY as _, 0) };
     }
     if importance != 0 {
         // SAFETY: plain syscall.

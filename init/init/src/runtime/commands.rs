@@ -366,11 +366,11 @@ fn ifup(name: &str) -> CmdResult {
             req.ifr_name[i] = *b as libc::c_char;
         }
         use std::os::fd::AsRawFd;
-        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut req) < 0 {
             return Err(format!("ifup {name}: {}", std::io::Error::last_os_error()));
         }
         req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &req) < 0 {
             return Err(format!("ifup {name}: {}", std::io::Error::last_os_error()));
         }
     }
