@@ -1,5 +1,7 @@
 //! A synchronous client of the parameter service.
 
+use std::cell::RefCell;
+use std::io::BufReader;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
@@ -12,6 +14,8 @@ use crate::ParamError;
 #[derive(Debug)]
 pub struct Client {
     stream: UnixStream,
+    /// Buffered so a reply's header and body come in with one read.
+    reader: RefCell<BufReader<UnixStream>>,
 }
 
 fn server_error(kind: ErrorKind, message: String) -> ParamError {
@@ -25,14 +29,17 @@ impl Client {
     }
 
     pub fn connect_to(path: &Path) -> Result<Client, ParamError> {
-        let stream = UnixStream::connect(path).map_err(|source| ParamError::Connect { path: path.display().to_string(), source })?;
-        Ok(Client { stream })
+        let connect_err = |source| ParamError::Connect { path: path.display().to_string(), source };
+        let stream = UnixStream::connect(path).map_err(connect_err)?;
+        let reader = RefCell::new(BufReader::new(stream.try_clone().map_err(connect_err)?));
+        Ok(Client { stream, reader })
     }
 
     fn call(&self, req: &Request) -> Result<Response, ParamError> {
         let mut s = &self.stream;
         write_frame(&mut s, req)?;
-        match read_frame::<Response>(&mut s)? {
+        let reply = read_frame::<Response>(&mut *self.reader.borrow_mut())?;
+        match reply {
             Some(Response::Error { kind, message }) => Err(server_error(kind, message)),
             Some(r) => Ok(r),
             None => Err(ParamError::Protocol("the parameter service closed the connection".into())),
@@ -116,8 +123,8 @@ impl Iterator for Watcher {
     type Item = Result<(String, String), ParamError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let mut s = &self.client.stream;
-        match read_frame::<Response>(&mut s) {
+        let reply = read_frame::<Response>(&mut *self.client.reader.borrow_mut());
+        match reply {
             Ok(Some(Response::Changed { name, value })) => Some(Ok((name, value))),
             Ok(Some(Response::Error { kind, message })) => Some(Err(server_error(kind, message))),
             Ok(Some(other)) => Some(Err(ParamError::Protocol(format!("unexpected push {other:?}")))),

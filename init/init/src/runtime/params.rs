@@ -119,7 +119,14 @@ impl Init {
                         eof = true;
                         break;
                     }
-                    Ok(n) => c.decoder.push(&buf[..n]),
+                    Ok(n) => {
+                        c.decoder.push(&buf[..n]);
+                        // A short read drained the socket for now; epoll
+                        // (level-triggered) reports anything that follows.
+                        if n < buf.len() {
+                            break;
+                        }
+                    }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     Err(_) => {
