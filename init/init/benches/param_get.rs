@@ -73,10 +73,21 @@ fn main() {
         connect_samples.push(t0.elapsed());
     }
     let (c50, c99) = percentiles(connect_samples);
+    let area_path = format!("/proc/{}/root/dev/__parameters__/param_area", f.init_pid().expect("pid"));
+    let area = accord_param::area::AreaReader::open_at(std::path::Path::new(&area_path)).expect("map the parameter area");
+    let mut area_samples = Vec::with_capacity(N);
+    for _ in 0..N {
+        let t0 = Instant::now();
+        let v = area.get("const.bench.name");
+        area_samples.push(t0.elapsed());
+        assert_eq!(v, accord_param::area::Lookup::Found("accord".into()));
+    }
+    let (a50, a99) = percentiles(area_samples);
     println!("param get latency ({N} calls, same run)");
     println!("  floor: unix socket ping-pong   p50 {f50:7.1} us  p99 {f99:7.1} us");
     println!("  param get (connected client)   p50 {g50:7.1} us  p99 {g99:7.1} us  ratio p50 {:.2}x floor", g50 / f50);
     println!("  param get (connect + get)      p50 {c50:7.1} us  p99 {c99:7.1} us  ratio p50 {:.2}x floor", c50 / f50);
+    println!("  param get (shared-memory table)  p50 {a50:7.2} us  p99 {a99:7.2} us  ratio p50 {:.3}x floor", a50 / f50);
     let pid = f.init_pid().expect("init pid");
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     if let Some(rss) = status.lines().find(|l| l.starts_with("VmRSS")) {

@@ -333,3 +333,20 @@ fn poweroff_signal_stops_services_and_powers_off() {
     let stops = read(&f, "data/stops");
     assert_eq!(stops.lines().count(), 2, "both services got SIGTERM: {stops:?}");
 }
+
+#[test]
+fn shared_table_serves_world_readable_params_only() {
+    use accord_param::area::{AreaReader, Lookup};
+    let dac = "test.hidden. = root:root:0770\n";
+    let mut f = Fixture::new(r#"{"services": []}"#, &[("etc/param/t.para.dac", dac), ("etc/param/t.para", "test.pub.a=1\ntest.hidden.a=2\n")]);
+    f.boot();
+    let pid = f.init_pid().unwrap();
+    let area = AreaReader::open_at(std::path::Path::new(&format!("/proc/{pid}/root/dev/__parameters__/param_area"))).expect("area mapped");
+    assert_eq!(area.get("test.pub.a"), Lookup::Found("1".into()));
+    assert_eq!(area.get("test.hidden.a"), Lookup::Miss, "restricted values stay behind the socket's DAC check");
+    assert_eq!(f.get("test.hidden.a").as_deref(), Some("2"));
+    f.client().set("test.pub.a", "changed").unwrap();
+    assert_eq!(area.get("test.pub.a"), Lookup::Found("changed".into()), "a set is visible at once");
+    // Boot times are public too: the cheap way to poll them.
+    assert!(matches!(area.get("ohos.boot.time.init"), Lookup::Found(_)));
+}

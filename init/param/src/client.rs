@@ -134,8 +134,17 @@ impl Iterator for Watcher {
     }
 }
 
-/// `get` on a fresh connection.
+/// Reads `name`: from the shared-memory table when init published it there
+/// (no system call after the first use), else from the parameter service.
 pub fn get(name: &str) -> Result<String, ParamError> {
+    use crate::area::{AreaReader, Lookup};
+    use std::sync::OnceLock;
+    static AREA: OnceLock<Option<AreaReader>> = OnceLock::new();
+    if let Some(area) = AREA.get_or_init(|| AreaReader::open().ok()) {
+        if let Lookup::Found(v) = area.get(name) {
+            return Ok(v);
+        }
+    }
     Client::connect()?.get(name)
 }
 

@@ -41,6 +41,7 @@ pub struct Paths {
     pub cfg_dirs: Vec<PathBuf>,
     pub param_dirs: Vec<PathBuf>,
     pub param_socket: PathBuf,
+    pub param_area: PathBuf,
     pub persist_file: PathBuf,
     pub trace_file: PathBuf,
     pub panic_record: PathBuf,
@@ -54,6 +55,7 @@ impl Default for Paths {
             cfg_dirs: vec!["/etc/init".into(), "/system/etc/init".into(), "/vendor/etc/init".into()],
             param_dirs: vec!["/etc/param".into(), "/system/etc/param".into(), "/vendor/etc/param".into()],
             param_socket: accord_param::SOCKET_PATH.into(),
+            param_area: accord_param::area::AREA_PATH.into(),
             persist_file: "/data/service/el1/startup/parameters/persist_parameters".into(),
             trace_file: "/data/log/startup/bootup.trace".into(),
             panic_record: "/data/log/startup/last_panic".into(),
@@ -122,6 +124,8 @@ pub struct Init {
     cfg: Config,
     users: Users,
     pub(crate) params: ParamStore,
+    /// Shared-memory table of world-readable parameters.
+    area: Option<accord_param::area::AreaWriter>,
     dac: Dac,
     persist_loaded: bool,
     services: Vec<ServiceRt>,
@@ -176,6 +180,7 @@ impl Init {
             cfg: Config::default(),
             users: Users::load(),
             params: ParamStore::new(),
+            area: None,
             dac: Dac::default(),
             persist_loaded: false,
             services: Vec::new(),
@@ -203,6 +208,11 @@ impl Init {
             shutdown: None,
             gen: 0,
         };
+        match accord_param::area::AreaWriter::create(&init.paths.param_area) {
+            Ok(w) => init.area = Some(w),
+            Err(e) => warn!("no shared parameter table at {} ({e}); reads go through the socket", init.paths.param_area.display()),
+        }
+        init.load_dac();
         init.set_internal("ohos.boot.time.init", &boottime_us().to_string());
         init.load_param_files();
         init.open_param_socket();
@@ -210,28 +220,28 @@ impl Init {
         Ok(init)
     }
 
-    /// Loads `*.para` defaults and `*.para.dac` permissions.
-    fn load_param_files(&mut self) {
-        let mut dac_text = String::new();
-        for dir in self.paths.param_dirs.clone() {
-            let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
-                Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.path()).collect(),
-                Err(_) => continue,
-            };
+    fn param_dir_files(&self, suffix: &str) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for dir in &self.paths.param_dirs {
+            let Ok(rd) = std::fs::read_dir(dir) else { continue };
+            let mut files: Vec<PathBuf> = rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.to_string_lossy().ends_with(suffix)).collect();
             files.sort();
-            for f in files {
-                let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                if name.ends_with(".para.dac") {
-                    match std::fs::read_to_string(&f) {
-                        Ok(t) => {
-                            dac_text.push_str(&t);
-                            dac_text.push('\n');
-                        }
-                        Err(e) => warn!("cannot read {}: {e}", f.display()),
-                    }
-                } else if name.ends_with(".para") {
-                    self.load_param_file(&f, false);
+            out.extend(files);
+        }
+        out
+    }
+
+    /// Loads `*.para.dac` permissions (before any value, so the shared
+    /// table only ever holds what everyone may read).
+    fn load_dac(&mut self) {
+        let mut dac_text = String::new();
+        for f in self.param_dir_files(".para.dac") {
+            match std::fs::read_to_string(&f) {
+                Ok(t) => {
+                    dac_text.push_str(&t);
+                    dac_text.push('\n');
                 }
+                Err(e) => warn!("cannot read {}: {e}", f.display()),
             }
         }
         let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
@@ -241,6 +251,13 @@ impl Init {
             warn!("param dac: {p}");
         }
         self.dac = dac;
+    }
+
+    /// Loads `*.para` defaults.
+    fn load_param_files(&mut self) {
+        for f in self.param_dir_files(".para") {
+            self.load_param_file(&f, false);
+        }
     }
 
     /// `load_param <file> [onlyadd]`: `name=value` lines.

@@ -317,12 +317,24 @@ impl Init {
     /// The common path of every set: store, then its effects.
     pub(crate) fn set_param(&mut self, name: &str, value: &str) -> Result<(), ParamError> {
         let outcome = self.params.set(name, value)?;
+        if outcome.changed {
+            self.publish_to_area(name, value);
+        }
         if outcome.changed && name.starts_with("persist.") && self.persist_loaded {
             self.save_persist();
         }
         self.notify(name, value);
         self.param_effects(name, value);
         Ok(())
+    }
+
+    /// Mirrors a value into the shared table when every user may read it.
+    fn publish_to_area(&mut self, name: &str, value: &str) {
+        let Some(area) = self.area.as_mut() else { return };
+        let anyone = Caller { uid: u32::MAX - 1, gid: u32::MAX - 1, groups: Vec::new() };
+        if self.dac.check(name, &anyone, Op::Read).is_ok() {
+            area.publish(name, value);
+        }
     }
 
     /// Tells watchers and wakes waits.
