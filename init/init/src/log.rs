@@ -44,7 +44,12 @@ pub fn init() {
         Sink::Stderr
     } else {
         match OpenOptions::new().write(true).open("/dev/kmsg") {
-            Ok(f) => Sink::Kmsg(f),
+            Ok(f) => {
+                // The kernel rate-limits userspace writes to /dev/kmsg (10
+                // per 5 s); init and its services log there: lift it.
+                let _ = std::fs::write("/proc/sys/kernel/printk_devkmsg", "on\n");
+                Sink::Kmsg(f)
+            }
             Err(_) => Sink::Stderr,
         }
     };

@@ -1,0 +1,63 @@
+# Accord: build, boot and test. `make help` lists the targets.
+ARCH ?= aarch64
+OVERLAY ?=
+# Architectures whose image the system test boots in `make test`.
+TEST_ARCHES ?= aarch64 x86_64
+
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: help setup build rootfs qemu qemu-test test unit-test bench reset-data clean
+
+help:
+	@echo "make qemu       build the image and boot it (ARCH=$(ARCH)); poweroff exits"
+	@echo "make test       unit + namespace tests, then the QEMU system test ($(TEST_ARCHES))"
+	@echo "make rootfs     build out/\$$ARCH/{vmlinuz,initramfs.img,data.img} (OVERLAY=dir lays dir over it)"
+	@echo "make qemu-test  boot headless and check the running system (ARCH=...)"
+	@echo "make bench      boot time, RSS, image size, parameter latency"
+	@echo "make reset-data fresh, empty /data for ARCH"
+	@echo "make setup      install host packages and rust targets (done on demand)"
+
+setup:
+	@rootfs/setup-host.sh
+
+# Host tools are checked (and installed if missing) before anything needs them.
+.host-ready: rootfs/setup-host.sh
+	@rootfs/setup-host.sh
+	@touch $@
+
+build: .host-ready
+	cargo build --workspace </dev/null
+
+rootfs: .host-ready
+	@rootfs/fetch-kernel.sh $(ARCH)
+	@rootfs/fetch-busybox.sh $(ARCH)
+	@rootfs/mkrootfs.sh $(ARCH) $(OVERLAY)
+
+qemu: rootfs
+	@rootfs/qemu.sh $(ARCH)
+
+qemu-test: rootfs
+	cargo run --release -q -p accord-systest --bin qemu-test -- $(ARCH) </dev/null
+
+unit-test: .host-ready
+	cargo test --workspace </dev/null
+
+test: unit-test
+	@for a in $(TEST_ARCHES); do $(MAKE) --no-print-directory qemu-test ARCH=$$a || exit 1; done
+
+bench: .host-ready
+	@echo "== parameter get latency, pinned to CPU 0 (headline) =="
+	cargo bench -q -p accord-init --bench param_get --no-run </dev/null
+	taskset -c 0 cargo bench -q -p accord-init --bench param_get </dev/null
+	@echo "== parameter get latency, unpinned =="
+	cargo bench -q -p accord-init --bench param_get </dev/null
+	@$(MAKE) --no-print-directory rootfs ARCH=$(ARCH)
+	@echo "== boot ($(ARCH), TCG, 5 boots) =="
+	cargo run --release -q -p accord-systest --bin boot-bench -- $(ARCH) 5 </dev/null
+
+reset-data:
+	@rootfs/mkdata.sh $(ARCH) --reset
+
+clean:
+	cargo clean
+	rm -rf out .host-ready

@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# Builds the bootable image for <arch> under out/<arch>/:
+#   root/           the staged root tree
+#   initramfs.img   root/ as a cpio newc archive, compressed
+#   vmlinuz         the kernel (arm64: Debian's uncompressed Image)
+#   data.img        the /data disk (ext4, 256 MiB sparse); kept across builds
+#
+#   rootfs/mkrootfs.sh aarch64|x86_64 [overlay_dir]
+#
+# Needs fetch-kernel.sh and fetch-busybox.sh to have run (make rootfs does).
+# Environment:
+#   ACCORD_BIN_DIR=<dir>   take init and begetctl from <dir> instead of
+#                          building them with cargo
+#   ACCORD_INITRD_COMPRESS=gzip|zstd   initramfs compression (default gzip)
+#   SOURCE_DATE_EPOCH      mtime of every file in the archive (default 0)
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+set_arch "${1:-}"
+OVERLAY=${2:-}
+COMPRESS=${ACCORD_INITRD_COMPRESS:-gzip}
+EPOCH=${SOURCE_DATE_EPOCH:-0}
+
+[[ -z $OVERLAY || -d $OVERLAY ]] || die "overlay '$OVERLAY' is not a directory"
+[[ -f $KERNEL_CACHE/release ]] || die "no kernel in $KERNEL_CACHE: run rootfs/fetch-kernel.sh $ARCH"
+[[ -x $BUSYBOX_CACHE/root/bin/busybox ]] || die "no busybox in $BUSYBOX_CACHE: run rootfs/fetch-busybox.sh $ARCH"
+command -v busybox >/dev/null || die "the host has no busybox (package busybox-static): run rootfs/setup-host.sh"
+KVER=$(<"$KERNEL_CACHE/release")
+KROOT=$KERNEL_CACHE/root
+START=$(date +%s.%N)
+
+# --- our binaries ---------------------------------------------------------
+if [[ -n ${ACCORD_BIN_DIR:-} ]]; then
+    BIN_DIR=$ACCORD_BIN_DIR
+    log "taking init and begetctl from $BIN_DIR (ACCORD_BIN_DIR)"
+else
+    log "cargo build --release --target $RUST_TARGET -p accord-init -p accord-begetctl"
+    (cd "$REPO" && cargo build --release --target "$RUST_TARGET" -p accord-init -p accord-begetctl </dev/null)
+    BIN_DIR=${CARGO_TARGET_DIR:-$REPO/target}/$RUST_TARGET/release
+fi
+for b in init begetctl; do
+    [[ -x $BIN_DIR/$b ]] || die "$BIN_DIR/$b is missing"
+done
+
+# --- the root tree ----------------------------------------------------------
+ROOT=$OUT_DIR/root
+log "staging $ROOT"
+rm -rf "$ROOT"
+mkdir -p "$ROOT"
+cd "$ROOT"
+
+for d in bin sbin etc/init etc/param etc/modules-load.d lib/modules \
+         proc sys dev run tmp data mnt system vendor root; do
+    mkdir -p "$d"
+done
+chmod 1777 tmp
+chmod 0700 root
+
+install -m 0755 "$BIN_DIR/init" init
+ln -s /init sbin/init
+install -m 0755 "$BIN_DIR/begetctl" bin/begetctl
+ln -s begetctl bin/param
+install -m 0755 "$BUSYBOX_CACHE/root/bin/busybox" bin/busybox
+
+# The repo's files, verbatim.
+cp -a "$REPO/rootfs/files/." .
+
+# busybox applets as symlinks in /bin and /sbin (usr/ folded in), never over
+# a file of ours. The list comes from the host's busybox-static, the same
+# Debian version as the target's.
+applets=0
+while read -r path; do
+    name=${path##*/}
+    case "$name" in init | linuxrc) continue ;; esac
+    case "$path" in
+        sbin/* | usr/sbin/*) link=sbin/$name ;;
+        *) link=bin/$name ;;
+    esac
+    if [[ ! -e $link && ! -L $link ]]; then
+        ln -s /bin/busybox "$link"
+        applets=$((applets + 1))
+    fi
+done < <(busybox --list-full)
+log "busybox: $applets applet links"
+
+# The console node, so the kernel hands /init a console on fds 0-2 (creating
+# it needs root; without it init opens /dev/console itself after devtmpfs).
+if [[ $(id -u) -eq 0 ]]; then
+    mknod -m 0600 dev/console c 5 1
+else
+    log "note: not root, /dev/console is not in the image (init opens it after mounting devtmpfs)"
+fi
+
+# --- kernel modules ---------------------------------------------------------
+# The listed modules and everything they depend on (modules.dep holds the
+# whole closure), at their paths; then a modules.dep for just those.
+canon() { echo "${1//-/_}"; }
+declare -A dep_of file_of
+while IFS= read -r line; do
+    file=${line%%:*}
+    base=${file##*/}
+    name=$(canon "${base%%.ko*}")
+    file_of[$name]=$file
+    dep_of[$name]=${line#*:}
+done <"$KROOT/lib/modules/$KVER/modules.dep"
+
+MDIR=lib/modules/$KVER
+mkdir -p "$MDIR"
+load_order=()
+declare -A copied
+while read -r mod; do
+    mod=${mod%%#*}
+    mod=$(echo $mod)   # trim
+    [[ -z $mod ]] && continue
+    key=$(canon "$mod")
+    if [[ -z ${file_of[$key]:-} ]]; then
+        if grep -q "/$key.ko\|/${mod}.ko" "$KROOT/$MDIR/modules.builtin" 2>/dev/null; then
+            log "note: module $mod is built into $KVER; not loading it"
+        else
+            log "note: module $mod is not in $KVER's modules.dep; dropped"
+        fi
+        continue
+    fi
+    load_order+=("$mod")
+    for f in ${file_of[$key]} ${dep_of[$key]}; do
+        [[ -n ${copied[$f]:-} ]] && continue
+        mkdir -p "$MDIR/$(dirname "$f")"
+        cp "$KROOT/$MDIR/$f" "$MDIR/$f"
+        copied[$f]=1
+    done
+done <"$REPO/rootfs/modules/$ARCH.list"
+for f in modules.order modules.builtin modules.builtin.modinfo; do
+    [[ -f $KROOT/$MDIR/$f ]] && cp "$KROOT/$MDIR/$f" "$MDIR/$f"
+done
+depmod -b . "$KVER"
+{
+    echo "# Generated by rootfs/mkrootfs.sh from rootfs/modules/$ARCH.list: loaded in this order."
+    printf '%s\n' "${load_order[@]}"
+} >etc/modules-load.d/accord.conf
+log "modules: ${#load_order[@]} listed, ${#copied[@]} files with dependencies"
+
+# --- overlay ----------------------------------------------------------------
+if [[ -n $OVERLAY ]]; then
+    log "laying overlay $OVERLAY on top"
+    cp -a "$OVERLAY/." .
+fi
+
+# --- initramfs --------------------------------------------------------------
+case "$COMPRESS" in
+    gzip) compress=(gzip -9 -n) ;;
+    zstd) compress=(zstd -q -19 -T0 --stdout) ;;
+    *) die "ACCORD_INITRD_COMPRESS must be gzip or zstd, not '$COMPRESS'" ;;
+esac
+find . -exec touch -h -d "@$EPOCH" {} +
+IMG=$OUT_DIR/initramfs.img
+find . -mindepth 1 -printf '%P\n' | LC_ALL=C sort |
+    cpio --quiet -o -H newc --owner=0:0 --reproducible |
+    "${compress[@]}" >"$IMG.tmp"
+mv "$IMG.tmp" "$IMG"
+log "initramfs: $IMG ($COMPRESS, $(du -k --apparent-size "$IMG" | cut -f1) KiB; tree $(du -sk --apparent-size . | cut -f1) KiB)"
+
+# --- kernel -----------------------------------------------------------------
+# Debian's arm64 vmlinuz is the uncompressed Image, which QEMU's -kernel
+# takes as is; the amd64 one is a bzImage.
+if ! cmp -s "$KROOT/boot/vmlinuz-$KVER" "$OUT_DIR/vmlinuz"; then
+    cp "$KROOT/boot/vmlinuz-$KVER" "$OUT_DIR/vmlinuz"
+fi
+echo "$KVER" >"$OUT_DIR/kernel-release"
+
+# --- data disk --------------------------------------------------------------
+"$REPO/rootfs/mkdata.sh" "$ARCH"
+
+log "done in $(awk -v s="$START" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }') s: $OUT_DIR"

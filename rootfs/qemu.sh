@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Boots out/<arch>/ in QEMU (TCG) on the serial console of this terminal.
+#
+#   rootfs/qemu.sh aarch64|x86_64 [--print] [extra qemu args...]
+#
+# --print   print the command (one argument per line) instead of running it;
+#           the system test builds its QEMU command from this.
+# Environment: ACCORD_APPEND  extra kernel command line (e.g. loglevel=7)
+#              ACCORD_MEM     guest memory in MiB (default 512)
+# Power off from the shell (`poweroff`) and QEMU exits with status 0.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+set_arch "${1:-}"
+shift
+PRINT=0
+if [[ ${1:-} == --print ]]; then
+    PRINT=1
+    shift
+fi
+
+for f in vmlinuz initramfs.img data.img; do
+    [[ -f $OUT_DIR/$f ]] || die "$OUT_DIR/$f is missing: run make rootfs ARCH=$ARCH"
+done
+
+append="panic=-1 quiet ${ACCORD_APPEND:-}"
+case "$ARCH" in
+    aarch64)
+        cmd=(qemu-system-aarch64 -M virt -cpu cortex-a72)
+        append="console=ttyAMA0 $append"
+        ;;
+    x86_64)
+        cmd=(qemu-system-x86_64 -M q35)
+        append="console=ttyS0 $append"
+        ;;
+esac
+cmd+=(
+    -smp 2 -m "${ACCORD_MEM:-512}"
+    -nographic -no-reboot
+    -kernel "$OUT_DIR/vmlinuz"
+    -initrd "$OUT_DIR/initramfs.img"
+    -append "$append"
+    -drive "if=none,id=data,format=raw,file=$OUT_DIR/data.img"
+    -device virtio-blk-pci,drive=data
+    -netdev user,id=n0 -device virtio-net-pci,netdev=n0
+    -device virtio-rng-pci
+    -device virtio-gpu-pci
+    "$@"
+)
+if [[ $PRINT -eq 1 ]]; then
+    printf '%s\n' "${cmd[@]}"
+    exit 0
+fi
+log "booting $ARCH (TCG; poweroff in the guest exits; Ctrl-A X kills QEMU)"
+exec "${cmd[@]}"

@@ -1,0 +1,94 @@
+//! `make bench` part: boots the image N times (default 5) under TCG and
+//! prints the median wall time from QEMU's start to init's start, to
+//! `bootevent.boot.completed` and to the shell prompt, the userland share
+//! (completed − init start), and the time from `poweroff` to QEMU's exit.
+//! Also init's RSS at idle and the image size.
+//!
+//! Guest times come from init's own boot-time parameters (µs since the
+//! kernel started); the kernel's start is placed on the host clock by
+//! reading /proc/uptime through the console.
+
+use std::time::{Duration, Instant};
+
+use accord_systest::{repo_root, Qemu, PROMPT};
+use anyhow::{ensure, Context, Result};
+
+struct Sample {
+    init: f64,
+    completed: f64,
+    prompt: f64,
+    poweroff: f64,
+    rss_kb: u64,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn one(arch: &str, i: usize) -> Result<Sample> {
+    let log = repo_root().join("out").join(arch).join(format!("boot-bench-{i}.log"));
+    let mut q = Qemu::boot(arch, &log)?;
+    let prompt = q.wait_for(accord_systest::PROMPT, Duration::from_secs(120))?;
+    let (rc, _) = q.run("param wait bootevent.boot.completed true 30", Duration::from_secs(40))?;
+    ensure!(rc == 0, "boot did not complete");
+    let (_, out) = q.run("cat /proc/uptime; param get ohos.boot.time.init; param get ohos.boot.time.boot.completed; grep VmRSS /proc/1/status", Duration::from_secs(20))?;
+    let now = Instant::now();
+    let lines: Vec<&str> = out.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    ensure!(lines.len() >= 4, "unexpected output {out:?}");
+    let uptime_s: f64 = lines[0].split_whitespace().next().context("uptime")?.parse()?;
+    let init_us: f64 = lines[1].parse()?;
+    let done_us: f64 = lines[2].parse()?;
+    let rss_kb: u64 = lines[3].split_whitespace().nth(1).context("rss")?.parse()?;
+    // Host time at which the guest's clock read zero.
+    let kernel_start = ms(now.duration_since(q.started)) - uptime_s * 1000.0;
+    let t_off = Instant::now();
+    q.send("poweroff")?;
+    let (st, exited) = q.wait_exit(Duration::from_secs(30))?;
+    ensure!(st.success(), "QEMU exited with {st}");
+    let _ = PROMPT;
+    Ok(Sample {
+        init: kernel_start + init_us / 1000.0,
+        completed: kernel_start + done_us / 1000.0,
+        prompt: ms(prompt.duration_since(q.started)),
+        poweroff: ms(exited.duration_since(t_off)),
+        rss_kb,
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn main() -> Result<()> {
+    let arch = std::env::args().nth(1).unwrap_or_else(|| "aarch64".into());
+    let n: usize = std::env::args().nth(2).and_then(|s| s.parse().ok()).unwrap_or(5);
+    let mut samples = Vec::new();
+    for i in 0..n {
+        let s = one(&arch, i).with_context(|| format!("boot {i}"))?;
+        println!(
+            "boot {i}: init {:7.0} ms  completed {:7.0} ms  prompt {:7.0} ms  userland {:5.0} ms  poweroff {:5.0} ms",
+            s.init,
+            s.completed,
+            s.prompt,
+            s.completed - s.init,
+            s.poweroff
+        );
+        samples.push(s);
+    }
+    let col = |f: fn(&Sample) -> f64| median(samples.iter().map(f).collect());
+    println!("median of {n} ({arch}, TCG), wall time since QEMU started:");
+    println!("  init starts            {:7.0} ms", col(|s| s.init));
+    println!("  boot.completed         {:7.0} ms", col(|s| s.completed));
+    println!("  shell prompt           {:7.0} ms", col(|s| s.prompt));
+    println!("  userland share         {:7.0} ms  (completed - init start)", col(|s| s.completed - s.init));
+    println!("  poweroff -> QEMU exit  {:7.0} ms", col(|s| s.poweroff));
+    println!("  init VmRSS at idle     {:7} kB", samples.iter().map(|s| s.rss_kb).max().unwrap_or(0));
+    let out = repo_root().join("out").join(&arch);
+    for f in ["initramfs.img", "vmlinuz"] {
+        if let Ok(m) = std::fs::metadata(out.join(f)) {
+            println!("  {f:<22} {:7} KiB", m.len() / 1024);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,149 @@
+//! `make qemu-test ARCH=...`: boots the image twice under TCG and checks the
+//! running system through its console.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use accord_systest::{repo_root, Qemu, Report, PROMPT};
+use anyhow::{anyhow, bail, ensure, Result};
+
+const BOOT: Duration = Duration::from_secs(120);
+const CMD: Duration = Duration::from_secs(30);
+
+fn out(q: &mut Qemu, cmd: &str) -> Result<String> {
+    let (rc, o) = q.run(cmd, CMD)?;
+    ensure!(rc == 0, "`{cmd}` exited {rc}: {o}");
+    Ok(o.trim().to_owned())
+}
+
+fn first_boot(q: &mut Qemu, r: &mut Report) -> Result<()> {
+    q.wait_for(PROMPT, BOOT)?;
+    r.check("boot reaches the console shell", Ok(()));
+    r.check("boot completes (all boot events set)", (|| {
+        out(q, "param wait bootevent.boot.completed true 30")?;
+        let v = out(q, "param get bootevent.boot.completed")?;
+        ensure!(v == "true", "bootevent.boot.completed = {v:?}");
+        Ok(())
+    })());
+    r.check("default parameters are loaded", (|| {
+        let v = out(q, "param get const.product.name")?;
+        ensure!(v == "Accord", "const.product.name = {v:?}");
+        Ok(())
+    })());
+    r.check("const parameters are write-once", (|| {
+        let (rc, o) = q.run("param set const.product.name Other", CMD)?;
+        ensure!(rc != 0 && o.contains("read-only"), "rc {rc}: {o}");
+        Ok(())
+    })());
+    r.check("a missing parameter is a clear error", (|| {
+        let (rc, o) = q.run("param get no.such.param", CMD)?;
+        ensure!(rc == 1 && o.contains("no.such.param") && o.contains("not found"), "rc {rc}: {o}");
+        Ok(())
+    })());
+    r.check("/data is the ext4 disk", (|| {
+        let m = out(q, "grep ' /data ' /proc/mounts")?;
+        ensure!(m.starts_with("/dev/vda /data ext4"), "{m}");
+        Ok(())
+    })());
+    r.check("persist parameter set", (|| {
+        out(q, "param set persist.test.x 42")?;
+        Ok(())
+    })());
+    r.check("param: jobs run on parameter changes", (|| {
+        out(q, "param set persist.sys.demo.greeting bonjour")?;
+        let v = out(q, "param get sys.demo.greeted")?;
+        ensure!(v == "bonjour", "sys.demo.greeted = {v:?}");
+        Ok(())
+    })());
+    r.check("dump_service lists running services", (|| {
+        let d = out(q, "begetctl dump_service all")?;
+        ensure!(d.lines().any(|l| l.starts_with("demo") && l.contains("running")), "{d}");
+        ensure!(d.lines().any(|l| l.starts_with("console") && l.contains("running")), "{d}");
+        Ok(())
+    })());
+    r.check("a service killed with -9 is restarted", (|| {
+        let old = out(q, "param get startup.service.ctl.demo.pid")?;
+        out(q, &format!("kill -9 {old}"))?;
+        for _ in 0..50 {
+            let now = out(q, "param get startup.service.ctl.demo.pid")?;
+            let state = out(q, "param get startup.service.ctl.demo")?;
+            if now != old && now != "0" && state == "running" {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!("demo was not restarted (old pid {old})")
+    })());
+    r.check("services are stopped and started by control parameters", (|| {
+        out(q, "begetctl service_control stop demo")?;
+        out(q, "param wait startup.service.ctl.demo stopped 10")?;
+        out(q, "begetctl start_service demo")?;
+        out(q, "param wait startup.service.ctl.demo running 10")?;
+        Ok(())
+    })());
+    r.check("service output reaches the kernel log with its name", (|| {
+        let d = out(q, "dmesg | grep 'demo\\[' | head -1")?;
+        ensure!(d.contains("demo service up"), "{d:?}");
+        Ok(())
+    })());
+    r.check("the boot trace is written", (|| {
+        let t = out(q, "head -c 200 /data/log/startup/bootup.trace")?;
+        ensure!(t.contains("traceEvents"), "{t}");
+        Ok(())
+    })());
+    r.check("init stays small (VmRSS <= 2 MiB)", (|| {
+        let s = out(q, "grep VmRSS /proc/1/status")?;
+        let kb: u64 = s.split_whitespace().nth(1).and_then(|x| x.parse().ok()).ok_or_else(|| anyhow!("{s}"))?;
+        println!("# init VmRSS {kb} kB");
+        ensure!(kb <= 2048, "init RSS {kb} kB");
+        Ok(())
+    })());
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let arch = std::env::args().nth(1).unwrap_or_else(|| "aarch64".into());
+    let log_dir = repo_root().join("out").join(&arch);
+    let mut r = Report::default();
+    println!("# qemu-test {arch}: resetting /data, two boots");
+    let reset = std::process::Command::new(repo_root().join("rootfs/mkdata.sh")).args([arch.as_str(), "--reset"]).status();
+    r.check("fresh data disk", match reset {
+        Ok(s) if s.success() => Ok(()),
+        other => Err(anyhow!("mkdata.sh --reset: {other:?}")),
+    });
+
+    match Qemu::boot(&arch, &log_dir.join("qemu-test-1.log")) {
+        Err(e) => r.check("QEMU starts", Err(e)),
+        Ok(mut q) => {
+            if let Err(e) = first_boot(&mut q, &mut r) {
+                r.check("first boot", Err(e));
+            }
+            r.check("poweroff exits QEMU with status 0", (|| {
+                q.send("poweroff")?;
+                let (st, _) = q.wait_exit(Duration::from_secs(30))?;
+                ensure!(st.success(), "QEMU exited with {st}");
+                Ok(())
+            })());
+        }
+    }
+
+    match Qemu::boot(&arch, &log_dir.join("qemu-test-2.log")) {
+        Err(e) => r.check("QEMU starts again", Err(e)),
+        Ok(mut q) => {
+            r.check("persist parameters survive a reboot", (|| {
+                q.wait_for(PROMPT, BOOT)?;
+                out(&mut q, "param wait bootevent.boot.completed true 30")?;
+                let v = out(&mut q, "param get persist.test.x")?;
+                ensure!(v == "42", "persist.test.x = {v:?}");
+                Ok(())
+            })());
+            r.check("begetctl reboot shutdown powers off", (|| {
+                q.send("begetctl reboot shutdown")?;
+                let (st, _) = q.wait_exit(Duration::from_secs(30))?;
+                ensure!(st.success(), "QEMU exited with {st}");
+                Ok(())
+            })());
+        }
+    }
+    r.finish()
+}

@@ -1,0 +1,211 @@
+//! Drives an Accord image booted in QEMU through its serial console.
+//!
+//! [`Qemu::boot`] starts QEMU with the command `rootfs/qemu.sh --print`
+//! gives (one source of truth for the machine), collects the console output
+//! with host timestamps on a reader thread, and [`Qemu::run`] types a shell
+//! command and returns its output and exit status, framed by markers. Text
+//! sent before the shell prompt is lost, so everything waits for it first.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// The prompt the image's /etc/profile sets.
+pub const PROMPT: &str = "accord:/ # ";
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_else(|_| PathBuf::from("."))
+}
+
+#[derive(Default)]
+struct Console {
+    text: String,
+    /// (byte offset into `text`, when it arrived)
+    stamps: Vec<(usize, Instant)>,
+}
+
+pub struct Qemu {
+    child: Child,
+    stdin: ChildStdin,
+    console: Arc<Mutex<Console>>,
+    /// When QEMU was started.
+    pub started: Instant,
+    /// Bytes of console output already consumed by `wait_for`/`run`.
+    cursor: usize,
+    log_path: PathBuf,
+    seq: u32,
+}
+
+impl Qemu {
+    /// Starts QEMU for `arch`; `log_path` receives the console transcript.
+    pub fn boot(arch: &str, log_path: &Path) -> Result<Qemu> {
+        let repo = repo_root();
+        let out = Command::new(repo.join("rootfs/qemu.sh")).args([arch, "--print"]).output().context("run rootfs/qemu.sh --print")?;
+        if !out.status.success() {
+            bail!("rootfs/qemu.sh --print failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let args: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
+        let Some((prog, rest)) = args.split_first() else { bail!("rootfs/qemu.sh printed no command") };
+        let started = Instant::now();
+        let mut child = Command::new(prog).args(rest).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().with_context(|| format!("start {prog}"))?;
+        let stdin = child.stdin.take().context("qemu stdin")?;
+        let console = Arc::new(Mutex::new(Console::default()));
+        for mut pipe in [Box::new(child.stdout.take().context("stdout")?) as Box<dyn Read + Send>, Box::new(child.stderr.take().context("stderr")?)] {
+            let console = console.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let now = Instant::now();
+                    if let Ok(mut c) = console.lock() {
+                        let off = c.text.len();
+                        c.stamps.push((off, now));
+                        let chunk = String::from_utf8_lossy(&buf[..n]).replace('\r', "");
+                        c.text.push_str(&chunk);
+                    }
+                }
+            });
+        }
+        Ok(Qemu { child, stdin, console, started, cursor: 0, log_path: log_path.to_owned(), seq: 0 })
+    }
+
+    fn text(&self) -> String {
+        self.console.lock().map(|c| c.text.clone()).unwrap_or_default()
+    }
+
+    /// Everything the console printed so far.
+    pub fn transcript(&self) -> String {
+        self.text()
+    }
+
+    /// When the console printed the byte at `offset`.
+    fn time_of(&self, offset: usize) -> Option<Instant> {
+        let c = self.console.lock().ok()?;
+        c.stamps.iter().rev().find(|(o, _)| *o <= offset).map(|(_, t)| *t)
+    }
+
+    /// Waits for `needle` after the cursor; returns when it was printed.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> Result<Instant> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = self.text();
+            if let Some(pos) = text.get(self.cursor..).and_then(|t| t.find(needle)) {
+                let at = self.cursor + pos;
+                self.cursor = at + needle.len();
+                return Ok(self.time_of(at).unwrap_or_else(Instant::now));
+            }
+            if let Ok(Some(st)) = self.child.try_wait() {
+                self.save_log();
+                bail!("QEMU exited ({st}) while waiting for {needle:?}");
+            }
+            if Instant::now() > deadline {
+                self.save_log();
+                bail!("timed out after {timeout:?} waiting for {needle:?}; console tail:\n{}", tail(&text, 1500));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Types a line into the console.
+    pub fn send(&mut self, line: &str) -> Result<()> {
+        self.stdin.write_all(line.as_bytes())?;
+        self.stdin.write_all(b"\n")?;
+        self.stdin.flush()?;
+        Ok(())
+    }
+
+    /// Runs `cmd` in the shell; returns (exit status, output).
+    pub fn run(&mut self, cmd: &str, timeout: Duration) -> Result<(i32, String)> {
+        self.seq += 1;
+        let tag = format!("@@{}@@", self.seq);
+        // The markers are built by the shell (`printf`), so the echo of
+        // the typed line itself never matches them.
+        self.send(&format!("printf '%s%s\\n' '{tag}' BEGIN; {cmd}; printf '%s%s %d\\n' '{tag}' END $?"))?;
+        self.wait_for(&format!("{tag}BEGIN\n"), timeout)?;
+        let start = self.cursor;
+        self.wait_for(&format!("{tag}END "), timeout)?;
+        let end = self.cursor - format!("{tag}END ").len();
+        let text = self.text();
+        let output = text.get(start..end).unwrap_or("").to_owned();
+        let rest = text.get(self.cursor..).unwrap_or("");
+        let Some(nl) = rest.find('\n') else { bail!("no status after {tag}END") };
+        let rc: i32 = rest[..nl].trim().parse().with_context(|| format!("bad status {:?}", &rest[..nl]))?;
+        self.cursor += nl + 1;
+        Ok((rc, output))
+    }
+
+    /// Waits for QEMU to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<(ExitStatus, Instant)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.try_wait()? {
+                let at = Instant::now();
+                self.save_log();
+                return Ok((st, at));
+            }
+            if Instant::now() > deadline {
+                self.save_log();
+                bail!("QEMU did not exit within {timeout:?}; console tail:\n{}", tail(&self.text(), 1500));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    pub fn save_log(&self) {
+        let _ = std::fs::write(&self.log_path, self.text());
+    }
+}
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        self.save_log();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tail(s: &str, n: usize) -> &str {
+    let mut start = s.len().saturating_sub(n);
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    &s[start..]
+}
+
+/// Checks listed as `ok - name` / `FAIL - name`, closing with
+/// `N passed, M failed`.
+#[derive(Default)]
+pub struct Report {
+    pub passed: u32,
+    pub failed: u32,
+}
+
+impl Report {
+    pub fn check(&mut self, name: &str, result: Result<()>) {
+        match result {
+            Ok(()) => {
+                self.passed += 1;
+                println!("ok - {name}");
+            }
+            Err(e) => {
+                self.failed += 1;
+                println!("FAIL - {name}: {e:#}");
+            }
+        }
+    }
+
+    pub fn finish(&self) -> std::process::ExitCode {
+        println!("{} passed, {} failed", self.passed, self.failed);
+        if self.failed == 0 {
+            std::process::ExitCode::SUCCESS
+        } else {
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
