@@ -111,26 +111,22 @@ pub fn modprobe(dep: &ModDep, name: &str, params: &str, loaded: &mut HashSet<Pat
     Ok(())
 }
 
-/// Module names from every `*.conf` under `/etc/modules-load.d`, in file
-/// name order; `#` starts a comment.
-pub fn modules_load_list(dir: &Path) -> Vec<String> {
+/// The `*.conf` files under `/etc/modules-load.d` in name order, each with
+/// its module names (`#` starts a comment). Each file is a load group.
+pub fn modules_load_groups(dir: &Path) -> Vec<(PathBuf, Vec<String>)> {
     let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "conf")).collect(),
         Err(_) => return Vec::new(),
     };
     files.sort();
-    let mut names = Vec::new();
-    for f in files {
-        if let Ok(text) = std::fs::read_to_string(&f) {
-            for line in text.lines() {
-                let line = line.split('#').next().unwrap_or("").trim();
-                if !line.is_empty() {
-                    names.push(line.to_owned());
-                }
-            }
-        }
-    }
-    names
+    files
+        .into_iter()
+        .filter_map(|f| {
+            let text = std::fs::read_to_string(&f).ok()?;
+            let names: Vec<String> = text.lines().map(|l| l.split('#').next().unwrap_or("").trim()).filter(|l| !l.is_empty()).map(str::to_owned).collect();
+            (!names.is_empty()).then_some((f, names))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -12,10 +12,13 @@ fn main() {
     accord_init::log::init();
     info!("accord init {} starting", env!("CARGO_PKG_VERSION"));
     accord_init::early::log_report(&report);
+    let paths = Paths::default();
+    // Modules first: probing devices takes longest, and runs in parallel.
+    let mut loaders = accord_init::runtime::spawn_module_loaders(&paths.modules_load_dir);
     loop {
-        match Init::new(Paths::default()) {
+        match Init::new(paths.clone()) {
             Ok(mut init) => {
-                init.load_modules_in_background();
+                init.adopt_module_loaders(std::mem::take(&mut loaders));
                 init.run();
             }
             Err(e) => {

@@ -30,7 +30,7 @@ use crate::trace::{boottime_us, BootTrace};
 use crate::users::Users;
 
 pub use params::ParamClient;
-pub use services::{ServiceRt, State};
+pub use services::{spawn_module_loaders, ServiceRt, State};
 pub use shutdown::PowerCmd;
 
 /// Where init reads its configuration. The defaults are the system's paths;

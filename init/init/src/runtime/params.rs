@@ -403,26 +403,32 @@ impl Init {
     }
 
     /// `load_persist_params`: reads saved `persist.*` values, then saves
-    /// whatever was set before (so nothing set early is lost).
+    /// if something set before (and not in the file) would otherwise be
+    /// lost. A boot with nothing new writes nothing.
     pub(crate) fn load_persist(&mut self) {
         let path = self.paths.persist_file.clone();
+        let mut from_file = Vec::new();
         match accord_param::persist::load(&path) {
             Ok((entries, problems)) => {
                 for p in problems {
                     warn!("{}: {p}", path.display());
                 }
-                let n = entries.len();
                 for (k, v) in entries {
                     if k.starts_with("persist.") {
                         self.set_internal(&k, &v);
+                        from_file.push((k, v));
                     }
                 }
-                info!("loaded {n} persistent parameters from {}", path.display());
+                info!("loaded {} persistent parameters from {}", from_file.len(), path.display());
             }
             Err(e) => info!("no persistent parameters yet ({}: {e})", path.display()),
         }
         self.persist_loaded = true;
-        self.save_persist();
+        let now: Vec<(String, String)> = self.params.persistent().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+        from_file.sort();
+        if now != from_file {
+            self.save_persist();
+        }
     }
 
     pub(crate) fn save_persist(&mut self) {

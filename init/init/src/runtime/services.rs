@@ -496,34 +496,53 @@ impl Init {
         Ok(())
     }
 
-    /// Forks a child of init that loads the modules listed in
-    /// `/etc/modules-load.d`, so probing devices does not hold up boot.
-    pub fn load_modules_in_background(&mut self) {
-        let names = crate::kmod::modules_load_list(&self.paths.modules_load_dir);
-        if names.is_empty() {
-            return;
+    /// Takes over the module loaders started by [`spawn_module_loaders`],
+    /// so their exits are reaped and logged.
+    pub fn adopt_module_loaders(&mut self, loaders: Vec<(i32, String)>) {
+        for (pid, group) in loaders {
+            self.helpers.insert(pid, super::Helper { name: format!("module loader {group}") });
         }
-        // SAFETY: init is single-threaded; the child only loads modules
-        // and exits with _exit.
+        // A loader that finished before SIGCHLD was routed to the signalfd
+        // left no pending signal: reap now.
+        self.reap();
+    }
+}
+
+/// Forks one child of init per `/etc/modules-load.d/*.conf` file; they load
+/// their modules in parallel with each other and with the boot jobs, so
+/// device probing does not hold up boot. Returns (pid, group) of each.
+pub fn spawn_module_loaders(dir: &std::path::Path) -> Vec<(i32, String)> {
+    let mut out = Vec::new();
+    for (i, (file, names)) in crate::kmod::modules_load_groups(dir).into_iter().enumerate() {
+        let group = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        // SAFETY: init is single-threaded; the child only loads modules and
+        // exits with _exit.
         match unsafe { nix::unistd::fork() } {
             Ok(nix::unistd::ForkResult::Child) => {
-                let code = load_modules(&names);
+                if i > 0 {
+                    // The first group (storage) gates the boot; later ones
+                    // yield the CPU to it.
+                    // SAFETY: plain syscall.
+                    unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
+                }
+                let code = load_modules(&group, &names);
                 // SAFETY: leaving the forked child without running atexit.
                 unsafe { libc::_exit(code) };
             }
             Ok(nix::unistd::ForkResult::Parent { child }) => {
-                info!("loading {} kernel modules (pid {child})", names.len());
-                self.helpers.insert(child.as_raw(), super::Helper { name: "module loader".into() });
+                info!("loading {} kernel modules of {group} (pid {child})", names.len());
+                out.push((child.as_raw(), group));
             }
             Err(e) => {
-                error!("cannot fork the module loader: {e}; loading modules inline");
-                load_modules(&names);
+                error!("cannot fork the module loader: {e}; loading {group} inline");
+                load_modules(&group, &names);
             }
         }
     }
+    out
 }
 
-fn load_modules(names: &[String]) -> i32 {
+fn load_modules(group: &str, names: &[String]) -> i32 {
     let dir = crate::kmod::module_dir();
     let dep = match crate::kmod::ModDep::load(&dir) {
         Ok(d) => d,
@@ -541,7 +560,7 @@ fn load_modules(names: &[String]) -> i32 {
             failed += 1;
         }
     }
-    info!("loaded {} module files in {} ms ({failed} failed)", loaded.len(), (boottime_us() - t0) / 1000);
+    info!("{group}: loaded {} module files in {} ms ({failed} failed)", loaded.len(), (boottime_us() - t0) / 1000);
     i32::from(failed > 0)
 }
 

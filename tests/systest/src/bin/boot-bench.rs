@@ -31,14 +31,17 @@ fn one(arch: &str, i: usize) -> Result<Sample> {
     let prompt = q.wait_for(accord_systest::PROMPT, Duration::from_secs(120))?;
     let (rc, _) = q.run("param wait bootevent.boot.completed true 30", Duration::from_secs(40))?;
     ensure!(rc == 0, "boot did not complete");
-    let (_, out) = q.run("cat /proc/uptime; param get ohos.boot.time.init; param get ohos.boot.time.boot.completed; grep VmRSS /proc/1/status", Duration::from_secs(20))?;
-    let now = Instant::now();
+    let (_, out) = q.run("param get ohos.boot.time.init; param get ohos.boot.time.boot.completed; grep VmRSS /proc/1/status", Duration::from_secs(20))?;
     let lines: Vec<&str> = out.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    ensure!(lines.len() >= 4, "unexpected output {out:?}");
-    let uptime_s: f64 = lines[0].split_whitespace().next().context("uptime")?.parse()?;
-    let init_us: f64 = lines[1].parse()?;
-    let done_us: f64 = lines[2].parse()?;
-    let rss_kb: u64 = lines[3].split_whitespace().nth(1).context("rss")?.parse()?;
+    ensure!(lines.len() >= 3, "unexpected output {out:?}");
+    let init_us: f64 = lines[0].parse()?;
+    let done_us: f64 = lines[1].parse()?;
+    let rss_kb: u64 = lines[2].split_whitespace().nth(1).context("rss")?.parse()?;
+    // The guest clock against the host's: the uptime read is the last thing
+    // the command does, so its output arrives right after it is taken.
+    let (_, up) = q.run("cat /proc/uptime", Duration::from_secs(20))?;
+    let now = Instant::now();
+    let uptime_s: f64 = up.split_whitespace().next().context("uptime")?.parse()?;
     // Host time at which the guest's clock read zero.
     let kernel_start = ms(now.duration_since(q.started)) - uptime_s * 1000.0;
     let t_off = Instant::now();
