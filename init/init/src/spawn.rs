@@ -99,9 +99,8 @@ pub fn spawn(req: SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
     let caps = resolve_caps(svc)?;
     let mut cmd = Command::new(&svc.path[0]);
     cmd.args(&svc.path[1..]);
-    cmd.env_clear();
-    cmd.env("PATH", std::env::var("PATH").unwrap_or_else(|_| "/bin:/sbin".into()));
-    cmd.env("HOME", "/");
+    // Services inherit init's environment (the kernel's, plus the cfg's
+    // `export`s), then their own `env`.
     for (k, v) in &svc.env {
         cmd.env(k, v);
     }

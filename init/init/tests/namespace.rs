@@ -350,3 +350,92 @@ fn shared_table_serves_world_readable_params_only() {
     // Boot times are public too: the cheap way to poll them.
     assert!(matches!(area.get("ohos.boot.time.init"), Lookup::Found(_)));
 }
+
+#[test]
+fn cfg_commands_do_what_they_say() {
+    let cfg = r#"{"jobs": [{"name": "init", "cmds": [
+        "mkdir /data/d 0751 system log",
+        "write /data/d/f hello world",
+        "copy /data/d/f /data/d/g",
+        "chmod 0600 /data/d/g",
+        "chown shell shell /data/d/g",
+        "symlink /data/d/f /data/d/link",
+        "write /data/d/gone x",
+        "rm /data/d/gone",
+        "mkdir /data/d/empty",
+        "rmdir /data/d/empty",
+        "export ACCORD_TEST_VAR exported",
+        "setparam test.expanded pre-${const.test.base}-post",
+        "mount tmpfs tmpfs /data/mnt nosuid size=1m",
+        "write /data/mnt/inside 1",
+        "umount /data/mnt",
+        "setrlimit RLIMIT_NOFILE 4096 4096",
+        "wait /data/d/f 1",
+        "exec /bin/sh -c \"echo bg\"",
+        "frobnicate"
+    ]}],
+    "services": [{"name": "envcheck", "once": 1, "path": ["/bin/sh", "-c", "echo \"$ACCORD_TEST_VAR $(ulimit -n)\" > /data/env"]}]}"#;
+    let mut f = Fixture::new(cfg, &[("etc/param/t.para", "const.test.base=B\n")]);
+    f.boot();
+    assert!(f.wait_until(5 * SEC, || !read(&f, "data/env").is_empty()), "log:\n{}", f.log_text());
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let d = std::fs::metadata(f.path("data/d")).unwrap();
+    assert_eq!((d.permissions().mode() & 0o777, d.uid(), d.gid()), (0o751, 1000, 1007));
+    assert_eq!(read(&f, "data/d/f"), "hello world");
+    let g = std::fs::metadata(f.path("data/d/g")).unwrap();
+    assert_eq!((g.permissions().mode() & 0o777, g.uid(), g.gid()), (0o600, 2000, 2000));
+    assert_eq!(std::fs::read_link(f.path("data/d/link")).unwrap(), std::path::PathBuf::from("/data/d/f"));
+    assert!(!f.path("data/d/gone").exists() && !f.path("data/d/empty").exists());
+    assert!(!f.path("data/mnt/inside").exists(), "the file went away with the unmounted tmpfs");
+    assert_eq!(f.get("test.expanded").as_deref(), Some("pre-B-post"));
+    assert_eq!(read(&f, "data/env").trim(), "exported 4096", "export and setrlimit reach services");
+    assert!(f.log_text().contains("unknown command \"frobnicate\""), "log:\n{}", f.log_text());
+}
+
+#[test]
+fn credentials_caps_and_hooks_apply_to_services() {
+    let cfg = r#"{
+      "jobs": [
+        {"name": "pre-init", "cmds": ["mkdir /data/c 0777"]},
+        {"name": "capd_pre", "cmds": ["write /data/c/pre yes"]},
+        {"name": "capd_started", "cmds": ["setparam test.hook.started yes"]}
+      ],
+      "services": [{
+        "name": "capd", "uid": "system", "gid": ["system", "log"], "caps": ["NET_BIND_SERVICE"], "importance": 5,
+        "writepid": ["/data/c/pid"], "env": [{"name": "WHO", "value": "capd"}],
+        "jobs": {"pre-start": "capd_pre", "on-start": "capd_started"},
+        "path": ["/bin/sh", "-c", "grep -E '^(Uid|Gid|Groups|CapEff|CapBnd|CapAmb|NoNewPrivs)' /proc/self/status > /data/c/status; echo \"$WHO $(cut -d' ' -f19 /proc/self/stat)\" > /data/c/env; exec sleep 1000"]
+      }]
+    }"#;
+    let mut f = Fixture::new(cfg, &[]);
+    f.boot();
+    assert!(f.wait_until(5 * SEC, || read(&f, "data/c/env").lines().count() == 1), "log:\n{}", f.log_text());
+    let st = read(&f, "data/c/status");
+    let field = |k: &str| st.lines().find(|l| l.starts_with(k)).map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" ")).unwrap_or_default();
+    assert_eq!(field("Uid:"), "1000 1000 1000 1000");
+    assert_eq!(field("Gid:"), "1000 1000 1000 1000");
+    assert_eq!(field("Groups:"), "1007");
+    // CAP_NET_BIND_SERVICE is bit 10.
+    assert_eq!(field("CapEff:"), "0000000000000400");
+    assert_eq!(field("CapBnd:"), "0000000000000400");
+    assert_eq!(field("CapAmb:"), "0000000000000400");
+    assert_eq!(field("NoNewPrivs:"), "1");
+    assert_eq!(read(&f, "data/c/env").trim(), "capd 5", "env and nice value");
+    assert_eq!(read(&f, "data/c/pre"), "yes", "pre-start job ran");
+    assert_eq!(f.get("test.hook.started").as_deref(), Some("yes"), "on-start job ran");
+    assert_eq!(read(&f, "data/c/pid").trim(), f.get("startup.service.ctl.capd.pid").unwrap());
+}
+
+#[test]
+fn sigterm_reboots_and_runs_the_reboot_job() {
+    let cfg = r#"{"jobs": [{"name": "reboot", "cmds": ["write /data/reboot-job ran"]}],
+                 "services": [{"name": "s", "path": ["/bin/sleep", "1000"]}]}"#;
+    let mut f = Fixture::new(cfg, &[]);
+    f.boot();
+    assert!(f.wait_param("startup.service.ctl.s", "running", 5 * SEC));
+    // busybox `reboot` sends SIGTERM to PID 1.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(f.init_pid().unwrap()), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let st = f.wait_exit(10 * SEC).expect("rebooted");
+    assert_eq!(Fixture::exit_signal(&st), Some(libc::SIGHUP), "log:\n{}", f.log_text());
+    assert_eq!(read(&f, "data/reboot-job"), "ran");
+}
