@@ -36,6 +36,8 @@ rootfs: .host-ready
 qemu: rootfs
 	@rootfs/qemu.sh $(ARCH)
 
+# The system test lays its own overlay (tests/systest/overlay) over the image.
+qemu-test: OVERLAY := $(or $(OVERLAY),tests/systest/overlay)
 qemu-test: rootfs
 	cargo run --release -q -p accord-systest --bin qemu-test -- $(ARCH) </dev/null
 

@@ -21,6 +21,7 @@ COMPRESS=${ACCORD_INITRD_COMPRESS:-gzip}
 EPOCH=${SOURCE_DATE_EPOCH:-0}
 
 [[ -z $OVERLAY || -d $OVERLAY ]] || die "overlay '$OVERLAY' is not a directory"
+[[ -z $OVERLAY ]] || OVERLAY=$(realpath "$OVERLAY")
 [[ -f $KERNEL_CACHE/release ]] || die "no kernel in $KERNEL_CACHE: run rootfs/fetch-kernel.sh $ARCH"
 [[ -x $BUSYBOX_CACHE/root/bin/busybox ]] || die "no busybox in $BUSYBOX_CACHE: run rootfs/fetch-busybox.sh $ARCH"
 command -v busybox >/dev/null || die "the host has no busybox (package busybox-static): run rootfs/setup-host.sh"

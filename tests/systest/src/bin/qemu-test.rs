@@ -86,6 +86,13 @@ fn first_boot(q: &mut Qemu, r: &mut Report) -> Result<()> {
         ensure!(d.contains("demo service up"), "{d:?}");
         Ok(())
     })());
+    r.check("an OVERLAY's cfg is read, and its service started by a param: job", (|| {
+        let st = out(q, "param get startup.service.ctl.overlay-probe")?;
+        ensure!(st == "idle", "condition service before the trigger: {st:?}");
+        out(q, "param set test.overlay.go 1")?;
+        out(q, "param wait test.overlay.ran yes 10")?;
+        Ok(())
+    })());
     r.check("the boot trace is written", (|| {
         let t = out(q, "head -c 200 /data/log/startup/bootup.trace")?;
         ensure!(t.contains("traceEvents"), "{t}");
