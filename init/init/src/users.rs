@@ -30,15 +30,7 @@ impl Users {
                 }
             }
         }
-        let mut groups = HashMap::new();
-        for line in group.lines() {
-            let f: Vec<&str> = line.split(':').collect();
-            if f.len() >= 3 {
-                if let Ok(gid) = f[2].parse() {
-                    groups.insert(f[0].to_owned(), gid);
-                }
-            }
-        }
+        let mut groups = accord_param::dac::parse_id_file(group);
         users.entry("root".to_owned()).or_insert((0, 0));
         groups.entry("root".to_owned()).or_insert(0);
         Users { users, groups }

@@ -10,5 +10,5 @@ pub mod condition;
 mod parse;
 mod types;
 
-pub use parse::{load, parse_file_str, Diagnostic, Severity};
+pub use parse::{expand, load, parse_file_str, Diagnostic, Severity};
 pub use types::*;

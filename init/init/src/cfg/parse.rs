@@ -55,8 +55,9 @@ impl Ctx<'_> {
     }
 }
 
-/// Expands `${name}` with `lookup`; unknown names expand to "" (reported).
-fn expand(s: &str, lookup: &dyn Fn(&str) -> Option<String>, unknown: &mut Vec<String>) -> String {
+/// Expands `${name}` with `lookup`; unknown names expand to "" and are
+/// pushed to `unknown`. Used for `import` paths and command arguments.
+pub fn expand(s: &str, lookup: &dyn Fn(&str) -> Option<String>, unknown: &mut Vec<String>) -> String {
     let mut out = String::new();
     let mut rest = s;
     while let Some(i) = rest.find("${") {

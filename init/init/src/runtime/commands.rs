@@ -81,26 +81,10 @@ fn parse_limit(s: &str) -> Result<u64, String> {
 }
 
 impl Init {
-    /// Expands `${name}` from parameters in one argument.
+    /// Expands `${name}` from parameters in one argument (unset: "").
     fn expand(&self, arg: &str) -> String {
-        let mut out = String::with_capacity(arg.len());
-        let mut rest = arg;
-        while let Some(start) = rest.find("${") {
-            out.push_str(&rest[..start]);
-            match rest[start + 2..].find('}') {
-                Some(end) => {
-                    let name = &rest[start + 2..start + 2 + end];
-                    out.push_str(self.params.get(name).unwrap_or(""));
-                    rest = &rest[start + 2 + end + 1..];
-                }
-                None => {
-                    out.push_str(&rest[start..]);
-                    rest = "";
-                }
-            }
-        }
-        out.push_str(rest);
-        out
+        let params = &self.params;
+        crate::cfg::expand(arg, &|n| params.get(n).map(str::to_owned), &mut Vec::new())
     }
 
     pub(super) fn run_cmd(&mut self, cmd: &Cmd) -> CmdResult {
