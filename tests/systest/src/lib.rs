@@ -131,7 +131,18 @@ impl Qemu {
         let start = self.cursor;
         self.wait_for(&format!("{tag}END "), timeout)?;
         let end = self.cursor - format!("{tag}END ").len();
-        let text = self.text();
+        // The status may still be on its way: wait for its line to end.
+        let deadline = Instant::now() + timeout;
+        let text = loop {
+            let text = self.text();
+            if text.get(self.cursor..).is_some_and(|r| r.contains('\n')) {
+                break text;
+            }
+            if Instant::now() > deadline {
+                bail!("no status after {tag}END");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
         let output = text.get(start..end).unwrap_or("").to_owned();
         let rest = text.get(self.cursor..).unwrap_or("");
         let Some(nl) = rest.find('\n') else { bail!("no status after {tag}END") };

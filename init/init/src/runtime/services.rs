@@ -513,15 +513,15 @@ impl Init {
 /// device probing does not hold up boot. Returns (pid, group) of each.
 pub fn spawn_module_loaders(dir: &std::path::Path) -> Vec<(i32, String)> {
     let mut out = Vec::new();
-    for (i, (file, names)) in crate::kmod::modules_load_groups(dir).into_iter().enumerate() {
+    for (file, names) in crate::kmod::modules_load_groups(dir) {
         let group = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         // SAFETY: init is single-threaded; the child only loads modules and
         // exits with _exit.
         match unsafe { nix::unistd::fork() } {
             Ok(nix::unistd::ForkResult::Child) => {
-                if i > 0 {
-                    // The first group (storage) gates the boot; later ones
-                    // yield the CPU to it.
+                if group.ends_with("devices") {
+                    // Disk and filesystem groups gate the boot (/data);
+                    // other devices yield the CPU to them.
                     // SAFETY: plain syscall.
                     unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
                 }
