@@ -1,0 +1,68 @@
+//! Accord's IPC layer: D-Bus wire protocol (zbus), used peer to peer.
+//!
+//! Owns how two processes get a D-Bus connection without a bus daemon:
+//! [`serve`] makes the server end of a Unix stream a zbus p2p connection
+//! exporting objects, [`connect`] makes the client end, and
+//! [`peer_identity`] gives a server the kernel-verified uid/gid/pid of the
+//! process on the other end (SO_PEERCRED, never anything the peer says).
+//! samgr and every system ability build on this.
+
+use std::os::fd::AsFd;
+
+use thiserror::Error;
+use tokio::net::UnixStream;
+use zbus::connection::Builder;
+
+#[derive(Debug, Error)]
+pub enum IpcError {
+    #[error("D-Bus connection: {0}")]
+    Zbus(#[from] zbus::Error),
+    #[error("socket: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("peer credentials: {0}")]
+    Creds(nix::Error),
+}
+
+/// The kernel's word on who is at the other end of a socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: i32,
+}
+
+/// SO_PEERCRED of a connected Unix socket.
+pub fn peer_identity(sock: &impl AsFd) -> Result<Identity, IpcError> {
+    let c = nix::sys::socket::getsockopt(sock, nix::sys::socket::sockopt::PeerCredentials).map_err(IpcError::Creds)?;
+    Ok(Identity { uid: c.uid(), gid: c.gid(), pid: c.pid() })
+}
+
+/// The verified identity of the peer of a p2p `conn` (what a server
+/// method calls its caller).
+pub async fn calling_identity(conn: &zbus::Connection) -> Result<Identity, IpcError> {
+    let c = conn.peer_creds().await?;
+    Ok(Identity {
+        uid: c.unix_user_id().unwrap_or(u32::MAX),
+        gid: c.unix_group_ids().and_then(|g| g.first().copied()).unwrap_or(u32::MAX),
+        pid: c.process_id().map(|p| p as i32).unwrap_or(-1),
+    })
+}
+
+/// Serves `objects` (path, interface) on the server end of a p2p stream.
+/// Returns once the D-Bus handshake with the client is done.
+pub async fn serve<I>(stream: UnixStream, objects: Vec<(&str, I)>) -> Result<zbus::Connection, IpcError>
+where
+    I: zbus::object_server::Interface,
+{
+    let guid = zbus::Guid::generate();
+    let mut b = Builder::unix_stream(stream).server(guid)?.p2p();
+    for (path, obj) in objects {
+        b = b.serve_at(path, obj)?;
+    }
+    Ok(b.build().await?)
+}
+
+/// The client end of a p2p stream.
+pub async fn connect(stream: UnixStream) -> Result<zbus::Connection, IpcError> {
+    Ok(Builder::unix_stream(stream).p2p().build().await?)
+}
