@@ -7,6 +7,8 @@
 //! process on the other end (SO_PEERCRED, never anything the peer says).
 //! samgr and every system ability build on this.
 
+pub mod sa;
+
 use std::os::fd::AsFd;
 
 use thiserror::Error;

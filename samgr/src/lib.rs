@@ -1,0 +1,122 @@
+//! samgr: the system ability registry.
+//!
+//! Owns which process hosts which system ability (SA, by id) and hands out
+//! direct connections to them: on `GetSystemAbility` it makes a socket
+//! pair, gives one end to the SA's host together with the caller's
+//! identity (from SO_PEERCRED of the caller's connection to samgr) and
+//! returns the other end. Calls never pass through samgr afterwards.
+//!
+//! This is the first slice of issue 3: add/get/check/list. Profiles,
+//! on-demand load, idle unload, subscriptions, death notification and
+//! policy come next.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use accord_ipc::sa::{SystemAbilityHostProxy, SAMGR_PATH};
+use accord_ipc::Identity;
+use tokio::net::UnixListener;
+use tracing::{info, warn};
+use zbus::fdo;
+use zbus::zvariant;
+
+/// Highest SA id (OpenHarmony's limit); 0 is samgr itself.
+pub const MAX_SA_ID: u32 = 0x00FF_FFFF;
+
+struct Entry {
+    host: zbus::Connection,
+    owner: Identity,
+}
+
+#[derive(Default, Clone)]
+pub struct Registry {
+    inner: Arc<Mutex<BTreeMap<u32, Entry>>>,
+}
+
+fn check_id(id: u32) -> fdo::Result<()> {
+    if id == 0 || id > MAX_SA_ID {
+        return Err(fdo::Error::InvalidArgs(format!("SA id {id} is outside 1..={MAX_SA_ID}")));
+    }
+    Ok(())
+}
+
+fn poisoned<T>(_: T) -> fdo::Error {
+    fdo::Error::Failed("samgr registry poisoned".into())
+}
+
+/// One client's (or SA host's) view of samgr.
+struct SamgrIface {
+    registry: Registry,
+}
+
+async fn caller(conn: &zbus::Connection) -> fdo::Result<Identity> {
+    accord_ipc::calling_identity(conn).await.map_err(|e| fdo::Error::AccessDenied(format!("no caller identity: {e}")))
+}
+
+#[zbus::interface(name = "org.accord.SystemAbilityManager")]
+impl SamgrIface {
+    async fn add_system_ability(&self, id: u32, #[zbus(connection)] conn: &zbus::Connection) -> fdo::Result<()> {
+        check_id(id)?;
+        let who = caller(conn).await?;
+        let mut reg = self.registry.inner.lock().map_err(poisoned)?;
+        if let Some(old) = reg.get(&id) {
+            if old.owner.pid != who.pid {
+                return Err(fdo::Error::FileExists(format!("SA {id} is already registered by pid {}", old.owner.pid)));
+            }
+        }
+        reg.insert(id, Entry { host: conn.clone(), owner: who });
+        info!("SA {id} added by pid {} (uid {})", who.pid, who.uid);
+        Ok(())
+    }
+
+    async fn get_system_ability(&self, id: u32, #[zbus(connection)] conn: &zbus::Connection) -> fdo::Result<zvariant::OwnedFd> {
+        check_id(id)?;
+        let who = caller(conn).await?;
+        let host = {
+            let reg = self.registry.inner.lock().map_err(poisoned)?;
+            reg.get(&id).map(|e| e.host.clone()).ok_or_else(|| fdo::Error::ServiceUnknown(format!("SA {id} is not registered")))?
+        };
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(|e| fdo::Error::IOError(e.to_string()))?;
+        let proxy = SystemAbilityHostProxy::new(&host).await.map_err(|e| fdo::Error::Failed(e.to_string()))?;
+        let fd: std::os::fd::OwnedFd = ours.into();
+        proxy.connect(id, fd.into(), who.uid, who.gid, who.pid).await.map_err(|e| {
+            warn!("SA {id}: its host refused a connection for pid {}: {e}", who.pid);
+            fdo::Error::Failed(format!("SA {id} is unreachable: {e}"))
+        })?;
+        let fd: std::os::fd::OwnedFd = theirs.into();
+        Ok(fd.into())
+    }
+
+    fn check_system_ability(&self, id: u32) -> fdo::Result<bool> {
+        check_id(id)?;
+        Ok(self.registry.inner.lock().map_err(poisoned)?.contains_key(&id))
+    }
+
+    fn list_system_abilities(&self) -> fdo::Result<Vec<u32>> {
+        Ok(self.registry.inner.lock().map_err(poisoned)?.keys().copied().collect())
+    }
+}
+
+/// Serves samgr on `listener` until the task is dropped.
+pub async fn serve(listener: UnixListener, registry: Registry) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let registry = registry.clone();
+                tokio::spawn(async move {
+                    match accord_ipc::serve(stream, vec![(SAMGR_PATH, SamgrIface { registry })]).await {
+                        Ok(conn) => {
+                            let _ = conn.monitor_activity().await;
+                            std::future::pending::<()>().await;
+                        }
+                        Err(e) => warn!("samgr: a client failed the handshake: {e}"),
+                    }
+                });
+            }
+            Err(e) => {
+                warn!("samgr: accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}

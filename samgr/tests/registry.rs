@@ -1,0 +1,57 @@
+//! samgr with SA hosts and clients: add/get/check/list, the direct path,
+//! and the caller identity an SA sees.
+
+use std::time::Duration;
+
+use accord_ipc::sa::{SaHost, Samgr};
+use accord_ipc::Identity;
+
+struct Echo {
+    caller: Identity,
+}
+
+#[zbus::interface(name = "org.accord.test.Echo")]
+impl Echo {
+    fn add_one(&self, x: u32) -> u32 {
+        x.wrapping_add(1)
+    }
+    fn caller_pid(&self) -> i32 {
+        self.caller.pid
+    }
+}
+
+#[zbus::proxy(interface = "org.accord.test.Echo", default_service = "org.accord.test", default_path = "/org/accord/test/Echo")]
+trait EchoClient {
+    fn add_one(&self, x: u32) -> zbus::Result<u32>;
+    fn caller_pid(&self) -> zbus::Result<i32>;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_get_check_list_and_the_direct_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("samgr");
+    let listener = tokio::net::UnixListener::bind(&sock).unwrap();
+    let samgr_task = tokio::spawn(accord_samgr::serve(listener, accord_samgr::Registry::default()));
+
+    let host = SaHost::connect(&sock).await.unwrap();
+    host.publish(1500, "/org/accord/test/Echo", |caller| Echo { caller }).await.unwrap();
+
+    let client = Samgr::connect(&sock).await.unwrap();
+    assert!(client.check(1500).await.unwrap());
+    assert!(!client.check(1501).await.unwrap());
+    assert_eq!(client.list().await.unwrap(), vec![1500]);
+    let err = client.get(1501).await.expect_err("unknown SA is an error").to_string();
+    assert!(err.contains("1501") && err.contains("not registered"), "{err}");
+    assert!(client.check(0).await.is_err(), "id 0 is refused");
+
+    let conn = client.get(1500).await.unwrap();
+    let echo = EchoClientProxy::new(&conn).await.unwrap();
+    assert_eq!(echo.add_one(41).await.unwrap(), 42);
+    assert_eq!(echo.caller_pid().await.unwrap(), std::process::id() as i32, "the SA sees the caller samgr verified");
+
+    // samgr is not on the call path: with samgr gone, the call still works.
+    samgr_task.abort();
+    drop(client);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(echo.add_one(1).await.unwrap(), 2);
+}
