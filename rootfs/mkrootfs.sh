@@ -34,11 +34,11 @@ if [[ -n ${ACCORD_BIN_DIR:-} ]]; then
     BIN_DIR=$ACCORD_BIN_DIR
     log "taking init and begetctl from $BIN_DIR (ACCORD_BIN_DIR)"
 else
-    log "cargo build --release --target $RUST_TARGET -p accord-init -p accord-begetctl"
-    (cd "$REPO" && cargo build --release --target "$RUST_TARGET" -p accord-init -p accord-begetctl </dev/null)
+    log "cargo build --release --target $RUST_TARGET -p accord-init -p accord-begetctl -p accord-samgr"
+    (cd "$REPO" && cargo build --release --target "$RUST_TARGET" -p accord-init -p accord-begetctl -p accord-samgr </dev/null)
     BIN_DIR=${CARGO_TARGET_DIR:-$REPO/target}/$RUST_TARGET/release
 fi
-for b in init begetctl; do
+for b in init begetctl samgr; do
     [[ -x $BIN_DIR/$b ]] || die "$BIN_DIR/$b is missing"
 done
 
@@ -49,7 +49,7 @@ rm -rf "$ROOT"
 mkdir -p "$ROOT"
 cd "$ROOT"
 
-for d in bin sbin etc/init etc/param etc/modules-load.d lib/modules \
+for d in bin sbin system/bin etc/init etc/param etc/modules-load.d lib/modules \
          proc sys dev run tmp data mnt system vendor root; do
     mkdir -p "$d"
 done
@@ -61,6 +61,7 @@ ln -s /init sbin/init
 install -m 0755 "$BIN_DIR/begetctl" bin/begetctl
 ln -s begetctl bin/param
 install -m 0755 "$BUSYBOX_CACHE/root/bin/busybox" bin/busybox
+install -m 0755 "$BIN_DIR/samgr" system/bin/samgr
 
 # The repo's files, verbatim.
 cp -a "$REPO/rootfs/files/." .

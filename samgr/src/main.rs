@@ -29,6 +29,13 @@ fn main() -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
         let l = tokio::net::UnixListener::from_std(l)?;
+        // Clients may connect from now on (init created the socket before
+        // starting us, so early ones were queued): samgr is ready.
+        if std::env::var_os("OHOS_SOCKET_samgr").is_some() {
+            if let Err(e) = accord_param::client::set("bootevent.samgr.ready", "true") {
+                tracing::warn!("cannot set bootevent.samgr.ready: {e}");
+            }
+        }
         accord_samgr::serve(l, accord_samgr::Registry::default()).await;
         Ok(())
     })

@@ -25,6 +25,15 @@ fn first_boot(q: &mut Qemu, r: &mut Report) -> Result<()> {
         ensure!(v == "true", "bootevent.boot.completed = {v:?}");
         Ok(())
     })());
+    r.check("samgr runs as a critical service and is ready", (|| {
+        let v = out(q, "param get bootevent.samgr.ready")?;
+        ensure!(v == "true", "bootevent.samgr.ready = {v:?}");
+        let d = out(q, "begetctl dump_service samgr")?;
+        ensure!(d.lines().any(|l| l.starts_with("samgr") && l.contains("running") && l.contains("yes")), "{d}");
+        let s = out(q, "ls -l /dev/unix/socket/samgr")?;
+        ensure!(s.starts_with("srw-rw-rw-"), "{s}");
+        Ok(())
+    })());
     r.check("default parameters are loaded", (|| {
         let v = out(q, "param get const.product.name")?;
         ensure!(v == "Accord", "const.product.name = {v:?}");
