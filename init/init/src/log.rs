@@ -17,7 +17,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::AsRawFd;
 use std::sync::OnceLock;
 
 use tracing::{Level, Metadata};
@@ -94,9 +93,7 @@ fn emit(buf: &[u8]) {
             let _ = nix::unistd::write(f, buf);
         }
         Sink::Stderr => {
-            let stderr = io::stderr();
-            let _ = nix::unistd::write(&stderr, buf);
-            let _ = stderr.as_raw_fd();
+            let _ = nix::unistd::write(io::stderr(), buf);
         }
     }
 }

@@ -322,8 +322,8 @@ impl Init {
         loop {
             match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => break,
-                Ok(WaitStatus::Exited(pid, code)) => self.child_exited(pid.as_raw(), format!("exit status {code}"), code == 0),
-                Ok(WaitStatus::Signaled(pid, sig, _)) => self.child_exited(pid.as_raw(), format!("killed by {sig}"), false),
+                Ok(WaitStatus::Exited(pid, code)) => self.child_exited(pid.as_raw(), format!("exit status {code}")),
+                Ok(WaitStatus::Signaled(pid, sig, _)) => self.child_exited(pid.as_raw(), format!("killed by {sig}")),
                 Ok(_) => continue,
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => {
@@ -334,7 +334,7 @@ impl Init {
         }
     }
 
-    fn child_exited(&mut self, pid: i32, how: String, _clean: bool) {
+    fn child_exited(&mut self, pid: i32, how: String) {
         if let Some(h) = self.helpers.remove(&pid) {
             info!("{} (pid {pid}) finished: {how}", h.name);
             return;
