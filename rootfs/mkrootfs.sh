@@ -62,6 +62,7 @@ install -m 0755 "$BIN_DIR/begetctl" bin/begetctl
 ln -s begetctl bin/param
 install -m 0755 "$BUSYBOX_CACHE/root/bin/busybox" bin/busybox
 install -m 0755 "$BIN_DIR/samgr" system/bin/samgr
+ln -s samgr system/bin/hidumper
 
 # The repo's files, verbatim.
 cp -a "$REPO/rootfs/files/." .

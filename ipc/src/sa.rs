@@ -33,6 +33,8 @@ pub trait SystemAbilityManager {
     fn check_system_ability(&self, id: u32) -> zbus::Result<bool>;
     /// Registered SA ids.
     fn list_system_abilities(&self) -> zbus::Result<Vec<u32>>;
+    /// (id, state, host pid, host uid) of every registered SA.
+    fn dump_system_abilities(&self) -> zbus::Result<Vec<(u32, String, i32, u32)>>;
 }
 
 /// What samgr calls on an SA host process.
@@ -133,5 +135,10 @@ impl Samgr {
 
     pub async fn list(&self) -> Result<Vec<u32>, IpcError> {
         Ok(self.proxy.list_system_abilities().await?)
+    }
+
+    /// (id, state, host pid, host uid) of every registered SA.
+    pub async fn dump(&self) -> Result<Vec<(u32, String, i32, u32)>, IpcError> {
+        Ok(self.proxy.dump_system_abilities().await?)
     }
 }

@@ -95,6 +95,13 @@ impl SamgrIface {
     fn list_system_abilities(&self) -> fdo::Result<Vec<u32>> {
         Ok(self.registry.inner.lock().map_err(poisoned)?.keys().copied().collect())
     }
+
+    /// (id, state, host pid, host uid) of every registered SA, for
+    /// `hidumper -ls`.
+    fn dump_system_abilities(&self) -> fdo::Result<Vec<(u32, String, i32, u32)>> {
+        let reg = self.registry.inner.lock().map_err(poisoned)?;
+        Ok(reg.iter().map(|(id, e)| (*id, "LOADED".to_owned(), e.owner.pid, e.owner.uid)).collect())
+    }
 }
 
 /// Serves samgr on `listener` until the task is dropped.

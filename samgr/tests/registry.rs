@@ -55,3 +55,33 @@ async fn add_get_check_list_and_the_direct_path() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(echo.add_one(1).await.unwrap(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hidumper_lists_what_the_real_samgr_binary_registered() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("samgr");
+    let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_samgr")).arg("--socket").arg(&sock).spawn().unwrap();
+    for _ in 0..200 {
+        if sock.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let host = SaHost::connect(&sock).await.unwrap();
+    host.publish(3301, "/org/accord/test/Echo", |caller| Echo { caller }).await.unwrap();
+    let hidumper = dir.path().join("hidumper");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_samgr"), &hidumper).unwrap();
+    let run = |arg: &'static str| {
+        let (h, s) = (hidumper.clone(), sock.clone());
+        tokio::task::spawn_blocking(move || std::process::Command::new(h).arg(arg).env("SAMGR_SOCKET", s).output().unwrap())
+    };
+    let out = run("-ls").await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let row = text.lines().find(|l| l.starts_with("3301")).unwrap_or_else(|| panic!("no SA 3301 in:\n{text}"));
+    assert!(row.contains("LOADED") && row.contains(&std::process::id().to_string()), "{row}");
+    let bad = run("-x").await.unwrap();
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("usage"));
+    daemon.kill().unwrap();
+    let _ = daemon.wait();
+}

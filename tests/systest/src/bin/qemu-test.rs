@@ -32,6 +32,9 @@ fn first_boot(q: &mut Qemu, r: &mut Report) -> Result<()> {
         ensure!(d.lines().any(|l| l.starts_with("samgr") && l.contains("running") && l.contains("yes")), "{d}");
         let s = out(q, "ls -l /dev/unix/socket/samgr")?;
         ensure!(s.starts_with("srw-rw-rw-"), "{s}");
+        // A client in the shell reaches samgr through init's socket.
+        let ls = out(q, "hidumper -ls")?;
+        ensure!(ls.starts_with("SA id"), "{ls}");
         Ok(())
     })());
     r.check("default parameters are loaded", (|| {
