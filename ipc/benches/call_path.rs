@@ -55,9 +55,7 @@ fn serve_p2p(sock: &str) {
         let l = tokio::net::UnixListener::bind(sock).expect("bind");
         let (s, _) = l.accept().await.expect("accept");
         let c = accord_ipc::serve(s, vec![("/org/accord/Calc", Calc)]).await.expect("serve");
-        // Until the client hangs up.
-        let _ = c.monitor_activity().await;
-        std::future::pending::<()>().await;
+        accord_ipc::closed(&c).await;
     });
 }
 

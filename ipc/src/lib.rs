@@ -64,6 +64,13 @@ where
     Ok(b.build().await?)
 }
 
+/// Resolves when the peer has closed `conn` (its socket reached EOF).
+pub async fn closed(conn: &zbus::Connection) {
+    use zbus::export::futures_core::Stream;
+    let mut stream = zbus::MessageStream::from(conn);
+    while std::future::poll_fn(|cx| std::pin::Pin::new(&mut stream).poll_next(cx)).await.is_some() {}
+}
+
 /// The client end of a p2p stream.
 pub async fn connect(stream: UnixStream) -> Result<zbus::Connection, IpcError> {
     Ok(Builder::unix_stream(stream).p2p().build().await?)

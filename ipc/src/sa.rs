@@ -94,10 +94,7 @@ impl SaHost {
             tokio::spawn(async move {
                 match crate::serve(stream, vec![(path, make(caller))]).await {
                     // The connection lives as long as the client keeps it.
-                    Ok(conn) => {
-                        let _ = conn.monitor_activity().await;
-                        std::future::pending::<()>().await;
-                    }
+                    Ok(conn) => crate::closed(&conn).await,
                     Err(e) => tracing::warn!("SA {id}: handshake with pid {} failed: {e}", caller.pid),
                 }
             });

@@ -25,6 +25,8 @@ pub const MAX_SA_ID: u32 = 0x00FF_FFFF;
 
 struct Entry {
     host: zbus::Connection,
+    /// Which samgr connection registered it (removed when it closes).
+    host_conn: u64,
     owner: Identity,
 }
 
@@ -47,6 +49,7 @@ fn poisoned<T>(_: T) -> fdo::Error {
 /// One client's (or SA host's) view of samgr.
 struct SamgrIface {
     registry: Registry,
+    conn_id: u64,
 }
 
 async fn caller(conn: &zbus::Connection) -> fdo::Result<Identity> {
@@ -64,7 +67,7 @@ impl SamgrIface {
                 return Err(fdo::Error::FileExists(format!("SA {id} is already registered by pid {}", old.owner.pid)));
             }
         }
-        reg.insert(id, Entry { host: conn.clone(), owner: who });
+        reg.insert(id, Entry { host: conn.clone(), host_conn: self.conn_id, owner: who });
         info!("SA {id} added by pid {} (uid {})", who.pid, who.uid);
         Ok(())
     }
@@ -104,17 +107,35 @@ impl SamgrIface {
     }
 }
 
+impl Registry {
+    /// Drops every SA registered over connection `conn_id` (its host
+    /// process exited or hung up); returns their ids.
+    fn remove_host(&self, conn_id: u64) -> Vec<u32> {
+        let Ok(mut reg) = self.inner.lock() else { return Vec::new() };
+        let gone: Vec<u32> = reg.iter().filter(|(_, e)| e.host_conn == conn_id).map(|(id, _)| *id).collect();
+        for id in &gone {
+            reg.remove(id);
+        }
+        gone
+    }
+}
+
 /// Serves samgr on `listener` until the task is dropped.
 pub async fn serve(listener: UnixListener, registry: Registry) {
+    let mut next_id = 0u64;
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
                 let registry = registry.clone();
+                next_id += 1;
+                let conn_id = next_id;
                 tokio::spawn(async move {
-                    match accord_ipc::serve(stream, vec![(SAMGR_PATH, SamgrIface { registry })]).await {
+                    match accord_ipc::serve(stream, vec![(SAMGR_PATH, SamgrIface { registry: registry.clone(), conn_id })]).await {
                         Ok(conn) => {
-                            let _ = conn.monitor_activity().await;
-                            std::future::pending::<()>().await;
+                            accord_ipc::closed(&conn).await;
+                            for id in registry.remove_host(conn_id) {
+                                info!("SA {id} removed: its host closed its connection");
+                            }
                         }
                         Err(e) => warn!("samgr: a client failed the handshake: {e}"),
                     }

@@ -49,6 +49,22 @@ async fn add_get_check_list_and_the_direct_path() {
     assert_eq!(echo.add_one(41).await.unwrap(), 42);
     assert_eq!(echo.caller_pid().await.unwrap(), std::process::id() as i32, "the SA sees the caller samgr verified");
 
+    // A host that goes away takes its SAs with it.
+    let host2 = SaHost::connect(&sock).await.unwrap();
+    host2.publish(1600, "/org/accord/test/Echo", |caller| Echo { caller }).await.unwrap();
+    assert!(client.check(1600).await.unwrap());
+    drop(host2);
+    let mut gone = false;
+    for _ in 0..100 {
+        if !client.check(1600).await.unwrap() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(gone, "SA 1600 still listed after its host hung up");
+    assert!(client.check(1500).await.unwrap(), "other hosts' SAs stay");
+
     // samgr is not on the call path: with samgr gone, the call still works.
     samgr_task.abort();
     drop(client);
@@ -82,6 +98,10 @@ async fn hidumper_lists_what_the_real_samgr_binary_registered() {
     assert!(row.contains("LOADED") && row.contains(&std::process::id().to_string()), "{row}");
     let bad = run("-x").await.unwrap();
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("usage"));
+    // With the samgr process killed, a connection it handed out still works.
+    let conn = Samgr::connect(&sock).await.unwrap().get(3301).await.unwrap();
     daemon.kill().unwrap();
     let _ = daemon.wait();
+    let echo = EchoClientProxy::new(&conn).await.unwrap();
+    assert_eq!(echo.add_one(9).await.unwrap(), 10);
 }
