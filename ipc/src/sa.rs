@@ -35,6 +35,43 @@ pub trait SystemAbilityManager {
     fn list_system_abilities(&self) -> zbus::Result<Vec<u32>>;
     /// (id, state, host pid, host uid) of every registered SA.
     fn dump_system_abilities(&self) -> zbus::Result<Vec<(u32, String, i32, u32)>>;
+    /// Tell the caller's listener when SA `id` is added or removed (at most
+    /// 256 subscriptions per caller). An SA already present is reported at once.
+    fn subscribe_system_ability(&self, id: u32) -> zbus::Result<()>;
+    fn unsubscribe_system_ability(&self, id: u32) -> zbus::Result<()>;
+}
+
+/// What samgr calls on a subscriber (served on the client's own connection
+/// to samgr, like OpenHarmony's status-change listener object).
+#[zbus::proxy(interface = "org.accord.SystemAbilityListener", default_service = "org.accord.client", default_path = "/org/accord/sa_listener")]
+pub trait SystemAbilityListener {
+    #[zbus(no_reply)]
+    fn on_add_system_ability(&self, id: u32) -> zbus::Result<()>;
+    #[zbus(no_reply)]
+    fn on_remove_system_ability(&self, id: u32) -> zbus::Result<()>;
+}
+
+pub const LISTENER_PATH: &str = "/org/accord/sa_listener";
+
+/// A change in the registry, as a subscriber sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaEvent {
+    Added(u32),
+    Removed(u32),
+}
+
+struct ListenerIface {
+    tx: tokio::sync::mpsc::UnboundedSender<SaEvent>,
+}
+
+#[zbus::interface(name = "org.accord.SystemAbilityListener")]
+impl ListenerIface {
+    fn on_add_system_ability(&self, id: u32) {
+        let _ = self.tx.send(SaEvent::Added(id));
+    }
+    fn on_remove_system_ability(&self, id: u32) {
+        let _ = self.tx.send(SaEvent::Removed(id));
+    }
 }
 
 /// What samgr calls on an SA host process.
@@ -110,12 +147,29 @@ impl SaHost {
 /// A client's handle on samgr.
 pub struct Samgr {
     proxy: SystemAbilityManagerProxy<'static>,
+    events: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<SaEvent>>,
 }
 
 impl Samgr {
     pub async fn connect(socket: &Path) -> Result<Samgr, IpcError> {
-        let conn = crate::connect(UnixStream::connect(socket).await?).await?;
-        Ok(Samgr { proxy: SystemAbilityManagerProxy::new(&conn).await? })
+        let stream = UnixStream::connect(socket).await?;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let conn = Builder::unix_stream(stream).p2p().serve_at(LISTENER_PATH, ListenerIface { tx })?.build().await?;
+        Ok(Samgr { proxy: SystemAbilityManagerProxy::new(&conn).await?, events: tokio::sync::Mutex::new(rx) })
+    }
+
+    /// Subscribes to additions and removals of SA `id`; see [`Samgr::next_event`].
+    pub async fn subscribe(&self, id: u32) -> Result<(), IpcError> {
+        Ok(self.proxy.subscribe_system_ability(id).await?)
+    }
+
+    pub async fn unsubscribe(&self, id: u32) -> Result<(), IpcError> {
+        Ok(self.proxy.unsubscribe_system_ability(id).await?)
+    }
+
+    /// The next registry change for this client's subscriptions.
+    pub async fn next_event(&self) -> Option<SaEvent> {
+        self.events.lock().await.recv().await
     }
 
     /// A direct D-Bus connection to SA `id` (samgr is not on its path).

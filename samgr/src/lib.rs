@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use accord_ipc::sa::{SystemAbilityHostProxy, SAMGR_PATH};
+use accord_ipc::sa::{SystemAbilityHostProxy, SystemAbilityListenerProxy, SAMGR_PATH};
 use accord_ipc::Identity;
 use tokio::net::UnixListener;
 use tracing::{info, warn};
@@ -22,6 +22,8 @@ use zbus::zvariant;
 
 /// Highest SA id (OpenHarmony's limit); 0 is samgr itself.
 pub const MAX_SA_ID: u32 = 0x00FF_FFFF;
+/// Most subscriptions one connection may hold (OpenHarmony's limit).
+pub const MAX_SUBSCRIPTIONS: usize = 256;
 
 struct Entry {
     host: zbus::Connection,
@@ -33,6 +35,36 @@ struct Entry {
 #[derive(Default, Clone)]
 pub struct Registry {
     inner: Arc<Mutex<BTreeMap<u32, Entry>>>,
+    subscribers: Arc<Mutex<Subscribers>>,
+}
+
+/// SA id → subscribers (samgr connection id, connection).
+type Subscribers = BTreeMap<u32, Vec<(u64, zbus::Connection)>>;
+
+#[derive(Clone, Copy)]
+enum Change {
+    Added,
+    Removed,
+}
+
+impl Registry {
+    /// Tells the subscribers of `id`, without waiting for them (no-reply
+    /// calls from a task of their own).
+    fn notify(&self, id: u32, change: Change) {
+        let targets: Vec<zbus::Connection> = match self.subscribers.lock() {
+            Ok(s) => s.get(&id).map(|v| v.iter().map(|(_, c)| c.clone()).collect()).unwrap_or_default(),
+            Err(_) => return,
+        };
+        for conn in targets {
+            tokio::spawn(async move {
+                let Ok(p) = SystemAbilityListenerProxy::new(&conn).await else { return };
+                let _ = match change {
+                    Change::Added => p.on_add_system_ability(id).await,
+                    Change::Removed => p.on_remove_system_ability(id).await,
+                };
+            });
+        }
+    }
 }
 
 fn check_id(id: u32) -> fdo::Result<()> {
@@ -68,7 +100,9 @@ impl SamgrIface {
             }
         }
         reg.insert(id, Entry { host: conn.clone(), host_conn: self.conn_id, owner: who });
+        drop(reg);
         info!("SA {id} added by pid {} (uid {})", who.pid, who.uid);
+        self.registry.notify(id, Change::Added);
         Ok(())
     }
 
@@ -99,6 +133,39 @@ impl SamgrIface {
         Ok(self.registry.inner.lock().map_err(poisoned)?.keys().copied().collect())
     }
 
+    async fn subscribe_system_ability(&self, id: u32, #[zbus(connection)] conn: &zbus::Connection) -> fdo::Result<()> {
+        check_id(id)?;
+        {
+            let mut subs = self.registry.subscribers.lock().map_err(poisoned)?;
+            let held = subs.values().map(|v| v.iter().filter(|(c, _)| *c == self.conn_id).count()).sum::<usize>();
+            let list = subs.entry(id).or_default();
+            if list.iter().any(|(c, _)| *c == self.conn_id) {
+                return Ok(());
+            }
+            if held >= MAX_SUBSCRIPTIONS {
+                return Err(fdo::Error::LimitsExceeded(format!("at most {MAX_SUBSCRIPTIONS} subscriptions per caller")));
+            }
+            list.push((self.conn_id, conn.clone()));
+        }
+        if self.registry.inner.lock().map_err(poisoned)?.contains_key(&id) {
+            let conn = conn.clone();
+            tokio::spawn(async move {
+                if let Ok(p) = SystemAbilityListenerProxy::new(&conn).await {
+                    let _ = p.on_add_system_ability(id).await;
+                }
+            });
+        }
+        Ok(())
+    }
+
+    fn unsubscribe_system_ability(&self, id: u32) -> fdo::Result<()> {
+        let mut subs = self.registry.subscribers.lock().map_err(poisoned)?;
+        if let Some(list) = subs.get_mut(&id) {
+            list.retain(|(c, _)| *c != self.conn_id);
+        }
+        Ok(())
+    }
+
     /// (id, state, host pid, host uid) of every registered SA, for
     /// `hidumper -ls`.
     fn dump_system_abilities(&self) -> fdo::Result<Vec<(u32, String, i32, u32)>> {
@@ -109,12 +176,22 @@ impl SamgrIface {
 
 impl Registry {
     /// Drops every SA registered over connection `conn_id` (its host
-    /// process exited or hung up); returns their ids.
+    /// process exited or hung up) and its subscriptions; tells the
+    /// subscribers of the SAs; returns their ids.
     fn remove_host(&self, conn_id: u64) -> Vec<u32> {
         let Ok(mut reg) = self.inner.lock() else { return Vec::new() };
         let gone: Vec<u32> = reg.iter().filter(|(_, e)| e.host_conn == conn_id).map(|(id, _)| *id).collect();
         for id in &gone {
             reg.remove(id);
+        }
+        drop(reg);
+        if let Ok(mut subs) = self.subscribers.lock() {
+            for list in subs.values_mut() {
+                list.retain(|(c, _)| *c != conn_id);
+            }
+        }
+        for id in &gone {
+            self.notify(*id, Change::Removed);
         }
         gone
     }

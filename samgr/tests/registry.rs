@@ -49,11 +49,20 @@ async fn add_get_check_list_and_the_direct_path() {
     assert_eq!(echo.add_one(41).await.unwrap(), 42);
     assert_eq!(echo.caller_pid().await.unwrap(), std::process::id() as i32, "the SA sees the caller samgr verified");
 
-    // A host that goes away takes its SAs with it.
+    // A host that goes away takes its SAs with it; subscribers hear of it.
+    use accord_ipc::sa::SaEvent;
+    client.subscribe(1600).await.unwrap();
+    client.subscribe(1500).await.unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(5), client.next_event()).await.unwrap();
+    assert_eq!(ev, Some(SaEvent::Added(1500)), "an SA already present is reported at once");
     let host2 = SaHost::connect(&sock).await.unwrap();
     host2.publish(1600, "/org/accord/test/Echo", |caller| Echo { caller }).await.unwrap();
     assert!(client.check(1600).await.unwrap());
+    let ev = tokio::time::timeout(Duration::from_secs(5), client.next_event()).await.unwrap();
+    assert_eq!(ev, Some(SaEvent::Added(1600)));
     drop(host2);
+    let ev = tokio::time::timeout(Duration::from_secs(5), client.next_event()).await.unwrap();
+    assert_eq!(ev, Some(SaEvent::Removed(1600)));
     let mut gone = false;
     for _ in 0..100 {
         if !client.check(1600).await.unwrap() {
@@ -64,6 +73,14 @@ async fn add_get_check_list_and_the_direct_path() {
     }
     assert!(gone, "SA 1600 still listed after its host hung up");
     assert!(client.check(1500).await.unwrap(), "other hosts' SAs stay");
+
+    // 256 subscriptions per caller (two held already).
+    let other = Samgr::connect(&sock).await.unwrap();
+    for id in 1..=256 {
+        other.subscribe(2000 + id).await.unwrap();
+    }
+    let err = other.subscribe(9999).await.expect_err("the 257th subscription is refused").to_string();
+    assert!(err.contains("256"), "{err}");
 
     // samgr is not on the call path: with samgr gone, the call still works.
     samgr_task.abort();
