@@ -10,6 +10,8 @@
 //! on-demand load, idle unload, subscriptions, death notification and
 //! policy come next.
 
+pub mod policy;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -35,6 +37,7 @@ struct Entry {
 #[derive(Default, Clone)]
 pub struct Registry {
     inner: Arc<Mutex<BTreeMap<u32, Entry>>>,
+    policy: Arc<policy::Policy>,
     subscribers: Arc<Mutex<Subscribers>>,
 }
 
@@ -48,6 +51,18 @@ enum Change {
 }
 
 impl Registry {
+    /// An empty registry enforcing `policy`.
+    pub fn with_policy(policy: policy::Policy) -> Registry {
+        Registry { policy: Arc::new(policy), ..Registry::default() }
+    }
+
+    fn allow(&self, id: u32, who: &Identity, action: policy::Action) -> fdo::Result<()> {
+        self.policy.check(id, who.uid, who.gid, action).map_err(|why| {
+            warn!("denied (pid {}): {why}", who.pid);
+            fdo::Error::AccessDenied(why)
+        })
+    }
+
     /// Tells the subscribers of `id`, without waiting for them (no-reply
     /// calls from a task of their own).
     fn notify(&self, id: u32, change: Change) {
@@ -93,6 +108,7 @@ impl SamgrIface {
     async fn add_system_ability(&self, id: u32, #[zbus(connection)] conn: &zbus::Connection) -> fdo::Result<()> {
         check_id(id)?;
         let who = caller(conn).await?;
+        self.registry.allow(id, &who, policy::Action::Register)?;
         let mut reg = self.registry.inner.lock().map_err(poisoned)?;
         if let Some(old) = reg.get(&id) {
             if old.owner.pid != who.pid {
@@ -109,6 +125,7 @@ impl SamgrIface {
     async fn get_system_ability(&self, id: u32, #[zbus(connection)] conn: &zbus::Connection) -> fdo::Result<zvariant::OwnedFd> {
         check_id(id)?;
         let who = caller(conn).await?;
+        self.registry.allow(id, &who, policy::Action::Get)?;
         let host = {
             let reg = self.registry.inner.lock().map_err(poisoned)?;
             reg.get(&id).map(|e| e.host.clone()).ok_or_else(|| fdo::Error::ServiceUnknown(format!("SA {id} is not registered")))?

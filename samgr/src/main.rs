@@ -1,6 +1,10 @@
 //! The `samgr` daemon. init creates its socket (`socket` in samgr's cfg)
 //! and passes it as `OHOS_SOCKET_samgr`; `--socket PATH` binds one itself.
 //!
+//! `--policy PATH` (default /etc/samgr/policy.json, if present) says who
+//! may register and get which SAs. As a client: `samgr --check ID` and
+//! `samgr --get ID` ask the running samgr.
+//!
 //! Run as `hidumper` (a link to this binary) it is the client tool:
 //! `hidumper -ls` lists registered system abilities. `SAMGR_SOCKET`
 //! overrides samgr's socket path for it.
@@ -27,7 +31,7 @@ fn listener() -> Result<std::os::unix::net::UnixListener> {
 }
 
 fn hidumper(args: &[String]) -> Result<()> {
-    let socket = std::env::var_os("SAMGR_SOCKET").map(std::path::PathBuf::from).unwrap_or_else(|| accord_ipc::sa::SAMGR_SOCKET.into());
+    let socket = samgr_socket();
     match args.first().map(String::as_str) {
         Some("-ls") => {}
         _ => bail!("usage: hidumper -ls   (list system abilities)"),
@@ -44,10 +48,41 @@ fn hidumper(args: &[String]) -> Result<()> {
     })
 }
 
+fn samgr_socket() -> std::path::PathBuf {
+    std::env::var_os("SAMGR_SOCKET").map(std::path::PathBuf::from).unwrap_or_else(|| accord_ipc::sa::SAMGR_SOCKET.into())
+}
+
+/// `samgr --check ID` / `samgr --get ID`.
+fn client(op: &str, id: &str) -> Result<()> {
+    let id: u32 = id.parse().with_context(|| format!("{id:?} is not an SA id"))?;
+    let socket = samgr_socket();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let samgr = accord_ipc::sa::Samgr::connect(&socket).await.with_context(|| format!("cannot reach samgr at {}", socket.display()))?;
+        if op == "--check" {
+            let present = samgr.check(id).await?;
+            println!("SA {id}: {}", if present { "registered" } else { "not registered" });
+            if !present {
+                std::process::exit(1);
+            }
+        } else {
+            // `get` returns after the D-Bus handshake with the SA itself.
+            let _conn = samgr.get(id).await.with_context(|| format!("get SA {id}"))?;
+            println!("SA {id}: connected");
+        }
+        Ok(())
+    })
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     if args.first().is_some_and(|a| a.rsplit('/').next() == Some("hidumper")) {
         return hidumper(&args[1..]);
+    }
+    if let (Some(op), Some(id)) = (args.get(1), args.get(2)) {
+        if op == "--check" || op == "--get" {
+            return client(op, id);
+        }
     }
     tracing_subscriber::fmt().with_target(false).without_time().with_ansi(false).init();
     let l = listener()?;
@@ -62,7 +97,11 @@ fn main() -> Result<()> {
                 tracing::warn!("cannot set bootevent.samgr.ready: {e}");
             }
         }
-        accord_samgr::serve(l, accord_samgr::Registry::default()).await;
+        let policy_path = args.iter().position(|a| a == "--policy").and_then(|i| args.get(i + 1)).map(std::path::PathBuf::from).unwrap_or_else(|| "/etc/samgr/policy.json".into());
+        // A broken policy file must not open everything: refuse to start
+        // (init restarts us, and the message names the file and field).
+        let policy = accord_samgr::policy::Policy::load(&policy_path).map_err(anyhow::Error::msg)?;
+        accord_samgr::serve(l, accord_samgr::Registry::with_policy(policy)).await;
         Ok(())
     })
 }

@@ -115,6 +115,12 @@ async fn hidumper_lists_what_the_real_samgr_binary_registered() {
     assert!(row.contains("LOADED") && row.contains(&std::process::id().to_string()), "{row}");
     let bad = run("-x").await.unwrap();
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("usage"));
+    // The samgr client CLI (root here).
+    for (op, want) in [("--check", "SA 3301: registered"), ("--get", "SA 3301: connected")] {
+        let (h, s) = (env!("CARGO_BIN_EXE_samgr"), sock.clone());
+        let out = tokio::task::spawn_blocking(move || std::process::Command::new(h).args([op, "3301"]).env("SAMGR_SOCKET", s).output().unwrap()).await.unwrap();
+        assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains(want), "{op}: {}", String::from_utf8_lossy(&out.stderr));
+    }
     // With the samgr process killed, a connection it handed out still works.
     let conn = Samgr::connect(&sock).await.unwrap().get(3301).await.unwrap();
     daemon.kill().unwrap();
@@ -122,3 +128,4 @@ async fn hidumper_lists_what_the_real_samgr_binary_registered() {
     let echo = EchoClientProxy::new(&conn).await.unwrap();
     assert_eq!(echo.add_one(9).await.unwrap(), 10);
 }
+
