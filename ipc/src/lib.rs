@@ -6,7 +6,15 @@
 //! [`peer_identity`] gives a server the kernel-verified uid/gid/pid of the
 //! process on the other end (SO_PEERCRED, never anything the peer says).
 //! samgr and every system ability build on this.
+//!
+//! - [`sa`]: system abilities: samgr's interfaces and the SDK to write
+//!   and use an SA.
+//! - [`profile`]: SA profiles (OpenHarmony's JSON), read by samgr and hosts.
+//! - [`policy`]: who may register/get which SA and who holds which
+//!   permission.
 
+pub mod policy;
+pub mod profile;
 pub mod sa;
 
 use std::os::fd::AsFd;
@@ -23,6 +31,8 @@ pub enum IpcError {
     Io(#[from] std::io::Error),
     #[error("peer credentials: {0}")]
     Creds(nix::Error),
+    #[error("{0}")]
+    Sa(String),
 }
 
 /// The kernel's word on who is at the other end of a socket.
@@ -40,14 +50,17 @@ pub fn peer_identity(sock: &impl AsFd) -> Result<Identity, IpcError> {
 }
 
 /// The verified identity of the peer of a p2p `conn` (what a server
-/// method calls its caller).
+/// method calls its caller): uid and pid from the kernel's credentials of
+/// the socket; the gid is the peer's effective group, read from
+/// /proc/<pid>/status (`u32::MAX` if the process is gone).
 pub async fn calling_identity(conn: &zbus::Connection) -> Result<Identity, IpcError> {
     let c = conn.peer_creds().await?;
-    Ok(Identity {
-        uid: c.unix_user_id().unwrap_or(u32::MAX),
-        gid: c.unix_group_ids().and_then(|g| g.first().copied()).unwrap_or(u32::MAX),
-        pid: c.process_id().map(|p| p as i32).unwrap_or(-1),
-    })
+    let pid = c.process_id().map(|p| p as i32).unwrap_or(-1);
+    let gid = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Gid:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|g| g.parse().ok()))
+        .unwrap_or(u32::MAX);
+    Ok(Identity { uid: c.unix_user_id().unwrap_or(u32::MAX), gid, pid })
 }
 
 /// Serves `objects` (path, interface) on the server end of a p2p stream.

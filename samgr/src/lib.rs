@@ -1,84 +1,134 @@
 //! samgr: the system ability registry.
 //!
-//! Owns which process hosts which system ability (SA, by id) and hands out
-//! direct connections to them: on `GetSystemAbility` it makes a socket
-//! pair, gives one end to the SA's host together with the caller's
-//! identity (from SO_PEERCRED of the caller's connection to samgr) and
-//! returns the other end. Calls never pass through samgr afterwards.
+//! Owns which process hosts which system ability (SA, by id), the SAs'
+//! states (NOT_LOADED, LOADING, LOADED, UNLOADING), loading on-demand SAs
+//! by asking init to start their process, unloading idle ones, telling
+//! subscribers, and the access policy. It hands out direct connections:
+//! on `GetSystemAbility` it makes a socket pair, gives one end to the SA's
+//! host together with the caller's identity (SO_PEERCRED of the caller's
+//! connection to samgr, taken when it connected) and returns the other
+//! end. Calls never pass through samgr afterwards.
 //!
-//! This is the first slice of issue 3: add/get/check/list. Profiles,
-//! on-demand load, idle unload, subscriptions, death notification and
-//! policy come next.
-
-pub mod policy;
+//! Every registry change goes through [`State`] under one lock that is
+//! never held across an await; waiters (getters of a loading SA) watch a
+//! generation counter bumped after each change.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
-use accord_ipc::sa::{SystemAbilityHostProxy, SystemAbilityListenerProxy, SAMGR_PATH};
+use accord_ipc::policy::{self, Policy};
+use accord_ipc::profile::Profile;
+use accord_ipc::sa::{ProcessInfo, SaInfo, SaProps, SystemAbilityHostProxy, SystemAbilityListenerProxy, MAX_SA_ID, MAX_SUBSCRIPTIONS, SAMGR_PATH};
 use accord_ipc::Identity;
 use tokio::net::UnixListener;
-use tracing::{info, warn};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
 use zbus::fdo;
 use zbus::zvariant;
 
-/// Highest SA id (OpenHarmony's limit); 0 is samgr itself.
-pub const MAX_SA_ID: u32 = 0x00FF_FFFF;
-/// Most subscriptions one connection may hold (OpenHarmony's limit).
-pub const MAX_SUBSCRIPTIONS: usize = 256;
+/// Starts the process that hosts on-demand SAs (init's `ohos.ctl.start`
+/// on a device; tests may start hosts themselves).
+pub trait Starter: Send + Sync + 'static {
+    /// Ask for `process` to be started. Blocking is fine (runs on a
+    /// blocking thread).
+    fn start(&self, process: &str) -> Result<(), String>;
+    /// Whether `process` is known to be stopped (not running, not
+    /// exiting), if the starter can tell.
+    fn stopped(&self, _process: &str) -> Option<bool> {
+        None
+    }
+}
 
-struct Entry {
+/// Starts processes through init's parameter service.
+pub struct InitStarter;
+
+impl Starter for InitStarter {
+    fn start(&self, process: &str) -> Result<(), String> {
+        if accord_param::client::get(&format!("startup.service.ctl.{process}")).is_err() {
+            return Err(format!("init has no service named {process:?} (add it to an init cfg with \"ondemand\": true)"));
+        }
+        accord_param::client::set("ohos.ctl.start", process).map_err(|e| format!("ohos.ctl.start={process}: {e}"))
+    }
+
+    fn stopped(&self, process: &str) -> Option<bool> {
+        let v = accord_param::client::get(&format!("startup.service.ctl.{process}")).ok()?;
+        Some(!matches!(v.as_str(), "running" | "starting" | "stopping"))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SaState {
+    NotLoaded,
+    Loading,
+    Loaded,
+    Unloading,
+}
+
+impl SaState {
+    fn as_str(self) -> &'static str {
+        match self {
+            SaState::NotLoaded => "NOT_LOADED",
+            SaState::Loading => "LOADING",
+            SaState::Loaded => "LOADED",
+            SaState::Unloading => "UNLOADING",
+        }
+    }
+}
+
+struct Reg {
     host: zbus::Connection,
     /// Which samgr connection registered it (removed when it closes).
     host_conn: u64,
     owner: Identity,
 }
 
-#[derive(Default, Clone)]
+struct Sa {
+    /// The process (profile) that hosts it, if a profile lists it.
+    process: Option<String>,
+    state: SaState,
+    reg: Option<Reg>,
+    /// Number of the current or last load attempt and why it failed.
+    attempt: u64,
+    failed: Option<(u64, String)>,
+}
+
+struct Proc {
+    /// The connection of the running host.
+    conn: Option<HostLink>,
+    /// It told us it exits (its last SA unloaded).
+    exiting: bool,
+}
+
+#[derive(Clone)]
+struct HostLink {
+    /// samgr's connection id.
+    id: u64,
+    who: Identity,
+    conn: zbus::Connection,
+}
+
+#[derive(Default)]
+struct State {
+    sas: BTreeMap<u32, Sa>,
+    procs: BTreeMap<String, Proc>,
+    /// SA id → subscribers (samgr connection id, connection).
+    subscribers: BTreeMap<u32, Vec<(u64, zbus::Connection)>>,
+}
+
+/// What samgr knows; cheap to clone (shared).
+#[derive(Clone)]
 pub struct Registry {
-    inner: Arc<Mutex<BTreeMap<u32, Entry>>>,
-    policy: Arc<policy::Policy>,
-    subscribers: Arc<Mutex<Subscribers>>,
+    state: Arc<Mutex<State>>,
+    policy: Arc<Policy>,
+    starter: Arc<dyn Starter>,
+    changed: Arc<watch::Sender<u64>>,
+    load_timeout: Duration,
 }
 
-/// SA id → subscribers (samgr connection id, connection).
-type Subscribers = BTreeMap<u32, Vec<(u64, zbus::Connection)>>;
-
-#[derive(Clone, Copy)]
-enum Change {
-    Added,
-    Removed,
-}
-
-impl Registry {
-    /// An empty registry enforcing `policy`.
-    pub fn with_policy(policy: policy::Policy) -> Registry {
-        Registry { policy: Arc::new(policy), ..Registry::default() }
-    }
-
-    fn allow(&self, id: u32, who: &Identity, action: policy::Action) -> fdo::Result<()> {
-        self.policy.check(id, who.uid, who.gid, action).map_err(|why| {
-            warn!("denied (pid {}): {why}", who.pid);
-            fdo::Error::AccessDenied(why)
-        })
-    }
-
-    /// Tells the subscribers of `id`, without waiting for them (no-reply
-    /// calls from a task of their own).
-    fn notify(&self, id: u32, change: Change) {
-        let targets: Vec<zbus::Connection> = match self.subscribers.lock() {
-            Ok(s) => s.get(&id).map(|v| v.iter().map(|(_, c)| c.clone()).collect()).unwrap_or_default(),
-            Err(_) => return,
-        };
-        for conn in targets {
-            tokio::spawn(async move {
-                let Ok(p) = SystemAbilityListenerProxy::new(&conn).await else { return };
-                let _ = match change {
-                    Change::Added => p.on_add_system_ability(id).await,
-                    Change::Removed => p.on_remove_system_ability(id).await,
-                };
-            });
-        }
+impl Default for Registry {
+    fn default() -> Registry {
+        Registry::new(Policy::default(), Vec::new(), Arc::new(InitStarter))
     }
 }
 
@@ -89,128 +139,475 @@ fn check_id(id: u32) -> fdo::Result<()> {
     Ok(())
 }
 
-fn poisoned<T>(_: T) -> fdo::Error {
-    fdo::Error::Failed("samgr registry poisoned".into())
+impl Registry {
+    /// A registry enforcing `policy` that knows the SAs of `profiles` and
+    /// starts their processes with `starter`.
+    pub fn new(policy: Policy, profiles: Vec<Profile>, starter: Arc<dyn Starter>) -> Registry {
+        let mut st = State::default();
+        for p in profiles {
+            for sa in p.abilities {
+                if let Some(other) = st.sas.get(&sa.id) {
+                    warn!("SA {} is in the profiles of {} and {}; keeping {}", sa.id, other.process.as_deref().unwrap_or("?"), p.process, other.process.as_deref().unwrap_or("?"));
+                    continue;
+                }
+                st.sas.insert(sa.id, Sa { process: Some(p.process.clone()), state: SaState::NotLoaded, reg: None, attempt: 0, failed: None });
+            }
+            st.procs.entry(p.process).or_insert(Proc { conn: None, exiting: false });
+        }
+        Registry { state: Arc::new(Mutex::new(st)), policy: Arc::new(policy), starter, changed: Arc::new(watch::channel(0).0), load_timeout: accord_ipc::sa::LOAD_TIMEOUT }
+    }
+
+    /// How long a load may take before its waiters get an error.
+    pub fn with_load_timeout(mut self, t: Duration) -> Registry {
+        self.load_timeout = t;
+        self
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // State stays consistent between statements; a panic in one
+        // handler must not take samgr down.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn bump(&self) {
+        self.changed.send_modify(|g| *g += 1);
+    }
+
+    fn allow(&self, id: u32, who: &Identity, action: policy::Action) -> fdo::Result<()> {
+        self.policy.check(id, who.uid, who.gid, action).map_err(|why| {
+            warn!("denied (pid {}): {why}", who.pid);
+            fdo::Error::AccessDenied(why)
+        })
+    }
+
+    /// Tells the subscribers of `id` without waiting for them (no-reply
+    /// calls from a task of their own).
+    fn notify(&self, st: &State, id: u32, added: bool) {
+        let Some(list) = st.subscribers.get(&id) else { return };
+        for (_, conn) in list {
+            tell(conn.clone(), move |p| async move { if added { p.on_add_system_ability(id).await } else { p.on_remove_system_ability(id).await } });
+        }
+    }
+
+    /// Starts loading SA `id` unless it is loaded or loading. Returns the
+    /// attempt number to wait on.
+    fn start_load(&self, id: u32) -> Result<u64, fdo::Error> {
+        let mut st = self.lock();
+        let sa = st.sas.get_mut(&id).ok_or_else(|| fdo::Error::ServiceUnknown(format!("SA {id} is not registered and no profile lists it")))?;
+        match sa.state {
+            SaState::Loaded | SaState::Loading | SaState::Unloading => return Ok(sa.attempt),
+            SaState::NotLoaded => {}
+        }
+        let Some(process) = sa.process.clone() else {
+            return Err(fdo::Error::ServiceUnknown(format!("SA {id} is not registered and no profile lists it")));
+        };
+        sa.state = SaState::Loading;
+        sa.attempt += 1;
+        let attempt = sa.attempt;
+        let running = st.procs.get(&process).and_then(|p| if p.exiting { None } else { p.conn.as_ref().map(|c| c.conn.clone()) });
+        drop(st);
+        self.bump();
+        info!("SA {id}: loading (process {process})");
+        let reg = self.clone();
+        tokio::spawn(async move {
+            let r = match running {
+                Some(host) => load_in_running(id, host).await,
+                None => reg.start_process(&process).await,
+            };
+            if let Err(why) = r {
+                reg.fail_load(id, attempt, why);
+            }
+        });
+        let reg = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(reg.load_timeout).await;
+            reg.fail_load(id, attempt, format!("SA {id} did not register within {} ms", reg.load_timeout.as_millis()));
+        });
+        Ok(attempt)
+    }
+
+
+    async fn start_process(&self, process: &str) -> Result<(), String> {
+        // A host that is exiting must be gone before it can be started
+        // again (init ignores a start of a running service).
+        let deadline = tokio::time::Instant::now() + self.load_timeout;
+        loop {
+            let exiting = self.lock().procs.get(process).is_some_and(|p| p.exiting || p.conn.is_some());
+            let (starter, name) = (self.starter.clone(), process.to_owned());
+            let stopped = tokio::task::spawn_blocking(move || starter.stopped(&name)).await.ok().flatten();
+            if !exiting && stopped != Some(false) {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!("process {process} did not exit after its last SA unloaded"));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let (starter, name) = (self.starter.clone(), process.to_owned());
+        tokio::task::spawn_blocking(move || starter.start(&name)).await.map_err(|e| e.to_string())??;
+        debug!("asked for process {process} to start");
+        Ok(())
+    }
+
+    fn fail_load(&self, id: u32, attempt: u64, why: String) {
+        let mut st = self.lock();
+        let Some(sa) = st.sas.get_mut(&id) else { return };
+        if sa.attempt != attempt || sa.state != SaState::Loading {
+            return;
+        }
+        warn!("SA {id}: load failed: {why}");
+        sa.state = SaState::NotLoaded;
+        sa.failed = Some((attempt, why));
+        drop(st);
+        self.bump();
+    }
+
+    /// Waits until SA `id` is loaded (loading it if needed); its host's
+    /// connection, or why not.
+    async fn loaded(&self, id: u32) -> fdo::Result<zbus::Connection> {
+        let mut rx = self.changed.subscribe();
+        let deadline = tokio::time::Instant::now() + self.load_timeout + Duration::from_millis(200);
+        let mut waiting_on: Option<u64> = None;
+        loop {
+            {
+                let st = self.lock();
+                let sa = st.sas.get(&id).ok_or_else(|| fdo::Error::ServiceUnknown(format!("SA {id} is not registered and no profile lists it")))?;
+                match (sa.state, &sa.reg) {
+                    (SaState::Loaded, Some(r)) => return Ok(r.host.clone()),
+                    (SaState::NotLoaded, _) => {
+                        if let (Some(w), Some((a, why))) = (waiting_on, &sa.failed) {
+                            if *a == w {
+                                return Err(fdo::Error::Failed(format!("SA {id} failed to load: {why}")));
+                            }
+                        }
+                        if sa.process.is_none() {
+                            return Err(fdo::Error::ServiceUnknown(format!("SA {id} is not registered and no profile lists it")));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            // Not loaded: start a load (or join the one under way).
+            if self.lock().sas.get(&id).is_some_and(|s| s.state == SaState::NotLoaded) {
+                waiting_on = Some(self.start_load(id)?);
+                continue;
+            }
+            if waiting_on.is_none() {
+                waiting_on = self.lock().sas.get(&id).map(|s| s.attempt);
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(fdo::Error::Failed("samgr is shutting down".into())),
+                Err(_) => return Err(fdo::Error::TimedOut(format!("SA {id} did not load within {} ms", self.load_timeout.as_millis()))),
+            }
+        }
+    }
+
+    /// Drops every SA registered over connection `conn_id` (its host
+    /// process exited or hung up) and its subscriptions; tells the
+    /// subscribers of the SAs; fails loads its process owed; returns the
+    /// SA ids.
+    fn remove_host(&self, conn_id: u64) -> Vec<u32> {
+        let mut st = self.lock();
+        let gone: Vec<u32> = st.sas.iter().filter(|(_, s)| s.reg.as_ref().is_some_and(|r| r.host_conn == conn_id)).map(|(id, _)| *id).collect();
+        for id in &gone {
+            if let Some(sa) = st.sas.get_mut(id) {
+                sa.reg = None;
+                sa.state = SaState::NotLoaded;
+            }
+        }
+        st.sas.retain(|_, s| s.reg.is_some() || s.process.is_some());
+        let mut dead_procs = Vec::new();
+        for (name, p) in st.procs.iter_mut() {
+            if p.conn.as_ref().is_some_and(|c| c.id == conn_id) {
+                p.conn = None;
+                if !p.exiting {
+                    dead_procs.push(name.clone());
+                }
+                p.exiting = false;
+            }
+        }
+        // A load its process owed will not come: fail it now.
+        let owed: Vec<(u32, u64)> =
+            st.sas.iter().filter(|(_, s)| s.state == SaState::Loading && s.process.as_ref().is_some_and(|p| dead_procs.contains(p))).map(|(id, s)| (*id, s.attempt)).collect();
+        for list in st.subscribers.values_mut() {
+            list.retain(|(c, _)| *c != conn_id);
+        }
+        for id in &gone {
+            self.notify(&st, *id, false);
+        }
+        drop(st);
+        for (id, attempt) in owed {
+            self.fail_load(id, attempt, "its process exited before registering it".into());
+        }
+        self.bump();
+        gone
+    }
+}
+
+/// Asks a running host to load SA `id`.
+async fn load_in_running(id: u32, host: zbus::Connection) -> Result<(), String> {
+    let p = SystemAbilityHostProxy::builder(&host).cache_properties(zbus::proxy::CacheProperties::No).build().await.map_err(|e| e.to_string())?;
+    p.load(id).await.map_err(|e| format!("its process could not load it: {e}"))
+}
+
+/// Calls a listener method on `conn` from a task of its own.
+fn tell<F, Fut>(conn: zbus::Connection, f: F)
+where
+    F: FnOnce(SystemAbilityListenerProxy<'static>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = zbus::Result<()>> + Send,
+{
+    tokio::spawn(async move {
+        if let Ok(p) = SystemAbilityListenerProxy::builder(&conn).cache_properties(zbus::proxy::CacheProperties::No).build().await {
+            let _ = f(p).await;
+        }
+    });
 }
 
 /// One client's (or SA host's) view of samgr.
 struct SamgrIface {
     registry: Registry,
     conn_id: u64,
+    /// The kernel's word on who connected (SO_PEERCRED at accept).
+    who: Identity,
 }
 
-async fn caller(conn: &zbus::Connection) -> fdo::Result<Identity> {
-    accord_ipc::calling_identity(conn).await.map_err(|e| fdo::Error::AccessDenied(format!("no caller identity: {e}")))
+impl SamgrIface {
+    /// Only the SA's host connection, or root, may withdraw it.
+    fn owns(&self, st: &State, id: u32) -> fdo::Result<()> {
+        let Some(reg) = st.sas.get(&id).and_then(|s| s.reg.as_ref()) else {
+            return Err(fdo::Error::ServiceUnknown(format!("SA {id} is not registered")));
+        };
+        if reg.host_conn == self.conn_id || self.who.uid == 0 {
+            return Ok(());
+        }
+        Err(fdo::Error::AccessDenied(format!("uid {} may not withdraw SA {id} (registered by pid {})", self.who.uid, reg.owner.pid)))
+    }
 }
 
 #[zbus::interface(name = "org.accord.SystemAbilityManager")]
 impl SamgrIface {
-    async fn add_system_ability(&self, id: u32, #[zbus(connection)] conn: &zbus::Connection) -> fdo::Result<()> {
+    async fn add_system_ability(&self, id: u32, props: SaProps, #[zbus(connection)] conn: &zbus::Connection) -> fdo::Result<()> {
         check_id(id)?;
-        let who = caller(conn).await?;
+        let who = self.who;
         self.registry.allow(id, &who, policy::Action::Register)?;
-        let mut reg = self.registry.inner.lock().map_err(poisoned)?;
-        if let Some(old) = reg.get(&id) {
-            if old.owner.pid != who.pid {
+        let mut st = self.registry.lock();
+        let sa = st.sas.entry(id).or_insert(Sa { process: None, state: SaState::NotLoaded, reg: None, attempt: 0, failed: None });
+        if let Some(old) = &sa.reg {
+            if old.host_conn != self.conn_id {
                 return Err(fdo::Error::FileExists(format!("SA {id} is already registered by pid {}", old.owner.pid)));
             }
         }
-        reg.insert(id, Entry { host: conn.clone(), host_conn: self.conn_id, owner: who });
-        drop(reg);
-        info!("SA {id} added by pid {} (uid {})", who.pid, who.uid);
-        self.registry.notify(id, Change::Added);
+        sa.reg = Some(Reg { host: conn.clone(), host_conn: self.conn_id, owner: who });
+        sa.state = SaState::Loaded;
+        let process = sa.process.clone();
+        if let Some(p) = process.and_then(|p| st.procs.get_mut(&p)) {
+            if p.conn.is_none() {
+                p.conn = Some(HostLink { id: self.conn_id, who, conn: conn.clone() });
+            }
+        }
+        self.registry.notify(&st, id, true);
+        drop(st);
+        self.registry.bump();
+        info!("SA {id} added by pid {} (uid {}){}", who.pid, who.uid, if props.distributed { ", distributed" } else { "" });
         Ok(())
     }
 
-    async fn get_system_ability(&self, id: u32, #[zbus(connection)] conn: &zbus::Connection) -> fdo::Result<zvariant::OwnedFd> {
+    async fn remove_system_ability(&self, id: u32) -> fdo::Result<()> {
         check_id(id)?;
-        let who = caller(conn).await?;
+        let mut st = self.registry.lock();
+        self.owns(&st, id)?;
+        if let Some(sa) = st.sas.get_mut(&id) {
+            sa.reg = None;
+            sa.state = SaState::NotLoaded;
+        }
+        st.sas.retain(|_, s| s.reg.is_some() || s.process.is_some());
+        self.registry.notify(&st, id, false);
+        drop(st);
+        self.registry.bump();
+        info!("SA {id} removed by pid {}", self.who.pid);
+        Ok(())
+    }
+
+    async fn get_system_ability(&self, id: u32) -> fdo::Result<zvariant::OwnedFd> {
+        check_id(id)?;
+        let who = self.who;
         self.registry.allow(id, &who, policy::Action::Get)?;
-        let host = {
-            let reg = self.registry.inner.lock().map_err(poisoned)?;
-            reg.get(&id).map(|e| e.host.clone()).ok_or_else(|| fdo::Error::ServiceUnknown(format!("SA {id} is not registered")))?
-        };
-        let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(|e| fdo::Error::IOError(e.to_string()))?;
-        let proxy = SystemAbilityHostProxy::new(&host).await.map_err(|e| fdo::Error::Failed(e.to_string()))?;
-        let fd: std::os::fd::OwnedFd = ours.into();
-        proxy.connect(id, fd.into(), who.uid, who.gid, who.pid).await.map_err(|e| {
-            warn!("SA {id}: its host refused a connection for pid {}: {e}", who.pid);
-            fdo::Error::Failed(format!("SA {id} is unreachable: {e}"))
-        })?;
-        let fd: std::os::fd::OwnedFd = theirs.into();
-        Ok(fd.into())
+        // The SA may unload between our look and the host's answer: then
+        // look (and load) again, within the load deadline.
+        let mut tries = 0;
+        loop {
+            let host = self.registry.loaded(id).await?;
+            let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(|e| fdo::Error::IOError(e.to_string()))?;
+            let proxy = SystemAbilityHostProxy::builder(&host).cache_properties(zbus::proxy::CacheProperties::No).build().await.map_err(|e| fdo::Error::Failed(e.to_string()))?;
+            let fd: std::os::fd::OwnedFd = ours.into();
+            match proxy.connect(id, fd.into(), who.uid, who.gid, who.pid).await {
+                Ok(()) => {
+                    let fd: std::os::fd::OwnedFd = theirs.into();
+                    return Ok(fd.into());
+                }
+                Err(e) if tries < 3 => {
+                    debug!("SA {id}: host refused pid {}'s connection ({e}); looking again", who.pid);
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err(e) => {
+                    warn!("SA {id}: its host refused a connection for pid {}: {e}", who.pid);
+                    return Err(fdo::Error::Failed(format!("SA {id} is unreachable: {e}")));
+                }
+            }
+        }
     }
 
     fn check_system_ability(&self, id: u32) -> fdo::Result<bool> {
         check_id(id)?;
-        Ok(self.registry.inner.lock().map_err(poisoned)?.contains_key(&id))
+        Ok(self.registry.lock().sas.get(&id).is_some_and(|s| s.state == SaState::Loaded))
     }
 
-    fn list_system_abilities(&self) -> fdo::Result<Vec<u32>> {
-        Ok(self.registry.inner.lock().map_err(poisoned)?.keys().copied().collect())
+    fn list_system_abilities(&self) -> Vec<(u32, String)> {
+        self.registry.lock().sas.iter().map(|(id, s)| (*id, s.state.as_str().to_owned())).collect()
+    }
+
+    /// Every SA with state, process, host pid and uid, for `hidumper -ls`.
+    fn dump_system_abilities(&self) -> Vec<SaInfo> {
+        let st = self.registry.lock();
+        st.sas
+            .iter()
+            .map(|(id, s)| SaInfo {
+                id: *id,
+                state: s.state.as_str().to_owned(),
+                process: s.process.clone().unwrap_or_default(),
+                pid: s.reg.as_ref().map(|r| r.owner.pid).unwrap_or(0),
+                uid: s.reg.as_ref().map(|r| r.owner.uid).unwrap_or(0),
+            })
+            .collect()
+    }
+
+    async fn load_system_ability(&self, id: u32, #[zbus(connection)] conn: &zbus::Connection) -> fdo::Result<()> {
+        check_id(id)?;
+        self.registry.allow(id, &self.who, policy::Action::Get)?;
+        let (registry, conn) = (self.registry.clone(), conn.clone());
+        tokio::spawn(async move {
+            match registry.loaded(id).await {
+                Ok(_) => tell(conn, move |p| async move { p.on_load_system_ability_success(id).await }),
+                Err(e) => {
+                    let why = match &e {
+                        fdo::Error::Failed(m) | fdo::Error::TimedOut(m) | fdo::Error::ServiceUnknown(m) => m.clone(),
+                        other => other.to_string(),
+                    };
+                    tell(conn, move |p| async move { p.on_load_system_ability_fail(id, &why).await })
+                }
+            }
+        });
+        Ok(())
+    }
+
+    async fn unload_system_ability(&self, id: u32) -> fdo::Result<()> {
+        check_id(id)?;
+        let (host, process) = {
+            let mut st = self.registry.lock();
+            self.owns(&st, id)?;
+            let sa = st.sas.get_mut(&id).ok_or_else(|| fdo::Error::ServiceUnknown(format!("SA {id} is not registered")))?;
+            if sa.state != SaState::Loaded {
+                return Err(fdo::Error::Failed(format!("SA {id} is {}", sa.state.as_str())));
+            }
+            sa.state = SaState::Unloading;
+            (sa.reg.as_ref().map(|r| r.host.clone()), sa.process.clone())
+        };
+        self.registry.bump();
+        let stopped = match host {
+            Some(h) => async { SystemAbilityHostProxy::builder(&h).cache_properties(zbus::proxy::CacheProperties::No).build().await?.stop(id, false).await }.await,
+            None => Ok((true, false)),
+        };
+        let mut st = self.registry.lock();
+        let result = match stopped {
+            Ok((true, exiting)) => {
+                if let Some(sa) = st.sas.get_mut(&id) {
+                    sa.reg = None;
+                    sa.state = SaState::NotLoaded;
+                }
+                if let Some(p) = process.as_ref().and_then(|p| st.procs.get_mut(p)) {
+                    p.exiting |= exiting;
+                }
+                self.registry.notify(&st, id, false);
+                info!("SA {id} unloaded{}", if exiting { "; its process exits" } else { "" });
+                Ok(())
+            }
+            Ok((false, _)) => {
+                if let Some(sa) = st.sas.get_mut(&id).filter(|s| s.state == SaState::Unloading) {
+                    sa.state = SaState::Loaded;
+                }
+                Err(fdo::Error::Failed(format!("SA {id} stays: it has clients or its on_idle refused")))
+            }
+            Err(e) => {
+                if let Some(sa) = st.sas.get_mut(&id).filter(|s| s.state == SaState::Unloading) {
+                    sa.state = SaState::Loaded;
+                }
+                Err(fdo::Error::Failed(format!("SA {id}: its host did not answer the unload: {e}")))
+            }
+        };
+        drop(st);
+        self.registry.bump();
+        result
     }
 
     async fn subscribe_system_ability(&self, id: u32, #[zbus(connection)] conn: &zbus::Connection) -> fdo::Result<()> {
         check_id(id)?;
-        {
-            let mut subs = self.registry.subscribers.lock().map_err(poisoned)?;
-            let held = subs.values().map(|v| v.iter().filter(|(c, _)| *c == self.conn_id).count()).sum::<usize>();
-            let list = subs.entry(id).or_default();
-            if list.iter().any(|(c, _)| *c == self.conn_id) {
-                return Ok(());
-            }
-            if held >= MAX_SUBSCRIPTIONS {
-                return Err(fdo::Error::LimitsExceeded(format!("at most {MAX_SUBSCRIPTIONS} subscriptions per caller")));
-            }
-            list.push((self.conn_id, conn.clone()));
+        let mut st = self.registry.lock();
+        let held = st.subscribers.values().map(|v| v.iter().filter(|(c, _)| *c == self.conn_id).count()).sum::<usize>();
+        let list = st.subscribers.entry(id).or_default();
+        if list.iter().any(|(c, _)| *c == self.conn_id) {
+            return Ok(());
         }
-        if self.registry.inner.lock().map_err(poisoned)?.contains_key(&id) {
-            let conn = conn.clone();
-            tokio::spawn(async move {
-                if let Ok(p) = SystemAbilityListenerProxy::new(&conn).await {
-                    let _ = p.on_add_system_ability(id).await;
-                }
-            });
+        if held >= MAX_SUBSCRIPTIONS {
+            return Err(fdo::Error::LimitsExceeded(format!("at most {MAX_SUBSCRIPTIONS} subscriptions per caller")));
+        }
+        list.push((self.conn_id, conn.clone()));
+        if st.sas.get(&id).is_some_and(|s| s.state == SaState::Loaded) {
+            tell(conn.clone(), move |p| async move { p.on_add_system_ability(id).await });
         }
         Ok(())
     }
 
-    fn unsubscribe_system_ability(&self, id: u32) -> fdo::Result<()> {
-        let mut subs = self.registry.subscribers.lock().map_err(poisoned)?;
-        if let Some(list) = subs.get_mut(&id) {
+    fn unsubscribe_system_ability(&self, id: u32) {
+        let mut st = self.registry.lock();
+        if let Some(list) = st.subscribers.get_mut(&id) {
             list.retain(|(c, _)| *c != self.conn_id);
         }
-        Ok(())
     }
 
-    /// (id, state, host pid, host uid) of every registered SA, for
-    /// `hidumper -ls`.
-    fn dump_system_abilities(&self) -> fdo::Result<Vec<(u32, String, i32, u32)>> {
-        let reg = self.registry.inner.lock().map_err(poisoned)?;
-        Ok(reg.iter().map(|(id, e)| (*id, "LOADED".to_owned(), e.owner.pid, e.owner.uid)).collect())
+    fn get_running_system_process(&self) -> Vec<ProcessInfo> {
+        let st = self.registry.lock();
+        st.procs.iter().filter_map(|(name, p)| p.conn.as_ref().map(|c| ProcessInfo { name: name.clone(), pid: c.who.pid, uid: c.who.uid })).collect()
     }
-}
 
-impl Registry {
-    /// Drops every SA registered over connection `conn_id` (its host
-    /// process exited or hung up) and its subscriptions; tells the
-    /// subscribers of the SAs; returns their ids.
-    fn remove_host(&self, conn_id: u64) -> Vec<u32> {
-        let Ok(mut reg) = self.inner.lock() else { return Vec::new() };
-        let gone: Vec<u32> = reg.iter().filter(|(_, e)| e.host_conn == conn_id).map(|(id, _)| *id).collect();
-        for id in &gone {
-            reg.remove(id);
+    async fn add_system_process(&self, name: &str, #[zbus(connection)] conn: &zbus::Connection) -> fdo::Result<Vec<u32>> {
+        let mut st = self.registry.lock();
+        let Some(p) = st.procs.get_mut(name) else {
+            return Err(fdo::Error::ServiceUnknown(format!("no SA profile names process {name:?}")));
+        };
+        if let Some(other) = p.conn.as_ref().filter(|c| c.id != self.conn_id) {
+            return Err(fdo::Error::FileExists(format!("process {name} is already running as pid {}", other.who.pid)));
         }
-        drop(reg);
-        if let Ok(mut subs) = self.subscribers.lock() {
-            for list in subs.values_mut() {
-                list.retain(|(c, _)| *c != conn_id);
-            }
+        p.conn = Some(HostLink { id: self.conn_id, who: self.who, conn: conn.clone() });
+        p.exiting = false;
+        let wanted: Vec<u32> = st.sas.iter().filter(|(_, s)| s.state == SaState::Loading && s.process.as_deref() == Some(name)).map(|(id, _)| *id).collect();
+        drop(st);
+        info!("process {name} (pid {}) is up; loading {wanted:?}", self.who.pid);
+        Ok(wanted)
+    }
+
+    async fn dump_system_ability(&self, id: u32, args: Vec<String>) -> fdo::Result<String> {
+        check_id(id)?;
+        if !self.registry.policy.has_permission("ohos.permission.DUMP", self.who.uid, self.who.gid) {
+            return Err(fdo::Error::AccessDenied(format!("uid {} lacks ohos.permission.DUMP", self.who.uid)));
         }
-        for id in &gone {
-            self.notify(*id, Change::Removed);
-        }
-        gone
+        let host = {
+            let st = self.registry.lock();
+            st.sas.get(&id).and_then(|s| s.reg.as_ref()).map(|r| r.host.clone()).ok_or_else(|| fdo::Error::ServiceUnknown(format!("SA {id} is not loaded")))?
+        };
+        let p = SystemAbilityHostProxy::builder(&host).cache_properties(zbus::proxy::CacheProperties::No).build().await.map_err(|e| fdo::Error::Failed(e.to_string()))?;
+        p.dump(id, args).await.map_err(|e| fdo::Error::Failed(format!("SA {id} dump: {e}")))
     }
 }
 
@@ -220,24 +617,36 @@ pub async fn serve(listener: UnixListener, registry: Registry) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
+                let who = match accord_ipc::peer_identity(&stream) {
+                    Ok(w) => w,
+                    Err(e) => {
+                        warn!("samgr: a client without credentials: {e}");
+                        continue;
+                    }
+                };
                 let registry = registry.clone();
                 next_id += 1;
                 let conn_id = next_id;
                 tokio::spawn(async move {
-                    match accord_ipc::serve(stream, vec![(SAMGR_PATH, SamgrIface { registry: registry.clone(), conn_id })]).await {
+                    let iface = SamgrIface { registry: registry.clone(), conn_id, who };
+                    match accord_ipc::serve(stream, vec![(SAMGR_PATH, iface)]).await {
                         Ok(conn) => {
                             accord_ipc::closed(&conn).await;
                             for id in registry.remove_host(conn_id) {
-                                info!("SA {id} removed: its host closed its connection");
+                                info!("SA {id} removed: its host (pid {}) closed its connection", who.pid);
                             }
                         }
-                        Err(e) => warn!("samgr: a client failed the handshake: {e}"),
+                        // A peer that hangs up before the handshake is done (a probe) is
+                        // no news; anything else is worth a warning.
+                        Err(accord_ipc::IpcError::Zbus(zbus::Error::InputOutput(e))) => debug!("samgr: pid {} hung up during the handshake: {e}", who.pid),
+                        Err(e) => warn!("samgr: pid {} (uid {}) failed the handshake: {e}", who.pid, who.uid),
                     }
                 });
             }
             Err(e) => {
+                // EMFILE and friends: back off rather than spin.
                 warn!("samgr: accept: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
     }

@@ -1,24 +1,33 @@
-//! The `samgr` daemon. init creates its socket (`socket` in samgr's cfg)
-//! and passes it as `OHOS_SOCKET_samgr`; `--socket PATH` binds one itself.
+//! The `samgr` daemon and its command-line client (one binary).
 //!
-//! `--policy PATH` (default /etc/samgr/policy.json, if present) says who
-//! may register and get which SAs. As a client: `samgr --check ID` and
-//! `samgr --get ID` ask the running samgr.
+//! Daemon: init creates its socket (`socket` in samgr's cfg) and passes it
+//! as `OHOS_SOCKET_samgr`; `--socket PATH` binds one itself. `--policy
+//! PATH` (default /etc/samgr/policy.json, if present) says who may register
+//! and get which SAs; `--profiles DIR` (default /system/profile) holds the
+//! SA profiles samgr may load on demand. A broken policy stops samgr (it
+//! must not open everything); a broken profile is reported and skipped.
 //!
-//! Run as `hidumper` (a link to this binary) it is the client tool:
-//! `hidumper -ls` lists registered system abilities. `SAMGR_SOCKET`
-//! overrides samgr's socket path for it.
+//! Client: `samgr --check|--get|--load|--unload ID`, `samgr --list`,
+//! `samgr --procs`. Run as `hidumper` (a link to this binary): `hidumper
+//! -ls` lists SAs, `hidumper -s ID [-a "ARGS"]` prints an SA's dump.
+//! `SAMGR_SOCKET` overrides samgr's socket path for the clients.
 
 use std::os::fd::FromRawFd;
+use std::path::PathBuf;
+use std::sync::Arc;
 
+use accord_ipc::sa::Samgr;
 use anyhow::{bail, Context, Result};
 
-fn listener() -> Result<std::os::unix::net::UnixListener> {
-    let args: Vec<String> = std::env::args().collect();
-    if let Some(i) = args.iter().position(|a| a == "--socket") {
-        let path = args.get(i + 1).context("--socket needs a path")?;
-        let _ = std::fs::remove_file(path);
-        return std::os::unix::net::UnixListener::bind(path).with_context(|| format!("bind {path}"));
+const USAGE: &str = "usage: samgr [--socket PATH] [--policy FILE] [--profiles DIR]     run the registry
+       samgr --check ID | --get ID | --load ID | --unload ID | --list | --procs";
+const HIDUMPER_USAGE: &str = "usage: hidumper -ls                 list system abilities
+       hidumper -s ID [-a \"ARGS\"]    print system ability ID's dump";
+
+fn listener(args: &[String]) -> Result<std::os::unix::net::UnixListener> {
+    if let Some(path) = opt(args, "--socket")? {
+        let _ = std::fs::remove_file(&path);
+        return std::os::unix::net::UnixListener::bind(&path).with_context(|| format!("bind {path}"));
     }
     match std::env::var("OHOS_SOCKET_samgr") {
         Ok(fd) => {
@@ -30,46 +39,150 @@ fn listener() -> Result<std::os::unix::net::UnixListener> {
     }
 }
 
-fn hidumper(args: &[String]) -> Result<()> {
-    let socket = samgr_socket();
-    match args.first().map(String::as_str) {
-        Some("-ls") => {}
-        _ => bail!("usage: hidumper -ls   (list system abilities)"),
+/// The value after `flag`, if `flag` is given.
+fn opt(args: &[String], flag: &str) -> Result<Option<String>> {
+    match args.iter().position(|a| a == flag) {
+        None => Ok(None),
+        Some(i) => Ok(Some(args.get(i + 1).with_context(|| format!("{flag} needs a value"))?.clone())),
     }
+}
+
+fn parse_id(s: &str) -> Result<u32> {
+    s.parse().with_context(|| format!("{s:?} is not an SA id"))
+}
+
+/// Runs `f` against the running samgr on a small runtime.
+fn with_samgr<T>(f: impl AsyncFnOnce(&Samgr) -> Result<T>) -> Result<T> {
+    let socket = accord_ipc::sa::samgr_socket();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
-        let samgr = accord_ipc::sa::Samgr::connect(&socket).await.with_context(|| format!("cannot reach samgr at {}", socket.display()))?;
-        let list = samgr.dump().await?;
-        println!("{:<10} {:<10} {:>8} {:>8}", "SA id", "state", "pid", "uid");
-        for (id, state, pid, uid) in list {
-            println!("{id:<10} {state:<10} {pid:>8} {uid:>8}");
-        }
-        Ok(())
+        let samgr = Samgr::connect(&socket).await.with_context(|| format!("cannot reach samgr at {}", socket.display()))?;
+        f(&samgr).await
     })
 }
 
-fn samgr_socket() -> std::path::PathBuf {
-    std::env::var_os("SAMGR_SOCKET").map(std::path::PathBuf::from).unwrap_or_else(|| accord_ipc::sa::SAMGR_SOCKET.into())
+fn hidumper(args: &[String]) -> Result<()> {
+    match args.first().map(String::as_str) {
+        Some("-ls") => with_samgr(async |samgr| {
+            let list = samgr.dump().await?;
+            println!("{:<10} {:<11} {:<20} {:>8} {:>8}", "SA id", "state", "process", "pid", "uid");
+            for sa in list {
+                let (pid, uid) = if sa.state == "LOADED" { (sa.pid.to_string(), sa.uid.to_string()) } else { ("-".into(), "-".into()) };
+                let process = if sa.process.is_empty() { "-" } else { &sa.process };
+                println!("{:<10} {:<11} {:<20} {:>8} {:>8}", sa.id, sa.state, process, pid, uid);
+            }
+            Ok(())
+        }),
+        Some("-s") => {
+            let id = parse_id(args.get(1).context(HIDUMPER_USAGE)?)?;
+            let dump_args: Vec<String> = match opt(args, "-a")? {
+                Some(a) => a.split_whitespace().map(str::to_owned).collect(),
+                None => Vec::new(),
+            };
+            with_samgr(async |samgr| {
+                let text = samgr.dump_sa(id, dump_args).await.with_context(|| format!("dump of SA {id}"))?;
+                print!("{text}");
+                if !text.ends_with('\n') && !text.is_empty() {
+                    println!();
+                }
+                Ok(())
+            })
+        }
+        _ => bail!("{HIDUMPER_USAGE}"),
+    }
 }
 
-/// `samgr --check ID` / `samgr --get ID`.
-fn client(op: &str, id: &str) -> Result<()> {
-    let id: u32 = id.parse().with_context(|| format!("{id:?} is not an SA id"))?;
-    let socket = samgr_socket();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(async {
-        let samgr = accord_ipc::sa::Samgr::connect(&socket).await.with_context(|| format!("cannot reach samgr at {}", socket.display()))?;
-        if op == "--check" {
-            let present = samgr.check(id).await?;
+/// `samgr --check ID` etc.; exit status 1 for "not registered".
+fn client(op: &str, arg: Option<&String>) -> Result<()> {
+    let id = || parse_id(arg.context(USAGE)?);
+    match op {
+        "--check" => {
+            let id = id()?;
+            let present = with_samgr(async |s| Ok(s.check(id).await?))?;
             println!("SA {id}: {}", if present { "registered" } else { "not registered" });
             if !present {
                 std::process::exit(1);
             }
-        } else {
-            // `get` returns after the D-Bus handshake with the SA itself.
-            let _conn = samgr.get(id).await.with_context(|| format!("get SA {id}"))?;
-            println!("SA {id}: connected");
+            Ok(())
         }
+        "--get" => {
+            let id = id()?;
+            // `get` returns after the D-Bus handshake with the SA itself.
+            with_samgr(async |s| s.get_connection(id).await.map(drop).with_context(|| format!("get SA {id}")))?;
+            println!("SA {id}: connected");
+            Ok(())
+        }
+        "--load" => {
+            let id = id()?;
+            with_samgr(async |s| s.load(id).await.with_context(|| format!("load SA {id}")))?;
+            println!("SA {id}: loaded");
+            Ok(())
+        }
+        "--unload" => {
+            let id = id()?;
+            with_samgr(async |s| s.unload(id).await.with_context(|| format!("unload SA {id}")))?;
+            println!("SA {id}: unloaded");
+            Ok(())
+        }
+        "--list" => with_samgr(async |s| {
+            for (id, state) in s.list().await? {
+                println!("{id} {state}");
+            }
+            Ok(())
+        }),
+        "--procs" => with_samgr(async |s| {
+            println!("{:<20} {:>8} {:>8}", "process", "pid", "uid");
+            for p in s.running_processes().await? {
+                println!("{:<20} {:>8} {:>8}", p.name, p.pid, p.uid);
+            }
+            Ok(())
+        }),
+        _ => bail!("{USAGE}"),
+    }
+}
+
+/// One connection per client and per SA host: let samgr hold as many
+/// descriptors as the hard limit allows.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
+
+fn daemon(args: &[String]) -> Result<()> {
+    let policy_path = opt(args, "--policy")?.map(PathBuf::from).unwrap_or_else(|| accord_ipc::policy::POLICY_PATH.into());
+    let profile_dir = opt(args, "--profiles")?.map(PathBuf::from).unwrap_or_else(|| accord_ipc::profile::PROFILE_DIR.into());
+    // A broken policy file must not open everything: refuse to start
+    // (init restarts us, and the message names the file and field).
+    let policy = accord_ipc::policy::Policy::load(&policy_path).map_err(anyhow::Error::msg)?;
+    let mut profiles = Vec::new();
+    for p in accord_ipc::profile::Profile::load_dir(&profile_dir) {
+        match p {
+            Ok(p) => {
+                if !p.ignored.is_empty() {
+                    tracing::debug!("profile {}: not acted on: {}", p.process, p.ignored.join(", "));
+                }
+                profiles.push(p);
+            }
+            Err(e) => tracing::warn!("SA profile skipped: {e}"),
+        }
+    }
+    raise_fd_limit();
+    let l = listener(args)?;
+    l.set_nonblocking(true)?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let l = tokio::net::UnixListener::from_std(l)?;
+        tracing::info!("samgr: {} profiles, {} SAs on demand", profiles.len(), profiles.iter().map(|p| p.abilities.len()).sum::<usize>());
+        // Clients may connect from now on (init created the socket before
+        // starting us, so early ones were queued): samgr is ready.
+        if std::env::var_os("OHOS_SOCKET_samgr").is_some() {
+            if let Err(e) = accord_param::client::set("bootevent.samgr.ready", "true") {
+                tracing::warn!("cannot set bootevent.samgr.ready: {e}");
+            }
+        }
+        accord_samgr::serve(l, accord_samgr::Registry::new(policy, profiles, Arc::new(accord_samgr::InitStarter))).await;
         Ok(())
     })
 }
@@ -79,29 +192,14 @@ fn main() -> Result<()> {
     if args.first().is_some_and(|a| a.rsplit('/').next() == Some("hidumper")) {
         return hidumper(&args[1..]);
     }
-    if let (Some(op), Some(id)) = (args.get(1), args.get(2)) {
-        if op == "--check" || op == "--get" {
-            return client(op, id);
+    match args.get(1).map(String::as_str) {
+        Some(op @ ("--check" | "--get" | "--load" | "--unload" | "--list" | "--procs")) => return client(op, args.get(2)),
+        Some("-h" | "--help") => {
+            println!("{USAGE}");
+            return Ok(());
         }
+        _ => {}
     }
     tracing_subscriber::fmt().with_target(false).without_time().with_ansi(false).init();
-    let l = listener()?;
-    l.set_nonblocking(true)?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(async {
-        let l = tokio::net::UnixListener::from_std(l)?;
-        // Clients may connect from now on (init created the socket before
-        // starting us, so early ones were queued): samgr is ready.
-        if std::env::var_os("OHOS_SOCKET_samgr").is_some() {
-            if let Err(e) = accord_param::client::set("bootevent.samgr.ready", "true") {
-                tracing::warn!("cannot set bootevent.samgr.ready: {e}");
-            }
-        }
-        let policy_path = args.iter().position(|a| a == "--policy").and_then(|i| args.get(i + 1)).map(std::path::PathBuf::from).unwrap_or_else(|| "/etc/samgr/policy.json".into());
-        // A broken policy file must not open everything: refuse to start
-        // (init restarts us, and the message names the file and field).
-        let policy = accord_samgr::policy::Policy::load(&policy_path).map_err(anyhow::Error::msg)?;
-        accord_samgr::serve(l, accord_samgr::Registry::with_policy(policy)).await;
-        Ok(())
-    })
+    daemon(&args)
 }

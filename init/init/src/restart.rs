@@ -2,8 +2,11 @@
 //! function over the service's recent crash history, so they can be tested
 //! without processes.
 //!
-//! - `ondemand` (with sockets): watch its sockets again, start on the next
+//! - `ondemand` with sockets: watch its sockets again, start on the next
 //!   connection, also after init stopped it;
+//! - `ondemand` without sockets (a system ability process that samgr
+//!   starts with `ohos.ctl.start`): leave it stopped; the next request
+//!   starts it again, so an SA host that exits when idle stays down;
 //! - stopped by init (stop command, `ohos.ctl.stop`, shutdown): nothing;
 //! - `once`: nothing;
 //! - `critical` and N exits within T seconds: reboot into panic mode;
@@ -65,10 +68,11 @@ impl CrashHistory {
 /// Decides what happens after `svc` exited at `now`. `stopped_by_init` is
 /// true when init asked it to stop.
 pub fn on_exit(svc: &Service, history: &mut CrashHistory, now: Instant, stopped_by_init: bool) -> ExitAction {
-    // An ondemand service goes back to waiting for a connection, whether
-    // it exited by itself or was stopped (e.g. unloaded when idle).
-    if svc.ondemand && !svc.sockets.is_empty() {
-        return ExitAction::Rewatch;
+    // An ondemand service goes back to waiting for a connection (or for
+    // the next start request), whether it exited by itself or was stopped
+    // (e.g. unloaded when idle).
+    if svc.ondemand {
+        return if svc.sockets.is_empty() { ExitAction::Stay } else { ExitAction::Rewatch };
     }
     if stopped_by_init || svc.once {
         return ExitAction::Stay;
@@ -138,11 +142,11 @@ mod tests {
     }
 
     #[test]
-    fn ondemand_rewatches_only_with_sockets() {
+    fn ondemand_rewatches_with_sockets_and_stays_down_without() {
         let mut s = svc();
         s.ondemand = true;
         let now = Instant::now();
-        assert_eq!(on_exit(&s, &mut CrashHistory::default(), now, false), ExitAction::Restart { delay: Duration::ZERO });
+        assert_eq!(on_exit(&s, &mut CrashHistory::default(), now, false), ExitAction::Stay, "an SA host started by samgr stays down");
         s.sockets.push(SocketSpec {
             name: "x".into(),
             sock_type: SocketType::Stream,

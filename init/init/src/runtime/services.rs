@@ -167,7 +167,8 @@ impl Init {
     }
 
     /// Ondemand: create the sockets and start the service on the first
-    /// connection (or datagram).
+    /// connection (or datagram). Without sockets it waits for a start
+    /// request (`ohos.ctl.start`, samgr loading a system ability).
     fn prepare_ondemand(&mut self, idx: usize) {
         if let Err(e) = self.ensure_sockets(idx) {
             error!("service {}: {e}", self.services[idx].cfg.name);
@@ -175,8 +176,7 @@ impl Init {
             return;
         }
         if self.services[idx].sockets.is_empty() {
-            warn!("service {} is ondemand but has no socket; starting it now", self.services[idx].cfg.name);
-            self.start_service(idx);
+            info!("service {} waits for a start request", self.services[idx].cfg.name);
             return;
         }
         self.watch_sockets(idx);

@@ -1,20 +1,27 @@
-//! Who may register and who may get which system abilities.
+//! Who may register and who may get which system abilities, and who holds
+//! which named permission.
 //!
 //! `/etc/samgr/policy.json`:
 //! ```json
 //! {"rules": [
 //!   {"ids": "3300-3399", "register": {"uids": [1000]}, "get": {"uids": [1000, 2000], "gids": [1007]}}
-//! ]}
+//! ],
+//!  "permissions": {"ohos.permission.REBOOT": {"uids": [1000]}}}
 //! ```
 //! The first rule whose id range holds the SA decides; a missing `register`
 //! or `get` means anyone; root may do anything; an id no rule covers is
 //! open. A caller is allowed when its uid is listed or its gid is.
+//!
+//! samgr enforces the rules; an SA checks a permission for one of its
+//! methods with [`crate::sa::Caller::check_permission`], which reads the
+//! same file. A permission nobody is granted is held by root alone.
 
 use std::path::Path;
 
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
 pub struct Who {
     #[serde(default)]
     pub uids: Vec<u32>,
@@ -23,6 +30,7 @@ pub struct Who {
 }
 
 #[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
 struct RawRule {
     ids: String,
     register: Option<Who>,
@@ -40,8 +48,12 @@ pub struct Rule {
 #[derive(Debug, Default, Clone)]
 pub struct Policy {
     pub rules: Vec<Rule>,
+    pub permissions: std::collections::BTreeMap<String, Who>,
     pub source: String,
 }
+
+/// Where the image keeps the policy.
+pub const POLICY_PATH: &str = "/etc/samgr/policy.json";
 
 #[derive(Debug, Clone, Copy)]
 pub enum Action {
@@ -50,8 +62,12 @@ pub enum Action {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawPolicy {
+    #[serde(default)]
     rules: Vec<RawRule>,
+    #[serde(default)]
+    permissions: std::collections::BTreeMap<String, Who>,
 }
 
 fn parse_range(s: &str) -> Option<(u32, u32)> {
@@ -74,7 +90,7 @@ impl Policy {
             let (first, last) = parse_range(&r.ids).ok_or_else(|| format!("{source}: rules[{i}].ids: {:?} is not N or N-M", r.ids))?;
             rules.push(Rule { first, last, register: r.register, get: r.get });
         }
-        Ok(Policy { rules, source: source.to_owned() })
+        Ok(Policy { rules, permissions: raw.permissions, source: source.to_owned() })
     }
 
     /// Reads `path`; a missing file is an open policy.
@@ -110,6 +126,14 @@ impl Policy {
     }
 }
 
+impl Policy {
+    /// Whether `uid`/`gid` holds `permission`: root always does; anyone
+    /// else when the permission lists its uid or gid.
+    pub fn has_permission(&self, permission: &str, uid: u32, gid: u32) -> bool {
+        uid == 0 || self.permissions.get(permission).is_some_and(|w| w.uids.contains(&uid) || w.gids.contains(&gid))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,7 +157,19 @@ mod tests {
     }
 
     #[test]
+    fn permissions_are_granted_by_uid_or_gid_and_root_holds_all() {
+        let p = Policy::parse(r#"{"permissions": {"ohos.permission.REBOOT": {"uids": [1000], "gids": [1007]}}}"#, "t").unwrap();
+        assert!(p.has_permission("ohos.permission.REBOOT", 1000, 1000));
+        assert!(p.has_permission("ohos.permission.REBOOT", 2000, 1007));
+        assert!(!p.has_permission("ohos.permission.REBOOT", 2000, 2000));
+        assert!(!p.has_permission("ohos.permission.OTHER", 1000, 1000));
+        assert!(p.has_permission("ohos.permission.OTHER", 0, 0));
+    }
+
+    #[test]
     fn bad_policies_are_errors() {
+        let e = Policy::parse(r#"{"rules": [{"ids": "1", "gte": {}}]}"#, "p.json").unwrap_err();
+        assert!(e.contains("p.json") && e.contains("gte"), "a misspelt field is named: {e}");
         assert!(Policy::parse("{", "x").is_err());
         let e = Policy::parse(r#"{"rules": [{"ids": "9-1"}]}"#, "p.json").unwrap_err();
         assert!(e.contains("rules[0].ids"), "{e}");

@@ -1,0 +1,460 @@
+//! The SA side of the SDK: the [`SystemAbility`] trait, the host process
+//! that publishes SAs to samgr, serves each client on a connection of its
+//! own, unloads idle SAs, and registers everything again when samgr
+//! restarts.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::UnixStream;
+use tokio::sync::Notify;
+use tracing::{debug, info, warn};
+use zbus::connection::Builder;
+use zbus::{fdo, zvariant};
+
+use super::{SaProps, SystemAbilityManagerProxy, HOST_PATH};
+use crate::policy::Policy;
+use crate::profile::Profile;
+use crate::{Identity, IpcError};
+
+/// Who is calling an SA, as samgr verified it (SO_PEERCRED of the caller's
+/// connection to samgr), plus the permission check of the SA policy.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub identity: Identity,
+    policy: Arc<Policy>,
+}
+
+impl Caller {
+    pub fn uid(&self) -> u32 {
+        self.identity.uid
+    }
+    pub fn gid(&self) -> u32 {
+        self.identity.gid
+    }
+    pub fn pid(&self) -> i32 {
+        self.identity.pid
+    }
+
+    /// `Ok` if the caller holds `permission` (policy `permissions`), else
+    /// an AccessDenied error naming the caller and the permission, ready
+    /// to return from a method.
+    pub fn check_permission(&self, permission: &str) -> fdo::Result<()> {
+        if self.policy.has_permission(permission, self.identity.uid, self.identity.gid) {
+            return Ok(());
+        }
+        warn!("pid {} (uid {}) lacks {permission}", self.identity.pid, self.identity.uid);
+        Err(fdo::Error::AccessDenied(format!("uid {} lacks {permission}", self.identity.uid)))
+    }
+}
+
+/// A system ability: a D-Bus interface that each client gets a fresh
+/// instance of, plus lifecycle hooks (OpenHarmony's `SystemAbility`).
+pub trait SystemAbility: Send + Sync + 'static {
+    /// What clients call.
+    type Interface: zbus::object_server::Interface;
+    /// The object path of [`Self::Interface`] on each client connection.
+    const PATH: &'static str;
+
+    /// The interface instance for one client connection.
+    fn connect(self: &Arc<Self>, caller: Caller) -> Self::Interface;
+    /// Called before the SA is published; an error keeps it unpublished.
+    fn on_start(&self) -> Result<(), String> {
+        Ok(())
+    }
+    /// The SA has had no client for its unload delay: may it unload?
+    fn on_idle(&self) -> bool {
+        true
+    }
+    /// Called when the SA is withdrawn (idle unload, samgr's request).
+    fn on_stop(&self) {}
+    /// Text for `hidumper -s <id> -a "<args>"`.
+    fn on_dump(&self, _args: &[String]) -> String {
+        String::new()
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// A [`SystemAbility`] with its interface type erased.
+trait AnySa: Send + Sync {
+    fn serve(&self, stream: UnixStream, caller: Caller) -> BoxFuture<Result<zbus::Connection, IpcError>>;
+    fn on_idle(&self) -> bool;
+    fn on_stop(&self);
+    fn on_dump(&self, args: &[String]) -> String;
+}
+
+impl<T: SystemAbility> AnySa for Arc<T> {
+    fn serve(&self, stream: UnixStream, caller: Caller) -> BoxFuture<Result<zbus::Connection, IpcError>> {
+        let iface = self.connect(caller);
+        Box::pin(crate::serve(stream, vec![(T::PATH, iface)]))
+    }
+    fn on_idle(&self) -> bool {
+        T::on_idle(self)
+    }
+    fn on_stop(&self) {
+        T::on_stop(self)
+    }
+    fn on_dump(&self, args: &[String]) -> String {
+        T::on_dump(self, args)
+    }
+}
+
+/// Makes an SA of a profile when samgr asks this process to load it.
+pub type Maker = Box<dyn Fn() -> Result<Published, String> + Send + Sync>;
+
+/// An SA ready to publish: see [`Published::new`].
+pub struct Published {
+    sa: Box<dyn AnySa>,
+}
+
+impl Published {
+    /// Wraps `sa`, running its `on_start`.
+    pub fn new<T: SystemAbility>(sa: T) -> Result<Published, String> {
+        let sa = Arc::new(sa);
+        sa.on_start()?;
+        Ok(Published { sa: Box::new(sa) })
+    }
+}
+
+struct Live {
+    sa: Box<dyn AnySa>,
+    props: SaProps,
+    clients: AtomicUsize,
+    /// Bumped on every connect, so a pending idle timer knows it is stale.
+    generation: AtomicU64,
+    unload_after: Option<Duration>,
+}
+
+struct Inner {
+    socket: PathBuf,
+    process: Option<String>,
+    samgr: Mutex<Option<zbus::Connection>>,
+    live: Mutex<HashMap<u32, Arc<Live>>>,
+    makers: Mutex<HashMap<u32, (Maker, Option<Duration>)>>,
+    /// Set when the host exits once it holds no SA (profile hosts).
+    exit_when_empty: bool,
+    empty: Notify,
+    policy: Arc<Policy>,
+    /// Dropped with the last handle: tells the supervisor to hang up.
+    _hang_up: tokio::sync::oneshot::Sender<()>,
+}
+
+/// A process that hosts system abilities.
+#[derive(Clone)]
+pub struct SaHost {
+    inner: Arc<Inner>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves plain data behind;
+    // keep serving with it.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl SaHost {
+    /// Connects to samgr at `socket` as an anonymous host (SAs published
+    /// with [`SaHost::publish`]). The host keeps serving when samgr
+    /// restarts: it reconnects and adds its SAs again.
+    pub async fn connect(socket: &Path) -> Result<SaHost, IpcError> {
+        SaHost::start(socket, None, false).await
+    }
+
+    async fn start(socket: &Path, process: Option<String>, exit_when_empty: bool) -> Result<SaHost, IpcError> {
+        let policy = Policy::load(Path::new(crate::policy::POLICY_PATH)).unwrap_or_else(|e| {
+            // Fail closed: without the file's grants only root holds a permission.
+            warn!("{e}; SA permissions fall back to root only");
+            Policy::default()
+        });
+        let (hang_up, hung_up) = tokio::sync::oneshot::channel();
+        let host = SaHost {
+            inner: Arc::new(Inner {
+                socket: socket.to_owned(),
+                process,
+                samgr: Mutex::new(None),
+                live: Mutex::default(),
+                makers: Mutex::default(),
+                exit_when_empty,
+                empty: Notify::new(),
+                policy: Arc::new(policy),
+                _hang_up: hang_up,
+            }),
+        };
+        let conn = host.dial().await?;
+        *lock(&host.inner.samgr) = Some(conn.clone());
+        let weak = Arc::downgrade(&host.inner);
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = supervise(weak, conn) => {}
+                // The host was dropped: its connection goes with it, and
+                // samgr withdraws its SAs.
+                _ = hung_up => {}
+            }
+        });
+        Ok(host)
+    }
+
+    async fn dial(&self) -> Result<zbus::Connection, IpcError> {
+        let stream = UnixStream::connect(&self.inner.socket).await?;
+        let iface = HostIface { host: Arc::downgrade(&self.inner) };
+        Ok(Builder::unix_stream(stream).p2p().serve_at(HOST_PATH, iface)?.build().await?)
+    }
+
+    fn samgr(&self) -> Result<zbus::Connection, IpcError> {
+        lock(&self.inner.samgr).clone().ok_or_else(|| IpcError::Io(std::io::Error::new(std::io::ErrorKind::NotConnected, "samgr is not connected")))
+    }
+
+    /// Publishes SA `id`: each client gets its own instance of the
+    /// interface, made by [`SystemAbility::connect`] with the caller's
+    /// verified identity, served on a connection of its own. With
+    /// `unload_after`, the SA is unloaded after that long without clients.
+    pub async fn publish<T: SystemAbility>(&self, id: u32, sa: T, unload_after: Option<Duration>) -> Result<(), IpcError> {
+        let p = Published::new(sa).map_err(|e| IpcError::Sa(format!("SA {id} failed to start: {e}")))?;
+        self.add(id, p, SaProps::default(), unload_after).await
+    }
+
+    async fn add(&self, id: u32, p: Published, props: SaProps, unload_after: Option<Duration>) -> Result<(), IpcError> {
+        let live = Arc::new(Live { sa: p.sa, props: props.clone(), clients: AtomicUsize::new(0), generation: AtomicU64::new(0), unload_after });
+        lock(&self.inner.live).insert(id, live.clone());
+        let samgr = self.samgr()?;
+        SystemAbilityManagerProxy::new(&samgr).await?.add_system_ability(id, props).await?;
+        info!("SA {id} published");
+        arm_idle(&self.inner, id, &live);
+        Ok(())
+    }
+
+    /// Loads SA `id` from the makers registered by [`run_profile`].
+    async fn load(&self, id: u32) -> Result<(), IpcError> {
+        if lock(&self.inner.live).contains_key(&id) {
+            return Ok(());
+        }
+        let (made, unload_after) = {
+            let makers = lock(&self.inner.makers);
+            let (make, unload_after) = makers.get(&id).ok_or_else(|| IpcError::Sa(format!("this process cannot host SA {id}")))?;
+            (make(), *unload_after)
+        };
+        let p = made.map_err(|e| IpcError::Sa(format!("SA {id} failed to start: {e}")))?;
+        self.add(id, p, SaProps::default(), unload_after).await
+    }
+
+    /// Resolves when a host made by [`run_profile`] holds no SA any more.
+    pub async fn emptied(&self) {
+        self.inner.empty.notified().await
+    }
+}
+
+/// Starts the idle timer of SA `id` if it has no client.
+fn arm_idle(inner: &Arc<Inner>, id: u32, live: &Arc<Live>) {
+    let Some(delay) = live.unload_after else { return };
+    if live.clients.load(Ordering::SeqCst) != 0 {
+        return;
+    }
+    let gen = live.generation.load(Ordering::SeqCst);
+    let (weak, live) = (Arc::downgrade(inner), live.clone());
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        if live.clients.load(Ordering::SeqCst) != 0 || live.generation.load(Ordering::SeqCst) != gen {
+            return;
+        }
+        let Some(inner) = weak.upgrade() else { return };
+        let samgr = lock(&inner.samgr).clone();
+        let Some(samgr) = samgr else { return };
+        debug!("SA {id}: idle for {delay:?}, asking samgr to unload it");
+        // samgr serialises the unload with its Gets and calls our Stop,
+        // which asks on_idle and re-checks the client count.
+        let r = async { SystemAbilityManagerProxy::new(&samgr).await?.unload_system_ability(id).await }.await;
+        if let Err(e) = r {
+            debug!("SA {id}: unload not done: {e}");
+            // Still idle and still ours: try again after another delay.
+            if lock(&inner.live).get(&id).is_some_and(|l| Arc::ptr_eq(l, &live)) {
+                arm_idle(&inner, id, &live);
+            }
+        }
+    });
+}
+
+/// Keeps the host registered: when samgr's connection closes (samgr
+/// died), dial again until it is back, and add every SA again.
+async fn supervise(weak: std::sync::Weak<Inner>, mut conn: zbus::Connection) {
+    loop {
+        crate::closed(&conn).await;
+        let mut delay = Duration::from_millis(20);
+        conn = loop {
+            let Some(inner) = weak.upgrade() else { return };
+            let host = SaHost { inner };
+            *lock(&host.inner.samgr) = None;
+            match reregister(&host).await {
+                Ok(c) => break c,
+                Err(e) => {
+                    debug!("samgr is not back yet: {e}");
+                    drop(host);
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
+            }
+        };
+    }
+}
+
+async fn reregister(host: &SaHost) -> Result<zbus::Connection, IpcError> {
+    let conn = host.dial().await?;
+    let proxy = SystemAbilityManagerProxy::new(&conn).await?;
+    if let Some(name) = &host.inner.process {
+        proxy.add_system_process(name).await?;
+    }
+    let live: Vec<(u32, SaProps)> = lock(&host.inner.live).iter().map(|(id, l)| (*id, l.props.clone())).collect();
+    for (id, props) in live {
+        proxy.add_system_ability(id, props).await?;
+    }
+    *lock(&host.inner.samgr) = Some(conn.clone());
+    info!("registered again with samgr ({} SAs)", lock(&host.inner.live).len());
+    Ok(conn)
+}
+
+/// The host side, served on the host's connection to samgr.
+struct HostIface {
+    host: std::sync::Weak<Inner>,
+}
+
+impl HostIface {
+    fn inner(&self) -> fdo::Result<Arc<Inner>> {
+        self.host.upgrade().ok_or_else(|| fdo::Error::Failed("host is shutting down".into()))
+    }
+}
+
+fn io_err(e: impl std::fmt::Display) -> fdo::Error {
+    fdo::Error::IOError(e.to_string())
+}
+
+#[zbus::interface(name = "org.accord.SystemAbilityHost")]
+impl HostIface {
+    fn connect(&self, id: u32, fd: zvariant::OwnedFd, uid: u32, gid: u32, pid: i32) -> fdo::Result<()> {
+        let inner = self.inner()?;
+        let live = lock(&inner.live).get(&id).cloned().ok_or_else(|| fdo::Error::ServiceUnknown(format!("this process hosts no SA {id}")))?;
+        let fd: OwnedFd = fd.into();
+        let std_stream = std::os::unix::net::UnixStream::from(fd);
+        std_stream.set_nonblocking(true).map_err(io_err)?;
+        let stream = UnixStream::from_std(std_stream).map_err(io_err)?;
+        live.clients.fetch_add(1, Ordering::SeqCst);
+        live.generation.fetch_add(1, Ordering::SeqCst);
+        let caller = Caller { identity: Identity { uid, gid, pid }, policy: inner.policy.clone() };
+        let serving = live.sa.serve(stream, caller);
+        let weak = Arc::downgrade(&inner);
+        tokio::spawn(async move {
+            match serving.await {
+                // The connection lives as long as the client keeps it.
+                Ok(conn) => crate::closed(&conn).await,
+                Err(e) => warn!("SA {id}: handshake with pid {pid} failed: {e}"),
+            }
+            if live.clients.fetch_sub(1, Ordering::SeqCst) == 1 {
+                if let Some(inner) = weak.upgrade() {
+                    arm_idle(&inner, id, &live);
+                }
+            }
+        });
+        Ok(())
+    }
+
+    async fn load(&self, id: u32) -> fdo::Result<()> {
+        let host = SaHost { inner: self.inner()? };
+        host.load(id).await.map_err(|e| fdo::Error::Failed(e.to_string()))
+    }
+
+    fn stop(&self, id: u32, force: bool) -> fdo::Result<(bool, bool)> {
+        let inner = self.inner()?;
+        let mut live = lock(&inner.live);
+        let Some(sa) = live.get(&id).cloned() else { return Ok((true, false)) };
+        if !force && (sa.clients.load(Ordering::SeqCst) != 0 || !sa.sa.on_idle()) {
+            debug!("SA {id}: stays (clients or on_idle refused)");
+            return Ok((false, false));
+        }
+        live.remove(&id);
+        let exiting = live.is_empty() && inner.exit_when_empty;
+        drop(live);
+        sa.sa.on_stop();
+        info!("SA {id} stopped{}", if exiting { "; the process exits" } else { "" });
+        if exiting {
+            // Let the reply go out first.
+            let weak = Arc::downgrade(&inner);
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                if let Some(inner) = weak.upgrade() {
+                    inner.empty.notify_waiters();
+                    inner.empty.notify_one();
+                }
+            });
+        }
+        Ok((true, exiting))
+    }
+
+    fn dump(&self, id: u32, args: Vec<String>) -> fdo::Result<String> {
+        let inner = self.inner()?;
+        let sa = lock(&inner.live).get(&id).cloned().ok_or_else(|| fdo::Error::ServiceUnknown(format!("this process hosts no SA {id}")))?;
+        Ok(sa.sa.on_dump(&args))
+    }
+}
+
+/// Runs one SA in this process until the process is killed: connects to
+/// samgr (the default socket, or `SAMGR_SOCKET`) and publishes `sa` as
+/// `id`. Returns only on error.
+pub async fn run<T: SystemAbility>(id: u32, sa: T) -> Result<(), IpcError> {
+    let host = SaHost::connect(&super::samgr_socket()).await?;
+    host.publish(id, sa, None).await?;
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+/// Runs the SAs of a profile (`sa_main <profile>`): `makers` says how to
+/// make each SA id this binary knows. Publishes the `run-on-create` SAs
+/// and those samgr asks for, loads more when asked, unloads idle ones,
+/// and returns when the process holds no SA any more.
+pub async fn run_profile(profile: &Profile, makers: Vec<(u32, Maker)>) -> Result<(), IpcError> {
+    run_profile_at(&super::samgr_socket(), profile, makers).await
+}
+
+/// [`run_profile`] with samgr at `socket`.
+pub async fn run_profile_at(socket: &Path, profile: &Profile, makers: Vec<(u32, Maker)>) -> Result<(), IpcError> {
+    let host = SaHost::start(socket, Some(profile.process.clone()), true).await?;
+    {
+        let mut m = lock(&host.inner.makers);
+        for (id, make) in makers {
+            match profile.ability(id) {
+                Some(sa) => {
+                    m.insert(id, (make, sa.unload_after));
+                }
+                None => debug!("SA {id} is not in profile {}: not hosted", profile.process),
+            }
+        }
+        for sa in &profile.abilities {
+            if !m.contains_key(&sa.id) {
+                warn!("profile {} lists SA {} but this binary cannot make it", profile.process, sa.id);
+            }
+        }
+    }
+    let emptied = host.emptied();
+    tokio::pin!(emptied);
+    let wanted = SystemAbilityManagerProxy::new(&host.samgr()?).await?.add_system_process(&profile.process).await?;
+    let mut to_load: Vec<u32> = profile.abilities.iter().filter(|a| a.run_on_create).map(|a| a.id).collect();
+    for id in wanted {
+        if !to_load.contains(&id) {
+            to_load.push(id);
+        }
+    }
+    for id in to_load {
+        if let Err(e) = host.load(id).await {
+            warn!("{e}");
+        }
+    }
+    if lock(&host.inner.live).is_empty() {
+        info!("process {}: no SA to host; exiting", profile.process);
+        return Ok(());
+    }
+    emptied.await;
+    Ok(())
+}

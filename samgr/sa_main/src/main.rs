@@ -1,0 +1,32 @@
+//! `sa_main <profile.json>`: runs the system abilities of one SA profile
+//! (OpenHarmony's host process). Rust has no `dlopen` of SAs in a static
+//! image, so the SAs this binary can host are linked in and picked by id
+//! from the profile; a service with its own binary calls
+//! [`accord_ipc::sa::run_profile`] the same way.
+//!
+//! init starts it (the profile's `process` is an `ondemand` service whose
+//! path is `sa_main <profile>`) when samgr asks; it exits when it holds no
+//! SA any more (all unloaded when idle).
+
+mod demo;
+
+use std::path::Path;
+
+use accord_ipc::profile::Profile;
+use accord_ipc::sa::{Maker, Published};
+use anyhow::{Context, Result};
+
+/// Every SA this binary can host.
+fn makers() -> Vec<(u32, Maker)> {
+    vec![(demo::ID, Box::new(|| Published::new(demo::Demo::default())))]
+}
+
+fn main() -> Result<()> {
+    let path = std::env::args().nth(1).context("usage: sa_main <profile.json>")?;
+    tracing_subscriber::fmt().with_target(false).without_time().with_ansi(false).init();
+    let profile = Profile::load(Path::new(&path))?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(accord_ipc::sa::run_profile(&profile, makers())).with_context(|| format!("process {}", profile.process))?;
+    tracing::info!("process {}: no SA left, exiting", profile.process);
+    Ok(())
+}
