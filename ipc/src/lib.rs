@@ -69,8 +69,21 @@ pub async fn serve<I>(stream: UnixStream, objects: Vec<(&str, I)>) -> Result<zbu
 where
     I: zbus::object_server::Interface,
 {
+    serve_for(stream, objects, None).await
+}
+
+/// [`serve`] on a stream whose SO_PEERCRED does not name the client (a
+/// socket pair samgr made): the D-Bus EXTERNAL handshake then expects
+/// `client_uid`, the uid samgr verified, instead of the socket's.
+pub async fn serve_for<I>(stream: UnixStream, objects: Vec<(&str, I)>, client_uid: Option<u32>) -> Result<zbus::Connection, IpcError>
+where
+    I: zbus::object_server::Interface,
+{
     let guid = zbus::Guid::generate();
     let mut b = Builder::unix_stream(stream).server(guid)?.p2p();
+    if let Some(uid) = client_uid {
+        b = b.user_id(uid);
+    }
     for (path, obj) in objects {
         b = b.serve_at(path, obj)?;
     }

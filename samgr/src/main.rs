@@ -107,8 +107,14 @@ fn client(op: &str, arg: Option<&String>) -> Result<()> {
         }
         "--get" => {
             let id = id()?;
-            // `get` returns after the D-Bus handshake with the SA itself.
-            with_samgr(async |s| s.get_connection(id).await.map(drop).with_context(|| format!("get SA {id}")))?;
+            // Loads the SA if needed, then pings it over the direct
+            // connection (org.freedesktop.DBus.Peer, which every SA answers).
+            with_samgr(async |s| {
+                let conn = s.get_connection(id).await.with_context(|| format!("get SA {id}"))?;
+                let peer = zbus::fdo::PeerProxy::builder(&conn).destination("org.accord.sa")?.path("/")?.cache_properties(zbus::proxy::CacheProperties::No).build().await?;
+                peer.ping().await.with_context(|| format!("SA {id} did not answer a ping"))?;
+                Ok(())
+            })?;
             println!("SA {id}: connected");
             Ok(())
         }

@@ -92,8 +92,9 @@ trait AnySa: Send + Sync {
 
 impl<T: SystemAbility> AnySa for Arc<T> {
     fn serve(&self, stream: UnixStream, caller: Caller) -> BoxFuture<Result<zbus::Connection, IpcError>> {
+        let uid = caller.identity.uid;
         let iface = self.connect(caller);
-        Box::pin(crate::serve(stream, vec![(T::PATH, iface)]))
+        Box::pin(crate::serve_for(stream, vec![(T::PATH, iface)], Some(uid)))
     }
     fn on_idle(&self) -> bool {
         T::on_idle(self)
