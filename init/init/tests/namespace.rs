@@ -11,27 +11,11 @@ use fixture::Fixture;
 const SEC: Duration = Duration::from_secs(1);
 
 fn host_pids_in_ns(f: &Fixture) -> Vec<(i32, i32, char)> {
-    // (host pid, ns pid, state) of every process in init's pid namespace.
-    let Some(init) = f.init_pid() else { return vec![] };
-    let Ok(ns) = std::fs::read_link(format!("/proc/{init}/ns/pid")) else { return vec![] };
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-        if std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok().as_ref() != Some(&ns) {
-            continue;
-        }
-        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { continue };
-        let nspid = status.lines().find_map(|l| l.strip_prefix("NSpid:")).and_then(|l| l.split_whitespace().last()).and_then(|x| x.parse().ok());
-        let state = status.lines().find_map(|l| l.strip_prefix("State:")).and_then(|l| l.trim().chars().next()).unwrap_or('?');
-        if let Some(nspid) = nspid {
-            out.push((pid, nspid, state));
-        }
-    }
-    out
+    f.processes()
 }
 
 fn host_pid(f: &Fixture, ns_pid: i32) -> i32 {
-    host_pids_in_ns(f).into_iter().find(|p| p.1 == ns_pid).map(|p| p.0).expect("process in namespace")
+    f.host_pid(ns_pid).expect("process in namespace")
 }
 
 fn read(f: &Fixture, rel: &str) -> String {
