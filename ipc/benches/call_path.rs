@@ -1,18 +1,56 @@
-//! `make bench` part: the round trip of one u32 → u32 call, side by side in
-//! one run: (a) raw Unix socket ping-pong between two processes (the
-//! floor), (b) the same method over a zbus peer-to-peer connection, (c) the
-//! same interface through Debian's dbus-daemon. Each server is a separate
-//! process (this binary re-run with `--serve-*`). Run it under
+//! `make bench` part: the cost of one call, side by side in one run:
+//!
+//! - (a)  raw Unix socket ping-pong between two processes (the floor);
+//! - (b)  the same u32 → u32 method over a zbus peer-to-peer connection;
+//! - (b') the same method on a real system ability through the SDK: a
+//!   samgr process, an SA host process (`SaHost::publish`) and a client
+//!   that did `Samgr::get::<Proxy>(id)`;
+//! - (c)  the same interface through Debian's dbus-daemon;
+//!
+//! each as p50/p99 with one client task and as calls/s with 1 and 16
+//! concurrent client tasks; then 16 KiB `ByteBuf` calls on the SDK path,
+//! the latency of `GetSystemAbility` on a loaded SA (with the handshake
+//! with the SA), and the cold on-demand load of an SA from a profile (samgr
+//! in this process, its `Starter` spawning this binary as the SA process).
+//!
+//! Every server is a separate process (this binary re-run with `--serve-*`,
+//! exiting when its stdin, a pipe from here, closes). Run it under
 //! `taskset -c 0` for the pinned figures (children inherit the affinity).
+//! `-- --variants` instead runs the knob study of (b') against (a) (server
+//! and client runtimes, per-call task spawn, property cache, method
+//! timeout, proxy vs raw `call_method`).
 
+use std::future::Future;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream as StdStream;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use accord_ipc::profile::Profile;
+use accord_ipc::sa::{Caller, Maker, Published, SaHost, Samgr, SystemAbility};
+use serde_bytes::{ByteBuf, Bytes};
 use zbus::interface;
 
+/// Timed calls per latency figure (after `WARM` untimed ones).
 const N: usize = 20_000;
+const WARM: usize = 1_000;
+/// Timed calls per variant of the knob study.
+const N_VARIANT: usize = 10_000;
+/// How long each calls/s figure runs.
+const TPUT_TIME: Duration = Duration::from_millis(1_000);
+const TASKS: usize = 16;
+/// Client runtime for the 16-task figures.
+const MULTI_WORKERS: usize = 2;
+const BIG: usize = 16 * 1024;
+const N_BIG: usize = 3_000;
+const N_GET: usize = 300;
+const COLD_RUNS: usize = 10;
+const SA_ID: u32 = 9300;
+const COLD_SA_ID: u32 = 9301;
+const CALC_PATH: &str = "/org/accord/Calc";
 
 struct Calc;
 
@@ -21,65 +59,126 @@ impl Calc {
     fn add_one(&self, x: u32) -> u32 {
         x.wrapping_add(1)
     }
+    fn echo(&self, b: ByteBuf) -> ByteBuf {
+        b
+    }
+}
+
+/// [`Calc`] with each call handled on the connection's object-server task
+/// instead of a task spawned per call (a knob of the study).
+struct CalcNoSpawn;
+
+#[interface(name = "org.accord.bench.Calc", spawn = false)]
+impl CalcNoSpawn {
+    fn add_one(&self, x: u32) -> u32 {
+        x.wrapping_add(1)
+    }
+    fn echo(&self, b: ByteBuf) -> ByteBuf {
+        b
+    }
 }
 
 #[zbus::proxy(interface = "org.accord.bench.Calc", default_service = "org.accord.bench", default_path = "/org/accord/Calc")]
 trait CalcClient {
     fn add_one(&self, x: u32) -> zbus::Result<u32>;
+    fn echo(&self, b: &Bytes) -> zbus::Result<ByteBuf>;
 }
 
-fn pct(mut v: Vec<Duration>) -> (f64, f64) {
-    v.sort();
-    let us = |d: Duration| d.as_secs_f64() * 1e6;
-    (us(v[v.len() / 2]), us(v[v.len() * 99 / 100]))
-}
+/// The benchmark's system ability: a fresh [`Calc`] per client.
+struct CalcSa;
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
-}
-
-fn serve_raw(sock: &str) {
-    let l = std::os::unix::net::UnixListener::bind(sock).expect("bind");
-    let (mut s, _) = l.accept().expect("accept");
-    let mut b = [0u8; 4];
-    while s.read_exact(&mut b).is_ok() {
-        let x = u32::from_le_bytes(b).wrapping_add(1);
-        if s.write_all(&x.to_le_bytes()).is_err() {
-            break;
-        }
+impl SystemAbility for CalcSa {
+    type Interface = Calc;
+    const PATH: &'static str = CALC_PATH;
+    fn connect(self: &Arc<Self>, _caller: Caller) -> Calc {
+        Calc
     }
 }
 
-fn serve_p2p(sock: &str) {
-    rt().block_on(async {
-        let l = tokio::net::UnixListener::bind(sock).expect("bind");
-        let (s, _) = l.accept().await.expect("accept");
-        let c = accord_ipc::serve(s, vec![("/org/accord/Calc", Calc)]).await.expect("serve");
-        accord_ipc::closed(&c).await;
+struct CalcSaNoSpawn;
+
+impl SystemAbility for CalcSaNoSpawn {
+    type Interface = CalcNoSpawn;
+    const PATH: &'static str = CALC_PATH;
+    fn connect(self: &Arc<Self>, _caller: Caller) -> CalcNoSpawn {
+        CalcNoSpawn
+    }
+}
+
+// ---------------------------------------------------------------- helpers
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// (p50, p99) in µs.
+fn pct(mut v: Vec<Duration>) -> (f64, f64) {
+    v.sort();
+    (us(v[v.len() / 2]), us(v[v.len() * 99 / 100]))
+}
+
+fn rt_current() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("current_thread runtime")
+}
+
+fn rt_multi(workers: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build().expect("multi_thread runtime")
+}
+
+/// Server side: exit when the bench (our stdin's writer) is gone, so no
+/// server outlives it even if it is killed.
+fn die_with_parent() {
+    std::thread::spawn(|| {
+        let mut b = [0u8; 64];
+        let mut stdin = std::io::stdin();
+        while matches!(stdin.read(&mut b), Ok(n) if n > 0) {}
+        std::process::exit(0);
     });
 }
 
-fn serve_bus(addr: &str) {
-    rt().block_on(async {
-        let c = zbus::connection::Builder::address(addr)
-            .expect("address")
-            .name("org.accord.bench")
-            .expect("name")
-            .serve_at("/org/accord/Calc", Calc)
-            .expect("serve")
-            .build()
-            .await
-            .expect("connect to dbus-daemon");
-        let _ = c;
-        std::future::pending::<()>().await;
-    });
+fn log_warnings() {
+    let _ = tracing_subscriber::fmt().with_max_level(tracing::Level::WARN).with_target(false).without_time().with_ansi(false).with_writer(std::io::stderr).try_init();
 }
 
-fn spawn_self(args: &[&str]) -> std::process::Child {
-    Command::new(std::env::current_exe().expect("exe")).args(args).stdin(Stdio::null()).spawn().expect("spawn server")
+/// Children of the bench; all killed and reaped when this is dropped
+/// (also on a panic).
+#[derive(Clone, Default)]
+struct Kids(Arc<Mutex<Vec<Child>>>);
+
+impl Kids {
+    fn add(&self, c: Child) -> u32 {
+        let pid = c.id();
+        self.0.lock().expect("kids lock").push(c);
+        pid
+    }
+    /// Starts this binary with `args`; its pid.
+    fn spawn_self(&self, args: &[&str]) -> u32 {
+        let c = Command::new(std::env::current_exe().expect("current exe")).args(args).stdin(Stdio::piped()).spawn().expect("spawn a server child");
+        self.add(c)
+    }
+    /// Whether every child started so far has exited.
+    fn all_exited(&self) -> bool {
+        self.0.lock().expect("kids lock").iter_mut().all(|c| matches!(c.try_wait(), Ok(Some(_))))
+    }
+    fn kill_all(&self) {
+        let mut k = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for c in k.iter_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        k.clear();
+    }
 }
 
-fn wait_for(path: &std::path::Path) {
+struct KillOnDrop(Kids);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.0.kill_all();
+    }
+}
+
+fn wait_for(path: &Path) {
     for _ in 0..500 {
         if path.exists() {
             return;
@@ -89,58 +188,451 @@ fn wait_for(path: &std::path::Path) {
     panic!("{} never appeared", path.display());
 }
 
-async fn zbus_calls(p: &CalcClientProxy<'_>) -> Vec<Duration> {
-    for i in 0..1000 {
-        p.add_one(i).await.expect("warm-up call");
+fn s(p: &Path) -> &str {
+    p.to_str().expect("temp paths are UTF-8")
+}
+
+fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+}
+
+fn threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task")).map(|d| d.count()).unwrap_or(0)
+}
+
+// ---------------------------------------------------------------- servers
+
+fn serve_raw(sock: &str) {
+    let l = std::os::unix::net::UnixListener::bind(sock).expect("bind raw");
+    for s in l.incoming() {
+        let Ok(mut s) = s else { continue };
+        std::thread::spawn(move || {
+            let mut b = [0u8; 4];
+            while s.read_exact(&mut b).is_ok() {
+                let x = u32::from_le_bytes(b).wrapping_add(1);
+                if s.write_all(&x.to_le_bytes()).is_err() {
+                    break;
+                }
+            }
+        });
     }
-    let mut v = Vec::with_capacity(N);
-    for i in 0..N as u32 {
+}
+
+fn serve_p2p(sock: &str) {
+    rt_current().block_on(async {
+        let l = tokio::net::UnixListener::bind(sock).expect("bind p2p");
+        loop {
+            let (s, _) = l.accept().await.expect("accept p2p");
+            tokio::spawn(async move {
+                match accord_ipc::serve(s, vec![(CALC_PATH, Calc)]).await {
+                    Ok(c) => accord_ipc::closed(&c).await,
+                    Err(e) => eprintln!("p2p server: handshake: {e}"),
+                }
+            });
+        }
+    });
+}
+
+fn serve_bus(addr: &str) {
+    rt_current().block_on(async {
+        let c = zbus::connection::Builder::address(addr)
+            .expect("address")
+            .name("org.accord.bench")
+            .expect("name")
+            .serve_at(CALC_PATH, Calc)
+            .expect("serve")
+            .build()
+            .await
+            .expect("connect to dbus-daemon");
+        let _keep = c;
+        std::future::pending::<()>().await;
+    });
+}
+
+fn serve_samgr(sock: &str) {
+    rt_current().block_on(async {
+        let l = tokio::net::UnixListener::bind(sock).expect("bind samgr");
+        accord_samgr::serve(l, accord_samgr::Registry::default()).await;
+    });
+}
+
+/// An SA host: `SaHost::connect` + `publish`. `rt`: current|multi;
+/// `spawn`: spawn|nospawn (a task per call or not).
+fn serve_sa(samgr: &str, id: u32, rt: &str, spawn: &str) {
+    let rt = if rt == "multi" { rt_multi(MULTI_WORKERS) } else { rt_current() };
+    rt.block_on(async {
+        let host = SaHost::connect(Path::new(samgr)).await.expect("SA host: connect to samgr");
+        let r = if spawn == "nospawn" { host.publish(id, CalcSaNoSpawn, None).await } else { host.publish(id, CalcSa, None).await };
+        r.expect("SA host: publish");
+        std::future::pending::<()>().await;
+        drop(host);
+    });
+}
+
+/// A profile's process, as `sa_main` runs one: exits when its SA unloads.
+fn serve_sa_profile(samgr: &str, profile: &str) {
+    let text = std::fs::read_to_string(profile).expect("read profile");
+    let profile = Profile::parse(&text, profile).expect("parse profile");
+    let make: Maker = Box::new(|| Published::new(CalcSa));
+    rt_current().block_on(async {
+        accord_ipc::sa::run_profile_at(Path::new(samgr), &profile, vec![(COLD_SA_ID, make)]).await.expect("run_profile_at");
+    });
+}
+
+// ---------------------------------------------------------------- clients
+
+fn raw_connect(sock: &Path) -> StdStream {
+    for _ in 0..200 {
+        if let Ok(s) = StdStream::connect(sock) {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("cannot connect to {}", sock.display());
+}
+
+fn raw_lat(sock: &Path, n: usize) -> Vec<Duration> {
+    let mut s = raw_connect(sock);
+    let mut v = Vec::with_capacity(n);
+    let mut b = [0u8; 4];
+    for i in 0..(n + WARM) as u32 {
         let t = Instant::now();
-        let r = p.add_one(i).await.expect("call");
-        v.push(t.elapsed());
-        assert_eq!(r, i + 1);
+        s.write_all(&i.to_le_bytes()).expect("write");
+        s.read_exact(&mut b).expect("read");
+        if i as usize >= WARM {
+            v.push(t.elapsed());
+        }
+        assert_eq!(u32::from_le_bytes(b), i.wrapping_add(1));
     }
     v
 }
 
+/// Calls/s of `threads` threads, each on a connection of its own.
+fn raw_tput(sock: &Path, threads: usize) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut conns: Vec<StdStream> = (0..threads).map(|_| raw_connect(sock)).collect();
+    let start = Instant::now();
+    let hs: Vec<_> = conns
+        .drain(..)
+        .map(|mut s| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let (mut n, mut b) = (0u64, [0u8; 4]);
+                while !stop.load(Ordering::Relaxed) {
+                    s.write_all(&(n as u32).to_le_bytes()).expect("write");
+                    s.read_exact(&mut b).expect("read");
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    std::thread::sleep(TPUT_TIME);
+    stop.store(true, Ordering::Relaxed);
+    let total: u64 = hs.into_iter().map(|h| h.join().expect("raw client thread")).sum();
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+/// `n` timed calls of `f` (after `WARM` untimed ones); `f(i)` must give `i + 1`.
+async fn lat<F, Fut>(n: usize, mut f: F) -> Vec<Duration>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = u32>,
+{
+    for i in 0..WARM as u32 {
+        assert_eq!(f(i).await, i.wrapping_add(1));
+    }
+    let mut v = Vec::with_capacity(n);
+    for i in 0..n as u32 {
+        let t = Instant::now();
+        let r = f(i).await;
+        v.push(t.elapsed());
+        assert_eq!(r, i.wrapping_add(1));
+    }
+    v
+}
+
+async fn proxy_lat(p: &CalcClientProxy<'_>, n: usize) -> Vec<Duration> {
+    lat(n, |i| async move { p.add_one(i).await.expect("call") }).await
+}
+
+/// Calls/s of `tasks` tasks sharing `p`'s connection, on the current runtime.
+async fn proxy_tput(p: &CalcClientProxy<'static>, tasks: usize) -> f64 {
+    for i in 0..200 {
+        p.add_one(i).await.expect("warm-up call");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let hs: Vec<_> = (0..tasks)
+        .map(|_| {
+            let (p, stop) = (p.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut n = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    assert_eq!(p.add_one(n).await.expect("call"), n.wrapping_add(1));
+                    n = n.wrapping_add(1);
+                }
+                u64::from(n)
+            })
+        })
+        .collect();
+    tokio::time::sleep(TPUT_TIME).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    for h in hs {
+        total += h.await.expect("client task");
+    }
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+#[derive(Clone)]
+enum Target {
+    P2p(PathBuf),
+    Sdk(PathBuf, u32),
+    Bus(String),
+}
+
+async fn samgr_connect(sock: &Path) -> Samgr {
+    for _ in 0..200 {
+        if let Ok(s) = Samgr::connect(sock).await {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("cannot reach samgr at {}", sock.display());
+}
+
+async fn wait_registered(samgr: &Samgr, id: u32) {
+    for _ in 0..500 {
+        if samgr.check(id).await.expect("CheckSystemAbility") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("SA {id} never registered");
+}
+
+/// A fresh connection to `t` (made on the current runtime) and its proxy.
+async fn proxy_for(t: &Target) -> CalcClientProxy<'static> {
+    let conn = match t {
+        Target::P2p(sock) => {
+            let s = tokio::net::UnixStream::connect(sock).await.expect("connect p2p");
+            accord_ipc::connect(s).await.expect("p2p handshake")
+        }
+        Target::Sdk(samgr, id) => {
+            let samgr = samgr_connect(samgr).await;
+            let remote = samgr.get::<CalcClientProxy>(*id).await.expect("Samgr::get");
+            return (*remote).clone();
+        }
+        Target::Bus(addr) => {
+            let c = zbus::connection::Builder::address(addr.as_str()).expect("bus address").build().await.expect("bus client");
+            let p = CalcClientProxy::builder(&c).cache_properties(zbus::proxy::CacheProperties::No).build().await.expect("proxy");
+            // The server may not own its name yet.
+            for _ in 0..200 {
+                if p.add_one(0).await.is_ok() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            return p;
+        }
+    };
+    CalcClientProxy::builder(&conn).cache_properties(zbus::proxy::CacheProperties::No).build().await.expect("proxy")
+}
+
+struct Row {
+    name: &'static str,
+    p50: f64,
+    p99: f64,
+    tput1: f64,
+    tput16: f64,
+}
+
+/// p50/p99 and calls/s with 1 task (current_thread runtime), then calls/s
+/// with 16 tasks on a multi_thread runtime sharing one fresh connection.
+fn measure(name: &'static str, t: &Target) -> Row {
+    let (p50, p99, tput1) = rt_current().block_on(async {
+        let p = proxy_for(t).await;
+        let (p50, p99) = pct(proxy_lat(&p, N).await);
+        (p50, p99, proxy_tput(&p, 1).await)
+    });
+    let tput16 = rt_multi(MULTI_WORKERS).block_on(async {
+        let p = proxy_for(t).await;
+        proxy_tput(&p, TASKS).await
+    });
+    Row { name, p50, p99, tput1, tput16 }
+}
+
+// ---------------------------------------------------------------- cold load
+
+/// samgr's `Starter` for the cold-load figure: spawns this binary as the
+/// profile's process.
+struct SelfStarter {
+    samgr: PathBuf,
+    profile: PathBuf,
+    kids: Kids,
+}
+
+impl accord_samgr::Starter for SelfStarter {
+    fn start(&self, _process: &str) -> Result<(), String> {
+        let c = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
+            .args(["--serve-sa-profile", s(&self.samgr), s(&self.profile)])
+            .stdin(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("spawn the SA process: {e}"))?;
+        self.kids.add(c);
+        Ok(())
+    }
+    fn stopped(&self, _process: &str) -> Option<bool> {
+        Some(self.kids.all_exited())
+    }
+}
+
+/// Cold on-demand loads: samgr runs in this process (on a thread and
+/// runtime of its own) so its `Starter` can spawn the SA process. Returns
+/// the get-from-NOT_LOADED-to-first-reply times and the unload-to-exit times.
+fn cold_loads(dir: &Path) -> (Vec<Duration>, Vec<Duration>) {
+    let sock = dir.join("cold-samgr.sock");
+    let profile = dir.join("bench_sa.json");
+    std::fs::write(&profile, format!(r#"{{"process": "bench_sa", "systemability": [{{"name": {COLD_SA_ID}, "run-on-create": false}}]}}"#)).expect("write profile");
+    let kids = Kids::default();
+    let _guard = KillOnDrop(kids.clone());
+    let parsed = Profile::load(&profile).expect("bench profile");
+    let starter = SelfStarter { samgr: sock.clone(), profile, kids: kids.clone() };
+    let registry = accord_samgr::Registry::new(Default::default(), vec![parsed], Arc::new(starter));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let samgr_sock = sock.clone();
+    let samgr_thread = std::thread::spawn(move || {
+        rt_current().block_on(async move {
+            let l = tokio::net::UnixListener::bind(&samgr_sock).expect("bind in-process samgr");
+            tokio::select! {
+                _ = accord_samgr::serve(l, registry) => {}
+                _ = stop_rx => {}
+            }
+        })
+    });
+    let r = rt_current().block_on(async {
+        let samgr = samgr_connect(&sock).await;
+        let (mut load, mut exit) = (Vec::new(), Vec::new());
+        for _ in 0..COLD_RUNS {
+            assert!(!samgr.check(COLD_SA_ID).await.expect("check"), "SA {COLD_SA_ID} is loaded before the cold get");
+            let t = Instant::now();
+            let remote = samgr.get::<CalcClientProxy>(COLD_SA_ID).await.expect("cold Samgr::get");
+            assert_eq!(remote.add_one(41).await.expect("first call"), 42);
+            load.push(t.elapsed());
+            drop(remote);
+            // The host refuses while it still counts our connection: retry.
+            let t = Instant::now();
+            loop {
+                match samgr.unload(COLD_SA_ID).await {
+                    Ok(()) => break,
+                    Err(_) if t.elapsed() < Duration::from_secs(5) => tokio::time::sleep(Duration::from_millis(1)).await,
+                    Err(e) => panic!("unload SA {COLD_SA_ID}: {e}"),
+                }
+            }
+            loop {
+                if !samgr.check(COLD_SA_ID).await.expect("check") && kids.all_exited() {
+                    break;
+                }
+                assert!(t.elapsed() < Duration::from_secs(5), "SA process still up 5 s after the unload");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            exit.push(t.elapsed());
+        }
+        (load, exit)
+    });
+    let _ = stop_tx.send(());
+    samgr_thread.join().expect("samgr thread");
+    r
+}
+
+// ---------------------------------------------------------------- main run
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    match args.get(1).map(String::as_str) {
-        Some("--serve-raw") => return serve_raw(&args[2]),
-        Some("--serve-p2p") => return serve_p2p(&args[2]),
-        Some("--serve-bus") => return serve_bus(&args[2]),
-        _ => {}
+    let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or_default();
+    if arg(1).starts_with("--serve-") {
+        die_with_parent();
+        log_warnings();
+        match arg(1) {
+            "--serve-raw" => serve_raw(arg(2)),
+            "--serve-p2p" => serve_p2p(arg(2)),
+            "--serve-bus" => serve_bus(arg(2)),
+            "--serve-samgr" => serve_samgr(arg(2)),
+            "--serve-sa" => serve_sa(arg(2), arg(3).parse().expect("SA id"), arg(4), arg(5)),
+            "--serve-sa-profile" => serve_sa_profile(arg(2), arg(3)),
+            other => panic!("unknown mode {other}"),
+        }
+        return;
+    }
+    log_warnings();
+    if args.iter().any(|a| a == "--variants") {
+        return variants();
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut children = Vec::new();
+    let kids = Kids::default();
+    let _guard = KillOnDrop(kids.clone());
+    let cpus = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).map(|l| l.trim().to_owned()))
+        .unwrap_or_else(|| "?".into());
 
-    // (a) floor
+    // (a) floor: one connection per client thread, a server thread each.
     let raw = dir.path().join("raw.sock");
-    children.push(spawn_self(&["--serve-raw", raw.to_str().unwrap_or_default()]));
+    kids.spawn_self(&["--serve-raw", s(&raw)]);
     wait_for(&raw);
-    let mut s = StdStream::connect(&raw).expect("connect raw");
-    let mut floor = Vec::with_capacity(N);
-    let mut b = [0u8; 4];
-    for i in 0..(N + 1000) as u32 {
-        let t = Instant::now();
-        s.write_all(&i.to_le_bytes()).expect("write");
-        s.read_exact(&mut b).expect("read");
-        if i >= 1000 {
-            floor.push(t.elapsed());
-        }
-    }
-    let (a50, a99) = pct(floor);
+    let (a50, a99) = pct(raw_lat(&raw, N));
+    let a = Row { name: "(a)  raw unix socket (floor)", p50: a50, p99: a99, tput1: raw_tput(&raw, 1), tput16: raw_tput(&raw, TASKS) };
 
     // (b) zbus p2p
     let p2p = dir.path().join("p2p.sock");
-    children.push(spawn_self(&["--serve-p2p", p2p.to_str().unwrap_or_default()]));
+    kids.spawn_self(&["--serve-p2p", s(&p2p)]);
     wait_for(&p2p);
-    let (b50, b99) = rt().block_on(async {
-        let s = tokio::net::UnixStream::connect(&p2p).await.expect("connect p2p");
-        let c = accord_ipc::connect(s).await.expect("p2p handshake");
-        let p = CalcClientProxy::builder(&c).cache_properties(zbus::proxy::CacheProperties::No).build().await.expect("proxy");
-        pct(zbus_calls(&p).await)
+    let b = measure("(b)  zbus peer-to-peer", &Target::P2p(p2p));
+
+    // (b') Accord SA through the SDK: samgr and the SA host are children.
+    let samgr_sock = dir.path().join("samgr.sock");
+    let samgr_pid = kids.spawn_self(&["--serve-samgr", s(&samgr_sock)]);
+    wait_for(&samgr_sock);
+    let host_pid = kids.spawn_self(&["--serve-sa", s(&samgr_sock), &SA_ID.to_string(), "current", "spawn"]);
+    rt_current().block_on(async { wait_registered(&samgr_connect(&samgr_sock).await, SA_ID).await });
+    let sdk = Target::Sdk(samgr_sock.clone(), SA_ID);
+    let bp = measure("(b') Accord SA via SDK", &sdk);
+
+    // 16 KiB payloads, GetSystemAbility, leak probe (same SA host).
+    let big_buf: Vec<u8> = (0..BIG).map(|i| i as u8).collect();
+    let me = std::process::id();
+    let fds_before = (fd_count(host_pid), fd_count(samgr_pid), fd_count(me), threads(host_pid));
+    let ((big50, big99), (get50, get99)) = rt_current().block_on(async {
+        let p = proxy_for(&sdk).await;
+        let payload = Bytes::new(&big_buf);
+        for _ in 0..200 {
+            p.echo(payload).await.expect("16 KiB warm-up");
+        }
+        let mut v = Vec::with_capacity(N_BIG);
+        for _ in 0..N_BIG {
+            let t = Instant::now();
+            let r = p.echo(payload).await.expect("16 KiB call");
+            v.push(t.elapsed());
+            assert_eq!(r.len(), BIG);
+        }
+        drop(p);
+        let samgr = samgr_connect(&samgr_sock).await;
+        for _ in 0..20 {
+            drop(samgr.get_connection(SA_ID).await.expect("GetSystemAbility warm-up"));
+        }
+        let mut g = Vec::with_capacity(N_GET);
+        for _ in 0..N_GET {
+            let t = Instant::now();
+            let c = samgr.get_connection(SA_ID).await.expect("GetSystemAbility");
+            g.push(t.elapsed());
+            drop(c);
+        }
+        drop(samgr);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        (pct(v), pct(g))
     });
+    let fds_after = (fd_count(host_pid), fd_count(samgr_pid), fd_count(me), threads(host_pid));
 
     // (c) dbus-daemon
     let conf = dir.path().join("bus.conf");
@@ -154,38 +646,169 @@ fn main() {
     )
     .expect("bus conf");
     let bus = Command::new("dbus-daemon").arg(format!("--config-file={}", conf.display())).arg("--nofork").stdin(Stdio::null()).stderr(Stdio::null()).spawn();
-    let bus_result = match bus {
+    let c = match bus {
         Err(e) => {
-            println!("  (c) dbus-daemon: not available ({e})");
+            println!("(c) dbus-daemon: not available ({e})");
             None
         }
         Ok(bus) => {
-            children.push(bus);
+            kids.add(bus);
             wait_for(&bus_sock);
             let addr = format!("unix:path={}", bus_sock.display());
-            children.push(spawn_self(&["--serve-bus", &addr]));
-            Some(rt().block_on(async {
-                let c = zbus::connection::Builder::address(addr.as_str()).expect("addr").build().await.expect("bus client");
-                let p = CalcClientProxy::builder(&c).cache_properties(zbus::proxy::CacheProperties::No).build().await.expect("proxy");
-                for _ in 0..200 {
-                    if p.add_one(0).await.is_ok() {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-                pct(zbus_calls(&p).await)
-            }))
+            kids.spawn_self(&["--serve-bus", &addr]);
+            Some(measure("(c)  via dbus-daemon", &Target::Bus(addr)))
         }
     };
 
-    println!("u32 -> u32 call round trip, {N} calls each, same run:");
-    println!("  (a) raw unix socket (floor)  p50 {a50:6.1} us  p99 {a99:6.1} us");
-    println!("  (b) zbus peer-to-peer        p50 {b50:6.1} us  p99 {b99:6.1} us  {:.2}x floor", b50 / a50);
-    if let Some((c50, c99)) = bus_result {
-        println!("  (c) via dbus-daemon          p50 {c50:6.1} us  p99 {c99:6.1} us  {:.2}x floor; (b)/(c) = {:.2}", c50 / a50, b50 / c50);
+    let (cold, unload) = cold_loads(dir.path());
+    kids.kill_all();
+
+    // ------------------------------------------------------------ report
+    println!("IPC call path, one run (CPUs allowed: {cpus}). Each server is its own process on a current_thread");
+    println!("tokio runtime. 1 task: current_thread client, {N} timed calls (p50/p99) then {} s of calls.", TPUT_TIME.as_secs_f64());
+    println!("16 tasks: multi_thread client runtime ({MULTI_WORKERS} workers), 16 tasks sharing one connection;");
+    println!("raw floor: 1 resp. 16 client threads, one connection each, a server thread per connection.");
+    println!();
+    println!("u32 -> u32                        p50 us   p99 us  p50 x floor   calls/s 1 task   calls/s 16 tasks");
+    let rows: Vec<&Row> = [Some(&a), Some(&b), Some(&bp), c.as_ref()].into_iter().flatten().collect();
+    for r in &rows {
+        println!(
+            "{:<32} {:>7.1}  {:>7.1}  {:>10.2}x  {:>9.0} ({:.2}x)  {:>9.0} ({:.2}x)",
+            r.name,
+            r.p50,
+            r.p99,
+            r.p50 / a.p50,
+            r.tput1,
+            r.tput1 / a.tput1,
+            r.tput16,
+            r.tput16 / a.tput16
+        );
     }
-    for mut c in children {
-        let _ = c.kill();
-        let _ = c.wait();
+    println!("(b') 16 KiB ByteBuf -> ByteBuf   {big50:>7.1}  {big99:>7.1}  {:>10.2}x  = {:.2}x the u32 SDK call", big50 / a.p50, big50 / bp.p50);
+    println!("GetSystemAbility, loaded SA      {get50:>7.1}  {get99:>7.1}   ({N_GET} x Samgr::get_connection incl. the D-Bus handshake with the SA)");
+    let (c50, _) = pct(cold.clone());
+    let (u50, _) = pct(unload.clone());
+    let ms = |d: Option<&Duration>| d.map(|d| d.as_secs_f64() * 1e3).unwrap_or(f64::NAN);
+    println!(
+        "cold on-demand load             p50 {:.1} ms  min {:.1} ms  max {:.1} ms  ({COLD_RUNS} runs: get at NOT_LOADED -> process spawned -> first reply)",
+        c50 / 1e3,
+        ms(cold.iter().min()),
+        ms(cold.iter().max())
+    );
+    println!("  (unload -> process exited: p50 {:.1} ms; samgr ran in the bench process for this figure)", u50 / 1e3);
+    println!(
+        "leak probe after {} SDK connections: SA host fds {} -> {}, threads {} -> {}; samgr fds {} -> {}; client fds {} -> {}",
+        N_GET + 21,
+        fds_before.0,
+        fds_after.0,
+        fds_before.3,
+        fds_after.3,
+        fds_before.1,
+        fds_after.1,
+        fds_before.2,
+        fds_after.2
+    );
+    println!();
+    let met = |ok: bool| if ok { "MET" } else { "NOT MET" };
+    println!("targets:");
+    println!("  (b') p50 <= 1.5x (a) p50       {:>7.1} us vs {:>7.1} us  ({:.2}x)  {}", bp.p50, 1.5 * a.p50, bp.p50 / a.p50, met(bp.p50 <= 1.5 * a.p50));
+    match &c {
+        Some(c) => println!("  (b') p50 <= 0.33x (c) p50      {:>7.1} us vs {:>7.1} us  ({:.2}x)  {}", bp.p50, 0.33 * c.p50, bp.p50 / c.p50, met(bp.p50 <= 0.33 * c.p50)),
+        None => println!("  (b') p50 <= 0.33x (c) p50      NOT CHECKED (no dbus-daemon)"),
+    }
+    println!("  (b') >= 100k calls/s, 16 tasks {:>7.0} calls/s                    {}", bp.tput16, met(bp.tput16 >= 100_000.0));
+    println!("  16 KiB p50 <= 2x u32 (b') p50  {:>7.1} us vs {:>7.1} us  ({:.2}x)  {}", big50, 2.0 * bp.p50, big50 / bp.p50, met(big50 <= 2.0 * bp.p50));
+}
+
+// ---------------------------------------------------------------- knob study
+
+/// `-- --variants`: p50 of (b') under cheap knobs, against (a) and (b) in
+/// the same run.
+fn variants() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kids = Kids::default();
+    let _guard = KillOnDrop(kids.clone());
+    let raw = dir.path().join("raw.sock");
+    kids.spawn_self(&["--serve-raw", s(&raw)]);
+    let p2p = dir.path().join("p2p.sock");
+    kids.spawn_self(&["--serve-p2p", s(&p2p)]);
+    let samgr_sock = dir.path().join("samgr.sock");
+    kids.spawn_self(&["--serve-samgr", s(&samgr_sock)]);
+    wait_for(&raw);
+    wait_for(&p2p);
+    wait_for(&samgr_sock);
+    let hosts = [(9310u32, "current", "spawn"), (9311, "multi", "spawn"), (9312, "current", "nospawn"), (9313, "multi", "nospawn")];
+    for (id, rt, sp) in hosts {
+        kids.spawn_self(&["--serve-sa", s(&samgr_sock), &id.to_string(), rt, sp]);
+    }
+    rt_current().block_on(async {
+        let samgr = samgr_connect(&samgr_sock).await;
+        for (id, _, _) in hosts {
+            wait_registered(&samgr, id).await;
+        }
+    });
+    let mut out: Vec<(String, f64)> = Vec::new();
+    let (a50, _) = pct(raw_lat(&raw, N_VARIANT));
+    out.push(("(a) raw unix socket (floor)".into(), a50));
+    let (b50, _) = rt_current().block_on(async { pct(proxy_lat(&proxy_for(&Target::P2p(p2p.clone())).await, N_VARIANT).await) });
+    out.push(("(b) plain zbus p2p, server current_thread + spawn per call".into(), b50));
+    for (id, rt, sp) in hosts {
+        let (p50, _) = rt_current().block_on(async { pct(proxy_lat(&proxy_for(&Target::Sdk(samgr_sock.clone(), id)).await, N_VARIANT).await) });
+        out.push((format!("(b') server {rt}_thread, {sp}; client current_thread"), p50));
+    }
+    let base = Target::Sdk(samgr_sock.clone(), 9310);
+    for workers in [1, 2] {
+        let rt = rt_multi(workers);
+        let (p50, _) = rt.block_on(async { pct(proxy_lat(&proxy_for(&base).await, N_VARIANT).await) });
+        out.push((format!("(b') client multi_thread {workers} worker(s), loop in block_on"), p50));
+        let t = base.clone();
+        let (p50, _) = rt.block_on(async { tokio::spawn(async move { pct(proxy_lat(&proxy_for(&t).await, N_VARIANT).await) }).await.expect("task") });
+        out.push((format!("(b') client multi_thread {workers} worker(s), loop in a spawned task"), p50));
+    }
+    let (lazy, timeout, raw_call) = rt_current().block_on(async {
+        let samgr = samgr_connect(&samgr_sock).await;
+        // Property cache on (zbus' default; the SDK turns it off).
+        let remote = samgr.get::<CalcClientProxy>(9310).await.expect("get");
+        let cached = CalcClientProxy::builder(remote.connection()).build().await.expect("caching proxy");
+        let (lazy, _) = pct(proxy_lat(&cached, N_VARIANT).await);
+        // The same call without a proxy.
+        let conn = remote.connection().clone();
+        let (raw_call, _) = pct(
+            lat(N_VARIANT, |i| {
+                let conn = &conn;
+                async move {
+                    let m = conn.call_method(None::<&str>, CALC_PATH, Some("org.accord.bench.Calc"), "AddOne", &(i,)).await.expect("call_method");
+                    m.body().deserialize::<u32>().expect("reply body")
+                }
+            })
+            .await,
+        );
+        // A connection with a method timeout, built on GetSystemAbility's fd.
+        let own = accord_ipc::connect(tokio::net::UnixStream::connect(&samgr_sock).await.expect("dial samgr")).await.expect("samgr handshake");
+        let mgr = accord_ipc::sa::SystemAbilityManagerProxy::builder(&own).cache_properties(zbus::proxy::CacheProperties::No).build().await.expect("samgr proxy");
+        let fd: std::os::fd::OwnedFd = mgr.get_system_ability(9310).await.expect("GetSystemAbility").into();
+        let std_stream = StdStream::from(fd);
+        std_stream.set_nonblocking(true).expect("nonblocking");
+        let conn = zbus::connection::Builder::unix_stream(tokio::net::UnixStream::from_std(std_stream).expect("tokio stream"))
+            .p2p()
+            .method_timeout(Duration::from_secs(25))
+            .build()
+            .await
+            .expect("SA handshake");
+        let p = CalcClientProxy::builder(&conn).cache_properties(zbus::proxy::CacheProperties::No).build().await.expect("proxy");
+        let (timeout, _) = pct(proxy_lat(&p, N_VARIANT).await);
+        (lazy, timeout, raw_call)
+    });
+    out.push(("(b') proxy with property cache (CacheProperties::Lazily)".into(), lazy));
+    out.push(("(b') connection with method_timeout 25 s".into(), timeout));
+    out.push(("(b') Connection::call_method, no proxy".into(), raw_call));
+    kids.kill_all();
+    let cpus = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).map(|l| l.trim().to_owned()))
+        .unwrap_or_else(|| "?".into());
+    println!("knob study, u32 -> u32 p50, {N_VARIANT} calls each (CPUs allowed: {cpus}); baseline (b') = server current_thread + spawn, client current_thread, no cache:");
+    for (name, p50) in out {
+        println!("  {name:<66} {p50:>7.1} us  {:.2}x floor", p50 / a50);
     }
 }

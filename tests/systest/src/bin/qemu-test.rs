@@ -37,6 +37,27 @@ fn first_boot(q: &mut Qemu, r: &mut Report) -> Result<()> {
         ensure!(ls.starts_with("SA id"), "{ls}");
         Ok(())
     })());
+    r.check("an on-demand SA starts on a call from the shell and unloads when idle", (|| {
+        // The test overlay shortens demo_sa's unload delay to 2 s.
+        let l = out(q, "samgr --list")?;
+        ensure!(l.lines().any(|x| x == "9001 NOT_LOADED"), "before: {l}");
+        let st = out(q, "param get startup.service.ctl.demo_sa")?;
+        ensure!(st != "running", "demo_sa runs before anyone asked: {st}");
+        let g = out(q, "samgr --get 9001")?;
+        ensure!(g.contains("SA 9001: connected"), "{g}");
+        let ls = out(q, "hidumper -ls")?;
+        ensure!(ls.lines().any(|x| x.starts_with("9001") && x.contains("LOADED") && x.contains("demo_sa") && x.contains("1000")), "{ls}");
+        ensure!(out(q, "param get startup.service.ctl.demo_sa")? == "running", "demo_sa not running after the get");
+        let d = out(q, "hidumper -s 9001 -a hello")?;
+        ensure!(d.contains("demo SA 9001") && d.contains("args: hello"), "{d}");
+        for _ in 0..40 {
+            if out(q, "samgr --list")?.lines().any(|x| x == "9001 NOT_LOADED") && out(q, "param get startup.service.ctl.demo_sa")? == "stopped" {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        bail!("SA 9001 still loaded 10 s after its last client: {}", out(q, "hidumper -ls")?)
+    })());
     r.check("default parameters are loaded", (|| {
         let v = out(q, "param get const.product.name")?;
         ensure!(v == "Accord", "const.product.name = {v:?}");
