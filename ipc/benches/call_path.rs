@@ -162,7 +162,8 @@ impl Kids {
     }
     fn kill_all(&self) {
         let mut k = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        for c in k.iter_mut() {
+        // Newest first: clients of a server (of dbus-daemon) go before it.
+        for c in k.iter_mut().rev() {
             let _ = c.kill();
             let _ = c.wait();
         }
