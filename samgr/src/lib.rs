@@ -597,6 +597,20 @@ impl SamgrIface {
         Ok(wanted)
     }
 
+    fn report_load_failure(&self, id: u32, reason: &str) -> fdo::Result<()> {
+        let attempt = {
+            let st = self.registry.lock();
+            let sa = st.sas.get(&id).ok_or_else(|| fdo::Error::ServiceUnknown(format!("no SA {id}")))?;
+            let host = sa.process.as_ref().and_then(|p| st.procs.get(p)).and_then(|p| p.conn.as_ref()).map(|c| c.id);
+            if host != Some(self.conn_id) {
+                return Err(fdo::Error::AccessDenied(format!("pid {} does not host SA {id}", self.who.pid)));
+            }
+            sa.attempt
+        };
+        self.registry.fail_load(id, attempt, reason.to_owned());
+        Ok(())
+    }
+
     async fn dump_system_ability(&self, id: u32, args: Vec<String>) -> fdo::Result<String> {
         check_id(id)?;
         if !self.registry.policy.has_permission("ohos.permission.DUMP", self.who.uid, self.who.gid) {

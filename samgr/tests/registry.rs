@@ -334,3 +334,35 @@ async fn hosts_and_clients_survive_a_samgr_restart() {
     second.kill().unwrap();
     second.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sa_starts_only_once_its_dependencies_are_there() {
+    /// Starts the profile's host as a task of this test.
+    struct DepStarter {
+        profile: Profile,
+        sock: Arc<Mutex<Option<std::path::PathBuf>>>,
+    }
+    impl Starter for DepStarter {
+        fn start(&self, _: &str) -> Result<(), String> {
+            let (profile, sock) = (self.profile.clone(), self.sock.lock().unwrap().clone().unwrap());
+            tokio::runtime::Handle::current().spawn(async move {
+                let _ = accord_ipc::sa::run_profile_at(&sock, &profile, vec![(9600, Box::new(|| Published::new(Echo::default())))]).await;
+            });
+            Ok(())
+        }
+    }
+    let profile = Profile::parse(r#"{"process": "dep_sa", "systemability": [{"name": 9600, "depend": [9601], "depend-time-out": 300}]}"#, "dep.json").unwrap();
+    let sock_slot = Arc::new(Mutex::new(None));
+    let reg = Registry::new(Default::default(), vec![profile.clone()], Arc::new(DepStarter { profile, sock: sock_slot.clone() })).with_load_timeout(Duration::from_secs(2));
+    let (_dir, sock, _task) = start_samgr(reg);
+    *sock_slot.lock().unwrap() = Some(sock.clone());
+    let client = Samgr::connect(&sock).await.unwrap();
+    let t = std::time::Instant::now();
+    let e = client.load(9600).await.expect_err("9601 is missing").to_string();
+    assert!(e.contains("needs SA 9601") && e.contains("300 ms"), "the host's reason reaches the waiter: {e}");
+    assert!(t.elapsed() < Duration::from_millis(1900), "before samgr's own deadline ({:?})", t.elapsed());
+    let dep = SaHost::connect(&sock).await.unwrap();
+    dep.publish(9601, Echo::default(), None).await.unwrap();
+    let echo = client.get::<EchoClientProxy>(9600).await.expect("with 9601 there, 9600 starts");
+    assert_eq!(echo.add_one(1).await.unwrap(), 2);
+}

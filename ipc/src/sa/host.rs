@@ -20,7 +20,7 @@ use zbus::{fdo, zvariant};
 
 use super::{SaProps, SystemAbilityManagerProxy, HOST_PATH};
 use crate::policy::Policy;
-use crate::profile::Profile;
+use crate::profile::{Profile, SaProfile};
 use crate::{Identity, IpcError};
 
 /// Who is calling an SA, as samgr verified it (SO_PEERCRED of the caller's
@@ -138,7 +138,7 @@ struct Inner {
     process: Option<String>,
     samgr: Mutex<Option<zbus::Connection>>,
     live: Mutex<HashMap<u32, Arc<Live>>>,
-    makers: Mutex<HashMap<u32, (Maker, Option<Duration>)>>,
+    makers: Mutex<HashMap<u32, (Maker, SaProfile)>>,
     /// Set when the host exits once it holds no SA (profile hosts).
     exit_when_empty: bool,
     empty: Notify,
@@ -236,13 +236,29 @@ impl SaHost {
         if lock(&self.inner.live).contains_key(&id) {
             return Ok(());
         }
-        let (made, unload_after) = {
-            let makers = lock(&self.inner.makers);
-            let (make, unload_after) = makers.get(&id).ok_or_else(|| IpcError::Sa(format!("this process cannot host SA {id}")))?;
-            (make(), *unload_after)
+        let profile = lock(&self.inner.makers).get(&id).map(|(_, p)| p.clone()).ok_or_else(|| IpcError::Sa(format!("this process cannot host SA {id}")))?;
+        // OpenHarmony's `depend`: start only once the SAs this one needs
+        // are registered, within `depend-time-out`.
+        let deadline = tokio::time::Instant::now() + profile.depend_timeout;
+        for dep in &profile.depend {
+            loop {
+                let samgr = self.samgr()?;
+                if SystemAbilityManagerProxy::new(&samgr).await?.check_system_ability(*dep).await? {
+                    break;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(IpcError::Sa(format!("SA {id} needs SA {dep}, which did not appear within {} ms", profile.depend_timeout.as_millis())));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        let made = match lock(&self.inner.makers).get(&id) {
+            Some((make, _)) => make(),
+            None => return Err(IpcError::Sa(format!("this process cannot host SA {id}"))),
         };
         let p = made.map_err(|e| IpcError::Sa(format!("SA {id} failed to start: {e}")))?;
-        self.add(id, p, SaProps::default(), unload_after).await
+        let props = SaProps { distributed: profile.distributed, dump_level: profile.dump_level, ..SaProps::default() };
+        self.add(id, p, props, profile.unload_after).await
     }
 
     /// Resolves when a host made by [`run_profile`] holds no SA any more.
@@ -441,7 +457,7 @@ pub async fn run_profile_at(socket: &Path, profile: &Profile, makers: Vec<(u32, 
         for (id, make) in makers {
             match profile.ability(id) {
                 Some(sa) => {
-                    m.insert(id, (make, sa.unload_after));
+                    m.insert(id, (make, sa.clone()));
                 }
                 None => debug!("SA {id} is not in profile {}: not hosted", profile.process),
             }
@@ -464,6 +480,10 @@ pub async fn run_profile_at(socket: &Path, profile: &Profile, makers: Vec<(u32, 
     for id in to_load {
         if let Err(e) = host.load(id).await {
             warn!("{e}");
+            let report = async { SystemAbilityManagerProxy::new(&host.samgr()?).await?.report_load_failure(id, &e.to_string()).await.map_err(IpcError::from) };
+            if let Err(e) = report.await {
+                debug!("cannot tell samgr: {e}");
+            }
         }
     }
     if lock(&host.inner.live).is_empty() {

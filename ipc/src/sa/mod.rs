@@ -96,6 +96,9 @@ pub trait SystemAbilityManager {
     /// An SA host announces the process (profile) it runs; the answer is
     /// the ids samgr wants loaded in it now.
     fn add_system_process(&self, name: &str) -> zbus::Result<Vec<u32>>;
+    /// A host could not load SA `id` that samgr asked for: `reason` goes
+    /// to everyone waiting for it.
+    fn report_load_failure(&self, id: u32, reason: &str) -> zbus::Result<()>;
     /// Runs SA `id`'s dump with `args` (hidumper -s).
     fn dump_system_ability(&self, id: u32, args: Vec<String>) -> zbus::Result<String>;
 }
