@@ -12,7 +12,9 @@
 //! - [`profile`]: SA profiles (OpenHarmony's JSON), read by samgr and hosts.
 //! - [`policy`]: who may register/get which SA and who holds which
 //!   permission.
+//! - [`blob`]: byte payloads that move to a sealed memfd above 1 MiB.
 
+pub mod blob;
 pub mod policy;
 pub mod profile;
 pub mod sa;

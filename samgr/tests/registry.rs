@@ -29,6 +29,18 @@ impl EchoIface {
     fn caller_pid(&self) -> i32 {
         self.caller.pid()
     }
+    /// (length, byte sum, whether it came through shared memory).
+    fn sum(&self, data: accord_ipc::blob::Blob) -> zbus::fdo::Result<(u64, u64, bool)> {
+        let shared = data.is_shared();
+        let bytes = data.into_bytes().map_err(|e| zbus::fdo::Error::InvalidArgs(e.to_string()))?;
+        Ok((bytes.len() as u64, bytes.iter().map(|b| u64::from(*b)).sum(), shared))
+    }
+    /// Writes `text` into the descriptor the caller passed.
+    fn write_to(&self, fd: zbus::zvariant::OwnedFd, text: &str) -> zbus::fdo::Result<()> {
+        use std::io::Write;
+        let fd: std::os::fd::OwnedFd = fd.into();
+        std::fs::File::from(fd).write_all(text.as_bytes()).map_err(|e| zbus::fdo::Error::IOError(e.to_string()))
+    }
 }
 
 impl SystemAbility for Echo {
@@ -52,6 +64,8 @@ impl SystemAbility for Echo {
 trait EchoClient {
     fn add_one(&self, x: u32) -> zbus::Result<u32>;
     fn caller_pid(&self) -> zbus::Result<i32>;
+    fn sum(&self, data: accord_ipc::blob::Blob) -> zbus::Result<(u64, u64, bool)>;
+    fn write_to(&self, fd: zbus::zvariant::Fd<'_>, text: &str) -> zbus::Result<()>;
 }
 
 fn start_samgr(registry: Registry) -> (tempfile::TempDir, std::path::PathBuf, tokio::task::JoinHandle<()>) {
@@ -92,6 +106,18 @@ async fn add_get_check_list_and_the_direct_path() {
     assert_eq!(echo.add_one(41).await.unwrap(), 42);
     assert_eq!(echo.caller_pid().await.unwrap(), std::process::id() as i32, "the SA sees the caller samgr verified");
     assert_eq!(client.dump_sa(1500, vec!["-a".into(), "b".into()]).await.unwrap(), "echo dump -a,b");
+    // Payloads: inline when small, a sealed memfd above 1 MiB; and fds.
+    let small: Vec<u8> = vec![3; 100];
+    assert_eq!(echo.sum(accord_ipc::blob::Blob::new(small).unwrap()).await.unwrap(), (100, 300, false));
+    let big: Vec<u8> = (0..5u32 << 20).map(|i| (i % 7) as u8).collect();
+    let want: u64 = big.iter().map(|b| u64::from(*b)).sum();
+    assert_eq!(echo.sum(accord_ipc::blob::Blob::new(big).unwrap()).await.unwrap(), (5 << 20, want, true));
+    let (r, w) = nix::unistd::pipe().unwrap();
+    echo.write_to(zbus::zvariant::Fd::from(&w), "through a passed fd").await.unwrap();
+    drop(w);
+    let mut got = String::new();
+    std::io::Read::read_to_string(&mut std::fs::File::from(r), &mut got).unwrap();
+    assert_eq!(got, "through a passed fd");
 
     // A host that goes away takes its SAs with it; subscribers hear of it.
     client.subscribe(1600).await.unwrap();

@@ -1,0 +1,112 @@
+//! Byte payloads of any size: up to [`INLINE_MAX`] they travel in the
+//! message; above, in a sealed memfd whose descriptor the message carries
+//! (OpenHarmony caps a message at 1 MiB and moves bigger data through
+//! shared memory, up to 128 MiB).
+//!
+//! On the wire a [`Blob`] is the D-Bus struct `(ayah)`: the inline bytes
+//! and zero or one descriptor, so stock D-Bus tools can still see it.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use zbus::zvariant::{self, Type};
+
+/// Largest payload sent inline (OpenHarmony's message cap).
+pub const INLINE_MAX: usize = 1 << 20;
+/// Largest payload a receiver accepts (OpenHarmony's shared-memory cap).
+pub const SHARED_MAX: u64 = 128 << 20;
+
+#[derive(Debug, Error)]
+pub enum BlobError {
+    #[error("shared payload: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("shared payload: {0}")]
+    Sys(#[from] nix::Error),
+    #[error("shared payload of {0} bytes is above the {SHARED_MAX}-byte limit")]
+    TooBig(u64),
+    #[error("shared payload is not sealed: the sender could still change it")]
+    NotSealed,
+    #[error("a payload carries {0} descriptors; at most one")]
+    Malformed(usize),
+}
+
+/// A byte payload; see the module doc.
+#[derive(Debug, Serialize, Deserialize, Type)]
+pub struct Blob {
+    inline: serde_bytes::ByteBuf,
+    shared: Vec<zvariant::OwnedFd>,
+}
+
+const SEALS: SealFlag = SealFlag::F_SEAL_SHRINK.union(SealFlag::F_SEAL_GROW).union(SealFlag::F_SEAL_WRITE).union(SealFlag::F_SEAL_SEAL);
+
+impl Blob {
+    /// Wraps `data`: inline if small, else copied into a sealed memfd.
+    pub fn new(data: Vec<u8>) -> Result<Blob, BlobError> {
+        if data.len() <= INLINE_MAX {
+            return Ok(Blob { inline: serde_bytes::ByteBuf::from(data), shared: Vec::new() });
+        }
+        let fd = memfd_create(c"accord-blob", MemFdCreateFlag::MFD_CLOEXEC | MemFdCreateFlag::MFD_ALLOW_SEALING)?;
+        let mut file = std::fs::File::from(fd);
+        file.write_all(&data)?;
+        fcntl(file.as_raw_fd(), FcntlArg::F_ADD_SEALS(SEALS))?;
+        let fd: OwnedFd = file.into();
+        Ok(Blob { inline: serde_bytes::ByteBuf::new(), shared: vec![fd.into()] })
+    }
+
+    /// Whether the payload travels in shared memory.
+    pub fn is_shared(&self) -> bool {
+        !self.shared.is_empty()
+    }
+
+    /// The bytes. A shared payload must be sealed against writes and no
+    /// bigger than [`SHARED_MAX`]: the sender cannot change it under us.
+    pub fn into_bytes(mut self) -> Result<Vec<u8>, BlobError> {
+        match self.shared.len() {
+            0 => return Ok(self.inline.into_vec()),
+            1 => {}
+            n => return Err(BlobError::Malformed(n)),
+        }
+        let Some(fd) = self.shared.pop() else { return Err(BlobError::Malformed(0)) };
+        let fd: OwnedFd = fd.into();
+        let seals = SealFlag::from_bits_truncate(fcntl(fd.as_raw_fd(), FcntlArg::F_GET_SEALS)?);
+        if !seals.contains(SealFlag::F_SEAL_WRITE | SealFlag::F_SEAL_SHRINK) {
+            return Err(BlobError::NotSealed);
+        }
+        let mut file = std::fs::File::from(fd);
+        let len = file.metadata()?.len();
+        if len > SHARED_MAX {
+            return Err(BlobError::TooBig(len));
+        }
+        file.seek(SeekFrom::Start(0))?;
+        let mut out = Vec::with_capacity(len as usize);
+        file.read_to_end(&mut out)?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_inline_big_shared_and_both_round_trip() {
+        let small = Blob::new(vec![7; 1000]).unwrap();
+        assert!(!small.is_shared());
+        assert_eq!(small.into_bytes().unwrap(), vec![7; 1000]);
+        let data: Vec<u8> = (0..3 << 20).map(|i| (i % 251) as u8).collect();
+        let big = Blob::new(data.clone()).unwrap();
+        assert!(big.is_shared());
+        assert_eq!(big.into_bytes().unwrap(), data);
+    }
+
+    #[test]
+    fn an_unsealed_memfd_is_refused() {
+        let fd = memfd_create(c"x", MemFdCreateFlag::MFD_CLOEXEC).unwrap();
+        let b = Blob { inline: serde_bytes::ByteBuf::new(), shared: vec![fd.into()] };
+        assert!(matches!(b.into_bytes(), Err(BlobError::NotSealed)));
+    }
+}
