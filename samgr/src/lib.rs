@@ -81,6 +81,8 @@ struct Reg {
     /// Which samgr connection registered it (removed when it closes).
     host_conn: u64,
     owner: Identity,
+    /// A permission callers must hold (`SaProps::permission`), if any.
+    permission: String,
 }
 
 struct Sa {
@@ -263,8 +265,8 @@ impl Registry {
     }
 
     /// Waits until SA `id` is loaded (loading it if needed); its host's
-    /// connection, or why not.
-    async fn loaded(&self, id: u32) -> fdo::Result<zbus::Connection> {
+    /// connection and the permission it requires, or why not.
+    async fn loaded(&self, id: u32) -> fdo::Result<(zbus::Connection, String)> {
         let mut rx = self.changed.subscribe();
         let deadline = tokio::time::Instant::now() + self.load_timeout + Duration::from_millis(200);
         let mut waiting_on: Option<u64> = None;
@@ -273,7 +275,7 @@ impl Registry {
                 let st = self.lock();
                 let sa = st.sas.get(&id).ok_or_else(|| fdo::Error::ServiceUnknown(format!("SA {id} is not registered and no profile lists it")))?;
                 match (sa.state, &sa.reg) {
-                    (SaState::Loaded, Some(r)) => return Ok(r.host.clone()),
+                    (SaState::Loaded, Some(r)) => return Ok((r.host.clone(), r.permission.clone())),
                     (SaState::NotLoaded, _) => {
                         if let (Some(w), Some((a, why))) = (waiting_on, &sa.failed) {
                             if *a == w {
@@ -398,7 +400,7 @@ impl SamgrIface {
                 return Err(fdo::Error::FileExists(format!("SA {id} is already registered by pid {}", old.owner.pid)));
             }
         }
-        sa.reg = Some(Reg { host: conn.clone(), host_conn: self.conn_id, owner: who });
+        sa.reg = Some(Reg { host: conn.clone(), host_conn: self.conn_id, owner: who, permission: props.permission.clone() });
         sa.state = SaState::Loaded;
         let process = sa.process.clone();
         if let Some(p) = process.and_then(|p| st.procs.get_mut(&p)) {
@@ -437,7 +439,11 @@ impl SamgrIface {
         // look (and load) again, within the load deadline.
         let mut tries = 0;
         loop {
-            let host = self.registry.loaded(id).await?;
+            let (host, permission) = self.registry.loaded(id).await?;
+            if !permission.is_empty() && !self.registry.policy.has_permission(&permission, who.uid, who.gid) {
+                warn!("denied (pid {}): uid {} lacks {permission} for SA {id}", who.pid, who.uid);
+                return Err(fdo::Error::AccessDenied(format!("uid {} lacks {permission}, which SA {id} requires", who.uid)));
+            }
             let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(|e| fdo::Error::IOError(e.to_string()))?;
             let proxy = SystemAbilityHostProxy::builder(&host).cache_properties(zbus::proxy::CacheProperties::No).build().await.map_err(|e| fdo::Error::Failed(e.to_string()))?;
             let fd: std::os::fd::OwnedFd = ours.into();

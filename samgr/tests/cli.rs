@@ -112,6 +112,8 @@ async fn cli_hidumper_policy_and_identity() {
     let host = SaHost::connect(&d.sock).await.unwrap();
     host.publish(3301, RecorderShared(rec.clone()), None).await.unwrap();
     host.publish(3400, RecorderShared(rec.clone()), None).await.unwrap();
+    let props = accord_ipc::sa::SaProps { permission: "ohos.permission.TEST_SECRET".into(), ..Default::default() };
+    host.publish_with(3600, Recorder::default(), props, None).await.unwrap();
     let hidumper = d.dir.path().join("hidumper");
     std::os::unix::fs::symlink(SAMGR, &hidumper).unwrap();
 
@@ -148,6 +150,11 @@ async fn cli_hidumper_policy_and_identity() {
     assert!(out.status.success(), "uid 2000 may: {}", text(&out));
     let out = run(Path::new(SAMGR), &["--get", "3400"], &d.sock, 1000).await;
     assert!(out.status.success(), "an id no rule covers is open: {}", text(&out));
+    // An SA registered with a permission: only its holders get it.
+    let out = run(Path::new(SAMGR), &["--get", "3600"], &d.sock, 1000).await;
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("lacks ohos.permission.TEST_SECRET"), "{}", text(&out));
+    let out = run(Path::new(SAMGR), &["--get", "3600"], &d.sock, 2000).await;
+    assert!(out.status.success(), "uid 2000 holds it: {}", text(&out));
     let seen: Vec<(u32, u32, i32)> = rec.callers.lock().unwrap()[before..].to_vec();
     assert_eq!(seen.iter().map(|c| (c.0, c.1)).collect::<Vec<_>>(), vec![(2000, 2000), (1000, 1000)], "SA saw the real callers");
 

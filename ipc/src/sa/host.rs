@@ -217,8 +217,14 @@ impl SaHost {
     /// verified identity, served on a connection of its own. With
     /// `unload_after`, the SA is unloaded after that long without clients.
     pub async fn publish<T: SystemAbility>(&self, id: u32, sa: T, unload_after: Option<Duration>) -> Result<(), IpcError> {
+        self.publish_with(id, sa, SaProps::default(), unload_after).await
+    }
+
+    /// [`SaHost::publish`] with OpenHarmony's extra properties; a
+    /// non-empty `props.permission` is required of every getter by samgr.
+    pub async fn publish_with<T: SystemAbility>(&self, id: u32, sa: T, props: SaProps, unload_after: Option<Duration>) -> Result<(), IpcError> {
         let p = Published::new(sa).map_err(|e| IpcError::Sa(format!("SA {id} failed to start: {e}")))?;
-        self.add(id, p, SaProps::default(), unload_after).await
+        self.add(id, p, props, unload_after).await
     }
 
     async fn add(&self, id: u32, p: Published, props: SaProps, unload_after: Option<Duration>) -> Result<(), IpcError> {
