@@ -16,7 +16,7 @@
 //! Every server is a separate process (this binary re-run with `--serve-*`,
 //! exiting when its stdin, a pipe from here, closes). Run it under
 //! `taskset -c 0` for the pinned figures (children inherit the affinity).
-//! `-- --variants` instead runs the knob study of (b') against (a) (server
+//! `-- --variants [WORD]` instead runs the knob study of (b') against (a) (server
 //! and client runtimes, per-call task spawn, property cache, method
 //! timeout, proxy vs raw `call_method`).
 
@@ -193,6 +193,16 @@ fn s(p: &Path) -> &str {
     p.to_str().expect("temp paths are UTF-8")
 }
 
+/// "CPUs allowed: …, load average …" (other work on the machine skews figures).
+fn cpus_and_load() -> String {
+    let cpus = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).map(|l| l.trim().to_owned()))
+        .unwrap_or_else(|| "?".into());
+    let load = std::fs::read_to_string("/proc/loadavg").ok().map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_else(|| "?".into());
+    format!("CPUs allowed: {cpus}, load average at start {load}")
+}
+
 fn fd_count(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
 }
@@ -219,13 +229,16 @@ fn serve_raw(sock: &str) {
     }
 }
 
-fn serve_p2p(sock: &str) {
+/// `spawn`: "nospawn" serves [`CalcNoSpawn`] (knob study).
+fn serve_p2p(sock: &str, spawn: &str) {
+    let nospawn = spawn == "nospawn";
     rt_current().block_on(async {
         let l = tokio::net::UnixListener::bind(sock).expect("bind p2p");
         loop {
             let (s, _) = l.accept().await.expect("accept p2p");
             tokio::spawn(async move {
-                match accord_ipc::serve(s, vec![(CALC_PATH, Calc)]).await {
+                let r = if nospawn { accord_ipc::serve(s, vec![(CALC_PATH, CalcNoSpawn)]).await } else { accord_ipc::serve(s, vec![(CALC_PATH, Calc)]).await };
+                match r {
                     Ok(c) => accord_ipc::closed(&c).await,
                     Err(e) => eprintln!("p2p server: handshake: {e}"),
                 }
@@ -557,7 +570,7 @@ fn main() {
         log_warnings();
         match arg(1) {
             "--serve-raw" => serve_raw(arg(2)),
-            "--serve-p2p" => serve_p2p(arg(2)),
+            "--serve-p2p" => serve_p2p(arg(2), arg(3)),
             "--serve-bus" => serve_bus(arg(2)),
             "--serve-samgr" => serve_samgr(arg(2)),
             "--serve-sa" => serve_sa(arg(2), arg(3).parse().expect("SA id"), arg(4), arg(5)),
@@ -567,16 +580,13 @@ fn main() {
         return;
     }
     log_warnings();
-    if args.iter().any(|a| a == "--variants") {
-        return variants();
+    if let Some(i) = args.iter().position(|a| a == "--variants") {
+        return variants(args.get(i + 1).filter(|a| !a.starts_with("--")).cloned());
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let kids = Kids::default();
     let _guard = KillOnDrop(kids.clone());
-    let cpus = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).map(|l| l.trim().to_owned()))
-        .unwrap_or_else(|| "?".into());
+    let cpus = cpus_and_load();
 
     // (a) floor: one connection per client thread, a server thread each.
     let raw = dir.path().join("raw.sock");
@@ -665,7 +675,7 @@ fn main() {
     kids.kill_all();
 
     // ------------------------------------------------------------ report
-    println!("IPC call path, one run (CPUs allowed: {cpus}). Each server is its own process on a current_thread");
+    println!("IPC call path, one run ({cpus}). Each server is its own process on a current_thread");
     println!("tokio runtime. 1 task: current_thread client, {N} timed calls (p50/p99) then {} s of calls.", TPUT_TIME.as_secs_f64());
     println!("16 tasks: multi_thread client runtime ({MULTI_WORKERS} workers), 16 tasks sharing one connection;");
     println!("raw floor: 1 resp. 16 client threads, one connection each, a server thread per connection.");
@@ -723,9 +733,72 @@ fn main() {
 
 // ---------------------------------------------------------------- knob study
 
+const ROUNDS: usize = 3;
+
+#[derive(Clone, Copy)]
+enum ClientRt {
+    Current,
+    /// multi_thread runtime with n workers, the loop in `block_on` (as in
+    /// `#[tokio::main]`'s body).
+    MultiBlockOn(usize),
+    /// The same, the loop in a spawned task (on a worker).
+    MultiSpawned(usize),
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum CallKind {
+    /// The SDK's: `Samgr::get_connection`, proxy without property cache.
+    Proxy,
+    /// zbus' default proxy (CacheProperties::Lazily).
+    CachedProxy,
+    /// A connection built with `method_timeout(25 s)` on GetSystemAbility's fd.
+    MethodTimeout,
+    /// `Connection::call_method`, no proxy.
+    CallMethod,
+}
+
+/// p50 (µs) of `n` calls to `t` made as `call` says.
+async fn variant_p50(t: Target, call: CallKind, n: usize) -> f64 {
+    let conn = match (&t, call) {
+        (Target::Sdk(sock, id), CallKind::MethodTimeout) => {
+            let own = accord_ipc::connect(tokio::net::UnixStream::connect(sock).await.expect("dial samgr")).await.expect("samgr handshake");
+            let mgr = accord_ipc::sa::SystemAbilityManagerProxy::builder(&own).cache_properties(zbus::proxy::CacheProperties::No).build().await.expect("samgr proxy");
+            let fd: std::os::fd::OwnedFd = mgr.get_system_ability(*id).await.expect("GetSystemAbility").into();
+            let std_stream = StdStream::from(fd);
+            std_stream.set_nonblocking(true).expect("nonblocking");
+            zbus::connection::Builder::unix_stream(tokio::net::UnixStream::from_std(std_stream).expect("tokio stream"))
+                .p2p()
+                .method_timeout(Duration::from_secs(25))
+                .build()
+                .await
+                .expect("SA handshake")
+        }
+        (Target::Sdk(sock, id), _) => samgr_connect(sock).await.get_connection(*id).await.expect("Samgr::get_connection"),
+        (Target::P2p(sock), _) => accord_ipc::connect(tokio::net::UnixStream::connect(sock).await.expect("connect p2p")).await.expect("p2p handshake"),
+        (Target::Bus(_), _) => panic!("the knob study does not cover dbus-daemon"),
+    };
+    let v = match call {
+        CallKind::CallMethod => {
+            lat(n, |i| {
+                let conn = &conn;
+                async move {
+                    let m = conn.call_method(None::<&str>, CALC_PATH, Some("org.accord.bench.Calc"), "AddOne", &(i,)).await.expect("call_method");
+                    m.body().deserialize::<u32>().expect("reply body")
+                }
+            })
+            .await
+        }
+        CallKind::CachedProxy => proxy_lat(&CalcClientProxy::builder(&conn).build().await.expect("caching proxy"), n).await,
+        CallKind::Proxy | CallKind::MethodTimeout => proxy_lat(&CalcClientProxy::builder(&conn).cache_properties(zbus::proxy::CacheProperties::No).build().await.expect("proxy"), n).await,
+    };
+    pct(v).0
+}
+
 /// `-- --variants`: p50 of (b') under cheap knobs, against (a) and (b) in
-/// the same run.
-fn variants() {
+/// the same run; every variant runs once per round, rounds interleaved,
+/// and the median of its round p50s is reported (with min..max).
+fn variants(filter: Option<String>) {
+    let cpus = cpus_and_load();
     let dir = tempfile::tempdir().expect("tempdir");
     let kids = Kids::default();
     let _guard = KillOnDrop(kids.clone());
@@ -733,10 +806,13 @@ fn variants() {
     kids.spawn_self(&["--serve-raw", s(&raw)]);
     let p2p = dir.path().join("p2p.sock");
     kids.spawn_self(&["--serve-p2p", s(&p2p)]);
+    let p2p_nospawn = dir.path().join("p2p-nospawn.sock");
+    kids.spawn_self(&["--serve-p2p", s(&p2p_nospawn), "nospawn"]);
     let samgr_sock = dir.path().join("samgr.sock");
     kids.spawn_self(&["--serve-samgr", s(&samgr_sock)]);
     wait_for(&raw);
     wait_for(&p2p);
+    wait_for(&p2p_nospawn);
     wait_for(&samgr_sock);
     let hosts = [(9310u32, "current", "spawn"), (9311, "multi", "spawn"), (9312, "current", "nospawn"), (9313, "multi", "nospawn")];
     for (id, rt, sp) in hosts {
@@ -748,68 +824,60 @@ fn variants() {
             wait_registered(&samgr, id).await;
         }
     });
-    let mut out: Vec<(String, f64)> = Vec::new();
-    let (a50, _) = pct(raw_lat(&raw, N_VARIANT));
-    out.push(("(a) raw unix socket (floor)".into(), a50));
-    let (b50, _) = rt_current().block_on(async { pct(proxy_lat(&proxy_for(&Target::P2p(p2p.clone())).await, N_VARIANT).await) });
-    out.push(("(b) plain zbus p2p, server current_thread + spawn per call".into(), b50));
+    let sdk = |id: u32| Some(Target::Sdk(samgr_sock.clone(), id));
+    let mut list: Vec<(String, Option<Target>, ClientRt, CallKind)> = vec![
+        ("(a)  raw unix socket (floor)".into(), None, ClientRt::Current, CallKind::Proxy),
+        ("(b)  plain zbus p2p, server spawn per call".into(), Some(Target::P2p(p2p.clone())), ClientRt::Current, CallKind::Proxy),
+        ("(b)  plain zbus p2p, server no spawn per call".into(), Some(Target::P2p(p2p_nospawn.clone())), ClientRt::Current, CallKind::Proxy),
+    ];
     for (id, rt, sp) in hosts {
-        let (p50, _) = rt_current().block_on(async { pct(proxy_lat(&proxy_for(&Target::Sdk(samgr_sock.clone(), id)).await, N_VARIANT).await) });
-        out.push((format!("(b') server {rt}_thread, {sp}; client current_thread"), p50));
+        let what = if sp == "spawn" { "spawn per call" } else { "no spawn per call" };
+        let base = if id == 9310 { "  [baseline]" } else { "" };
+        list.push((format!("(b') server {rt}_thread, {what}{base}"), sdk(id), ClientRt::Current, CallKind::Proxy));
     }
-    let base = Target::Sdk(samgr_sock.clone(), 9310);
-    for workers in [1, 2] {
-        let rt = rt_multi(workers);
-        let (p50, _) = rt.block_on(async { pct(proxy_lat(&proxy_for(&base).await, N_VARIANT).await) });
-        out.push((format!("(b') client multi_thread {workers} worker(s), loop in block_on"), p50));
-        let t = base.clone();
-        let (p50, _) = rt.block_on(async { tokio::spawn(async move { pct(proxy_lat(&proxy_for(&t).await, N_VARIANT).await) }).await.expect("task") });
-        out.push((format!("(b') client multi_thread {workers} worker(s), loop in a spawned task"), p50));
+    for w in [1, 2] {
+        list.push((format!("(b') client multi_thread {w} worker(s), loop in block_on"), sdk(9310), ClientRt::MultiBlockOn(w), CallKind::Proxy));
+        list.push((format!("(b') client multi_thread {w} worker(s), loop in a task"), sdk(9310), ClientRt::MultiSpawned(w), CallKind::Proxy));
     }
-    let (lazy, timeout, raw_call) = rt_current().block_on(async {
-        let samgr = samgr_connect(&samgr_sock).await;
-        // Property cache on (zbus' default; the SDK turns it off).
-        let remote = samgr.get::<CalcClientProxy>(9310).await.expect("get");
-        let cached = CalcClientProxy::builder(remote.connection()).build().await.expect("caching proxy");
-        let (lazy, _) = pct(proxy_lat(&cached, N_VARIANT).await);
-        // The same call without a proxy.
-        let conn = remote.connection().clone();
-        let (raw_call, _) = pct(
-            lat(N_VARIANT, |i| {
-                let conn = &conn;
-                async move {
-                    let m = conn.call_method(None::<&str>, CALC_PATH, Some("org.accord.bench.Calc"), "AddOne", &(i,)).await.expect("call_method");
-                    m.body().deserialize::<u32>().expect("reply body")
+    list.push(("(b') proxy with property cache (zbus default)".into(), sdk(9310), ClientRt::Current, CallKind::CachedProxy));
+    list.push(("(b') connection with method_timeout 25 s".into(), sdk(9310), ClientRt::Current, CallKind::MethodTimeout));
+    list.push(("(b') Connection::call_method, no proxy".into(), sdk(9310), ClientRt::Current, CallKind::CallMethod));
+    list.push(("(b') no-spawn host + call_method client".into(), sdk(9312), ClientRt::Current, CallKind::CallMethod));
+    // `--variants WORD`: only the floor and the variants whose name holds WORD
+    // (to profile one of them).
+    if let Some(word) = filter {
+        let mut first = true;
+        list.retain(|(name, ..)| std::mem::take(&mut first) || name.contains(word.as_str()));
+    }
+    let mut p50s: Vec<Vec<f64>> = vec![Vec::new(); list.len()];
+    for _ in 0..ROUNDS {
+        for (i, (_, target, rt, call)) in list.iter().enumerate() {
+            let p50 = match target.clone() {
+                None => pct(raw_lat(&raw, N_VARIANT)).0,
+                Some(t) => {
+                    let call = *call;
+                    let fut = async move { variant_p50(t, call, N_VARIANT).await };
+                    match rt {
+                        ClientRt::Current => rt_current().block_on(fut),
+                        ClientRt::MultiBlockOn(w) => rt_multi(*w).block_on(fut),
+                        ClientRt::MultiSpawned(w) => rt_multi(*w).block_on(async { tokio::spawn(fut).await.expect("client task") }),
+                    }
                 }
-            })
-            .await,
-        );
-        // A connection with a method timeout, built on GetSystemAbility's fd.
-        let own = accord_ipc::connect(tokio::net::UnixStream::connect(&samgr_sock).await.expect("dial samgr")).await.expect("samgr handshake");
-        let mgr = accord_ipc::sa::SystemAbilityManagerProxy::builder(&own).cache_properties(zbus::proxy::CacheProperties::No).build().await.expect("samgr proxy");
-        let fd: std::os::fd::OwnedFd = mgr.get_system_ability(9310).await.expect("GetSystemAbility").into();
-        let std_stream = StdStream::from(fd);
-        std_stream.set_nonblocking(true).expect("nonblocking");
-        let conn = zbus::connection::Builder::unix_stream(tokio::net::UnixStream::from_std(std_stream).expect("tokio stream"))
-            .p2p()
-            .method_timeout(Duration::from_secs(25))
-            .build()
-            .await
-            .expect("SA handshake");
-        let p = CalcClientProxy::builder(&conn).cache_properties(zbus::proxy::CacheProperties::No).build().await.expect("proxy");
-        let (timeout, _) = pct(proxy_lat(&p, N_VARIANT).await);
-        (lazy, timeout, raw_call)
-    });
-    out.push(("(b') proxy with property cache (CacheProperties::Lazily)".into(), lazy));
-    out.push(("(b') connection with method_timeout 25 s".into(), timeout));
-    out.push(("(b') Connection::call_method, no proxy".into(), raw_call));
+            };
+            p50s[i].push(p50);
+        }
+    }
     kids.kill_all();
-    let cpus = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).map(|l| l.trim().to_owned()))
-        .unwrap_or_else(|| "?".into());
-    println!("knob study, u32 -> u32 p50, {N_VARIANT} calls each (CPUs allowed: {cpus}); baseline (b') = server current_thread + spawn, client current_thread, no cache:");
-    for (name, p50) in out {
-        println!("  {name:<66} {p50:>7.1} us  {:.2}x floor", p50 / a50);
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2], v[0], v[v.len() - 1])
+    };
+    let (floor, _, _) = median(&p50s[0]);
+    println!("knob study: u32 -> u32 p50 in us, median of {ROUNDS} interleaved rounds of {N_VARIANT} calls (min..max), {cpus}");
+    println!("baseline (b') = SDK get, server current_thread + a task spawned per call (zbus default), client current_thread, no property cache");
+    for (i, (name, ..)) in list.iter().enumerate() {
+        let (m, lo, hi) = median(&p50s[i]);
+        println!("  {name:<62} {m:>6.1}  ({lo:>5.1}..{hi:>5.1})  {:.2}x floor", m / floor);
     }
 }

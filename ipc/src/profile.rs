@@ -273,7 +273,7 @@ mod tests {
         let leaf = prop_oneof![
             Just(Value::Null),
             any::<bool>().prop_map(Value::Bool),
-            any::<i64>().prop_map(|n| Value::from(n)),
+            any::<i64>().prop_map(Value::from),
             "[a-z0-9-]{0,12}".prop_map(Value::String),
             prop::sample::select(vec!["name", "run-on-create", "stop-on-demand", "delay", "depend", "4801"]).prop_map(|s| Value::String(s.into())),
         ];

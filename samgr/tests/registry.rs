@@ -204,7 +204,11 @@ const PROFILE: &str = r#"{"process": "echo_sa", "systemability": [
     {"name": 9500, "run-on-create": false, "stop-on-demand": {"unreferenced-unload": true, "delay": 300}},
     {"name": 9501}]}"#;
 
-fn on_demand(refuse: bool) -> (Registry, Arc<AtomicUsize>, Arc<Mutex<Option<std::path::PathBuf>>>, Arc<Mutex<Vec<Arc<AtomicUsize>>>>) {
+/// The registry, its start count, the socket slot the starter reads, and
+/// each started SA's stop count.
+type OnDemand = (Registry, Arc<AtomicUsize>, Arc<Mutex<Option<std::path::PathBuf>>>, Arc<Mutex<Vec<Arc<AtomicUsize>>>>);
+
+fn on_demand(refuse: bool) -> OnDemand {
     let profile = Profile::parse(PROFILE, "echo.json").unwrap();
     let starts = Arc::new(AtomicUsize::new(0));
     let sock = Arc::new(Mutex::new(None));

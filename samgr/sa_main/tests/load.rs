@@ -4,7 +4,6 @@
 //! finish, and samgr's descriptors and memory come back to their baseline.
 
 #[path = "../../../init/init/tests/fixture/mod.rs"]
-#[allow(dead_code)]
 mod fixture;
 
 use std::path::{Path, PathBuf};
