@@ -99,6 +99,17 @@ pub async fn closed(conn: &zbus::Connection) {
     while std::future::poll_fn(|cx| std::pin::Pin::new(&mut stream).poll_next(cx)).await.is_some() {}
 }
 
+/// Lets this process hold as many descriptors as its hard limit allows
+/// (servers hold one connection per client).
+pub fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
+}
+
 /// The client end of a p2p stream.
 pub async fn connect(stream: UnixStream) -> Result<zbus::Connection, IpcError> {
     Ok(Builder::unix_stream(stream).p2p().build().await?)

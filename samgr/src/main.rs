@@ -147,15 +147,6 @@ fn client(op: &str, arg: Option<&String>) -> Result<()> {
     }
 }
 
-/// One connection per client and per SA host: let samgr hold as many
-/// descriptors as the hard limit allows.
-fn raise_fd_limit() {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
-    }
-}
-
 fn daemon(args: &[String]) -> Result<()> {
     let policy_path = opt(args, "--policy")?.map(PathBuf::from).unwrap_or_else(|| accord_ipc::policy::POLICY_PATH.into());
     let profile_dir = opt(args, "--profiles")?.map(PathBuf::from).unwrap_or_else(|| accord_ipc::profile::PROFILE_DIR.into());
@@ -174,7 +165,8 @@ fn daemon(args: &[String]) -> Result<()> {
             Err(e) => tracing::warn!("SA profile skipped: {e}"),
         }
     }
-    raise_fd_limit();
+    // One connection per client and per SA host.
+    accord_ipc::raise_fd_limit();
     let l = listener(args)?;
     l.set_nonblocking(true)?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

@@ -168,7 +168,8 @@ impl SaHost {
     }
 
     async fn start(socket: &Path, process: Option<String>, exit_when_empty: bool) -> Result<SaHost, IpcError> {
-        raise_fd_limit();
+        // Each client holds a connection (a descriptor) to its SA.
+        crate::raise_fd_limit();
         let policy = Policy::load(Path::new(crate::policy::POLICY_PATH)).unwrap_or_else(|e| {
             // Fail closed: without the file's grants only root holds a permission.
             warn!("{e}; SA permissions fall back to root only");
@@ -270,17 +271,6 @@ impl SaHost {
     /// Resolves when a host made by [`run_profile`] holds no SA any more.
     pub async fn emptied(&self) {
         self.inner.empty.notified().await
-    }
-}
-
-/// Each client holds a connection (a descriptor) to its SA: let a host
-/// have as many as the hard limit allows.
-fn raise_fd_limit() {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        if soft < hard {
-            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
-        }
     }
 }
 
