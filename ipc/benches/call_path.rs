@@ -8,17 +8,21 @@
 //! - (c)  the same interface through Debian's dbus-daemon;
 //!
 //! each as p50/p99 with one client task and as calls/s with 1 and 16
-//! concurrent client tasks; then 16 KiB `ByteBuf` calls on the SDK path,
-//! the latency of `GetSystemAbility` on a loaded SA (with the handshake
-//! with the SA), and the cold on-demand load of an SA from a profile (samgr
-//! in this process, its `Starter` spawning this binary as the SA process).
+//! concurrent client tasks; then 16 KiB echo calls (raw, zbus, SDK with
+//! `serde_bytes::ByteBuf`), the latency of `GetSystemAbility` on a loaded
+//! SA (with the handshake with the SA, and split in two), and the cold
+//! on-demand load of an SA from a profile (samgr in this process, its
+//! `Starter` spawning this binary as the SA process). It also reports how
+//! much CPU other work took during the run (such runs are skewed) and
+//! whether the SA host, samgr or the client leaked fds.
 //!
 //! Every server is a separate process (this binary re-run with `--serve-*`,
 //! exiting when its stdin, a pipe from here, closes). Run it under
 //! `taskset -c 0` for the pinned figures (children inherit the affinity).
-//! `-- --variants [WORD]` instead runs the knob study of (b') against (a) (server
-//! and client runtimes, per-call task spawn, property cache, method
-//! timeout, proxy vs raw `call_method`).
+//! `-- --variants [WORD]` instead runs the knob study of (b') against (a)
+//! (server and client runtimes, per-call task spawn, property cache,
+//! method timeout, proxy vs raw `call_method`, 16 KiB); WORD keeps only
+//! the variants whose name holds it (to profile one).
 
 use std::future::Future;
 use std::io::{Read, Write};
@@ -36,7 +40,10 @@ use zbus::interface;
 
 /// Timed calls per latency figure (after `WARM` untimed ones).
 const N: usize = 20_000;
-const WARM: usize = 1_000;
+/// Untimed calls before each timed series (each round).
+const WARM: usize = 500;
+/// The 1-task latency series run in this many interleaved rounds.
+const ROUNDS: usize = 5;
 /// Timed calls per variant of the knob study.
 const N_VARIANT: usize = 10_000;
 /// How long each calls/s figure runs.
@@ -203,6 +210,33 @@ fn cpus_and_load() -> String {
     format!("CPUs allowed: {cpus}, load average at start {load}")
 }
 
+/// CPU time (clock ticks) used by the whole machine and by this process
+/// with its reaped children: their difference over a run is what other
+/// work took, which skews every figure.
+fn ticks() -> (u64, u64) {
+    let machine = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| s.lines().next().map(|l| l.split_whitespace().skip(1).map(|v| v.parse::<u64>().unwrap_or(0)).collect::<Vec<_>>()))
+        // user nice system idle iowait irq softirq steal (guest time is in user)
+        .map(|v| [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| v.get(i)).sum())
+        .unwrap_or(0);
+    let own = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().skip(11).take(4).map(|v| v.parse::<u64>().unwrap_or(0)).sum()))
+        .unwrap_or(0);
+    (machine, own)
+}
+
+/// "other work on the machine: N CPUs on average" since `start`, plus a
+/// warning when that is enough to skew the figures.
+fn foreign_load(start: (u64, u64), since: Instant) -> String {
+    let end = ticks();
+    let foreign = end.0.saturating_sub(start.0).saturating_sub(end.1.saturating_sub(start.1));
+    let cpus = foreign as f64 / 100.0 / since.elapsed().as_secs_f64();
+    let warn = if cpus > 0.15 { "  WARNING: the machine was busy; these figures are skewed, run again when it is idle" } else { "" };
+    format!("other work on the machine during the run: {cpus:.2} CPUs on average{warn}")
+}
+
 fn fd_count(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
 }
@@ -213,15 +247,21 @@ fn threads(pid: u32) -> usize {
 
 // ---------------------------------------------------------------- servers
 
-fn serve_raw(sock: &str) {
+/// Frames of `size` bytes (default 4): a 4-byte frame is a u32 answered
+/// with u32 + 1, a bigger one is echoed.
+fn serve_raw(sock: &str, size: &str) {
+    let size: usize = size.parse().unwrap_or(4);
     let l = std::os::unix::net::UnixListener::bind(sock).expect("bind raw");
     for s in l.incoming() {
         let Ok(mut s) = s else { continue };
         std::thread::spawn(move || {
-            let mut b = [0u8; 4];
+            let mut b = vec![0u8; size];
             while s.read_exact(&mut b).is_ok() {
-                let x = u32::from_le_bytes(b).wrapping_add(1);
-                if s.write_all(&x.to_le_bytes()).is_err() {
+                if size == 4 {
+                    let x = u32::from_le_bytes([b[0], b[1], b[2], b[3]]).wrapping_add(1);
+                    b.copy_from_slice(&x.to_le_bytes());
+                }
+                if s.write_all(&b).is_err() {
                     break;
                 }
             }
@@ -305,8 +345,7 @@ fn raw_connect(sock: &Path) -> StdStream {
     panic!("cannot connect to {}", sock.display());
 }
 
-fn raw_lat(sock: &Path, n: usize) -> Vec<Duration> {
-    let mut s = raw_connect(sock);
+fn raw_lat(s: &mut StdStream, n: usize) -> Vec<Duration> {
     let mut v = Vec::with_capacity(n);
     let mut b = [0u8; 4];
     for i in 0..(n + WARM) as u32 {
@@ -345,6 +384,40 @@ fn raw_tput(sock: &Path, threads: usize) -> f64 {
     stop.store(true, Ordering::Relaxed);
     let total: u64 = hs.into_iter().map(|h| h.join().expect("raw client thread")).sum();
     total as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Round trips of a `BIG`-byte frame echoed by `--serve-raw SOCK BIG`.
+fn raw_big_lat(s: &mut StdStream, n: usize) -> Vec<Duration> {
+    let out: Vec<u8> = (0..BIG).map(|i| i as u8).collect();
+    let mut back = vec![0u8; BIG];
+    let mut v = Vec::with_capacity(n);
+    for i in 0..n + 200 {
+        let t = Instant::now();
+        s.write_all(&out).expect("write");
+        s.read_exact(&mut back).expect("read");
+        if i >= 200 {
+            v.push(t.elapsed());
+        }
+    }
+    assert_eq!(back, out);
+    v
+}
+
+/// `n` timed 16 KiB `Echo` calls (after 200 untimed ones).
+async fn big_lat(p: &CalcClientProxy<'_>, n: usize) -> Vec<Duration> {
+    let buf: Vec<u8> = (0..BIG).map(|i| i as u8).collect();
+    let payload = Bytes::new(&buf);
+    for _ in 0..200 {
+        p.echo(payload).await.expect("16 KiB warm-up");
+    }
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let r = p.echo(payload).await.expect("16 KiB call");
+        v.push(t.elapsed());
+        assert_eq!(r.len(), BIG);
+    }
+    v
 }
 
 /// `n` timed calls of `f` (after `WARM` untimed ones); `f(i)` must give `i + 1`.
@@ -462,21 +535,6 @@ struct Row {
     tput16: f64,
 }
 
-/// p50/p99 and calls/s with 1 task (current_thread runtime), then calls/s
-/// with 16 tasks on a multi_thread runtime sharing one fresh connection.
-fn measure(name: &'static str, t: &Target) -> Row {
-    let (p50, p99, tput1) = rt_current().block_on(async {
-        let p = proxy_for(t).await;
-        let (p50, p99) = pct(proxy_lat(&p, N).await);
-        (p50, p99, proxy_tput(&p, 1).await)
-    });
-    let tput16 = rt_multi(MULTI_WORKERS).block_on(async {
-        let p = proxy_for(t).await;
-        proxy_tput(&p, TASKS).await
-    });
-    Row { name, p50, p99, tput1, tput16 }
-}
-
 // ---------------------------------------------------------------- cold load
 
 /// samgr's `Starter` for the cold-load figure: spawns this binary as the
@@ -569,7 +627,7 @@ fn main() {
         die_with_parent();
         log_warnings();
         match arg(1) {
-            "--serve-raw" => serve_raw(arg(2)),
+            "--serve-raw" => serve_raw(arg(2), arg(3)),
             "--serve-p2p" => serve_p2p(arg(2), arg(3)),
             "--serve-bus" => serve_bus(arg(2)),
             "--serve-samgr" => serve_samgr(arg(2)),
@@ -587,47 +645,94 @@ fn main() {
     let kids = Kids::default();
     let _guard = KillOnDrop(kids.clone());
     let cpus = cpus_and_load();
+    let (t0, started) = (ticks(), Instant::now());
 
-    // (a) floor: one connection per client thread, a server thread each.
+    // Servers: every one a child process, all up before any figure.
     let raw = dir.path().join("raw.sock");
     kids.spawn_self(&["--serve-raw", s(&raw)]);
-    wait_for(&raw);
-    let (a50, a99) = pct(raw_lat(&raw, N));
-    let a = Row { name: "(a)  raw unix socket (floor)", p50: a50, p99: a99, tput1: raw_tput(&raw, 1), tput16: raw_tput(&raw, TASKS) };
-
-    // (b) zbus p2p
+    let raw_big = dir.path().join("raw-big.sock");
+    kids.spawn_self(&["--serve-raw", s(&raw_big), &BIG.to_string()]);
     let p2p = dir.path().join("p2p.sock");
     kids.spawn_self(&["--serve-p2p", s(&p2p)]);
-    wait_for(&p2p);
-    let b = measure("(b)  zbus peer-to-peer", &Target::P2p(p2p));
-
-    // (b') Accord SA through the SDK: samgr and the SA host are children.
     let samgr_sock = dir.path().join("samgr.sock");
     let samgr_pid = kids.spawn_self(&["--serve-samgr", s(&samgr_sock)]);
-    wait_for(&samgr_sock);
+    for p in [&raw, &raw_big, &p2p, &samgr_sock] {
+        wait_for(p);
+    }
     let host_pid = kids.spawn_self(&["--serve-sa", s(&samgr_sock), &SA_ID.to_string(), "current", "spawn"]);
     rt_current().block_on(async { wait_registered(&samgr_connect(&samgr_sock).await, SA_ID).await });
+    let bus_sock = dir.path().join("bus.sock");
+    let conf = dir.path().join("bus.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "<busconfig><type>session</type><listen>unix:path={}</listen><auth>EXTERNAL</auth><policy context=\"default\"><allow send_destination=\"*\" eavesdrop=\"true\"/><allow eavesdrop=\"true\"/><allow own=\"*\"/></policy></busconfig>",
+            bus_sock.display()
+        ),
+    )
+    .expect("bus conf");
+    let bus = Command::new("dbus-daemon").arg(format!("--config-file={}", conf.display())).arg("--nofork").stdin(Stdio::null()).stderr(Stdio::null()).spawn();
+    let bus = match bus {
+        Err(e) => {
+            println!("(c) dbus-daemon: not available ({e})");
+            None
+        }
+        Ok(bus) => {
+            kids.add(bus);
+            wait_for(&bus_sock);
+            let addr = format!("unix:path={}", bus_sock.display());
+            kids.spawn_self(&["--serve-bus", &addr]);
+            Some(Target::Bus(addr))
+        }
+    };
+    let p2p_t = Target::P2p(p2p.clone());
     let sdk = Target::Sdk(samgr_sock.clone(), SA_ID);
-    let bp = measure("(b') Accord SA via SDK", &sdk);
 
-    // 16 KiB payloads, GetSystemAbility, leak probe (same SA host).
-    let big_buf: Vec<u8> = (0..BIG).map(|i| i as u8).collect();
+    // 1 client task: p50/p99 over ROUNDS interleaved rounds (so a slow
+    // phase of the machine hits every variant alike), then calls/s.
+    let (mut la, mut lb, mut lbp, mut lc) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut ba, mut bb, mut bbp) = (Vec::new(), Vec::new(), Vec::new());
+    let (t1b, t1bp, t1c) = rt_current().block_on(async {
+        let mut rs = raw_connect(&raw);
+        let mut rbs = raw_connect(&raw_big);
+        let (pb, pbp) = (proxy_for(&p2p_t).await, proxy_for(&sdk).await);
+        let pc = match &bus {
+            Some(t) => Some(proxy_for(t).await),
+            None => None,
+        };
+        for _ in 0..ROUNDS {
+            la.extend(raw_lat(&mut rs, N / ROUNDS));
+            lb.extend(proxy_lat(&pb, N / ROUNDS).await);
+            lbp.extend(proxy_lat(&pbp, N / ROUNDS).await);
+            if let Some(pc) = &pc {
+                lc.extend(proxy_lat(pc, N / ROUNDS).await);
+            }
+            ba.extend(raw_big_lat(&mut rbs, N_BIG / ROUNDS));
+            bb.extend(big_lat(&pb, N_BIG / ROUNDS).await);
+            bbp.extend(big_lat(&pbp, N_BIG / ROUNDS).await);
+        }
+        let t1c = match &pc {
+            Some(pc) => proxy_tput(pc, 1).await,
+            None => 0.0,
+        };
+        (proxy_tput(&pb, 1).await, proxy_tput(&pbp, 1).await, t1c)
+    });
+    // 16 client tasks: a multi_thread runtime, one fresh connection each.
+    let tput16 = |t: &Target| rt_multi(MULTI_WORKERS).block_on(async { proxy_tput(&proxy_for(t).await, TASKS).await });
+    let row = |name, v: Vec<Duration>, tput1, tput16| {
+        let (p50, p99) = pct(v);
+        Row { name, p50, p99, tput1, tput16 }
+    };
+    let a = row("(a)  raw unix socket (floor)", la, raw_tput(&raw, 1), raw_tput(&raw, TASKS));
+    let b = row("(b)  zbus peer-to-peer", lb, t1b, tput16(&p2p_t));
+    let bp = row("(b') Accord SA via SDK", lbp, t1bp, tput16(&sdk));
+    let c = bus.as_ref().map(|t| row("(c)  via dbus-daemon", lc, t1c, tput16(t)));
+    let ((ab50, ab99), (bb50, bb99), (big50, big99)) = (pct(ba), pct(bb), pct(bbp));
+
+    // GetSystemAbility, leak probe (same SA host).
     let me = std::process::id();
     let fds_before = (fd_count(host_pid), fd_count(samgr_pid), fd_count(me), threads(host_pid));
-    let ((big50, big99), (get50, get99)) = rt_current().block_on(async {
-        let p = proxy_for(&sdk).await;
-        let payload = Bytes::new(&big_buf);
-        for _ in 0..200 {
-            p.echo(payload).await.expect("16 KiB warm-up");
-        }
-        let mut v = Vec::with_capacity(N_BIG);
-        for _ in 0..N_BIG {
-            let t = Instant::now();
-            let r = p.echo(payload).await.expect("16 KiB call");
-            v.push(t.elapsed());
-            assert_eq!(r.len(), BIG);
-        }
-        drop(p);
+    let ((get50, get99), get_call50, get_shake50) = rt_current().block_on(async {
         let samgr = samgr_connect(&samgr_sock).await;
         for _ in 0..20 {
             drop(samgr.get_connection(SA_ID).await.expect("GetSystemAbility warm-up"));
@@ -640,43 +745,35 @@ fn main() {
             drop(c);
         }
         drop(samgr);
+        // The same in two steps: samgr's answer (an fd), then the D-Bus
+        // handshake with the SA on it.
+        let own = accord_ipc::connect(tokio::net::UnixStream::connect(&samgr_sock).await.expect("dial samgr")).await.expect("samgr handshake");
+        let mgr = accord_ipc::sa::SystemAbilityManagerProxy::builder(&own).cache_properties(zbus::proxy::CacheProperties::No).build().await.expect("samgr proxy");
+        let (mut call, mut shake) = (Vec::with_capacity(N_GET), Vec::with_capacity(N_GET));
+        for _ in 0..N_GET {
+            let t = Instant::now();
+            let fd: std::os::fd::OwnedFd = mgr.get_system_ability(SA_ID).await.expect("GetSystemAbility").into();
+            call.push(t.elapsed());
+            let t = Instant::now();
+            let std_stream = StdStream::from(fd);
+            std_stream.set_nonblocking(true).expect("nonblocking");
+            let c = accord_ipc::connect(tokio::net::UnixStream::from_std(std_stream).expect("tokio stream")).await.expect("SA handshake");
+            shake.push(t.elapsed());
+            drop(c);
+        }
+        drop((mgr, own));
         tokio::time::sleep(Duration::from_millis(300)).await;
-        (pct(v), pct(g))
+        (pct(g), pct(call).0, pct(shake).0)
     });
     let fds_after = (fd_count(host_pid), fd_count(samgr_pid), fd_count(me), threads(host_pid));
 
-    // (c) dbus-daemon
-    let conf = dir.path().join("bus.conf");
-    let bus_sock = dir.path().join("bus.sock");
-    std::fs::write(
-        &conf,
-        format!(
-            "<busconfig><type>session</type><listen>unix:path={}</listen><auth>EXTERNAL</auth><policy context=\"default\"><allow send_destination=\"*\" eavesdrop=\"true\"/><allow eavesdrop=\"true\"/><allow own=\"*\"/></policy></busconfig>",
-            bus_sock.display()
-        ),
-    )
-    .expect("bus conf");
-    let bus = Command::new("dbus-daemon").arg(format!("--config-file={}", conf.display())).arg("--nofork").stdin(Stdio::null()).stderr(Stdio::null()).spawn();
-    let c = match bus {
-        Err(e) => {
-            println!("(c) dbus-daemon: not available ({e})");
-            None
-        }
-        Ok(bus) => {
-            kids.add(bus);
-            wait_for(&bus_sock);
-            let addr = format!("unix:path={}", bus_sock.display());
-            kids.spawn_self(&["--serve-bus", &addr]);
-            Some(measure("(c)  via dbus-daemon", &Target::Bus(addr)))
-        }
-    };
-
     let (cold, unload) = cold_loads(dir.path());
     kids.kill_all();
+    let load = foreign_load(t0, started);
 
     // ------------------------------------------------------------ report
     println!("IPC call path, one run ({cpus}). Each server is its own process on a current_thread");
-    println!("tokio runtime. 1 task: current_thread client, {N} timed calls (p50/p99) then {} s of calls.", TPUT_TIME.as_secs_f64());
+    println!("tokio runtime. 1 task: current_thread client, {N} timed calls (p50/p99) in {ROUNDS} interleaved rounds, then {} s of calls.", TPUT_TIME.as_secs_f64());
     println!("16 tasks: multi_thread client runtime ({MULTI_WORKERS} workers), 16 tasks sharing one connection;");
     println!("raw floor: 1 resp. 16 client threads, one connection each, a server thread per connection.");
     println!();
@@ -695,8 +792,14 @@ fn main() {
             r.tput16 / a.tput16
         );
     }
-    println!("(b') 16 KiB ByteBuf -> ByteBuf   {big50:>7.1}  {big99:>7.1}  {:>10.2}x  = {:.2}x the u32 SDK call", big50 / a.p50, big50 / bp.p50);
+    println!();
+    println!("16 KiB echo (ByteBuf -> ByteBuf), {N_BIG} calls, 1 task     p50 us   p99 us  x 16 KiB floor  x own u32 p50");
+    println!("(a)  raw unix socket, 16 KiB frames (floor)           {ab50:>7.1}  {ab99:>7.1}  {:>13.2}x  {:>12.2}x", 1.0, ab50 / a.p50);
+    println!("(b)  zbus peer-to-peer                                {bb50:>7.1}  {bb99:>7.1}  {:>13.2}x  {:>12.2}x", bb50 / ab50, bb50 / b.p50);
+    println!("(b') Accord SA via SDK                                {big50:>7.1}  {big99:>7.1}  {:>13.2}x  {:>12.2}x", big50 / ab50, big50 / bp.p50);
+    println!();
     println!("GetSystemAbility, loaded SA      {get50:>7.1}  {get99:>7.1}   ({N_GET} x Samgr::get_connection incl. the D-Bus handshake with the SA)");
+    println!("  of which (p50, measured apart): samgr's GetSystemAbility call {get_call50:.1} us, the D-Bus handshake with the SA {get_shake50:.1} us");
     let (c50, _) = pct(cold.clone());
     let (u50, _) = pct(unload.clone());
     let ms = |d: Option<&Duration>| d.map(|d| d.as_secs_f64() * 1e3).unwrap_or(f64::NAN);
@@ -708,8 +811,8 @@ fn main() {
     );
     println!("  (unload -> process exited: p50 {:.1} ms; samgr ran in the bench process for this figure)", u50 / 1e3);
     println!(
-        "leak probe after {} SDK connections: SA host fds {} -> {}, threads {} -> {}; samgr fds {} -> {}; client fds {} -> {}",
-        N_GET + 21,
+        "leak probe after {} connections to the SA: SA host fds {} -> {}, threads {} -> {}; samgr fds {} -> {}; client fds {} -> {}",
+        2 * N_GET + 21,
         fds_before.0,
         fds_after.0,
         fds_before.3,
@@ -719,6 +822,7 @@ fn main() {
         fds_before.2,
         fds_after.2
     );
+    println!("{load}");
     println!();
     let met = |ok: bool| if ok { "MET" } else { "NOT MET" };
     println!("targets:");
@@ -733,7 +837,7 @@ fn main() {
 
 // ---------------------------------------------------------------- knob study
 
-const ROUNDS: usize = 3;
+const VARIANT_ROUNDS: usize = 3;
 
 #[derive(Clone, Copy)]
 enum ClientRt {
@@ -755,6 +859,8 @@ enum CallKind {
     MethodTimeout,
     /// `Connection::call_method`, no proxy.
     CallMethod,
+    /// The SDK's proxy, 16 KiB `Echo` instead of `AddOne`.
+    Echo16K,
 }
 
 /// p50 (µs) of `n` calls to `t` made as `call` says.
@@ -788,6 +894,18 @@ async fn variant_p50(t: Target, call: CallKind, n: usize) -> f64 {
             })
             .await
         }
+        CallKind::Echo16K => {
+            let p = CalcClientProxy::builder(&conn).cache_properties(zbus::proxy::CacheProperties::No).build().await.expect("proxy");
+            let buf: Vec<u8> = (0..BIG).map(|i| i as u8).collect();
+            lat(n, |i| {
+                let (p, payload) = (&p, Bytes::new(&buf));
+                async move {
+                    assert_eq!(p.echo(payload).await.expect("16 KiB call").len(), BIG);
+                    i.wrapping_add(1)
+                }
+            })
+            .await
+        }
         CallKind::CachedProxy => proxy_lat(&CalcClientProxy::builder(&conn).build().await.expect("caching proxy"), n).await,
         CallKind::Proxy | CallKind::MethodTimeout => proxy_lat(&CalcClientProxy::builder(&conn).cache_properties(zbus::proxy::CacheProperties::No).build().await.expect("proxy"), n).await,
     };
@@ -799,6 +917,7 @@ async fn variant_p50(t: Target, call: CallKind, n: usize) -> f64 {
 /// and the median of its round p50s is reported (with min..max).
 fn variants(filter: Option<String>) {
     let cpus = cpus_and_load();
+    let (t0, started) = (ticks(), Instant::now());
     let dir = tempfile::tempdir().expect("tempdir");
     let kids = Kids::default();
     let _guard = KillOnDrop(kids.clone());
@@ -843,17 +962,19 @@ fn variants(filter: Option<String>) {
     list.push(("(b') connection with method_timeout 25 s".into(), sdk(9310), ClientRt::Current, CallKind::MethodTimeout));
     list.push(("(b') Connection::call_method, no proxy".into(), sdk(9310), ClientRt::Current, CallKind::CallMethod));
     list.push(("(b') no-spawn host + call_method client".into(), sdk(9312), ClientRt::Current, CallKind::CallMethod));
+    list.push(("(b') 16 KiB echo, baseline host".into(), sdk(9310), ClientRt::Current, CallKind::Echo16K));
+    list.push(("(b') 16 KiB echo, no-spawn host".into(), sdk(9312), ClientRt::Current, CallKind::Echo16K));
     // `--variants WORD`: only the floor and the variants whose name holds WORD
     // (to profile one of them).
-    if let Some(word) = filter {
+    if let Some(word) = &filter {
         let mut first = true;
         list.retain(|(name, ..)| std::mem::take(&mut first) || name.contains(word.as_str()));
     }
     let mut p50s: Vec<Vec<f64>> = vec![Vec::new(); list.len()];
-    for _ in 0..ROUNDS {
+    for _ in 0..VARIANT_ROUNDS {
         for (i, (_, target, rt, call)) in list.iter().enumerate() {
             let p50 = match target.clone() {
-                None => pct(raw_lat(&raw, N_VARIANT)).0,
+                None => pct(raw_lat(&mut raw_connect(&raw), N_VARIANT)).0,
                 Some(t) => {
                     let call = *call;
                     let fut = async move { variant_p50(t, call, N_VARIANT).await };
@@ -867,6 +988,15 @@ fn variants(filter: Option<String>) {
             p50s[i].push(p50);
         }
     }
+    // 16 tasks (multi_thread client, one connection) against each host.
+    let mut tputs = Vec::new();
+    if filter.is_none() {
+        for (id, rt, sp) in hosts {
+            let t = Target::Sdk(samgr_sock.clone(), id);
+            let v = rt_multi(MULTI_WORKERS).block_on(async { proxy_tput(&proxy_for(&t).await, TASKS).await });
+            tputs.push((format!("(b') server {rt}_thread, {}", if sp == "spawn" { "spawn per call" } else { "no spawn per call" }), v));
+        }
+    }
     kids.kill_all();
     let median = |v: &[f64]| {
         let mut v = v.to_vec();
@@ -874,10 +1004,17 @@ fn variants(filter: Option<String>) {
         (v[v.len() / 2], v[0], v[v.len() - 1])
     };
     let (floor, _, _) = median(&p50s[0]);
-    println!("knob study: u32 -> u32 p50 in us, median of {ROUNDS} interleaved rounds of {N_VARIANT} calls (min..max), {cpus}");
+    println!("knob study: u32 -> u32 p50 in us, median of {VARIANT_ROUNDS} interleaved rounds of {N_VARIANT} calls (min..max), {cpus}");
     println!("baseline (b') = SDK get, server current_thread + a task spawned per call (zbus default), client current_thread, no property cache");
     for (i, (name, ..)) in list.iter().enumerate() {
         let (m, lo, hi) = median(&p50s[i]);
         println!("  {name:<62} {m:>6.1}  ({lo:>5.1}..{hi:>5.1})  {:.2}x floor", m / floor);
+    }
+    println!("{}", foreign_load(t0, started));
+    if !tputs.is_empty() {
+        println!("calls/s, {TASKS} tasks on a multi_thread client ({MULTI_WORKERS} workers) sharing one connection:");
+        for (name, v) in tputs {
+            println!("  {name:<62} {v:>8.0}");
+        }
     }
 }

@@ -93,10 +93,10 @@ where
 }
 
 /// Resolves when the peer has closed `conn` (its socket reached EOF).
+/// zbus's own close event: no message stream, so waiting costs nothing
+/// per message.
 pub async fn closed(conn: &zbus::Connection) {
-    use zbus::export::futures_core::Stream;
-    let mut stream = zbus::MessageStream::from(conn);
-    while std::future::poll_fn(|cx| std::pin::Pin::new(&mut stream).poll_next(cx)).await.is_some() {}
+    conn.closed().await
 }
 
 /// Lets this process hold as many descriptors as its hard limit allows

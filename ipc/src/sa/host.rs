@@ -56,6 +56,11 @@ impl Caller {
 
 /// A system ability: a D-Bus interface that each client gets a fresh
 /// instance of, plus lifecycle hooks (OpenHarmony's `SystemAbility`).
+///
+/// An interface whose methods are quick and never wait can say
+/// `#[zbus::interface(name = "...", spawn = false)]`: zbus then runs each
+/// call inline instead of in a task of its own (about 4 us less per call
+/// here); calls from one client are then handled one at a time.
 pub trait SystemAbility: Send + Sync + 'static {
     /// What clients call.
     type Interface: zbus::object_server::Interface;

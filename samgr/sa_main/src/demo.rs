@@ -20,7 +20,9 @@ pub struct DemoIface {
     caller: Caller,
 }
 
-#[zbus::interface(name = "org.accord.Demo")]
+// Quick synchronous methods: dispatch them inline rather than in a task
+// per call (measured ~4 us less per call, `make bench`).
+#[zbus::interface(name = "org.accord.Demo", spawn = false)]
 impl DemoIface {
     fn add_one(&self, x: u32) -> u32 {
         self.sa.calls.fetch_add(1, Ordering::Relaxed);
