@@ -38,10 +38,14 @@ fn rss_kib(pid: u32) -> u64 {
     s.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(0)
 }
 
-fn client(sock: &Path, conns: usize, slow: bool) -> Child {
+/// A client process; it makes its first call on every connection, then
+/// waits for `go` to exist before the rest (so all 1,000 connections are
+/// up at once, whatever the machine's speed).
+fn client(sock: &Path, go: &Path, conns: usize, slow: bool) -> Child {
     Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "load_client", "--nocapture", "--test-threads=1"])
         .env("ACCORD_LOAD_SOCKET", sock)
+        .env("ACCORD_LOAD_GO", go)
         .env("ACCORD_LOAD_CONNS", conns.to_string())
         .env("ACCORD_LOAD_SLOW", if slow { "1" } else { "0" })
         .stdout(Stdio::piped())
@@ -75,8 +79,10 @@ fn thousand_clients_with_ten_percent_killed_mid_call() {
     // two rounds, then stays flat round after round), so "back to
     // baseline" means the harsher third round leaves samgr where it was.
     let (fd_start, rss_start) = (fds(samgr_pid), rss_kib(samgr_pid));
+    let go = dir.path().join("go");
     for _ in 0..2 {
-        let warm: Vec<Child> = (0..PROCS).map(|_| client(&sock, PER_PROC, false)).collect();
+        std::fs::write(&go, "").unwrap();
+        let warm: Vec<Child> = (0..PROCS).map(|_| client(&sock, &go, PER_PROC, false)).collect();
         for w in warm {
             let out = w.wait_with_output().unwrap();
             assert!(out.status.success(), "warm-up client: {}", String::from_utf8_lossy(&out.stdout));
@@ -89,17 +95,20 @@ fn thousand_clients_with_ten_percent_killed_mid_call() {
     let (fd0, rss0) = (fds(samgr_pid), rss_kib(samgr_pid));
     assert_eq!(fd0, fd_start, "samgr's descriptors return to where they started after 2,000 connections");
 
-    let mut kids: Vec<Child> = (0..PROCS).map(|i| client(&sock, PER_PROC, i == 0)).collect();
-    // Kill the slow one once its connections are up and calls are flowing.
+    std::fs::remove_file(&go).unwrap();
+    let mut kids: Vec<Child> = (0..PROCS).map(|i| client(&sock, &go, PER_PROC, i == 0)).collect();
     let victim = kids.remove(0);
+    // Every client holds its samgr connections while it waits for `go`.
     let mut peak = fds(samgr_pid);
     let t = Instant::now();
-    while peak < fd0 + PER_PROC * (PROCS - 1) && t.elapsed() < Duration::from_secs(60) {
+    while peak < fd0 + PER_PROC * PROCS && t.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(20));
         peak = peak.max(fds(samgr_pid));
     }
+    // Go, and kill the slow client while its calls are under way.
+    std::fs::write(&go, "").unwrap();
     let mut victim = Kill(victim);
-    std::thread::sleep(Duration::from_millis(200));
+    std::thread::sleep(Duration::from_millis(150));
     victim.0.kill().unwrap();
     let _ = victim.0.wait();
     let mut calls = 0u64;
@@ -110,7 +119,7 @@ fn thousand_clients_with_ten_percent_killed_mid_call() {
         calls += text.lines().find_map(|l| l.split_once("CALLS ").map(|x| x.1)).and_then(|n| n.trim().parse::<u64>().ok()).unwrap_or_else(|| panic!("no CALLS line:\n{text}"));
     }
     assert_eq!(calls, (PROCS as u64 - 1) * PER_PROC as u64 * u64::from(CALLS), "every survivor's call got its right reply");
-    assert!(peak >= fd0 + 900, "samgr held the connections at once (peak {peak} fds, baseline {fd0})");
+    assert!(peak >= fd0 + PER_PROC * PROCS, "samgr held the 1,000 connections at once (peak {peak} fds, baseline {fd0})");
 
     let mut fd1 = fds(samgr_pid);
     let t = Instant::now();
@@ -132,14 +141,19 @@ async fn load_client() {
     let Some(sock) = std::env::var_os("ACCORD_LOAD_SOCKET").map(PathBuf::from) else { return };
     let n: usize = std::env::var("ACCORD_LOAD_CONNS").unwrap().parse().unwrap();
     let slow = std::env::var("ACCORD_LOAD_SLOW").as_deref() == Ok("1");
+    let go = PathBuf::from(std::env::var_os("ACCORD_LOAD_GO").unwrap());
     let mut tasks = Vec::new();
     for c in 0..n {
-        let sock = sock.clone();
+        let (sock, go) = (sock.clone(), go.clone());
         tasks.push(tokio::spawn(async move {
             let samgr = Samgr::connect(&sock).await.expect("connect to samgr");
             let demo = samgr.get::<DemoProxy>(9001).await.expect("get SA 9001");
-            let mut ok = 0u64;
-            for i in 0..CALLS {
+            assert_eq!(demo.add_one(c as u32).await.expect("first call"), c as u32 + 1, "wrong reply");
+            let mut ok = 1u64;
+            while !go.exists() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            for i in 1..CALLS {
                 let x = (c as u32) * 1000 + i;
                 assert_eq!(demo.add_one(x).await.expect("call"), x + 1, "wrong reply");
                 ok += 1;
