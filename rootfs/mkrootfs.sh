@@ -34,11 +34,11 @@ if [[ -n ${ACCORD_BIN_DIR:-} ]]; then
     BIN_DIR=$ACCORD_BIN_DIR
     log "taking init and begetctl from $BIN_DIR (ACCORD_BIN_DIR)"
 else
-    log "cargo build --release --target $RUST_TARGET -p accord-init -p accord-begetctl -p accord-samgr -p accord-sa-main"
-    (cd "$REPO" && cargo build --release --target "$RUST_TARGET" -p accord-init -p accord-begetctl -p accord-samgr -p accord-sa-main </dev/null)
+    log "cargo build --release --target $RUST_TARGET -p accord-init -p accord-begetctl -p accord-sa-main"
+    (cd "$REPO" && cargo build --release --target "$RUST_TARGET" -p accord-init -p accord-begetctl -p accord-sa-main </dev/null)
     BIN_DIR=${CARGO_TARGET_DIR:-$REPO/target}/$RUST_TARGET/release
 fi
-for b in init begetctl samgr sa_main; do
+for b in init begetctl sa_main; do
     [[ -x $BIN_DIR/$b ]] || die "$BIN_DIR/$b is missing"
 done
 
@@ -61,9 +61,11 @@ ln -s /init sbin/init
 install -m 0755 "$BIN_DIR/begetctl" bin/begetctl
 ln -s begetctl bin/param
 install -m 0755 "$BUSYBOX_CACHE/root/bin/busybox" bin/busybox
-install -m 0755 "$BIN_DIR/samgr" system/bin/samgr
-ln -s samgr system/bin/hidumper
+# One binary is sa_main, samgr and hidumper (argv[0] picks): they share
+# nearly all their code.
 install -m 0755 "$BIN_DIR/sa_main" system/bin/sa_main
+ln -s sa_main system/bin/samgr
+ln -s sa_main system/bin/hidumper
 
 # The repo's files, verbatim.
 cp -a "$REPO/rootfs/files/." .

@@ -13,6 +13,8 @@
 //! never held across an await; waiters (getters of a loading SA) watch a
 //! generation counter bumped after each change.
 
+pub mod cli;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;

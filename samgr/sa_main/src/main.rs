@@ -7,6 +7,9 @@
 //! init starts it (the profile's `process` is an `ondemand` service whose
 //! path is `sa_main <profile>`) when samgr asks; it exits when it holds no
 //! SA any more (all unloaded when idle).
+//!
+//! Run as `samgr` or `hidumper` (links in the image) it is those: one
+//! static binary instead of two that are mostly the same zbus and tokio.
 
 mod demo;
 
@@ -22,9 +25,15 @@ fn makers() -> Vec<(u32, Maker)> {
 }
 
 fn main() -> Result<()> {
-    let path = std::env::args().nth(1).context("usage: sa_main <profile.json>")?;
+    // The image ships one binary for samgr, hidumper and sa_main (they
+    // share nearly all their code): argv[0] picks.
+    let args: Vec<String> = std::env::args().collect();
+    if args.first().is_some_and(|a| matches!(a.rsplit('/').next(), Some("samgr" | "hidumper"))) {
+        return accord_samgr::cli::main(args);
+    }
+    let path = args.get(1).context("usage: sa_main <profile.json>")?;
     tracing_subscriber::fmt().with_target(false).without_time().with_ansi(false).init();
-    let profile = Profile::load(Path::new(&path))?;
+    let profile = Profile::load(Path::new(path))?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(accord_ipc::sa::run_profile(&profile, makers())).with_context(|| format!("process {}", profile.process))?;
     tracing::info!("process {}: no SA left, exiting", profile.process);
