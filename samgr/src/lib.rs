@@ -349,10 +349,22 @@ impl Registry {
     }
 }
 
+/// How long samgr waits for an SA host to answer one of its calls: a
+/// stuck host must not hold a getter (or an unload) forever.
+const HOST_CALL_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// A call to an SA host, failing after [`HOST_CALL_TIMEOUT`].
+async fn bounded<T>(call: impl std::future::Future<Output = zbus::Result<T>>) -> zbus::Result<T> {
+    match tokio::time::timeout(HOST_CALL_TIMEOUT, call).await {
+        Ok(r) => r,
+        Err(_) => Err(zbus::Error::Failure(format!("the SA host did not answer within {} s", HOST_CALL_TIMEOUT.as_secs()))),
+    }
+}
+
 /// Asks a running host to load SA `id`.
 async fn load_in_running(id: u32, host: zbus::Connection) -> Result<(), String> {
     let p = SystemAbilityHostProxy::builder(&host).cache_properties(zbus::proxy::CacheProperties::No).build().await.map_err(|e| e.to_string())?;
-    p.load(id).await.map_err(|e| format!("its process could not load it: {e}"))
+    bounded(p.load(id)).await.map_err(|e| format!("its process could not load it: {e}"))
 }
 
 /// Calls a listener method on `conn` from a task of its own.
@@ -449,7 +461,7 @@ impl SamgrIface {
             let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(|e| fdo::Error::IOError(e.to_string()))?;
             let proxy = SystemAbilityHostProxy::builder(&host).cache_properties(zbus::proxy::CacheProperties::No).build().await.map_err(|e| fdo::Error::Failed(e.to_string()))?;
             let fd: std::os::fd::OwnedFd = ours.into();
-            match proxy.connect(id, fd.into(), who.uid, who.gid, who.pid).await {
+            match bounded(proxy.connect(id, fd.into(), who.uid, who.gid, who.pid)).await {
                 Ok(()) => {
                     let fd: std::os::fd::OwnedFd = theirs.into();
                     return Ok(fd.into());
@@ -524,7 +536,7 @@ impl SamgrIface {
         };
         self.registry.bump();
         let stopped = match host {
-            Some(h) => async { SystemAbilityHostProxy::builder(&h).cache_properties(zbus::proxy::CacheProperties::No).build().await?.stop(id, false).await }.await,
+            Some(h) => bounded(async { SystemAbilityHostProxy::builder(&h).cache_properties(zbus::proxy::CacheProperties::No).build().await?.stop(id, false).await }).await,
             None => Ok((true, false)),
         };
         let mut st = self.registry.lock();
@@ -629,7 +641,7 @@ impl SamgrIface {
             st.sas.get(&id).and_then(|s| s.reg.as_ref()).map(|r| r.host.clone()).ok_or_else(|| fdo::Error::ServiceUnknown(format!("SA {id} is not loaded")))?
         };
         let p = SystemAbilityHostProxy::builder(&host).cache_properties(zbus::proxy::CacheProperties::No).build().await.map_err(|e| fdo::Error::Failed(e.to_string()))?;
-        p.dump(id, args).await.map_err(|e| fdo::Error::Failed(format!("SA {id} dump: {e}")))
+        bounded(p.dump(id, args)).await.map_err(|e| fdo::Error::Failed(format!("SA {id} dump: {e}")))
     }
 }
 

@@ -396,3 +396,38 @@ async fn an_sa_starts_only_once_its_dependencies_are_there() {
     let echo = client.get::<EchoClientProxy>(9600).await.expect("with 9601 there, 9600 starts");
     assert_eq!(echo.add_one(1).await.unwrap(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_host_does_not_hold_samgr() {
+    /// An SA whose on_idle never comes back in time.
+    struct Stuck;
+    impl SystemAbility for Stuck {
+        type Interface = EchoIface;
+        const PATH: &'static str = "/org/accord/test/Echo";
+        fn connect(self: &Arc<Self>, caller: Caller) -> EchoIface {
+            EchoIface { caller }
+        }
+        fn on_idle(&self) -> bool {
+            std::thread::sleep(Duration::from_secs(6));
+            true
+        }
+    }
+    let (_dir, sock, _task) = start_samgr(Registry::default());
+    let s2 = sock.clone();
+    // The host on a runtime of its own: its on_idle blocks that runtime.
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let host = SaHost::connect(&s2).await.unwrap();
+            host.publish(1900, Stuck, None).await.unwrap();
+            std::future::pending::<()>().await;
+        });
+    });
+    let client = Samgr::connect(&sock).await.unwrap();
+    assert!(eventually(async || client.check(1900).await.unwrap()).await);
+    let t = std::time::Instant::now();
+    let e = client.unload(1900).await.expect_err("the host never answers in time").to_string();
+    assert!(e.contains("did not answer"), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(6), "samgr gave up on its own ({:?})", t.elapsed());
+    assert_eq!(client.list().await.unwrap(), vec![(1900, "LOADED".to_owned())], "the SA stays usable");
+}

@@ -236,8 +236,12 @@ impl SaHost {
     async fn add(&self, id: u32, p: Published, props: SaProps, unload_after: Option<Duration>) -> Result<(), IpcError> {
         let live = Arc::new(Live { sa: p.sa, props: props.clone(), clients: AtomicUsize::new(0), generation: AtomicU64::new(0), unload_after });
         lock(&self.inner.live).insert(id, live.clone());
-        let samgr = self.samgr()?;
-        SystemAbilityManagerProxy::new(&samgr).await?.add_system_ability(id, props).await?;
+        let added = async { SystemAbilityManagerProxy::new(&self.samgr()?).await?.add_system_ability(id, props).await.map_err(IpcError::from) }.await;
+        if let Err(e) = added {
+            // Not registered (policy, id taken): not served either.
+            lock(&self.inner.live).remove(&id);
+            return Err(e);
+        }
         info!("SA {id} published");
         arm_idle(&self.inner, id, &live);
         Ok(())
