@@ -13,10 +13,13 @@
 //! - [`policy`]: who may register/get which SA and who holds which
 //!   permission.
 //! - [`blob`]: byte payloads that move to a sealed memfd above 1 MiB.
+//! - [`remote`]: the fast path, OpenHarmony's remote objects
+//!   (`SendRequest(code, data)`) on the D-Bus wire without zbus.
 
 pub mod blob;
 pub mod policy;
 pub mod profile;
+pub mod remote;
 pub mod sa;
 
 use std::os::fd::AsFd;

@@ -150,6 +150,15 @@ impl Samgr {
         Ok(Remote { proxy, conn })
     }
 
+    /// A client of SA `id` published as a remote object
+    /// ([`super::SaHost::publish_remote`]): the fast path.
+    pub async fn get_remote(&self, id: u32) -> Result<crate::remote::RemoteProxy, IpcError> {
+        let fd: OwnedFd = self.call(|p| async move { p.get_system_ability(id).await }).await?.into();
+        let s = std::os::unix::net::UnixStream::from(fd);
+        s.set_nonblocking(true)?;
+        crate::remote::RemoteProxy::connect(UnixStream::from_std(s)?).await.map_err(|e| IpcError::Sa(e.to_string()))
+    }
+
     /// Whether SA `id` is registered now (never loads it).
     pub async fn check(&self, id: u32) -> Result<bool, IpcError> {
         self.call(|p| async move { p.check_system_ability(id).await }).await

@@ -32,6 +32,13 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// A caller known by `identity`, with the permissions of the policy
+    /// file (for serving a connection outside an SA host).
+    pub fn new(identity: Identity) -> Caller {
+        let policy = Policy::load(Path::new(crate::policy::POLICY_PATH)).unwrap_or_default();
+        Caller { identity, policy: Arc::new(policy) }
+    }
+
     pub fn uid(&self) -> u32 {
         self.identity.uid
     }
@@ -89,17 +96,23 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// A [`SystemAbility`] with its interface type erased.
 trait AnySa: Send + Sync {
-    fn serve(&self, stream: UnixStream, caller: Caller) -> BoxFuture<Result<zbus::Connection, IpcError>>;
+    /// Serves one client until it goes away.
+    fn serve(&self, stream: UnixStream, caller: Caller) -> BoxFuture<Result<(), IpcError>>;
     fn on_idle(&self) -> bool;
     fn on_stop(&self);
     fn on_dump(&self, args: &[String]) -> String;
 }
 
 impl<T: SystemAbility> AnySa for Arc<T> {
-    fn serve(&self, stream: UnixStream, caller: Caller) -> BoxFuture<Result<zbus::Connection, IpcError>> {
+    fn serve(&self, stream: UnixStream, caller: Caller) -> BoxFuture<Result<(), IpcError>> {
         let uid = caller.identity.uid;
         let iface = self.connect(caller);
-        Box::pin(crate::serve_for(stream, vec![(T::PATH, iface)], Some(uid)))
+        Box::pin(async move {
+            // The connection lives as long as the client keeps it.
+            let conn = crate::serve_for(stream, vec![(T::PATH, iface)], Some(uid)).await?;
+            crate::closed(&conn).await;
+            Ok(())
+        })
     }
     fn on_idle(&self) -> bool {
         T::on_idle(self)
@@ -109,6 +122,23 @@ impl<T: SystemAbility> AnySa for Arc<T> {
     }
     fn on_dump(&self, args: &[String]) -> String {
         T::on_dump(self, args)
+    }
+}
+
+/// A [`crate::remote::RemoteObject`] SA: its clients get the fast path.
+struct RemoteSa(Arc<dyn crate::remote::RemoteObject>);
+
+impl AnySa for RemoteSa {
+    fn serve(&self, stream: UnixStream, caller: Caller) -> BoxFuture<Result<(), IpcError>> {
+        let obj = self.0.clone();
+        Box::pin(async move { crate::remote::serve(stream, obj, caller).await.map_err(|e| IpcError::Sa(e.to_string())) })
+    }
+    fn on_idle(&self) -> bool {
+        true
+    }
+    fn on_stop(&self) {}
+    fn on_dump(&self, _args: &[String]) -> String {
+        String::new()
     }
 }
 
@@ -231,6 +261,12 @@ impl SaHost {
     pub async fn publish_with<T: SystemAbility>(&self, id: u32, sa: T, props: SaProps, unload_after: Option<Duration>) -> Result<(), IpcError> {
         let p = Published::new(sa).map_err(|e| IpcError::Sa(format!("SA {id} failed to start: {e}")))?;
         self.add(id, p, props, unload_after).await
+    }
+
+    /// Publishes a remote object as SA `id`: clients reach it with
+    /// [`super::Samgr::get_remote`] on the fast path.
+    pub async fn publish_remote(&self, id: u32, obj: Arc<dyn crate::remote::RemoteObject>, unload_after: Option<Duration>) -> Result<(), IpcError> {
+        self.add(id, Published { sa: Box::new(RemoteSa(obj)) }, SaProps::default(), unload_after).await
     }
 
     async fn add(&self, id: u32, p: Published, props: SaProps, unload_after: Option<Duration>) -> Result<(), IpcError> {
@@ -382,8 +418,7 @@ impl HostIface {
         let weak = Arc::downgrade(&inner);
         tokio::spawn(async move {
             match serving.await {
-                // The connection lives as long as the client keeps it.
-                Ok(conn) => crate::closed(&conn).await,
+                Ok(()) => {}
                 // A client that died or hung up before the handshake ended.
                 Err(IpcError::Zbus(zbus::Error::InputOutput(e))) => debug!("SA {id}: pid {pid} hung up during the handshake: {e}"),
                 Err(e) => warn!("SA {id}: handshake with pid {pid} failed: {e}"),
