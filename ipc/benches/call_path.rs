@@ -5,6 +5,9 @@
 //! - (b') the same method on a real system ability through the SDK: a
 //!   samgr process, an SA host process (`SaHost::publish`) and a client
 //!   that did `Samgr::get::<Proxy>(id)`;
+//! - (r)  the same call on the fast path: an SA published as a remote
+//!   object (`accord_ipc::remote`, OpenHarmony's `SendRequest(code,
+//!   data)` on the D-Bus wire without zbus), through samgr;
 //! - (c)  the same interface through Debian's dbus-daemon;
 //!
 //! each as p50/p99 with one client task and as calls/s with 1 and 16
@@ -56,6 +59,8 @@ const N_BIG: usize = 3_000;
 const N_GET: usize = 300;
 const COLD_RUNS: usize = 10;
 const SA_ID: u32 = 9300;
+/// The same calls on the fast path (a remote object).
+const REMOTE_ID: u32 = 9302;
 const COLD_SA_ID: u32 = 9301;
 const CALC_PATH: &str = "/org/accord/Calc";
 
@@ -321,6 +326,92 @@ fn serve_sa(samgr: &str, id: u32, rt: &str, spawn: &str) {
         std::future::pending::<()>().await;
         drop(host);
     });
+}
+
+/// The bench's remote object: code 1 adds one to a u32, code 2 echoes.
+struct CalcRemote;
+
+impl accord_ipc::remote::RemoteObject for CalcRemote {
+    fn on_remote_request(&self, _: &Caller, code: u32, data: &[u8], reply: &mut Vec<u8>) -> Result<(), accord_ipc::remote::RemoteError> {
+        match code {
+            1 => {
+                let x = u32::from_le_bytes(data.try_into().map_err(|_| accord_ipc::remote::RemoteError::failed("want a u32"))?);
+                reply.extend_from_slice(&x.wrapping_add(1).to_le_bytes());
+            }
+            _ => reply.extend_from_slice(data),
+        }
+        Ok(())
+    }
+}
+
+/// An SA host publishing [`CalcRemote`] (the fast path).
+fn serve_remote(samgr: &str, id: u32) {
+    rt_current().block_on(async {
+        let host = SaHost::connect(Path::new(samgr)).await.expect("SA host: connect to samgr");
+        host.publish_remote(id, Arc::new(CalcRemote), None).await.expect("SA host: publish_remote");
+        std::future::pending::<()>().await;
+        drop(host);
+    });
+}
+
+async fn remote_call(p: &accord_ipc::remote::RemoteProxy, x: u32) -> u32 {
+    let r = p.send_request(1, &x.to_le_bytes()).await.expect("remote call");
+    u32::from_le_bytes(r.as_slice().try_into().expect("4-byte reply"))
+}
+
+async fn remote_lat(p: &accord_ipc::remote::RemoteProxy, n: usize) -> Vec<Duration> {
+    for i in 0..WARM as u32 {
+        remote_call(p, i).await;
+    }
+    let mut v = Vec::with_capacity(n);
+    for i in 0..n as u32 {
+        let t = Instant::now();
+        let r = remote_call(p, i).await;
+        v.push(t.elapsed());
+        assert_eq!(r, i.wrapping_add(1));
+    }
+    v
+}
+
+async fn remote_big_lat(p: &accord_ipc::remote::RemoteProxy, n: usize) -> Vec<Duration> {
+    let payload = vec![0x5a; BIG];
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let r = p.send_request(2, &payload).await.expect("remote echo");
+        v.push(t.elapsed());
+        assert_eq!(r.len(), BIG);
+    }
+    v
+}
+
+async fn remote_tput(p: &accord_ipc::remote::RemoteProxy, tasks: usize) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let hs: Vec<_> = (0..tasks)
+        .map(|_| {
+            let (p, stop) = (p.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut n = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    assert_eq!(remote_call(&p, n).await, n.wrapping_add(1));
+                    n = n.wrapping_add(1);
+                }
+                u64::from(n)
+            })
+        })
+        .collect();
+    tokio::time::sleep(TPUT_TIME).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    for h in hs {
+        total += h.await.expect("client task");
+    }
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+async fn remote_for(samgr: &Path, id: u32) -> accord_ipc::remote::RemoteProxy {
+    samgr_connect(samgr).await.get_remote(id).await.expect("get remote object")
 }
 
 /// A profile's process, as `sa_main` runs one: exits when its SA unloads.
@@ -633,6 +724,7 @@ fn main() {
             "--serve-samgr" => serve_samgr(arg(2)),
             "--serve-sa" => serve_sa(arg(2), arg(3).parse().expect("SA id"), arg(4), arg(5)),
             "--serve-sa-profile" => serve_sa_profile(arg(2), arg(3)),
+            "--serve-remote" => serve_remote(arg(2), arg(3).parse().expect("SA id")),
             other => panic!("unknown mode {other}"),
         }
         return;
@@ -660,7 +752,12 @@ fn main() {
         wait_for(p);
     }
     let host_pid = kids.spawn_self(&["--serve-sa", s(&samgr_sock), &SA_ID.to_string(), "current", "spawn"]);
-    rt_current().block_on(async { wait_registered(&samgr_connect(&samgr_sock).await, SA_ID).await });
+    kids.spawn_self(&["--serve-remote", s(&samgr_sock), &REMOTE_ID.to_string()]);
+    rt_current().block_on(async {
+        let samgr = samgr_connect(&samgr_sock).await;
+        wait_registered(&samgr, SA_ID).await;
+        wait_registered(&samgr, REMOTE_ID).await;
+    });
     let bus_sock = dir.path().join("bus.sock");
     let conf = dir.path().join("bus.conf");
     std::fs::write(
@@ -690,9 +787,10 @@ fn main() {
 
     // 1 client task: p50/p99 over ROUNDS interleaved rounds (so a slow
     // phase of the machine hits every variant alike), then calls/s.
-    let (mut la, mut lb, mut lbp, mut lc) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut ba, mut bb, mut bbp) = (Vec::new(), Vec::new(), Vec::new());
-    let (t1b, t1bp, t1c) = rt_current().block_on(async {
+    let (mut la, mut lb, mut lbp, mut lc, mut lr) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut ba, mut bb, mut bbp, mut br) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (t1b, t1bp, t1c, t1r) = rt_current().block_on(async {
+        let pr = remote_for(&samgr_sock, REMOTE_ID).await;
         let mut rs = raw_connect(&raw);
         let mut rbs = raw_connect(&raw_big);
         let (pb, pbp) = (proxy_for(&p2p_t).await, proxy_for(&sdk).await);
@@ -704,18 +802,20 @@ fn main() {
             la.extend(raw_lat(&mut rs, N / ROUNDS));
             lb.extend(proxy_lat(&pb, N / ROUNDS).await);
             lbp.extend(proxy_lat(&pbp, N / ROUNDS).await);
+            lr.extend(remote_lat(&pr, N / ROUNDS).await);
             if let Some(pc) = &pc {
                 lc.extend(proxy_lat(pc, N / ROUNDS).await);
             }
             ba.extend(raw_big_lat(&mut rbs, N_BIG / ROUNDS));
             bb.extend(big_lat(&pb, N_BIG / ROUNDS).await);
             bbp.extend(big_lat(&pbp, N_BIG / ROUNDS).await);
+            br.extend(remote_big_lat(&pr, N_BIG / ROUNDS).await);
         }
         let t1c = match &pc {
             Some(pc) => proxy_tput(pc, 1).await,
             None => 0.0,
         };
-        (proxy_tput(&pb, 1).await, proxy_tput(&pbp, 1).await, t1c)
+        (proxy_tput(&pb, 1).await, proxy_tput(&pbp, 1).await, t1c, remote_tput(&pr, 1).await)
     });
     // 16 client tasks: a multi_thread runtime, one fresh connection each.
     let tput16 = |t: &Target| rt_multi(MULTI_WORKERS).block_on(async { proxy_tput(&proxy_for(t).await, TASKS).await });
@@ -726,8 +826,10 @@ fn main() {
     let a = row("(a)  raw unix socket (floor)", la, raw_tput(&raw, 1), raw_tput(&raw, TASKS));
     let b = row("(b)  zbus peer-to-peer", lb, t1b, tput16(&p2p_t));
     let bp = row("(b') Accord SA via SDK", lbp, t1bp, tput16(&sdk));
+    let r16 = rt_multi(MULTI_WORKERS).block_on(async { remote_tput(&remote_for(&samgr_sock, REMOTE_ID).await, TASKS).await });
+    let rr = row("(r)  Accord remote object", lr, t1r, r16);
     let c = bus.as_ref().map(|t| row("(c)  via dbus-daemon", lc, t1c, tput16(t)));
-    let ((ab50, ab99), (bb50, bb99), (big50, big99)) = (pct(ba), pct(bb), pct(bbp));
+    let ((ab50, ab99), (bb50, bb99), (big50, big99), (br50, br99)) = (pct(ba), pct(bb), pct(bbp), pct(br));
 
     // GetSystemAbility, leak probe (same SA host).
     let me = std::process::id();
@@ -778,7 +880,7 @@ fn main() {
     println!("raw floor: 1 resp. 16 client threads, one connection each, a server thread per connection.");
     println!();
     println!("u32 -> u32                        p50 us   p99 us  p50 x floor   calls/s 1 task   calls/s 16 tasks");
-    let rows: Vec<&Row> = [Some(&a), Some(&b), Some(&bp), c.as_ref()].into_iter().flatten().collect();
+    let rows: Vec<&Row> = [Some(&a), Some(&b), Some(&bp), Some(&rr), c.as_ref()].into_iter().flatten().collect();
     for r in &rows {
         println!(
             "{:<32} {:>7.1}  {:>7.1}  {:>10.2}x  {:>9.0} ({:.2}x)  {:>9.0} ({:.2}x)",
@@ -797,6 +899,7 @@ fn main() {
     println!("(a)  raw unix socket, 16 KiB frames (floor)           {ab50:>7.1}  {ab99:>7.1}  {:>13.2}x  {:>12.2}x", 1.0, ab50 / a.p50);
     println!("(b)  zbus peer-to-peer                                {bb50:>7.1}  {bb99:>7.1}  {:>13.2}x  {:>12.2}x", bb50 / ab50, bb50 / b.p50);
     println!("(b') Accord SA via SDK                                {big50:>7.1}  {big99:>7.1}  {:>13.2}x  {:>12.2}x", big50 / ab50, big50 / bp.p50);
+    println!("(r)  Accord remote object (bytes -> bytes)            {br50:>7.1}  {br99:>7.1}  {:>13.2}x  {:>12.2}x", br50 / ab50, br50 / rr.p50);
     println!();
     println!("GetSystemAbility, loaded SA      {get50:>7.1}  {get99:>7.1}   ({N_GET} x Samgr::get_connection incl. the D-Bus handshake with the SA)");
     println!("  of which (p50, measured apart): samgr's GetSystemAbility call {get_call50:.1} us, the D-Bus handshake with the SA {get_shake50:.1} us");
@@ -833,6 +936,13 @@ fn main() {
     }
     println!("  (b') >= 100k calls/s, 16 tasks {:>7.0} calls/s                    {}", bp.tput16, met(bp.tput16 >= 100_000.0));
     println!("  16 KiB p50 <= 2x u32 (b') p50  {:>7.1} us vs {:>7.1} us  ({:.2}x)  {}", big50, 2.0 * bp.p50, big50 / bp.p50, met(big50 <= 2.0 * bp.p50));
+    println!("  the same targets on the fast path (r), an SA published as a remote object:");
+    println!("  (r)  p50 <= 1.5x (a) p50       {:>7.1} us vs {:>7.1} us  ({:.2}x)  {}", rr.p50, 1.5 * a.p50, rr.p50 / a.p50, met(rr.p50 <= 1.5 * a.p50));
+    if let Some(c) = &c {
+        println!("  (r)  p50 <= 0.33x (c) p50      {:>7.1} us vs {:>7.1} us  ({:.2}x)  {}", rr.p50, 0.33 * c.p50, rr.p50 / c.p50, met(rr.p50 <= 0.33 * c.p50));
+    }
+    println!("  (r)  >= 100k calls/s, 16 tasks {:>7.0} calls/s                    {}", rr.tput16, met(rr.tput16 >= 100_000.0));
+    println!("  16 KiB p50 <= 2x u32 (r) p50   {:>7.1} us vs {:>7.1} us  ({:.2}x)  {}", br50, 2.0 * rr.p50, br50 / rr.p50, met(br50 <= 2.0 * rr.p50));
 }
 
 // ---------------------------------------------------------------- knob study
