@@ -2,11 +2,13 @@
 //! (`SendRequest(code, data) → reply`) on the D-Bus wire, without zbus's
 //! per-message machinery.
 //!
-//! An SA that implements [`RemoteObject`] is served by a loop of its own
-//! per client connection: it reads whole D-Bus messages into one buffer,
-//! answers each `org.accord.RemoteObject.SendRequest(u code, ay data) →
-//! ay` (and `Peer.Ping`, `Introspectable.Introspect`), and writes all the
-//! replies of one read back in one write. [`RemoteProxy`] is its client:
+//! An SA that implements [`RemoteObject`] is served by a thread of its own
+//! per client connection (binder's model: the request wakes the thread
+//! that answers it), with blocking reads of whole D-Bus messages into one
+//! buffer; it answers each `org.accord.RemoteObject.SendRequest(u code, ay
+//! data) → ay` (and `Peer.Ping`, `Introspectable.Introspect`) and writes
+//! all the replies of one read back in one write. The price is one thread
+//! (a few pages of memory) per client connection. [`RemoteProxy`] is its client:
 //! the task that sends a request reads the replies itself when no other
 //! task is reading, so a lone caller pays no task hand-off, and many
 //! callers pipeline their requests on one connection.
@@ -67,6 +69,16 @@ pub trait RemoteObject: Send + Sync + 'static {
     /// Answers request `code` with `data` from `caller` by appending to
     /// `reply`. Runs inline in the connection's loop: return quickly.
     fn on_remote_request(&self, caller: &Caller, code: u32, data: &[u8], reply: &mut Vec<u8>) -> Result<(), RemoteError>;
+    /// As [`crate::sa::SystemAbility::on_idle`].
+    fn on_idle(&self) -> bool {
+        true
+    }
+    /// As [`crate::sa::SystemAbility::on_stop`].
+    fn on_stop(&self) {}
+    /// As [`crate::sa::SystemAbility::on_dump`].
+    fn on_dump(&self, _args: &[String]) -> String {
+        String::new()
+    }
 }
 
 // --- D-Bus message encoding (little endian, only what this path needs) ---
@@ -77,7 +89,7 @@ const ERROR: u8 = 3;
 const NO_REPLY: u8 = 0x1;
 
 fn pad(buf: &mut Vec<u8>, align: usize) {
-    while buf.len() % align != 0 {
+    while buf.len() & (align - 1) != 0 {
         buf.push(0);
     }
 }
@@ -341,16 +353,18 @@ async fn sasl_server(r: &mut OwnedReadHalf, w: &mut OwnedWriteHalf, uid: u32) ->
 
 // --- server ---------------------------------------------------------------
 
-/// Serves `obj` to one client on `stream` until the client goes away.
-/// `caller` is who samgr verified; the handshake expects its uid.
-pub async fn serve(stream: UnixStream, obj: Arc<dyn RemoteObject>, caller: Caller) -> Result<(), RemoteError> {
-    let (mut r, mut w) = stream.into_split();
-    let mut buf = sasl_server(&mut r, &mut w, caller.uid()).await?;
-    let mut out = Vec::with_capacity(4096);
-    let mut reply = Vec::with_capacity(256);
-    let mut serial = 0u32;
-    loop {
-        // Answer every whole message in the buffer, then write once.
+/// Answers the requests of one connection.
+struct Answerer {
+    obj: Arc<dyn RemoteObject>,
+    caller: Caller,
+    serial: u32,
+    reply: Vec<u8>,
+}
+
+impl Answerer {
+    /// Answers every whole message at the start of `buf` (and drops them
+    /// from it), appending the replies to `out`.
+    fn answer(&mut self, buf: &mut Vec<u8>, out: &mut Vec<u8>) -> Result<(), RemoteError> {
         let mut used = 0;
         while let Some(len) = message_len(&buf[used..])? {
             if buf.len() - used < len {
@@ -362,28 +376,32 @@ pub async fn serve(stream: UnixStream, obj: Arc<dyn RemoteObject>, caller: Calle
                 continue;
             }
             let wants_reply = m.flags & NO_REPLY == 0;
-            serial = serial.wrapping_add(1).max(1);
+            self.serial = self.serial.wrapping_add(1).max(1);
+            let serial = self.serial;
             let mark = out.len();
             match (m.interface, m.member) {
                 (INTERFACE | "", METHOD) if m.signature == "uay" => {
                     let code = rd_u32(m.body, 0).ok_or(RemoteError::Malformed("code"))?;
                     let data = get_bytes(m.body, 4).ok_or(RemoteError::Malformed("data"))?;
-                    reply.clear();
-                    match obj.on_remote_request(&caller, code, data, &mut reply) {
-                        Ok(()) => reply_return(&mut out, serial, m.serial, "ay", |b| body_bytes(b, &reply)),
-                        Err(RemoteError::Remote { name, message }) => reply_error(&mut out, serial, m.serial, &name, &message),
-                        Err(e) => reply_error(&mut out, serial, m.serial, "org.accord.Error.Failed", &e.to_string()),
+                    self.reply.clear();
+                    match self.obj.on_remote_request(&self.caller, code, data, &mut self.reply) {
+                        Ok(()) => {
+                            let reply = &self.reply;
+                            reply_return(out, serial, m.serial, "ay", |b| body_bytes(b, reply))
+                        }
+                        Err(RemoteError::Remote { name, message }) => reply_error(out, serial, m.serial, &name, &message),
+                        Err(e) => reply_error(out, serial, m.serial, "org.accord.Error.Failed", &e.to_string()),
                     }
                 }
-                ("org.freedesktop.DBus.Peer" | "", "Ping") => reply_return(&mut out, serial, m.serial, "", |_| {}),
-                ("org.freedesktop.DBus.Introspectable" | "", "Introspect") => reply_return(&mut out, serial, m.serial, "s", |b| {
+                ("org.freedesktop.DBus.Peer" | "", "Ping") => reply_return(out, serial, m.serial, "", |_| {}),
+                ("org.freedesktop.DBus.Introspectable" | "", "Introspect") => reply_return(out, serial, m.serial, "s", |b| {
                     put_u32(b, INTROSPECTION.len() as u32);
                     b.extend_from_slice(INTROSPECTION.as_bytes());
                     b.push(0);
                 }),
                 (i, mb) => {
                     let text = format!("no method {i}.{mb} with signature {:?} at {}", m.signature, m.path);
-                    reply_error(&mut out, serial, m.serial, "org.freedesktop.DBus.Error.UnknownMethod", &text);
+                    reply_error(out, serial, m.serial, "org.freedesktop.DBus.Error.UnknownMethod", &text);
                 }
             }
             if !wants_reply {
@@ -391,13 +409,52 @@ pub async fn serve(stream: UnixStream, obj: Arc<dyn RemoteObject>, caller: Calle
             }
         }
         buf.drain(..used);
+        Ok(())
+    }
+}
+
+/// Serves `obj` to one client on `stream` until the client goes away.
+/// `caller` is who samgr verified; the handshake expects its uid. After
+/// the handshake the connection gets a thread of its own with blocking
+/// reads, as binder's worker threads do: a request then wakes exactly
+/// the thread that answers it, with no event loop in between.
+pub async fn serve(stream: UnixStream, obj: Arc<dyn RemoteObject>, caller: Caller) -> Result<(), RemoteError> {
+    let (mut r, mut w) = stream.into_split();
+    let buf = sasl_server(&mut r, &mut w, caller.uid()).await?;
+    let stream = r.reunite(w).map_err(|_| RemoteError::Malformed("stream halves"))?.into_std()?;
+    stream.set_nonblocking(false)?;
+    // Dropping this future (the host withdrew the SA, the task was
+    // aborted) ends the connection: the guard shuts the socket down, and
+    // the thread's blocking read returns.
+    struct Hangup(std::os::unix::net::UnixStream);
+    impl Drop for Hangup {
+        fn drop(&mut self) {
+            let _ = self.0.shutdown(std::net::Shutdown::Both);
+        }
+    }
+    let _hangup = Hangup(stream.try_clone()?);
+    let (done_tx, done_rx) = oneshot::channel();
+    let answerer = Answerer { obj, caller, serial: 0, reply: Vec::with_capacity(256) };
+    std::thread::Builder::new().name("remote-object".into()).spawn(move || {
+        let _ = done_tx.send(serve_blocking(stream, buf, answerer));
+    })?;
+    done_rx.await.unwrap_or(Err(RemoteError::Dead))
+}
+
+fn serve_blocking(mut stream: std::os::unix::net::UnixStream, mut buf: Vec<u8>, mut a: Answerer) -> Result<(), RemoteError> {
+    use std::io::{Read, Write};
+    let mut out = Vec::with_capacity(4096);
+    loop {
+        a.answer(&mut buf, &mut out)?;
         if !out.is_empty() {
-            w.write_all(&out).await?;
+            stream.write_all(&out)?;
             out.clear();
         }
+        // Read straight into the buffer's tail (nothing can cancel a
+        // blocking read half-way here).
         let start = buf.len();
         buf.resize(start + 64 * 1024, 0);
-        let n = r.read(&mut buf[start..]).await?;
+        let n = stream.read(&mut buf[start..])?;
         buf.truncate(start + n);
         if n == 0 {
             return Ok(());

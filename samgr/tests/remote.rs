@@ -24,6 +24,9 @@ impl RemoteObject for Calc {
         }
         Ok(())
     }
+    fn on_dump(&self, args: &[String]) -> String {
+        format!("calc {}", args.join(" "))
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -35,6 +38,7 @@ async fn remote_objects_through_samgr() {
     host.publish_remote(2100, Arc::new(Calc), None).await.unwrap();
     let client = Samgr::connect(&sock).await.unwrap();
     let calc = client.get_remote(2100).await.unwrap();
+    assert_eq!(client.dump_sa(2100, vec!["x".into()]).await.unwrap(), "calc x", "hooks reach a remote object");
     assert_eq!(calc.send_request(1, &41u32.to_le_bytes()).await.unwrap(), 42u32.to_le_bytes());
     assert_eq!(calc.send_request(2, &[]).await.unwrap(), (std::process::id() as i32).to_le_bytes(), "the SA sees the caller samgr verified");
     let big = vec![9u8; 100_000];

@@ -134,11 +134,13 @@ impl AnySa for RemoteSa {
         Box::pin(async move { crate::remote::serve(stream, obj, caller).await.map_err(|e| IpcError::Sa(e.to_string())) })
     }
     fn on_idle(&self) -> bool {
-        true
+        self.0.on_idle()
     }
-    fn on_stop(&self) {}
-    fn on_dump(&self, _args: &[String]) -> String {
-        String::new()
+    fn on_stop(&self) {
+        self.0.on_stop()
+    }
+    fn on_dump(&self, args: &[String]) -> String {
+        self.0.on_dump(args)
     }
 }
 
