@@ -386,28 +386,7 @@ async fn remote_big_lat(p: &accord_ipc::remote::RemoteProxy, n: usize) -> Vec<Du
 }
 
 async fn remote_tput(p: &accord_ipc::remote::RemoteProxy, tasks: usize) -> f64 {
-    let stop = Arc::new(AtomicBool::new(false));
-    let start = Instant::now();
-    let hs: Vec<_> = (0..tasks)
-        .map(|_| {
-            let (p, stop) = (p.clone(), stop.clone());
-            tokio::spawn(async move {
-                let mut n = 0u32;
-                while !stop.load(Ordering::Relaxed) {
-                    assert_eq!(remote_call(&p, n).await, n.wrapping_add(1));
-                    n = n.wrapping_add(1);
-                }
-                u64::from(n)
-            })
-        })
-        .collect();
-    tokio::time::sleep(TPUT_TIME).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut total = 0;
-    for h in hs {
-        total += h.await.expect("client task");
-    }
-    total as f64 / start.elapsed().as_secs_f64()
+    tput(p, tasks, |p, n| async move { assert_eq!(remote_call(&p, n).await, n.wrapping_add(1)) }).await
 }
 
 async fn remote_for(samgr: &Path, id: u32) -> accord_ipc::remote::RemoteProxy {
@@ -539,15 +518,26 @@ async fn proxy_tput(p: &CalcClientProxy<'static>, tasks: usize) -> f64 {
     for i in 0..200 {
         p.add_one(i).await.expect("warm-up call");
     }
+    tput(p, tasks, |p, n| async move { assert_eq!(p.add_one(n).await.expect("call"), n.wrapping_add(1)) }).await
+}
+
+/// Calls/s of `tasks` tasks, each making checked calls `call(client, n)`
+/// for [`TPUT_TIME`].
+async fn tput<C, F, Fut>(client: &C, tasks: usize, call: F) -> f64
+where
+    C: Clone + Send + 'static,
+    F: Fn(C, u32) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let hs: Vec<_> = (0..tasks)
         .map(|_| {
-            let (p, stop) = (p.clone(), stop.clone());
+            let (c, stop, call) = (client.clone(), stop.clone(), call.clone());
             tokio::spawn(async move {
                 let mut n = 0u32;
                 while !stop.load(Ordering::Relaxed) {
-                    assert_eq!(p.add_one(n).await.expect("call"), n.wrapping_add(1));
+                    call(c.clone(), n).await;
                     n = n.wrapping_add(1);
                 }
                 u64::from(n)

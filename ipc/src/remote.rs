@@ -244,6 +244,26 @@ fn get_str(body: &[u8]) -> Option<&str> {
     std::str::from_utf8(body.get(4..4 + n)?).ok()
 }
 
+/// A `SendRequest(code, data)` call.
+fn request(out: &mut Vec<u8>, serial: u32, code: u32, data: &[u8]) {
+    message(
+        out,
+        CALL,
+        0,
+        serial,
+        |f| {
+            field_str(f, 1, b'o', PATH);
+            field_str(f, 2, b's', INTERFACE);
+            field_str(f, 3, b's', METHOD);
+            field_str(f, 8, b'g', "uay");
+        },
+        |b| {
+            put_u32(b, code);
+            body_bytes(b, data);
+        },
+    );
+}
+
 fn reply_error(out: &mut Vec<u8>, serial: u32, reply_to: u32, name: &str, text: &str) {
     message(
         out,
@@ -521,22 +541,7 @@ impl RemoteProxy {
         let (tx, mut rx) = oneshot::channel();
         sh.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(serial, tx);
         let mut msg = Vec::with_capacity(96 + data.len());
-        message(
-            &mut msg,
-            CALL,
-            0,
-            serial,
-            |f| {
-                field_str(f, 1, b'o', PATH);
-                field_str(f, 2, b's', INTERFACE);
-                field_str(f, 3, b's', METHOD);
-                field_str(f, 8, b'g', "uay");
-            },
-            |b| {
-                put_u32(b, code);
-                body_bytes(b, data);
-            },
-        );
+        request(&mut msg, serial, code, data);
         if let Err(e) = sh.writer.lock().await.write_all(&msg).await {
             sh.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&serial);
             return Err(e.into());
@@ -609,22 +614,7 @@ mod tests {
     #[test]
     fn messages_round_trip_through_the_parser() {
         let mut b = Vec::new();
-        message(
-            &mut b,
-            CALL,
-            0,
-            7,
-            |f| {
-                field_str(f, 1, b'o', PATH);
-                field_str(f, 2, b's', INTERFACE);
-                field_str(f, 3, b's', METHOD);
-                field_str(f, 8, b'g', "uay");
-            },
-            |body| {
-                put_u32(body, 42);
-                body_bytes(body, b"hello");
-            },
-        );
+        request(&mut b, 7, 42, b"hello");
         assert_eq!(message_len(&b).unwrap(), Some(b.len()));
         let m = parse(&b).unwrap();
         assert_eq!((m.kind, m.serial, m.path, m.interface, m.member, m.signature), (CALL, 7, PATH, INTERFACE, METHOD, "uay"));
