@@ -113,6 +113,14 @@ pub fn raise_fd_limit() {
     }
 }
 
+/// A tokio stream on a socket descriptor passed over D-Bus (samgr's
+/// socket pairs).
+pub fn stream_from_fd(fd: std::os::fd::OwnedFd) -> std::io::Result<UnixStream> {
+    let s = std::os::unix::net::UnixStream::from(fd);
+    s.set_nonblocking(true)?;
+    UnixStream::from_std(s)
+}
+
 /// The client end of a p2p stream.
 pub async fn connect(stream: UnixStream) -> Result<zbus::Connection, IpcError> {
     Ok(Builder::unix_stream(stream).p2p().build().await?)

@@ -79,7 +79,8 @@ impl SaState {
 }
 
 struct Reg {
-    host: zbus::Connection,
+    /// The host's interface, on its connection to samgr.
+    host: SystemAbilityHostProxy<'static>,
     /// Which samgr connection registered it (removed when it closes).
     host_conn: u64,
     owner: Identity,
@@ -109,7 +110,13 @@ struct HostLink {
     /// samgr's connection id.
     id: u64,
     who: Identity,
-    conn: zbus::Connection,
+    host: SystemAbilityHostProxy<'static>,
+}
+
+/// The host interface on a host's connection (built once per
+/// registration, not per call).
+async fn host_proxy(conn: &zbus::Connection) -> fdo::Result<SystemAbilityHostProxy<'static>> {
+    SystemAbilityHostProxy::builder(conn).cache_properties(zbus::proxy::CacheProperties::No).build().await.map_err(|e| fdo::Error::Failed(e.to_string()))
 }
 
 #[derive(Default)]
@@ -118,6 +125,20 @@ struct State {
     procs: BTreeMap<String, Proc>,
     /// SA id → subscribers (samgr connection id, connection).
     subscribers: BTreeMap<u32, Vec<(u64, zbus::Connection)>>,
+}
+
+impl State {
+    /// SA `id` has no host any more: a profile SA goes back to NOT_LOADED,
+    /// any other is forgotten.
+    fn withdraw(&mut self, id: u32) {
+        if let Some(sa) = self.sas.get_mut(&id) {
+            sa.reg = None;
+            sa.state = SaState::NotLoaded;
+            if sa.process.is_none() {
+                self.sas.remove(&id);
+            }
+        }
+    }
 }
 
 /// What samgr knows; cheap to clone (shared).
@@ -208,7 +229,7 @@ impl Registry {
         sa.state = SaState::Loading;
         sa.attempt += 1;
         let attempt = sa.attempt;
-        let running = st.procs.get(&process).and_then(|p| if p.exiting { None } else { p.conn.as_ref().map(|c| c.conn.clone()) });
+        let running = st.procs.get(&process).and_then(|p| if p.exiting { None } else { p.conn.as_ref().map(|c| c.host.clone()) });
         drop(st);
         self.bump();
         info!("SA {id}: loading (process {process})");
@@ -268,7 +289,7 @@ impl Registry {
 
     /// Waits until SA `id` is loaded (loading it if needed); its host's
     /// connection and the permission it requires, or why not.
-    async fn loaded(&self, id: u32) -> fdo::Result<(zbus::Connection, String)> {
+    async fn loaded(&self, id: u32) -> fdo::Result<(SystemAbilityHostProxy<'static>, String)> {
         let mut rx = self.changed.subscribe();
         let deadline = tokio::time::Instant::now() + self.load_timeout + Duration::from_millis(200);
         let mut waiting_on: Option<u64> = None;
@@ -315,12 +336,8 @@ impl Registry {
         let mut st = self.lock();
         let gone: Vec<u32> = st.sas.iter().filter(|(_, s)| s.reg.as_ref().is_some_and(|r| r.host_conn == conn_id)).map(|(id, _)| *id).collect();
         for id in &gone {
-            if let Some(sa) = st.sas.get_mut(id) {
-                sa.reg = None;
-                sa.state = SaState::NotLoaded;
-            }
+            st.withdraw(*id);
         }
-        st.sas.retain(|_, s| s.reg.is_some() || s.process.is_some());
         let mut dead_procs = Vec::new();
         for (name, p) in st.procs.iter_mut() {
             if p.conn.as_ref().is_some_and(|c| c.id == conn_id) {
@@ -362,9 +379,8 @@ async fn bounded<T>(call: impl std::future::Future<Output = zbus::Result<T>>) ->
 }
 
 /// Asks a running host to load SA `id`.
-async fn load_in_running(id: u32, host: zbus::Connection) -> Result<(), String> {
-    let p = SystemAbilityHostProxy::builder(&host).cache_properties(zbus::proxy::CacheProperties::No).build().await.map_err(|e| e.to_string())?;
-    bounded(p.load(id)).await.map_err(|e| format!("its process could not load it: {e}"))
+async fn load_in_running(id: u32, host: SystemAbilityHostProxy<'static>) -> Result<(), String> {
+    bounded(host.load(id)).await.map_err(|e| format!("its process could not load it: {e}"))
 }
 
 /// Calls a listener method on `conn` from a task of its own.
@@ -407,6 +423,7 @@ impl SamgrIface {
         check_id(id)?;
         let who = self.who;
         self.registry.allow(id, &who, policy::Action::Register)?;
+        let host = host_proxy(conn).await?;
         let mut st = self.registry.lock();
         let sa = st.sas.entry(id).or_insert(Sa { process: None, state: SaState::NotLoaded, reg: None, attempt: 0, failed: None });
         if let Some(old) = &sa.reg {
@@ -414,12 +431,12 @@ impl SamgrIface {
                 return Err(fdo::Error::FileExists(format!("SA {id} is already registered by pid {}", old.owner.pid)));
             }
         }
-        sa.reg = Some(Reg { host: conn.clone(), host_conn: self.conn_id, owner: who, permission: props.permission.clone() });
+        sa.reg = Some(Reg { host: host.clone(), host_conn: self.conn_id, owner: who, permission: props.permission.clone() });
         sa.state = SaState::Loaded;
         let process = sa.process.clone();
         if let Some(p) = process.and_then(|p| st.procs.get_mut(&p)) {
             if p.conn.is_none() {
-                p.conn = Some(HostLink { id: self.conn_id, who, conn: conn.clone() });
+                p.conn = Some(HostLink { id: self.conn_id, who, host });
             }
         }
         self.registry.notify(&st, id, true);
@@ -433,11 +450,7 @@ impl SamgrIface {
         check_id(id)?;
         let mut st = self.registry.lock();
         self.owns(&st, id)?;
-        if let Some(sa) = st.sas.get_mut(&id) {
-            sa.reg = None;
-            sa.state = SaState::NotLoaded;
-        }
-        st.sas.retain(|_, s| s.reg.is_some() || s.process.is_some());
+        st.withdraw(id);
         self.registry.notify(&st, id, false);
         drop(st);
         self.registry.bump();
@@ -459,9 +472,8 @@ impl SamgrIface {
                 return Err(fdo::Error::AccessDenied(format!("uid {} lacks {permission}, which SA {id} requires", who.uid)));
             }
             let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(|e| fdo::Error::IOError(e.to_string()))?;
-            let proxy = SystemAbilityHostProxy::builder(&host).cache_properties(zbus::proxy::CacheProperties::No).build().await.map_err(|e| fdo::Error::Failed(e.to_string()))?;
             let fd: std::os::fd::OwnedFd = ours.into();
-            match bounded(proxy.connect(id, fd.into(), who.uid, who.gid, who.pid)).await {
+            match bounded(host.connect(id, fd.into(), who.uid, who.gid, who.pid)).await {
                 Ok(()) => {
                     let fd: std::os::fd::OwnedFd = theirs.into();
                     return Ok(fd.into());
@@ -536,16 +548,13 @@ impl SamgrIface {
         };
         self.registry.bump();
         let stopped = match host {
-            Some(h) => bounded(async { SystemAbilityHostProxy::builder(&h).cache_properties(zbus::proxy::CacheProperties::No).build().await?.stop(id, false).await }).await,
+            Some(h) => bounded(h.stop(id, false)).await,
             None => Ok((true, false)),
         };
         let mut st = self.registry.lock();
         let result = match stopped {
             Ok((true, exiting)) => {
-                if let Some(sa) = st.sas.get_mut(&id) {
-                    sa.reg = None;
-                    sa.state = SaState::NotLoaded;
-                }
+                st.withdraw(id);
                 if let Some(p) = process.as_ref().and_then(|p| st.procs.get_mut(p)) {
                     p.exiting |= exiting;
                 }
@@ -602,6 +611,7 @@ impl SamgrIface {
     }
 
     async fn add_system_process(&self, name: &str, #[zbus(connection)] conn: &zbus::Connection) -> fdo::Result<Vec<u32>> {
+        let host = host_proxy(conn).await?;
         let mut st = self.registry.lock();
         let Some(p) = st.procs.get_mut(name) else {
             return Err(fdo::Error::ServiceUnknown(format!("no SA profile names process {name:?}")));
@@ -609,7 +619,7 @@ impl SamgrIface {
         if let Some(other) = p.conn.as_ref().filter(|c| c.id != self.conn_id) {
             return Err(fdo::Error::FileExists(format!("process {name} is already running as pid {}", other.who.pid)));
         }
-        p.conn = Some(HostLink { id: self.conn_id, who: self.who, conn: conn.clone() });
+        p.conn = Some(HostLink { id: self.conn_id, who: self.who, host });
         p.exiting = false;
         let wanted: Vec<u32> = st.sas.iter().filter(|(_, s)| s.state == SaState::Loading && s.process.as_deref() == Some(name)).map(|(id, _)| *id).collect();
         drop(st);
@@ -640,8 +650,7 @@ impl SamgrIface {
             let st = self.registry.lock();
             st.sas.get(&id).and_then(|s| s.reg.as_ref()).map(|r| r.host.clone()).ok_or_else(|| fdo::Error::ServiceUnknown(format!("SA {id} is not loaded")))?
         };
-        let p = SystemAbilityHostProxy::builder(&host).cache_properties(zbus::proxy::CacheProperties::No).build().await.map_err(|e| fdo::Error::Failed(e.to_string()))?;
-        bounded(p.dump(id, args)).await.map_err(|e| fdo::Error::Failed(format!("SA {id} dump: {e}")))
+        bounded(host.dump(id, args)).await.map_err(|e| fdo::Error::Failed(format!("SA {id} dump: {e}")))
     }
 }
 

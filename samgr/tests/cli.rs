@@ -13,7 +13,8 @@ use accord_ipc::sa::{Caller, SaHost, Samgr, SystemAbility};
 /// An SA that records who called it.
 #[derive(Default)]
 struct Recorder {
-    callers: Mutex<Vec<(u32, u32, i32)>>,
+    /// (uid, gid, pid) of each connection; shared so the test can read it.
+    callers: Arc<Mutex<Vec<(u32, u32, i32)>>>,
 }
 
 struct RecorderIface {
@@ -39,13 +40,7 @@ impl SystemAbility for Recorder {
         RecorderIface { caller }
     }
     fn on_dump(&self, args: &[String]) -> String {
-        format!("recorder: {} connections; args {:?}\n", self.sa_count(), args)
-    }
-}
-
-impl Recorder {
-    fn sa_count(&self) -> usize {
-        self.callers.lock().unwrap().len()
+        format!("recorder: {} connections; args {:?}\n", self.callers.lock().unwrap().len(), args)
     }
 }
 
@@ -108,10 +103,10 @@ async fn cli_hidumper_policy_and_identity() {
         r#"{"rules": [{"ids": "3301", "register": {"uids": [0]}, "get": {"uids": [0, 2000]}}],
             "permissions": {"ohos.permission.TEST_SECRET": {"uids": [2000]}}}"#,
     );
-    let rec = Arc::new(Recorder::default());
+    let callers = Arc::new(Mutex::new(Vec::new()));
     let host = SaHost::connect(&d.sock).await.unwrap();
-    host.publish(3301, RecorderShared(rec.clone()), None).await.unwrap();
-    host.publish(3400, RecorderShared(rec.clone()), None).await.unwrap();
+    host.publish(3301, Recorder { callers: callers.clone() }, None).await.unwrap();
+    host.publish(3400, Recorder { callers: callers.clone() }, None).await.unwrap();
     let props = accord_ipc::sa::SaProps { permission: "ohos.permission.TEST_SECRET".into(), ..Default::default() };
     host.publish_with(3600, Recorder::default(), props, None).await.unwrap();
     let hidumper = d.dir.path().join("hidumper");
@@ -145,7 +140,7 @@ async fn cli_hidumper_policy_and_identity() {
     assert!(!out.status.success(), "uid 1000 may not get SA 3301: {}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("uid 1000") && err.contains("may not get SA 3301"), "the denial names caller and SA: {err}");
-    let before = rec.callers.lock().unwrap().len();
+    let before = callers.lock().unwrap().len();
     let out = run(Path::new(SAMGR), &["--get", "3301"], &d.sock, 2000).await;
     assert!(out.status.success(), "uid 2000 may: {}", text(&out));
     let out = run(Path::new(SAMGR), &["--get", "3400"], &d.sock, 1000).await;
@@ -155,7 +150,7 @@ async fn cli_hidumper_policy_and_identity() {
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("lacks ohos.permission.TEST_SECRET"), "{}", text(&out));
     let out = run(Path::new(SAMGR), &["--get", "3600"], &d.sock, 2000).await;
     assert!(out.status.success(), "uid 2000 holds it: {}", text(&out));
-    let seen: Vec<(u32, u32, i32)> = rec.callers.lock().unwrap()[before..].to_vec();
+    let seen: Vec<(u32, u32, i32)> = callers.lock().unwrap()[before..].to_vec();
     assert_eq!(seen.iter().map(|c| (c.0, c.1)).collect::<Vec<_>>(), vec![(2000, 2000), (1000, 1000)], "SA saw the real callers");
 
     // A non-root process cannot register an SA the policy keeps for root
@@ -190,20 +185,6 @@ async fn register_as_child() {
 trait RecorderClient {
     fn add_one(&self, x: u32) -> zbus::Result<u32>;
     fn secret(&self) -> zbus::Result<String>;
-}
-
-/// The recorder shared between registrations, so the test can read it.
-struct RecorderShared(Arc<Recorder>);
-
-impl SystemAbility for RecorderShared {
-    type Interface = RecorderIface;
-    const PATH: &'static str = "/org/accord/test/Recorder";
-    fn connect(self: &Arc<Self>, caller: Caller) -> RecorderIface {
-        self.0.connect(caller)
-    }
-    fn on_dump(&self, args: &[String]) -> String {
-        self.0.on_dump(args)
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,10 +11,14 @@ use accord_ipc::profile::Profile;
 use accord_ipc::sa::{Caller, Published, SaEvent, SaHost, Samgr, SystemAbility};
 use accord_samgr::{Registry, Starter};
 
+/// The test SA. `stops` counts its on_stop calls (shared, so a test can
+/// read it after the host dropped the SA); `refuse_idle` makes on_idle
+/// say no; `stall_idle` makes it hang for 6 s.
 #[derive(Default)]
 struct Echo {
-    stops: AtomicUsize,
+    stops: Arc<AtomicUsize>,
     refuse_idle: std::sync::atomic::AtomicBool,
+    stall_idle: bool,
 }
 
 struct EchoIface {
@@ -50,6 +54,9 @@ impl SystemAbility for Echo {
         EchoIface { caller }
     }
     fn on_idle(&self) -> bool {
+        if self.stall_idle {
+            std::thread::sleep(Duration::from_secs(6));
+        }
         !self.refuse_idle.load(Ordering::SeqCst)
     }
     fn on_stop(&self) {
@@ -169,34 +176,12 @@ impl Starter for TaskStarter {
         let rt = tokio::runtime::Handle::current();
         rt.spawn(async move {
             let make = move || {
-                let e = Echo::default();
-                e.refuse_idle.store(refuse, Ordering::SeqCst);
-                Published::new(StopCounter { inner: Arc::new(e), stops: stops.clone() })
+                Published::new(Echo { stops: stops.clone(), refuse_idle: refuse.into(), stall_idle: false })
             };
             let r = accord_ipc::sa::run_profile_at(&sock, &profile, vec![(9500, Box::new(make)), (9501, Box::new(|| Err("9501 cannot start here".to_owned())))]).await;
             r.expect("run_profile");
         });
         Ok(())
-    }
-}
-
-/// Echo plus a shared count of its stops (the host drops the SA itself).
-struct StopCounter {
-    inner: Arc<Echo>,
-    stops: Arc<AtomicUsize>,
-}
-
-impl SystemAbility for StopCounter {
-    type Interface = EchoIface;
-    const PATH: &'static str = "/org/accord/test/Echo";
-    fn connect(self: &Arc<Self>, caller: Caller) -> EchoIface {
-        EchoIface { caller }
-    }
-    fn on_idle(&self) -> bool {
-        self.inner.on_idle()
-    }
-    fn on_stop(&self) {
-        self.stops.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -399,19 +384,6 @@ async fn an_sa_starts_only_once_its_dependencies_are_there() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_host_does_not_hold_samgr() {
-    /// An SA whose on_idle never comes back in time.
-    struct Stuck;
-    impl SystemAbility for Stuck {
-        type Interface = EchoIface;
-        const PATH: &'static str = "/org/accord/test/Echo";
-        fn connect(self: &Arc<Self>, caller: Caller) -> EchoIface {
-            EchoIface { caller }
-        }
-        fn on_idle(&self) -> bool {
-            std::thread::sleep(Duration::from_secs(6));
-            true
-        }
-    }
     let (_dir, sock, _task) = start_samgr(Registry::default());
     let s2 = sock.clone();
     // The host on a runtime of its own: its on_idle blocks that runtime.
@@ -419,7 +391,8 @@ async fn a_stuck_host_does_not_hold_samgr() {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
             let host = SaHost::connect(&s2).await.unwrap();
-            host.publish(1900, Stuck, None).await.unwrap();
+            // on_idle never comes back in time.
+            host.publish(1900, Echo { stall_idle: true, ..Echo::default() }, None).await.unwrap();
             std::future::pending::<()>().await;
         });
     });

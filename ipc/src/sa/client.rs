@@ -131,13 +131,16 @@ impl Samgr {
         }
     }
 
+    /// The socket samgr hands out for SA `id`.
+    async fn get_stream(&self, id: u32) -> Result<UnixStream, IpcError> {
+        let fd: OwnedFd = self.call(|p| async move { p.get_system_ability(id).await }).await?.into();
+        Ok(crate::stream_from_fd(fd)?)
+    }
+
     /// A direct D-Bus connection to SA `id` (samgr is not on its path),
     /// loading the SA first if it is on demand.
     pub async fn get_connection(&self, id: u32) -> Result<zbus::Connection, IpcError> {
-        let fd: OwnedFd = self.call(|p| async move { p.get_system_ability(id).await }).await?.into();
-        let s = std::os::unix::net::UnixStream::from(fd);
-        s.set_nonblocking(true)?;
-        crate::connect(UnixStream::from_std(s)?).await
+        crate::connect(self.get_stream(id).await?).await
     }
 
     /// A typed proxy (`FooProxy`, made by `#[zbus::proxy]`) on SA `id`.
@@ -153,10 +156,7 @@ impl Samgr {
     /// A client of SA `id` published as a remote object
     /// ([`super::SaHost::publish_remote`]): the fast path.
     pub async fn get_remote(&self, id: u32) -> Result<crate::remote::RemoteProxy, IpcError> {
-        let fd: OwnedFd = self.call(|p| async move { p.get_system_ability(id).await }).await?.into();
-        let s = std::os::unix::net::UnixStream::from(fd);
-        s.set_nonblocking(true)?;
-        crate::remote::RemoteProxy::connect(UnixStream::from_std(s)?).await.map_err(|e| IpcError::Sa(e.to_string()))
+        crate::remote::RemoteProxy::connect(self.get_stream(id).await?).await.map_err(|e| IpcError::Sa(e.to_string()))
     }
 
     /// Whether SA `id` is registered now (never loads it).

@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -409,10 +408,7 @@ impl HostIface {
     fn connect(&self, id: u32, fd: zvariant::OwnedFd, uid: u32, gid: u32, pid: i32) -> fdo::Result<()> {
         let inner = self.inner()?;
         let live = lock(&inner.live).get(&id).cloned().ok_or_else(|| fdo::Error::ServiceUnknown(format!("this process hosts no SA {id}")))?;
-        let fd: OwnedFd = fd.into();
-        let std_stream = std::os::unix::net::UnixStream::from(fd);
-        std_stream.set_nonblocking(true).map_err(io_err)?;
-        let stream = UnixStream::from_std(std_stream).map_err(io_err)?;
+        let stream = crate::stream_from_fd(fd.into()).map_err(io_err)?;
         live.clients.fetch_add(1, Ordering::SeqCst);
         live.generation.fetch_add(1, Ordering::SeqCst);
         let caller = Caller { identity: Identity { uid, gid, pid }, policy: inner.policy.clone() };
@@ -458,7 +454,7 @@ impl HostIface {
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 if let Some(inner) = weak.upgrade() {
-                    inner.empty.notify_waiters();
+                    // A permit: it reaches `emptied()` whenever it waits.
                     inner.empty.notify_one();
                 }
             });
