@@ -6,13 +6,14 @@ TEST_ARCHES ?= aarch64 x86_64
 
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help setup build rootfs qemu qemu-test test unit-test bench reset-data clean
+.PHONY: help setup build rootfs qemu qemu-test test unit-test flake-hunt bench reset-data clean
 
 help:
 	@echo "make qemu       build the image and boot it (ARCH=$(ARCH)); poweroff exits"
 	@echo "make test       unit + namespace tests, then the QEMU system test ($(TEST_ARCHES))"
 	@echo "make rootfs     build out/\$$ARCH/{vmlinuz,initramfs.img,data.img} (OVERLAY=dir lays dir over it)"
 	@echo "make qemu-test  boot headless and check the running system (ARCH=...)"
+	@echo "make flake-hunt N=30  run cargo test N times, half with the CPUs kept busy"
 	@echo "make bench      boot time, RSS, image size, parameter latency"
 	@echo "make reset-data fresh, empty /data for ARCH"
 	@echo "make setup      install host packages and rust targets (done on demand)"
@@ -43,6 +44,12 @@ qemu-test: rootfs
 
 unit-test: .host-ready
 	cargo test --workspace </dev/null
+
+# The whole cargo test suite N times, odd runs with every CPU kept busy;
+# reports each failing run and test (logs in out/flake-hunt/).
+N ?= 30
+flake-hunt: .host-ready
+	@tests/flake-hunt.sh $(N)
 
 test: unit-test
 	@for a in $(TEST_ARCHES); do $(MAKE) --no-print-directory qemu-test ARCH=$$a || exit 1; done

@@ -69,12 +69,20 @@ async fn stock_dbus_send_talks_to_our_endpoint() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("org.accord.test.Echo") && text.contains("AddOne"), "{text}");
     // Garbage on the socket does not take the server down.
-    {
-        use std::io::Write;
-        let mut s = std::os::unix::net::UnixStream::connect(&path).unwrap();
-        let _ = s.write_all(b"\0AUTH GARBAGE\r\n\xff\xfe garbage");
-    }
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::task::spawn_blocking({
+        let path = path.clone();
+        move || {
+            use std::io::{Read, Write};
+            let mut s = std::os::unix::net::UnixStream::connect(&path).unwrap();
+            let _ = s.write_all(b"\0AUTH GARBAGE\r\n\xff\xfe garbage");
+            // The server has dealt with it once it hangs up.
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            let mut rest = Vec::new();
+            let _ = s.read_to_end(&mut rest);
+        }
+    })
+    .await
+    .unwrap();
     let out = run(vec![addr, "--print-reply".into(), "/org/accord/Echo".into(), "org.accord.test.Echo.AddOne".into(), "uint32:1".into()]).await.unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("uint32 2"));
 }

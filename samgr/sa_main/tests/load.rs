@@ -33,6 +33,18 @@ fn fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
 }
 
+/// Waits (30 s at most) until `pid` holds at most `n` descriptors.
+fn wait_fds_at_most(pid: u32, n: usize) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fds(pid) > n {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    true
+}
+
 fn rss_kib(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     s.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(0)
@@ -43,7 +55,7 @@ fn rss_kib(pid: u32) -> u64 {
 /// up at once, whatever the machine's speed).
 fn client(sock: &Path, go: &Path, conns: usize, slow: bool) -> Child {
     Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "load_client", "--nocapture", "--test-threads=1"])
+        .args(["--ignored", "--exact", "load_client", "--nocapture", "--test-threads=1"])
         .env("ACCORD_LOAD_SOCKET", sock)
         .env("ACCORD_LOAD_GO", go)
         .env("ACCORD_LOAD_CONNS", conns.to_string())
@@ -88,12 +100,11 @@ fn thousand_clients_with_ten_percent_killed_mid_call() {
             assert!(out.status.success(), "warm-up client: {}", String::from_utf8_lossy(&out.stdout));
         }
     }
-    let t = Instant::now();
-    while fds(samgr_pid) > fd_start && t.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // `fd_start` may still count the short-lived `--check` client's
+    // connection (samgr closes it when it sees the hang-up), so "back to
+    // where it started" is "not above it", waited for.
+    assert!(wait_fds_at_most(samgr_pid, fd_start), "samgr's descriptors return to where they started after 2,000 connections ({} > {fd_start})", fds(samgr_pid));
     let (fd0, rss0) = (fds(samgr_pid), rss_kib(samgr_pid));
-    assert_eq!(fd0, fd_start, "samgr's descriptors return to where they started after 2,000 connections");
 
     std::fs::remove_file(&go).unwrap();
     let mut kids: Vec<Child> = (0..PROCS).map(|i| client(&sock, &go, PER_PROC, i == 0)).collect();
@@ -101,7 +112,7 @@ fn thousand_clients_with_ten_percent_killed_mid_call() {
     // Every client holds its samgr connections while it waits for `go`.
     let mut peak = fds(samgr_pid);
     let t = Instant::now();
-    while peak < fd0 + PER_PROC * PROCS && t.elapsed() < Duration::from_secs(60) {
+    while peak < fd0 + PER_PROC * PROCS && t.elapsed() < Duration::from_secs(120) {
         std::thread::sleep(Duration::from_millis(20));
         peak = peak.max(fds(samgr_pid));
     }
@@ -121,27 +132,24 @@ fn thousand_clients_with_ten_percent_killed_mid_call() {
     assert_eq!(calls, (PROCS as u64 - 1) * PER_PROC as u64 * u64::from(CALLS), "every survivor's call got its right reply");
     assert!(peak >= fd0 + PER_PROC * PROCS, "samgr held the 1,000 connections at once (peak {peak} fds, baseline {fd0})");
 
-    let mut fd1 = fds(samgr_pid);
-    let t = Instant::now();
-    while fd1 > fd0 && t.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(50));
-        fd1 = fds(samgr_pid);
-    }
-    let rss1 = rss_kib(samgr_pid);
+    let back = wait_fds_at_most(samgr_pid, fd0);
+    let (fd1, rss1) = (fds(samgr_pid), rss_kib(samgr_pid));
     println!("samgr: start {fd_start} fds {rss_start} KiB; after rounds 1-2 {fd0} fds {rss0} KiB; round 3 peak {peak} fds, after {fd1} fds {rss1} KiB; {calls} calls checked");
-    assert_eq!(fd1, fd0, "samgr's descriptors return to baseline");
+    assert!(back, "samgr's descriptors return to baseline ({fd1} > {fd0})");
     // Leaking what 1,000 connections hold would be megabytes.
     assert!(rss1 <= rss0 + rss0 / 10 + 1024, "samgr's memory returns to baseline: {rss0} KiB -> {rss1} KiB");
 }
 
-/// One client process (run by the test above): `ACCORD_LOAD_CONNS`
-/// connections, each getting the SA and making `CALLS` checked calls.
+/// One client process, a helper run by the test above (ignored on its
+/// own): `ACCORD_LOAD_CONNS` connections, each getting the SA and making
+/// `CALLS` checked calls.
 #[tokio::test(flavor = "current_thread")]
+#[ignore = "helper process of thousand_clients_with_ten_percent_killed_mid_call"]
 async fn load_client() {
-    let Some(sock) = std::env::var_os("ACCORD_LOAD_SOCKET").map(PathBuf::from) else { return };
-    let n: usize = std::env::var("ACCORD_LOAD_CONNS").unwrap().parse().unwrap();
+    let sock = PathBuf::from(std::env::var_os("ACCORD_LOAD_SOCKET").expect("load_client is a helper: ACCORD_LOAD_SOCKET"));
+    let n: usize = std::env::var("ACCORD_LOAD_CONNS").expect("ACCORD_LOAD_CONNS").parse().expect("ACCORD_LOAD_CONNS is a number");
     let slow = std::env::var("ACCORD_LOAD_SLOW").as_deref() == Ok("1");
-    let go = PathBuf::from(std::env::var_os("ACCORD_LOAD_GO").unwrap());
+    let go = PathBuf::from(std::env::var_os("ACCORD_LOAD_GO").expect("ACCORD_LOAD_GO"));
     let mut tasks = Vec::new();
     for c in 0..n {
         let (sock, go) = (sock.clone(), go.clone());
