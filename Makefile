@@ -6,13 +6,14 @@ TEST_ARCHES ?= aarch64 x86_64
 
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help setup build rootfs qemu qemu-test test unit-test flake-hunt bench reset-data clean
+.PHONY: help setup build rootfs qemu qemu-test test unit-test lint flake-hunt bench reset-data clean
 
 help:
 	@echo "make qemu       build the image and boot it (ARCH=$(ARCH)); poweroff exits"
 	@echo "make test       unit + namespace tests, then the QEMU system test ($(TEST_ARCHES))"
 	@echo "make rootfs     build out/\$$ARCH/{vmlinuz,initramfs.img,data.img} (OVERLAY=dir lays dir over it)"
 	@echo "make qemu-test  boot headless and check the running system (ARCH=...)"
+	@echo "make lint       cargo fmt --check and clippy -D warnings (part of make test)"
 	@echo "make flake-hunt N=30  run cargo test N times, half with the CPUs kept busy"
 	@echo "make bench      boot time, RSS, image size, parameter latency"
 	@echo "make reset-data fresh, empty /data for ARCH"
@@ -42,7 +43,12 @@ qemu-test: OVERLAY := $(or $(OVERLAY),tests/systest/overlay)
 qemu-test: rootfs
 	cargo run --release -q -p accord-systest --bin qemu-test -- $(ARCH) </dev/null
 
-unit-test: .host-ready
+# Formatting and clippy are part of the tests: a warning fails them.
+lint: .host-ready
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -q -- -D warnings </dev/null
+
+unit-test: lint
 	cargo test --workspace </dev/null
 
 # The whole cargo test suite N times, odd runs with every CPU kept busy;

@@ -74,8 +74,13 @@ else
     done
 fi
 for t in "${missing_targets[@]}"; do log "missing: rust target $t"; done
+# make test runs cargo fmt --check and clippy.
+missing_components=()
+cargo fmt --version >/dev/null 2>&1 || missing_components+=(rustfmt)
+cargo clippy --version >/dev/null 2>&1 || missing_components+=(clippy)
+for c in "${missing_components[@]}"; do log "missing: rust component $c"; done
 
-if [[ $need_foreign_arch -eq 0 && ${#missing[@]} -eq 0 && $qemu_utils_ok -eq 1 && ${#missing_targets[@]} -eq 0 ]]; then
+if [[ $need_foreign_arch -eq 0 && ${#missing[@]} -eq 0 && $qemu_utils_ok -eq 1 && ${#missing_targets[@]} -eq 0 && ${#missing_components[@]} -eq 0 ]]; then
     log "host is ready (nothing to install)"
     exit 0
 fi
@@ -112,5 +117,10 @@ if [[ ${#missing_targets[@]} -gt 0 ]]; then
     command -v rustup >/dev/null || die "rust targets ${missing_targets[*]} are missing and rustup is not installed"
     log "installing rust targets ${missing_targets[*]}"
     rustup target add "${missing_targets[@]}"
+fi
+if [[ ${#missing_components[@]} -gt 0 ]]; then
+    command -v rustup >/dev/null || die "rust components ${missing_components[*]} are missing and rustup is not installed"
+    log "installing rust components ${missing_components[*]}"
+    rustup component add "${missing_components[@]}"
 fi
 log "host is ready"
