@@ -1,12 +1,10 @@
 //! Host integration tests: the real init as PID 1 in namespaces over a
-//! temporary root (see `fixture`). Each test boots its own init in well
-//! under a second.
-
-mod fixture;
+//! temporary root (see `accord_testkit`). Each test boots its own init in
+//! well under a second.
 
 use std::time::Duration;
 
-use fixture::Fixture;
+use accord_testkit::Fixture;
 
 /// How long an awaited condition may take: generous, since a loaded
 /// machine is slow; a condition that holds returns at once.

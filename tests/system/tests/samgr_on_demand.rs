@@ -4,14 +4,12 @@
 //! the SA's process, idle unload and the process's exit, and samgr's own
 //! death with the SA registering again.
 
-#[path = "../../../init/init/tests/fixture/mod.rs"]
-mod fixture;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use accord_ipc::sa::{is_dead, SaEvent, Samgr};
-use fixture::Fixture;
+use accord_testkit::Fixture;
 
 #[zbus::proxy(interface = "org.accord.Demo", default_service = "org.accord.sa", default_path = "/org/accord/Demo")]
 trait Demo {
@@ -36,7 +34,7 @@ const PROFILE: &str = r#"{"process": "demo_sa", "systemability": [
 fn boot() -> Fixture {
     let mut f = Fixture::new(CFG, &[("system/profile/demo_sa.json", PROFILE)]);
     f.install_bin("samgr", "accord-samgr", &["hidumper"]);
-    std::fs::copy(env!("CARGO_BIN_EXE_sa_main"), f.path("system/bin/sa_main")).unwrap();
+    std::fs::copy(accord_testkit::workspace_bin("sa_main", "accord-sa-main"), f.path("system/bin/sa_main")).unwrap();
     f.boot();
     assert!(f.wait_param("bootevent.samgr.ready", "true", Duration::from_secs(30)), "samgr never got ready; log:\n{}", f.log_text());
     f

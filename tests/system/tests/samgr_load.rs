@@ -3,8 +3,6 @@
 //! ten is killed mid-call (after two rounds without kills). No call may get a wrong reply, the survivors
 //! finish, and samgr's descriptors and memory come back to their baseline.
 
-#[path = "../../../init/init/tests/fixture/mod.rs"]
-mod fixture;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -72,15 +70,15 @@ fn thousand_clients_with_ten_percent_killed_mid_call() {
     let sock = dir.path().join("samgr");
     let profile = dir.path().join("demo_sa.json");
     std::fs::write(&profile, r#"{"process": "demo_sa", "systemability": [{"name": 9001, "run-on-create": true}]}"#).unwrap();
-    let samgr = Kill(Command::new(fixture::workspace_bin("samgr", "accord-samgr")).arg("--socket").arg(&sock).arg("--policy").arg("/nonexistent").arg("--profiles").arg(dir.path()).stderr(Stdio::null()).spawn().unwrap());
+    let samgr = Kill(Command::new(accord_testkit::workspace_bin("samgr", "accord-samgr")).arg("--socket").arg(&sock).arg("--policy").arg("/nonexistent").arg("--profiles").arg(dir.path()).stderr(Stdio::null()).spawn().unwrap());
     let samgr_pid = samgr.0.id();
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::os::unix::net::UnixStream::connect(&sock).is_err() {
         assert!(Instant::now() < deadline, "samgr never listened");
         std::thread::sleep(Duration::from_millis(10));
     }
-    let _host = Kill(Command::new(env!("CARGO_BIN_EXE_sa_main")).arg(&profile).env("SAMGR_SOCKET", &sock).stderr(Stdio::null()).spawn().unwrap());
-    let samgr_bin = fixture::workspace_bin("samgr", "accord-samgr");
+    let _host = Kill(Command::new(accord_testkit::workspace_bin("sa_main", "accord-sa-main")).arg(&profile).env("SAMGR_SOCKET", &sock).stderr(Stdio::null()).spawn().unwrap());
+    let samgr_bin = accord_testkit::workspace_bin("samgr", "accord-samgr");
     while !Command::new(&samgr_bin).args(["--check", "9001"]).env("SAMGR_SOCKET", &sock).stdout(Stdio::null()).status().unwrap().success() {
         assert!(Instant::now() < deadline, "SA 9001 never registered");
         std::thread::sleep(Duration::from_millis(20));
