@@ -7,27 +7,50 @@ use std::path::Path;
 /// `(name, value)` pairs in file order.
 pub type Entries = Vec<(String, String)>;
 
-/// Parses `name=value` lines; `#` starts a comment line; whitespace around
-/// the name and value is trimmed. Returns the entries and one message per
-/// bad line.
-pub fn parse_defaults(text: &str) -> (Entries, Vec<String>) {
+/// Parses a `.para` defaults file as OpenHarmony's `SplitParamString`
+/// does ([`crate::dac::split_line`]): `#` at the start of a line is a
+/// comment, blanks around `=` are optional, the name ends at its first
+/// blank, the value is trimmed and loses one pair of surrounding double
+/// quotes (`const.product.name="OpenHarmony 3.2"`), a `#` inside a value is
+/// part of it. Like OpenHarmony, a line with an empty value and names under
+/// `ctl.` are skipped. Returns the entries and one message per skipped line,
+/// as `origin:N: ...` (`line N: ...` when `origin` is empty).
+pub fn parse_defaults(origin: &str, text: &str) -> (Entries, Vec<String>) {
     let mut entries = Vec::new();
     let mut problems = Vec::new();
     for (i, raw) in text.lines().enumerate() {
-        let line = raw.trim();
+        let at = if origin.is_empty() { format!("line {}", i + 1) } else { format!("{origin}:{}", i + 1) };
+        match crate::dac::split_line(raw) {
+            Ok(None) => {}
+            Err(why) => problems.push(format!("{at}: {why}: {:?}", raw.trim())),
+            Ok(Some((k, v))) => {
+                if let Err(e) = crate::name::validate_name(k) {
+                    problems.push(format!("{at}: {e}"));
+                } else if v.is_empty() {
+                    problems.push(format!("{at}: {k} has an empty value; line ignored"));
+                } else if k.starts_with("ctl.") {
+                    problems.push(format!("{at}: {k}: control parameters are not defaults; line ignored"));
+                } else {
+                    entries.push((k.to_owned(), v.to_owned()));
+                }
+            }
+        }
+    }
+    (entries, problems)
+}
+
+/// Parses the persist file: `name=value` lines written by [`save_atomic`],
+/// the value verbatim (no quote stripping, so any value round-trips).
+pub fn parse_persist(origin: &str, text: &str) -> (Entries, Vec<String>) {
+    let mut entries = Vec::new();
+    let mut problems = Vec::new();
+    for (i, line) in text.lines().enumerate() {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
         match line.split_once('=') {
-            Some((k, v)) => {
-                let k = k.trim();
-                if let Err(e) = crate::name::validate_name(k) {
-                    problems.push(format!("line {}: {e}", i + 1));
-                    continue;
-                }
-                entries.push((k.to_owned(), v.trim().to_owned()));
-            }
-            None => problems.push(format!("line {}: expected name=value: {raw:?}", i + 1)),
+            Some((k, v)) if crate::name::validate_name(k).is_ok() => entries.push((k.to_owned(), v.to_owned())),
+            _ => problems.push(format!("{origin}:{}: not a `name=value` line; skipped", i + 1)),
         }
     }
     (entries, problems)
@@ -36,7 +59,7 @@ pub fn parse_defaults(text: &str) -> (Entries, Vec<String>) {
 /// Reads a persist file (same `name=value` format).
 pub fn load(path: &Path) -> std::io::Result<(Entries, Vec<String>)> {
     let text = std::fs::read_to_string(path)?;
-    Ok(parse_defaults(&text))
+    Ok(parse_persist(&path.display().to_string(), &text))
 }
 
 /// Writes `entries` to `path` so that a crash leaves either the old or the
@@ -70,10 +93,54 @@ mod tests {
 
     #[test]
     fn defaults_with_comments_and_bad_lines() {
-        let (e, p) = parse_defaults("# c\nconst.a = 1\n\npersist.b=x=y\nno equals\nbad name=1\n");
+        let (e, p) = parse_defaults("t.para", "# c\nconst.a = 1\n\npersist.b=x=y\nno equals\nbad/name=1\n");
         assert_eq!(e, vec![("const.a".into(), "1".into()), ("persist.b".into(), "x=y".into())]);
         assert_eq!(p.len(), 2);
-        assert!(p[0].starts_with("line 5"));
+        assert!(p[0].starts_with("t.para:5:"), "{p:?}");
+        assert!(p[1].starts_with("t.para:6:"), "{p:?}");
+    }
+
+    /// Shapes from OpenHarmony's own `.para` files (startup_init's
+    /// ohos.para and ohos.startup.para, product files).
+    #[test]
+    fn openharmony_para_shapes() {
+        let text = "\
+# Copyright (c) 2021 Huawei Device Co., Ltd.
+const.product.name=\"OpenHarmony 3.2\"
+const.product.software.version=OpenHarmony 7.0.0.39
+  const.indented = yes
+const.build.characteristics = default
+persist.sys.usb.config=hdc
+persist.init.bootevent.enable=true
+hw_sc.build.os.version=5.0.0
+const.sharp=a#b
+const.quote.inner=say \"hi\"
+empty.value=
+ctl.start=foo
+const.ohos.fullname=OpenHarmony-5.0.0.1
+";
+        let (e, p) = parse_defaults("ohos.para", text);
+        let get = |k: &str| e.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("const.product.name"), Some("OpenHarmony 3.2"));
+        assert_eq!(get("const.product.software.version"), Some("OpenHarmony 7.0.0.39"));
+        assert_eq!(get("const.indented"), Some("yes"));
+        assert_eq!(get("const.build.characteristics"), Some("default"));
+        assert_eq!(get("hw_sc.build.os.version"), Some("5.0.0"));
+        assert_eq!(get("const.sharp"), Some("a#b"));
+        assert_eq!(get("const.quote.inner"), Some("say \"hi\""));
+        assert_eq!(get("empty.value"), None);
+        assert_eq!(get("ctl.start"), None);
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p[0].starts_with("ohos.para:11:") && p[1].starts_with("ohos.para:12:"), "{p:?}");
+    }
+
+    #[test]
+    fn persist_values_round_trip_verbatim() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p");
+        let entries = vec![("persist.q".to_string(), "\"quoted\"".to_string()), ("persist.s".to_string(), " spaced ".to_string())];
+        save_atomic(&path, &entries).unwrap();
+        assert_eq!(load(&path).unwrap().0, entries);
     }
 
     #[test]

@@ -234,21 +234,18 @@ impl Init {
     /// Loads `*.para.dac` permissions (before any value, so the shared
     /// table only ever holds what everyone may read).
     fn load_dac(&mut self) {
-        let mut dac_text = String::new();
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+        let mut dac = Dac::default();
         for f in self.param_dir_files(".para.dac") {
             match std::fs::read_to_string(&f) {
                 Ok(t) => {
-                    dac_text.push_str(&t);
-                    dac_text.push('\n');
+                    for p in dac.add_file(&f.display().to_string(), &t, &passwd, &group) {
+                        warn!("param dac: {p}");
+                    }
                 }
                 Err(e) => warn!("cannot read {}: {e}", f.display()),
             }
-        }
-        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-        let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
-        let (dac, problems) = Dac::parse(&dac_text, &passwd, &group);
-        for p in problems {
-            warn!("param dac: {p}");
         }
         self.dac = dac;
     }
@@ -269,9 +266,9 @@ impl Init {
                 return;
             }
         };
-        let (entries, problems) = accord_param::persist::parse_defaults(&text);
+        let (entries, problems) = accord_param::persist::parse_defaults(&path.display().to_string(), &text);
         for p in problems {
-            warn!("{}: {p}", path.display());
+            warn!("{p}");
         }
         for (k, v) in entries {
             if only_add && self.params.get(&k).is_some() {

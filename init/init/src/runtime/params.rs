@@ -331,7 +331,7 @@ impl Init {
     /// Mirrors a value into the shared table when every user may read it.
     fn publish_to_area(&mut self, name: &str, value: &str) {
         let Some(area) = self.area.as_mut() else { return };
-        let anyone = Caller { uid: u32::MAX - 1, gid: u32::MAX - 1, groups: Vec::new() };
+        let anyone = Caller::anyone();
         if self.dac.check(name, &anyone, Op::Read).is_ok() {
             area.publish(name, value);
         }
@@ -411,7 +411,7 @@ impl Init {
         match accord_param::persist::load(&path) {
             Ok((entries, problems)) => {
                 for p in problems {
-                    warn!("{}: {p}", path.display());
+                    warn!("{p}");
                 }
                 for (k, v) in entries {
                     if k.starts_with("persist.") {
