@@ -78,3 +78,22 @@ fn rule_with_unknown_group_is_kept_and_names_file_and_line() {
     root_still_served(&f, "unknown-group");
 }
 
+/// Supplementary groups come from the kernel (SO_PEERGROUPS at connect):
+/// a uid in group log gets `log`'s bits, the same uid without it does not.
+/// The connecting thread's credentials are gone by the time it sets (the
+/// thread has exited), which does not matter; `/proc/<pid>/status` of the
+/// test process would name root's groups instead.
+#[test]
+fn supplementary_groups_come_from_so_peergroups() {
+    let dac = "* = root:root:0775\ntest.grp. = root:log:0770\n";
+    let mut f = Fixture::new(r#"{"services": []}"#, &[("etc/param/t.para.dac", dac)]);
+    f.boot();
+    let member = f.client_as_groups(UID, UID, &[1007]);
+    member.set("test.grp.a", "1").expect("a member of group log may write test.grp.*");
+    assert_eq!(member.get("test.grp.a").unwrap(), "1");
+    let outsider = f.client_as(UID, UID);
+    denied(outsider.set("test.grp.a", "2"), "test.grp.a");
+    assert!(outsider.get("test.grp.a").is_err());
+    assert_eq!(f.get("test.grp.a").as_deref(), Some("1"));
+    root_still_served(&f, "groups");
+}

@@ -38,15 +38,6 @@ fn error_response(e: &ParamError) -> Response {
     Response::Error { kind: ErrorKind::from(e), message: e.to_string() }
 }
 
-fn caller_groups(pid: i32) -> Vec<u32> {
-    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return Vec::new() };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Groups:"))
-        .map(|g| g.split_whitespace().filter_map(|x| x.parse().ok()).collect())
-        .unwrap_or_default()
-}
-
 impl Init {
     pub(super) fn accept_clients(&mut self) {
         loop {
@@ -65,7 +56,14 @@ impl Init {
                             continue;
                         }
                     };
-                    let groups = if uid == 0 { Vec::new() } else { caller_groups(pid) };
+                    // From the kernel, as of connect(2): never /proc after the fact.
+                    let groups = match accord_param::cred::peer_groups(stream.as_fd()) {
+                        Ok(g) => g,
+                        Err(e) => {
+                            warn!("parameter service: no SO_PEERGROUPS for pid {pid} uid {uid} ({e}); only its primary group counts");
+                            Vec::new()
+                        }
+                    };
                     let fd = stream.as_raw_fd();
                     if self.epoll.add(stream.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, TOK_PARAM_CLIENT | fd as u64)).is_err() {
                         continue;
