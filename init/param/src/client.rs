@@ -111,6 +111,14 @@ impl Client {
         self.expect_ok(&Request::Save)
     }
 
+    /// The service's resource counters (root only).
+    pub fn stats(&self) -> Result<Vec<(String, u64)>, ParamError> {
+        match self.call(&Request::Stats)? {
+            Response::Stats { stats } => Ok(stats),
+            other => Err(ParamError::Protocol(format!("unexpected reply {other:?}"))),
+        }
+    }
+
     pub fn dump_services(&self, name: Option<&str>) -> Result<Vec<ServiceInfo>, ParamError> {
         match self.call(&Request::DumpServices { name: name.map(str::to_owned) })? {
             Response::Services { services } => Ok(services),

@@ -1,7 +1,8 @@
 //! Files of parameters: the `persist.*` store under /data (written
 //! atomically) and `.para` defaults.
 
-use std::io::Write;
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 /// `(name, value)` pairs in file order.
@@ -62,29 +63,98 @@ pub fn load(path: &Path) -> std::io::Result<(Entries, Vec<String>)> {
     Ok(parse_persist(&path.display().to_string(), &text))
 }
 
-/// Writes `entries` to `path` so that a crash leaves either the old or the
-/// new file: temp file in the same directory, fsync, rename, fsync the dir.
-pub fn save_atomic(path: &Path, entries: &[(String, String)]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut tmp_name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    tmp_name.push(".tmp");
-    let tmp = dir.join(tmp_name);
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        let mut buf = String::new();
-        for (k, v) in entries {
-            buf.push_str(k);
-            buf.push('=');
-            buf.push_str(v);
-            buf.push('\n');
-        }
-        f.write_all(buf.as_bytes())?;
-        f.sync_all()?;
+/// A persist file write made ready in advance: paths as C strings and the
+/// bytes, so that [`Prepared::write`] allocates nothing and can run in a
+/// child forked from a multi-threaded or PID 1 process.
+#[derive(Debug)]
+pub struct Prepared {
+    tmp: CString,
+    path: CString,
+    dir: CString,
+    data: Vec<u8>,
+}
+
+/// Mode of the persist file: root only (it may hold restricted values).
+pub const FILE_MODE: u32 = 0o600;
+
+/// `name=value\n` lines, the persist file's bytes.
+pub fn encode(entries: &[(String, String)]) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(entries.iter().map(|(k, v)| k.len() + v.len() + 2).sum());
+    for (k, v) in entries {
+        buf.extend_from_slice(k.as_bytes());
+        buf.push(b'=');
+        buf.extend_from_slice(v.as_bytes());
+        buf.push(b'\n');
     }
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()?;
-    Ok(())
+    buf
+}
+
+impl Prepared {
+    /// Creates the directory of `path` if needed and prepares a write of
+    /// `entries`. Errors: directory creation, or a path with a NUL byte.
+    pub fn new(path: &Path, entries: &[(String, String)]) -> std::io::Result<Prepared> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let mut tmp_name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        tmp_name.push(".tmp");
+        let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e));
+        Ok(Prepared { tmp: c(&dir.join(tmp_name))?, path: c(path)?, dir: c(dir)?, data: encode(entries) })
+    }
+
+    /// Writes so that a crash or power loss leaves the old or the new file,
+    /// and the new one once this returns `Ok`: temp file (mode 0600) in the
+    /// same directory, fsync, rename, fsync of the directory. Allocates
+    /// nothing. Errors: the errno of the failing system call.
+    pub fn write(&self) -> Result<(), i32> {
+        // SAFETY: plain system calls on NUL-terminated paths and a valid buffer.
+        unsafe {
+            let errno = || *libc::__errno_location();
+            let fd = libc::open(self.tmp.as_ptr(), libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC, FILE_MODE);
+            if fd < 0 {
+                return Err(errno());
+            }
+            let mut r = libc::fchmod(fd, FILE_MODE);
+            let mut off = 0;
+            while r == 0 && off < self.data.len() {
+                let n = libc::write(fd, self.data[off..].as_ptr().cast(), self.data.len() - off);
+                if n < 0 && errno() == libc::EINTR {
+                    continue;
+                }
+                if n <= 0 {
+                    r = -1;
+                    break;
+                }
+                off += n as usize;
+            }
+            if r == 0 {
+                r = libc::fsync(fd);
+            }
+            let e = errno();
+            libc::close(fd);
+            if r != 0 {
+                return Err(if e == 0 { libc::EIO } else { e });
+            }
+            if libc::rename(self.tmp.as_ptr(), self.path.as_ptr()) != 0 {
+                return Err(errno());
+            }
+            let d = libc::open(self.dir.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC);
+            if d < 0 {
+                return Err(errno());
+            }
+            let r = libc::fsync(d);
+            let e = errno();
+            libc::close(d);
+            if r != 0 {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes `entries` to `path` durably ([`Prepared::write`]), mode 0600.
+pub fn save_atomic(path: &Path, entries: &[(String, String)]) -> std::io::Result<()> {
+    Prepared::new(path, entries)?.write().map_err(std::io::Error::from_raw_os_error)
 }
 
 #[cfg(test)]
@@ -154,7 +224,9 @@ const.ohos.fullname=OpenHarmony-5.0.0.1
         assert_eq!(back, entries);
         save_atomic(&path, &entries[..1]).unwrap();
         assert_eq!(load(&path).unwrap().0.len(), 1);
-        // No temp file left behind.
+        // No temp file left behind, and root only.
         assert_eq!(std::fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     }
 }

@@ -30,6 +30,8 @@ pub enum Request {
     Save,
     /// Services known to init (all, or one by name).
     DumpServices { name: Option<String> },
+    /// The service's resource counters (root only): `Response::Stats`.
+    Stats,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +47,8 @@ pub enum ErrorKind {
     Timeout,
     Protocol,
     Internal,
+    /// A bound was reached: connections, parameters, buffered input.
+    ResourceLimit,
 }
 
 /// What init knows about one service (`begetctl dump_service`).
@@ -73,6 +77,8 @@ pub enum Response {
     List { entries: Vec<(String, String)> },
     Changed { name: String, value: String },
     Services { services: Vec<ServiceInfo> },
+    /// `(counter, value)` pairs, e.g. `("clients", 3)`.
+    Stats { stats: Vec<(String, u64)> },
     Error { kind: ErrorKind, message: String },
 }
 
