@@ -368,3 +368,46 @@ fn persist_sets_are_durable_when_acked_coalesced_and_root_only() {
     assert_eq!((md.mode() & 0o777, md.uid()), (0o600, 0), "root only");
     root_still_served(&f, "persist");
 }
+
+/// Control parameters are checked under OpenHarmony's `ohos.servicectrl.*`
+/// names: only root and group servicectrl (1050) stop a service, only
+/// powerctrl (1051) powers off; system (uid 1000) without them cannot.
+#[test]
+fn control_parameters_need_the_servicectrl_group() {
+    let cfg = r#"{"services": [{"name": "demo", "path": ["/bin/sleep", "1000"]}]}"#;
+    let dac = "* = root:root:0775\nohos.ctl. = root:1050:0775\nohos.startup.powerctrl = root:1051:0775\nohos.servicectrl. = root:1050:0775\nohos.servicectrl.reboot. = root:1051:0775\n";
+    let mut f = Fixture::new(cfg, &[("etc/param/ohos.para.dac", dac)]);
+    f.boot();
+    assert!(f.wait_param("startup.service.ctl.demo", "running", 10 * SEC));
+    denied(f.client_as(UID, UID).set("ohos.ctl.stop", "demo"), "ohos.ctl.stop");
+    denied(f.client_as(1000, 1000).set("ohos.ctl.stop", "demo"), "ohos.servicectrl.stop.demo");
+    denied(f.client_as_groups(UID, UID, &[1050]).set("ohos.startup.powerctrl", "shutdown"), "ohos.startup.powerctrl");
+    assert_eq!(f.get("startup.service.ctl.demo").as_deref(), Some("running"));
+    f.client_as_groups(UID, UID, &[1050]).set("ohos.ctl.stop", "demo").expect("group servicectrl may stop a service");
+    assert!(f.wait_param("startup.service.ctl.demo", "stopped", 10 * SEC));
+    root_still_served(&f, "ctl");
+}
+
+/// A boot event is set only by the process of the service declaring it
+/// (or root): service b (uid 2000) cannot set a's event, nor can another
+/// uid-2000 client; a's own process can.
+#[test]
+fn a_boot_event_is_set_only_by_its_service() {
+    let cfg = r#"{"services": [
+        {"name": "b", "uid": "shell", "gid": ["shell"], "once": 1, "bootevents": ["bootevent.b.ready"],
+         "path": ["/system/bin/param", "set", "bootevent.a.ready", "true"]},
+        {"name": "a", "uid": "shell", "gid": ["shell"], "once": 1, "ondemand": true, "bootevents": ["bootevent.a.ready"],
+         "path": ["/system/bin/param", "set", "bootevent.a.ready", "true"]}
+    ]}"#;
+    let mut f = Fixture::new(cfg, &[("etc/param/t.para.dac", "* = root:root:0775\nbootevent. = root:root:0777:bool\n")]);
+    f.boot();
+    let refused = |l: &str| l.lines().any(|l| l.contains("bootevent.a.ready") && l.contains("only the process of a"));
+    assert!(f.wait_until(30 * SEC, || refused(&f.log_text())), "b was refused:\n{}", f.log_text());
+    assert!(f.wait_until(30 * SEC, || f.log_text().lines().any(|l| l.contains("service b") && l.contains("exit status 1"))), "b's param set failed:\n{}", f.log_text());
+    assert_eq!(f.get("bootevent.a.ready"), None);
+    denied(f.client_as(UID, UID).set("bootevent.a.ready", "true"), "bootevent.a.ready");
+    denied(f.client_as(UID, UID).set("bootevent.undeclared", "true"), "bootevent.undeclared");
+    f.client().set("ohos.ctl.start", "a").unwrap();
+    assert!(f.wait_param("bootevent.a.ready", "true", 30 * SEC), "a's own process sets it:\n{}", f.log_text());
+    root_still_served(&f, "bootevent");
+}

@@ -95,6 +95,19 @@ pub struct Rule {
     pub value_type: ValueType,
 }
 
+/// The name whose rule decides a write of `value` to `name`. As in
+/// OpenHarmony (`GetServiceCtrlInfo`), control parameters are checked
+/// under `ohos.servicectrl.`: `ohos.ctl.start|stop|term = svc` as
+/// `ohos.servicectrl.start|stop|term.svc`, `ohos.startup.powerctrl = v`
+/// as `ohos.servicectrl.reboot.v`; other names as themselves.
+pub fn write_key(name: &str, value: &str) -> std::borrow::Cow<'static, str> {
+    match name {
+        "ohos.ctl.start" | "ohos.ctl.stop" | "ohos.ctl.term" => format!("ohos.servicectrl.{}.{value}", &name["ohos.ctl.".len()..]).into(),
+        "ohos.startup.powerctrl" => format!("ohos.servicectrl.reboot.{value}").into(),
+        _ => name.to_owned().into(),
+    }
+}
+
 /// The rule of names no rule covers: root:root, [`DEFAULT_MODE`].
 pub static DEFAULT_RULE: Rule = Rule { prefix: String::new(), uid: 0, gid: 0, mode: DEFAULT_MODE, value_type: ValueType::String };
 
@@ -350,6 +363,21 @@ mod tests {
         assert!(d.check("ohos.boot.sn", &other, Op::Read).is_err());
         assert!(d.check("ohos.boot.sn.part", &other, Op::Read).is_err());
         assert!(d.check("ohos.boot.snx", &other, Op::Read).is_ok());
+    }
+
+    #[test]
+    fn control_parameters_are_checked_under_servicectrl() {
+        let (d, _) = Dac::parse("* = root:root:0777\nohos.servicectrl. = root:1050:0775\nohos.servicectrl.reboot. = root:1051:0775\n", PASSWD, GROUP);
+        assert_eq!(write_key("ohos.ctl.start", "demo"), "ohos.servicectrl.start.demo");
+        assert_eq!(write_key("ohos.ctl.term", "demo"), "ohos.servicectrl.term.demo");
+        assert_eq!(write_key("ohos.startup.powerctrl", "reboot,shutdown"), "ohos.servicectrl.reboot.reboot,shutdown");
+        assert_eq!(write_key("sys.x", "1"), "sys.x");
+        let ctl = |v: &str| write_key("ohos.ctl.stop", v).into_owned();
+        assert!(d.check(&ctl("demo"), &who(2000, 2000, &[]), Op::Write).is_err());
+        assert!(d.check(&ctl("demo"), &who(2000, 2000, &[1050]), Op::Write).is_ok());
+        let power = write_key("ohos.startup.powerctrl", "shutdown").into_owned();
+        assert!(d.check(&power, &who(2000, 2000, &[1050]), Op::Write).is_err(), "servicectrl is not powerctrl");
+        assert!(d.check(&power, &who(2000, 2000, &[1051]), Op::Write).is_ok());
     }
 
     #[test]

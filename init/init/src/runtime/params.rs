@@ -345,7 +345,7 @@ impl Init {
     }
 
     fn handle_request(&mut self, fd: RawFd, req: Request) -> Option<Response> {
-        let caller = self.clients.get(&fd)?.caller.clone();
+        let (caller, pid) = self.clients.get(&fd).map(|c| (c.caller.clone(), c.pid))?;
         debug!("param request from uid {}: {req:?}", caller.uid);
         let resp = match req {
             Request::Get { name } => match self.dac.check(&name, &caller, Op::Read) {
@@ -355,7 +355,7 @@ impl Init {
                     None => error_response(&ParamError::NotFound { name }),
                 },
             },
-            Request::Set { name, value } => match self.set_checked(&name, &value, &caller) {
+            Request::Set { name, value } => match self.set_checked(&name, &value, &caller, pid) {
                 Ok(false) => Response::Ok,
                 Ok(true) => {
                     // Answered when the value is on disk.
@@ -519,10 +519,27 @@ impl Init {
 
     /// A set from a client: DAC, type, then the common path. `Ok(true)`
     /// when the answer must wait for the value to be on disk.
-    fn set_checked(&mut self, name: &str, value: &str, caller: &Caller) -> Result<bool, ParamError> {
+    ///
+    /// Control parameters are checked under OpenHarmony's
+    /// `ohos.servicectrl.*` names ([`accord_param::dac::write_key`]). A
+    /// `bootevent.*` may be set by root or by the process of a service that
+    /// declares it: the caller's SO_PEERCRED pid must be that service's.
+    fn set_checked(&mut self, name: &str, value: &str, caller: &Caller, pid: i32) -> Result<bool, ParamError> {
         accord_param::name::validate_name(name)?;
-        self.dac.check(name, caller, Op::Write)?;
+        let key = accord_param::dac::write_key(name, value);
+        self.dac.check(&key, caller, Op::Write).map_err(|e| match e {
+            ParamError::PermissionDenied { op, .. } if key != name => ParamError::PermissionDenied { name: format!("{name} (checked as {key})"), op },
+            e => e,
+        })?;
         self.dac.check_type(name, value)?;
+        if name.starts_with("bootevent.") && caller.uid != 0 {
+            let declared_by: Vec<&str> = self.services.iter().filter(|s| s.cfg.bootevents.iter().any(|e| e == name)).map(|s| s.cfg.name.as_str()).collect();
+            let mine = self.services.iter().any(|s| s.pid == Some(pid) && s.cfg.bootevents.iter().any(|e| e == name));
+            if !mine {
+                let why = if declared_by.is_empty() { "no service declares it".to_owned() } else { format!("only the process of {} may", declared_by.join(", ")) };
+                return Err(ParamError::PermissionDenied { name: format!("{name} (pid {pid} uid {}: {why})", caller.uid), op: "set".into() });
+            }
+        }
         self.set_param_by(name, value, Setter::Client(caller.uid))
     }
 
