@@ -144,7 +144,7 @@ fn endless_bytes_after_a_pending_wait_drop_the_client() {
     assert!(matches!(err.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset), "dropped, not blocked: {err} after {sent} bytes");
     let st = f.stats();
     assert_eq!((st["dropped_input"], st["waits"], st["wait_timers"], st["buffered_in"]), (1, 0, 0, 0), "{st:?}");
-    assert!(f.log_text().contains("behind a pending request"), "the log says why");
+    assert!(f.wait_until(30 * SEC, || f.log_text().contains("behind a pending request")), "the log says why:\n{}", f.log_text());
     root_still_served(&f, "endless");
 }
 
