@@ -31,7 +31,13 @@ impl Client {
     pub fn connect_to(path: &Path) -> Result<Client, ParamError> {
         let connect_err = |source| ParamError::Connect { path: path.display().to_string(), source };
         let stream = UnixStream::connect(path).map_err(connect_err)?;
-        let reader = RefCell::new(BufReader::new(stream.try_clone().map_err(connect_err)?));
+        Client::from_stream(stream).map_err(connect_err)
+    }
+
+    /// A client over an already connected stream (the server identifies the
+    /// caller by the credentials of whoever connected it).
+    pub fn from_stream(stream: UnixStream) -> std::io::Result<Client> {
+        let reader = RefCell::new(BufReader::new(stream.try_clone()?));
         Ok(Client { stream, reader })
     }
 
@@ -103,6 +109,14 @@ impl Client {
     /// Writes persistent parameters to disk now (root only).
     pub fn save(&self) -> Result<(), ParamError> {
         self.expect_ok(&Request::Save)
+    }
+
+    /// The service's resource counters (root only).
+    pub fn stats(&self) -> Result<Vec<(String, u64)>, ParamError> {
+        match self.call(&Request::Stats)? {
+            Response::Stats { stats } => Ok(stats),
+            other => Err(ParamError::Protocol(format!("unexpected reply {other:?}"))),
+        }
     }
 
     pub fn dump_services(&self, name: Option<&str>) -> Result<Vec<ServiceInfo>, ParamError> {

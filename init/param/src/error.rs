@@ -20,6 +20,8 @@ pub enum ParamError {
     ReadOnly { name: String },
     #[error("{name} takes a {expected} value")]
     TypeMismatch { name: String, expected: String },
+    #[error("cannot set {name}: {why}")]
+    LimitReached { name: String, why: String },
     #[error("timed out waiting for {name}")]
     Timeout { name: String },
     #[error("cannot connect to the parameter service at {path}: {source}")]
@@ -44,6 +46,7 @@ impl ParamError {
             ParamError::ReadOnly { .. } => ErrorKind::ReadOnly,
             ParamError::TypeMismatch { .. } => ErrorKind::TypeMismatch,
             ParamError::Timeout { .. } => ErrorKind::Timeout,
+            ParamError::LimitReached { .. } => ErrorKind::ResourceLimit,
             ParamError::Connect { .. } | ParamError::Io(_) => ErrorKind::Internal,
             ParamError::Protocol(_) => ErrorKind::Protocol,
             ParamError::Server { kind, .. } => *kind,

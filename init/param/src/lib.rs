@@ -5,12 +5,14 @@
 //! ([`name`]), the wire protocol ([`proto`]), a synchronous client
 //! ([`client`]), the in-memory store with OpenHarmony's `const.*` rule
 //! ([`store`]), DAC permission rules from `*.para.dac` files ([`dac`]), and
-//! the `persist.*` file format ([`persist`]), and the shared-memory table
+//! the `persist.*` file format ([`persist`]), a socket peer's groups
+//! from the kernel ([`cred`]), and the shared-memory table
 //! that makes reads of public parameters free of system calls ([`area`]). No async runtime and few
 //! dependencies: every Accord binary links this crate.
 
 pub mod area;
 pub mod client;
+pub mod cred;
 pub mod dac;
 mod error;
 pub mod name;

@@ -30,6 +30,8 @@ pub enum Request {
     Save,
     /// Services known to init (all, or one by name).
     DumpServices { name: Option<String> },
+    /// The service's resource counters (root only): `Response::Stats`.
+    Stats,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +47,8 @@ pub enum ErrorKind {
     Timeout,
     Protocol,
     Internal,
+    /// A bound was reached: connections, parameters, buffered input.
+    ResourceLimit,
 }
 
 /// What init knows about one service (`begetctl dump_service`).
@@ -73,6 +77,8 @@ pub enum Response {
     List { entries: Vec<(String, String)> },
     Changed { name: String, value: String },
     Services { services: Vec<ServiceInfo> },
+    /// `(counter, value)` pairs, e.g. `("clients", 3)`.
+    Stats { stats: Vec<(String, u64)> },
     Error { kind: ErrorKind, message: String },
 }
 
@@ -210,7 +216,161 @@ mod tests {
         assert!(d.next_frame().is_err());
     }
 
+    fn name_strategy() -> impl Strategy<Value = String> {
+        prop_oneof!["[a-z]{1,8}(\\.[a-z0-9_]{1,8}){0,3}", ".{0,120}"]
+    }
+
+    /// Every request kind, with plausible and implausible fields.
+    fn request_strategy() -> impl Strategy<Value = Request> {
+        prop_oneof![
+            name_strategy().prop_map(|name| Request::Get { name }),
+            (name_strategy(), ".{0,130}").prop_map(|(name, value)| Request::Set { name, value }),
+            name_strategy().prop_map(|prefix| Request::List { prefix }),
+            (name_strategy(), "[a-z*]{0,12}", any::<u64>()).prop_map(|(name, pattern, timeout_ms)| Request::Wait { name, pattern, timeout_ms }),
+            name_strategy().prop_map(|prefix| Request::Watch { prefix }),
+            Just(Request::Save),
+            Just(Request::Stats),
+            proptest::option::of(name_strategy()).prop_map(|name| Request::DumpServices { name }),
+        ]
+    }
+
+    /// How a valid frame is damaged.
+    #[derive(Debug, Clone)]
+    enum Mutation {
+        /// Flip bits of the body at (index, mask); the length stays right.
+        FlipBody(Vec<(usize, u8)>),
+        /// Cut the body to this many bytes and fix the length to match.
+        TruncateBody(usize),
+        /// Cut the frame (header included) short, length unchanged.
+        TruncateFrame(usize),
+        /// Announce another length: a small change (desync) or a huge one.
+        AddLen(i64),
+        SetLen(u32),
+        /// Replace a body byte with one that JSON finds hard.
+        Poke(usize, u8),
+    }
+
+    fn mutation_strategy() -> impl Strategy<Value = Mutation> {
+        prop_oneof![
+            proptest::collection::vec((any::<usize>(), 1u8..), 1..4).prop_map(Mutation::FlipBody),
+            any::<usize>().prop_map(Mutation::TruncateBody),
+            any::<usize>().prop_map(Mutation::TruncateFrame),
+            (-8i64..8).prop_map(Mutation::AddLen),
+            prop_oneof![Just(u32::MAX), Just(MAX_FRAME as u32 + 1), Just(128 << 20), any::<u32>()].prop_map(Mutation::SetLen),
+            (any::<usize>(), prop_oneof![Just(b'"'), Just(b'\\'), Just(b'{'), Just(b'}'), Just(0u8), Just(0xff)]).prop_map(|(i, b)| Mutation::Poke(i, b)),
+        ]
+    }
+
+    fn mutate(frame: &[u8], m: &Mutation) -> Vec<u8> {
+        let mut f = frame.to_vec();
+        let body_len = f.len() - 4;
+        let set_len = |f: &mut Vec<u8>, n: u32| f[..4].copy_from_slice(&n.to_le_bytes());
+        match m {
+            Mutation::FlipBody(flips) => {
+                for (i, mask) in flips {
+                    if body_len > 0 {
+                        f[4 + i % body_len] ^= mask;
+                    }
+                }
+            }
+            Mutation::TruncateBody(n) => {
+                let keep = if body_len == 0 { 0 } else { n % body_len };
+                f.truncate(4 + keep);
+                set_len(&mut f, keep as u32);
+            }
+            Mutation::TruncateFrame(n) => f.truncate(n % f.len()),
+            Mutation::AddLen(d) => set_len(&mut f, (body_len as i64 + d).clamp(0, u32::MAX as i64) as u32),
+            Mutation::SetLen(n) => set_len(&mut f, *n),
+            Mutation::Poke(i, b) => {
+                if body_len > 0 {
+                    f[4 + i % body_len] = *b;
+                }
+            }
+        }
+        f
+    }
+
+    /// Feeds `bytes` in `chunk`-sized pieces, decoding what comes out, and
+    /// checks the decoder's bounds. Returns the bodies that reached the
+    /// JSON decoder.
+    fn drive(bytes: &[u8], chunk: usize) -> usize {
+        let mut d = FrameDecoder::new();
+        let mut reached = 0;
+        let mut pushed = 0;
+        for c in bytes.chunks(chunk.max(1)) {
+            d.push(c);
+            pushed += c.len();
+            loop {
+                match d.next_frame() {
+                    Ok(Some(body)) => {
+                        assert!(body.len() <= MAX_FRAME);
+                        reached += 1;
+                        let _ = decode::<Request>(&body);
+                    }
+                    Ok(None) => break,
+                    // The stream cannot be resynced: a server drops the client.
+                    Err(_) => return reached,
+                }
+            }
+            // Nothing is reserved for an announced length: the decoder holds
+            // at most what was pushed.
+            assert!(d.buffered() <= pushed);
+        }
+        reached
+    }
+
+    /// The mutations get past the length check most of the time (the old
+    /// tests of random bytes almost never did), and a huge announced length
+    /// is refused before anything is allocated for it.
+    #[test]
+    fn mutated_valid_frames_reach_the_json_decoder() {
+        use proptest::strategy::ValueTree;
+        use proptest::test_runner::TestRunner;
+        let mut runner = TestRunner::deterministic();
+        let (mut total, mut reached) = (0, 0);
+        for _ in 0..2000 {
+            let req = request_strategy().new_tree(&mut runner).unwrap().current();
+            let m = mutation_strategy().new_tree(&mut runner).unwrap().current();
+            let bytes = mutate(&encode_frame(&req), &m);
+            total += 1;
+            reached += drive(&bytes, bytes.len()).min(1);
+        }
+        assert!(reached * 2 > total, "only {reached} of {total} mutated frames reached the JSON decoder");
+        let mut d = FrameDecoder::new();
+        d.push(&(128u32 << 20).to_le_bytes());
+        d.push(b"{\"op\":\"save\"}");
+        assert!(d.next_frame().is_err());
+        assert_eq!(d.buffered(), 4 + 13, "nothing reserved for the announced 128 MiB");
+        let huge = [&(128u32 << 20).to_le_bytes()[..], b"{}"].concat();
+        assert!(read_frame::<Request>(&mut &huge[..]).is_err());
+    }
+
     proptest! {
+        #[test]
+        fn valid_frames_of_every_kind_round_trip(req in request_strategy(), chunk in 1usize..64) {
+            let bytes = encode_frame(&req);
+            let mut d = FrameDecoder::new();
+            let mut got = None;
+            for c in bytes.chunks(chunk) {
+                d.push(c);
+                if let Some(body) = d.next_frame().unwrap() {
+                    got = Some(decode::<Request>(&body).unwrap());
+                }
+            }
+            prop_assert_eq!(got, Some(req));
+        }
+
+        #[test]
+        fn mutated_frames_never_panic(
+            reqs in proptest::collection::vec((request_strategy(), mutation_strategy(), any::<bool>()), 1..8),
+            chunk in 1usize..4096,
+        ) {
+            // A stream of valid and mutated frames, as a client would send.
+            let bytes: Vec<u8> = reqs.iter().flat_map(|(r, m, damage)| if *damage { mutate(&encode_frame(r), m) } else { encode_frame(r) }).collect();
+            drive(&bytes, chunk);
+            let _ = read_frame::<Request>(&mut &bytes[..]);
+        }
+
         #[test]
         fn arbitrary_bytes_never_panic(chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..16)) {
             let mut d = FrameDecoder::new();

@@ -102,6 +102,8 @@ enum TimerKind {
     ShutdownKill,
     /// A service asked to stop did not: SIGKILL it.
     StopKill { idx: usize, gen: u64 },
+    /// The parameter listener rested after EMFILE: accept again.
+    ResumeAccept,
 }
 
 // Epoll tokens: kind in the top byte, an index or fd below.
@@ -111,7 +113,31 @@ const TOK_PARAM_CLIENT: u64 = 3 << 56;
 const TOK_SVC_OUTPUT: u64 = 4 << 56;
 const TOK_SVC_SOCKET: u64 = 5 << 56;
 const TOK_CMD_OUTPUT: u64 = 6 << 56;
+const TOK_PERSIST: u64 = 7 << 56;
 const TOK_MASK: u64 = 0xff << 56;
+
+/// Bytes read from one descriptor (a client, a service's output) per loop
+/// turn; what is left stays readable (level-triggered epoll) for the next
+/// turn, so no single writer can starve the loop.
+pub(crate) const READ_BUDGET: usize = 64 * 1024;
+/// PID 1's descriptor limit (soft and hard) when the kernel allows it.
+const NOFILE_TARGET: u64 = 65_536;
+
+/// Raises RLIMIT_NOFILE to [`NOFILE_TARGET`] (or as far as the kernel's
+/// `nr_open` lets it) and returns the soft limit in force.
+fn raise_nofile() -> u64 {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap_or((1024, 1024));
+    let want = NOFILE_TARGET.max(hard);
+    if setrlimit(Resource::RLIMIT_NOFILE, want, want).is_ok() {
+        return want;
+    }
+    if setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        return hard;
+    }
+    warn!("cannot raise RLIMIT_NOFILE above {soft}");
+    soft
+}
 
 /// A child that is not a service: an `exec` command or the module loader.
 #[derive(Debug)]
@@ -147,6 +173,15 @@ pub struct Init {
     sigfd: SignalFd,
     listener: Option<UnixListener>,
     clients: HashMap<RawFd, ParamClient>,
+    /// Connections per uid (the per-uid share).
+    clients_per_uid: HashMap<u32, usize>,
+    client_cap: usize,
+    next_client_id: u64,
+    /// Clients with requests to handle next turn (leftovers, released holds).
+    ready: VecDeque<RawFd>,
+    listener_paused: bool,
+    param_counters: params::Counters,
+    persist: params::PersistState,
     next_wait_id: u64,
     timers: BinaryHeap<Reverse<(Instant, u64, TimerKind)>>,
     timer_seq: u64,
@@ -200,6 +235,13 @@ impl Init {
             sigfd,
             listener: None,
             clients: HashMap::new(),
+            clients_per_uid: HashMap::new(),
+            client_cap: params::client_cap(raise_nofile()),
+            next_client_id: 0,
+            ready: VecDeque::new(),
+            listener_paused: false,
+            param_counters: params::Counters::default(),
+            persist: params::PersistState::default(),
             next_wait_id: 1,
             timers: BinaryHeap::new(),
             timer_seq: 0,
@@ -234,21 +276,18 @@ impl Init {
     /// Loads `*.para.dac` permissions (before any value, so the shared
     /// table only ever holds what everyone may read).
     fn load_dac(&mut self) {
-        let mut dac_text = String::new();
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+        let mut dac = Dac::default();
         for f in self.param_dir_files(".para.dac") {
             match std::fs::read_to_string(&f) {
                 Ok(t) => {
-                    dac_text.push_str(&t);
-                    dac_text.push('\n');
+                    for p in dac.add_file(&f.display().to_string(), &t, &passwd, &group) {
+                        warn!("param dac: {p}");
+                    }
                 }
                 Err(e) => warn!("cannot read {}: {e}", f.display()),
             }
-        }
-        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-        let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
-        let (dac, problems) = Dac::parse(&dac_text, &passwd, &group);
-        for p in problems {
-            warn!("param dac: {p}");
         }
         self.dac = dac;
     }
@@ -269,9 +308,9 @@ impl Init {
                 return;
             }
         };
-        let (entries, problems) = accord_param::persist::parse_defaults(&text);
+        let (entries, problems) = accord_param::persist::parse_defaults(&path.display().to_string(), &text);
         for p in problems {
-            warn!("{}: {p}", path.display());
+            warn!("{p}");
         }
         for (k, v) in entries {
             if only_add && self.params.get(&k).is_some() {
@@ -348,7 +387,7 @@ impl Init {
         loop {
             // Boot steps run one at a time, with the loop serving
             // requests and reaping in between.
-            let timeout = if !self.boot_steps.is_empty() && self.shutdown.is_none() {
+            let timeout = if (!self.boot_steps.is_empty() && self.shutdown.is_none()) || !self.ready.is_empty() {
                 Duration::ZERO
             } else {
                 self.next_timeout()
@@ -372,6 +411,10 @@ impl Init {
                 }
             }
             self.fire_timers();
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.serve_ready()));
+            if r.is_err() {
+                error!("serving parameter clients panicked; init carries on");
+            }
             if self.shutdown.is_none() {
                 if let Some(step) = self.boot_steps.pop_front() {
                     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_boot_step(step)));
@@ -393,6 +436,7 @@ impl Init {
             TOK_SVC_OUTPUT => self.service_output(low as usize),
             TOK_SVC_SOCKET => self.ondemand_socket_ready(low as usize),
             TOK_CMD_OUTPUT => self.cmd_output(low as RawFd),
+            TOK_PERSIST => self.persist_writer_done(),
             _ => warn!("unknown epoll token {data:#x}"),
         }
     }
@@ -450,6 +494,7 @@ impl Init {
                 TimerKind::WaitTimeout { fd, wait_id } => self.wait_timeout(fd, wait_id),
                 TimerKind::ShutdownKill => self.shutdown_deadline(),
                 TimerKind::StopKill { idx, gen } => self.stop_kill(idx, gen),
+                TimerKind::ResumeAccept => self.resume_accept(),
             }
         }
     }

@@ -408,7 +408,8 @@ impl Init {
     pub(super) fn service_output(&mut self, idx: usize) {
         let Some(fd) = self.services[idx].output.as_ref().map(|f| f.as_raw_fd()) else { return };
         let mut buf = [0u8; 4096];
-        loop {
+        // At most READ_BUDGET bytes per turn; the rest stays readable.
+        for _ in 0..super::READ_BUDGET / buf.len() {
             match nix::unistd::read(fd, &mut buf) {
                 Ok(0) => {
                     if let Some(out) = self.services[idx].output.take() {
@@ -448,7 +449,8 @@ impl Init {
     /// Output of `exec` commands.
     pub(super) fn cmd_output(&mut self, fd: RawFd) {
         let mut buf = [0u8; 4096];
-        loop {
+        // At most READ_BUDGET bytes per turn; the rest stays readable.
+        for _ in 0..super::READ_BUDGET / buf.len() {
             match nix::unistd::read(fd, &mut buf) {
                 Ok(0) => {
                     if let Some((_, _, f)) = self.cmd_outputs.remove(&fd) {
