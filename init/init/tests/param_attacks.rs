@@ -1,15 +1,14 @@
 //! The parameter service under attack from an unprivileged local user:
 //! uid 2000 (group 2000, not in group system) against the real init as
-//! PID 1 in namespaces (see `fixture`). Each test asserts that the bound
+//! PID 1 in namespaces (see `accord_testkit`). Each test asserts that the bound
 //! or rule holds and that root is still served afterwards.
 
-mod fixture;
 
 use std::time::Duration;
 
 use accord_param::proto::ErrorKind;
 use accord_param::ParamError;
-use fixture::Fixture;
+use accord_testkit::Fixture;
 
 const SEC: Duration = Duration::from_secs(1);
 /// The attacker: shell (2000:2000), in no other group.

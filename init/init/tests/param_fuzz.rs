@@ -4,13 +4,12 @@
 //! PID 1 by uid 2000. init must answer what it can, drop what it cannot
 //! parse, hold nothing afterwards, and go on serving root.
 
-mod fixture;
 
 use std::io::Write;
 use std::time::Duration;
 
 use accord_param::proto::{encode_frame, read_frame, ErrorKind, Request, Response, MAX_FRAME};
-use fixture::Fixture;
+use accord_testkit::Fixture;
 
 const SEC: Duration = Duration::from_secs(1);
 
