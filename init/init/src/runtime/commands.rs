@@ -15,7 +15,30 @@ use crate::cfg::Cmd;
 type CmdResult = Result<(), String>;
 
 fn parse_mode(s: &str) -> Result<u32, String> {
-    u32::from_str_radix(s, 8).map_err(|_| format!("bad mode {s:?} (octal expected)"))
+    match u32::from_str_radix(s, 8) {
+        Ok(m) if m <= 0o7777 => Ok(m),
+        _ => Err(format!("bad mode {s:?} (octal 0..=7777 expected)")),
+    }
+}
+
+/// Longest `sleep`, in seconds (a boot command blocks the loop meanwhile).
+pub const MAX_SLEEP_SECS: f64 = 30.0;
+/// Longest `wait` timeout, in seconds.
+pub const MAX_WAIT_SECS: f64 = 60.0;
+
+/// A duration in seconds from a cfg argument: a finite, non-negative number
+/// of at most `max` seconds. `nan`, `inf`, negative or larger values are
+/// errors naming the argument (OpenHarmony's `sleep`/`wait` take integers;
+/// fractions are accepted here).
+fn parse_secs(what: &str, s: &str, max: f64) -> Result<Duration, String> {
+    let v: f64 = s.parse().map_err(|_| format!("{what} {s:?} is not a number of seconds"))?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(format!("{what} {s:?} must be a finite number of seconds >= 0"));
+    }
+    if v > max {
+        return Err(format!("{what} {s:?} is more than the limit of {max} s"));
+    }
+    Ok(Duration::from_secs_f64(v))
 }
 
 fn need(args: &[String], n: usize, usage: &str) -> CmdResult {
@@ -227,17 +250,17 @@ impl Init {
             }
             "sleep" => {
                 need(a, 1, "sleep <seconds>")?;
-                let s: f64 = a[0].parse().map_err(|_| format!("bad seconds {:?}", a[0]))?;
-                std::thread::sleep(Duration::from_secs_f64(s.clamp(0.0, 30.0)));
+                std::thread::sleep(parse_secs("sleep:", &a[0], MAX_SLEEP_SECS)?);
                 Ok(())
             }
             "wait" => {
                 need(a, 1, "wait <path> [timeout seconds]")?;
-                let secs: f64 = match a.get(1) {
-                    Some(s) => s.parse().map_err(|_| format!("bad timeout {s:?}"))?,
-                    None => 5.0,
+                let timeout = match a.get(1) {
+                    Some(s) => parse_secs("wait: timeout", s, MAX_WAIT_SECS)?,
+                    None => Duration::from_secs(5),
                 };
-                let deadline = Instant::now() + Duration::from_secs_f64(secs.clamp(0.0, 60.0));
+                let secs = timeout.as_secs_f64();
+                let deadline = Instant::now() + timeout;
                 let path = Path::new(&a[0]);
                 while !path.exists() {
                     if Instant::now() >= deadline {
@@ -284,6 +307,11 @@ impl Init {
                 warn!("{}: command {:?} is not supported on Accord; skipped", cmd.origin, cmd.name);
                 Ok(())
             }
+            // Test hook: lets the namespace tests prove that a panicking
+            // command leaves no state behind. Not compiled into release
+            // builds (the image's init).
+            #[cfg(debug_assertions)]
+            "__accord_test_panic" => panic!("__accord_test_panic at {}", cmd.origin),
             other => Err(format!("unknown command {other:?}")),
         }
     }
@@ -309,29 +337,55 @@ impl Init {
                 None => data.push(w),
             }
         }
+        self.mount_one(fstype, dev, target, flags, &data.join(","))
+    }
+
+    /// Mounts one filesystem (the `mount` command and each `mount_fstab`
+    /// line). A type the kernel lacks is waited for only while a module
+    /// loader still runs (bounded by [`FS_TYPE_WAIT`]); otherwise it fails
+    /// at once with ENODEV.
+    fn mount_one(&mut self, fstype: &str, dev: &str, target: &str, flags: MsFlags, data: &str) -> CmdResult {
         let _ = std::fs::create_dir_all(target);
-        if !flags.intersects(MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_MOVE) {
-            wait_for_fs_type(fstype, Duration::from_secs(5));
+        if !flags.intersects(MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_MOVE) && !fs_type_listed(fstype) {
+            let deadline = Instant::now() + FS_TYPE_WAIT;
+            while !fs_type_listed(fstype) {
+                if !self.module_loaders_running() {
+                    return Err(format!("mount {fstype} {dev} on {target}: the kernel has no filesystem type {fstype:?} and no module loader is running (ENODEV)"));
+                }
+                if Instant::now() >= deadline {
+                    return Err(format!("mount {fstype} {dev} on {target}: filesystem type {fstype:?} did not register within {} s of module loading (ENODEV)", FS_TYPE_WAIT.as_secs()));
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
         }
-        let data = data.join(",");
-        let data_opt = if data.is_empty() { None } else { Some(data.as_str()) };
-        mount(Some(dev.as_str()), target.as_str(), Some(fstype.as_str()), flags, data_opt).map_err(|e| format!("mount {fstype} {dev} on {target}: {e}"))?;
+        let data_opt = if data.is_empty() { None } else { Some(data) };
+        mount(Some(dev), target, Some(fstype), flags, data_opt).map_err(|e| format!("mount {fstype} {dev} on {target}: {e}"))?;
         info!("mounted {dev} ({fstype}) on {target}");
         Ok(())
     }
+
+    /// Whether one of the module loaders init forked is still alive (not
+    /// yet a zombie), i.e. a filesystem type may still register.
+    fn module_loaders_running(&self) -> bool {
+        self.helpers.iter().filter(|(_, h)| h.name.starts_with("module loader")).any(|(pid, _)| process_alive(*pid))
+    }
 }
 
-/// Modules load in the background during boot: give the filesystem's module
-/// a bounded time to register before mounting.
-fn wait_for_fs_type(fstype: &str, timeout: Duration) {
-    let listed = || {
-        std::fs::read_to_string("/proc/filesystems")
-            .map(|t| t.lines().any(|l| l.split_whitespace().last() == Some(fstype)))
-            .unwrap_or(true)
-    };
-    let deadline = Instant::now() + timeout;
-    while !listed() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
+/// Longest wait for a filesystem type while modules still load.
+pub const FS_TYPE_WAIT: Duration = Duration::from_secs(5);
+
+/// Whether `/proc/filesystems` lists `fstype` (true when it cannot be read,
+/// so the mount itself reports the error).
+fn fs_type_listed(fstype: &str) -> bool {
+    std::fs::read_to_string("/proc/filesystems").map(|t| t.lines().any(|l| l.split_whitespace().last() == Some(fstype))).unwrap_or(true)
+}
+
+/// A child that has not exited yet (exited but unreaped children are
+/// zombies: state `Z`).
+fn process_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()).is_some_and(|st| st != "Z" && st != "X"),
+        Err(_) => false,
     }
 }
 

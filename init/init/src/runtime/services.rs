@@ -132,6 +132,14 @@ impl Init {
         if self.services[idx].state != state {
             self.services[idx].state = state;
             self.publish_state(idx);
+            if state == State::Error {
+                let rt = &self.services[idx];
+                let missing: Vec<&str> = rt.cfg.bootevents.iter().filter(|e| !self.bootevents_seen.contains(*e)).map(String::as_str).collect();
+                if !missing.is_empty() {
+                    warn!("service {} failed: its boot events {} will not come; boot completion no longer waits for them", rt.cfg.name, missing.join(", "));
+                }
+                self.check_boot_completed();
+            }
         }
     }
 
@@ -277,6 +285,7 @@ impl Init {
             Err(e) => {
                 error!("{e}");
                 self.set_state(idx, State::Error);
+                self.refuse_socket_clients(idx);
             }
         }
     }
@@ -322,8 +331,8 @@ impl Init {
         loop {
             match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => break,
-                Ok(WaitStatus::Exited(pid, code)) => self.child_exited(pid.as_raw(), format!("exit status {code}")),
-                Ok(WaitStatus::Signaled(pid, sig, _)) => self.child_exited(pid.as_raw(), format!("killed by {sig}")),
+                Ok(WaitStatus::Exited(pid, code)) => self.child_exited(pid.as_raw(), format!("exit status {code}"), code == 0),
+                Ok(WaitStatus::Signaled(pid, sig, _)) => self.child_exited(pid.as_raw(), format!("killed by {sig}"), false),
                 Ok(_) => continue,
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => {
@@ -334,7 +343,7 @@ impl Init {
         }
     }
 
-    fn child_exited(&mut self, pid: i32, how: String) {
+    fn child_exited(&mut self, pid: i32, how: String, clean: bool) {
         if let Some(h) = self.helpers.remove(&pid) {
             info!("{} (pid {pid}) finished: {how}", h.name);
             return;
@@ -365,12 +374,32 @@ impl Init {
             return;
         }
         let svc = self.services[idx].cfg.clone();
-        let action = restart::on_exit(&svc, &mut self.services[idx].history, Instant::now(), stopped_by_init);
+        // An ondemand service that leaves a connection unaccepted would be
+        // started again at once: that exit is a crash, whatever its status.
+        let unaccepted = svc.ondemand && self.sockets_pending(idx);
+        let exit = restart::Exit { stopped_by_init, crashed: !stopped_by_init && (!clean || unaccepted) };
+        let action = restart::on_exit_with(&svc, &mut self.services[idx].history, Instant::now(), exit);
         match action {
             ExitAction::Stay => self.set_state(idx, State::Stopped),
             ExitAction::Rewatch => {
                 self.set_state(idx, State::Stopped);
+                if exit.crashed {
+                    self.services[idx].restarts += 1;
+                    warn!("service {name} exited without serving{}; watching its sockets again", if unaccepted { " (a connection is left unaccepted)" } else { "" });
+                }
                 self.watch_sockets(idx);
+            }
+            ExitAction::RewatchAfter { delay } => {
+                self.set_state(idx, State::Stopped);
+                self.services[idx].restarts += 1;
+                let gen = self.services[idx].gen;
+                warn!("service {name} crashed {} times; watching its sockets again in {} s", self.services[idx].history.count(), delay.as_secs());
+                self.add_timer(delay, TimerKind::Rewatch { idx, gen });
+            }
+            ExitAction::Fail { count, period_secs } => {
+                error!("service {name} crashed {count} times within {period_secs} s without serving its sockets: marked failed; its sockets refuse clients until it is started again");
+                self.set_state(idx, State::Error);
+                self.refuse_socket_clients(idx);
             }
             ExitAction::Panic => {
                 self.set_state(idx, State::Critical);
@@ -389,6 +418,38 @@ impl Init {
                 }
             }
         }
+    }
+
+    /// Whether a connection (or datagram) waits on one of service `idx`'s
+    /// sockets.
+    fn sockets_pending(&self, idx: usize) -> bool {
+        self.services[idx].sockets.iter().any(|fd| {
+            let mut p = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)];
+            matches!(nix::poll::poll(&mut p, nix::poll::PollTimeout::ZERO), Ok(n) if n > 0)
+        })
+    }
+
+    /// The back-off of a crashed ondemand service ran out.
+    pub(super) fn rewatch_timer(&mut self, idx: usize, gen: u64) {
+        let rt = &self.services[idx];
+        if rt.gen != gen || rt.pid.is_some() || rt.state == State::Error || self.shutdown.is_some() {
+            return;
+        }
+        self.watch_sockets(idx);
+    }
+
+    /// A socket service that cannot run: close its listening sockets, so
+    /// pending clients are reset and new ones refused (ECONNREFUSED on the
+    /// node that stays) instead of waiting forever. A later start makes
+    /// them afresh.
+    fn refuse_socket_clients(&mut self, idx: usize) {
+        if self.services[idx].sockets.is_empty() {
+            return;
+        }
+        self.unwatch_sockets(idx);
+        self.services[idx].sockets.clear();
+        let names: Vec<String> = self.services[idx].cfg.sockets.iter().map(|s| s.name.clone()).collect();
+        warn!("service {}: closed its sockets {}; clients are refused", self.services[idx].cfg.name, names.join(", "));
     }
 
     pub(super) fn restart_timer(&mut self, idx: usize, gen: u64) {
