@@ -226,3 +226,67 @@ fn ondemand_service_that_never_accepts_backs_off_then_fails_and_refuses_clients(
     assert_eq!(rc, 0);
     assert!(f.wait_until(DEADLINE, || std::fs::read_to_string(f.path("data/noaccept.count")).unwrap_or_default().lines().count() == 5), "{}", f.log_text());
 }
+
+#[test]
+fn service_pid_is_published_on_start_and_cleared_on_exit() {
+    // samgr checks a registering process against this parameter, so it must
+    // be the process init started, and must not outlive it.
+    let cfg = r#"{"services": [{"name": "pidsvc", "path": ["/bin/sleep", "100000"], "once": true}]}"#;
+    let mut f = Fixture::new(cfg, &[]);
+    f.boot();
+    assert!(f.wait_param("startup.service.ctl.pidsvc", "running", DEADLINE), "log:\n{}", f.log_text());
+    let ns_pid: i32 = f.get("startup.service.ctl.pidsvc.pid").expect("pid published").parse().expect("a number");
+    let host = f.host_pid(ns_pid).expect("the published pid is a live process in init's namespace");
+    let cmdline = std::fs::read_to_string(format!("/proc/{host}/cmdline")).unwrap_or_default();
+    assert!(cmdline.starts_with("/bin/sleep"), "pid {ns_pid} is not the service: {cmdline:?}");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(host), nix::sys::signal::Signal::SIGKILL).expect("kill");
+    assert!(f.wait_param("startup.service.ctl.pidsvc", "stopped", DEADLINE), "log:\n{}", f.log_text());
+    assert_eq!(f.get("startup.service.ctl.pidsvc.pid").as_deref(), Some("0"));
+}
+
+/// Makes `rel` in the fixture's root an executable script.
+fn script(f: &Fixture, rel: &str, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(f.path(rel), format!("#!/bin/sh\n{body}\n")).expect("write script");
+    std::fs::set_permissions(f.path(rel), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+#[test]
+fn syncexec_reads_a_chatty_commands_output_and_reports_its_status() {
+    // ~300 KiB of output, several pipe buffers: without a reader the
+    // command blocks or dies of SIGPIPE before it writes its marker.
+    let cfg = r#"{"jobs": [{"name": "init", "cmds": ["syncexec /data/chatty", "setparam test.after.chatty done"]}]}"#;
+    let mut f = Fixture::new(cfg, &[]);
+    script(&f, "data/chatty", "i=0\nwhile [ $i -lt 6000 ]; do echo \"chatty line $i ..........................................\"; i=$((i+1)); done\necho finished > /data/chatty.done\nexit 3");
+    f.boot();
+    assert!(f.wait_param("test.after.chatty", "done", DEADLINE), "log:\n{}", f.log_text());
+    // syncexec waited: the marker was written before the next command ran.
+    assert_eq!(std::fs::read_to_string(f.path("data/chatty.done")).unwrap_or_default(), "finished\n");
+    wait_log(&f, "chatty line 5999");
+    wait_log(&f, "/etc/init.cfg:jobs[0].cmds[0]: syncexec /data/chatty: exit status 3");
+}
+
+#[test]
+fn syncexec_waits_through_the_loop_so_init_serves_meanwhile() {
+    // The command waits for a parameter that only the test sets: init must
+    // answer the command's own `param get`s and the test's set while the
+    // syncexec is pending.
+    let cfg = r#"{"jobs": [{"name": "init", "cmds": ["syncexec /data/waiter", "setparam test.after.waiter done"]}]}"#;
+    let mut f = Fixture::new(cfg, &[]);
+    script(&f, "data/waiter", "until [ \"$(/system/bin/param get test.go 2>/dev/null)\" = 1 ]; do sleep 0.05; done\necho seen > /data/waiter.done");
+    f.boot();
+    f.client().set("test.go", "1").expect("init serves a set while syncexec waits");
+    assert!(f.wait_param("test.after.waiter", "done", DEADLINE), "log:\n{}", f.log_text());
+    assert_eq!(std::fs::read_to_string(f.path("data/waiter.done")).unwrap_or_default(), "seen\n");
+}
+
+#[test]
+fn syncexec_past_its_deadline_is_killed_and_named() {
+    let cfg = r#"{"jobs": [{"name": "init", "cmds": ["syncexec /bin/sleep 100000", "setparam test.after.sleeper done"]}]}"#;
+    let mut f = Fixture::new(cfg, &[("etc/param/sync.para", "const.startup.syncexec.timeout=1\n")]);
+    f.boot();
+    assert!(f.wait_param("test.after.sleeper", "done", DEADLINE), "log:\n{}", f.log_text());
+    wait_log(&f, "/etc/init.cfg:jobs[0].cmds[0]: syncexec /bin/sleep 100000: did not finish within 1 s; killed");
+    // No sleep process is left behind.
+    assert!(f.wait_until(DEADLINE, || f.processes().iter().all(|(host, _, _)| !std::fs::read_to_string(format!("/proc/{host}/cmdline")).unwrap_or_default().starts_with("/bin/sleep"))));
+}

@@ -166,6 +166,10 @@ pub struct Init {
     helpers: HashMap<i32, Helper>,
     /// Output pipes of `exec` commands: fd → (name, pid, pipe).
     cmd_outputs: HashMap<RawFd, (String, i32, std::os::fd::OwnedFd)>,
+    /// `syncexec` children being waited for, and how those that ended did
+    /// (filled by the reaper, taken by the waiting command).
+    sync_children: HashSet<i32>,
+    sync_exits: HashMap<i32, Result<(), String>>,
     shutdown: Option<shutdown::ShutdownState>,
     gen: u64,
 }
@@ -219,6 +223,8 @@ impl Init {
             timer_seq: 0,
             helpers: HashMap::new(),
             cmd_outputs: HashMap::new(),
+            sync_children: HashSet::new(),
+            sync_exits: HashMap::new(),
             shutdown: None,
             gen: 0,
         };
@@ -380,14 +386,7 @@ impl Init {
                     0
                 }
             };
-            for ev in &events[..n] {
-                let data = ev.data();
-                let flags = ev.events();
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.dispatch(data, flags)));
-                if result.is_err() {
-                    error!("a handler panicked (token {data:#x}); init carries on");
-                }
-            }
+            self.dispatch_events(&events[..n]);
             self.fire_timers();
             if self.shutdown.is_none() {
                 if let Some(step) = self.boot_steps.pop_front() {
@@ -399,6 +398,48 @@ impl Init {
             }
             self.shutdown_progress();
         }
+    }
+
+    /// Handles a batch of epoll events, each under its own panic guard.
+    fn dispatch_events(&mut self, events: &[EpollEvent]) {
+        for ev in events {
+            let data = ev.data();
+            let flags = ev.events();
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.dispatch(data, flags)));
+            if result.is_err() {
+                error!("a handler panicked (token {data:#x}); init carries on");
+            }
+        }
+    }
+
+    /// One turn of the loop from inside a command that waits (`syncexec`):
+    /// serves whatever is ready now (clients, signals, output, timers) but
+    /// runs no boot step. `wake` is an extra descriptor the caller waits
+    /// on; returns whether it became readable. Waits at most `max`.
+    pub(crate) fn serve_while_waiting(&mut self, wake: Option<std::os::fd::BorrowedFd<'_>>, max: Duration) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let wait = max.min(self.next_timeout());
+        let t = PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX);
+        let mut fds = vec![PollFd::new(self.epoll.0.as_fd(), PollFlags::POLLIN)];
+        if let Some(w) = wake {
+            fds.push(PollFd::new(w, PollFlags::POLLIN));
+        }
+        let (loop_ready, woke) = match poll(&mut fds, t) {
+            Ok(_) => {
+                let ready = |p: &PollFd<'_>| p.revents().is_some_and(|r| !r.is_empty());
+                (ready(&fds[0]), fds.get(1).is_some_and(ready))
+            }
+            Err(_) => (false, false),
+        };
+        drop(fds);
+        if loop_ready {
+            let mut events = vec![EpollEvent::empty(); 64];
+            if let Ok(n) = self.epoll.wait(&mut events, EpollTimeout::ZERO) {
+                self.dispatch_events(&events[..n]);
+            }
+        }
+        self.fire_timers();
+        woke
     }
 
     fn dispatch(&mut self, data: u64, flags: EpollFlags) {

@@ -344,6 +344,10 @@ impl Init {
     }
 
     fn child_exited(&mut self, pid: i32, how: String, clean: bool) {
+        if self.sync_children.remove(&pid) {
+            self.sync_exits.insert(pid, if clean { Ok(()) } else { Err(how) });
+            return;
+        }
         if let Some(h) = self.helpers.remove(&pid) {
             info!("{} (pid {pid}) finished: {how}", h.name);
             return;
@@ -535,17 +539,8 @@ impl Init {
         let sp = spawn::spawn_command(argv).map_err(|e| e.to_string())?;
         let name = argv[0].rsplit('/').next().unwrap_or(&argv[0]).to_owned();
         if wait {
-            drop(sp.output);
-            loop {
-                match waitpid(Pid::from_raw(sp.pid), None) {
-                    Ok(WaitStatus::Exited(_, 0)) => return Ok(()),
-                    Ok(WaitStatus::Exited(_, c)) => return Err(format!("exited with status {c}")),
-                    Ok(WaitStatus::Signaled(_, s, _)) => return Err(format!("killed by {s}")),
-                    Ok(_) => continue,
-                    Err(nix::errno::Errno::EINTR) => continue,
-                    Err(e) => return Err(e.to_string()),
-                }
-            }
+            self.sync_children.insert(sp.pid);
+            return self.wait_sync_command(name, sp.pid, sp.output);
         }
         if let Some(out) = sp.output {
             let fd = out.as_raw_fd();
@@ -555,6 +550,70 @@ impl Init {
         }
         self.helpers.insert(sp.pid, super::Helper { name });
         Ok(())
+    }
+
+    /// `const.startup.syncexec.timeout`: seconds a `syncexec` command may
+    /// run (default [`SYNCEXEC_TIMEOUT`], at most an hour).
+    fn syncexec_timeout(&self) -> Duration {
+        match self.params.get(SYNCEXEC_TIMEOUT_PARAM).map(str::parse::<u64>) {
+            Some(Ok(n)) if n > 0 => Duration::from_secs(n.min(3600)),
+            Some(_) => {
+                warn!("{SYNCEXEC_TIMEOUT_PARAM} is not a positive number of seconds; using {} s", SYNCEXEC_TIMEOUT.as_secs());
+                SYNCEXEC_TIMEOUT
+            }
+            None => SYNCEXEC_TIMEOUT,
+        }
+    }
+
+    /// `syncexec`: waits for the command through the event loop (clients,
+    /// signals and other output are served meanwhile; no boot step runs),
+    /// forwarding its output to the log so it never blocks on a full pipe
+    /// or dies of SIGPIPE. Past the deadline its process group is killed.
+    fn wait_sync_command(&mut self, name: String, pid: i32, mut output: Option<OwnedFd>) -> Result<(), String> {
+        if let Some(out) = &output {
+            let _ = nix::fcntl::fcntl(out.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
+        }
+        let timeout = self.syncexec_timeout();
+        let mut deadline = Instant::now() + timeout;
+        let mut killed = false;
+        let mut pending = Vec::new();
+        loop {
+            if let Some(out) = &output {
+                if drain_lines(out.as_raw_fd(), &name, pid, &mut pending) {
+                    output = None;
+                }
+            }
+            if let Some(res) = self.sync_exits.remove(&pid) {
+                // It may have left output behind in the pipe.
+                if let Some(out) = &output {
+                    drain_lines(out.as_raw_fd(), &name, pid, &mut pending);
+                }
+                if !pending.is_empty() {
+                    crate::log::service_line(&name, pid, &pending);
+                }
+                if killed {
+                    return Err(format!("did not finish within {} s; killed", timeout.as_secs()));
+                }
+                return res;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                if killed {
+                    // Still not reaped after SIGKILL (stuck in the kernel):
+                    // the reaper takes it over, the job goes on.
+                    self.sync_children.remove(&pid);
+                    self.helpers.insert(pid, super::Helper { name: name.clone() });
+                    return Err(format!("did not finish within {} s and did not die of SIGKILL", timeout.as_secs()));
+                }
+                warn!("syncexec {name} (pid {pid}) did not finish within {} s; killing it", timeout.as_secs());
+                signal_group(pid, Signal::SIGKILL);
+                killed = true;
+                deadline = now + Duration::from_secs(5);
+            }
+            let left = deadline.saturating_duration_since(now);
+            let fd = output.as_ref().map(|o| o.as_fd());
+            self.serve_while_waiting(fd, left.min(Duration::from_secs(1)));
+        }
     }
 
     /// Takes over the module loaders started by [`spawn_module_loaders`],
@@ -623,6 +682,37 @@ fn load_modules(group: &str, names: &[String]) -> i32 {
     }
     info!("{group}: loaded {} module files in {} ms ({failed} failed)", loaded.len(), (boottime_us() - t0) / 1000);
     i32::from(failed > 0)
+}
+
+/// Longest run of a `syncexec` command unless
+/// `const.startup.syncexec.timeout` says otherwise.
+pub const SYNCEXEC_TIMEOUT: Duration = Duration::from_secs(60);
+/// Parameter holding the `syncexec` deadline in seconds (Accord's name).
+pub const SYNCEXEC_TIMEOUT_PARAM: &str = "const.startup.syncexec.timeout";
+
+/// Reads what is available on non-blocking `fd` and logs complete lines
+/// (a line longer than 4 KiB is logged in pieces). Returns true at EOF.
+fn drain_lines(fd: RawFd, name: &str, pid: i32, pending: &mut Vec<u8>) -> bool {
+    let mut buf = [0u8; 4096];
+    loop {
+        match nix::unistd::read(fd, &mut buf) {
+            Ok(0) => return true,
+            Ok(n) => {
+                pending.extend_from_slice(&buf[..n]);
+                while let Some(pos) = pending.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=pos).collect();
+                    crate::log::service_line(name, pid, &line[..line.len() - 1]);
+                }
+                if pending.len() > 4096 {
+                    crate::log::service_line(name, pid, pending);
+                    pending.clear();
+                }
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(nix::errno::Errno::EAGAIN) => return false,
+            Err(_) => return true,
+        }
+    }
 }
 
 /// Signals a service's process group (it is a session leader), falling back
