@@ -290,3 +290,72 @@ fn syncexec_past_its_deadline_is_killed_and_named() {
     // No sleep process is left behind.
     assert!(f.wait_until(DEADLINE, || f.processes().iter().all(|(host, _, _)| !std::fs::read_to_string(format!("/proc/{host}/cmdline")).unwrap_or_default().starts_with("/bin/sleep"))));
 }
+
+#[test]
+fn mount_fstab_mounts_entries_and_names_bad_lines() {
+    let fstab = "# OpenHarmony-style fstab\n\
+                 tmpfs /data/mnt1 tmpfs nosuid,nodev,size=1m,mode=0750 wait\n\
+                 /dev/vdz /data/short ext4 rw\n\
+                 none /data/opt accordnofs rw nofail\n\
+                 none /data/req accordnofs rw wait,required\n\
+                 tmpfs /data/mnt2 tmpfs ro defaults\n";
+    let cfg = r#"{"jobs": [{"name": "post-fs", "cmds": ["mount_fstab /etc/fstab.test", "setparam test.after.fstab done"]}]}"#;
+    let mut f = Fixture::new(cfg, &[("etc/fstab.test", fstab)]);
+    f.boot();
+    assert!(f.wait_param("test.after.fstab", "done", DEADLINE), "log:\n{}", f.log_text());
+    let mounts = std::fs::read_to_string(format!("/proc/{}/mounts", f.init_pid().expect("init"))).expect("mounts");
+    let m1 = mounts.lines().find(|l| l.split_whitespace().nth(1) == Some("/data/mnt1")).unwrap_or_else(|| panic!("/data/mnt1 not mounted:\n{mounts}"));
+    assert!(m1.contains(" tmpfs ") && m1.contains("nosuid") && m1.contains("nodev") && m1.contains("mode=750"), "{m1}");
+    let m2 = mounts.lines().find(|l| l.split_whitespace().nth(1) == Some("/data/mnt2")).unwrap_or_else(|| panic!("/data/mnt2 not mounted:\n{mounts}"));
+    assert!(m2.split_whitespace().nth(3).is_some_and(|o| o.split(',').any(|x| x == "ro")), "{m2}");
+    wait_log(&f, "/etc/fstab.test:line 3: 4 fields");
+    wait_log(&f, "/etc/fstab.test:line 4: mount accordnofs none on /data/opt");
+    wait_log(&f, "(nofail)");
+    wait_log(&f, "/etc/fstab.test:line 5: mount accordnofs none on /data/req");
+    wait_log(&f, "(a required partition)");
+    wait_log(&f, "/etc/init.cfg:jobs[0].cmds[0]: mount_fstab /etc/fstab.test: 2 of the entries in /etc/fstab.test failed");
+}
+
+#[test]
+fn chmoddir_changes_a_tree_without_following_links() {
+    let cfg = r#"{"jobs": [{"name": "post-fs-data", "cmds": ["chmoddir 0750 /data/tree", "chmoddir 0750 /data/tree/a/file", "setparam test.after.chmoddir done"]}]}"#;
+    let mut f = Fixture::new(cfg, &[("data/tree/a/b/deep", "x"), ("data/tree/a/file", "y"), ("data/outside", "z")]);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(f.path("data/outside"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::os::unix::fs::symlink("/data/outside", f.path("data/tree/link")).unwrap();
+    f.boot();
+    assert!(f.wait_param("test.after.chmoddir", "done", DEADLINE), "log:\n{}", f.log_text());
+    for p in ["data/tree", "data/tree/a", "data/tree/a/b", "data/tree/a/b/deep", "data/tree/a/file"] {
+        assert_eq!(std::fs::metadata(f.path(p)).unwrap().permissions().mode() & 0o7777, 0o750, "{p}");
+    }
+    assert_eq!(std::fs::metadata(f.path("data/outside")).unwrap().permissions().mode() & 0o7777, 0o644, "followed a symlink");
+    wait_log(&f, "/etc/init.cfg:jobs[0].cmds[1]: chmoddir 0750 /data/tree/a/file: chmoddir /data/tree/a/file: not a directory");
+}
+
+#[test]
+fn commands_accepted_but_not_carried_out_say_so() {
+    let cfg = r#"{"jobs": [{"name": "init", "cmds": ["bootchart start", "setloglevel 4", "mkswap /dev/zram0", "restorecon /data", "no_such_command x", "setparam test.after.unsupported done"]}]}"#;
+    let mut f = Fixture::new(cfg, &[]);
+    f.boot();
+    assert!(f.wait_param("test.after.unsupported", "done", DEADLINE), "log:\n{}", f.log_text());
+    wait_log(&f, "/etc/init.cfg:jobs[0].cmds[0]: bootchart start: bootchart is not supported on Accord");
+    wait_log(&f, "/etc/init.cfg:jobs[0].cmds[1]: setloglevel 4: not supported");
+    wait_log(&f, "/etc/init.cfg:jobs[0].cmds[2]: mkswap /dev/zram0: swap is not supported");
+    wait_log(&f, "/etc/init.cfg:jobs[0].cmds[3]: restorecon /data: SELinux");
+    wait_log(&f, "/etc/init.cfg:jobs[0].cmds[4]: no_such_command x: unknown command");
+}
+
+#[test]
+fn reboot_mode_goes_to_the_kernel_with_restart2() {
+    let mut f = Fixture::new(r#"{"services": [{"name": "s", "path": ["/bin/sleep", "100000"]}]}"#, &[]);
+    f.boot();
+    assert!(f.wait_param("startup.service.ctl.s", "running", DEADLINE));
+    let (rc, _, err) = f.begetctl(&["reboot", "sideways"]);
+    assert_ne!(rc, 0);
+    assert!(err.contains("unknown reboot mode \"sideways\""), "{err}");
+    let (rc, _, err) = f.begetctl(&["reboot", "updater"]);
+    assert_eq!(rc, 0, "{err}");
+    let st = f.wait_exit(DEADLINE).expect("init rebooted");
+    assert_eq!(Fixture::exit_signal(&st), Some(libc::SIGHUP), "RESTART2 ends a pid namespace with SIGHUP; log:\n{}", f.log_text());
+    wait_log(&f, "calling reboot(2) RESTART2 \"updater\"");
+}

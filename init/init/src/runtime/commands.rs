@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::{Init, PowerCmd};
 use crate::cfg::Cmd;
@@ -299,14 +299,22 @@ impl Init {
                 need(a, 1, "ifup <interface>")?;
                 ifup(&a[0])
             }
-            "setloglevel" => {
-                info!("setloglevel {}: init logs at the level set by ACCORD_LOG_LEVEL", a.join(" "));
-                Ok(())
+            "mount_fstab" => {
+                need(a, 1, "mount_fstab <fstab file>")?;
+                self.mount_fstab(Path::new(&a[0]))
             }
-            "bootchart" | "bootevent" | "mount_fstab" | "init_global_key" | "init_main_user" | "mkswap" | "swapon" | "restorecon" | "loadSelinuxPolicy" | "chmoddir" => {
-                warn!("{}: command {:?} is not supported on Accord; skipped", cmd.origin, cmd.name);
-                Ok(())
+            "chmoddir" => {
+                need(a, 2, "chmoddir <mode> <directory>")?;
+                chmod_tree(Path::new(&a[1]), parse_mode(&a[0])?)
             }
+            // Accepted by OpenHarmony's init but not carried out here: each is
+            // an error in the log naming the command, never a silent success.
+            "setloglevel" => Err("not supported: init logs at the level ACCORD_LOG_LEVEL sets at boot".into()),
+            "bootchart" => Err("bootchart is not supported on Accord; init writes a boot trace instead (bootevent.boot.completed, /data/log/startup/bootup.trace)".into()),
+            "bootevent" => Err("bootevent is handled by init itself (services' \"bootevents\" field); the command does nothing here".into()),
+            "init_global_key" | "init_main_user" => Err("file encryption (fscrypt) is not supported on Accord; skipped".into()),
+            "mkswap" | "swapon" => Err("swap is not supported on Accord; skipped".into()),
+            "restorecon" | "loadSelinuxPolicy" | "load_access_token_id" | "mksandbox" => Err("SELinux, access tokens and sandboxes are not supported on Accord; skipped".into()),
             // Test hook: lets the namespace tests prove that a panicking
             // command leaves no state behind. Not compiled into release
             // builds (the image's init).
@@ -364,11 +372,123 @@ impl Init {
         Ok(())
     }
 
+    /// `mount_fstab <file>`: mounts every entry of an OpenHarmony fstab in
+    /// order. An entry that fails is an error naming file and line; with
+    /// `nofail` a warning. `wait` waits (bounded) for a `/dev` source to
+    /// appear; `check` (fsck) and the other fs_mgr flags are not carried out
+    /// and say so.
+    fn mount_fstab(&mut self, file: &Path) -> CmdResult {
+        let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        let (entries, diags) = crate::cfg::fstab::parse_fstab(&text, file);
+        let mut failed = diags.iter().filter(|d| d.severity == crate::cfg::Severity::Error).count();
+        for d in diags {
+            warn!("{d}");
+        }
+        for e in &entries {
+            let at = format!("{}:line {}", file.display(), e.line);
+            for f in &e.fs_mgr_flags {
+                if !["wait", "required", "nofail"].contains(&f.as_str()) {
+                    warn!("{at}: fs_mgr flag {f:?} is not carried out on Accord");
+                }
+            }
+            if e.has_flag("wait") && e.source.starts_with("/dev/") {
+                let deadline = Instant::now() + FSTAB_WAIT;
+                while !Path::new(&e.source).exists() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+            let mut flags = MsFlags::empty();
+            let mut data = Vec::new();
+            for o in &e.options {
+                match mount_flag(o) {
+                    Some(f) => flags |= f,
+                    None => data.push(o.as_str()),
+                }
+            }
+            if let Err(err) = self.mount_one(&e.fs_type, &e.source, &e.mount_point, flags, &data.join(",")) {
+                if e.has_flag("nofail") {
+                    warn!("{at}: {err} (nofail)");
+                } else {
+                    error!("{at}: {err}{}", if e.has_flag("required") { " (a required partition)" } else { "" });
+                    failed += 1;
+                }
+            }
+        }
+        if failed > 0 {
+            return Err(format!("{failed} of the entries in {} failed (see above)", file.display()));
+        }
+        info!("mounted the {} entries of {}", entries.len(), file.display());
+        Ok(())
+    }
+
     /// Whether one of the module loaders init forked is still alive (not
     /// yet a zombie), i.e. a filesystem type may still register.
     fn module_loaders_running(&self) -> bool {
         self.helpers.iter().filter(|(_, h)| h.name.starts_with("module loader")).any(|(pid, _)| process_alive(*pid))
     }
+}
+
+/// Longest wait for an fstab entry's device with the `wait` flag.
+pub const FSTAB_WAIT: Duration = Duration::from_secs(5);
+/// Most entries `chmoddir` changes (a bound on PID 1's time).
+pub const CHMODDIR_MAX_ENTRIES: usize = 100_000;
+/// Deepest directory `chmoddir` descends into.
+pub const CHMODDIR_MAX_DEPTH: usize = 32;
+
+/// `chmoddir <mode> <dir>`: sets `mode` on a directory and everything
+/// below it, never following symbolic links. Bounded by
+/// [`CHMODDIR_MAX_ENTRIES`] and [`CHMODDIR_MAX_DEPTH`].
+fn chmod_tree(root: &Path, mode: u32) -> CmdResult {
+    let meta = std::fs::symlink_metadata(root).map_err(|e| format!("chmoddir {}: {e}", root.display()))?;
+    if !meta.is_dir() {
+        return Err(format!("chmoddir {}: not a directory", root.display()));
+    }
+    let mut stack = vec![(root.to_path_buf(), 0usize)];
+    let mut done = 0usize;
+    let mut errors = 0usize;
+    while let Some((dir, depth)) = stack.pop() {
+        if let Err(e) = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)) {
+            warn!("chmoddir: {}: {e}", dir.display());
+            errors += 1;
+        }
+        done += 1;
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) => {
+                warn!("chmoddir: {}: {e}", dir.display());
+                errors += 1;
+                continue;
+            }
+        };
+        for ent in rd.flatten() {
+            if done >= CHMODDIR_MAX_ENTRIES {
+                return Err(format!("chmoddir {}: more than {CHMODDIR_MAX_ENTRIES} entries; stopped", root.display()));
+            }
+            let Ok(ft) = ent.file_type() else { continue };
+            let p = ent.path();
+            if ft.is_symlink() {
+                continue;
+            }
+            if ft.is_dir() {
+                if depth + 1 > CHMODDIR_MAX_DEPTH {
+                    warn!("chmoddir: {}: deeper than {CHMODDIR_MAX_DEPTH} levels; not descended", p.display());
+                    errors += 1;
+                    continue;
+                }
+                stack.push((p, depth + 1));
+            } else {
+                if let Err(e) = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)) {
+                    warn!("chmoddir: {}: {e}", p.display());
+                    errors += 1;
+                }
+                done += 1;
+            }
+        }
+    }
+    if errors > 0 {
+        return Err(format!("chmoddir {}: {errors} entries could not be changed (see above)", root.display()));
+    }
+    Ok(())
 }
 
 /// Longest wait for a filesystem type while modules still load.
