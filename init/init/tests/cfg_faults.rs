@@ -308,10 +308,10 @@ fn mount_fstab_mounts_entries_and_names_bad_lines() {
     assert!(m1.contains(" tmpfs ") && m1.contains("nosuid") && m1.contains("nodev") && m1.contains("mode=750"), "{m1}");
     let m2 = mounts.lines().find(|l| l.split_whitespace().nth(1) == Some("/data/mnt2")).unwrap_or_else(|| panic!("/data/mnt2 not mounted:\n{mounts}"));
     assert!(m2.split_whitespace().nth(3).is_some_and(|o| o.split(',').any(|x| x == "ro")), "{m2}");
-    wait_log(&f, "/etc/fstab.test:line 3: 4 fields");
-    wait_log(&f, "/etc/fstab.test:line 4: mount accordnofs none on /data/opt");
+    wait_log(&f, "/etc/fstab.test:3: 4 fields");
+    wait_log(&f, "/etc/fstab.test:4: mount accordnofs none on /data/opt");
     wait_log(&f, "(nofail)");
-    wait_log(&f, "/etc/fstab.test:line 5: mount accordnofs none on /data/req");
+    wait_log(&f, "/etc/fstab.test:5: mount accordnofs none on /data/req");
     wait_log(&f, "(a required partition)");
     wait_log(&f, "/etc/init.cfg:jobs[0].cmds[0]: mount_fstab /etc/fstab.test: 2 of the entries in /etc/fstab.test failed");
 }

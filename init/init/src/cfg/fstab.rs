@@ -48,11 +48,11 @@ impl FstabEntry {
 }
 
 /// Parses fstab `text` read from `file`. Never panics; every skipped line or
-/// unknown flag is a diagnostic with `line N` as its location.
+/// unknown flag is a diagnostic carrying its line.
 pub fn parse_fstab(text: &str, file: &Path) -> (Vec<FstabEntry>, Vec<Diagnostic>) {
     let mut out = Vec::new();
     let mut diags = Vec::new();
-    let mut diag = |severity, line: usize, message: String| diags.push(Diagnostic { severity, file: file.to_owned(), location: format!("line {line}"), message });
+    let mut diag = |severity, line: usize, message: String| diags.push(Diagnostic { severity, file: file.to_owned(), line: Some(line), location: String::new(), message });
     if text.len() > MAX_FSTAB_BYTES {
         diag(Severity::Error, 1, format!("{} bytes; at most {MAX_FSTAB_BYTES} are read", text.len()));
     }
@@ -123,10 +123,10 @@ mod tests {
         assert!(e[0].has_flag("required") && e[0].has_flag("wait"));
         assert_eq!(e[1].fs_type, "f2fs");
         assert_eq!(e[2].line, 5);
-        assert!(d.iter().any(|m| m == "/vendor/etc/fstab.qemu:line 4: unknown fs_mgr flag \"reservedsize=1G\"; ignored"), "{d:?}");
-        assert!(d.iter().any(|m| m == "/vendor/etc/fstab.qemu:line 5: unknown fs_mgr flag \"defaults\"; ignored"), "{d:?}");
-        assert!(d.iter().any(|m| m.starts_with("/vendor/etc/fstab.qemu:line 6: 4 fields")), "{d:?}");
-        assert!(d.iter().any(|m| m.starts_with("/vendor/etc/fstab.qemu:line 7: mount point \"relative\"")), "{d:?}");
+        assert!(d.iter().any(|m| m == "/vendor/etc/fstab.qemu:4: unknown fs_mgr flag \"reservedsize=1G\"; ignored"), "{d:?}");
+        assert!(d.iter().any(|m| m == "/vendor/etc/fstab.qemu:5: unknown fs_mgr flag \"defaults\"; ignored"), "{d:?}");
+        assert!(d.iter().any(|m| m.starts_with("/vendor/etc/fstab.qemu:6: 4 fields")), "{d:?}");
+        assert!(d.iter().any(|m| m.starts_with("/vendor/etc/fstab.qemu:7: mount point \"relative\"")), "{d:?}");
     }
 
     #[test]
@@ -168,7 +168,7 @@ mod tests {
                 prop_assert!(e.mount_point.starts_with('/'));
             }
             for d in &diags {
-                prop_assert!(d.location.starts_with("line "));
+                prop_assert!(d.line.is_some_and(|l| l >= 1));
                 prop_assert_eq!(&d.file, Path::new("/f"));
             }
         }

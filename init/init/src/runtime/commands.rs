@@ -170,8 +170,18 @@ impl Init {
             }
             "mount" => self.cmd_mount(a),
             "umount" => {
-                need(a, 1, "umount <path>")?;
-                umount2(a[0].as_str(), MntFlags::empty()).map_err(|e| format!("umount {}: {e}", a[0]))
+                need(a, 1, "umount <path> [MNT_FORCE]")?;
+                let force = match a.get(1).map(String::as_str) {
+                    None => false,
+                    Some("MNT_FORCE") => true,
+                    Some(other) => return Err(format!("umount: unknown flag {other:?} (MNT_FORCE expected)")),
+                };
+                match umount2(a[0].as_str(), MntFlags::empty()) {
+                    Ok(()) => Ok(()),
+                    // OpenHarmony's reboot job: a busy /data is forced.
+                    Err(_) if force => umount2(a[0].as_str(), MntFlags::MNT_FORCE).map_err(|e| format!("umount {} (forced): {e}", a[0])),
+                    Err(e) => Err(format!("umount {}: {e}", a[0])),
+                }
             }
             "write" => {
                 need(a, 2, "write <path> <content>")?;
@@ -385,7 +395,7 @@ impl Init {
             warn!("{d}");
         }
         for e in &entries {
-            let at = format!("{}:line {}", file.display(), e.line);
+            let at = format!("{}:{}", file.display(), e.line);
             for f in &e.fs_mgr_flags {
                 if !["wait", "required", "nofail"].contains(&f.as_str()) {
                     warn!("{at}: fs_mgr flag {f:?} is not carried out on Accord");
