@@ -61,6 +61,7 @@ fn absurd_numbers_in_commands_are_errors_naming_file_and_command() {
         "sleep nan", "sleep inf", "sleep -1", "sleep 1e300", "sleep many",
         "wait /dev/never_there inf", "wait /dev/never_there NaN", "wait /dev/never_there -5", "wait /dev/never_there 1e9",
         "mkdir /data/m 77777777777",
+        "export ${unset.name} v", "export A=B v",
         "setparam test.after.numbers done"
     ]}]}"#;
     let mut f = Fixture::new(cfg, &[]);
@@ -74,6 +75,8 @@ fn absurd_numbers_in_commands_are_errors_naming_file_and_command() {
         wait_log(&f, &format!("/etc/init.cfg:jobs[0].cmds[{}]: wait /dev/never_there {word}: wait: timeout \"{word}\"", j + 5));
     }
     wait_log(&f, "/etc/init.cfg:jobs[0].cmds[9]: mkdir");
+    wait_log(&f, "/etc/init.cfg:jobs[0].cmds[10]: export ${unset.name} v: export: \"\" is not a valid variable name");
+    wait_log(&f, "/etc/init.cfg:jobs[0].cmds[11]: export A=B v: export: \"A=B\" is not a valid variable name");
     assert!(!f.log_text().contains("panicked"), "{}", f.log_text());
 }
 

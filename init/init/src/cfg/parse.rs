@@ -14,6 +14,8 @@ pub const MAX_SERVICES_PER_FILE: usize = 100;
 /// Longest service name, in bytes.
 pub const MAX_SERVICE_NAME: usize = 32;
 const MAX_IMPORT_DEPTH: usize = 8;
+/// CPU numbers `cpucore` accepts (the size of the kernel's CPU set type).
+pub const MAX_CPU: u32 = 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {
@@ -532,7 +534,14 @@ fn parse_service(cx: &mut Ctx<'_>, i: usize, v: &Value) -> Option<Service> {
                 },
             },
             "cpucore" => match val {
-                Value::Array(a) => s.cpucore = a.iter().filter_map(as_u32).collect(),
+                Value::Array(a) => {
+                    for c in a {
+                        match as_u32(c) {
+                            Some(n) if n < MAX_CPU => s.cpucore.push(n),
+                            _ => cx.error(at(field), format!("{c} is not a CPU number below {MAX_CPU}; dropped")),
+                        }
+                    }
+                }
                 _ => bad(cx, "an array of CPU numbers"),
             },
             "start-mode" => match val.as_str() {
@@ -553,7 +562,14 @@ fn parse_service(cx: &mut Ctx<'_>, i: usize, v: &Value) -> Option<Service> {
                 _ => bad(cx, "an array of socket objects"),
             },
             "writepid" => match val {
-                Value::Array(a) => s.writepid = a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect(),
+                Value::Array(a) => {
+                    for x in a {
+                        match x.as_str() {
+                            Some(p) => s.writepid.push(p.to_owned()),
+                            None => cx.error(at(field), format!("expected paths, found {}; entry dropped", kind(x))),
+                        }
+                    }
+                }
                 Value::String(p) => s.writepid = vec![p.clone()],
                 _ => bad(cx, "an array of paths"),
             },
@@ -581,7 +597,15 @@ fn parse_service(cx: &mut Ctx<'_>, i: usize, v: &Value) -> Option<Service> {
             },
             "bootevents" => {
                 let names: Vec<String> = match val {
-                    Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect(),
+                    Value::Array(a) => a
+                        .iter()
+                        .filter_map(|x| {
+                            if x.as_str().is_none() {
+                                cx.error(at(field), format!("expected boot event names, found {}; entry dropped", kind(x)));
+                            }
+                            x.as_str().map(str::to_owned)
+                        })
+                        .collect(),
                     Value::String(one) => vec![one.clone()],
                     _ => {
                         bad(cx, "an array of boot event names");
@@ -671,6 +695,12 @@ fn parse_socket(cx: &mut Ctx<'_>, at: &str, v: &Value) -> Option<SocketSpec> {
             0o660
         }
     };
+    match o.get("protocol") {
+        None => {}
+        Some(Value::String(p)) if p == "default" || p == "0" || p.is_empty() => {}
+        Some(Value::Number(n)) if n.as_u64() == Some(0) => {}
+        Some(other) => cx.warn(format!("{at}.protocol"), format!("{other} is not used for AF_UNIX sockets; ignored")),
+    }
     let mut passcred = false;
     if let Some(opts) = o.get("option") {
         let list: Vec<&str> = match opts {
@@ -808,6 +838,24 @@ mod tests {
         assert!(m.iter().any(|x| x.contains("\"has space\" is not a valid service name")), "{m:?}");
         assert_eq!(cfg.services[0].uid, None);
         assert_eq!(cfg.services[0].caps, Some(vec![]));
+    }
+
+    #[test]
+    fn entries_of_the_wrong_kind_are_named_not_dropped_silently() {
+        let (cfg, d) = parse(
+            r#"{"services": [{"name": "a", "path": ["/a"], "cpucore": [0, -1, "x", 5000, 3], "writepid": ["/p", 7], "bootevents": ["bootevent.a.ready", {}],
+                "socket": [{"name": "s", "protocol": "NETLINK_ROUTE"}]}]}"#,
+        );
+        let s = &cfg.services[0];
+        assert_eq!(s.cpucore, vec![0, 3]);
+        assert_eq!(s.writepid, vec!["/p"]);
+        assert_eq!(s.bootevents, vec!["bootevent.a.ready"]);
+        let m = msgs(&d);
+        assert!(m.iter().any(|x| x.contains("\"a\".cpucore: -1 is not a CPU number below 1024")), "{m:?}");
+        assert!(m.iter().any(|x| x.contains("\"a\".cpucore: 5000 is not a CPU number")), "{m:?}");
+        assert!(m.iter().any(|x| x.contains("\"a\".writepid: expected paths, found a number")), "{m:?}");
+        assert!(m.iter().any(|x| x.contains("\"a\".bootevents: expected boot event names, found an object")), "{m:?}");
+        assert!(m.iter().any(|x| x.contains("socket[0].protocol: \"NETLINK_ROUTE\" is not used for AF_UNIX sockets; ignored")), "{m:?}");
     }
 
     #[test]

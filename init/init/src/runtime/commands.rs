@@ -221,7 +221,11 @@ impl Init {
             }
             "export" => {
                 need(a, 2, "export <name> <value>")?;
-                std::env::set_var(&a[0], a[1..].join(" "));
+                let value = a[1..].join(" ");
+                if a[0].is_empty() || a[0].contains(['=', '\0']) || value.contains('\0') {
+                    return Err(format!("export: {:?} is not a valid variable name (or the value holds NUL)", a[0]));
+                }
+                std::env::set_var(&a[0], value);
                 Ok(())
             }
             "hostname" => {
@@ -234,8 +238,10 @@ impl Init {
             }
             "insmod" => {
                 need(a, 1, "insmod <file.ko> [options]")?;
-                let opts = a[1..].iter().filter(|o| o.as_str() != "-f").cloned().collect::<Vec<_>>().join(" ");
-                crate::kmod::insmod(Path::new(&a[0]), &opts).map_err(|e| e.to_string())
+                // OpenHarmony's form: insmod <file> [-f] [options].
+                let force = a.get(1).is_some_and(|o| o == "-f");
+                let opts = a[if force { 2 } else { 1 }..].join(" ");
+                crate::kmod::insmod_with(Path::new(&a[0]), &opts, force).map_err(|e| e.to_string())
             }
             "modprobe" => {
                 need(a, 1, "modprobe <module> [options]")?;

@@ -111,6 +111,8 @@ enum TimerKind {
 /// Parameter holding the boot-event timeout in seconds (Accord's name; it
 /// follows OpenHarmony's `const.startup.*` settings).
 pub const BOOTEVENT_TIMEOUT_PARAM: &str = "const.startup.bootevent.timeout";
+/// Longest delay a timer accepts (longer ones are cut to it): 30 days.
+const MAX_TIMER: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Default boot-event timeout, in seconds after the boot sequence.
 pub const BOOTEVENT_TIMEOUT_SECS: u64 = 30;
 
@@ -493,7 +495,10 @@ impl Init {
 
     fn add_timer(&mut self, after: Duration, kind: TimerKind) {
         self.timer_seq += 1;
-        self.timers.push(Reverse((Instant::now() + after, self.timer_seq, kind)));
+        // An absurd delay (from a cfg or a parameter) must not overflow.
+        let now = Instant::now();
+        let when = now.checked_add(after.min(MAX_TIMER)).unwrap_or(now);
+        self.timers.push(Reverse((when, self.timer_seq, kind)));
     }
 
     fn fire_timers(&mut self) {

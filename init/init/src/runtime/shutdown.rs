@@ -15,6 +15,8 @@ use crate::trace::boottime_us;
 
 /// Default time services get to exit after SIGTERM.
 const STOP_GRACE: Duration = Duration::from_millis(2000);
+/// `const.startup.stop_timeout_ms` is cut to this (a minute).
+const MAX_STOP_GRACE_MS: u64 = 60_000;
 
 /// Restart modes passed to the kernel with reboot(2) RESTART2 (OpenHarmony's
 /// `reboot,<mode>` values that restart into another image). `begetctl`
@@ -85,8 +87,8 @@ impl Init {
         let grace = self
             .params
             .get("const.startup.stop_timeout_ms")
-            .and_then(|v| v.parse().ok())
-            .map(Duration::from_millis)
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|ms| Duration::from_millis(ms.min(MAX_STOP_GRACE_MS)))
             .unwrap_or(STOP_GRACE);
         let order: Vec<usize> = self.start_order.iter().rev().copied().collect();
         for idx in order {
