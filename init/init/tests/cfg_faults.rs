@@ -69,14 +69,14 @@ fn absurd_numbers_in_commands_are_errors_naming_file_and_command() {
     assert!(f.wait_param("test.after.numbers", "done", DEADLINE), "log:\n{}", f.log_text());
     // The log reaches the test through a pipe: wait for each line.
     for (j, word) in ["nan", "inf", "-1", "1e300", "many"].iter().enumerate() {
-        wait_log(&f, &format!("/etc/init.cfg:jobs[0].cmds[{j}]: sleep {word}: sleep: \"{word}\""));
+        wait_log(&f, &format!("/etc/init.cfg:2: jobs[0].cmds[{j}]: sleep {word}: sleep: \"{word}\""));
     }
     for (j, word) in ["inf", "NaN", "-5", "1e9"].iter().enumerate() {
-        wait_log(&f, &format!("/etc/init.cfg:jobs[0].cmds[{}]: wait /dev/never_there {word}: wait: timeout \"{word}\"", j + 5));
+        wait_log(&f, &format!("/etc/init.cfg:3: jobs[0].cmds[{}]: wait /dev/never_there {word}: wait: timeout \"{word}\"", j + 5));
     }
-    wait_log(&f, "/etc/init.cfg:jobs[0].cmds[9]: mkdir");
-    wait_log(&f, "/etc/init.cfg:jobs[0].cmds[10]: export ${unset.name} v: export: \"\" is not a valid variable name");
-    wait_log(&f, "/etc/init.cfg:jobs[0].cmds[11]: export A=B v: export: \"A=B\" is not a valid variable name");
+    wait_log(&f, "/etc/init.cfg:4: jobs[0].cmds[9]: mkdir");
+    wait_log(&f, "/etc/init.cfg:5: jobs[0].cmds[10]: export ${unset.name} v: export: \"\" is not a valid variable name");
+    wait_log(&f, "/etc/init.cfg:5: jobs[0].cmds[11]: export A=B v: export: \"A=B\" is not a valid variable name");
     assert!(!f.log_text().contains("panicked"), "{}", f.log_text());
 }
 
@@ -99,7 +99,7 @@ fn a_panicking_command_leaves_no_state_behind() {
     }
     c.set("test.later", "1").expect("set test.later");
     assert!(f.wait_param("test.later.ran", "yes", DEADLINE), "log:\n{}", f.log_text());
-    wait_log(&f, "/etc/init.cfg:jobs[0].cmds[0]: __accord_test_panic : the command panicked");
+    wait_log(&f, "/etc/init.cfg:2: jobs[0].cmds[0]: __accord_test_panic : the command panicked");
 }
 
 #[test]
@@ -168,7 +168,7 @@ fn mounting_a_type_the_kernel_lacks_fails_at_once_naming_the_command() {
     assert!(f.wait_param("test.after.mount", "done", DEADLINE), "log:\n{}", f.log_text());
     wait_log(
         &f,
-        "/etc/init.cfg:jobs[0].cmds[0]: mount accordnofs none /config nodev noexec nosuid: mount accordnofs none on /config: the kernel has no filesystem type \"accordnofs\" and no module loader is running (ENODEV)",
+        "/etc/init.cfg:1: jobs[0].cmds[0]: mount accordnofs none /config nodev noexec nosuid: mount accordnofs none on /config: the kernel has no filesystem type \"accordnofs\" and no module loader is running (ENODEV)",
     );
 }
 
@@ -266,7 +266,7 @@ fn syncexec_reads_a_chatty_commands_output_and_reports_its_status() {
     // syncexec waited: the marker was written before the next command ran.
     assert_eq!(std::fs::read_to_string(f.path("data/chatty.done")).unwrap_or_default(), "finished\n");
     wait_log(&f, "chatty line 5999");
-    wait_log(&f, "/etc/init.cfg:jobs[0].cmds[0]: syncexec /data/chatty: exit status 3");
+    wait_log(&f, "/etc/init.cfg:1: jobs[0].cmds[0]: syncexec /data/chatty: exit status 3");
 }
 
 #[test]
@@ -289,7 +289,7 @@ fn syncexec_past_its_deadline_is_killed_and_named() {
     let mut f = Fixture::new(cfg, &[("etc/param/sync.para", "const.startup.syncexec.timeout=1\n")]);
     f.boot();
     assert!(f.wait_param("test.after.sleeper", "done", DEADLINE), "log:\n{}", f.log_text());
-    wait_log(&f, "/etc/init.cfg:jobs[0].cmds[0]: syncexec /bin/sleep 100000: did not finish within 1 s; killed");
+    wait_log(&f, "/etc/init.cfg:1: jobs[0].cmds[0]: syncexec /bin/sleep 100000: did not finish within 1 s; killed");
     // No sleep process is left behind.
     assert!(f.wait_until(DEADLINE, || f.processes().iter().all(|(host, _, _)| !std::fs::read_to_string(format!("/proc/{host}/cmdline")).unwrap_or_default().starts_with("/bin/sleep"))));
 }
@@ -316,7 +316,7 @@ fn mount_fstab_mounts_entries_and_names_bad_lines() {
     wait_log(&f, "(nofail)");
     wait_log(&f, "/etc/fstab.test:5: mount accordnofs none on /data/req");
     wait_log(&f, "(a required partition)");
-    wait_log(&f, "/etc/init.cfg:jobs[0].cmds[0]: mount_fstab /etc/fstab.test: 2 of the entries in /etc/fstab.test failed");
+    wait_log(&f, "/etc/init.cfg:1: jobs[0].cmds[0]: mount_fstab /etc/fstab.test: 2 of the entries in /etc/fstab.test failed");
 }
 
 #[test]
@@ -332,7 +332,7 @@ fn chmoddir_changes_a_tree_without_following_links() {
         assert_eq!(std::fs::metadata(f.path(p)).unwrap().permissions().mode() & 0o7777, 0o750, "{p}");
     }
     assert_eq!(std::fs::metadata(f.path("data/outside")).unwrap().permissions().mode() & 0o7777, 0o644, "followed a symlink");
-    wait_log(&f, "/etc/init.cfg:jobs[0].cmds[1]: chmoddir 0750 /data/tree/a/file: chmoddir /data/tree/a/file: not a directory");
+    wait_log(&f, "/etc/init.cfg:1: jobs[0].cmds[1]: chmoddir 0750 /data/tree/a/file: chmoddir /data/tree/a/file: not a directory");
 }
 
 #[test]
@@ -341,11 +341,11 @@ fn commands_accepted_but_not_carried_out_say_so() {
     let mut f = Fixture::new(cfg, &[]);
     f.boot();
     assert!(f.wait_param("test.after.unsupported", "done", DEADLINE), "log:\n{}", f.log_text());
-    wait_log(&f, "/etc/init.cfg:jobs[0].cmds[0]: bootchart start: bootchart is not supported on Accord");
-    wait_log(&f, "/etc/init.cfg:jobs[0].cmds[1]: setloglevel 4: not supported");
-    wait_log(&f, "/etc/init.cfg:jobs[0].cmds[2]: mkswap /dev/zram0: swap is not supported");
-    wait_log(&f, "/etc/init.cfg:jobs[0].cmds[3]: restorecon /data: SELinux");
-    wait_log(&f, "/etc/init.cfg:jobs[0].cmds[4]: no_such_command x: unknown command");
+    wait_log(&f, "/etc/init.cfg:1: jobs[0].cmds[0]: bootchart start: bootchart is not supported on Accord");
+    wait_log(&f, "/etc/init.cfg:1: jobs[0].cmds[1]: setloglevel 4: not supported");
+    wait_log(&f, "/etc/init.cfg:1: jobs[0].cmds[2]: mkswap /dev/zram0: swap is not supported");
+    wait_log(&f, "/etc/init.cfg:1: jobs[0].cmds[3]: restorecon /data: SELinux");
+    wait_log(&f, "/etc/init.cfg:1: jobs[0].cmds[4]: no_such_command x: unknown command");
 }
 
 #[test]

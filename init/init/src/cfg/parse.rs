@@ -345,7 +345,10 @@ fn parse_job(cx: &mut Ctx<'_>, i: usize, v: &Value) -> Option<Job> {
                         job.cmds.push(Cmd {
                             name: word.to_owned(),
                             args: words.map(str::to_owned).collect(),
-                            origin: format!("{}:jobs[{i}].cmds[{j}]", cx.file.display()),
+                            origin: match line_of(&cx.lines, &format!("jobs[{i}].cmds[{j}]")) {
+                                Some(l) => format!("{}:{l}: jobs[{i}].cmds[{j}]", cx.file.display()),
+                                None => format!("{}:jobs[{i}].cmds[{j}]", cx.file.display()),
+                            },
                         });
                     }
                 }
@@ -868,8 +871,8 @@ mod tests {
         assert_eq!(j.cmds.len(), 2);
         assert_eq!(j.cmds[0].name, "mkdir");
         assert_eq!(j.cmds[0].args, vec!["/data/a", "0770", "system", "system"]);
-        assert_eq!(j.cmds[0].origin, "/a.cfg:jobs[0].cmds[0]");
-        assert_eq!(j.cmds[1].origin, "/b.cfg:jobs[0].cmds[0]");
+        assert_eq!(j.cmds[0].origin, "/a.cfg:1: jobs[0].cmds[0]");
+        assert_eq!(j.cmds[1].origin, "/b.cfg:1: jobs[0].cmds[0]");
         assert_eq!(j.condition.as_deref(), Some("x=1"));
         let m = msgs(&d);
         assert!(m.iter().any(|x| x.contains("empty command")), "{m:?}");

@@ -25,7 +25,8 @@ pub struct Cmd {
     /// The rest of the line, split on ASCII whitespace. `${param}` is
     /// expanded at run time, not at parse time.
     pub args: Vec<String>,
-    /// Where the command came from, for error messages: `file:jobs[i].cmds[j]`.
+    /// Where the command came from, for error messages:
+    /// `file:line: jobs[i].cmds[j]`.
     pub origin: String,
 }
 
