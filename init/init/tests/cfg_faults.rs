@@ -142,14 +142,14 @@ fn boot_events_of_failed_or_unstarted_services_do_not_block_boot_completion() {
 
 #[test]
 fn missing_boot_events_are_named_with_their_services_after_the_timeout() {
+    // Only events nobody sets, so what the timeout names does not depend on
+    // how fast other services are.
     let cfg = r#"{"services": [
-      {"name": "slowpoke", "path": ["/bin/sleep", "100000"], "bootevents": ["bootevent.slowpoke.ready", "bootevent.slowpoke.other"]},
-      {"name": "good", "path": ["/bin/sh", "-c", "/system/bin/param set bootevent.good.ready true; exec sleep 100000"], "bootevents": ["bootevent.good.ready"]}
+      {"name": "slowpoke", "path": ["/bin/sleep", "100000"], "bootevents": ["bootevent.slowpoke.ready", "bootevent.slowpoke.other"]}
     ]}"#;
     let mut f = Fixture::new(cfg, &[("etc/param/timeout.para", "const.startup.bootevent.timeout=1\n")]);
     f.boot();
     wait_log(&f, "bootevent.boot.completed has not come 1 s after the boot sequence; still waiting for: bootevent.slowpoke.ready (service slowpoke), bootevent.slowpoke.other (service slowpoke)");
-    assert!(f.get("ohos.boot.time.good.ready").is_some(), "{}", f.log_text());
     assert_eq!(f.get("bootevent.boot.completed"), None);
     // The events still complete the boot when they come.
     let c = f.client();
