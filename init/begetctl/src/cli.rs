@@ -24,7 +24,7 @@ pub fn usage(tool: &str) -> String {
     );
     if tool != "param" {
         s.push_str(
-            "\n  begetctl service_control start|stop <service>\n  begetctl start_service <service> | stop_service <service>\n  begetctl dump_service all|<service>\n  begetctl bootevent enable|disable\n  begetctl reboot [shutdown|updater|flashd|charge|suspend|panic]",
+            "\n  begetctl service_control start|stop <service>\n  begetctl start_service <service> | stop_service <service>\n  begetctl dump_service all|<service>\n  begetctl bootevent enable|disable\n  begetctl reboot [shutdown|halt|suspend|panic|updater|flashd|charge|bootloader|recovery|loader]",
         );
     }
     s
@@ -109,13 +109,17 @@ pub fn parse(prog: &str, args: &[String]) -> Result<Command, String> {
         },
         "reboot" => match rest {
             [] => Ok(Command::Reboot(None)),
-            [m] if ["shutdown", "updater", "flashd", "charge", "suspend", "panic", "halt"].contains(&m.as_str()) => Ok(Command::Reboot(Some(m.clone()))),
-            [m] => Err(format!("unknown reboot mode {m:?}")),
+            [m] if REBOOT_MODES.contains(&m.as_str()) => Ok(Command::Reboot(Some(m.clone()))),
+            [m] => Err(format!("unknown reboot mode {m:?}; init knows {}", REBOOT_MODES.join(", "))),
             _ => Err("usage: reboot [mode]".into()),
         },
         other => Err(format!("unknown command {other:?}")),
     }
 }
+
+/// `reboot` modes init acts on: power states, then the restart modes it
+/// passes to the kernel (reboot(2) RESTART2 with the mode string).
+pub const REBOOT_MODES: &[&str] = &["shutdown", "halt", "suspend", "panic", "updater", "flashd", "charge", "bootloader", "recovery", "loader"];
 
 #[cfg(test)]
 mod tests {
@@ -148,7 +152,8 @@ mod tests {
         assert_eq!(p("begetctl", &["bootevent", "disable"]), Ok(Command::BootEvent(false)));
         assert_eq!(p("begetctl", &["reboot"]), Ok(Command::Reboot(None)));
         assert_eq!(p("begetctl", &["reboot", "shutdown"]), Ok(Command::Reboot(Some("shutdown".into()))));
-        assert!(p("begetctl", &["reboot", "sideways"]).is_err());
+        assert!(p("begetctl", &["reboot", "sideways"]).unwrap_err().contains("init knows shutdown, halt"));
+        assert_eq!(p("begetctl", &["reboot", "recovery"]), Ok(Command::Reboot(Some("recovery".into()))));
         assert!(p("begetctl", &["service_control", "pause", "x"]).is_err());
         assert_eq!(p("begetctl", &["--help"]), Ok(Command::Help));
         assert!(p("begetctl", &[]).is_err());

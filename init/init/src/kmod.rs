@@ -30,10 +30,21 @@ pub enum KmodError {
 /// Loads one module file with the given parameters. An already loaded
 /// module is not an error.
 pub fn insmod(path: &Path, params: &str) -> Result<(), KmodError> {
+    insmod_with(path, params, false)
+}
+
+/// [`insmod`]; `force` (the cfg's `insmod <file> -f`) makes the kernel
+/// ignore the module's version magic and symbol versions, as OpenHarmony's
+/// `-f` does.
+pub fn insmod_with(path: &Path, params: &str, force: bool) -> Result<(), KmodError> {
     let file = File::open(path).map_err(|source| KmodError::Open { path: path.to_owned(), source })?;
     let params = CString::new(params.replace('\0', "")).unwrap_or_default();
     let compressed = path.extension().is_some_and(|e| e == "xz" || e == "zst" || e == "gz");
-    let flags = if compressed { MODULE_INIT_COMPRESSED_FILE } else { 0 };
+    let mut flags = if compressed { MODULE_INIT_COMPRESSED_FILE } else { 0 };
+    if force {
+        // MODULE_INIT_IGNORE_MODVERSIONS | MODULE_INIT_IGNORE_VERMAGIC
+        flags |= 1 | 2;
+    }
     // SAFETY: finit_module reads the fd and the NUL-terminated params string.
     let rc = unsafe { libc::syscall(libc::SYS_finit_module, file.as_raw_fd(), params.as_ptr(), flags) };
     if rc != 0 {

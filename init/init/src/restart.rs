@@ -3,7 +3,11 @@
 //! without processes.
 //!
 //! - `ondemand` with sockets: watch its sockets again, start on the next
-//!   connection, also after init stopped it;
+//!   connection, also after init stopped it. An exit that is a crash (a
+//!   failure status or signal, or leaving a connection it never accepted)
+//!   counts like any crash: the second and later crashes within the window
+//!   re-watch only after a back-off ([`ondemand_backoff`]), and N crashes
+//!   within T seconds mark it failed: its sockets then refuse clients;
 //! - `ondemand` without sockets (a system ability process that samgr
 //!   starts with `ohos.ctl.start`): leave it stopped; the next request
 //!   starts it again, so an SA host that exits when idle stays down;
@@ -33,6 +37,11 @@ pub enum ExitAction {
     Restart { delay: Duration },
     /// Watch its sockets; start on the next connection.
     Rewatch,
+    /// An ondemand service crashed: watch its sockets again after `delay`.
+    RewatchAfter { delay: Duration },
+    /// An ondemand service crashed N times within T seconds: mark it
+    /// failed and refuse its clients.
+    Fail { count: u32, period_secs: u32 },
     /// A critical service crashed too often: orderly reboot into panic mode.
     Panic,
 }
@@ -67,22 +76,67 @@ impl CrashHistory {
 
 /// Decides what happens after `svc` exited at `now`. `stopped_by_init` is
 /// true when init asked it to stop.
+/// Back-off before an ondemand service's sockets are watched again after
+/// its `n`-th crash in the window: none after the first, then 1, 2, 4 … s,
+/// at most [`MAX_ONDEMAND_BACKOFF`].
+pub fn ondemand_backoff(n: usize) -> Duration {
+    if n <= 1 {
+        return Duration::ZERO;
+    }
+    let secs = 1u64 << (n - 2).min(16);
+    Duration::from_secs(secs).min(MAX_ONDEMAND_BACKOFF)
+}
+
+/// Longest back-off between re-activations of a crashing ondemand service.
+pub const MAX_ONDEMAND_BACKOFF: Duration = Duration::from_secs(30);
+
+/// How a service's exit is judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Exit {
+    /// init asked it to stop.
+    pub stopped_by_init: bool,
+    /// Only for ondemand services with sockets: the exit is a crash (a
+    /// failure status or a signal, or a connection left unaccepted). A
+    /// clean idle exit is not.
+    pub crashed: bool,
+}
+
+/// Decides what happens after `svc` exited at `now`. `stopped_by_init` is
+/// true when init asked it to stop.
 pub fn on_exit(svc: &Service, history: &mut CrashHistory, now: Instant, stopped_by_init: bool) -> ExitAction {
-    // An ondemand service goes back to waiting for a connection (or for
-    // the next start request), whether it exited by itself or was stopped
-    // (e.g. unloaded when idle).
-    if svc.ondemand {
-        return if svc.sockets.is_empty() { ExitAction::Stay } else { ExitAction::Rewatch };
-    }
-    if stopped_by_init || svc.once {
-        return ExitAction::Stay;
-    }
+    on_exit_with(svc, history, now, Exit { stopped_by_init, crashed: !stopped_by_init })
+}
+
+/// [`on_exit`] with the ondemand crash judgement.
+pub fn on_exit_with(svc: &Service, history: &mut CrashHistory, now: Instant, exit: Exit) -> ExitAction {
+    let stopped_by_init = exit.stopped_by_init;
     let (limit, period) = if svc.critical.enabled {
         (svc.critical.count.max(1), svc.critical.period_secs)
     } else {
         (CRASH_COUNT, CRASH_PERIOD_SECS)
     };
     let window = Duration::from_secs(u64::from(period));
+    // An ondemand service goes back to waiting for a connection (or for
+    // the next start request), whether it exited by itself or was stopped
+    // (e.g. unloaded when idle).
+    if svc.ondemand {
+        if svc.sockets.is_empty() {
+            return ExitAction::Stay;
+        }
+        if stopped_by_init || !exit.crashed {
+            return ExitAction::Rewatch;
+        }
+        let n = history.record(now, window);
+        if n >= limit as usize {
+            history.clear();
+            return ExitAction::Fail { count: limit, period_secs: period };
+        }
+        let delay = ondemand_backoff(n);
+        return if delay.is_zero() { ExitAction::Rewatch } else { ExitAction::RewatchAfter { delay } };
+    }
+    if stopped_by_init || svc.once {
+        return ExitAction::Stay;
+    }
     let n = history.record(now, window);
     if n >= limit as usize {
         history.clear();
@@ -156,6 +210,27 @@ mod tests {
             passcred: false,
         });
         assert_eq!(on_exit(&s, &mut CrashHistory::default(), now, false), ExitAction::Rewatch);
+    }
+
+    #[test]
+    fn crashing_ondemand_socket_service_backs_off_then_fails() {
+        let mut s = svc();
+        s.ondemand = true;
+        s.sockets.push(SocketSpec { name: "x".into(), sock_type: SocketType::Stream, permissions: 0o660, uid: None, gid: None, passcred: false });
+        let mut h = CrashHistory::default();
+        let t0 = Instant::now();
+        let crash = Exit { stopped_by_init: false, crashed: true };
+        // Clean idle exits and stops by init are not crashes.
+        for i in 0..10 {
+            assert_eq!(on_exit_with(&s, &mut h, t0 + Duration::from_millis(i), Exit::default()), ExitAction::Rewatch);
+            assert_eq!(on_exit_with(&s, &mut h, t0, Exit { stopped_by_init: true, crashed: true }), ExitAction::Rewatch);
+        }
+        assert_eq!(h.count(), 0);
+        assert_eq!(on_exit_with(&s, &mut h, t0, crash), ExitAction::Rewatch);
+        assert_eq!(on_exit_with(&s, &mut h, t0, crash), ExitAction::RewatchAfter { delay: Duration::from_secs(1) });
+        assert_eq!(on_exit_with(&s, &mut h, t0, crash), ExitAction::RewatchAfter { delay: Duration::from_secs(2) });
+        assert_eq!(on_exit_with(&s, &mut h, t0, crash), ExitAction::Fail { count: 4, period_secs: 240 });
+        assert_eq!(ondemand_backoff(100), MAX_ONDEMAND_BACKOFF);
     }
 
     #[test]

@@ -33,6 +33,17 @@ pub enum SpawnError {
     Pipe { service: String, source: nix::Error },
     #[error("service {service}: cannot run {path}: {source}")]
     Exec { service: String, path: String, source: std::io::Error },
+    /// The forked child failed while setting itself up, before exec.
+    #[error("service {service}: {stage} failed in the child before exec: {source}")]
+    Setup { service: String, stage: &'static str, source: std::io::Error },
+}
+
+/// Steps of the child's setup, reported through the stage pipe so a
+/// failure names the step rather than blaming exec.
+const STAGES: &[&str] = &["setsid", "passing sockets", "dropping the capability bounding set", "setgroups", "setgid", "setuid", "setting capabilities", "setting ambient capabilities"];
+
+fn stage_index(name: &str) -> u8 {
+    STAGES.iter().position(|s| *s == name).unwrap_or(0) as u8
 }
 
 /// A started process.
@@ -131,12 +142,33 @@ pub fn spawn(req: SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
     let console = svc.console;
     let importance = svc.importance;
     let cpucore = svc.cpucore.clone();
+    // The child writes the index of a failed setup step here (the pipe is
+    // close-on-exec, so a successful exec leaves it empty).
+    let (stage_r, stage_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|source| SpawnError::Pipe { service: svc.name.clone(), source })?;
+    let stage_fd = stage_w.as_raw_fd();
     // SAFETY: init is single-threaded, so the child may allocate; the
     // closure only calls into the kernel and the caps crate.
     unsafe {
-        cmd.pre_exec(move || child_setup(console, importance, &cpucore, &socket_fds, &creds, caps.as_ref()));
+        cmd.pre_exec(move || {
+            child_setup(console, importance, &cpucore, &socket_fds, &creds, caps.as_ref()).map_err(|(stage, e)| {
+                let b = [stage_index(stage)];
+                // Writing one byte to a pipe we own (inside the unsafe
+                // pre_exec block).
+                libc::write(stage_fd, b.as_ptr().cast(), 1);
+                e
+            })
+        });
     }
-    let child = cmd.spawn().map_err(|source| SpawnError::Exec { service: svc.name.clone(), path: svc.path[0].clone(), source })?;
+    let spawned = cmd.spawn();
+    drop(stage_w);
+    drop(cmd);
+    let child = spawned.map_err(|source| {
+        let mut b = [0u8; 1];
+        match nix::unistd::read(stage_r.as_raw_fd(), &mut b) {
+            Ok(1) => SpawnError::Setup { service: svc.name.clone(), stage: STAGES.get(b[0] as usize).copied().unwrap_or("setup"), source },
+            _ => SpawnError::Exec { service: svc.name.clone(), path: svc.path[0].clone(), source },
+        }
+    })?;
     let pid = child.id() as i32;
     // The Child handle is dropped without waiting: init reaps every pid.
     drop(child);
@@ -150,9 +182,9 @@ fn child_setup(
     socket_fds: &[RawFd],
     creds: &Creds,
     caps: Option<&CapsHashSet>,
-) -> std::io::Result<()> {
+) -> Result<(), (&'static str, std::io::Error)> {
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
-    nix::unistd::setsid()?;
+    nix::unistd::setsid().map_err(|e| ("setsid", e.into()))?;
     if console {
         // Make the console this session's controlling terminal, so job
         // control and ^C work in the shell.
@@ -171,13 +203,15 @@ fn child_setup(
         let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
     }
     for &fd in socket_fds {
-        nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()))?;
+        nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty())).map_err(|e| ("passing sockets", e.into()))?;
     }
+    let cap_err = |stage: &'static str| move |e: caps::errors::CapsError| (stage, std::io::Error::other(e.to_string()));
     if let Some(set) = caps {
-        // Bounding set: keep only the listed capabilities.
+        // Bounding set: keep only the listed capabilities (needs
+        // CAP_SETPCAP, which init still has here).
         for cap in caps::all() {
-            if !set.contains(&cap) {
-                let _ = caps::drop(None, CapSet::Bounding, cap);
+            if !set.contains(&cap) && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
+                caps::drop(None, CapSet::Bounding, cap).map_err(cap_err("dropping the capability bounding set"))?;
             }
         }
         // SAFETY: prctl with integer args.
@@ -185,22 +219,26 @@ fn child_setup(
     }
     let gids: Vec<nix::unistd::Gid> = creds.groups.iter().map(|&g| nix::unistd::Gid::from_raw(g)).collect();
     if creds.uid.is_some() || creds.gid.is_some() {
-        nix::unistd::setgroups(&gids)?;
+        nix::unistd::setgroups(&gids).map_err(|e| ("setgroups", e.into()))?;
     }
     if let Some(g) = creds.gid {
-        nix::unistd::setgid(nix::unistd::Gid::from_raw(g))?;
+        nix::unistd::setgid(nix::unistd::Gid::from_raw(g)).map_err(|e| ("setgid", e.into()))?;
     }
     if let Some(u) = creds.uid {
-        nix::unistd::setuid(nix::unistd::Uid::from_raw(u))?;
+        nix::unistd::setuid(nix::unistd::Uid::from_raw(u)).map_err(|e| ("setuid", e.into()))?;
     }
     if let Some(set) = caps {
-        let err = |e: caps::errors::CapsError| std::io::Error::other(e.to_string());
-        caps::set(None, CapSet::Permitted, set).map_err(err)?;
-        caps::set(None, CapSet::Effective, set).map_err(err)?;
-        caps::set(None, CapSet::Inheritable, set).map_err(err)?;
-        caps::clear(None, CapSet::Ambient).map_err(err)?;
+        // Order matters for a process that keeps uid 0 (its effective set is
+        // still full): effective must stay a subset of permitted, and
+        // inheritable may only grow within permitted. So: effective,
+        // inheritable, then permitted, then ambient (OpenHarmony sets the
+        // same four sets, plus bounding above).
+        caps::set(None, CapSet::Effective, set).map_err(cap_err("setting capabilities"))?;
+        caps::set(None, CapSet::Inheritable, set).map_err(cap_err("setting capabilities"))?;
+        caps::set(None, CapSet::Permitted, set).map_err(cap_err("setting capabilities"))?;
+        caps::clear(None, CapSet::Ambient).map_err(cap_err("setting ambient capabilities"))?;
         for cap in set {
-            caps::raise(None, CapSet::Ambient, *cap).map_err(err)?;
+            caps::raise(None, CapSet::Ambient, *cap).map_err(cap_err("setting ambient capabilities"))?;
         }
         // SAFETY: prctl with integer args.
         unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };

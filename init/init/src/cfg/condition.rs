@@ -13,8 +13,9 @@
 //! expr    := or
 //! or      := and ( '||' and )*
 //! and     := primary ( '&&' primary )*
-//! primary := '(' expr ')' | NAME '=' VALUE
-//! NAME    := [A-Za-z0-9_.\-@:]+
+//! primary := '(' expr ')' | NAME '=' VALUE | STAGE
+//! NAME    := [A-Za-z0-9_.\-@:]+   (a leading `param:` is dropped)
+//! STAGE   := one of BOOT_STAGES
 //! VALUE   := any characters except whitespace, '&', '|', '(' and ')'
 //! ```
 //!
@@ -25,6 +26,11 @@
 //! A value is a pattern: `*` matches any sequence of characters (including
 //! none), every other character matches itself. `name=*` therefore means "the
 //! parameter exists, whatever its value".
+//!
+//! A boot stage written alone (`boot && param:sys.usb.config=*`, as in
+//! OpenHarmony's USB cfg) holds once that stage's job has run; any other
+//! bare name is an error. `param:` before a parameter name is
+//! OpenHarmony's spelling and means the same as the name alone.
 //!
 //! Limits: a condition is at most [`MAX_LEN`] bytes and parentheses nest at
 //! most [`MAX_DEPTH`] deep, so parsing untrusted text is bounded.
@@ -41,6 +47,11 @@ pub const MAX_LEN: usize = 4096;
 /// Deepest accepted nesting of parentheses.
 pub const MAX_DEPTH: usize = 32;
 
+/// Boot stages a condition may name alone (the jobs of init's fixed boot
+/// sequence, OpenHarmony's `pre-init` … `boot`).
+pub const BOOT_STAGES: &[&str] =
+    &["pre-init", "init", "post-init", "early-fs", "fs", "post-fs", "late-fs", "post-fs-data", "firmware_mounts_complete", "early-boot", "boot"];
+
 /// A parsed condition.
 ///
 /// `Display` prints it fully parenthesized (`(a=1 && (b=2 || c=*))`), which
@@ -52,6 +63,8 @@ pub enum Expr {
     /// `name=pattern`: true iff parameter `name` exists and its value matches
     /// `pattern` (see the module docs for `*`).
     Cmp { name: String, pattern: String },
+    /// A boot stage (one of [`BOOT_STAGES`]): true once its job has run.
+    Stage(String),
     /// Both sides hold.
     And(Box<Expr>, Box<Expr>),
     /// At least one side holds.
@@ -125,11 +138,41 @@ pub fn job_trigger(job: &Job) -> Option<Result<Expr, ConditionError>> {
 impl Expr {
     /// Evaluates the condition; `get` returns a parameter's value, `None`
     /// when it is not set (a comparison with an unset parameter is false).
+    /// Boot stages count as not reached; see [`Expr::eval_with`].
     pub fn eval(&self, get: &dyn Fn(&str) -> Option<String>) -> bool {
+        self.eval_with(get, &|_| false)
+    }
+
+    /// Evaluates the condition with `stage_done` telling whether a boot
+    /// stage has run.
+    pub fn eval_with(&self, get: &dyn Fn(&str) -> Option<String>, stage_done: &dyn Fn(&str) -> bool) -> bool {
         match self {
             Expr::Cmp { name, pattern } => get(name).is_some_and(|v| value_matches(pattern, &v)),
-            Expr::And(a, b) => a.eval(get) && b.eval(get),
-            Expr::Or(a, b) => a.eval(get) || b.eval(get),
+            Expr::Stage(stage) => stage_done(stage),
+            Expr::And(a, b) => a.eval_with(get, stage_done) && b.eval_with(get, stage_done),
+            Expr::Or(a, b) => a.eval_with(get, stage_done) || b.eval_with(get, stage_done),
+        }
+    }
+
+    /// The boot stages the condition names, each once.
+    pub fn stages(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        self.collect_stages(&mut out);
+        out
+    }
+
+    fn collect_stages<'a>(&'a self, out: &mut Vec<&'a str>) {
+        match self {
+            Expr::Cmp { .. } => {}
+            Expr::Stage(s) => {
+                if !out.contains(&s.as_str()) {
+                    out.push(s);
+                }
+            }
+            Expr::And(a, b) | Expr::Or(a, b) => {
+                a.collect_stages(out);
+                b.collect_stages(out);
+            }
         }
     }
 
@@ -148,6 +191,7 @@ impl Expr {
                     out.push(name);
                 }
             }
+            Expr::Stage(_) => {}
             Expr::And(a, b) | Expr::Or(a, b) => {
                 a.collect_names(out);
                 b.collect_names(out);
@@ -160,6 +204,7 @@ impl fmt::Display for Expr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Expr::Cmp { name, pattern } => write!(f, "{name}={pattern}"),
+            Expr::Stage(stage) => write!(f, "{stage}"),
             Expr::And(a, b) => write!(f, "({a} && {b})"),
             Expr::Or(a, b) => write!(f, "({a} || {b})"),
         }
@@ -319,8 +364,15 @@ impl Parser<'_> {
         }
         self.skip_ws();
         if !self.eat("=") {
+            if BOOT_STAGES.contains(&name.as_str()) {
+                return Ok(Expr::Stage(name));
+            }
             return Err(ConditionError::ExpectedEquals { column: self.column(self.pos), name, found: self.found(self.pos) });
         }
+        let name = match name.strip_prefix("param:") {
+            Some(rest) if !rest.is_empty() => rest.to_owned(),
+            _ => name,
+        };
         self.skip_ws();
         let pattern = self.take_while(is_value_char).to_owned();
         Ok(Expr::Cmp { name, pattern })
@@ -504,8 +556,23 @@ mod tests {
         assert!(matches!(job_trigger(&job("early-boot", Some("a=1 &"))), Some(Err(ConditionError::SingleOperator { .. }))));
     }
 
+    #[test]
+    fn boot_stages_are_terms_and_param_prefix_is_dropped() {
+        let e = parse("boot && param:persist.sys.usb.config=*").unwrap();
+        assert_eq!(e, and(Expr::Stage("boot".into()), cmp("persist.sys.usb.config", "*")));
+        assert_eq!(e.stages(), vec!["boot"]);
+        assert_eq!(e.names(), vec!["persist.sys.usb.config"]);
+        let p = params(&[("persist.sys.usb.config", "hdc")]);
+        assert!(!e.eval_with(&|n| p.get(n).cloned(), &|_| false), "before boot");
+        assert!(e.eval_with(&|n| p.get(n).cloned(), &|s| s == "boot"), "after boot");
+        assert_eq!(parse(&e.to_string()), Ok(e));
+        // A bare word that is not a stage is still an error.
+        assert!(matches!(parse("bootx && a=1"), Err(ConditionError::ExpectedEquals { .. })));
+        assert!(matches!(parse("post-fs-data || a=1"), Ok(Expr::Or(..))));
+    }
+
     fn arb_expr() -> impl Strategy<Value = Expr> {
-        let name = "[A-Za-z0-9_.@:-]{1,10}";
+        let name = "[A-Za-z0-9_.@:-]{1,10}".prop_filter("a param: prefix is dropped when parsed", |n: &String| !n.starts_with("param:"));
         let value = "[^\\s&|()]{0,10}";
         let leaf = (name, value).prop_map(|(name, pattern)| Expr::Cmp { name, pattern });
         leaf.prop_recursive(8, 64, 2, |inner| {
@@ -532,6 +599,7 @@ mod tests {
     fn truth(e: &Expr, set: &[bool; 4]) -> bool {
         match e {
             Expr::Cmp { name, .. } => name[1..].parse::<usize>().is_ok_and(|i| set[i]),
+            Expr::Stage(_) => false,
             Expr::And(a, b) => truth(a, set) && truth(b, set),
             Expr::Or(a, b) => truth(a, set) || truth(b, set),
         }

@@ -7,6 +7,7 @@
 //! goes on with everything else.
 
 pub mod condition;
+pub mod fstab;
 mod parse;
 mod types;
 

@@ -1,7 +1,7 @@
 //! From cfg text to [`Config`]: JSON syntax, field validation, imports,
 //! merging. Problems become [`Diagnostic`]s; nothing here panics on input.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -14,6 +14,8 @@ pub const MAX_SERVICES_PER_FILE: usize = 100;
 /// Longest service name, in bytes.
 pub const MAX_SERVICE_NAME: usize = 32;
 const MAX_IMPORT_DEPTH: usize = 8;
+/// CPU numbers `cpucore` accepts (the size of the kernel's CPU set type).
+pub const MAX_CPU: u32 = 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {
@@ -26,26 +28,50 @@ pub enum Severity {
 pub struct Diagnostic {
     pub severity: Severity,
     pub file: PathBuf,
-    /// `line L column C` for syntax errors, else the JSON path of the field
-    /// (`services[2] "foo".uid`).
+    /// 1-based line of the field (or of the syntax error), when known.
+    pub line: Option<usize>,
+    /// `column C` for syntax errors, else the JSON path of the field
+    /// (`services[2] "foo".uid`); may be empty.
     pub location: String,
     pub message: String,
 }
 
+impl Diagnostic {
+    /// A diagnostic without a line.
+    pub fn new(severity: Severity, file: &Path, location: impl Into<String>, message: impl Into<String>) -> Diagnostic {
+        Diagnostic { severity, file: file.to_owned(), line: None, location: location.into(), message: message.into() }
+    }
+}
+
+/// `file:line: location: message`, leaving out what is unknown or empty.
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {}", self.file.display(), self.location, self.message)
+        write!(f, "{}:", self.file.display())?;
+        if let Some(l) = self.line {
+            write!(f, "{l}:")?;
+        }
+        if !self.location.is_empty() {
+            if self.line.is_some() {
+                f.write_str(" ")?;
+            }
+            write!(f, "{}:", self.location)?;
+        }
+        write!(f, " {}", self.message)
     }
 }
 
 struct Ctx<'a> {
     file: &'a Path,
     diags: &'a mut Vec<Diagnostic>,
+    /// Line of each value by JSON path (see [`value_lines`]).
+    lines: HashMap<String, usize>,
 }
 
 impl Ctx<'_> {
     fn push(&mut self, severity: Severity, location: impl Into<String>, message: impl Into<String>) {
-        self.diags.push(Diagnostic { severity, file: self.file.to_owned(), location: location.into(), message: message.into() });
+        let location = location.into();
+        let line = line_of(&self.lines, &location);
+        self.diags.push(Diagnostic { severity, file: self.file.to_owned(), line, location, message: message.into() });
     }
     fn error(&mut self, location: impl Into<String>, message: impl Into<String>) {
         self.push(Severity::Error, location, message);
@@ -81,6 +107,108 @@ pub fn expand(s: &str, lookup: &dyn Fn(&str) -> Option<String>, unknown: &mut Ve
     out
 }
 
+/// The 1-based line where each value of (valid) JSON `text` starts, by
+/// JSON path: `services[2].uid`, `jobs[0].cmds[3]`, `import[1]`. serde_json
+/// keeps no positions, so this scans the text once.
+fn value_lines(text: &str) -> HashMap<String, usize> {
+    enum Frame {
+        Obj { path: String, key: Option<String> },
+        Arr { path: String, idx: usize },
+    }
+    fn value_path(stack: &[Frame]) -> Option<String> {
+        match stack.last() {
+            None => Some(String::new()),
+            Some(Frame::Obj { key: None, .. }) => None,
+            Some(Frame::Obj { path, key: Some(k) }) => Some(if path.is_empty() { k.clone() } else { format!("{path}.{k}") }),
+            Some(Frame::Arr { path, idx }) => Some(format!("{path}[{idx}]")),
+        }
+    }
+    let b = text.as_bytes();
+    let mut out = HashMap::new();
+    let mut stack: Vec<Frame> = Vec::new();
+    let (mut i, mut line) = (0usize, 1usize);
+    while i < b.len() {
+        match b[i] {
+            b'\n' => line += 1,
+            b',' => match stack.last_mut() {
+                Some(Frame::Arr { idx, .. }) => *idx += 1,
+                Some(Frame::Obj { key, .. }) => *key = None,
+                None => {}
+            },
+            b'"' => {
+                let start = i + 1;
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    if b[i] == b'\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+                let raw = text.get(start..i.min(b.len())).unwrap_or("");
+                match stack.last_mut() {
+                    Some(Frame::Obj { key: key @ None, .. }) => *key = Some(serde_json::from_str::<String>(&format!("\"{raw}\"")).unwrap_or_else(|_| raw.to_owned())),
+                    _ => {
+                        if let Some(p) = value_path(&stack) {
+                            out.entry(p).or_insert(line);
+                        }
+                    }
+                }
+            }
+            b'{' | b'[' => {
+                let path = value_path(&stack).unwrap_or_default();
+                out.entry(path.clone()).or_insert(line);
+                stack.push(if b[i] == b'{' { Frame::Obj { path, key: None } } else { Frame::Arr { path, idx: 0 } });
+            }
+            b'}' | b']' => {
+                stack.pop();
+            }
+            c if c.is_ascii_whitespace() || c == b':' => {}
+            _ => {
+                if let Some(p) = value_path(&stack) {
+                    out.entry(p).or_insert(line);
+                }
+                while i + 1 < b.len() && !matches!(b[i + 1], b',' | b'}' | b']' | b'\n' | b' ' | b'\t' | b'\r') {
+                    i += 1;
+                }
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The line of a diagnostic's location (`services[0] "a".uid` → the line of
+/// `services[0].uid`, else of its nearest parent that has one).
+fn line_of(lines: &HashMap<String, usize>, location: &str) -> Option<usize> {
+    // Drop the quoted names: ` "a"` after an index.
+    let mut path = String::new();
+    let mut chars = location.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == ' ' && chars.peek() == Some(&'"') {
+            chars.next();
+            while let Some(q) = chars.next() {
+                match q {
+                    '\\' => {
+                        chars.next();
+                    }
+                    '"' => break,
+                    _ => {}
+                }
+            }
+            continue;
+        }
+        path.push(c);
+    }
+    let mut p = path.as_str();
+    loop {
+        if let Some(l) = lines.get(p) {
+            return Some(*l);
+        }
+        let cut = p.rfind(['.', '['])?;
+        p = &p[..cut];
+    }
+}
+
 fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
@@ -94,14 +222,14 @@ fn kind(v: &Value) -> &'static str {
 
 /// Parses one file's text into `cfg`; returns its imports, expanded.
 pub fn parse_file_str(text: &str, file: &Path, cfg: &mut Config, diags: &mut Vec<Diagnostic>, lookup: &dyn Fn(&str) -> Option<String>) -> Vec<PathBuf> {
-    let mut cx = Ctx { file, diags };
     let root: Value = match serde_json::from_str(text) {
         Ok(v) => v,
         Err(e) => {
-            cx.error(format!("line {} column {}", e.line(), e.column()), format!("not valid JSON: {e}"));
+            diags.push(Diagnostic { severity: Severity::Error, file: file.to_owned(), line: Some(e.line()), location: format!("column {}", e.column()), message: format!("not valid JSON: {e}") });
             return Vec::new();
         }
     };
+    let mut cx = Ctx { file, diags, lines: value_lines(text) };
     let Value::Object(obj) = root else {
         cx.error("top level", format!("expected an object, found {}", kind(&root)));
         return Vec::new();
@@ -210,10 +338,17 @@ fn parse_job(cx: &mut Ctx<'_>, i: usize, v: &Value) -> Option<Job> {
                             cx.error(at, "empty command; skipped");
                             continue;
                         };
+                        let test_hook = cfg!(debug_assertions) && word == "__accord_test_panic";
+                        if !COMMANDS.contains(&word) && !test_hook {
+                            cx.warn(at, format!("unknown command {word:?}; it will fail when the job runs"));
+                        }
                         job.cmds.push(Cmd {
                             name: word.to_owned(),
                             args: words.map(str::to_owned).collect(),
-                            origin: format!("{}:jobs[{i}].cmds[{j}]", cx.file.display()),
+                            origin: match line_of(&cx.lines, &format!("jobs[{i}].cmds[{j}]")) {
+                                Some(l) => format!("{}:{l}: jobs[{i}].cmds[{j}]", cx.file.display()),
+                                None => format!("{}:jobs[{i}].cmds[{j}]", cx.file.display()),
+                            },
                         });
                     }
                 }
@@ -402,7 +537,14 @@ fn parse_service(cx: &mut Ctx<'_>, i: usize, v: &Value) -> Option<Service> {
                 },
             },
             "cpucore" => match val {
-                Value::Array(a) => s.cpucore = a.iter().filter_map(as_u32).collect(),
+                Value::Array(a) => {
+                    for c in a {
+                        match as_u32(c) {
+                            Some(n) if n < MAX_CPU => s.cpucore.push(n),
+                            _ => cx.error(at(field), format!("{c} is not a CPU number below {MAX_CPU}; dropped")),
+                        }
+                    }
+                }
                 _ => bad(cx, "an array of CPU numbers"),
             },
             "start-mode" => match val.as_str() {
@@ -423,7 +565,14 @@ fn parse_service(cx: &mut Ctx<'_>, i: usize, v: &Value) -> Option<Service> {
                 _ => bad(cx, "an array of socket objects"),
             },
             "writepid" => match val {
-                Value::Array(a) => s.writepid = a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect(),
+                Value::Array(a) => {
+                    for x in a {
+                        match x.as_str() {
+                            Some(p) => s.writepid.push(p.to_owned()),
+                            None => cx.error(at(field), format!("expected paths, found {}; entry dropped", kind(x))),
+                        }
+                    }
+                }
                 Value::String(p) => s.writepid = vec![p.clone()],
                 _ => bad(cx, "an array of paths"),
             },
@@ -451,7 +600,15 @@ fn parse_service(cx: &mut Ctx<'_>, i: usize, v: &Value) -> Option<Service> {
             },
             "bootevents" => {
                 let names: Vec<String> = match val {
-                    Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect(),
+                    Value::Array(a) => a
+                        .iter()
+                        .filter_map(|x| {
+                            if x.as_str().is_none() {
+                                cx.error(at(field), format!("expected boot event names, found {}; entry dropped", kind(x)));
+                            }
+                            x.as_str().map(str::to_owned)
+                        })
+                        .collect(),
                     Value::String(one) => vec![one.clone()],
                     _ => {
                         bad(cx, "an array of boot event names");
@@ -510,7 +667,8 @@ fn parse_socket(cx: &mut Ctx<'_>, at: &str, v: &Value) -> Option<SocketSpec> {
         }
     };
     match o.get("family").and_then(Value::as_str) {
-        None | Some("AF_UNIX") => {}
+        // AF_LOCAL is the POSIX name of AF_UNIX (appspawn's cfg uses it).
+        None | Some("AF_UNIX" | "AF_LOCAL") => {}
         Some(f) => {
             cx.error(format!("{at}.family"), format!("{f:?}: only AF_UNIX is supported; socket skipped"));
             return None;
@@ -540,6 +698,12 @@ fn parse_socket(cx: &mut Ctx<'_>, at: &str, v: &Value) -> Option<SocketSpec> {
             0o660
         }
     };
+    match o.get("protocol") {
+        None => {}
+        Some(Value::String(p)) if p == "default" || p == "0" || p.is_empty() => {}
+        Some(Value::Number(n)) if n.as_u64() == Some(0) => {}
+        Some(other) => cx.warn(format!("{at}.protocol"), format!("{other} is not used for AF_UNIX sockets; ignored")),
+    }
     let mut passcred = false;
     if let Some(opts) = o.get("option") {
         let list: Vec<&str> = match opts {
@@ -588,7 +752,7 @@ fn load_file(path: &Path, required: bool, depth: usize, cfg: &mut Config, diags:
         Ok(t) => t,
         Err(e) => {
             if required {
-                diags.push(Diagnostic { severity: Severity::Error, file: path.to_owned(), location: "file".into(), message: format!("cannot read: {e}") });
+                diags.push(Diagnostic::new(Severity::Error, path, "", format!("cannot read: {e}")));
             }
             return;
         }
@@ -596,7 +760,7 @@ fn load_file(path: &Path, required: bool, depth: usize, cfg: &mut Config, diags:
     let imports = parse_file_str(&text, path, cfg, diags, lookup);
     for imp in imports {
         if depth + 1 > MAX_IMPORT_DEPTH {
-            diags.push(Diagnostic { severity: Severity::Error, file: path.to_owned(), location: "import".into(), message: format!("imports nest deeper than {MAX_IMPORT_DEPTH}; {} skipped", imp.display()) });
+            diags.push(Diagnostic::new(Severity::Error, path, "import", format!("imports nest deeper than {MAX_IMPORT_DEPTH}; {} skipped", imp.display())));
             continue;
         }
         load_file(&imp, true, depth + 1, cfg, diags, seen, lookup);
@@ -661,7 +825,7 @@ mod tests {
         let (cfg, d) = parse("{\n  \"services\": [,]\n}");
         assert!(cfg.services.is_empty());
         assert_eq!(d.len(), 1);
-        assert!(d[0].to_string().starts_with("/etc/init.cfg:line 2 column 16: not valid JSON"), "{}", d[0]);
+        assert!(d[0].to_string().starts_with("/etc/init.cfg:2: column 16: not valid JSON"), "{}", d[0]);
     }
 
     #[test]
@@ -669,7 +833,7 @@ mod tests {
         let (cfg, d) = parse(r#"{"services": [{"name": "a", "path": ["/a"], "uid": {"x": 1}, "importance": 40, "caps": ["FLY"]}, {"name": "b"}, {"path": ["/c"]}, {"name": "has space", "path": ["/d"]}]}"#);
         assert_eq!(cfg.services.len(), 1);
         let m = msgs(&d);
-        assert!(m.iter().any(|x| x.starts_with("/etc/init.cfg:services[0] \"a\".uid: expected a string or a number, found an object")), "{m:?}");
+        assert!(m.iter().any(|x| x.starts_with("/etc/init.cfg:1: services[0] \"a\".uid: expected a string or a number, found an object")), "{m:?}");
         assert!(m.iter().any(|x| x.contains("services[0] \"a\".importance: 40 is outside")), "{m:?}");
         assert!(m.iter().any(|x| x.contains("unknown capability \"FLY\"")), "{m:?}");
         assert!(m.iter().any(|x| x.contains("services[1] \"b\".path: missing")), "{m:?}");
@@ -677,6 +841,24 @@ mod tests {
         assert!(m.iter().any(|x| x.contains("\"has space\" is not a valid service name")), "{m:?}");
         assert_eq!(cfg.services[0].uid, None);
         assert_eq!(cfg.services[0].caps, Some(vec![]));
+    }
+
+    #[test]
+    fn entries_of_the_wrong_kind_are_named_not_dropped_silently() {
+        let (cfg, d) = parse(
+            r#"{"services": [{"name": "a", "path": ["/a"], "cpucore": [0, -1, "x", 5000, 3], "writepid": ["/p", 7], "bootevents": ["bootevent.a.ready", {}],
+                "socket": [{"name": "s", "protocol": "NETLINK_ROUTE"}]}]}"#,
+        );
+        let s = &cfg.services[0];
+        assert_eq!(s.cpucore, vec![0, 3]);
+        assert_eq!(s.writepid, vec!["/p"]);
+        assert_eq!(s.bootevents, vec!["bootevent.a.ready"]);
+        let m = msgs(&d);
+        assert!(m.iter().any(|x| x.contains("\"a\".cpucore: -1 is not a CPU number below 1024")), "{m:?}");
+        assert!(m.iter().any(|x| x.contains("\"a\".cpucore: 5000 is not a CPU number")), "{m:?}");
+        assert!(m.iter().any(|x| x.contains("\"a\".writepid: expected paths, found a number")), "{m:?}");
+        assert!(m.iter().any(|x| x.contains("\"a\".bootevents: expected boot event names, found an object")), "{m:?}");
+        assert!(m.iter().any(|x| x.contains("socket[0].protocol: \"NETLINK_ROUTE\" is not used for AF_UNIX sockets; ignored")), "{m:?}");
     }
 
     #[test]
@@ -689,12 +871,12 @@ mod tests {
         assert_eq!(j.cmds.len(), 2);
         assert_eq!(j.cmds[0].name, "mkdir");
         assert_eq!(j.cmds[0].args, vec!["/data/a", "0770", "system", "system"]);
-        assert_eq!(j.cmds[0].origin, "/a.cfg:jobs[0].cmds[0]");
-        assert_eq!(j.cmds[1].origin, "/b.cfg:jobs[0].cmds[0]");
+        assert_eq!(j.cmds[0].origin, "/a.cfg:1: jobs[0].cmds[0]");
+        assert_eq!(j.cmds[1].origin, "/b.cfg:1: jobs[0].cmds[0]");
         assert_eq!(j.condition.as_deref(), Some("x=1"));
         let m = msgs(&d);
         assert!(m.iter().any(|x| x.contains("empty command")), "{m:?}");
-        assert!(m.iter().any(|x| x.starts_with("/b.cfg:jobs[1] \"boot\".cmds[0]: expected a string")), "{m:?}");
+        assert!(m.iter().any(|x| x.starts_with("/b.cfg:1: jobs[1] \"boot\".cmds[0]: expected a string")), "{m:?}");
     }
 
     #[test]
@@ -727,8 +909,11 @@ mod tests {
         let (cfg, d) = load(&p.join("init.cfg"), &[p.join("init"), p.join("absent")], &lookup);
         let order: Vec<&str> = cfg.jobs["init"].cmds.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(order, vec!["a", "b", "c", "d"]);
-        assert_eq!(d.len(), 1, "{:?}", msgs(&d));
-        assert!(d[0].to_string().contains("missing.cfg") && d[0].message.contains("cannot read"));
+        let errors: Vec<&Diagnostic> = d.iter().filter(|x| x.severity == Severity::Error).collect();
+        assert_eq!(errors.len(), 1, "{:?}", msgs(&d));
+        assert!(errors[0].to_string().contains("missing.cfg") && errors[0].message.contains("cannot read"));
+        // The made-up command words are warned about, each with its file.
+        assert!(d.iter().any(|x| x.severity == Severity::Warning && x.to_string().contains("20-z.cfg:1: jobs[0] \"init\".cmds[0]: unknown command \"d\"")), "{:?}", msgs(&d));
         let (_, d) = load(&p.join("nope.cfg"), &[], &lookup);
         assert_eq!(d[0].severity, Severity::Error);
     }
@@ -743,6 +928,121 @@ mod tests {
         fn arbitrary_json_values_never_panic(v in arb_json()) {
             let text = serde_json::json!({"services": [v.clone()], "jobs": [v.clone()], "import": v}).to_string();
             let _ = parse(&text);
+        }
+    }
+
+    /// Values a cfg field may hold, valid or mutated: wrong types, huge and
+    /// negative numbers, non-finite spellings, deep nesting.
+    fn arb_field_value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            prop_oneof![Just(0i64), Just(1), Just(-1), Just(19), Just(-21), Just(240), Just(i64::MAX), Just(i64::MIN)].prop_map(Value::from),
+            prop_oneof![Just(1e308f64), Just(-1e308), Just(0.5), Just(4294967296.0)].prop_map(Value::from),
+            Just(Value::from(u64::MAX)),
+            prop_oneof![
+                Just("nan"), Just("inf"), Just("-inf"), Just("NaN"), Just("1e309"), Just("-1"), Just("0"), Just("1"), Just("true"), Just("0660"), Just("0999"),
+                Just("system"), Just("root"), Just("NET_BIND_SERVICE"), Just("CAP_FLY"), Just("boot"), Just("condition"), Just("bootevent.x.ready"),
+                Just("bootevent."), Just(""), Just("${unset.param}"), Just("a b\tc"), Just("é\u{0}")
+            ]
+            .prop_map(|s| Value::String(s.to_owned())),
+            (0usize..200).prop_map(|depth| {
+                let mut v = Value::Array(vec![]);
+                for _ in 0..depth {
+                    v = Value::Array(vec![v]);
+                }
+                v
+            }),
+            proptest::collection::vec(prop_oneof![Just(Value::from(1)), Just(Value::from("x")), Just(Value::from(1e300)), Just(Value::Null)], 0..5).prop_map(Value::Array),
+            Just(serde_json::json!([1, 4, 240])),
+            Just(serde_json::json!([1, -1, "inf"])),
+            Just(serde_json::json!([{"name": "s", "family": "AF_LOCAL", "type": "SOCK_SEQPACKET", "permissions": "0660", "option": ["SOCK_CLOEXEC"]}])),
+            Just(serde_json::json!([{"name": "a/b", "permissions": 1e10}])),
+            Just(serde_json::json!({"on-start": "j", "on-fly": 1})),
+            Just(serde_json::json!([{"name": "E", "value": "1"}, "F=2", "=3", 4])),
+        ]
+    }
+
+    const SERVICE_FIELDS: &[&str] = &[
+        "name", "path", "uid", "gid", "once", "importance", "caps", "critical", "cpucore", "start-mode", "ondemand", "disabled", "console", "socket", "writepid", "env",
+        "jobs", "bootevents", "period", "file", "secon", "apl", "sandbox", "setuid", "d-caps", "saspawn", "zzz",
+    ];
+
+    fn arb_service() -> impl Strategy<Value = Value> {
+        let name = prop_oneof![Just(Value::from("svc")), Just(Value::from("x".repeat(40))), Just(Value::from("bad name")), Just(Value::from(7))];
+        let path = prop_oneof![Just(serde_json::json!(["/bin/true", "-v"])), Just(serde_json::json!([])), Just(serde_json::json!("/bin/true")), Just(serde_json::json!([1]))];
+        let fields = proptest::collection::vec((prop::sample::select(SERVICE_FIELDS), arb_field_value()), 0..10);
+        (name, path, fields).prop_map(|(name, path, fields)| {
+            let mut o = Map::new();
+            o.insert("name".into(), name);
+            o.insert("path".into(), path);
+            for (k, v) in fields {
+                o.insert(k.to_owned(), v);
+            }
+            Value::Object(o)
+        })
+    }
+
+    fn arb_cmd() -> impl Strategy<Value = String> {
+        let word = prop::sample::select(vec![
+            "sleep", "wait", "mkdir", "chmod", "chmoddir", "mount", "mount_fstab", "setparam", "trigger", "start", "syncexec", "setrlimit", "mknode", "bootchart",
+            "fly_away", "",
+        ]);
+        let arg = prop::sample::select(vec!["nan", "inf", "-1", "1e309", "99999999999999999999", "0755", "/dev/x", "${a.b}", "RLIMIT_NICE", "unlimited", "boot"]);
+        (word, proptest::collection::vec(arg, 0..4)).prop_map(|(w, a)| format!("{w} {}", a.join(" ")))
+    }
+
+    fn arb_job() -> impl Strategy<Value = Value> {
+        let name = prop::sample::select(vec!["init", "boot", "param:a.b=1", "param:", "boot && param:x=*", "param:a=1 && param:b=2", "services:svc", ""]);
+        let condition = prop_oneof![
+            Just(None),
+            Just(Some("boot && x=*")),
+            Just(Some("post-fs-data || (a=1 && b=)")),
+            Just(Some("bootx")),
+            Just(Some("a=1 &")),
+            Just(Some("((((")),
+        ];
+        (name, condition, proptest::collection::vec(arb_cmd(), 0..6)).prop_map(|(n, c, cmds)| {
+            let mut o = serde_json::json!({"name": n, "cmds": cmds});
+            if let Some(c) = c {
+                o["condition"] = Value::from(c);
+            }
+            o
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+        /// Structure-aware: cfg-shaped files with mutated fields never panic,
+        /// every diagnostic of a parsed file carries a line inside the file,
+        /// and a field's diagnostic points at the line holding that key.
+        #[test]
+        fn generated_cfgs_never_panic_and_diagnostics_name_file_and_line(
+            services in proptest::collection::vec(arb_service(), 0..4),
+            jobs in proptest::collection::vec(arb_job(), 0..4),
+        ) {
+            let text = serde_json::to_string_pretty(&serde_json::json!({"services": services, "jobs": jobs})).expect("json");
+            let (cfg, d) = parse(&text);
+            let lines: Vec<&str> = text.lines().collect();
+            for x in &d {
+                prop_assert_eq!(&x.file, Path::new("/etc/init.cfg"));
+                let Some(l) = x.line else { return Err(TestCaseError::fail(format!("no line: {x}"))) };
+                prop_assert!(l >= 1 && l <= lines.len(), "{} outside 1..={}", x, lines.len());
+                let last = x.location.rsplit('.').next().unwrap_or("");
+                if x.location.contains('.') && !last.contains('[') && !last.is_empty() {
+                    prop_assert!(lines[l - 1].contains(&format!("\"{last}\"")), "{} points at {:?}", x, lines[l - 1]);
+                }
+            }
+            for s in &cfg.services {
+                prop_assert!((-20..=19).contains(&s.importance));
+                prop_assert!(!s.path.is_empty());
+                prop_assert!(s.period_secs != Some(0));
+                prop_assert!(!s.critical.enabled || (s.critical.count > 0 && s.critical.period_secs > 0));
+            }
+            for job in cfg.jobs.values() {
+                let _ = crate::cfg::condition::job_trigger(job);
+            }
         }
     }
 

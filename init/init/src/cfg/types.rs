@@ -6,6 +6,16 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+/// Every command word init's jobs know (`runtime/commands.rs` carries them
+/// out or reports why not). A cfg naming another word gets a warning with
+/// its file and line when it is loaded, and an error when the job runs.
+pub const COMMANDS: &[&str] = &[
+    "start", "stop", "reset", "stopAllServices", "mkdir", "chmod", "chmoddir", "chown", "mount", "mount_fstab", "umount", "write", "copy", "rm", "rmdir", "symlink",
+    "mknode", "export", "hostname", "domainname", "insmod", "modprobe", "setparam", "trigger", "exec", "syncexec", "sleep", "wait", "load_persist_params",
+    "load_param", "setrlimit", "sync", "reboot", "ifup", "setloglevel", "bootchart", "bootevent", "init_global_key", "init_main_user", "mkswap", "swapon",
+    "restorecon", "loadSelinuxPolicy", "load_access_token_id", "mksandbox",
+];
+
 /// One command line of a job, e.g. `mkdir /data/log 0775 root system`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cmd {
@@ -15,7 +25,8 @@ pub struct Cmd {
     /// The rest of the line, split on ASCII whitespace. `${param}` is
     /// expanded at run time, not at parse time.
     pub args: Vec<String>,
-    /// Where the command came from, for error messages: `file:jobs[i].cmds[j]`.
+    /// Where the command came from, for error messages:
+    /// `file:line: jobs[i].cmds[j]`.
     pub origin: String,
 }
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::{Init, PowerCmd};
 use crate::cfg::Cmd;
@@ -15,7 +15,30 @@ use crate::cfg::Cmd;
 type CmdResult = Result<(), String>;
 
 fn parse_mode(s: &str) -> Result<u32, String> {
-    u32::from_str_radix(s, 8).map_err(|_| format!("bad mode {s:?} (octal expected)"))
+    match u32::from_str_radix(s, 8) {
+        Ok(m) if m <= 0o7777 => Ok(m),
+        _ => Err(format!("bad mode {s:?} (octal 0..=7777 expected)")),
+    }
+}
+
+/// Longest `sleep`, in seconds (a boot command blocks the loop meanwhile).
+pub const MAX_SLEEP_SECS: f64 = 30.0;
+/// Longest `wait` timeout, in seconds.
+pub const MAX_WAIT_SECS: f64 = 60.0;
+
+/// A duration in seconds from a cfg argument: a finite, non-negative number
+/// of at most `max` seconds. `nan`, `inf`, negative or larger values are
+/// errors naming the argument (OpenHarmony's `sleep`/`wait` take integers;
+/// fractions are accepted here).
+fn parse_secs(what: &str, s: &str, max: f64) -> Result<Duration, String> {
+    let v: f64 = s.parse().map_err(|_| format!("{what} {s:?} is not a number of seconds"))?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(format!("{what} {s:?} must be a finite number of seconds >= 0"));
+    }
+    if v > max {
+        return Err(format!("{what} {s:?} is more than the limit of {max} s"));
+    }
+    Ok(Duration::from_secs_f64(v))
 }
 
 fn need(args: &[String], n: usize, usage: &str) -> CmdResult {
@@ -147,8 +170,18 @@ impl Init {
             }
             "mount" => self.cmd_mount(a),
             "umount" => {
-                need(a, 1, "umount <path>")?;
-                umount2(a[0].as_str(), MntFlags::empty()).map_err(|e| format!("umount {}: {e}", a[0]))
+                need(a, 1, "umount <path> [MNT_FORCE]")?;
+                let force = match a.get(1).map(String::as_str) {
+                    None => false,
+                    Some("MNT_FORCE") => true,
+                    Some(other) => return Err(format!("umount: unknown flag {other:?} (MNT_FORCE expected)")),
+                };
+                match umount2(a[0].as_str(), MntFlags::empty()) {
+                    Ok(()) => Ok(()),
+                    // OpenHarmony's reboot job: a busy /data is forced.
+                    Err(_) if force => umount2(a[0].as_str(), MntFlags::MNT_FORCE).map_err(|e| format!("umount {} (forced): {e}", a[0])),
+                    Err(e) => Err(format!("umount {}: {e}", a[0])),
+                }
             }
             "write" => {
                 need(a, 2, "write <path> <content>")?;
@@ -188,7 +221,11 @@ impl Init {
             }
             "export" => {
                 need(a, 2, "export <name> <value>")?;
-                std::env::set_var(&a[0], a[1..].join(" "));
+                let value = a[1..].join(" ");
+                if a[0].is_empty() || a[0].contains(['=', '\0']) || value.contains('\0') {
+                    return Err(format!("export: {:?} is not a valid variable name (or the value holds NUL)", a[0]));
+                }
+                std::env::set_var(&a[0], value);
                 Ok(())
             }
             "hostname" => {
@@ -201,8 +238,10 @@ impl Init {
             }
             "insmod" => {
                 need(a, 1, "insmod <file.ko> [options]")?;
-                let opts = a[1..].iter().filter(|o| o.as_str() != "-f").cloned().collect::<Vec<_>>().join(" ");
-                crate::kmod::insmod(Path::new(&a[0]), &opts).map_err(|e| e.to_string())
+                // OpenHarmony's form: insmod <file> [-f] [options].
+                let force = a.get(1).is_some_and(|o| o == "-f");
+                let opts = a[if force { 2 } else { 1 }..].join(" ");
+                crate::kmod::insmod_with(Path::new(&a[0]), &opts, force).map_err(|e| e.to_string())
             }
             "modprobe" => {
                 need(a, 1, "modprobe <module> [options]")?;
@@ -227,17 +266,17 @@ impl Init {
             }
             "sleep" => {
                 need(a, 1, "sleep <seconds>")?;
-                let s: f64 = a[0].parse().map_err(|_| format!("bad seconds {:?}", a[0]))?;
-                std::thread::sleep(Duration::from_secs_f64(s.clamp(0.0, 30.0)));
+                std::thread::sleep(parse_secs("sleep:", &a[0], MAX_SLEEP_SECS)?);
                 Ok(())
             }
             "wait" => {
                 need(a, 1, "wait <path> [timeout seconds]")?;
-                let secs: f64 = match a.get(1) {
-                    Some(s) => s.parse().map_err(|_| format!("bad timeout {s:?}"))?,
-                    None => 5.0,
+                let timeout = match a.get(1) {
+                    Some(s) => parse_secs("wait: timeout", s, MAX_WAIT_SECS)?,
+                    None => Duration::from_secs(5),
                 };
-                let deadline = Instant::now() + Duration::from_secs_f64(secs.clamp(0.0, 60.0));
+                let secs = timeout.as_secs_f64();
+                let deadline = Instant::now() + timeout;
                 let path = Path::new(&a[0]);
                 while !path.exists() {
                     if Instant::now() >= deadline {
@@ -276,14 +315,27 @@ impl Init {
                 need(a, 1, "ifup <interface>")?;
                 ifup(&a[0])
             }
-            "setloglevel" => {
-                info!("setloglevel {}: init logs at the level set by ACCORD_LOG_LEVEL", a.join(" "));
-                Ok(())
+            "mount_fstab" => {
+                need(a, 1, "mount_fstab <fstab file>")?;
+                self.mount_fstab(Path::new(&a[0]))
             }
-            "bootchart" | "bootevent" | "mount_fstab" | "init_global_key" | "init_main_user" | "mkswap" | "swapon" | "restorecon" | "loadSelinuxPolicy" | "chmoddir" => {
-                warn!("{}: command {:?} is not supported on Accord; skipped", cmd.origin, cmd.name);
-                Ok(())
+            "chmoddir" => {
+                need(a, 2, "chmoddir <mode> <directory>")?;
+                chmod_tree(Path::new(&a[1]), parse_mode(&a[0])?)
             }
+            // Accepted by OpenHarmony's init but not carried out here: each is
+            // an error in the log naming the command, never a silent success.
+            "setloglevel" => Err("not supported: init logs at the level ACCORD_LOG_LEVEL sets at boot".into()),
+            "bootchart" => Err("bootchart is not supported on Accord; init writes a boot trace instead (bootevent.boot.completed, /data/log/startup/bootup.trace)".into()),
+            "bootevent" => Err("bootevent is handled by init itself (services' \"bootevents\" field); the command does nothing here".into()),
+            "init_global_key" | "init_main_user" => Err("file encryption (fscrypt) is not supported on Accord; skipped".into()),
+            "mkswap" | "swapon" => Err("swap is not supported on Accord; skipped".into()),
+            "restorecon" | "loadSelinuxPolicy" | "load_access_token_id" | "mksandbox" => Err("SELinux, access tokens and sandboxes are not supported on Accord; skipped".into()),
+            // Test hook: lets the namespace tests prove that a panicking
+            // command leaves no state behind. Not compiled into release
+            // builds (the image's init).
+            #[cfg(debug_assertions)]
+            "__accord_test_panic" => panic!("__accord_test_panic at {}", cmd.origin),
             other => Err(format!("unknown command {other:?}")),
         }
     }
@@ -309,29 +361,167 @@ impl Init {
                 None => data.push(w),
             }
         }
+        self.mount_one(fstype, dev, target, flags, &data.join(","))
+    }
+
+    /// Mounts one filesystem (the `mount` command and each `mount_fstab`
+    /// line). A type the kernel lacks is waited for only while a module
+    /// loader still runs (bounded by [`FS_TYPE_WAIT`]); otherwise it fails
+    /// at once with ENODEV.
+    fn mount_one(&mut self, fstype: &str, dev: &str, target: &str, flags: MsFlags, data: &str) -> CmdResult {
         let _ = std::fs::create_dir_all(target);
-        if !flags.intersects(MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_MOVE) {
-            wait_for_fs_type(fstype, Duration::from_secs(5));
+        if !flags.intersects(MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_MOVE) && !fs_type_listed(fstype) {
+            let deadline = Instant::now() + FS_TYPE_WAIT;
+            while !fs_type_listed(fstype) {
+                if !self.module_loaders_running() {
+                    return Err(format!("mount {fstype} {dev} on {target}: the kernel has no filesystem type {fstype:?} and no module loader is running (ENODEV)"));
+                }
+                if Instant::now() >= deadline {
+                    return Err(format!("mount {fstype} {dev} on {target}: filesystem type {fstype:?} did not register within {} s of module loading (ENODEV)", FS_TYPE_WAIT.as_secs()));
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
         }
-        let data = data.join(",");
-        let data_opt = if data.is_empty() { None } else { Some(data.as_str()) };
-        mount(Some(dev.as_str()), target.as_str(), Some(fstype.as_str()), flags, data_opt).map_err(|e| format!("mount {fstype} {dev} on {target}: {e}"))?;
+        let data_opt = if data.is_empty() { None } else { Some(data) };
+        mount(Some(dev), target, Some(fstype), flags, data_opt).map_err(|e| format!("mount {fstype} {dev} on {target}: {e}"))?;
         info!("mounted {dev} ({fstype}) on {target}");
         Ok(())
     }
+
+    /// `mount_fstab <file>`: mounts every entry of an OpenHarmony fstab in
+    /// order. An entry that fails is an error naming file and line; with
+    /// `nofail` a warning. `wait` waits (bounded) for a `/dev` source to
+    /// appear; `check` (fsck) and the other fs_mgr flags are not carried out
+    /// and say so.
+    fn mount_fstab(&mut self, file: &Path) -> CmdResult {
+        let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        let (entries, diags) = crate::cfg::fstab::parse_fstab(&text, file);
+        let mut failed = diags.iter().filter(|d| d.severity == crate::cfg::Severity::Error).count();
+        for d in diags {
+            warn!("{d}");
+        }
+        for e in &entries {
+            let at = format!("{}:{}", file.display(), e.line);
+            for f in &e.fs_mgr_flags {
+                if !["wait", "required", "nofail"].contains(&f.as_str()) {
+                    warn!("{at}: fs_mgr flag {f:?} is not carried out on Accord");
+                }
+            }
+            if e.has_flag("wait") && e.source.starts_with("/dev/") {
+                let deadline = Instant::now() + FSTAB_WAIT;
+                while !Path::new(&e.source).exists() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+            let mut flags = MsFlags::empty();
+            let mut data = Vec::new();
+            for o in &e.options {
+                match mount_flag(o) {
+                    Some(f) => flags |= f,
+                    None => data.push(o.as_str()),
+                }
+            }
+            if let Err(err) = self.mount_one(&e.fs_type, &e.source, &e.mount_point, flags, &data.join(",")) {
+                if e.has_flag("nofail") {
+                    warn!("{at}: {err} (nofail)");
+                } else {
+                    error!("{at}: {err}{}", if e.has_flag("required") { " (a required partition)" } else { "" });
+                    failed += 1;
+                }
+            }
+        }
+        if failed > 0 {
+            return Err(format!("{failed} of the entries in {} failed (see above)", file.display()));
+        }
+        info!("mounted the {} entries of {}", entries.len(), file.display());
+        Ok(())
+    }
+
+    /// Whether one of the module loaders init forked is still alive (not
+    /// yet a zombie), i.e. a filesystem type may still register.
+    fn module_loaders_running(&self) -> bool {
+        self.helpers.iter().filter(|(_, h)| h.name.starts_with("module loader")).any(|(pid, _)| process_alive(*pid))
+    }
 }
 
-/// Modules load in the background during boot: give the filesystem's module
-/// a bounded time to register before mounting.
-fn wait_for_fs_type(fstype: &str, timeout: Duration) {
-    let listed = || {
-        std::fs::read_to_string("/proc/filesystems")
-            .map(|t| t.lines().any(|l| l.split_whitespace().last() == Some(fstype)))
-            .unwrap_or(true)
-    };
-    let deadline = Instant::now() + timeout;
-    while !listed() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
+/// Longest wait for an fstab entry's device with the `wait` flag.
+pub const FSTAB_WAIT: Duration = Duration::from_secs(5);
+/// Most entries `chmoddir` changes (a bound on PID 1's time).
+pub const CHMODDIR_MAX_ENTRIES: usize = 100_000;
+/// Deepest directory `chmoddir` descends into.
+pub const CHMODDIR_MAX_DEPTH: usize = 32;
+
+/// `chmoddir <mode> <dir>`: sets `mode` on a directory and everything
+/// below it, never following symbolic links. Bounded by
+/// [`CHMODDIR_MAX_ENTRIES`] and [`CHMODDIR_MAX_DEPTH`].
+fn chmod_tree(root: &Path, mode: u32) -> CmdResult {
+    let meta = std::fs::symlink_metadata(root).map_err(|e| format!("chmoddir {}: {e}", root.display()))?;
+    if !meta.is_dir() {
+        return Err(format!("chmoddir {}: not a directory", root.display()));
+    }
+    let mut stack = vec![(root.to_path_buf(), 0usize)];
+    let mut done = 0usize;
+    let mut errors = 0usize;
+    while let Some((dir, depth)) = stack.pop() {
+        if let Err(e) = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)) {
+            warn!("chmoddir: {}: {e}", dir.display());
+            errors += 1;
+        }
+        done += 1;
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) => {
+                warn!("chmoddir: {}: {e}", dir.display());
+                errors += 1;
+                continue;
+            }
+        };
+        for ent in rd.flatten() {
+            if done >= CHMODDIR_MAX_ENTRIES {
+                return Err(format!("chmoddir {}: more than {CHMODDIR_MAX_ENTRIES} entries; stopped", root.display()));
+            }
+            let Ok(ft) = ent.file_type() else { continue };
+            let p = ent.path();
+            if ft.is_symlink() {
+                continue;
+            }
+            if ft.is_dir() {
+                if depth + 1 > CHMODDIR_MAX_DEPTH {
+                    warn!("chmoddir: {}: deeper than {CHMODDIR_MAX_DEPTH} levels; not descended", p.display());
+                    errors += 1;
+                    continue;
+                }
+                stack.push((p, depth + 1));
+            } else {
+                if let Err(e) = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)) {
+                    warn!("chmoddir: {}: {e}", p.display());
+                    errors += 1;
+                }
+                done += 1;
+            }
+        }
+    }
+    if errors > 0 {
+        return Err(format!("chmoddir {}: {errors} entries could not be changed (see above)", root.display()));
+    }
+    Ok(())
+}
+
+/// Longest wait for a filesystem type while modules still load.
+pub const FS_TYPE_WAIT: Duration = Duration::from_secs(5);
+
+/// Whether `/proc/filesystems` lists `fstype` (true when it cannot be read,
+/// so the mount itself reports the error).
+fn fs_type_listed(fstype: &str) -> bool {
+    std::fs::read_to_string("/proc/filesystems").map(|t| t.lines().any(|l| l.split_whitespace().last() == Some(fstype))).unwrap_or(true)
+}
+
+/// A child that has not exited yet (exited but unreaped children are
+/// zombies: state `Z`).
+fn process_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()).is_some_and(|st| st != "Z" && st != "X"),
+        Err(_) => false,
     }
 }
 

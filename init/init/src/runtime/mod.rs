@@ -104,7 +104,19 @@ enum TimerKind {
     StopKill { idx: usize, gen: u64 },
     /// The parameter listener rested after EMFILE: accept again.
     ResumeAccept,
+    /// Boot events had their time: log the missing ones.
+    BootEventTimeout,
+    /// An ondemand service that crashed watches its sockets again.
+    Rewatch { idx: usize, gen: u64 },
 }
+
+/// Parameter holding the boot-event timeout in seconds (Accord's name; it
+/// follows OpenHarmony's `const.startup.*` settings).
+pub const BOOTEVENT_TIMEOUT_PARAM: &str = "const.startup.bootevent.timeout";
+/// Longest delay a timer accepts (longer ones are cut to it): 30 days.
+const MAX_TIMER: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Default boot-event timeout, in seconds after the boot sequence.
+pub const BOOTEVENT_TIMEOUT_SECS: u64 = 30;
 
 // Epoll tokens: kind in the top byte, an index or fd below.
 const TOK_SIGNAL: u64 = 1 << 56;
@@ -162,6 +174,9 @@ pub struct Init {
     /// Boot jobs that carry a condition.
     boot_job_conditions: HashMap<String, Expr>,
     jobs_done: HashSet<String>,
+    /// Boot stages the boot sequence has passed (for stage terms in
+    /// conditions).
+    stages_done: HashSet<&'static str>,
     job_depth: u32,
     boot_steps: VecDeque<BootStep>,
     boot_done: bool,
@@ -188,6 +203,10 @@ pub struct Init {
     helpers: HashMap<i32, Helper>,
     /// Output pipes of `exec` commands: fd → (name, pid, pipe).
     cmd_outputs: HashMap<RawFd, (String, i32, std::os::fd::OwnedFd)>,
+    /// `syncexec` children being waited for, and how those that ended did
+    /// (filled by the reaper, taken by the waiting command).
+    sync_children: HashSet<i32>,
+    sync_exits: HashMap<i32, Result<(), String>>,
     shutdown: Option<shutdown::ShutdownState>,
     gen: u64,
 }
@@ -224,6 +243,7 @@ impl Init {
             param_jobs: Vec::new(),
             boot_job_conditions: HashMap::new(),
             jobs_done: HashSet::new(),
+            stages_done: HashSet::new(),
             job_depth: 0,
             boot_steps: BOOT_STEPS.iter().copied().collect(),
             boot_done: false,
@@ -247,6 +267,8 @@ impl Init {
             timer_seq: 0,
             helpers: HashMap::new(),
             cmd_outputs: HashMap::new(),
+            sync_children: HashSet::new(),
+            sync_exits: HashMap::new(),
             shutdown: None,
             gen: 0,
         };
@@ -355,7 +377,10 @@ impl Init {
             match cfg::condition::job_trigger(job) {
                 None => {}
                 Some(Ok(expr)) => {
-                    if job.name.starts_with("param:") {
+                    // `param:` jobs, and jobs whose condition combines a boot
+                    // stage with parameters (`boot && param:x=*`), are
+                    // triggered by parameter changes and stages.
+                    if job.name.starts_with("param:") || (!expr.stages().is_empty() && !expr.names().is_empty()) {
                         self.param_jobs.push((job.name.clone(), expr));
                     } else {
                         self.boot_job_conditions.insert(job.name.clone(), expr);
@@ -402,14 +427,7 @@ impl Init {
                     0
                 }
             };
-            for ev in &events[..n] {
-                let data = ev.data();
-                let flags = ev.events();
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.dispatch(data, flags)));
-                if result.is_err() {
-                    error!("a handler panicked (token {data:#x}); init carries on");
-                }
-            }
+            self.dispatch_events(&events[..n]);
             self.fire_timers();
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.serve_ready()));
             if r.is_err() {
@@ -425,6 +443,48 @@ impl Init {
             }
             self.shutdown_progress();
         }
+    }
+
+    /// Handles a batch of epoll events, each under its own panic guard.
+    fn dispatch_events(&mut self, events: &[EpollEvent]) {
+        for ev in events {
+            let data = ev.data();
+            let flags = ev.events();
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.dispatch(data, flags)));
+            if result.is_err() {
+                error!("a handler panicked (token {data:#x}); init carries on");
+            }
+        }
+    }
+
+    /// One turn of the loop from inside a command that waits (`syncexec`):
+    /// serves whatever is ready now (clients, signals, output, timers) but
+    /// runs no boot step. `wake` is an extra descriptor the caller waits
+    /// on; returns whether it became readable. Waits at most `max`.
+    pub(crate) fn serve_while_waiting(&mut self, wake: Option<std::os::fd::BorrowedFd<'_>>, max: Duration) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let wait = max.min(self.next_timeout());
+        let t = PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX);
+        let mut fds = vec![PollFd::new(self.epoll.0.as_fd(), PollFlags::POLLIN)];
+        if let Some(w) = wake {
+            fds.push(PollFd::new(w, PollFlags::POLLIN));
+        }
+        let (loop_ready, woke) = match poll(&mut fds, t) {
+            Ok(_) => {
+                let ready = |p: &PollFd<'_>| p.revents().is_some_and(|r| !r.is_empty());
+                (ready(&fds[0]), fds.get(1).is_some_and(ready))
+            }
+            Err(_) => (false, false),
+        };
+        drop(fds);
+        if loop_ready {
+            let mut events = vec![EpollEvent::empty(); 64];
+            if let Ok(n) = self.epoll.wait(&mut events, EpollTimeout::ZERO) {
+                self.dispatch_events(&events[..n]);
+            }
+        }
+        self.fire_timers();
+        woke
     }
 
     fn dispatch(&mut self, data: u64, flags: EpollFlags) {
@@ -479,7 +539,10 @@ impl Init {
 
     fn add_timer(&mut self, after: Duration, kind: TimerKind) {
         self.timer_seq += 1;
-        self.timers.push(Reverse((Instant::now() + after, self.timer_seq, kind)));
+        // An absurd delay (from a cfg or a parameter) must not overflow.
+        let now = Instant::now();
+        let when = now.checked_add(after.min(MAX_TIMER)).unwrap_or(now);
+        self.timers.push(Reverse((when, self.timer_seq, kind)));
     }
 
     fn fire_timers(&mut self) {
@@ -495,6 +558,8 @@ impl Init {
                 TimerKind::ShutdownKill => self.shutdown_deadline(),
                 TimerKind::StopKill { idx, gen } => self.stop_kill(idx, gen),
                 TimerKind::ResumeAccept => self.resume_accept(),
+                TimerKind::BootEventTimeout => self.bootevent_timeout_fired(),
+                TimerKind::Rewatch { idx, gen } => self.rewatch_timer(idx, gen),
             }
         }
     }
@@ -505,6 +570,8 @@ impl Init {
                 if !self.jobs_done.contains(name) {
                     self.run_job(name);
                 }
+                self.stages_done.insert(name);
+                self.run_stage_triggered_jobs(name);
             }
             BootStep::StartServices(mode) => self.start_services_with_mode(mode),
             BootStep::ServiceBootJobs => {
@@ -517,7 +584,28 @@ impl Init {
                 self.boot_done = true;
                 info!("boot sequence done at {} us", boottime_us());
                 self.check_boot_completed();
+                if !self.boot_completed {
+                    if let Some(t) = self.bootevent_timeout() {
+                        self.add_timer(t, TimerKind::BootEventTimeout);
+                    }
+                }
             }
+        }
+    }
+
+    /// Whether a job condition holds now: parameters from the store, boot
+    /// stages from the stages the boot sequence has passed.
+    pub(crate) fn condition_holds(&self, expr: &Expr) -> bool {
+        let params = &self.params;
+        expr.eval_with(&|n| params.get(n).map(str::to_owned), &|s| self.stages_done.contains(s))
+    }
+
+    /// After boot stage `stage`: the triggered jobs that name it and now hold
+    /// (a `boot && param:x=*` job whose parameter already matches).
+    fn run_stage_triggered_jobs(&mut self, stage: &str) {
+        let due: Vec<String> = self.param_jobs.iter().filter(|(_, e)| e.stages().contains(&stage) && self.condition_holds(e)).map(|(j, _)| j.clone()).collect();
+        for job in due {
+            self.run_job(&job);
         }
     }
 
@@ -526,8 +614,7 @@ impl Init {
         self.jobs_done.insert(name.to_owned());
         let Some(job) = self.cfg.jobs.get(name).cloned() else { return };
         if let Some(expr) = self.boot_job_conditions.get(name) {
-            let params = &self.params;
-            if !expr.eval(&|n| params.get(n).map(str::to_owned)) {
+            if !self.condition_holds(expr) {
                 info!("job {name}: condition not met, skipped");
                 return;
             }
@@ -540,20 +627,77 @@ impl Init {
         let start = boottime_us();
         info!("job {name}: {} commands", job.cmds.len());
         for cmd in &job.cmds {
-            if let Err(e) = self.run_cmd(cmd) {
-                warn!("{}: {} {}: {e}", cmd.origin, cmd.name, cmd.args.join(" "));
+            // A panic in one command is that command's error: the job goes
+            // on and the nesting depth stays balanced.
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_cmd(cmd)));
+            match r {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => warn!("{}: {} {}: {e}", cmd.origin, cmd.name, cmd.args.join(" ")),
+                Err(_) => error!("{}: {} {}: the command panicked (a bug in init); job {name} goes on", cmd.origin, cmd.name, cmd.args.join(" ")),
             }
         }
         self.trace.span("job", name, start, boottime_us());
         self.job_depth -= 1;
     }
 
+    /// Boot events still awaited, with the service that declares each, in
+    /// declaration order. A service that cannot set its events does not hold
+    /// the boot hostage: one in the error state or disabled, and an
+    /// `ondemand` or `condition` service nobody has started.
+    pub(crate) fn awaited_bootevents(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for s in &self.services {
+            let never_started = s.started_at.is_none() && s.pid.is_none() && (s.cfg.ondemand || s.cfg.start_mode == StartMode::Condition);
+            if matches!(s.state, services::State::Error | services::State::Disabled) || never_started {
+                continue;
+            }
+            for ev in &s.cfg.bootevents {
+                if !self.bootevents_seen.contains(ev) {
+                    out.push((ev.clone(), s.cfg.name.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// `const.startup.bootevent.timeout` (seconds, default
+    /// [`BOOTEVENT_TIMEOUT_SECS`], 0: never): after the boot sequence, how
+    /// long boot events may take before init names the missing ones.
+    fn bootevent_timeout(&self) -> Option<Duration> {
+        let v = self.params.get(BOOTEVENT_TIMEOUT_PARAM);
+        let secs = match v.map(str::parse::<u64>) {
+            None => BOOTEVENT_TIMEOUT_SECS,
+            Some(Ok(n)) => n,
+            Some(Err(_)) => {
+                warn!("{BOOTEVENT_TIMEOUT_PARAM}={:?} is not a number of seconds; using {BOOTEVENT_TIMEOUT_SECS}", v.unwrap_or_default());
+                BOOTEVENT_TIMEOUT_SECS
+            }
+        };
+        (secs > 0).then(|| Duration::from_secs(secs.min(24 * 3600)))
+    }
+
+    /// The boot-event timeout ran out: name what is missing and whose it is.
+    fn bootevent_timeout_fired(&mut self) {
+        if self.boot_completed {
+            return;
+        }
+        let awaited = self.awaited_bootevents();
+        let list: Vec<String> = awaited.iter().map(|(ev, svc)| format!("{ev} (service {svc})")).collect();
+        warn!("bootevent.boot.completed has not come {} s after the boot sequence; still waiting for: {}", self.bootevent_timeout().map_or(0, |d| d.as_secs()), list.join(", "));
+    }
+
     fn check_boot_completed(&mut self) {
         if self.boot_completed || !self.boot_done {
             return;
         }
-        if !self.bootevents_declared.is_subset(&self.bootevents_seen) {
+        if !self.awaited_bootevents().is_empty() {
             return;
+        }
+        let skipped: Vec<String> = self.bootevents_declared.iter().filter(|e| !self.bootevents_seen.contains(*e)).cloned().collect();
+        if !skipped.is_empty() {
+            let mut skipped = skipped;
+            skipped.sort();
+            warn!("boot completes without boot events of services that failed or were never started: {}", skipped.join(", "));
         }
         self.boot_completed = true;
         let now = boottime_us();

@@ -759,15 +759,8 @@ impl Init {
             }
         }
         // `param:` jobs whose condition mentions this parameter.
-        let matching: Vec<String> = {
-            let params = &self.params;
-            let get = |n: &str| params.get(n).map(str::to_owned);
-            self.param_jobs
-                .iter()
-                .filter(|(_, e)| e.names().contains(&name) && e.eval(&get))
-                .map(|(j, _)| j.clone())
-                .collect()
-        };
+        let matching: Vec<String> =
+            self.param_jobs.iter().filter(|(_, e)| e.names().contains(&name) && self.condition_holds(e)).map(|(j, _)| j.clone()).collect();
         for job in matching {
             self.run_job(&job);
         }

@@ -132,6 +132,14 @@ impl Init {
         if self.services[idx].state != state {
             self.services[idx].state = state;
             self.publish_state(idx);
+            if state == State::Error {
+                let rt = &self.services[idx];
+                let missing: Vec<&str> = rt.cfg.bootevents.iter().filter(|e| !self.bootevents_seen.contains(*e)).map(String::as_str).collect();
+                if !missing.is_empty() {
+                    warn!("service {} failed: its boot events {} will not come; boot completion no longer waits for them", rt.cfg.name, missing.join(", "));
+                }
+                self.check_boot_completed();
+            }
         }
     }
 
@@ -277,6 +285,7 @@ impl Init {
             Err(e) => {
                 error!("{e}");
                 self.set_state(idx, State::Error);
+                self.refuse_socket_clients(idx);
             }
         }
     }
@@ -322,8 +331,8 @@ impl Init {
         loop {
             match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => break,
-                Ok(WaitStatus::Exited(pid, code)) => self.child_exited(pid.as_raw(), format!("exit status {code}")),
-                Ok(WaitStatus::Signaled(pid, sig, _)) => self.child_exited(pid.as_raw(), format!("killed by {sig}")),
+                Ok(WaitStatus::Exited(pid, code)) => self.child_exited(pid.as_raw(), format!("exit status {code}"), code == 0),
+                Ok(WaitStatus::Signaled(pid, sig, _)) => self.child_exited(pid.as_raw(), format!("killed by {sig}"), false),
                 Ok(_) => continue,
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => {
@@ -334,7 +343,11 @@ impl Init {
         }
     }
 
-    fn child_exited(&mut self, pid: i32, how: String) {
+    fn child_exited(&mut self, pid: i32, how: String, clean: bool) {
+        if self.sync_children.remove(&pid) {
+            self.sync_exits.insert(pid, if clean { Ok(()) } else { Err(how) });
+            return;
+        }
         if let Some(h) = self.helpers.remove(&pid) {
             info!("{} (pid {pid}) finished: {how}", h.name);
             return;
@@ -365,12 +378,32 @@ impl Init {
             return;
         }
         let svc = self.services[idx].cfg.clone();
-        let action = restart::on_exit(&svc, &mut self.services[idx].history, Instant::now(), stopped_by_init);
+        // An ondemand service that leaves a connection unaccepted would be
+        // started again at once: that exit is a crash, whatever its status.
+        let unaccepted = svc.ondemand && self.sockets_pending(idx);
+        let exit = restart::Exit { stopped_by_init, crashed: !stopped_by_init && (!clean || unaccepted) };
+        let action = restart::on_exit_with(&svc, &mut self.services[idx].history, Instant::now(), exit);
         match action {
             ExitAction::Stay => self.set_state(idx, State::Stopped),
             ExitAction::Rewatch => {
                 self.set_state(idx, State::Stopped);
+                if exit.crashed {
+                    self.services[idx].restarts += 1;
+                    warn!("service {name} exited without serving{}; watching its sockets again", if unaccepted { " (a connection is left unaccepted)" } else { "" });
+                }
                 self.watch_sockets(idx);
+            }
+            ExitAction::RewatchAfter { delay } => {
+                self.set_state(idx, State::Stopped);
+                self.services[idx].restarts += 1;
+                let gen = self.services[idx].gen;
+                warn!("service {name} crashed {} times; watching its sockets again in {} s", self.services[idx].history.count(), delay.as_secs());
+                self.add_timer(delay, TimerKind::Rewatch { idx, gen });
+            }
+            ExitAction::Fail { count, period_secs } => {
+                error!("service {name} crashed {count} times within {period_secs} s without serving its sockets: marked failed; its sockets refuse clients until it is started again");
+                self.set_state(idx, State::Error);
+                self.refuse_socket_clients(idx);
             }
             ExitAction::Panic => {
                 self.set_state(idx, State::Critical);
@@ -389,6 +422,38 @@ impl Init {
                 }
             }
         }
+    }
+
+    /// Whether a connection (or datagram) waits on one of service `idx`'s
+    /// sockets.
+    fn sockets_pending(&self, idx: usize) -> bool {
+        self.services[idx].sockets.iter().any(|fd| {
+            let mut p = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)];
+            matches!(nix::poll::poll(&mut p, nix::poll::PollTimeout::ZERO), Ok(n) if n > 0)
+        })
+    }
+
+    /// The back-off of a crashed ondemand service ran out.
+    pub(super) fn rewatch_timer(&mut self, idx: usize, gen: u64) {
+        let rt = &self.services[idx];
+        if rt.gen != gen || rt.pid.is_some() || rt.state == State::Error || self.shutdown.is_some() {
+            return;
+        }
+        self.watch_sockets(idx);
+    }
+
+    /// A socket service that cannot run: close its listening sockets, so
+    /// pending clients are reset and new ones refused (ECONNREFUSED on the
+    /// node that stays) instead of waiting forever. A later start makes
+    /// them afresh.
+    fn refuse_socket_clients(&mut self, idx: usize) {
+        if self.services[idx].sockets.is_empty() {
+            return;
+        }
+        self.unwatch_sockets(idx);
+        self.services[idx].sockets.clear();
+        let names: Vec<String> = self.services[idx].cfg.sockets.iter().map(|s| s.name.clone()).collect();
+        warn!("service {}: closed its sockets {}; clients are refused", self.services[idx].cfg.name, names.join(", "));
     }
 
     pub(super) fn restart_timer(&mut self, idx: usize, gen: u64) {
@@ -476,17 +541,8 @@ impl Init {
         let sp = spawn::spawn_command(argv).map_err(|e| e.to_string())?;
         let name = argv[0].rsplit('/').next().unwrap_or(&argv[0]).to_owned();
         if wait {
-            drop(sp.output);
-            loop {
-                match waitpid(Pid::from_raw(sp.pid), None) {
-                    Ok(WaitStatus::Exited(_, 0)) => return Ok(()),
-                    Ok(WaitStatus::Exited(_, c)) => return Err(format!("exited with status {c}")),
-                    Ok(WaitStatus::Signaled(_, s, _)) => return Err(format!("killed by {s}")),
-                    Ok(_) => continue,
-                    Err(nix::errno::Errno::EINTR) => continue,
-                    Err(e) => return Err(e.to_string()),
-                }
-            }
+            self.sync_children.insert(sp.pid);
+            return self.wait_sync_command(name, sp.pid, sp.output);
         }
         if let Some(out) = sp.output {
             let fd = out.as_raw_fd();
@@ -496,6 +552,70 @@ impl Init {
         }
         self.helpers.insert(sp.pid, super::Helper { name });
         Ok(())
+    }
+
+    /// `const.startup.syncexec.timeout`: seconds a `syncexec` command may
+    /// run (default [`SYNCEXEC_TIMEOUT`], at most an hour).
+    fn syncexec_timeout(&self) -> Duration {
+        match self.params.get(SYNCEXEC_TIMEOUT_PARAM).map(str::parse::<u64>) {
+            Some(Ok(n)) if n > 0 => Duration::from_secs(n.min(3600)),
+            Some(_) => {
+                warn!("{SYNCEXEC_TIMEOUT_PARAM} is not a positive number of seconds; using {} s", SYNCEXEC_TIMEOUT.as_secs());
+                SYNCEXEC_TIMEOUT
+            }
+            None => SYNCEXEC_TIMEOUT,
+        }
+    }
+
+    /// `syncexec`: waits for the command through the event loop (clients,
+    /// signals and other output are served meanwhile; no boot step runs),
+    /// forwarding its output to the log so it never blocks on a full pipe
+    /// or dies of SIGPIPE. Past the deadline its process group is killed.
+    fn wait_sync_command(&mut self, name: String, pid: i32, mut output: Option<OwnedFd>) -> Result<(), String> {
+        if let Some(out) = &output {
+            let _ = nix::fcntl::fcntl(out.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
+        }
+        let timeout = self.syncexec_timeout();
+        let mut deadline = Instant::now() + timeout;
+        let mut killed = false;
+        let mut pending = Vec::new();
+        loop {
+            if let Some(out) = &output {
+                if drain_lines(out.as_raw_fd(), &name, pid, &mut pending) {
+                    output = None;
+                }
+            }
+            if let Some(res) = self.sync_exits.remove(&pid) {
+                // It may have left output behind in the pipe.
+                if let Some(out) = &output {
+                    drain_lines(out.as_raw_fd(), &name, pid, &mut pending);
+                }
+                if !pending.is_empty() {
+                    crate::log::service_line(&name, pid, &pending);
+                }
+                if killed {
+                    return Err(format!("did not finish within {} s; killed", timeout.as_secs()));
+                }
+                return res;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                if killed {
+                    // Still not reaped after SIGKILL (stuck in the kernel):
+                    // the reaper takes it over, the job goes on.
+                    self.sync_children.remove(&pid);
+                    self.helpers.insert(pid, super::Helper { name: name.clone() });
+                    return Err(format!("did not finish within {} s and did not die of SIGKILL", timeout.as_secs()));
+                }
+                warn!("syncexec {name} (pid {pid}) did not finish within {} s; killing it", timeout.as_secs());
+                signal_group(pid, Signal::SIGKILL);
+                killed = true;
+                deadline = now + Duration::from_secs(5);
+            }
+            let left = deadline.saturating_duration_since(now);
+            let fd = output.as_ref().map(|o| o.as_fd());
+            self.serve_while_waiting(fd, left.min(Duration::from_secs(1)));
+        }
     }
 
     /// Takes over the module loaders started by [`spawn_module_loaders`],
@@ -564,6 +684,37 @@ fn load_modules(group: &str, names: &[String]) -> i32 {
     }
     info!("{group}: loaded {} module files in {} ms ({failed} failed)", loaded.len(), (boottime_us() - t0) / 1000);
     i32::from(failed > 0)
+}
+
+/// Longest run of a `syncexec` command unless
+/// `const.startup.syncexec.timeout` says otherwise.
+pub const SYNCEXEC_TIMEOUT: Duration = Duration::from_secs(60);
+/// Parameter holding the `syncexec` deadline in seconds (Accord's name).
+pub const SYNCEXEC_TIMEOUT_PARAM: &str = "const.startup.syncexec.timeout";
+
+/// Reads what is available on non-blocking `fd` and logs complete lines
+/// (a line longer than 4 KiB is logged in pieces). Returns true at EOF.
+fn drain_lines(fd: RawFd, name: &str, pid: i32, pending: &mut Vec<u8>) -> bool {
+    let mut buf = [0u8; 4096];
+    loop {
+        match nix::unistd::read(fd, &mut buf) {
+            Ok(0) => return true,
+            Ok(n) => {
+                pending.extend_from_slice(&buf[..n]);
+                while let Some(pos) = pending.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=pos).collect();
+                    crate::log::service_line(name, pid, &line[..line.len() - 1]);
+                }
+                if pending.len() > 4096 {
+                    crate::log::service_line(name, pid, pending);
+                    pending.clear();
+                }
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(nix::errno::Errno::EAGAIN) => return false,
+            Err(_) => return true,
+        }
+    }
 }
 
 /// Signals a service's process group (it is a session leader), falling back

@@ -15,6 +15,13 @@ use crate::trace::boottime_us;
 
 /// Default time services get to exit after SIGTERM.
 const STOP_GRACE: Duration = Duration::from_millis(2000);
+/// `const.startup.stop_timeout_ms` is cut to this (a minute).
+const MAX_STOP_GRACE_MS: u64 = 60_000;
+
+/// Restart modes passed to the kernel with reboot(2) RESTART2 (OpenHarmony's
+/// `reboot,<mode>` values that restart into another image). `begetctl`
+/// offers the same list.
+pub const REBOOT_MODES: &[&str] = &["updater", "flashd", "charge", "bootloader", "recovery", "loader"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PowerCmd {
@@ -40,7 +47,7 @@ impl PowerCmd {
             ("reboot", Some("halt")) | ("halt", None) => Some(PowerCmd::Halt),
             ("reboot", Some("panic")) => Some(PowerCmd::Panic("ohos.startup.powerctrl".into())),
             ("reboot", Some("suspend")) => Some(PowerCmd::Suspend),
-            ("reboot", Some(m @ ("updater" | "flashd" | "charge" | "bootloader" | "recovery"))) => Some(PowerCmd::Reboot(Some(m.to_owned()))),
+            ("reboot", Some(m)) if REBOOT_MODES.contains(&m) => Some(PowerCmd::Reboot(Some(m.to_owned()))),
             _ => None,
         }
     }
@@ -80,8 +87,8 @@ impl Init {
         let grace = self
             .params
             .get("const.startup.stop_timeout_ms")
-            .and_then(|v| v.parse().ok())
-            .map(Duration::from_millis)
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|ms| Duration::from_millis(ms.min(MAX_STOP_GRACE_MS)))
             .unwrap_or(STOP_GRACE);
         let order: Vec<usize> = self.start_order.iter().rev().copied().collect();
         for idx in order {
@@ -145,6 +152,14 @@ impl Init {
             PowerCmd::Halt => RebootMode::RB_HALT_SYSTEM,
             _ => RebootMode::RB_AUTOBOOT,
         };
+        if let PowerCmd::Reboot(Some(m)) = &cmd {
+            // The mode goes to the kernel (and the bootloader) as
+            // LINUX_REBOOT_CMD_RESTART2's argument, as OpenHarmony does.
+            info!("{cmd:?}: calling reboot(2) RESTART2 {m:?} after {} ms", took.as_millis());
+            if let Err(e) = reboot_restart2(m) {
+                warn!("reboot(2) RESTART2 {m:?} failed: {e}; restarting without a mode");
+            }
+        }
         info!("{cmd:?}: calling reboot(2) after {} ms", took.as_millis());
         let err = match nix::sys::reboot::reboot(mode) {
             Err(e) => e,
@@ -155,6 +170,19 @@ impl Init {
             std::thread::sleep(Duration::from_secs(3600));
         }
     }
+}
+
+/// reboot(2) with LINUX_REBOOT_CMD_RESTART2 and `mode` as its argument.
+/// Returns only on failure.
+fn reboot_restart2(mode: &str) -> std::io::Result<()> {
+    let arg = std::ffi::CString::new(mode).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: the reboot syscall with the documented magic numbers and a
+    // NUL-terminated string that outlives the call.
+    let rc = unsafe { libc::syscall(libc::SYS_reboot, libc::LINUX_REBOOT_MAGIC1, libc::LINUX_REBOOT_MAGIC2, libc::LINUX_REBOOT_CMD_RESTART2, arg.as_ptr()) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Unmounts real (writable) filesystems, innermost first; what cannot be
