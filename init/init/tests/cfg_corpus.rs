@@ -4,7 +4,6 @@
 //! the file and the line it comes from. The second half boots them in the
 //! namespace fixture.
 
-mod fixture;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -98,7 +97,7 @@ fn corpus_boots_in_the_namespace_fixture() {
         .map(|f| (format!("etc/init/{f}"), std::fs::read_to_string(corpus(f)).expect("corpus")))
         .collect();
     let refs: Vec<(&str, &str)> = files.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect();
-    let mut f = fixture::Fixture::new("{}", &refs);
+    let mut f = accord_testkit::Fixture::new("{}", &refs);
     f.boot();
     let deadline = Duration::from_secs(30);
     assert!(f.wait_param("bootevent.boot.completed", "true", deadline), "log:\n{}", f.log_text());

@@ -4,11 +4,10 @@
 //! behaviour a user sees. Every wait polls a condition with a generous
 //! deadline; no test measures elapsed time.
 
-mod fixture;
 
 use std::time::Duration;
 
-use fixture::Fixture;
+use accord_testkit::Fixture;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
