@@ -340,7 +340,7 @@ impl SaHost {
             None => return Err(IpcError::Sa(format!("this process cannot host SA {id}"))),
         };
         let p = made.map_err(|e| IpcError::Sa(format!("SA {id} failed to start: {e}")))?;
-        let props = SaProps { distributed: profile.distributed, dump_level: profile.dump_level, ..SaProps::default() };
+        let props = SaProps { distributed: profile.distributed, dump_level: profile.dump_level, capability: profile.capability.clone(), permission: profile.permission.clone() };
         self.add(id, p, props, profile.unload_after).await
     }
 
