@@ -7,19 +7,24 @@
 //!  "systemability": [{
 //!    "name": 4801, "libpath": "libdemo.z.so", "run-on-create": false,
 //!    "distributed": false, "dump-level": 1, "depend": [3301],
-//!    "depend-time-out": 5000,
+//!    "depend-time-out": 5000, "permission": "ohos.permission.X",
 //!    "stop-on-demand": {"unreferenced-unload": true, "delay": 20000}}]}
 //! ```
-//! `name` is the SA id (a number, or a string holding one). Fields
-//! OpenHarmony has and Accord does not act on (`libpath`, `bootphase`,
-//! `start-on-demand`'s events, `recycle-strategy`, …) are accepted and
-//! reported by [`Profile::ignored`]; anything else is an error naming the
-//! file and the field.
+//! `name` is the SA id (a number, or a string holding one). Keys are read
+//! in both of OpenHarmony's spellings (`run-on-create` / `run_on_create`,
+//! `dump-level` / `dump_level`, `depend-time-out` / `depend_time_out`, …:
+//! `_` and `-` are the same); when a file has both, the `-` one counts.
+//! As OpenHarmony's samgr (`parse_util.cpp`) does, keys that Accord does
+//! not act on — OpenHarmony's own (`libpath`, `bootphase`,
+//! `start-on-demand`, `recycle-strategy`, `min_hdi_proxy_version`,
+//! `multi-instance`, `stop-on-demand.recycle-delaytime`, …) and unknown
+//! ones — are kept in [`Profile::ignored`], for the loader to report once
+//! with the file, and the SAs load. A value Accord acts on that has the
+//! wrong type is an error naming the file and the field.
 
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde_json::Value;
 use thiserror::Error;
 
@@ -31,6 +36,11 @@ pub const DEFAULT_UNLOAD_DELAY: Duration = Duration::from_secs(20);
 pub const MAX_UNLOAD_DELAY: Duration = Duration::from_secs(300);
 /// How long a dependency may take to appear by default.
 pub const DEFAULT_DEPEND_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest profile file read (OpenHarmony's `MAX_JSON_OBJECT_SIZE`, 50 KiB).
+pub const MAX_PROFILE_BYTES: usize = 50 * 1024;
+/// Longest `process`, `permission` and `capability` (OpenHarmony's
+/// `MAX_JSON_STRING_LENGTH`; the process is also an init service name, 32).
+pub const MAX_STRING: usize = 128;
 
 #[derive(Debug, Error)]
 pub enum ProfileError {
@@ -45,8 +55,38 @@ pub enum ProfileError {
 pub struct Profile {
     pub process: String,
     pub abilities: Vec<SaProfile>,
-    /// Fields that were recognised but have no effect in Accord.
-    pub ignored: Vec<String>,
+    /// Keys that were read past: each once, in the order first met.
+    pub ignored: Vec<IgnoredKey>,
+    /// The file it came from, as given to [`Profile::parse`].
+    pub file: String,
+}
+
+/// A key of a profile that has no effect in Accord.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IgnoredKey {
+    /// As written, with its place: `systemability.libpath`,
+    /// `systemability.stop-on-demand.recycle-delaytime`, `kill-process`.
+    pub key: String,
+    /// OpenHarmony knows it (`true`) or nobody does (`false`, a typo or a
+    /// newer key).
+    pub known: bool,
+}
+
+impl std::fmt::Display for IgnoredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.known {
+            write!(f, "{}: not acted on by Accord; ignored", self.key)
+        } else {
+            write!(f, "{}: unknown key; ignored", self.key)
+        }
+    }
+}
+
+impl Profile {
+    /// One line per ignored key, naming the file: what a loader logs.
+    pub fn warnings(&self) -> impl Iterator<Item = String> + '_ {
+        self.ignored.iter().map(move |k| format!("{}: {k}", self.file))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -60,20 +100,30 @@ pub struct SaProfile {
     pub depend_timeout: Duration,
     /// `Some(delay)`: unload after `delay` without clients.
     pub unload_after: Option<Duration>,
+    /// A permission every getter must hold ("" for none; OpenHarmony's
+    /// `permission`).
+    pub permission: String,
+    /// OpenHarmony's `capability` (published with the SA, not acted on).
+    pub capability: String,
 }
 
+/// SA keys Accord acts on (canonical `-` spelling).
+const ACTED_ON_SA: &[&str] = &["name", "run-on-create", "distributed", "dump-level", "depend", "depend-time-out", "stop-on-demand", "permission", "capability"];
+/// SA keys OpenHarmony's samgr and safwk read that Accord does not act on.
 const KNOWN_SA: &[&str] = &[
-    "name", "libpath", "run-on-create", "distributed", "dump-level", "depend", "depend-time-out", "start-on-demand", "stop-on-demand",
-    "bootphase", "auto-restart", "recycle-strategy", "cache-common-event", "extension", "permission", "critical", "in-process",
+    "libpath", "bootphase", "auto-restart", "start-on-demand", "recycle-strategy", "extension", "cache-common-event", "critical",
+    "in-process", "min-hdi-proxy-version", "multi-instance", "multiple-instance", "said", "load-priority", "allow-update",
 ];
-const ACTED_ON_SA: &[&str] = &["name", "run-on-create", "distributed", "dump-level", "depend", "depend-time-out", "stop-on-demand"];
+/// `stop-on-demand` keys Accord does not act on.
+const KNOWN_STOP: &[&str] = &[
+    "allow-update", "recycle-delaytime", "deviceonline", "settingswitch", "commonevent", "param", "timedevent", "longtimeunused-unload",
+];
+/// Top-level keys OpenHarmony knows besides `process` and `systemability`.
+const KNOWN_TOP: &[&str] = &["kill-process", "is-module-update", "sa-resource", "libpath"];
 
-#[derive(Deserialize)]
-struct RawProfile {
-    process: String,
-    systemability: Vec<serde_json::Map<String, Value>>,
-    #[serde(flatten)]
-    other: serde_json::Map<String, Value>,
+/// `_` and `-` are one character in profile keys.
+fn canon(k: &str) -> String {
+    k.replace('_', "-")
 }
 
 fn field_err(file: &str, at: String, what: &str) -> ProfileError {
@@ -84,43 +134,108 @@ fn as_bool(v: &Value) -> Option<bool> {
     match v {
         Value::Bool(b) => Some(*b),
         Value::Number(n) => n.as_u64().map(|n| n != 0),
-        Value::String(s) => match s.as_str() {
-            "true" => Some(true),
-            "false" => Some(false),
+        Value::String(s) => match s.trim() {
+            "true" | "1" => Some(true),
+            "false" | "0" => Some(false),
             _ => None,
         },
         _ => None,
     }
 }
 
+/// A whole number in 0..=u32::MAX written as a float (`5000.0`).
+fn whole(f: f64) -> Option<u32> {
+    (f.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&f)).then_some(f as u32)
+}
+
 fn as_u32(v: &Value) -> Option<u32> {
     match v {
-        Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
-        Value::String(s) => s.trim().parse().ok(),
+        Value::Number(n) => match n.as_u64() {
+            Some(n) => u32::try_from(n).ok(),
+            None => n.as_f64().and_then(whole),
+        },
+        Value::String(s) => s.trim().parse().ok().or_else(|| s.trim().parse::<f64>().ok().and_then(whole)),
         _ => None,
     }
 }
 
-impl Profile {
-    /// Parses profile text; `file` names it in errors.
-    pub fn parse(text: &str, file: &str) -> Result<Profile, ProfileError> {
-        let raw: RawProfile = serde_json::from_str(text).map_err(|e| ProfileError::Invalid { file: file.to_owned(), msg: e.to_string() })?;
-        if raw.process.is_empty() || raw.process.len() > 32 || raw.process.contains(['/', ' ', '\0']) {
-            return Err(field_err(file, "process".into(), &format!("{:?} is not a service name (1-32 bytes, no '/' or space)", raw.process)));
-        }
-        let mut ignored: Vec<String> = raw.other.keys().map(|k| k.to_string()).collect();
-        let mut abilities = Vec::new();
-        for (i, sa) in raw.systemability.iter().enumerate() {
-            let at = |k: &str| format!("systemability[{i}].{k}");
-            for k in sa.keys() {
-                if !KNOWN_SA.contains(&k.as_str()) {
-                    return Err(field_err(file, at(k), "unknown field"));
-                }
-                if !ACTED_ON_SA.contains(&k.as_str()) && !ignored.contains(k) {
-                    ignored.push(k.clone());
-                }
+fn as_str<'a>(v: &'a Value, file: &str, at: String) -> Result<&'a str, ProfileError> {
+    let s = v.as_str().ok_or_else(|| field_err(file, at.clone(), "must be a string"))?;
+    if s.len() > MAX_STRING {
+        return Err(field_err(file, at, &format!("is longer than {MAX_STRING} bytes")));
+    }
+    Ok(s)
+}
+
+/// The keys of one JSON object by canonical name, the `-` spelling first;
+/// records the ignored ones (`place` prefixes them) in `ignored`.
+struct Keys<'a> {
+    map: std::collections::BTreeMap<String, (&'a str, &'a Value)>,
+}
+
+impl<'a> Keys<'a> {
+    fn new(obj: &'a serde_json::Map<String, Value>, place: &str, acted: &[&str], known: &[&str], ignored: &mut Vec<IgnoredKey>) -> Keys<'a> {
+        let mut map: std::collections::BTreeMap<String, (&'a str, &'a Value)> = std::collections::BTreeMap::new();
+        let mut note = |key: String, known: bool| {
+            if !ignored.iter().any(|k| k.key == key) {
+                ignored.push(IgnoredKey { key, known });
             }
-            let id = sa.get("name").and_then(as_u32).ok_or_else(|| field_err(file, at("name"), "must be an SA id (a number)"))?;
+        };
+        for (k, v) in obj {
+            let c = canon(k);
+            let at = if place.is_empty() { k.clone() } else { format!("{place}.{k}") };
+            if acted.contains(&c.as_str()) {
+                match map.get(&c) {
+                    // Both spellings: the `-` one counts, the other is noted.
+                    Some((prev, _)) if !prev.contains('_') => note(at, true),
+                    Some((prev, _)) => {
+                        note(if place.is_empty() { (*prev).to_owned() } else { format!("{place}.{prev}") }, true);
+                        map.insert(c, (k.as_str(), v));
+                    }
+                    None => {
+                        map.insert(c, (k.as_str(), v));
+                    }
+                }
+            } else {
+                note(at, known.contains(&c.as_str()));
+            }
+        }
+        Keys { map }
+    }
+
+    /// The value and the key as written.
+    fn get(&self, canonical: &str) -> Option<(&'a str, &'a Value)> {
+        self.map.get(canonical).copied()
+    }
+}
+
+impl Profile {
+    /// Parses profile text; `file` names it in errors and warnings.
+    pub fn parse(text: &str, file: &str) -> Result<Profile, ProfileError> {
+        if text.len() > MAX_PROFILE_BYTES {
+            return Err(field_err(file, "file".into(), &format!("{} bytes is above the {MAX_PROFILE_BYTES}-byte limit", text.len())));
+        }
+        let root: Value = serde_json::from_str(text).map_err(|e| ProfileError::Invalid { file: file.to_owned(), msg: e.to_string() })?;
+        let Value::Object(root) = root else { return Err(field_err(file, "(top)".into(), "must be a JSON object")) };
+        let mut ignored = Vec::new();
+        let top = Keys::new(&root, "", &["process", "systemability"], KNOWN_TOP, &mut ignored);
+        let (_, process) = top.get("process").ok_or_else(|| field_err(file, "process".into(), "missing"))?;
+        let process = process.as_str().ok_or_else(|| field_err(file, "process".into(), "must be a string"))?;
+        if process.is_empty() || process.len() > 32 || process.contains(['/', ' ', '\0']) {
+            return Err(field_err(file, "process".into(), &format!("{process:?} is not a service name (1-32 bytes, no '/' or space)")));
+        }
+        let sas = match top.get("systemability") {
+            Some((_, Value::Array(a))) => a,
+            Some(_) => return Err(field_err(file, "systemability".into(), "must be a list")),
+            None => return Err(field_err(file, "systemability".into(), "missing")),
+        };
+        let mut abilities = Vec::new();
+        for (i, sa) in sas.iter().enumerate() {
+            let at = |k: &str| format!("systemability[{i}].{k}");
+            let Value::Object(sa) = sa else { return Err(field_err(file, format!("systemability[{i}]"), "must be an object")) };
+            let keys = Keys::new(sa, "systemability", ACTED_ON_SA, KNOWN_SA, &mut ignored);
+            let (_, name) = keys.get("name").ok_or_else(|| field_err(file, at("name"), "missing (the SA id)"))?;
+            let id = as_u32(name).ok_or_else(|| field_err(file, at("name"), "must be an SA id (a number)"))?;
             if id == 0 || id > crate::sa::MAX_SA_ID {
                 return Err(field_err(file, at("name"), &format!("SA id {id} is outside 1..={}", crate::sa::MAX_SA_ID)));
             }
@@ -128,68 +243,76 @@ impl Profile {
                 return Err(field_err(file, at("name"), &format!("SA {id} is listed twice")));
             }
             let flag = |k: &str| -> Result<bool, ProfileError> {
-                match sa.get(k) {
-                    None => Ok(false),
-                    Some(v) => as_bool(v).ok_or_else(|| field_err(file, at(k), "must be true or false")),
+                match keys.get(k) {
+                    None | Some((_, Value::Null)) => Ok(false),
+                    Some((w, v)) => as_bool(v).ok_or_else(|| field_err(file, at(w), "must be true or false")),
                 }
             };
             let run_on_create = flag("run-on-create")?;
             let distributed = flag("distributed")?;
-            let dump_level = match sa.get("dump-level") {
-                None => 1,
-                Some(v) => as_u32(v).ok_or_else(|| field_err(file, at("dump-level"), "must be a number"))?,
+            let dump_level = match keys.get("dump-level") {
+                None | Some((_, Value::Null)) => 1,
+                Some((w, v)) => as_u32(v).ok_or_else(|| field_err(file, at(w), "must be a number"))?,
             };
-            let depend = match sa.get("depend") {
-                None => Vec::new(),
-                Some(Value::Array(a)) => a
-                    .iter()
-                    .enumerate()
-                    .map(|(j, v)| as_u32(v).ok_or_else(|| field_err(file, format!("{}[{j}]", at("depend")), "must be an SA id")))
-                    .collect::<Result<_, _>>()?,
-                Some(_) => return Err(field_err(file, at("depend"), "must be a list of SA ids")),
+            let depend = match keys.get("depend") {
+                None | Some((_, Value::Null)) => Vec::new(),
+                Some((w, Value::Array(a))) => a.iter().enumerate().map(|(j, v)| as_u32(v).ok_or_else(|| field_err(file, format!("{}[{j}]", at(w)), "must be an SA id"))).collect::<Result<_, _>>()?,
+                // OpenHarmony's xml-era profiles give one id as a string.
+                Some((w, v)) => vec![as_u32(v).ok_or_else(|| field_err(file, at(w), "must be a list of SA ids"))?],
             };
-            let depend_timeout = match sa.get("depend-time-out") {
-                None => DEFAULT_DEPEND_TIMEOUT,
-                Some(v) => Duration::from_millis(u64::from(as_u32(v).ok_or_else(|| field_err(file, at("depend-time-out"), "must be milliseconds"))?)),
+            let depend_timeout = match keys.get("depend-time-out") {
+                None | Some((_, Value::Null)) => DEFAULT_DEPEND_TIMEOUT,
+                // 0 means the default, as in OpenHarmony.
+                Some((w, v)) => match as_u32(v).ok_or_else(|| field_err(file, at(w), "must be milliseconds"))? {
+                    0 => DEFAULT_DEPEND_TIMEOUT,
+                    ms => Duration::from_millis(u64::from(ms)),
+                },
             };
-            let unload_after = match sa.get("stop-on-demand") {
-                None => None,
-                Some(Value::Object(o)) => {
-                    let mut unref = false;
-                    let mut delay = DEFAULT_UNLOAD_DELAY;
-                    for (k, v) in o {
-                        match k.as_str() {
-                            "unreferenced-unload" => unref = as_bool(v).ok_or_else(|| field_err(file, format!("{}.{k}", at("stop-on-demand")), "must be true or false"))?,
-                            "delay" => {
-                                let ms = as_u32(v).ok_or_else(|| field_err(file, format!("{}.{k}", at("stop-on-demand")), "must be milliseconds"))?;
-                                delay = Duration::from_millis(u64::from(ms));
-                                if delay > MAX_UNLOAD_DELAY {
-                                    return Err(field_err(file, format!("{}.{k}", at("stop-on-demand")), &format!("{ms} ms is above the 300000 ms limit")));
-                                }
+            let string = |k: &str| -> Result<String, ProfileError> {
+                match keys.get(k) {
+                    None | Some((_, Value::Null)) => Ok(String::new()),
+                    Some((w, v)) => as_str(v, file, at(w)).map(str::to_owned),
+                }
+            };
+            let permission = string("permission")?;
+            let capability = string("capability")?;
+            let unload_after = match keys.get("stop-on-demand") {
+                None | Some((_, Value::Null)) => None,
+                Some((w, Value::Object(o))) => {
+                    let stop = Keys::new(o, &format!("systemability.{w}"), &["unreferenced-unload", "delay"], KNOWN_STOP, &mut ignored);
+                    let unref = match stop.get("unreferenced-unload") {
+                        None => false,
+                        Some((k, v)) => as_bool(v).ok_or_else(|| field_err(file, format!("{}.{k}", at(w)), "must be true or false"))?,
+                    };
+                    let delay = match stop.get("delay") {
+                        None => DEFAULT_UNLOAD_DELAY,
+                        Some((k, v)) => {
+                            let ms = as_u32(v).ok_or_else(|| field_err(file, format!("{}.{k}", at(w)), "must be milliseconds"))?;
+                            let delay = Duration::from_millis(u64::from(ms));
+                            if delay > MAX_UNLOAD_DELAY {
+                                return Err(field_err(file, format!("{}.{k}", at(w)), &format!("{ms} ms is above the 300000 ms limit")));
                             }
-                            "allow-update" | "param" | "commonevent" | "timedevent" | "longtimeunused-unload" => {
-                                let name = format!("stop-on-demand.{k}");
-                                if !ignored.contains(&name) {
-                                    ignored.push(name);
-                                }
-                            }
-                            _ => return Err(field_err(file, format!("{}.{k}", at("stop-on-demand")), "unknown field")),
+                            delay
                         }
-                    }
+                    };
                     unref.then_some(delay)
                 }
-                Some(_) => return Err(field_err(file, at("stop-on-demand"), "must be an object")),
+                Some((w, _)) => return Err(field_err(file, at(w), "must be an object")),
             };
-            abilities.push(SaProfile { id, run_on_create, distributed, dump_level, depend, depend_timeout, unload_after });
+            abilities.push(SaProfile { id, run_on_create, distributed, dump_level, depend, depend_timeout, unload_after, permission, capability });
         }
         if abilities.is_empty() {
             return Err(field_err(file, "systemability".into(), "lists no system ability"));
         }
-        Ok(Profile { process: raw.process, abilities, ignored })
+        Ok(Profile { process: process.to_owned(), abilities, ignored, file: file.to_owned() })
     }
 
     pub fn load(path: &Path) -> Result<Profile, ProfileError> {
         let file = path.display().to_string();
+        let meta = std::fs::metadata(path).map_err(|source| ProfileError::Io { file: file.clone(), source })?;
+        if meta.len() > MAX_PROFILE_BYTES as u64 {
+            return Err(field_err(&file, "file".into(), &format!("{} bytes is above the {MAX_PROFILE_BYTES}-byte limit", meta.len())));
+        }
         let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Io { file: file.clone(), source })?;
         Profile::parse(&text, &file)
     }
@@ -234,7 +357,10 @@ mod tests {
         assert_eq!(a.unload_after, Some(Duration::from_secs(2)));
         let b = p.ability(4802).unwrap();
         assert!(b.run_on_create && b.unload_after.is_none());
-        assert!(p.ignored.contains(&"libpath".to_owned()) && p.ignored.contains(&"bootphase".to_owned()), "{:?}", p.ignored);
+        let mut keys: Vec<&str> = p.ignored.iter().map(|k| k.key.as_str()).collect();
+        keys.sort();
+        assert_eq!(keys, ["systemability.bootphase", "systemability.libpath"], "each once");
+        assert!(p.warnings().all(|w| w.starts_with("demo.json: systemability.")), "{:?}", p.warnings().collect::<Vec<_>>());
     }
 
     #[test]
@@ -242,7 +368,11 @@ mod tests {
         for (text, want) in [
             (r#"{"process": "x", "systemability": [{"name": "abc"}]}"#, "systemability[0].name"),
             (r#"{"process": "x", "systemability": [{"name": 0}]}"#, "outside"),
-            (r#"{"process": "x", "systemability": [{"name": 5, "run-on-creat": true}]}"#, "systemability[0].run-on-creat: unknown field"),
+            (r#"{"process": "x", "systemability": [{"name": 5, "run-on-create": "maybe"}]}"#, "systemability[0].run-on-create: must be true or false"),
+            (r#"{"process": "x", "systemability": [{"name": 5, "dump_level": []}]}"#, "systemability[0].dump_level: must be a number"),
+            (r#"{"process": "x", "systemability": [{"name": 5, "permission": 3}]}"#, "systemability[0].permission: must be a string"),
+            (r#"{"process": "x", "systemability": [7]}"#, "systemability[0]: must be an object"),
+            (r#"[1]"#, "must be a JSON object"),
             (r#"{"process": "x", "systemability": [{"name": 5}, {"name": 5}]}"#, "listed twice"),
             (r#"{"process": "x", "systemability": [{"name": 5, "stop-on-demand": {"delay": 900000, "unreferenced-unload": true}}]}"#, "300000"),
             (r#"{"process": "a/b", "systemability": [{"name": 5}]}"#, "process"),

@@ -159,8 +159,10 @@ fn daemon(args: &[String]) -> Result<()> {
     for p in accord_ipc::profile::Profile::load_dir(&profile_dir) {
         match p {
             Ok(p) => {
-                if !p.ignored.is_empty() {
-                    tracing::debug!("profile {}: not acted on: {}", p.process, p.ignored.join(", "));
+                // Once per key and file: the host that reads the same file
+                // keeps quiet about it.
+                for w in p.warnings() {
+                    tracing::warn!("SA profile {w}");
                 }
                 profiles.push(p);
             }

@@ -143,6 +143,22 @@ impl AnySa for RemoteSa {
     }
 }
 
+impl Live {
+    /// Shuts down every connection handed out for this SA (shutdown(2)
+    /// acts on the socket, so the serving side sees EOF and can no longer
+    /// write, and the client's next call fails as dead). Synchronous: when
+    /// it returns, no reply can leave any more. "The SA is gone" means
+    /// this (see ARCHITECTURE.md).
+    fn hang_up(&self) {
+        for (_, fd) in lock(&self.conns).drain() {
+            let _ = nix::sys::socket::shutdown(std::os::fd::AsRawFd::as_raw_fd(&fd), nix::sys::socket::Shutdown::Both);
+        }
+    }
+}
+
+/// Numbers the client connections of this process.
+static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
 /// Makes an SA of a profile when samgr asks this process to load it.
 pub type Maker = Box<dyn Fn() -> Result<Published, String> + Send + Sync>;
 
@@ -164,6 +180,9 @@ struct Live {
     sa: Box<dyn AnySa>,
     props: SaProps,
     clients: AtomicUsize,
+    /// A duplicate of each client connection's socket, by connection
+    /// number, so [`Live::hang_up`] can shut them all down at once.
+    conns: Mutex<HashMap<u64, std::os::fd::OwnedFd>>,
     /// Bumped on every connect, so a pending idle timer knows it is stale.
     generation: AtomicU64,
     unload_after: Option<Duration>,
@@ -181,6 +200,17 @@ struct Inner {
     policy: Arc<Policy>,
     /// Dropped with the last handle: tells the supervisor to hang up.
     _hang_up: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Drop for Inner {
+    /// The host goes away: its clients' connections are hung up before
+    /// its connection to samgr closes (`_hang_up` drops after this runs),
+    /// so nobody is answered by an SA samgr no longer lists.
+    fn drop(&mut self) {
+        for live in lock(&self.live).values() {
+            live.hang_up();
+        }
+    }
 }
 
 /// A process that hosts system abilities.
@@ -271,7 +301,7 @@ impl SaHost {
     }
 
     async fn add(&self, id: u32, p: Published, props: SaProps, unload_after: Option<Duration>) -> Result<(), IpcError> {
-        let live = Arc::new(Live { sa: p.sa, props: props.clone(), clients: AtomicUsize::new(0), generation: AtomicU64::new(0), unload_after });
+        let live = Arc::new(Live { sa: p.sa, props: props.clone(), clients: AtomicUsize::new(0), conns: Mutex::default(), generation: AtomicU64::new(0), unload_after });
         lock(&self.inner.live).insert(id, live.clone());
         let added = async { SystemAbilityManagerProxy::new(&self.samgr()?).await?.add_system_ability(id, props).await.map_err(IpcError::from) }.await;
         if let Err(e) = added {
@@ -310,7 +340,7 @@ impl SaHost {
             None => return Err(IpcError::Sa(format!("this process cannot host SA {id}"))),
         };
         let p = made.map_err(|e| IpcError::Sa(format!("SA {id} failed to start: {e}")))?;
-        let props = SaProps { distributed: profile.distributed, dump_level: profile.dump_level, ..SaProps::default() };
+        let props = SaProps { distributed: profile.distributed, dump_level: profile.dump_level, capability: profile.capability.clone(), permission: profile.permission.clone() };
         self.add(id, p, props, profile.unload_after).await
     }
 
@@ -408,7 +438,11 @@ impl HostIface {
     fn connect(&self, id: u32, fd: zvariant::OwnedFd, uid: u32, gid: u32, pid: i32) -> fdo::Result<()> {
         let inner = self.inner()?;
         let live = lock(&inner.live).get(&id).cloned().ok_or_else(|| fdo::Error::ServiceUnknown(format!("this process hosts no SA {id}")))?;
-        let stream = crate::stream_from_fd(fd.into()).map_err(io_err)?;
+        let fd: std::os::fd::OwnedFd = fd.into();
+        let dup = fd.try_clone().map_err(io_err)?;
+        let stream = crate::stream_from_fd(fd).map_err(io_err)?;
+        let conn_no = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
+        lock(&live.conns).insert(conn_no, dup);
         live.clients.fetch_add(1, Ordering::SeqCst);
         live.generation.fetch_add(1, Ordering::SeqCst);
         let caller = Caller { identity: Identity { uid, gid, pid }, policy: inner.policy.clone() };
@@ -421,6 +455,7 @@ impl HostIface {
                 Err(IpcError::Zbus(zbus::Error::InputOutput(e))) => debug!("SA {id}: pid {pid} hung up during the handshake: {e}"),
                 Err(e) => warn!("SA {id}: handshake with pid {pid} failed: {e}"),
             }
+            lock(&live.conns).remove(&conn_no);
             if live.clients.fetch_sub(1, Ordering::SeqCst) == 1 {
                 if let Some(inner) = weak.upgrade() {
                     arm_idle(&inner, id, &live);
@@ -446,6 +481,9 @@ impl HostIface {
         live.remove(&id);
         let exiting = live.is_empty() && inner.exit_when_empty;
         drop(live);
+        // Gone means gone: no connection handed out for it is answered
+        // once samgr hears that it stopped.
+        sa.hang_up();
         sa.sa.on_stop();
         info!("SA {id} stopped{}", if exiting { "; the process exits" } else { "" });
         if exiting {
