@@ -8,8 +8,6 @@
 //! Prints p50/p99 in microseconds and the ratio to the floor. Needs root
 //! (namespaces), like the integration tests.
 
-#[path = "../tests/fixture/mod.rs"]
-mod fixture;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -53,7 +51,7 @@ fn main() {
         return;
     }
     let cfg = r#"{"services": []}"#;
-    let mut f = fixture::Fixture::new(cfg, &[("etc/param/b.para", "const.bench.name=accord\n")]);
+    let mut f = accord_testkit::Fixture::new(cfg, &[("etc/param/b.para", "const.bench.name=accord\n")]);
     f.boot();
     let client = f.client();
     for _ in 0..1000 {
@@ -111,7 +109,7 @@ fn persist_throughput() {
     const SETS: usize = 200;
     let cfg = r#"{"jobs": [{"name": "post-fs-data", "cmds": ["load_persist_params"]}]}"#;
     let defaults: String = (0..20).map(|i| format!("persist.bench.base{i}=value-{i}\n")).collect();
-    let mut f = fixture::Fixture::new(cfg, &[("etc/param/b.para", &defaults)]);
+    let mut f = accord_testkit::Fixture::new(cfg, &[("etc/param/b.para", &defaults)]);
     f.boot();
     let c = f.client();
     // Former: one rewrite (temp file, fsync, rename, fsync dir) per set.
@@ -159,8 +157,8 @@ fn stat(c: &accord_param::Client, name: &str) -> u64 {
 /// Root's `param get` and init's RSS while 1,000 clients of uid 2000 hold
 /// connections (each made one request, so init holds their state).
 fn held_connections() {
-    fixture::Fixture::raise_own_nofile();
-    let mut f = fixture::Fixture::new(r#"{"services": []}"#, &[("etc/param/b.para", "const.bench.name=accord\n")]);
+    accord_testkit::Fixture::raise_own_nofile();
+    let mut f = accord_testkit::Fixture::new(r#"{"services": []}"#, &[("etc/param/b.para", "const.bench.name=accord\n")]);
     f.boot();
     let pid = f.init_pid().expect("init pid");
     let idle = rss(pid);
