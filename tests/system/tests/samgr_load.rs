@@ -72,7 +72,129 @@ fn thousand_clients_with_ten_percent_killed_mid_call() {
     std::fs::write(&profile, r#"{"process": "demo_sa", "systemability": [{"name": 9001, "run-on-create": true}]}"#).unwrap();
     let samgr = Kill(Command::new(accord_testkit::workspace_bin("samgr", "accord-samgr")).arg("--socket").arg(&sock).arg("--policy").arg("/nonexistent").arg("--profiles").arg(dir.path()).stderr(Stdio::null()).spawn().unwrap());
     let samgr_pid = samgr.0.id();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+        assert!(Instant::now() < deadline, "samgr never listened");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _host = Kill(Command::new(accord_testkit::workspace_bin("sa_main", "accord-sa-main")).arg(&profile).env("SAMGR_SOCKET", &sock).stderr(Stdio::null()).spawn().unwrap());
+    let samgr_bin = accord_testkit::workspace_bin("samgr", "accord-samgr");
+    while !Command::new(&samgr_bin).args(["--check", "9001"]).env("SAMGR_SOCKET", &sock).stdout(Stdio::null()).status().unwrap().success() {
+        assert!(Instant::now() < deadline, "SA 9001 never registered");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // Three rounds of the same shape: 1,000 connections held at once, then
+    // the calls. The first two, without kills, set the baseline (the
+    // allocator keeps the pages it grew into at the peak); the third kills
+    // one client process mid-call and must leave samgr where it was.
+    let (fd_start, rss_start) = (fds(samgr_pid), rss_kib(samgr_pid));
+    let go = dir.path().join("go");
+    for _ in 0..2 {
+        let r = round(&sock, &go, samgr_pid, false);
+        assert_eq!(r.calls, PROCS as u64 * PER_PROC as u64 * u64::from(CALLS), "every call got its right reply");
+    }
+    // `fd_start` may still count the short-lived `--check` client's
+    // connection (samgr closes it when it sees the hang-up), so "back to
+    // where it started" is "not above it", waited for.
+    assert!(wait_fds_at_most(samgr_pid, fd_start), "samgr's descriptors return to where they started after 2,000 connections ({} > {fd_start})", fds(samgr_pid));
+    let (fd0, rss0) = (fds(samgr_pid), rss_kib(samgr_pid));
+
+    let r = round(&sock, &go, samgr_pid, true);
+    assert_eq!(r.calls, (PROCS as u64 - 1) * PER_PROC as u64 * u64::from(CALLS), "every survivor's call got its right reply");
+    assert!(r.peak >= fd0 + PER_PROC * PROCS, "samgr held the 1,000 connections at once (peak {} fds, baseline {fd0})", r.peak);
+
+    let back = wait_fds_at_most(samgr_pid, fd0);
+    let (fd1, rss1) = (fds(samgr_pid), rss_kib(samgr_pid));
+    println!("samgr: start {fd_start} fds {rss_start} KiB; after rounds 1-2 {fd0} fds {rss0} KiB; round 3 peak {} fds, after {fd1} fds {rss1} KiB; {} calls checked", r.peak, r.calls);
+    assert!(back, "samgr's descriptors return to baseline ({fd1} > {fd0})");
+    // Leaking what 1,000 connections hold would be megabytes.
+    assert!(rss1 <= rss0 + rss0 / 5 + 2048, "samgr's memory returns to baseline: {rss0} KiB -> {rss1} KiB");
+}
+
+struct Round {
+    /// Most descriptors samgr held while the clients waited for `go`.
+    peak: usize,
+    /// Calls answered correctly, summed over the surviving clients.
+    calls: u64,
+}
+
+/// One round: PROCS client processes connect PER_PROC times each and hold
+/// the connections until every one is up (samgr's descriptors show it),
+/// then make their calls; with `kill`, the first (slow) client is killed
+/// while its calls are under way.
+fn round(sock: &Path, go: &Path, samgr_pid: u32, kill: bool) -> Round {
+    let _ = std::fs::remove_file(go);
+    let base = fds(samgr_pid);
+    let mut kids: Vec<Child> = (0..PROCS).map(|i| client(sock, go, PER_PROC, kill && i == 0)).collect();
+    let victim = kill.then(|| Kill(kids.remove(0)));
+    let mut peak = base;
+    let t = Instant::now();
+    while peak < base + PER_PROC * PROCS && t.elapsed() < Duration::from_secs(180) {
+        std::thread::sleep(Duration::from_millis(20));
+        peak = peak.max(fds(samgr_pid));
+    }
+    std::fs::write(go, "").unwrap();
+    if let Some(mut victim) = victim {
+        // The slow client spends ~450 ms in its calls; this lands in them
+        // on an idle machine (on a loaded one it may land before them,
+        // which the assertions do not depend on).
+        std::thread::sleep(Duration::from_millis(150));
+        victim.0.kill().unwrap();
+        let _ = victim.0.wait();
+    }
+    let mut calls = 0u64;
+    for k in kids {
+        let out = k.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "a surviving client failed:\n{text}");
+        calls += text.lines().find_map(|l| l.split_once("CALLS ").map(|x| x.1)).and_then(|n| n.trim().parse::<u64>().ok()).unwrap_or_else(|| panic!("no CALLS line:\n{text}"));
+    }
+    Round { peak, calls }
+}
+
+/// Waits (30 s at most) until `pid` holds at most `n` descriptors.
+fn wait_fds_at_most(pid: u32, n: usize) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fds(pid) > n {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    true
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(0)
+}
+
+/// A client process; it makes its first call on every connection, then
+/// waits for `go` to exist before the rest (so all 1,000 connections are
+/// up at once, whatever the machine's speed).
+fn client(sock: &Path, go: &Path, conns: usize, slow: bool) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "load_client", "--nocapture", "--test-threads=1"])
+        .env("ACCORD_LOAD_SOCKET", sock)
+        .env("ACCORD_LOAD_GO", go)
+        .env("ACCORD_LOAD_CONNS", conns.to_string())
+        .env("ACCORD_LOAD_SLOW", if slow { "1" } else { "0" })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn thousand_clients_with_ten_percent_killed_mid_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("samgr");
+    let profile = dir.path().join("demo_sa.json");
+    std::fs::write(&profile, r#"{"process": "demo_sa", "systemability": [{"name": 9001, "run-on-create": true}]}"#).unwrap();
+    let samgr = Kill(Command::new(accord_testkit::workspace_bin("samgr", "accord-samgr")).arg("--socket").arg(&sock).arg("--policy").arg("/nonexistent").arg("--profiles").arg(dir.path()).stderr(Stdio::null()).spawn().unwrap());
+    let samgr_pid = samgr.0.id();
+    let deadline = Instant::now() + Duration::from_secs(30);
     while std::os::unix::net::UnixStream::connect(&sock).is_err() {
         assert!(Instant::now() < deadline, "samgr never listened");
         std::thread::sleep(Duration::from_millis(10));
