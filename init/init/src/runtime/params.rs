@@ -39,6 +39,9 @@ const ACCEPTS_PER_TURN: usize = 64;
 pub(super) const MAX_CLIENTS: usize = 4096;
 /// Most connections one non-root uid may hold: its share of the clients.
 pub(super) const MAX_CLIENTS_PER_UID: usize = 1024;
+/// Connections of the cap that only root may use, so that no crowd of
+/// users can lock root out.
+pub(super) const ROOT_RESERVE: usize = 64;
 /// Descriptors kept free for everything else init opens.
 pub(super) const FD_RESERVE: usize = 256;
 /// Watches per connection.
@@ -52,7 +55,7 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(250);
 /// The client cap for a descriptor limit of `nofile`: below it by
 /// [`FD_RESERVE`], at most [`MAX_CLIENTS`].
 pub(super) fn client_cap(nofile: u64) -> usize {
-    (nofile as usize).saturating_sub(FD_RESERVE).clamp(16, MAX_CLIENTS)
+    (nofile as usize).saturating_sub(FD_RESERVE).clamp(ROOT_RESERVE + 16, MAX_CLIENTS)
 }
 
 /// What holds a client's next requests back.
@@ -178,8 +181,10 @@ impl Init {
                 return;
             }
         };
-        if self.clients.len() >= self.client_cap {
-            let why = format!("the parameter service holds its maximum of {} connections", self.client_cap);
+        // Non-root clients together leave ROOT_RESERVE connections to root.
+        let cap = if uid == 0 { self.client_cap } else { self.client_cap - ROOT_RESERVE };
+        if self.clients.len() >= cap {
+            let why = format!("the parameter service holds its maximum of {cap} connections{}", if uid == 0 { "" } else { " for non-root users" });
             return self.refuse(stream, uid, pid, why);
         }
         let mine = self.clients_per_uid.get(&uid).copied().unwrap_or(0);
