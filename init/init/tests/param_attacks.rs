@@ -176,6 +176,7 @@ fn a_flooding_client_does_not_starve_root() {
         c.set("test.root.progress", &i.to_string()).expect("root set while flooded");
         assert_eq!(c.get("test.root.progress").unwrap(), i.to_string());
     }
+    assert_eq!(f.stats()["dropped_input"], 0, "a pipelining client is slowed down (back-pressure), not dropped");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = s.shutdown(std::net::Shutdown::Both);
     writer.join().unwrap();
