@@ -175,6 +175,7 @@ fn a_flooding_client_does_not_starve_root() {
         c.set("test.root.progress", &i.to_string()).expect("root set while flooded");
         assert_eq!(c.get("test.root.progress").unwrap(), i.to_string());
     }
+    assert_eq!(f.stats()["dropped_input"], 0, "a pipelining client is slowed down (back-pressure), not dropped");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = s.shutdown(std::net::Shutdown::Both);
     writer.join().unwrap();
@@ -209,6 +210,38 @@ fn connections_are_capped_per_uid() {
     root_still_served(&f, "conns");
     drop(conns);
     wait_stats(&f, "the attacker's connections are gone", |s| s["clients"] == 1);
+}
+
+/// The total cap: four uids holding their shares fill the non-root part
+/// of the 4096 connections; a fifth uid is refused, root is not.
+#[test]
+fn connections_are_capped_in_total_with_room_for_root() {
+    Fixture::raise_own_nofile();
+    let mut f = Fixture::new(r#"{"services": []}"#, &[("etc/param/t.para", "test.pub=1\n")]);
+    f.boot();
+    let cap = f.stats()["client_cap"] as usize;
+    assert_eq!(cap, 4096, "init raised RLIMIT_NOFILE far enough for the full cap");
+    let mut held = Vec::new();
+    for uid in 3000..3004 {
+        let mut conns = f.connect_many_as(uid, uid, &[], 1024).expect("connect");
+        // One round trip each: the connection is accepted (or refused).
+        for s in &mut conns {
+            let _ = s.write_all(&encode_frame(&Request::Get { name: "test.pub".into() }));
+            let _ = recv(s);
+        }
+        held.extend(conns);
+    }
+    // 1 root stats client came and went; 4 * 1024 tried, 4096 - 64 fit.
+    wait_stats(&f, "the non-root part is full", |s| s["clients"] == (cap - 64) as u64 + 1);
+    let mut late = f.connect_as(3004, 3004, &[]).unwrap();
+    let _ = late.write_all(&encode_frame(&Request::Get { name: "test.pub".into() }));
+    match recv(&mut late) {
+        Response::Error { kind: ErrorKind::ResourceLimit, message } => assert!(message.contains("non-root"), "{message}"),
+        other => panic!("a fifth uid must be refused: {other:?}"),
+    }
+    root_still_served(&f, "total");
+    drop(held);
+    wait_stats(&f, "all gone", |s| s["clients"] == 1);
 }
 
 /// Running out of descriptors: init's RLIMIT_NOFILE is lowered to 64 from

@@ -236,6 +236,11 @@ impl Dac {
         problems
     }
 
+    /// Every rule, longest prefix first.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
     /// The rule that decides for `name` ([`DEFAULT_RULE`] when none covers it).
     pub fn rule_for(&self, name: &str) -> &Rule {
         self.rules.iter().find(|r| covers(&r.prefix, name)).unwrap_or(&DEFAULT_RULE)
@@ -288,6 +293,7 @@ impl Dac {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     const PASSWD: &str = "root:x:0:0::/:/bin/sh\nsystem:x:1000:1000::/:/bin/false\n";
     const GROUP: &str = "root:x:0:\nsystem:x:1000:\nlog:x:1007:\n";
@@ -455,6 +461,73 @@ packed.=root:root:0700
         assert_eq!((d.rule_for("spaced.name").gid, d.rule_for("spaced.name").value_type), (1000, ValueType::Int));
         assert_eq!(d.rule_for("packed.x").mode, 0o700);
         assert_eq!(d.rule_for("bootevent.param_watcher.started").uid, 1101);
+    }
+
+    /// One generated line: its text, the rule it must give (if any), and
+    /// how many problems it must report.
+    type GenLine = (String, Option<Rule>, usize);
+
+    fn ws() -> impl Strategy<Value = String> {
+        prop_oneof![Just(String::new()), Just(" ".to_owned()), Just("   ".to_owned()), Just("\t".to_owned()), Just(" \t ".to_owned())]
+    }
+
+    /// Structure-aware DAC lines in the shapes OpenHarmony's files use,
+    /// with faults injected: unknown owners, bad modes, unknown types.
+    fn dac_line() -> impl Strategy<Value = GenLine> {
+        let prefix = "[a-z]{1,6}(\\.[a-z_]{1,6}){0,2}\\.?";
+        let user = prop_oneof![Just(("root", 0u32, 0usize)), Just(("system", 1000, 0)), Just(("1234", 1234, 0)), Just(("nouser", NOBODY, 1))];
+        let group = prop_oneof![Just(("root", 0u32, 0usize)), Just(("log", 1007, 0)), Just(("55", 55, 0)), Just(("nogroup_x", NOBODY, 1))];
+        let mode = prop_oneof![(0u32..0o1000).prop_map(|m| (format!("0{m:o}"), m, 0usize)), Just(("9x".to_owned(), 0, 1)), Just(("".to_owned(), 0, 1))];
+        let ty = prop_oneof![
+            Just(("".to_owned(), ValueType::String, 0usize)),
+            Just((":int".to_owned(), ValueType::Int, 0)),
+            Just((":bool".to_owned(), ValueType::Bool, 0)),
+            Just((":string".to_owned(), ValueType::String, 0)),
+            Just((":float".to_owned(), ValueType::String, 1))
+        ];
+        let rule = (prefix, user, group, mode, ty, ws(), ws(), ws(), any::<bool>()).prop_map(|(p, u, g, m, t, a, b, c, quoted)| {
+            let spec = format!("{}:{c}{}{c}:{}{}", u.0, g.0, m.0, t.0);
+            let spec = if quoted { format!("\"{spec}\"") } else { spec };
+            let text = format!("{a}{p}{b}={c}{spec}{a}");
+            let rule = Rule { prefix: p, uid: u.1, gid: g.1, mode: m.1, value_type: t.1 };
+            (text, Some(rule), u.2 + g.2 + m.2 + t.2)
+        });
+        prop_oneof![
+            6 => rule,
+            1 => (ws(), ".{0,40}").prop_map(|(w, c)| (format!("{w}#{c}").replace(['\n', '\r'], " "), None, 0)),
+            1 => ws().prop_map(|w| (w, None, 0)),
+            1 => "[a-z.]{1,10}".prop_map(|p| (format!("{p} root root 0775"), None, 1)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn generated_dac_files_parse_as_intended(lines in proptest::collection::vec(dac_line(), 0..40)) {
+            let text: String = lines.iter().map(|(t, _, _)| format!("{t}\n")).collect();
+            let (d, problems) = Dac::parse(&text, PASSWD, GROUP);
+            let mut want: HashMap<String, Rule> = HashMap::new();
+            for (_, r, _) in &lines {
+                if let Some(r) = r {
+                    want.insert(r.prefix.clone(), r.clone());
+                }
+            }
+            let expected_problems: usize = lines.iter().map(|(_, _, p)| p).sum();
+            prop_assert_eq!(problems.len(), expected_problems, "{:?}\n{}", problems, text);
+            prop_assert_eq!(d.rules().len(), want.len());
+            for r in d.rules() {
+                prop_assert_eq!(Some(r), want.get(&r.prefix), "{}", text);
+            }
+            // Longest first, so the first covering rule decides.
+            prop_assert!(d.rules().windows(2).all(|w| w[0].prefix.len() >= w[1].prefix.len()));
+        }
+
+        #[test]
+        fn arbitrary_dac_text_never_panics(text in ".{0,400}") {
+            let (d, _) = Dac::parse(&text, PASSWD, GROUP);
+            let _ = d.check("a.b", &who(2000, 2000, &[]), Op::Write);
+        }
     }
 
     #[test]

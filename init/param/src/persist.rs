@@ -204,6 +204,44 @@ const.ohos.fullname=OpenHarmony-5.0.0.1
         assert!(p[0].starts_with("ohos.para:11:") && p[1].starts_with("ohos.para:12:"), "{p:?}");
     }
 
+    use proptest::prelude::*;
+
+    /// One generated `.para` line: text, the entry it must give, problems.
+    fn para_line() -> impl Strategy<Value = (String, Option<(String, String)>, usize)> {
+        let ws = prop_oneof![Just(""), Just(" "), Just("\t"), Just("  ")];
+        let name = "(const|persist|sys|hw_sc)(\\.[a-z0-9_]{1,8}){1,3}";
+        let value = "[A-Za-z0-9 ._#=,:-]{0,40}".prop_map(|v| v.trim().to_owned());
+        let entry = (ws.clone(), name, ws.clone(), ws.clone(), value, any::<bool>()).prop_map(|(a, n, b, c, v, q)| {
+            let shown = if q { format!("\"{v}\"") } else { v.clone() };
+            let text = format!("{a}{n}{b}={c}{shown}{a}");
+            if v.is_empty() {
+                (text, None, 1)
+            } else {
+                (text, Some((n, v)), 0)
+            }
+        });
+        prop_oneof![
+            6 => entry,
+            1 => (ws.clone(), "[ -~]{0,30}").prop_map(|(w, c)| (format!("{w}#{c}"), None, 0)),
+            1 => ws.prop_map(|w| (w.to_owned(), None, 0)),
+            1 => "[a-z.]{1,12}".prop_map(|n| (n, None, 1)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn generated_para_files_parse_as_openharmony_does(lines in proptest::collection::vec(para_line(), 0..30)) {
+            let text: String = lines.iter().map(|(t, _, _)| format!("{t}\n")).collect();
+            let (entries, problems) = parse_defaults("g.para", &text);
+            let want: Vec<(String, String)> = lines.iter().filter_map(|(_, e, _)| e.clone()).collect();
+            prop_assert_eq!(entries, want, "{}", text);
+            prop_assert_eq!(problems.len(), lines.iter().map(|(_, _, p)| p).sum::<usize>(), "{:?}", problems);
+            prop_assert!(problems.iter().all(|p| p.starts_with("g.para:")));
+        }
+    }
+
     #[test]
     fn persist_values_round_trip_verbatim() {
         let dir = tempfile::tempdir().unwrap();

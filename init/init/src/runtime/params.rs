@@ -39,6 +39,9 @@ const ACCEPTS_PER_TURN: usize = 64;
 pub(super) const MAX_CLIENTS: usize = 4096;
 /// Most connections one non-root uid may hold: its share of the clients.
 pub(super) const MAX_CLIENTS_PER_UID: usize = 1024;
+/// Connections of the cap that only root may use, so that no crowd of
+/// users can lock root out.
+pub(super) const ROOT_RESERVE: usize = 64;
 /// Descriptors kept free for everything else init opens.
 pub(super) const FD_RESERVE: usize = 256;
 /// Watches per connection.
@@ -52,7 +55,7 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(250);
 /// The client cap for a descriptor limit of `nofile`: below it by
 /// [`FD_RESERVE`], at most [`MAX_CLIENTS`].
 pub(super) fn client_cap(nofile: u64) -> usize {
-    (nofile as usize).saturating_sub(FD_RESERVE).clamp(16, MAX_CLIENTS)
+    (nofile as usize).saturating_sub(FD_RESERVE).clamp(ROOT_RESERVE + 16, MAX_CLIENTS)
 }
 
 /// What holds a client's next requests back.
@@ -178,8 +181,14 @@ impl Init {
                 return;
             }
         };
-        if self.clients.len() >= self.client_cap {
-            let why = format!("the parameter service holds its maximum of {} connections", self.client_cap);
+        // Non-root clients together leave ROOT_RESERVE connections to root.
+        let (held, cap) = if uid == 0 {
+            (self.clients.len(), self.client_cap)
+        } else {
+            (self.clients.len() - self.clients_per_uid.get(&0).copied().unwrap_or(0), self.client_cap - ROOT_RESERVE)
+        };
+        if held >= cap {
+            let why = format!("the parameter service holds its maximum of {cap} connections{}", if uid == 0 { "" } else { " for non-root users" });
             return self.refuse(stream, uid, pid, why);
         }
         let mine = self.clients_per_uid.get(&uid).copied().unwrap_or(0);
@@ -244,13 +253,16 @@ impl Init {
     }
 
     /// Reads at most [`READ_BUDGET`] bytes (the rest is still readable next
-    /// turn: epoll is level-triggered), then handles requests.
+    /// turn: epoll is level-triggered), then handles requests. A client
+    /// whose requests can go on is read only while less than one whole
+    /// frame is buffered (it waits in the kernel: back-pressure); one held
+    /// by a pending request is read on, and dropped past [`MAX_INBUF`].
     fn read_client(&mut self, fd: RawFd) {
         let mut buf = [0u8; 8192];
         let mut eof = false;
         let mut overflow = false;
         let Some(c) = self.clients.get_mut(&fd) else { return };
-        let mut budget = READ_BUDGET;
+        let mut budget = if c.hold.is_some() { READ_BUDGET } else { READ_BUDGET.min((4 + MAX_FRAME).saturating_sub(c.decoder.buffered())) };
         while budget > 0 {
             match std::io::Read::read(&mut c.stream, &mut buf[..budget.min(8192)]) {
                 Ok(0) => {
@@ -286,7 +298,8 @@ impl Init {
             // The peer is gone: what it sent is bounded by MAX_INBUF.
             self.process_frames(fd, usize::MAX);
             self.drop_client(fd);
-        } else {
+        } else if !self.ready.contains(&fd) {
+            // (A client on the ready queue gets its turn there.)
             self.process_frames(fd, FRAMES_PER_TURN);
         }
     }
