@@ -362,3 +362,19 @@ fn reboot_mode_goes_to_the_kernel_with_restart2() {
     assert_eq!(Fixture::exit_signal(&st), Some(libc::SIGHUP), "RESTART2 ends a pid namespace with SIGHUP; log:\n{}", f.log_text());
     wait_log(&f, "calling reboot(2) RESTART2 \"updater\"");
 }
+
+#[test]
+fn sleep_and_wait_in_a_job_do_not_stop_init_serving() {
+    // The boot job sleeps (then waits for a file the test never makes);
+    // meanwhile a client's set is answered and its param job runs, seeing
+    // that the boot job has not finished.
+    let cfg = r#"{"jobs": [
+        {"name": "init", "cmds": ["sleep 30", "wait /data/never 30", "setparam test.after.sleep done"]},
+        {"name": "param:test.ping=*", "cmds": ["setparam test.pong x${test.after.sleep}"]}
+    ]}"#;
+    let mut f = Fixture::new(cfg, &[]);
+    f.boot();
+    f.client().set("test.ping", "1").expect("init serves a set while a job sleeps");
+    assert!(f.wait_param("test.pong", "x", DEADLINE), "log:\n{}", f.log_text());
+    assert_eq!(f.get("test.after.sleep"), None);
+}

@@ -444,6 +444,27 @@ impl Init {
         woke
     }
 
+    /// Waits until `done` holds or `timeout` passes, serving the loop
+    /// meanwhile (see [`Init::serve_while_waiting`]); `done` is polled every
+    /// few milliseconds. Ok(true): it holds; Ok(false): time ran out;
+    /// Err: a shutdown began, so the waiting command gives up.
+    pub(crate) fn wait_serving(&mut self, timeout: Duration, mut done: impl FnMut(&mut Self) -> bool) -> Result<bool, String> {
+        let deadline = Instant::now() + timeout.min(MAX_TIMER);
+        loop {
+            if done(self) {
+                return Ok(true);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            if self.shutdown.is_some() {
+                return Err("a shutdown began; not waiting any longer".into());
+            }
+            self.serve_while_waiting(None, (deadline - now).min(Duration::from_millis(5)));
+        }
+    }
+
     fn dispatch(&mut self, data: u64, flags: EpollFlags) {
         let low = data & !TOK_MASK;
         match data & TOK_MASK {
