@@ -172,6 +172,8 @@ pub struct Init {
     /// (filled by the reaper, taken by the waiting command).
     sync_children: HashSet<i32>,
     sync_exits: HashMap<i32, Result<(), String>>,
+    /// Parameter clients whose request is being handled (innermost last).
+    busy_clients: Vec<RawFd>,
     shutdown: Option<shutdown::ShutdownState>,
     gen: u64,
 }
@@ -227,6 +229,7 @@ impl Init {
             cmd_outputs: HashMap::new(),
             sync_children: HashSet::new(),
             sync_exits: HashMap::new(),
+            busy_clients: Vec::new(),
             shutdown: None,
             gen: 0,
         };
@@ -407,7 +410,9 @@ impl Init {
         for ev in events {
             let data = ev.data();
             let flags = ev.events();
+            let busy = self.busy_clients.len();
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.dispatch(data, flags)));
+            self.busy_clients.truncate(busy);
             if result.is_err() {
                 error!("a handler panicked (token {data:#x}); init carries on");
             }
@@ -437,7 +442,14 @@ impl Init {
         if loop_ready {
             let mut events = vec![EpollEvent::empty(); 64];
             if let Ok(n) = self.epoll.wait(&mut events, EpollTimeout::ZERO) {
-                self.dispatch_events(&events[..n]);
+                let busy = |e: &EpollEvent| e.data() & TOK_MASK == TOK_PARAM_CLIENT && self.busy_clients.contains(&((e.data() & !TOK_MASK) as RawFd));
+                let ready: Vec<EpollEvent> = events[..n].iter().filter(|e| !busy(e)).copied().collect();
+                if ready.is_empty() && !woke {
+                    // Only a busy client is ready (level-triggered, so it
+                    // stays ready): rest instead of spinning.
+                    std::thread::sleep(wait.min(Duration::from_millis(5)));
+                }
+                self.dispatch_events(&ready);
             }
         }
         self.fire_timers();
@@ -470,7 +482,14 @@ impl Init {
         match data & TOK_MASK {
             TOK_SIGNAL => self.handle_signals(),
             TOK_PARAM_LISTEN => self.accept_clients(),
-            TOK_PARAM_CLIENT => self.client_event(low as RawFd, flags),
+            TOK_PARAM_CLIENT => {
+                // While this client's request runs (a job it triggered may
+                // wait and serve the loop), its next requests wait, so
+                // replies keep their order.
+                self.busy_clients.push(low as RawFd);
+                self.client_event(low as RawFd, flags);
+                self.busy_clients.pop();
+            }
             TOK_SVC_OUTPUT => self.service_output(low as usize),
             TOK_SVC_SOCKET => self.ondemand_socket_ready(low as usize),
             TOK_CMD_OUTPUT => self.cmd_output(low as RawFd),
