@@ -411,3 +411,15 @@ fn a_clients_requests_keep_their_order_while_its_job_waits() {
     assert!(matches!(replies[0], Response::Ok), "{replies:?}");
     assert!(matches!(&replies[1], Response::Value { value } if value == "yes"), "{replies:?}");
 }
+
+#[test]
+fn a_failing_setup_step_is_named_not_blamed_on_exec() {
+    // setgid(4294967295) is EINVAL: the child fails before exec, and the
+    // error names that step.
+    let cfg = r#"{"services": [{"name": "badgid", "path": ["/bin/sleep", "100000"], "uid": 2000, "gid": [4294967295], "caps": ["NET_BIND_SERVICE"]}]}"#;
+    let mut f = Fixture::new(cfg, &[]);
+    f.boot();
+    assert!(f.wait_param("startup.service.ctl.badgid", "error", DEADLINE), "log:\n{}", f.log_text());
+    wait_log(&f, "service badgid: setgid failed in the child before exec: Invalid argument");
+    assert!(!f.log_text().contains("service badgid: cannot run"), "{}", f.log_text());
+}
