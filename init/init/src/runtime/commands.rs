@@ -67,6 +67,7 @@ fn mount_flag(word: &str) -> Option<MsFlags> {
         "private" => MsFlags::MS_PRIVATE,
         "slave" => MsFlags::MS_SLAVE,
         "shared" => MsFlags::MS_SHARED,
+        "unbindable" => MsFlags::MS_UNBINDABLE,
         "defaults" => MsFlags::empty(),
         _ => return None,
     })
@@ -120,7 +121,8 @@ impl Init {
                 self.start_service(idx);
                 Ok(())
             }
-            "stop" => {
+            // `termservice` is OpenHarmony's other spelling of a stop.
+            "stop" | "termservice" => {
                 need(a, 1, "stop <service>")?;
                 let idx = self.service_index(&a[0]).ok_or_else(|| format!("no service named {:?}", a[0]))?;
                 self.stop_service(idx, Duration::from_secs(3));
