@@ -129,6 +129,9 @@ pub fn on_exit_with(svc: &Service, history: &mut CrashHistory, now: Instant, exi
         let n = history.record(now, window);
         if n >= limit as usize {
             history.clear();
+            if svc.critical.enabled {
+                return ExitAction::Panic;
+            }
             return ExitAction::Fail { count: limit, period_secs: period };
         }
         let delay = ondemand_backoff(n);
@@ -231,6 +234,10 @@ mod tests {
         assert_eq!(on_exit_with(&s, &mut h, t0, crash), ExitAction::RewatchAfter { delay: Duration::from_secs(2) });
         assert_eq!(on_exit_with(&s, &mut h, t0, crash), ExitAction::Fail { count: 4, period_secs: 240 });
         assert_eq!(ondemand_backoff(100), MAX_ONDEMAND_BACKOFF);
+        // A critical one reboots into panic mode instead.
+        s.critical = Critical { enabled: true, count: 2, period_secs: 10 };
+        assert_eq!(on_exit_with(&s, &mut h, t0, crash), ExitAction::Rewatch);
+        assert_eq!(on_exit_with(&s, &mut h, t0, crash), ExitAction::Panic);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! and reported as a [`SpawnError`] naming the service.
 
 use std::fs::OpenOptions;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::str::FromStr;
@@ -265,8 +265,7 @@ fn console_device() -> std::path::PathBuf {
 pub fn spawn_command(argv: &[String]) -> Result<Spawned, SpawnError> {
     let name = argv.first().cloned().unwrap_or_default();
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|source| SpawnError::Pipe { service: name.clone(), source })?;
-    // SAFETY: w is a fresh fd we own; dup gives a second owner.
-    let w2 = unsafe { OwnedFd::from_raw_fd(libc::dup(w.as_raw_fd())) };
+    let w2 = w.try_clone().map_err(|e| SpawnError::Pipe { service: name.clone(), source: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)) })?;
     let mut cmd = Command::new(&name);
     cmd.args(&argv[1..]).stdin(Stdio::null()).stdout(Stdio::from(w)).stderr(Stdio::from(w2));
     // SAFETY: single-threaded parent; only syscalls in the child.

@@ -108,3 +108,17 @@ fn corpus_boots_in_the_namespace_fixture() {
     assert!(f.wait_until(deadline, || f.log_text().contains("/etc/init/startup.cfg:45: jobs[5].cmds[0]: init_trace start: unknown command")), "{}", f.log_text());
     assert!(!f.log_text().contains("panicked"), "{}", f.log_text());
 }
+
+#[test]
+fn the_readme_cfg_example_loads_without_complaint() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).expect("README.md");
+    let start = readme.find("## Writing cfg files").expect("section");
+    let block = &readme[start..];
+    let json = block.split("```json\n").nth(1).and_then(|b| b.split("```").next()).expect("a json block");
+    let mut config = Config::default();
+    let mut diags = Vec::new();
+    let lookup = |n: &str| (n == "const.product.name").then(|| "demo".to_owned());
+    cfg::parse_file_str(json, Path::new("README.md"), &mut config, &mut diags, &lookup);
+    assert!(diags.is_empty(), "{:?}", diags.iter().map(ToString::to_string).collect::<Vec<_>>());
+    assert_eq!(config.services.len(), 1);
+}

@@ -361,3 +361,64 @@ fn reboot_mode_goes_to_the_kernel_with_restart2() {
     assert_eq!(Fixture::exit_signal(&st), Some(libc::SIGHUP), "RESTART2 ends a pid namespace with SIGHUP; log:\n{}", f.log_text());
     wait_log(&f, "calling reboot(2) RESTART2 \"updater\"");
 }
+
+#[test]
+fn sleep_and_wait_in_a_job_do_not_stop_init_serving() {
+    // The boot job sleeps (then waits for a file the test never makes);
+    // meanwhile a client's set is answered and its param job runs, seeing
+    // that the boot job has not finished.
+    let cfg = r#"{"jobs": [
+        {"name": "init", "cmds": ["sleep 30", "wait /data/never 30", "setparam test.after.sleep done"]},
+        {"name": "param:test.ping=*", "cmds": ["setparam test.pong x${test.after.sleep}"]}
+    ]}"#;
+    let mut f = Fixture::new(cfg, &[]);
+    f.boot();
+    f.client().set("test.ping", "1").expect("init serves a set while a job sleeps");
+    assert!(f.wait_param("test.pong", "x", DEADLINE), "log:\n{}", f.log_text());
+    assert_eq!(f.get("test.after.sleep"), None);
+}
+
+#[test]
+fn a_clients_requests_keep_their_order_while_its_job_waits() {
+    // Two requests on one connection: a set whose job sleeps, then a get of
+    // what that job sets after its sleep. init serves others meanwhile, but
+    // this client's get must be answered after its set's job finished.
+    use accord_param::proto::{encode_frame, FrameDecoder, Request, Response};
+    use std::io::{Read, Write};
+    let cfg = r#"{"jobs": [{"name": "param:test.slow=*", "cmds": ["setparam test.slow.started yes", "sleep 2", "setparam test.slow.done yes"]}]}"#;
+    let mut f = Fixture::new(cfg, &[]);
+    f.boot();
+    let mut s = std::os::unix::net::UnixStream::connect(f.socket()).expect("connect");
+    s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    s.write_all(&encode_frame(&Request::Set { name: "test.slow".into(), value: "1".into() })).expect("send set");
+    // Another client is served while the job sleeps…
+    assert!(f.wait_param("test.slow.started", "yes", DEADLINE), "log:\n{}", f.log_text());
+    assert_eq!(f.client().get_opt("test.slow.done").expect("served meanwhile"), None);
+    // …but this client's next request waits for its set to finish.
+    s.write_all(&encode_frame(&Request::Get { name: "test.slow.done".into() })).expect("send get");
+    let mut dec = FrameDecoder::default();
+    let mut replies = Vec::new();
+    let mut buf = [0u8; 4096];
+    while replies.len() < 2 {
+        let n = s.read(&mut buf).expect("reply");
+        assert!(n > 0, "init hung up");
+        dec.push(&buf[..n]);
+        while let Some(frame) = dec.next_frame().expect("frame") {
+            replies.push(serde_json::from_slice::<Response>(&frame).expect("response"));
+        }
+    }
+    assert!(matches!(replies[0], Response::Ok), "{replies:?}");
+    assert!(matches!(&replies[1], Response::Value { value } if value == "yes"), "{replies:?}");
+}
+
+#[test]
+fn a_failing_setup_step_is_named_not_blamed_on_exec() {
+    // setgid(4294967295) is EINVAL: the child fails before exec, and the
+    // error names that step.
+    let cfg = r#"{"services": [{"name": "badgid", "path": ["/bin/sleep", "100000"], "uid": 2000, "gid": [4294967295], "caps": ["NET_BIND_SERVICE"]}]}"#;
+    let mut f = Fixture::new(cfg, &[]);
+    f.boot();
+    assert!(f.wait_param("startup.service.ctl.badgid", "error", DEADLINE), "log:\n{}", f.log_text());
+    wait_log(&f, "service badgid: setgid failed in the child before exec: Invalid argument");
+    assert!(!f.log_text().contains("service badgid: cannot run"), "{}", f.log_text());
+}

@@ -165,8 +165,8 @@ fn persist_params_survive_a_reboot_and_const_is_write_once() {
     // Second boot on the same root.
     let mut f2 = Fixture::reuse(f);
     f2.boot();
-    // The socket opens before the post-fs-data job loads the file: wait.
-    assert!(f2.wait_param("persist.test.v", "42", 30 * SEC), "log:\n{}", f2.log_text());
+    // The socket answers before post-fs-data has loaded the file: wait.
+    assert!(f2.wait_param("persist.test.v", "42", WAIT), "log:\n{}", f2.log_text());
 }
 
 #[test]

@@ -32,8 +32,11 @@ pub const FS_MGR_FLAGS: &[&str] = &["check", "wait", "required", "nofail", "hvb"
 pub struct FstabEntry {
     /// 1-based line number in the file.
     pub line: usize,
+    /// The device or source (`/dev/block/by-name/system`, `tmpfs`, `none`).
     pub source: String,
+    /// Where it is mounted; always an absolute path.
     pub mount_point: String,
+    /// The filesystem type as `/proc/filesystems` names it.
     pub fs_type: String,
     /// The mount options, split on `,` (flags and filesystem data alike).
     pub options: Vec<String>,
@@ -42,6 +45,7 @@ pub struct FstabEntry {
 }
 
 impl FstabEntry {
+    /// Whether the fs_mgr flags include `flag` (`wait`, `nofail`, …).
     pub fn has_flag(&self, flag: &str) -> bool {
         self.fs_mgr_flags.iter().any(|f| f == flag)
     }

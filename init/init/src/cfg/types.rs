@@ -10,7 +10,7 @@ use std::path::PathBuf;
 /// out or reports why not). A cfg naming another word gets a warning with
 /// its file and line when it is loaded, and an error when the job runs.
 pub const COMMANDS: &[&str] = &[
-    "start", "stop", "reset", "stopAllServices", "mkdir", "chmod", "chmoddir", "chown", "mount", "mount_fstab", "umount", "write", "copy", "rm", "rmdir", "symlink",
+    "start", "stop", "termservice", "reset", "stopAllServices", "mkdir", "chmod", "chmoddir", "chown", "mount", "mount_fstab", "umount", "write", "copy", "rm", "rmdir", "symlink",
     "mknode", "export", "hostname", "domainname", "insmod", "modprobe", "setparam", "trigger", "exec", "syncexec", "sleep", "wait", "load_persist_params",
     "load_param", "setrlimit", "sync", "reboot", "ifup", "setloglevel", "bootchart", "bootevent", "init_global_key", "init_main_user", "mkswap", "swapon",
     "restorecon", "loadSelinuxPolicy", "load_access_token_id", "mksandbox",

@@ -4,7 +4,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use tracing::{error, info, warn};
@@ -67,6 +67,7 @@ fn mount_flag(word: &str) -> Option<MsFlags> {
         "private" => MsFlags::MS_PRIVATE,
         "slave" => MsFlags::MS_SLAVE,
         "shared" => MsFlags::MS_SHARED,
+        "unbindable" => MsFlags::MS_UNBINDABLE,
         "defaults" => MsFlags::empty(),
         _ => return None,
     })
@@ -120,7 +121,8 @@ impl Init {
                 self.start_service(idx);
                 Ok(())
             }
-            "stop" => {
+            // `termservice` is OpenHarmony's other spelling of a stop.
+            "stop" | "termservice" => {
                 need(a, 1, "stop <service>")?;
                 let idx = self.service_index(&a[0]).ok_or_else(|| format!("no service named {:?}", a[0]))?;
                 self.stop_service(idx, Duration::from_secs(3));
@@ -266,8 +268,8 @@ impl Init {
             }
             "sleep" => {
                 need(a, 1, "sleep <seconds>")?;
-                std::thread::sleep(parse_secs("sleep:", &a[0], MAX_SLEEP_SECS)?);
-                Ok(())
+                // The loop keeps serving while the job sleeps.
+                self.wait_serving(parse_secs("sleep:", &a[0], MAX_SLEEP_SECS)?, |_| false).map(|_| ())
             }
             "wait" => {
                 need(a, 1, "wait <path> [timeout seconds]")?;
@@ -275,16 +277,12 @@ impl Init {
                     Some(s) => parse_secs("wait: timeout", s, MAX_WAIT_SECS)?,
                     None => Duration::from_secs(5),
                 };
-                let secs = timeout.as_secs_f64();
-                let deadline = Instant::now() + timeout;
                 let path = Path::new(&a[0]);
-                while !path.exists() {
-                    if Instant::now() >= deadline {
-                        return Err(format!("{} did not appear within {secs} s", a[0]));
-                    }
-                    std::thread::sleep(Duration::from_millis(5));
+                if self.wait_serving(timeout, |_| path.exists())? {
+                    Ok(())
+                } else {
+                    Err(format!("{} did not appear within {} s", a[0], timeout.as_secs_f64()))
                 }
-                Ok(())
             }
             "load_persist_params" => {
                 self.load_persist();
@@ -371,15 +369,15 @@ impl Init {
     fn mount_one(&mut self, fstype: &str, dev: &str, target: &str, flags: MsFlags, data: &str) -> CmdResult {
         let _ = std::fs::create_dir_all(target);
         if !flags.intersects(MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_MOVE) && !fs_type_listed(fstype) {
-            let deadline = Instant::now() + FS_TYPE_WAIT;
-            while !fs_type_listed(fstype) {
-                if !self.module_loaders_running() {
-                    return Err(format!("mount {fstype} {dev} on {target}: the kernel has no filesystem type {fstype:?} and no module loader is running (ENODEV)"));
-                }
-                if Instant::now() >= deadline {
-                    return Err(format!("mount {fstype} {dev} on {target}: filesystem type {fstype:?} did not register within {} s of module loading (ENODEV)", FS_TYPE_WAIT.as_secs()));
-                }
-                std::thread::sleep(Duration::from_millis(5));
+            // Only a running module loader can still register the type; the
+            // loop serves (and reaps the loaders) while we wait.
+            let ready = self.wait_serving(FS_TYPE_WAIT, |me| fs_type_listed(fstype) || !me.module_loaders_running())?;
+            if !fs_type_listed(fstype) {
+                return Err(if ready {
+                    format!("mount {fstype} {dev} on {target}: the kernel has no filesystem type {fstype:?} and no module loader is running (ENODEV)")
+                } else {
+                    format!("mount {fstype} {dev} on {target}: filesystem type {fstype:?} did not register within {} s of module loading (ENODEV)", FS_TYPE_WAIT.as_secs())
+                });
             }
         }
         let data_opt = if data.is_empty() { None } else { Some(data) };
@@ -408,10 +406,8 @@ impl Init {
                 }
             }
             if e.has_flag("wait") && e.source.starts_with("/dev/") {
-                let deadline = Instant::now() + FSTAB_WAIT;
-                while !Path::new(&e.source).exists() && Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
+                let dev = Path::new(&e.source);
+                self.wait_serving(FSTAB_WAIT, |_| dev.exists())?;
             }
             let mut flags = MsFlags::empty();
             let mut data = Vec::new();

@@ -207,6 +207,8 @@ pub struct Init {
     /// (filled by the reaper, taken by the waiting command).
     sync_children: HashSet<i32>,
     sync_exits: HashMap<i32, Result<(), String>>,
+    /// Parameter clients whose request is being handled (innermost last).
+    busy_clients: Vec<RawFd>,
     shutdown: Option<shutdown::ShutdownState>,
     gen: u64,
 }
@@ -269,6 +271,7 @@ impl Init {
             cmd_outputs: HashMap::new(),
             sync_children: HashSet::new(),
             sync_exits: HashMap::new(),
+            busy_clients: Vec::new(),
             shutdown: None,
             gen: 0,
         };
@@ -450,7 +453,9 @@ impl Init {
         for ev in events {
             let data = ev.data();
             let flags = ev.events();
+            let busy = self.busy_clients.len();
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.dispatch(data, flags)));
+            self.busy_clients.truncate(busy);
             if result.is_err() {
                 error!("a handler panicked (token {data:#x}); init carries on");
             }
@@ -480,11 +485,39 @@ impl Init {
         if loop_ready {
             let mut events = vec![EpollEvent::empty(); 64];
             if let Ok(n) = self.epoll.wait(&mut events, EpollTimeout::ZERO) {
-                self.dispatch_events(&events[..n]);
+                let busy = |e: &EpollEvent| e.data() & TOK_MASK == TOK_PARAM_CLIENT && self.busy_clients.contains(&((e.data() & !TOK_MASK) as RawFd));
+                let ready: Vec<EpollEvent> = events[..n].iter().filter(|e| !busy(e)).copied().collect();
+                if ready.is_empty() && !woke {
+                    // Only a busy client is ready (level-triggered, so it
+                    // stays ready): rest instead of spinning.
+                    std::thread::sleep(wait.min(Duration::from_millis(5)));
+                }
+                self.dispatch_events(&ready);
             }
         }
         self.fire_timers();
         woke
+    }
+
+    /// Waits until `done` holds or `timeout` passes, serving the loop
+    /// meanwhile (see [`Init::serve_while_waiting`]); `done` is polled every
+    /// few milliseconds. Ok(true): it holds; Ok(false): time ran out;
+    /// Err: a shutdown began, so the waiting command gives up.
+    pub(crate) fn wait_serving(&mut self, timeout: Duration, mut done: impl FnMut(&mut Self) -> bool) -> Result<bool, String> {
+        let deadline = Instant::now() + timeout.min(MAX_TIMER);
+        loop {
+            if done(self) {
+                return Ok(true);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            if self.shutdown.is_some() {
+                return Err("a shutdown began; not waiting any longer".into());
+            }
+            self.serve_while_waiting(None, (deadline - now).min(Duration::from_millis(5)));
+        }
     }
 
     fn dispatch(&mut self, data: u64, flags: EpollFlags) {
@@ -492,7 +525,14 @@ impl Init {
         match data & TOK_MASK {
             TOK_SIGNAL => self.handle_signals(),
             TOK_PARAM_LISTEN => self.accept_clients(),
-            TOK_PARAM_CLIENT => self.client_event(low as RawFd, flags),
+            TOK_PARAM_CLIENT => {
+                // While this client's request runs (a job it triggered may
+                // wait and serve the loop), its next requests wait, so
+                // replies keep their order.
+                self.busy_clients.push(low as RawFd);
+                self.client_event(low as RawFd, flags);
+                self.busy_clients.pop();
+            }
             TOK_SVC_OUTPUT => self.service_output(low as usize),
             TOK_SVC_SOCKET => self.ondemand_socket_ready(low as usize),
             TOK_CMD_OUTPUT => self.cmd_output(low as RawFd),
