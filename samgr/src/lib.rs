@@ -41,6 +41,24 @@ pub trait Starter: Send + Sync + 'static {
     fn stopped(&self, _process: &str) -> Option<bool> {
         None
     }
+    /// The pid of the process the starter started for `process`
+    /// (OpenHarmony: init's service of that name). Only that process may
+    /// register the name (`AddSystemProcess`).
+    fn service_pid(&self, _process: &str) -> ServicePid {
+        ServicePid::Unknown
+    }
+}
+
+/// What a [`Starter`] knows of a service's process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServicePid {
+    /// It cannot tell (no such record): then only root may register the
+    /// name.
+    Unknown,
+    /// The service is not running: nobody may register the name.
+    NotRunning,
+    /// The service runs as this pid: only that process may.
+    Pid(i32),
 }
 
 /// Starts processes through init's parameter service.
@@ -57,6 +75,18 @@ impl Starter for InitStarter {
     fn stopped(&self, process: &str) -> Option<bool> {
         let v = accord_param::client::get(&format!("startup.service.ctl.{process}")).ok()?;
         Some(!matches!(v.as_str(), "running" | "starting" | "stopping"))
+    }
+
+    /// init publishes the pid of each service it started as
+    /// `startup.service.ctl.<name>.pid` (0 or empty when not running).
+    fn service_pid(&self, process: &str) -> ServicePid {
+        match accord_param::client::get(&format!("startup.service.ctl.{process}.pid")) {
+            Err(_) => ServicePid::Unknown,
+            Ok(v) => match v.trim().parse::<i32>() {
+                Ok(pid) if pid > 0 => ServicePid::Pid(pid),
+                _ => ServicePid::NotRunning,
+            },
+        }
     }
 }
 
@@ -303,8 +333,8 @@ impl Registry {
         self.changed.send_modify(|g| *g += 1);
     }
 
-    fn allow(&self, id: u32, who: &Identity, action: policy::Action) -> fdo::Result<()> {
-        self.policy.check(id, who.uid, who.gid, action).map_err(|why| {
+    fn allow(&self, id: u32, who: &Identity, groups: &[u32], action: policy::Action) -> fdo::Result<()> {
+        self.policy.check(id, &policy::Subject { uid: who.uid, gid: who.gid, groups }, action).map_err(|why| {
             warn!("denied (pid {}): {why}", who.pid);
             fdo::Error::AccessDenied(why)
         })
@@ -516,11 +546,30 @@ struct SamgrIface {
     conn_id: u64,
     /// The kernel's word on who connected (SO_PEERCRED at accept).
     who: Identity,
+    /// Its supplementary groups (SO_PEERGROUPS at accept).
+    groups: Arc<[u32]>,
     /// A duplicate of the client's socket, to hang up on it.
     hangup: Arc<OwnedFd>,
 }
 
 impl SamgrIface {
+    fn subject(&self) -> policy::Subject<'_> {
+        policy::Subject { uid: self.who.uid, gid: self.who.gid, groups: &self.groups }
+    }
+
+    fn allow(&self, id: u32, action: policy::Action) -> fdo::Result<()> {
+        self.registry.allow(id, &self.who, &self.groups, action)
+    }
+
+    /// Listing SAs and processes: root, or whom the policy's `list` admits.
+    fn allow_list(&self) -> fdo::Result<()> {
+        if self.registry.policy.may_list(&self.subject()) {
+            return Ok(());
+        }
+        warn!("denied (pid {}): uid {} may not list SAs", self.who.pid, self.who.uid);
+        Err(fdo::Error::AccessDenied(format!("uid {} may not list SAs (policy {:?}: list)", self.who.uid, self.registry.policy.source)))
+    }
+
     fn link(&self, conn: &zbus::Connection) -> Link {
         Link { conn: conn.clone(), hangup: self.hangup.clone(), who: self.who }
     }
@@ -544,9 +593,17 @@ impl SamgrIface {
     async fn add_system_ability(&self, id: u32, props: SaProps, #[zbus(connection)] conn: &zbus::Connection) -> fdo::Result<()> {
         check_id(id)?;
         let who = self.who;
-        self.registry.allow(id, &who, policy::Action::Register)?;
+        self.allow(id, policy::Action::Register)?;
         let host = host_proxy(conn).await?;
         let mut st = self.registry.lock();
+        // An SA a profile lists is that profile's process's alone.
+        if let Some(p) = st.sas.get(&id).and_then(|s| s.process.clone()) {
+            if st.procs.get(&p).and_then(|pr| pr.conn.as_ref()).map(|c| c.id) != Some(self.conn_id) {
+                drop(st);
+                warn!("denied (pid {}, uid {}): SA {id} belongs to process {p} (its profile)", who.pid, who.uid);
+                return Err(fdo::Error::AccessDenied(format!("SA {id} belongs to process {p} (its profile); pid {} is not it", who.pid)));
+            }
+        }
         let sa = st.sas.entry(id).or_insert(Sa { process: None, state: SaState::NotLoaded, reg: None, attempt: 0, failed: None });
         if let Some(old) = &sa.reg {
             if old.host_conn != self.conn_id {
@@ -555,12 +612,6 @@ impl SamgrIface {
         }
         sa.reg = Some(Reg { host: host.clone(), host_conn: self.conn_id, owner: who, permission: props.permission.clone() });
         sa.state = SaState::Loaded;
-        let process = sa.process.clone();
-        if let Some(p) = process.and_then(|p| st.procs.get_mut(&p)) {
-            if p.conn.is_none() {
-                p.conn = Some(HostLink { id: self.conn_id, who, host });
-            }
-        }
         self.registry.notify(&st, id, true);
         drop(st);
         self.registry.bump();
@@ -583,13 +634,13 @@ impl SamgrIface {
     async fn get_system_ability(&self, id: u32) -> fdo::Result<zvariant::OwnedFd> {
         check_id(id)?;
         let who = self.who;
-        self.registry.allow(id, &who, policy::Action::Get)?;
+        self.allow(id, policy::Action::Get)?;
         // The SA may unload between our look and the host's answer: then
         // look (and load) again, within the load deadline.
         let mut tries = 0;
         loop {
             let (host, permission) = self.registry.loaded(id).await?;
-            if !permission.is_empty() && !self.registry.policy.has_permission(&permission, who.uid, who.gid) {
+            if !permission.is_empty() && !self.registry.policy.has_permission(&permission, &self.subject()) {
                 warn!("denied (pid {}): uid {} lacks {permission} for SA {id}", who.pid, who.uid);
                 return Err(fdo::Error::AccessDenied(format!("uid {} lacks {permission}, which SA {id} requires", who.uid)));
             }
@@ -615,17 +666,21 @@ impl SamgrIface {
 
     fn check_system_ability(&self, id: u32) -> fdo::Result<bool> {
         check_id(id)?;
+        self.allow(id, policy::Action::Get)?;
         Ok(self.registry.lock().sas.get(&id).is_some_and(|s| s.state == SaState::Loaded))
     }
 
-    fn list_system_abilities(&self) -> Vec<(u32, String)> {
-        self.registry.lock().sas.iter().map(|(id, s)| (*id, s.state.as_str().to_owned())).collect()
+    fn list_system_abilities(&self) -> fdo::Result<Vec<(u32, String)>> {
+        self.allow_list()?;
+        Ok(self.registry.lock().sas.iter().map(|(id, s)| (*id, s.state.as_str().to_owned())).collect())
     }
 
     /// Every SA with state, process, host pid and uid, for `hidumper -ls`.
-    fn dump_system_abilities(&self) -> Vec<SaInfo> {
+    fn dump_system_abilities(&self) -> fdo::Result<Vec<SaInfo>> {
+        self.allow_list()?;
         let st = self.registry.lock();
-        st.sas
+        Ok(st
+            .sas
             .iter()
             .map(|(id, s)| SaInfo {
                 id: *id,
@@ -634,12 +689,12 @@ impl SamgrIface {
                 pid: s.reg.as_ref().map(|r| r.owner.pid).unwrap_or(0),
                 uid: s.reg.as_ref().map(|r| r.owner.uid).unwrap_or(0),
             })
-            .collect()
+            .collect())
     }
 
     async fn load_system_ability(&self, id: u32, #[zbus(connection)] conn: &zbus::Connection) -> fdo::Result<()> {
         check_id(id)?;
-        self.registry.allow(id, &self.who, policy::Action::Get)?;
+        self.allow(id, policy::Action::Get)?;
         let (registry, link) = (self.registry.clone(), self.link(conn));
         let deadline = registry.limits.notify_timeout;
         tokio::spawn(async move {
@@ -705,6 +760,7 @@ impl SamgrIface {
 
     async fn subscribe_system_ability(&self, id: u32, #[zbus(connection)] conn: &zbus::Connection) -> fdo::Result<()> {
         check_id(id)?;
+        self.allow(id, policy::Action::Get)?;
         let mut st = self.registry.lock();
         let held = st.subscribers.values().map(|v| v.iter().filter(|(c, _)| *c == self.conn_id).count()).sum::<usize>();
         let list = st.subscribers.entry(id).or_default();
@@ -729,12 +785,31 @@ impl SamgrIface {
         }
     }
 
-    fn get_running_system_process(&self) -> Vec<ProcessInfo> {
+    fn get_running_system_process(&self) -> fdo::Result<Vec<ProcessInfo>> {
+        self.allow_list()?;
         let st = self.registry.lock();
-        st.procs.iter().filter_map(|(name, p)| p.conn.as_ref().map(|c| ProcessInfo { name: name.clone(), pid: c.who.pid, uid: c.who.uid })).collect()
+        Ok(st.procs.iter().filter_map(|(name, p)| p.conn.as_ref().map(|c| ProcessInfo { name: name.clone(), pid: c.who.pid, uid: c.who.uid })).collect())
     }
 
     async fn add_system_process(&self, name: &str, #[zbus(connection)] conn: &zbus::Connection) -> fdo::Result<Vec<u32>> {
+        if !self.registry.lock().procs.contains_key(name) {
+            return Err(fdo::Error::ServiceUnknown(format!("no SA profile names process {name:?}")));
+        }
+        // Only the process init started for the service may be it.
+        let (starter, n) = (self.registry.starter.clone(), name.to_owned());
+        let started = tokio::task::spawn_blocking(move || starter.service_pid(&n)).await.unwrap_or(ServicePid::Unknown);
+        let who = self.who;
+        let refused = match started {
+            ServicePid::Pid(pid) if pid == who.pid => None,
+            ServicePid::Pid(pid) => Some(format!("pid {} (uid {}) is not process {name}, which init started as pid {pid}", who.pid, who.uid)),
+            ServicePid::NotRunning => Some(format!("pid {} (uid {}) is not process {name}: init has not started it", who.pid, who.uid)),
+            ServicePid::Unknown if who.uid == 0 => None,
+            ServicePid::Unknown => Some(format!("pid {} (uid {}) may not register process {name}: its pid is not known, so only root may", who.pid, who.uid)),
+        };
+        if let Some(why) = refused {
+            warn!("denied: {why}");
+            return Err(fdo::Error::AccessDenied(why));
+        }
         let host = host_proxy(conn).await?;
         let mut st = self.registry.lock();
         let Some(p) = st.procs.get_mut(name) else {
@@ -767,7 +842,7 @@ impl SamgrIface {
 
     async fn dump_system_ability(&self, id: u32, args: Vec<String>) -> fdo::Result<String> {
         check_id(id)?;
-        if !self.registry.policy.has_permission("ohos.permission.DUMP", self.who.uid, self.who.gid) {
+        if !self.registry.policy.has_permission("ohos.permission.DUMP", &self.subject()) {
             return Err(fdo::Error::AccessDenied(format!("uid {} lacks ohos.permission.DUMP", self.who.uid)));
         }
         let host = {
@@ -810,6 +885,15 @@ pub async fn serve(listener: UnixListener, registry: Registry) {
                     }
                 };
                 refused.remove(&who.uid);
+                // Supplementary groups as the kernel recorded them at
+                // connect (never /proc after the fact).
+                let groups: Arc<[u32]> = match accord_param::cred::peer_groups(stream.as_fd()) {
+                    Ok(g) => g.into(),
+                    Err(e) => {
+                        warn!("samgr: refusing pid {} (uid {}): no SO_PEERGROUPS: {e}", who.pid, who.uid);
+                        continue;
+                    }
+                };
                 let hangup = match stream.as_fd().try_clone_to_owned() {
                     Ok(fd) => Arc::new(fd),
                     Err(e) => {
@@ -823,7 +907,7 @@ pub async fn serve(listener: UnixListener, registry: Registry) {
                 tokio::spawn(async move {
                     let _slot = slot;
                     let max = registry.limits.max_message;
-                    let iface = SamgrIface { registry: registry.clone(), conn_id, who, hangup: hangup.clone() };
+                    let iface = SamgrIface { registry: registry.clone(), conn_id, who, groups, hangup: hangup.clone() };
                     match accord_ipc::serve_limited(stream, vec![(SAMGR_PATH, iface)], None, max).await {
                         Ok(conn) => {
                             accord_ipc::closed(&conn).await;

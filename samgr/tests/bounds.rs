@@ -32,7 +32,9 @@ fn start_samgr(limits: Limits) -> (tempfile::TempDir, PathBuf) {
     let sock = dir.path().join("samgr");
     let listener = tokio::net::UnixListener::bind(&sock).unwrap();
     std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
-    tokio::spawn(accord_samgr::serve(listener, Registry::default().with_limits(limits)));
+    // uid 2000 may get (check, subscribe to) the test SAs; nothing else.
+    let policy = accord_ipc::policy::Policy::parse(r#"{"rules": [{"ids": "4000-4001", "register": {"uids": []}, "get": {"uids": [2000]}}]}"#, "bounds.json").unwrap();
+    tokio::spawn(accord_samgr::serve(listener, Registry::new(policy, Vec::new(), Arc::new(accord_samgr::InitStarter)).with_limits(limits)));
     (dir, sock)
 }
 

@@ -11,6 +11,7 @@
 
 pub mod area;
 pub mod client;
+pub mod cred;
 pub mod dac;
 mod error;
 pub mod name;
