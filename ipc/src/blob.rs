@@ -62,8 +62,11 @@ impl Blob {
         !self.shared.is_empty()
     }
 
-    /// The bytes. A shared payload must be sealed against writes and no
-    /// bigger than [`SHARED_MAX`]: the sender cannot change it under us.
+    /// The bytes. A shared payload must be sealed against writing, growing
+    /// and shrinking (`F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK`, else
+    /// [`BlobError::NotSealed`]) and no bigger than [`SHARED_MAX`]
+    /// ([`BlobError::TooBig`]): the sender cannot change it under us, and
+    /// exactly its sealed size is read (one allocation of that size).
     pub fn into_bytes(mut self) -> Result<Vec<u8>, BlobError> {
         match self.shared.len() {
             0 => return Ok(self.inline.into_vec()),
@@ -73,7 +76,7 @@ impl Blob {
         let Some(fd) = self.shared.pop() else { return Err(BlobError::Malformed(0)) };
         let fd: OwnedFd = fd.into();
         let seals = SealFlag::from_bits_truncate(fcntl(fd.as_raw_fd(), FcntlArg::F_GET_SEALS)?);
-        if !seals.contains(SealFlag::F_SEAL_WRITE | SealFlag::F_SEAL_SHRINK) {
+        if !seals.contains(SealFlag::F_SEAL_WRITE | SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW) {
             return Err(BlobError::NotSealed);
         }
         let mut file = std::fs::File::from(fd);
@@ -82,8 +85,8 @@ impl Blob {
             return Err(BlobError::TooBig(len));
         }
         file.seek(SeekFrom::Start(0))?;
-        let mut out = Vec::with_capacity(len as usize);
-        file.read_to_end(&mut out)?;
+        let mut out = vec![0; len as usize];
+        file.read_exact(&mut out)?;
         Ok(out)
     }
 }
@@ -108,5 +111,29 @@ mod tests {
         let fd = memfd_create(c"x", MemFdCreateFlag::MFD_CLOEXEC).unwrap();
         let b = Blob { inline: serde_bytes::ByteBuf::new(), shared: vec![fd.into()] };
         assert!(matches!(b.into_bytes(), Err(BlobError::NotSealed)));
+    }
+
+    /// A sender that seals against writes and shrinking but not growing
+    /// could append after the receiver measured the size: refused.
+    #[test]
+    fn a_memfd_that_can_still_grow_is_refused() {
+        for seals in [SealFlag::F_SEAL_WRITE | SealFlag::F_SEAL_SHRINK, SealFlag::F_SEAL_WRITE | SealFlag::F_SEAL_GROW, SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_SHRINK] {
+            let fd = memfd_create(c"x", MemFdCreateFlag::MFD_CLOEXEC | MemFdCreateFlag::MFD_ALLOW_SEALING).unwrap();
+            let mut f = std::fs::File::from(fd);
+            f.write_all(&[1; 4096]).unwrap();
+            fcntl(f.as_raw_fd(), FcntlArg::F_ADD_SEALS(seals)).unwrap();
+            let b = Blob { inline: serde_bytes::ByteBuf::new(), shared: vec![OwnedFd::from(f).into()] };
+            assert!(matches!(b.into_bytes(), Err(BlobError::NotSealed)), "{seals:?}");
+        }
+    }
+
+    #[test]
+    fn a_sealed_memfd_above_the_limit_is_refused_without_reading_it() {
+        let fd = memfd_create(c"x", MemFdCreateFlag::MFD_CLOEXEC | MemFdCreateFlag::MFD_ALLOW_SEALING).unwrap();
+        // Sparse: costs nothing to make.
+        nix::unistd::ftruncate(&fd, (SHARED_MAX + 1) as i64).unwrap();
+        fcntl(fd.as_raw_fd(), FcntlArg::F_ADD_SEALS(SEALS)).unwrap();
+        let b = Blob { inline: serde_bytes::ByteBuf::new(), shared: vec![fd.into()] };
+        assert!(matches!(b.into_bytes(), Err(BlobError::TooBig(n)) if n == SHARED_MAX + 1));
     }
 }

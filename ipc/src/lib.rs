@@ -17,6 +17,7 @@
 //!   (`SendRequest(code, data)`) on the D-Bus wire without zbus.
 
 pub mod blob;
+pub mod limit;
 pub mod policy;
 pub mod profile;
 pub mod remote;
@@ -77,22 +78,45 @@ where
     serve_for(stream, objects, None).await
 }
 
+/// Largest message an SA's zbus connection reads: a [`blob::Blob`]'s
+/// inline bytes ([`blob::INLINE_MAX`], 1 MiB) and room for the rest.
+pub const MAX_SA_MESSAGE: usize = 2 << 20;
+
+/// How long a client may take over the D-Bus handshake before the server
+/// hangs up (a connection that never authenticates holds nothing for long).
+pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// [`serve`] on a stream whose SO_PEERCRED does not name the client (a
 /// socket pair samgr made): the D-Bus EXTERNAL handshake then expects
 /// `client_uid`, the uid samgr verified, instead of the socket's.
+/// Incoming messages are limited to [`MAX_SA_MESSAGE`] bytes.
 pub async fn serve_for<I>(stream: UnixStream, objects: Vec<(&str, I)>, client_uid: Option<u32>) -> Result<zbus::Connection, IpcError>
 where
     I: zbus::object_server::Interface,
 {
+    serve_limited(stream, objects, client_uid, MAX_SA_MESSAGE).await
+}
+
+/// [`serve_for`] reading messages of at most `max_message` bytes (checked
+/// on each fixed header, before zbus allocates the message: see
+/// [`limit`]); a bigger one closes the connection. The handshake must end
+/// within [`HANDSHAKE_TIMEOUT`] (else `TimedOut`).
+pub async fn serve_limited<I>(stream: UnixStream, objects: Vec<(&str, I)>, client_uid: Option<u32>, max_message: usize) -> Result<zbus::Connection, IpcError>
+where
+    I: zbus::object_server::Interface,
+{
     let guid = zbus::Guid::generate();
-    let mut b = Builder::unix_stream(stream).server(guid)?.p2p();
+    let mut b = Builder::socket(limit::Limited::new(stream, max_message)).server(guid)?.p2p();
     if let Some(uid) = client_uid {
         b = b.user_id(uid);
     }
     for (path, obj) in objects {
         b = b.serve_at(path, obj)?;
     }
-    Ok(b.build().await?)
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, b.build()).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(IpcError::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no D-Bus handshake within {} s", HANDSHAKE_TIMEOUT.as_secs())))),
+    }
 }
 
 /// Resolves when the peer has closed `conn` (its socket reached EOF).

@@ -8,9 +8,14 @@
 //! ],
 //!  "permissions": {"ohos.permission.REBOOT": {"uids": [1000]}}}
 //! ```
-//! The first rule whose id range holds the SA decides; a missing `register`
-//! or `get` means anyone; root may do anything; an id no rule covers is
-//! open. A caller is allowed when its uid is listed or its gid is.
+//! The first rule whose id range holds the SA decides. The policy denies by
+//! default: an id no rule covers, a rule without a `register` or `get`
+//! section, and a missing policy file all mean root only. Root may do
+//! anything. A caller is allowed when its uid is listed, or its primary
+//! group or one of its supplementary groups (from the kernel,
+//! SO_PEERGROUPS) is. `"list": {...}` says who besides root may list SAs
+//! and SA processes (`hidumper -ls`, `ListSystemAbilities`,
+//! `GetRunningSystemProcess`).
 //!
 //! samgr enforces the rules; an SA checks a permission for one of its
 //! methods with [`crate::sa::Caller::check_permission`], which reads the
@@ -37,6 +42,20 @@ struct RawRule {
     get: Option<Who>,
 }
 
+/// Who asks: the kernel's uid, primary gid and supplementary groups.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: &'a [u32],
+}
+
+impl Who {
+    fn admits(&self, s: &Subject<'_>) -> bool {
+        self.uids.contains(&s.uid) || self.gids.contains(&s.gid) || s.groups.iter().any(|g| self.gids.contains(g))
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Rule {
     pub first: u32,
@@ -49,6 +68,8 @@ pub struct Rule {
 pub struct Policy {
     pub rules: Vec<Rule>,
     pub permissions: std::collections::BTreeMap<String, Who>,
+    /// Who besides root may list SAs and processes.
+    pub list: Option<Who>,
     pub source: String,
 }
 
@@ -68,6 +89,7 @@ struct RawPolicy {
     rules: Vec<RawRule>,
     #[serde(default)]
     permissions: std::collections::BTreeMap<String, Who>,
+    list: Option<Who>,
 }
 
 fn parse_range(s: &str) -> Option<(u32, u32)> {
@@ -90,10 +112,10 @@ impl Policy {
             let (first, last) = parse_range(&r.ids).ok_or_else(|| format!("{source}: rules[{i}].ids: {:?} is not N or N-M", r.ids))?;
             rules.push(Rule { first, last, register: r.register, get: r.get });
         }
-        Ok(Policy { rules, permissions: raw.permissions, source: source.to_owned() })
+        Ok(Policy { rules, permissions: raw.permissions, list: raw.list, source: source.to_owned() })
     }
 
-    /// Reads `path`; a missing file is an open policy.
+    /// Reads `path`; a missing file is the empty policy: root only.
     pub fn load(path: &Path) -> Result<Policy, String> {
         match std::fs::read_to_string(path) {
             Ok(t) => Policy::parse(&t, &path.display().to_string()),
@@ -102,41 +124,52 @@ impl Policy {
         }
     }
 
-    /// Ok, or why not.
-    pub fn check(&self, id: u32, uid: u32, gid: u32, action: Action) -> Result<(), String> {
-        if uid == 0 {
+    /// Ok, or why not (naming the caller, the SA and the rule or its
+    /// absence).
+    pub fn check(&self, id: u32, s: &Subject<'_>, action: Action) -> Result<(), String> {
+        if s.uid == 0 {
             return Ok(());
         }
-        let Some((i, rule)) = self.rules.iter().enumerate().find(|(_, r)| (r.first..=r.last).contains(&id)) else { return Ok(()) };
+        let verb = match action {
+            Action::Register => "register",
+            Action::Get => "get",
+        };
+        let (uid, gid) = (s.uid, s.gid);
+        let Some((i, rule)) = self.rules.iter().enumerate().find(|(_, r)| (r.first..=r.last).contains(&id)) else {
+            return Err(format!("uid {uid} (gid {gid}) may not {verb} SA {id} (no rule of policy {:?} covers it: root only)", self.source));
+        };
         let who = match action {
             Action::Register => &rule.register,
             Action::Get => &rule.get,
         };
         match who {
-            None => Ok(()),
-            Some(w) if w.uids.contains(&uid) || w.gids.contains(&gid) => Ok(()),
-            Some(_) => {
-                let verb = match action {
-                    Action::Register => "register",
-                    Action::Get => "get",
-                };
-                Err(format!("uid {uid} (gid {gid}) may not {verb} SA {id} (policy {} rules[{i}])", self.source))
-            }
+            Some(w) if w.admits(s) => Ok(()),
+            Some(_) => Err(format!("uid {uid} (gid {gid}) may not {verb} SA {id} (policy {} rules[{i}])", self.source)),
+            None => Err(format!("uid {uid} (gid {gid}) may not {verb} SA {id} (policy {} rules[{i}] has no {verb} section: root only)", self.source)),
         }
+    }
+
+    /// Whether `s` may list SAs and processes: root, or `list` admits it.
+    pub fn may_list(&self, s: &Subject<'_>) -> bool {
+        s.uid == 0 || self.list.as_ref().is_some_and(|w| w.admits(s))
     }
 }
 
 impl Policy {
-    /// Whether `uid`/`gid` holds `permission`: root always does; anyone
-    /// else when the permission lists its uid or gid.
-    pub fn has_permission(&self, permission: &str, uid: u32, gid: u32) -> bool {
-        uid == 0 || self.permissions.get(permission).is_some_and(|w| w.uids.contains(&uid) || w.gids.contains(&gid))
+    /// Whether `s` holds `permission`: root always does; anyone else when
+    /// the permission lists its uid, gid or one of its groups.
+    pub fn has_permission(&self, permission: &str, s: &Subject<'_>) -> bool {
+        s.uid == 0 || self.permissions.get(permission).is_some_and(|w| w.admits(s))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn who(uid: u32, gid: u32) -> Subject<'static> {
+        Subject { uid, gid, groups: &[] }
+    }
 
     #[test]
     fn rules_decide_in_order_and_root_passes() {
@@ -145,25 +178,41 @@ mod tests {
             "test",
         )
         .unwrap();
-        assert!(p.check(3301, 2000, 2000, Action::Get).is_ok());
-        assert!(p.check(3301, 1000, 1007, Action::Get).is_err(), "first matching rule decides");
-        assert!(p.check(3302, 1000, 1007, Action::Get).is_ok());
-        assert!(p.check(3302, 2000, 2000, Action::Get).is_err());
-        assert!(p.check(3302, 1000, 1000, Action::Register).is_ok());
-        let e = p.check(3302, 2000, 2000, Action::Register).unwrap_err();
+        assert!(p.check(3301, &who(2000, 2000), Action::Get).is_ok());
+        assert!(p.check(3301, &who(1000, 1007), Action::Get).is_err(), "first matching rule decides");
+        assert!(p.check(3302, &who(1000, 1007), Action::Get).is_ok());
+        assert!(p.check(3302, &who(2000, 2000), Action::Get).is_err());
+        assert!(p.check(3302, &who(1000, 1000), Action::Register).is_ok());
+        let e = p.check(3302, &who(2000, 2000), Action::Register).unwrap_err();
         assert!(e.contains("uid 2000") && e.contains("register SA 3302") && e.contains("rules[1]"), "{e}");
-        assert!(p.check(3302, 0, 0, Action::Register).is_ok());
-        assert!(p.check(10, 5, 5, Action::Register).is_ok(), "uncovered ids are open");
+        assert!(p.check(3302, &who(0, 0), Action::Register).is_ok());
+        let e = p.check(10, &who(5, 5), Action::Register).unwrap_err();
+        assert!(e.contains("no rule") && e.contains("root only"), "an id no rule covers is root's: {e}");
+        let e = p.check(3301, &who(1000, 1000), Action::Register).unwrap_err();
+        assert!(e.contains("no register section"), "a rule without the section is root's: {e}");
+        assert!(p.check(10, &who(0, 0), Action::Get).is_ok());
+    }
+
+    #[test]
+    fn supplementary_groups_count_and_an_empty_policy_is_root_only() {
+        let p = Policy::parse(r#"{"rules": [{"ids": "1-99", "register": {"gids": [1007]}, "get": {"gids": [1007]}}], "list": {"gids": [1007]}}"#, "t").unwrap();
+        let member = Subject { uid: 2000, gid: 2000, groups: &[5, 1007] };
+        assert!(p.check(5, &member, Action::Get).is_ok() && p.check(5, &member, Action::Register).is_ok() && p.may_list(&member));
+        assert!(p.check(5, &who(2000, 2000), Action::Get).is_err() && !p.may_list(&who(2000, 2000)));
+        let none = Policy::load(Path::new("/nonexistent/policy.json")).unwrap();
+        assert!(none.check(5, &who(1000, 1000), Action::Get).is_err() && !none.may_list(&who(1000, 1000)));
+        assert!(none.check(5, &who(0, 0), Action::Register).is_ok() && none.may_list(&who(0, 0)));
     }
 
     #[test]
     fn permissions_are_granted_by_uid_or_gid_and_root_holds_all() {
         let p = Policy::parse(r#"{"permissions": {"ohos.permission.REBOOT": {"uids": [1000], "gids": [1007]}}}"#, "t").unwrap();
-        assert!(p.has_permission("ohos.permission.REBOOT", 1000, 1000));
-        assert!(p.has_permission("ohos.permission.REBOOT", 2000, 1007));
-        assert!(!p.has_permission("ohos.permission.REBOOT", 2000, 2000));
-        assert!(!p.has_permission("ohos.permission.OTHER", 1000, 1000));
-        assert!(p.has_permission("ohos.permission.OTHER", 0, 0));
+        assert!(p.has_permission("ohos.permission.REBOOT", &who(1000, 1000)));
+        assert!(p.has_permission("ohos.permission.REBOOT", &who(2000, 1007)));
+        assert!(p.has_permission("ohos.permission.REBOOT", &Subject { uid: 2000, gid: 2000, groups: &[1007] }));
+        assert!(!p.has_permission("ohos.permission.REBOOT", &who(2000, 2000)));
+        assert!(!p.has_permission("ohos.permission.OTHER", &who(1000, 1000)));
+        assert!(p.has_permission("ohos.permission.OTHER", &who(0, 0)));
     }
 
     #[test]

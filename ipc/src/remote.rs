@@ -34,8 +34,19 @@ pub const METHOD: &str = "SendRequest";
 /// Object path of every remote object on its connection.
 pub const PATH: &str = "/org/accord/RemoteObject";
 /// Largest message accepted (the D-Bus limit is 128 MiB; requests bigger
-/// than 1 MiB belong in a [`crate::blob::Blob`]-style memfd).
+/// than 1 MiB belong in a [`crate::blob::Blob`]-style memfd). Checked on
+/// the fixed header: the buffer only ever holds bytes that arrived.
 pub const MAX_MESSAGE: usize = 4 << 20;
+/// How long the server waits for a client to take its replies (a client
+/// that sends and never reads): after that the connection is hung up and
+/// its thread ends (`SO_SNDTIMEO`).
+pub const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long [`RemoteProxy::send_request`] waits for a reply by default
+/// ([`RemoteProxy::with_timeout`] sets another).
+pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// OpenHarmony's `MessageOption::TF_ASYNC`: a one-way request, no reply
+/// ([`RemoteProxy::send_oneway`]).
+pub const TF_ASYNC: u32 = 0x01;
 
 #[derive(Debug, Error)]
 pub enum RemoteError {
@@ -50,6 +61,10 @@ pub enum RemoteError {
     Remote { name: String, message: String },
     #[error("remote object: the connection is closed")]
     Dead,
+    /// No reply within the call's deadline (the connection stays usable;
+    /// a late reply is dropped).
+    #[error("remote object: no reply within {} ms", .0.as_millis())]
+    TimedOut(std::time::Duration),
 }
 
 impl RemoteError {
@@ -244,12 +259,12 @@ fn get_str(body: &[u8]) -> Option<&str> {
     std::str::from_utf8(body.get(4..4 + n)?).ok()
 }
 
-/// A `SendRequest(code, data)` call.
-fn request(out: &mut Vec<u8>, serial: u32, code: u32, data: &[u8]) {
+/// A `SendRequest(code, data)` call (`flags`: [`NO_REPLY`] for one-way).
+fn request(out: &mut Vec<u8>, serial: u32, code: u32, data: &[u8], flags: u8) {
     message(
         out,
         CALL,
-        0,
+        flags,
         serial,
         |f| {
             field_str(f, 1, b'o', PATH);
@@ -438,11 +453,25 @@ impl Answerer {
 /// the handshake the connection gets a thread of its own with blocking
 /// reads, as binder's worker threads do: a request then wakes exactly
 /// the thread that answers it, with no event loop in between.
+/// Replies the client does not take within [`WRITE_TIMEOUT`] end the
+/// connection ([`RemoteError::TimedOut`]); a message above
+/// [`MAX_MESSAGE`] ends it too ([`RemoteError::Malformed`]).
 pub async fn serve(stream: UnixStream, obj: Arc<dyn RemoteObject>, caller: Caller) -> Result<(), RemoteError> {
+    serve_with_timeout(stream, obj, caller, WRITE_TIMEOUT).await
+}
+
+/// [`serve`] with another write deadline than [`WRITE_TIMEOUT`].
+pub async fn serve_with_timeout(stream: UnixStream, obj: Arc<dyn RemoteObject>, caller: Caller, write_timeout: std::time::Duration) -> Result<(), RemoteError> {
     let (mut r, mut w) = stream.into_split();
-    let buf = sasl_server(&mut r, &mut w, caller.uid()).await?;
+    let buf = match tokio::time::timeout(crate::HANDSHAKE_TIMEOUT, sasl_server(&mut r, &mut w, caller.uid())).await {
+        Ok(r) => r?,
+        Err(_) => return Err(RemoteError::Auth(format!("no handshake within {} s", crate::HANDSHAKE_TIMEOUT.as_secs()))),
+    };
     let stream = r.reunite(w).map_err(|_| RemoteError::Malformed("stream halves"))?.into_std()?;
     stream.set_nonblocking(false)?;
+    // A client that never reads cannot pin this thread: a write that
+    // cannot go on for WRITE_TIMEOUT fails, and the connection ends.
+    stream.set_write_timeout(Some(write_timeout))?;
     // Dropping this future (the host withdrew the SA, the task was
     // aborted) ends the connection: the guard shuts the socket down, and
     // the thread's blocking read returns.
@@ -456,18 +485,24 @@ pub async fn serve(stream: UnixStream, obj: Arc<dyn RemoteObject>, caller: Calle
     let (done_tx, done_rx) = oneshot::channel();
     let answerer = Answerer { obj, caller, serial: 0, reply: Vec::with_capacity(256) };
     std::thread::Builder::new().name("remote-object".into()).spawn(move || {
-        let _ = done_tx.send(serve_blocking(stream, buf, answerer));
+        let _ = done_tx.send(serve_blocking(stream, buf, answerer, write_timeout));
     })?;
     done_rx.await.unwrap_or(Err(RemoteError::Dead))
 }
 
-fn serve_blocking(mut stream: std::os::unix::net::UnixStream, mut buf: Vec<u8>, mut a: Answerer) -> Result<(), RemoteError> {
+fn serve_blocking(mut stream: std::os::unix::net::UnixStream, mut buf: Vec<u8>, mut a: Answerer, write_timeout: std::time::Duration) -> Result<(), RemoteError> {
     use std::io::{Read, Write};
     let mut out = Vec::with_capacity(4096);
     loop {
         a.answer(&mut buf, &mut out)?;
         if !out.is_empty() {
-            stream.write_all(&out)?;
+            if let Err(e) = stream.write_all(&out) {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+                return Err(match e.kind() {
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => RemoteError::TimedOut(write_timeout),
+                    _ => e.into(),
+                });
+            }
             out.clear();
         }
         // Read straight into the buffer's tail (nothing can cancel a
@@ -504,9 +539,12 @@ struct Shared {
 }
 
 /// A client of a [`RemoteObject`]; cheap to clone, usable from many tasks.
+/// Each call has a deadline ([`CALL_TIMEOUT`] unless
+/// [`RemoteProxy::with_timeout`] says otherwise).
 #[derive(Clone)]
 pub struct RemoteProxy {
     shared: Arc<Shared>,
+    timeout: std::time::Duration,
 }
 
 impl RemoteProxy {
@@ -528,23 +566,78 @@ impl RemoteProxy {
                 serial: AtomicU32::new(1),
                 dead: std::sync::atomic::AtomicBool::new(false),
             }),
+            timeout: CALL_TIMEOUT,
         })
     }
 
-    /// Sends request `code` with `data` and waits for the reply.
-    pub async fn send_request(&self, code: u32, data: &[u8]) -> Result<Vec<u8>, RemoteError> {
+    /// The same connection with calls that wait at most `timeout` for
+    /// their reply.
+    pub fn with_timeout(&self, timeout: std::time::Duration) -> RemoteProxy {
+        RemoteProxy { shared: self.shared.clone(), timeout }
+    }
+
+    /// Sends request `code` with `data` one way (OpenHarmony's
+    /// [`TF_ASYNC`]): returns once it is written; the object runs it in
+    /// order with the connection's other requests and sends no reply.
+    pub async fn send_oneway(&self, code: u32, data: &[u8]) -> Result<(), RemoteError> {
         let sh = &self.shared;
         if sh.dead.load(Ordering::Acquire) {
             return Err(RemoteError::Dead);
         }
         let serial = sh.serial.fetch_add(1, Ordering::Relaxed).max(1);
+        let mut msg = Vec::with_capacity(96 + data.len());
+        request(&mut msg, serial, code, data, NO_REPLY);
+        match tokio::time::timeout(self.timeout, self.write(&msg)).await {
+            Ok(r) => r,
+            Err(_) => Err(RemoteError::TimedOut(self.timeout)),
+        }
+    }
+
+    /// Writes one whole message. A write cut short (its caller's deadline
+    /// passed half-way) would leave half a message on the stream: the
+    /// connection is then dead for everyone.
+    async fn write(&self, msg: &[u8]) -> Result<(), RemoteError> {
+        struct Whole<'a>(&'a RemoteProxy, bool);
+        impl Drop for Whole<'_> {
+            fn drop(&mut self) {
+                if !self.1 {
+                    self.0.fail_all(&RemoteError::Dead);
+                }
+            }
+        }
+        let mut w = self.shared.writer.lock().await;
+        let mut whole = Whole(self, false);
+        let r = w.write_all(msg).await;
+        whole.1 = r.is_ok();
+        Ok(r?)
+    }
+
+    /// Sends request `code` with `data` and waits for the reply, at most
+    /// the proxy's timeout (then [`RemoteError::TimedOut`]).
+    pub async fn send_request(&self, code: u32, data: &[u8]) -> Result<Vec<u8>, RemoteError> {
+        let serial = self.shared.serial.fetch_add(1, Ordering::Relaxed).max(1);
+        match tokio::time::timeout(self.timeout, self.call(serial, code, data)).await {
+            Ok(r) => r,
+            Err(_) => {
+                // A late reply finds no waiter and is dropped.
+                self.shared.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&serial);
+                Err(RemoteError::TimedOut(self.timeout))
+            }
+        }
+    }
+
+    async fn call(&self, serial: u32, code: u32, data: &[u8]) -> Result<Vec<u8>, RemoteError> {
+        let sh = &self.shared;
+        if sh.dead.load(Ordering::Acquire) {
+            return Err(RemoteError::Dead);
+        }
         let (tx, mut rx) = oneshot::channel();
         sh.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(serial, tx);
         let mut msg = Vec::with_capacity(96 + data.len());
-        request(&mut msg, serial, code, data);
-        if let Err(e) = sh.writer.lock().await.write_all(&msg).await {
+        request(&mut msg, serial, code, data, 0);
+        if let Err(e) = self.write(&msg).await {
             sh.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&serial);
-            return Err(e.into());
+            return Err(e);
         }
         loop {
             // Either someone else reads our reply, or we take the reader.
@@ -614,7 +707,7 @@ mod tests {
     #[test]
     fn messages_round_trip_through_the_parser() {
         let mut b = Vec::new();
-        request(&mut b, 7, 42, b"hello");
+        request(&mut b, 7, 42, b"hello", 0);
         assert_eq!(message_len(&b).unwrap(), Some(b.len()));
         let m = parse(&b).unwrap();
         assert_eq!((m.kind, m.serial, m.path, m.interface, m.member, m.signature), (CALL, 7, PATH, INTERFACE, METHOD, "uay"));

@@ -15,7 +15,8 @@
 
 pub mod cli;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -40,6 +41,24 @@ pub trait Starter: Send + Sync + 'static {
     fn stopped(&self, _process: &str) -> Option<bool> {
         None
     }
+    /// The pid of the process the starter started for `process`
+    /// (OpenHarmony: init's service of that name). Only that process may
+    /// register the name (`AddSystemProcess`).
+    fn service_pid(&self, _process: &str) -> ServicePid {
+        ServicePid::Unknown
+    }
+}
+
+/// What a [`Starter`] knows of a service's process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServicePid {
+    /// It cannot tell (no such record): then only root may register the
+    /// name.
+    Unknown,
+    /// The service is not running: nobody may register the name.
+    NotRunning,
+    /// The service runs as this pid: only that process may.
+    Pid(i32),
 }
 
 /// Starts processes through init's parameter service.
@@ -56,6 +75,98 @@ impl Starter for InitStarter {
     fn stopped(&self, process: &str) -> Option<bool> {
         let v = accord_param::client::get(&format!("startup.service.ctl.{process}")).ok()?;
         Some(!matches!(v.as_str(), "running" | "starting" | "stopping"))
+    }
+
+    /// init publishes the pid of each service it started as
+    /// `startup.service.ctl.<name>.pid` (0 or empty when not running).
+    fn service_pid(&self, process: &str) -> ServicePid {
+        match accord_param::client::get(&format!("startup.service.ctl.{process}.pid")) {
+            Err(_) => ServicePid::Unknown,
+            Ok(v) => match v.trim().parse::<i32>() {
+                Ok(pid) if pid > 0 => ServicePid::Pid(pid),
+                _ => ServicePid::NotRunning,
+            },
+        }
+    }
+}
+
+/// The bounds samgr keeps on its clients (ARCHITECTURE.md, invariants).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most connections samgr holds at once, all uids together
+    /// ([`MAX_CONNECTIONS`]; lowered to fit RLIMIT_NOFILE at start).
+    pub connections: usize,
+    /// Most connections one uid other than root holds at once
+    /// ([`MAX_CONNECTIONS_PER_UID`]).
+    pub per_uid: usize,
+    /// Largest message samgr reads, in bytes ([`MAX_MESSAGE`]); a header
+    /// announcing more closes the connection before anything is allocated.
+    pub max_message: usize,
+    /// How long a listener may take to accept one notification before
+    /// samgr hangs up on it ([`NOTIFY_TIMEOUT`]).
+    pub notify_timeout: Duration,
+}
+
+/// Default [`Limits::connections`].
+pub const MAX_CONNECTIONS: usize = 4096;
+/// Default [`Limits::per_uid`]: well above what one service needs (one
+/// connection per SA host or client handle), far below the total.
+pub const MAX_CONNECTIONS_PER_UID: usize = 256;
+/// Default [`Limits::max_message`]: samgr's methods take ids, names and
+/// short strings; 64 KiB is ample.
+pub const MAX_MESSAGE: usize = 64 << 10;
+/// Default [`Limits::notify_timeout`].
+pub const NOTIFY_TIMEOUT: Duration = Duration::from_secs(4);
+
+impl Default for Limits {
+    fn default() -> Limits {
+        // Keep room under the descriptor limit for hosts' socket pairs,
+        // profiles and logs: running out of descriptors must not be how
+        // the cap is met.
+        let nofile = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).map(|(soft, _)| soft as usize).unwrap_or(1024);
+        let connections = MAX_CONNECTIONS.min(nofile.saturating_sub(64) / 2).max(16);
+        Limits { connections, per_uid: MAX_CONNECTIONS_PER_UID.min(connections), max_message: MAX_MESSAGE, notify_timeout: NOTIFY_TIMEOUT }
+    }
+}
+
+/// Connections held now, in all and by uid.
+#[derive(Default)]
+struct Held {
+    total: usize,
+    by_uid: HashMap<u32, usize>,
+}
+
+/// One slot of [`Held`]; given back when dropped.
+struct Slot {
+    held: Arc<Mutex<Held>>,
+    uid: u32,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut h = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        h.total -= 1;
+        if let Some(n) = h.by_uid.get_mut(&self.uid) {
+            *n -= 1;
+            if *n == 0 {
+                h.by_uid.remove(&self.uid);
+            }
+        }
+    }
+}
+
+/// A client's connection and the means to hang it up (a duplicate of its
+/// socket: shutdown(2) ends it whoever else holds it).
+#[derive(Clone)]
+struct Link {
+    conn: zbus::Connection,
+    hangup: Arc<OwnedFd>,
+    who: Identity,
+}
+
+impl Link {
+    fn hang_up(&self) {
+        let _ = nix::sys::socket::shutdown(self.hangup.as_raw_fd(), nix::sys::socket::Shutdown::Both);
     }
 }
 
@@ -124,7 +235,7 @@ struct State {
     sas: BTreeMap<u32, Sa>,
     procs: BTreeMap<String, Proc>,
     /// SA id → subscribers (samgr connection id, connection).
-    subscribers: BTreeMap<u32, Vec<(u64, zbus::Connection)>>,
+    subscribers: BTreeMap<u32, Vec<(u64, Link)>>,
 }
 
 impl State {
@@ -149,6 +260,8 @@ pub struct Registry {
     starter: Arc<dyn Starter>,
     changed: Arc<watch::Sender<u64>>,
     load_timeout: Duration,
+    limits: Limits,
+    held: Arc<Mutex<Held>>,
 }
 
 impl Default for Registry {
@@ -179,13 +292,35 @@ impl Registry {
             }
             st.procs.entry(p.process).or_insert(Proc { conn: None, exiting: false });
         }
-        Registry { state: Arc::new(Mutex::new(st)), policy: Arc::new(policy), starter, changed: Arc::new(watch::channel(0).0), load_timeout: accord_ipc::sa::LOAD_TIMEOUT }
+        Registry { state: Arc::new(Mutex::new(st)), policy: Arc::new(policy), starter, changed: Arc::new(watch::channel(0).0), load_timeout: accord_ipc::sa::LOAD_TIMEOUT, limits: Limits::default(), held: Arc::default() }
     }
 
     /// How long a load may take before its waiters get an error.
     pub fn with_load_timeout(mut self, t: Duration) -> Registry {
         self.load_timeout = t;
         self
+    }
+
+    /// The same registry with other bounds.
+    pub fn with_limits(mut self, limits: Limits) -> Registry {
+        self.limits = limits;
+        self
+    }
+
+    /// A connection slot for `uid`, or why not (root is held to the total
+    /// only).
+    fn take_slot(&self, uid: u32) -> Result<Slot, String> {
+        let mut h = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if h.total >= self.limits.connections {
+            return Err(format!("samgr holds {} connections, its limit", h.total));
+        }
+        let mine = h.by_uid.get(&uid).copied().unwrap_or(0);
+        if uid != 0 && mine >= self.limits.per_uid {
+            return Err(format!("uid {uid} holds {mine} connections, the per-uid limit"));
+        }
+        h.total += 1;
+        *h.by_uid.entry(uid).or_default() += 1;
+        Ok(Slot { held: self.held.clone(), uid })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -198,8 +333,8 @@ impl Registry {
         self.changed.send_modify(|g| *g += 1);
     }
 
-    fn allow(&self, id: u32, who: &Identity, action: policy::Action) -> fdo::Result<()> {
-        self.policy.check(id, who.uid, who.gid, action).map_err(|why| {
+    fn allow(&self, id: u32, who: &Identity, groups: &[u32], action: policy::Action) -> fdo::Result<()> {
+        self.policy.check(id, &policy::Subject { uid: who.uid, gid: who.gid, groups }, action).map_err(|why| {
             warn!("denied (pid {}): {why}", who.pid);
             fdo::Error::AccessDenied(why)
         })
@@ -209,8 +344,8 @@ impl Registry {
     /// calls from a task of their own).
     fn notify(&self, st: &State, id: u32, added: bool) {
         let Some(list) = st.subscribers.get(&id) else { return };
-        for (_, conn) in list {
-            tell(conn.clone(), move |p| async move { if added { p.on_add_system_ability(id).await } else { p.on_remove_system_ability(id).await } });
+        for (_, link) in list {
+            tell(link.clone(), self.limits.notify_timeout, move |p| async move { if added { p.on_add_system_ability(id).await } else { p.on_remove_system_ability(id).await } });
         }
     }
 
@@ -383,15 +518,24 @@ async fn load_in_running(id: u32, host: SystemAbilityHostProxy<'static>) -> Resu
     bounded(host.load(id)).await.map_err(|e| format!("its process could not load it: {e}"))
 }
 
-/// Calls a listener method on `conn` from a task of its own.
-fn tell<F, Fut>(conn: zbus::Connection, f: F)
+/// Calls a listener method on `link` from a task of its own. A listener
+/// that does not take the message within `deadline` (it stopped reading
+/// and its socket is full) is hung up on: its notifications cannot pile up
+/// in samgr.
+fn tell<F, Fut>(link: Link, deadline: Duration, f: F)
 where
     F: FnOnce(SystemAbilityListenerProxy<'static>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = zbus::Result<()>> + Send,
 {
     tokio::spawn(async move {
-        if let Ok(p) = SystemAbilityListenerProxy::builder(&conn).cache_properties(zbus::proxy::CacheProperties::No).build().await {
-            let _ = f(p).await;
+        let send = async {
+            if let Ok(p) = SystemAbilityListenerProxy::builder(&link.conn).cache_properties(zbus::proxy::CacheProperties::No).build().await {
+                let _ = f(p).await;
+            }
+        };
+        if tokio::time::timeout(deadline, send).await.is_err() {
+            warn!("samgr: pid {} (uid {}) took no notification within {} ms; hanging up on it", link.who.pid, link.who.uid, deadline.as_millis());
+            link.hang_up();
         }
     });
 }
@@ -402,6 +546,33 @@ struct SamgrIface {
     conn_id: u64,
     /// The kernel's word on who connected (SO_PEERCRED at accept).
     who: Identity,
+    /// Its supplementary groups (SO_PEERGROUPS at accept).
+    groups: Arc<[u32]>,
+    /// A duplicate of the client's socket, to hang up on it.
+    hangup: Arc<OwnedFd>,
+}
+
+impl SamgrIface {
+    fn subject(&self) -> policy::Subject<'_> {
+        policy::Subject { uid: self.who.uid, gid: self.who.gid, groups: &self.groups }
+    }
+
+    fn allow(&self, id: u32, action: policy::Action) -> fdo::Result<()> {
+        self.registry.allow(id, &self.who, &self.groups, action)
+    }
+
+    /// Listing SAs and processes: root, or whom the policy's `list` admits.
+    fn allow_list(&self) -> fdo::Result<()> {
+        if self.registry.policy.may_list(&self.subject()) {
+            return Ok(());
+        }
+        warn!("denied (pid {}): uid {} may not list SAs", self.who.pid, self.who.uid);
+        Err(fdo::Error::AccessDenied(format!("uid {} may not list SAs (policy {:?}: list)", self.who.uid, self.registry.policy.source)))
+    }
+
+    fn link(&self, conn: &zbus::Connection) -> Link {
+        Link { conn: conn.clone(), hangup: self.hangup.clone(), who: self.who }
+    }
 }
 
 impl SamgrIface {
@@ -422,9 +593,17 @@ impl SamgrIface {
     async fn add_system_ability(&self, id: u32, props: SaProps, #[zbus(connection)] conn: &zbus::Connection) -> fdo::Result<()> {
         check_id(id)?;
         let who = self.who;
-        self.registry.allow(id, &who, policy::Action::Register)?;
+        self.allow(id, policy::Action::Register)?;
         let host = host_proxy(conn).await?;
         let mut st = self.registry.lock();
+        // An SA a profile lists is that profile's process's alone.
+        if let Some(p) = st.sas.get(&id).and_then(|s| s.process.clone()) {
+            if st.procs.get(&p).and_then(|pr| pr.conn.as_ref()).map(|c| c.id) != Some(self.conn_id) {
+                drop(st);
+                warn!("denied (pid {}, uid {}): SA {id} belongs to process {p} (its profile)", who.pid, who.uid);
+                return Err(fdo::Error::AccessDenied(format!("SA {id} belongs to process {p} (its profile); pid {} is not it", who.pid)));
+            }
+        }
         let sa = st.sas.entry(id).or_insert(Sa { process: None, state: SaState::NotLoaded, reg: None, attempt: 0, failed: None });
         if let Some(old) = &sa.reg {
             if old.host_conn != self.conn_id {
@@ -433,12 +612,6 @@ impl SamgrIface {
         }
         sa.reg = Some(Reg { host: host.clone(), host_conn: self.conn_id, owner: who, permission: props.permission.clone() });
         sa.state = SaState::Loaded;
-        let process = sa.process.clone();
-        if let Some(p) = process.and_then(|p| st.procs.get_mut(&p)) {
-            if p.conn.is_none() {
-                p.conn = Some(HostLink { id: self.conn_id, who, host });
-            }
-        }
         self.registry.notify(&st, id, true);
         drop(st);
         self.registry.bump();
@@ -461,13 +634,13 @@ impl SamgrIface {
     async fn get_system_ability(&self, id: u32) -> fdo::Result<zvariant::OwnedFd> {
         check_id(id)?;
         let who = self.who;
-        self.registry.allow(id, &who, policy::Action::Get)?;
+        self.allow(id, policy::Action::Get)?;
         // The SA may unload between our look and the host's answer: then
         // look (and load) again, within the load deadline.
         let mut tries = 0;
         loop {
             let (host, permission) = self.registry.loaded(id).await?;
-            if !permission.is_empty() && !self.registry.policy.has_permission(&permission, who.uid, who.gid) {
+            if !permission.is_empty() && !self.registry.policy.has_permission(&permission, &self.subject()) {
                 warn!("denied (pid {}): uid {} lacks {permission} for SA {id}", who.pid, who.uid);
                 return Err(fdo::Error::AccessDenied(format!("uid {} lacks {permission}, which SA {id} requires", who.uid)));
             }
@@ -493,17 +666,21 @@ impl SamgrIface {
 
     fn check_system_ability(&self, id: u32) -> fdo::Result<bool> {
         check_id(id)?;
+        self.allow(id, policy::Action::Get)?;
         Ok(self.registry.lock().sas.get(&id).is_some_and(|s| s.state == SaState::Loaded))
     }
 
-    fn list_system_abilities(&self) -> Vec<(u32, String)> {
-        self.registry.lock().sas.iter().map(|(id, s)| (*id, s.state.as_str().to_owned())).collect()
+    fn list_system_abilities(&self) -> fdo::Result<Vec<(u32, String)>> {
+        self.allow_list()?;
+        Ok(self.registry.lock().sas.iter().map(|(id, s)| (*id, s.state.as_str().to_owned())).collect())
     }
 
     /// Every SA with state, process, host pid and uid, for `hidumper -ls`.
-    fn dump_system_abilities(&self) -> Vec<SaInfo> {
+    fn dump_system_abilities(&self) -> fdo::Result<Vec<SaInfo>> {
+        self.allow_list()?;
         let st = self.registry.lock();
-        st.sas
+        Ok(st
+            .sas
             .iter()
             .map(|(id, s)| SaInfo {
                 id: *id,
@@ -512,22 +689,23 @@ impl SamgrIface {
                 pid: s.reg.as_ref().map(|r| r.owner.pid).unwrap_or(0),
                 uid: s.reg.as_ref().map(|r| r.owner.uid).unwrap_or(0),
             })
-            .collect()
+            .collect())
     }
 
     async fn load_system_ability(&self, id: u32, #[zbus(connection)] conn: &zbus::Connection) -> fdo::Result<()> {
         check_id(id)?;
-        self.registry.allow(id, &self.who, policy::Action::Get)?;
-        let (registry, conn) = (self.registry.clone(), conn.clone());
+        self.allow(id, policy::Action::Get)?;
+        let (registry, link) = (self.registry.clone(), self.link(conn));
+        let deadline = registry.limits.notify_timeout;
         tokio::spawn(async move {
             match registry.loaded(id).await {
-                Ok(_) => tell(conn, move |p| async move { p.on_load_system_ability_success(id).await }),
+                Ok(_) => tell(link, deadline, move |p| async move { p.on_load_system_ability_success(id).await }),
                 Err(e) => {
                     let why = match &e {
                         fdo::Error::Failed(m) | fdo::Error::TimedOut(m) | fdo::Error::ServiceUnknown(m) => m.clone(),
                         other => other.to_string(),
                     };
-                    tell(conn, move |p| async move { p.on_load_system_ability_fail(id, &why).await })
+                    tell(link, deadline, move |p| async move { p.on_load_system_ability_fail(id, &why).await })
                 }
             }
         });
@@ -582,6 +760,7 @@ impl SamgrIface {
 
     async fn subscribe_system_ability(&self, id: u32, #[zbus(connection)] conn: &zbus::Connection) -> fdo::Result<()> {
         check_id(id)?;
+        self.allow(id, policy::Action::Get)?;
         let mut st = self.registry.lock();
         let held = st.subscribers.values().map(|v| v.iter().filter(|(c, _)| *c == self.conn_id).count()).sum::<usize>();
         let list = st.subscribers.entry(id).or_default();
@@ -591,9 +770,10 @@ impl SamgrIface {
         if held >= MAX_SUBSCRIPTIONS {
             return Err(fdo::Error::LimitsExceeded(format!("at most {MAX_SUBSCRIPTIONS} subscriptions per caller")));
         }
-        list.push((self.conn_id, conn.clone()));
+        let link = self.link(conn);
+        list.push((self.conn_id, link.clone()));
         if st.sas.get(&id).is_some_and(|s| s.state == SaState::Loaded) {
-            tell(conn.clone(), move |p| async move { p.on_add_system_ability(id).await });
+            tell(link, self.registry.limits.notify_timeout, move |p| async move { p.on_add_system_ability(id).await });
         }
         Ok(())
     }
@@ -605,12 +785,31 @@ impl SamgrIface {
         }
     }
 
-    fn get_running_system_process(&self) -> Vec<ProcessInfo> {
+    fn get_running_system_process(&self) -> fdo::Result<Vec<ProcessInfo>> {
+        self.allow_list()?;
         let st = self.registry.lock();
-        st.procs.iter().filter_map(|(name, p)| p.conn.as_ref().map(|c| ProcessInfo { name: name.clone(), pid: c.who.pid, uid: c.who.uid })).collect()
+        Ok(st.procs.iter().filter_map(|(name, p)| p.conn.as_ref().map(|c| ProcessInfo { name: name.clone(), pid: c.who.pid, uid: c.who.uid })).collect())
     }
 
     async fn add_system_process(&self, name: &str, #[zbus(connection)] conn: &zbus::Connection) -> fdo::Result<Vec<u32>> {
+        if !self.registry.lock().procs.contains_key(name) {
+            return Err(fdo::Error::ServiceUnknown(format!("no SA profile names process {name:?}")));
+        }
+        // Only the process init started for the service may be it.
+        let (starter, n) = (self.registry.starter.clone(), name.to_owned());
+        let started = tokio::task::spawn_blocking(move || starter.service_pid(&n)).await.unwrap_or(ServicePid::Unknown);
+        let who = self.who;
+        let refused = match started {
+            ServicePid::Pid(pid) if pid == who.pid => None,
+            ServicePid::Pid(pid) => Some(format!("pid {} (uid {}) is not process {name}, which init started as pid {pid}", who.pid, who.uid)),
+            ServicePid::NotRunning => Some(format!("pid {} (uid {}) is not process {name}: init has not started it", who.pid, who.uid)),
+            ServicePid::Unknown if who.uid == 0 => None,
+            ServicePid::Unknown => Some(format!("pid {} (uid {}) may not register process {name}: its pid is not known, so only root may", who.pid, who.uid)),
+        };
+        if let Some(why) = refused {
+            warn!("denied: {why}");
+            return Err(fdo::Error::AccessDenied(why));
+        }
         let host = host_proxy(conn).await?;
         let mut st = self.registry.lock();
         let Some(p) = st.procs.get_mut(name) else {
@@ -643,7 +842,7 @@ impl SamgrIface {
 
     async fn dump_system_ability(&self, id: u32, args: Vec<String>) -> fdo::Result<String> {
         check_id(id)?;
-        if !self.registry.policy.has_permission("ohos.permission.DUMP", self.who.uid, self.who.gid) {
+        if !self.registry.policy.has_permission("ohos.permission.DUMP", &self.subject()) {
             return Err(fdo::Error::AccessDenied(format!("uid {} lacks ohos.permission.DUMP", self.who.uid)));
         }
         let host = {
@@ -654,9 +853,16 @@ impl SamgrIface {
     }
 }
 
-/// Serves samgr on `listener` until the task is dropped.
+/// Serves samgr on `listener` until the task is dropped. Each connection
+/// takes a slot of [`Limits::connections`] and [`Limits::per_uid`] (a
+/// client over either is closed at once, and samgr goes on serving the
+/// others), must finish its handshake within
+/// [`accord_ipc::HANDSHAKE_TIMEOUT`], and may send messages of at most
+/// [`Limits::max_message`] bytes.
 pub async fn serve(listener: UnixListener, registry: Registry) {
     let mut next_id = 0u64;
+    // uid → refusals since its last accepted connection (one warning each).
+    let mut refused: HashMap<u32, u64> = HashMap::new();
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
@@ -667,14 +873,47 @@ pub async fn serve(listener: UnixListener, registry: Registry) {
                         continue;
                     }
                 };
+                let slot = match registry.take_slot(who.uid) {
+                    Ok(s) => s,
+                    Err(why) => {
+                        let n = refused.entry(who.uid).or_default();
+                        if *n == 0 {
+                            warn!("samgr: refusing pid {} (uid {}): {why}", who.pid, who.uid);
+                        }
+                        *n += 1;
+                        continue;
+                    }
+                };
+                refused.remove(&who.uid);
+                // Supplementary groups as the kernel recorded them at
+                // connect (never /proc after the fact).
+                let groups: Arc<[u32]> = match accord_param::cred::peer_groups(stream.as_fd()) {
+                    Ok(g) => g.into(),
+                    Err(e) => {
+                        warn!("samgr: refusing pid {} (uid {}): no SO_PEERGROUPS: {e}", who.pid, who.uid);
+                        continue;
+                    }
+                };
+                let hangup = match stream.as_fd().try_clone_to_owned() {
+                    Ok(fd) => Arc::new(fd),
+                    Err(e) => {
+                        warn!("samgr: refusing pid {} (uid {}): {e}", who.pid, who.uid);
+                        continue;
+                    }
+                };
                 let registry = registry.clone();
                 next_id += 1;
                 let conn_id = next_id;
                 tokio::spawn(async move {
-                    let iface = SamgrIface { registry: registry.clone(), conn_id, who };
-                    match accord_ipc::serve(stream, vec![(SAMGR_PATH, iface)]).await {
+                    let _slot = slot;
+                    let max = registry.limits.max_message;
+                    let iface = SamgrIface { registry: registry.clone(), conn_id, who, groups, hangup: hangup.clone() };
+                    match accord_ipc::serve_limited(stream, vec![(SAMGR_PATH, iface)], None, max).await {
                         Ok(conn) => {
                             accord_ipc::closed(&conn).await;
+                            // Closed for a reason of ours (a message above the
+                            // limit): make sure the peer sees it at once.
+                            let _ = nix::sys::socket::shutdown(hangup.as_raw_fd(), nix::sys::socket::Shutdown::Both);
                             for id in registry.remove_host(conn_id) {
                                 info!("SA {id} removed: its host (pid {}) closed its connection", who.pid);
                             }

@@ -100,7 +100,7 @@ const SAMGR: &str = env!("CARGO_BIN_EXE_samgr");
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_hidumper_policy_and_identity() {
     let d = daemon(
-        r#"{"rules": [{"ids": "3301", "register": {"uids": [0]}, "get": {"uids": [0, 2000]}}],
+        r#"{"rules": [{"ids": "3301", "register": {"uids": [0]}, "get": {"uids": [0, 2000]}}, {"ids": "3400-3600", "register": {"uids": [0]}, "get": {"uids": [1000, 2000]}}],
             "permissions": {"ohos.permission.TEST_SECRET": {"uids": [2000]}}}"#,
     );
     let callers = Arc::new(Mutex::new(Vec::new()));
@@ -144,7 +144,7 @@ async fn cli_hidumper_policy_and_identity() {
     let out = run(Path::new(SAMGR), &["--get", "3301"], &d.sock, 2000).await;
     assert!(out.status.success(), "uid 2000 may: {}", text(&out));
     let out = run(Path::new(SAMGR), &["--get", "3400"], &d.sock, 1000).await;
-    assert!(out.status.success(), "an id no rule covers is open: {}", text(&out));
+    assert!(out.status.success(), "a rule lets uid 1000 get 3400: {}", text(&out));
     // An SA registered with a permission: only its holders get it.
     let out = run(Path::new(SAMGR), &["--get", "3600"], &d.sock, 1000).await;
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("lacks ohos.permission.TEST_SECRET"), "{}", text(&out));

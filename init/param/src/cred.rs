@@ -6,9 +6,6 @@
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-/// `SO_PEERGROUPS` (Linux 4.13+); asm-generic value, used by x86 and arm.
-const SO_PEERGROUPS: libc::c_int = 59;
-
 /// The supplementary groups of the process that connected the Unix socket
 /// `fd` (its peer), as they were when it called `connect(2)` (or made the
 /// socket pair): the kernel's `SO_PEERGROUPS`. The primary gid is not
@@ -21,7 +18,7 @@ pub fn peer_groups(fd: BorrowedFd<'_>) -> std::io::Result<Vec<u32>> {
     loop {
         let mut len = (groups.len() * std::mem::size_of::<libc::gid_t>()) as libc::socklen_t;
         // SAFETY: the buffer holds `len` bytes; the kernel writes at most that.
-        let r = unsafe { libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, SO_PEERGROUPS, groups.as_mut_ptr().cast(), &mut len) };
+        let r = unsafe { libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PEERGROUPS, groups.as_mut_ptr().cast(), &mut len) };
         let n = len as usize / std::mem::size_of::<libc::gid_t>();
         if r == 0 {
             groups.truncate(n);

@@ -52,7 +52,10 @@ impl Caller {
     /// an AccessDenied error naming the caller and the permission, ready
     /// to return from a method.
     pub fn check_permission(&self, permission: &str) -> fdo::Result<()> {
-        if self.policy.has_permission(permission, self.identity.uid, self.identity.gid) {
+        // The host learns uid and gid from samgr's Connect; supplementary
+        // groups are checked by samgr's own policy decisions.
+        let who = crate::policy::Subject { uid: self.identity.uid, gid: self.identity.gid, groups: &[] };
+        if self.policy.has_permission(permission, &who) {
             return Ok(());
         }
         warn!("pid {} (uid {}) lacks {permission}", self.identity.pid, self.identity.uid);
@@ -407,11 +410,30 @@ async fn reregister(host: &SaHost) -> Result<zbus::Connection, IpcError> {
     let conn = host.dial().await?;
     let proxy = SystemAbilityManagerProxy::new(&conn).await?;
     if let Some(name) = &host.inner.process {
-        proxy.add_system_process(name).await?;
+        // Refused, its profile's SAs will be too; the others may not be.
+        if let Err(e) = proxy.add_system_process(name).await {
+            if super::is_dead(&e) {
+                return Err(e.into());
+            }
+            warn!("samgr refused process {name} again: {e}");
+        }
     }
+    // Each SA on its own: one refused id does not keep the rest out. A
+    // refused SA is withdrawn here too (its clients hung up): samgr no
+    // longer lists it.
     let live: Vec<(u32, SaProps)> = lock(&host.inner.live).iter().map(|(id, l)| (*id, l.props.clone())).collect();
     for (id, props) in live {
-        proxy.add_system_ability(id, props).await?;
+        match proxy.add_system_ability(id, props).await {
+            Ok(()) => {}
+            Err(e) if super::is_dead(&e) => return Err(e.into()),
+            Err(e) => {
+                warn!("samgr refused SA {id} again: {e}; it is withdrawn");
+                if let Some(l) = lock(&host.inner.live).remove(&id) {
+                    l.hang_up();
+                    l.sa.on_stop();
+                }
+            }
+        }
     }
     *lock(&host.inner.samgr) = Some(conn.clone());
     info!("registered again with samgr ({} SAs)", lock(&host.inner.live).len());

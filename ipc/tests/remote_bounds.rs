@@ -1,0 +1,149 @@
+//! The fast path's bounds: a client that sends and never reads its replies
+//! cannot pin the server's thread (write deadline, then hang-up); a header
+//! announcing 128 MiB is refused on the header; the client's calls have a
+//! deadline that leaves the connection usable; one-way requests
+//! (OpenHarmony's TF_ASYNC) get no reply and run in order.
+
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use accord_ipc::remote::{RemoteError, RemoteObject, RemoteProxy};
+use accord_ipc::sa::Caller;
+use accord_ipc::Identity;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+#[derive(Default)]
+struct Obj {
+    oneways: AtomicU32,
+    /// Code 5 waits until this is true.
+    gate: (Mutex<bool>, Condvar),
+}
+
+impl RemoteObject for Obj {
+    fn on_remote_request(&self, _caller: &Caller, code: u32, data: &[u8], reply: &mut Vec<u8>) -> Result<(), RemoteError> {
+        match code {
+            1 => reply.extend_from_slice(data),
+            5 => {
+                let mut open = self.gate.0.lock().unwrap();
+                while !*open {
+                    open = self.gate.1.wait(open).unwrap();
+                }
+                reply.push(5);
+            }
+            6 => {
+                self.oneways.fetch_add(1, Ordering::SeqCst);
+            }
+            7 => reply.extend_from_slice(&self.oneways.load(Ordering::SeqCst).to_le_bytes()),
+            _ => return Err(RemoteError::failed("no such code")),
+        }
+        Ok(())
+    }
+}
+
+fn me() -> Caller {
+    Caller::new(Identity { uid: nix::unistd::getuid().as_raw(), gid: nix::unistd::getgid().as_raw(), pid: std::process::id() as i32 })
+}
+
+/// A served socket pair: the server's result, and the client end.
+fn served(obj: Arc<Obj>, write_timeout: Duration) -> (tokio::task::JoinHandle<Result<(), RemoteError>>, std::os::unix::net::UnixStream) {
+    let (s, c) = std::os::unix::net::UnixStream::pair().unwrap();
+    s.set_nonblocking(true).unwrap();
+    let s = tokio::net::UnixStream::from_std(s).unwrap();
+    let task = tokio::spawn(accord_ipc::remote::serve_with_timeout(s, obj, me(), write_timeout));
+    (task, c)
+}
+
+/// The raw handshake; what follows is messages.
+fn authenticate(c: &mut std::os::unix::net::UnixStream) {
+    let uid: String = nix::unistd::getuid().as_raw().to_string().bytes().map(|b| format!("{b:02x}")).collect();
+    c.write_all(format!("\0AUTH EXTERNAL {uid}\r\nBEGIN\r\n").as_bytes()).unwrap();
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while !line.ends_with(b"\r\n") {
+        assert_eq!(c.read(&mut b).unwrap(), 1);
+        line.push(b[0]);
+    }
+    assert!(line.starts_with(b"OK "));
+}
+
+/// A well-formed `SendRequest(code, data)` (built by zbus, so the test
+/// does not share the codec it tests).
+fn request(serial: u32, code: u32, data: &[u8]) -> Vec<u8> {
+    let m = zbus::Message::method_call(accord_ipc::remote::PATH, accord_ipc::remote::METHOD)
+        .unwrap()
+        .interface(accord_ipc::remote::INTERFACE)
+        .unwrap()
+        .serial(std::num::NonZeroU32::new(serial).unwrap())
+        .build(&(code, serde_bytes::Bytes::new(data)))
+        .unwrap();
+    m.data().to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_does_not_pin_the_server_thread() {
+    let (task, mut c) = served(Arc::new(Obj::default()), Duration::from_millis(300));
+    // Requests with big replies, never reading: the server's writes fill
+    // the socket, then its write deadline ends the connection.
+    let writer = std::thread::spawn(move || {
+        authenticate(&mut c);
+        c.set_write_timeout(Some(DEADLINE)).unwrap();
+        let data = vec![7u8; 64 << 10];
+        for serial in 1.. {
+            if c.write_all(&request(serial, 1, &data)).is_err() {
+                return serial;
+            }
+        }
+        unreachable!()
+    });
+    let r = tokio::time::timeout(DEADLINE, task).await.expect("the server gave up on the client").unwrap();
+    assert!(matches!(r, Err(RemoteError::TimedOut(_))), "{r:?}");
+    let sent = tokio::task::spawn_blocking(move || writer.join().unwrap()).await.unwrap();
+    assert!(sent > 1, "the client's writes end once the server hung up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_announcing_128_mib_ends_the_connection_at_once() {
+    let (task, mut c) = served(Arc::new(Obj::default()), Duration::from_secs(10));
+    let mut h = vec![b'l', 1, 0, 1];
+    h.extend_from_slice(&(128u32 << 20).to_le_bytes());
+    h.extend_from_slice(&1u32.to_le_bytes());
+    h.extend_from_slice(&0u32.to_le_bytes());
+    let c = tokio::task::spawn_blocking(move || {
+        authenticate(&mut c);
+        c.write_all(&h).unwrap();
+        c
+    })
+    .await
+    .unwrap();
+    let r = tokio::time::timeout(DEADLINE, task).await.expect("refused without waiting for the body").unwrap();
+    assert!(matches!(r, Err(RemoteError::Malformed(m)) if m.contains("size limit")), "{r:?}");
+    drop(c);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_have_a_deadline_and_one_way_requests_get_no_reply() {
+    let obj = Arc::new(Obj::default());
+    let (_task, c) = served(obj.clone(), Duration::from_secs(10));
+    c.set_nonblocking(true).unwrap();
+    let proxy = RemoteProxy::connect(tokio::net::UnixStream::from_std(c).unwrap()).await.unwrap();
+    assert_eq!(proxy.send_request(1, b"hi").await.unwrap(), b"hi");
+
+    // Code 5 does not answer until the gate opens: the call's deadline
+    // passes, and the connection stays usable.
+    let short = proxy.with_timeout(Duration::from_millis(200));
+    let e = short.send_request(5, &[]).await.expect_err("no reply in time");
+    assert!(matches!(e, RemoteError::TimedOut(_)) && !e.is_dead(), "{e:?}");
+    *obj.gate.0.lock().unwrap() = true;
+    obj.gate.1.notify_all();
+    assert_eq!(proxy.send_request(1, b"after").await.unwrap(), b"after", "the late reply went nowhere; the next call gets its own");
+
+    // One-way requests: no reply, in order with the others.
+    for _ in 0..3 {
+        proxy.send_oneway(6, &[]).await.unwrap();
+    }
+    assert_eq!(proxy.send_request(7, &[]).await.unwrap(), 3u32.to_le_bytes());
+    assert_eq!(accord_ipc::remote::TF_ASYNC, 1);
+}
