@@ -70,6 +70,28 @@ pub fn init() {
         .try_init();
 }
 
+/// Longest partial line held back for a service (bytes): a longer one is
+/// logged as it stands.
+pub const MAX_PENDING_LINE: usize = 4096;
+
+/// Adds `data`, read from a service's or command's output, to `pending` and
+/// logs every complete line of it, attributed to `service`; a partial line
+/// longer than [`MAX_PENDING_LINE`] is logged as it stands. The one place
+/// output is split into lines.
+pub fn service_output(service: &str, pid: i32, pending: &mut Vec<u8>, data: &[u8]) {
+    pending.extend_from_slice(data);
+    let mut start = 0;
+    while let Some(pos) = pending[start..].iter().position(|&b| b == b'\n') {
+        service_line(service, pid, &pending[start..start + pos]);
+        start += pos + 1;
+    }
+    pending.drain(..start);
+    if pending.len() > MAX_PENDING_LINE {
+        service_line(service, pid, pending);
+        pending.clear();
+    }
+}
+
 /// Writes one line of a service's output, attributed to it.
 pub fn service_line(service: &str, pid: i32, line: &[u8]) {
     let mut buf = Vec::with_capacity(line.len() + service.len() + 16);

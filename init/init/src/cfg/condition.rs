@@ -211,34 +211,7 @@ impl fmt::Display for Expr {
     }
 }
 
-// TODO: use `accord_param::value_matches` once the param crate provides it;
-// this private copy has the same semantics.
-/// `*` in `pattern` matches any sequence (including the empty one); every
-/// other character matches itself.
-fn value_matches(pattern: &str, value: &str) -> bool {
-    // Classic greedy wildcard matching with one backtrack point: linear in
-    // practice, never exponential. Byte-wise is fine for UTF-8 because `*` is
-    // ASCII and literal bytes can only match at character boundaries.
-    let (p, v) = (pattern.as_bytes(), value.as_bytes());
-    let (mut pi, mut vi) = (0, 0);
-    let mut backtrack: Option<(usize, usize)> = None;
-    while vi < v.len() {
-        if p.get(pi) == Some(&b'*') {
-            backtrack = Some((pi, vi));
-            pi += 1;
-        } else if p.get(pi) == Some(&v[vi]) {
-            pi += 1;
-            vi += 1;
-        } else if let Some((star, from)) = backtrack {
-            pi = star + 1;
-            vi = from + 1;
-            backtrack = Some((star, from + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == b'*')
-}
+use accord_param::value_matches;
 
 fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '@' | ':')

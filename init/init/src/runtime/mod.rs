@@ -110,6 +110,15 @@ enum TimerKind {
     Rewatch { idx: usize, gen: u64 },
 }
 
+/// The output pipe of a background `exec` command, logged line by line.
+struct CmdOutput {
+    name: String,
+    pid: i32,
+    fd: std::os::fd::OwnedFd,
+    /// A partial line waiting for its end.
+    pending: Vec<u8>,
+}
+
 /// Parameter holding the boot-event timeout in seconds (Accord's name; it
 /// follows OpenHarmony's `const.startup.*` settings).
 pub const BOOTEVENT_TIMEOUT_PARAM: &str = "const.startup.bootevent.timeout";
@@ -202,7 +211,7 @@ pub struct Init {
     timer_seq: u64,
     helpers: HashMap<i32, Helper>,
     /// Output pipes of `exec` commands: fd → (name, pid, pipe).
-    cmd_outputs: HashMap<RawFd, (String, i32, std::os::fd::OwnedFd)>,
+    cmd_outputs: HashMap<RawFd, CmdOutput>,
     /// `syncexec` children being waited for, and how those that ended did
     /// (filled by the reaper, taken by the waiting command).
     sync_children: HashSet<i32>,

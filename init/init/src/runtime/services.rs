@@ -486,16 +486,7 @@ impl Init {
                 Ok(n) => {
                     let pid = self.services[idx].pid.unwrap_or(0);
                     let name = self.services[idx].cfg.name.clone();
-                    let rt = &mut self.services[idx];
-                    rt.pending_line.extend_from_slice(&buf[..n]);
-                    while let Some(pos) = rt.pending_line.iter().position(|&b| b == b'\n') {
-                        let line: Vec<u8> = rt.pending_line.drain(..=pos).collect();
-                        crate::log::service_line(&name, pid, &line[..line.len() - 1]);
-                    }
-                    if rt.pending_line.len() > 4096 {
-                        let line = std::mem::take(&mut rt.pending_line);
-                        crate::log::service_line(&name, pid, &line);
-                    }
+                    crate::log::service_output(&name, pid, &mut self.services[idx].pending_line, &buf[..n]);
                 }
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(_) => break,
@@ -518,16 +509,17 @@ impl Init {
         for _ in 0..super::READ_BUDGET / buf.len() {
             match nix::unistd::read(fd, &mut buf) {
                 Ok(0) => {
-                    if let Some((_, _, f)) = self.cmd_outputs.remove(&fd) {
-                        let _ = self.epoll.delete(f.as_fd());
+                    if let Some(out) = self.cmd_outputs.remove(&fd) {
+                        let _ = self.epoll.delete(out.fd.as_fd());
+                        if !out.pending.is_empty() {
+                            crate::log::service_line(&out.name, out.pid, &out.pending);
+                        }
                     }
                     break;
                 }
                 Ok(n) => {
-                    if let Some((name, pid, _)) = self.cmd_outputs.get(&fd) {
-                        for line in buf[..n].split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-                            crate::log::service_line(name, *pid, line);
-                        }
+                    if let Some(out) = self.cmd_outputs.get_mut(&fd) {
+                        crate::log::service_output(&out.name, out.pid, &mut out.pending, &buf[..n]);
                     }
                 }
                 Err(nix::errno::Errno::EINTR) => continue,
@@ -548,7 +540,7 @@ impl Init {
             let fd = out.as_raw_fd();
             let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
             let _ = self.epoll.add(out.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, TOK_CMD_OUTPUT | fd as u64));
-            self.cmd_outputs.insert(fd, (name.clone(), sp.pid, out));
+            self.cmd_outputs.insert(fd, super::CmdOutput { name: name.clone(), pid: sp.pid, fd: out, pending: Vec::new() });
         }
         self.helpers.insert(sp.pid, super::Helper { name });
         Ok(())
@@ -692,29 +684,21 @@ pub const SYNCEXEC_TIMEOUT: Duration = Duration::from_secs(60);
 /// Parameter holding the `syncexec` deadline in seconds (Accord's name).
 pub const SYNCEXEC_TIMEOUT_PARAM: &str = "const.startup.syncexec.timeout";
 
-/// Reads what is available on non-blocking `fd` and logs complete lines
-/// (a line longer than 4 KiB is logged in pieces). Returns true at EOF.
+/// Reads what is available on non-blocking `fd` (at most
+/// [`super::READ_BUDGET`] bytes) and logs complete lines. Returns true at
+/// EOF.
 fn drain_lines(fd: RawFd, name: &str, pid: i32, pending: &mut Vec<u8>) -> bool {
     let mut buf = [0u8; 4096];
-    loop {
+    for _ in 0..super::READ_BUDGET / buf.len() {
         match nix::unistd::read(fd, &mut buf) {
             Ok(0) => return true,
-            Ok(n) => {
-                pending.extend_from_slice(&buf[..n]);
-                while let Some(pos) = pending.iter().position(|&b| b == b'\n') {
-                    let line: Vec<u8> = pending.drain(..=pos).collect();
-                    crate::log::service_line(name, pid, &line[..line.len() - 1]);
-                }
-                if pending.len() > 4096 {
-                    crate::log::service_line(name, pid, pending);
-                    pending.clear();
-                }
-            }
+            Ok(n) => crate::log::service_output(name, pid, pending, &buf[..n]),
             Err(nix::errno::Errno::EINTR) => continue,
             Err(nix::errno::Errno::EAGAIN) => return false,
             Err(_) => return true,
         }
     }
+    false
 }
 
 /// Signals a service's process group (it is a session leader), falling back
