@@ -154,6 +154,9 @@ fn persist_params_survive_a_reboot_and_const_is_write_once() {
     f.boot();
     let c = f.client();
     assert_eq!(c.get("const.test.model").unwrap(), "accord-1");
+    // load_persist_params has run once the file holds the .para default;
+    // from then on an acknowledged persist.* set is on disk.
+    assert!(f.wait_until(30 * SEC, || read(&f, "data/service/el1/startup/parameters/persist_parameters").contains("persist.test.default=from-file")));
     c.set("persist.test.v", "42").unwrap();
     assert!(c.set("const.test.model", "other").is_err(), "const.* is write-once");
     let saved = read(&f, "data/service/el1/startup/parameters/persist_parameters");

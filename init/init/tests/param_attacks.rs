@@ -426,13 +426,17 @@ fn control_parameters_need_the_servicectrl_group() {
 #[test]
 fn a_boot_event_is_set_only_by_its_service() {
     let cfg = r#"{"services": [
-        {"name": "b", "uid": "shell", "gid": ["shell"], "once": 1, "bootevents": ["bootevent.b.ready"],
+        {"name": "b", "uid": "shell", "gid": ["shell"], "once": 1, "ondemand": true, "bootevents": ["bootevent.b.ready"],
          "path": ["/system/bin/param", "set", "bootevent.a.ready", "true"]},
         {"name": "a", "uid": "shell", "gid": ["shell"], "once": 1, "ondemand": true, "bootevents": ["bootevent.a.ready"],
          "path": ["/system/bin/param", "set", "bootevent.a.ready", "true"]}
     ]}"#;
     let mut f = Fixture::new(cfg, &[("etc/param/t.para.dac", "* = root:root:0775\nbootevent. = root:root:0777:bool\n")]);
     f.boot();
+    // Started after boot, not at it: a fork by a concurrent test may still
+    // hold the copied binary open for writing while the fixture boots
+    // (exec would fail with ETXTBSY).
+    f.client().set("ohos.ctl.start", "b").unwrap();
     let refused = |l: &str| l.lines().any(|l| l.contains("bootevent.a.ready") && l.contains("only the process of a"));
     assert!(f.wait_until(30 * SEC, || refused(&f.log_text())), "b was refused:\n{}", f.log_text());
     assert!(f.wait_until(30 * SEC, || f.log_text().lines().any(|l| l.contains("service b") && l.contains("exit status 1"))), "b's param set failed:\n{}", f.log_text());

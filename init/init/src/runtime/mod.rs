@@ -359,13 +359,22 @@ impl Init {
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        let _ = std::fs::remove_file(&path);
-        match UnixListener::bind(&path) {
+        // Bound under a temporary name, made 0666 (everyone may connect; the
+        // DAC decides per parameter), then renamed into place: nobody finds
+        // the socket before it has its final mode.
+        let mut tmp_name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        tmp_name.push(".new");
+        let tmp = path.with_file_name(tmp_name);
+        let _ = std::fs::remove_file(&tmp);
+        let bound = UnixListener::bind(&tmp).and_then(|l| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o666))?;
+            std::fs::rename(&tmp, &path)?;
+            Ok(l)
+        });
+        match bound {
             Ok(l) => {
                 let _ = l.set_nonblocking(true);
-                use std::os::unix::fs::PermissionsExt;
-                // Everyone may connect; the DAC decides per parameter.
-                let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666));
                 if let Err(e) = self.epoll.add(l.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, TOK_PARAM_LISTEN)) {
                     error!("cannot watch the parameter socket: {e}");
                 }
