@@ -11,6 +11,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use caps::{CapSet, Capability, CapsHashSet};
 use nix::sys::signal::{SigSet, SigmaskHow};
@@ -40,7 +41,20 @@ pub enum SpawnError {
 
 /// Steps of the child's setup, reported through the stage pipe so a
 /// failure names the step rather than blaming exec.
-const STAGES: &[&str] = &["setsid", "passing sockets", "dropping the capability bounding set", "setgroups", "setgid", "setuid", "setting capabilities", "setting ambient capabilities"];
+/// RLIMIT_NOFILE (soft, hard) that services start with, when set: init
+/// raises its own limit for its clients, and services get the limit init
+/// was started with instead (or what a cfg's `setrlimit RLIMIT_NOFILE`
+/// says). Atomics, so the forked child reads them without locking.
+static SERVICE_NOFILE: (AtomicU64, AtomicU64, AtomicBool) = (AtomicU64::new(0), AtomicU64::new(0), AtomicBool::new(false));
+
+/// Sets the RLIMIT_NOFILE services start with (soft, hard).
+pub fn set_service_nofile(soft: u64, hard: u64) {
+    SERVICE_NOFILE.0.store(soft, Ordering::SeqCst);
+    SERVICE_NOFILE.1.store(hard, Ordering::SeqCst);
+    SERVICE_NOFILE.2.store(true, Ordering::SeqCst);
+}
+
+const STAGES: &[&str] = &["setsid", "setting RLIMIT_NOFILE", "passing sockets", "dropping the capability bounding set", "setgroups", "setgid", "setuid", "setting capabilities", "setting ambient capabilities"];
 
 fn stage_index(name: &str) -> u8 {
     STAGES.iter().position(|s| *s == name).unwrap_or(0) as u8
@@ -185,6 +199,13 @@ fn child_setup(
 ) -> Result<(), (&'static str, std::io::Error)> {
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
     nix::unistd::setsid().map_err(|e| ("setsid", e.into()))?;
+    if SERVICE_NOFILE.2.load(Ordering::SeqCst) {
+        let lim = libc::rlimit { rlim_cur: SERVICE_NOFILE.0.load(Ordering::SeqCst), rlim_max: SERVICE_NOFILE.1.load(Ordering::SeqCst) };
+        // SAFETY: plain syscall on a local struct (async-signal-safe).
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+            return Err(("setting RLIMIT_NOFILE", std::io::Error::last_os_error()));
+        }
+    }
     if console {
         // Make the console this session's controlling terminal, so job
         // control and ^C work in the shell.

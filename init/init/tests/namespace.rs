@@ -156,7 +156,7 @@ fn persist_params_survive_a_reboot_and_const_is_write_once() {
     assert_eq!(c.get("const.test.model").unwrap(), "accord-1");
     // load_persist_params has run once the file holds the .para default;
     // from then on an acknowledged persist.* set is on disk.
-    assert!(f.wait_until(30 * SEC, || read(&f, "data/service/el1/startup/parameters/persist_parameters").contains("persist.test.default=from-file")));
+    assert!(f.wait_until(WAIT, || read(&f, "data/service/el1/startup/parameters/persist_parameters").contains("persist.test.default=from-file")));
     c.set("persist.test.v", "42").unwrap();
     assert!(c.set("const.test.model", "other").is_err(), "const.* is write-once");
     let saved = read(&f, "data/service/el1/startup/parameters/persist_parameters");
@@ -435,4 +435,29 @@ fn sigterm_reboots_and_runs_the_reboot_job() {
     let st = f.wait_exit(WAIT).expect("rebooted");
     assert_eq!(Fixture::exit_signal(&st), Some(libc::SIGHUP), "log:\n{}", f.log_text());
     assert_eq!(read(&f, "data/reboot-job"), "ran");
+}
+
+/// init raises its own descriptor limit for its clients; services start
+/// with the limit init was given, or what `setrlimit RLIMIT_NOFILE` in a
+/// cfg says for the services started after it.
+#[test]
+fn services_get_the_descriptor_limit_init_was_given() {
+    let (soft, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    let cfg = r#"{
+      "jobs": [{"name": "post-init", "cmds": ["start before", "wait /data/before.done 30", "setrlimit RLIMIT_NOFILE 200 300", "start after"]}],
+      "services": [
+        {"name": "before", "path": ["/bin/sh", "-c", "echo $(ulimit -Sn) $(ulimit -Hn) > /data/before; touch /data/before.done; exec sleep 1000"], "start-mode": "condition"},
+        {"name": "after", "path": ["/bin/sh", "-c", "echo $(ulimit -Sn) $(ulimit -Hn) > /data/after; exec sleep 1000"], "start-mode": "condition"}
+      ]
+    }"#;
+    let mut f = Fixture::new(cfg, &[]);
+    f.boot();
+    assert!(f.wait_until(WAIT, || read(&f, "data/after").lines().count() == 1), "log:\n{}", f.log_text());
+    assert_eq!(read(&f, "data/before").trim(), format!("{soft} {hard}"), "the limit init was started with");
+    assert_eq!(read(&f, "data/after").trim(), "200 300", "the cfg's setrlimit");
+    let init = f.init_pid().unwrap();
+    let limits = std::fs::read_to_string(format!("/proc/{init}/limits")).unwrap();
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    let init_soft: u64 = line.split_whitespace().nth(3).and_then(|v| v.parse().ok()).unwrap();
+    assert!(init_soft >= hard, "init keeps its own raised limit (at least the hard limit it was given, {hard}): {line}");
 }

@@ -297,7 +297,17 @@ impl Init {
             "setrlimit" => {
                 need(a, 3, "setrlimit <resource> <cur> <max>")?;
                 let r = rlimit_resource(&a[0]).ok_or_else(|| format!("unknown resource {:?}", a[0]))?;
-                nix::sys::resource::setrlimit(r, parse_limit(&a[1])?, parse_limit(&a[2])?).map_err(|e| format!("setrlimit: {e}"))
+                let (cur, max) = (parse_limit(&a[1])?, parse_limit(&a[2])?);
+                if r == nix::sys::resource::Resource::RLIMIT_NOFILE {
+                    // init keeps its own (raised) limit for its clients; the
+                    // services it starts from now on get this one.
+                    if cur > max {
+                        return Err(format!("setrlimit: soft limit {cur} above hard limit {max}"));
+                    }
+                    crate::spawn::set_service_nofile(cur, max);
+                    return Ok(());
+                }
+                nix::sys::resource::setrlimit(r, cur, max).map_err(|e| format!("setrlimit: {e}"))
             }
             "sync" => {
                 nix::unistd::sync();

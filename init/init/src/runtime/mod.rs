@@ -149,6 +149,8 @@ const NOFILE_TARGET: u64 = 65_536;
 fn raise_nofile() -> u64 {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap_or((1024, 1024));
+    // Services start with the limit init was given, not init's own.
+    crate::spawn::set_service_nofile(soft, hard);
     let want = NOFILE_TARGET.max(hard);
     if setrlimit(Resource::RLIMIT_NOFILE, want, want).is_ok() {
         return want;
