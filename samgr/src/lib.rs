@@ -646,7 +646,7 @@ impl SamgrIface {
             }
             let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(|e| fdo::Error::IOError(e.to_string()))?;
             let fd: std::os::fd::OwnedFd = ours.into();
-            match bounded(host.connect(id, fd.into(), who.uid, who.gid, who.pid)).await {
+            match bounded(host.connect(id, fd.into(), who.uid, who.gid, who.pid, self.groups.to_vec())).await {
                 Ok(()) => {
                     let fd: std::os::fd::OwnedFd = theirs.into();
                     return Ok(fd.into());

@@ -20,19 +20,29 @@ use accord_samgr::{Registry, ServicePid, Starter};
 const DEADLINE: Duration = Duration::from_secs(30);
 
 struct Nop;
-struct NopIface;
+struct NopIface {
+    caller: Caller,
+}
 #[zbus::interface(name = "org.accord.test.Nop")]
 impl NopIface {
     fn ping(&self) -> u32 {
         7
     }
+    /// The caller's supplementary groups, as the SA was told them.
+    fn groups(&self) -> Vec<u32> {
+        self.caller.groups().to_vec()
+    }
 }
 impl SystemAbility for Nop {
     type Interface = NopIface;
     const PATH: &'static str = "/org/accord/test/Nop";
-    fn connect(self: &Arc<Self>, _caller: Caller) -> NopIface {
-        NopIface
+    fn connect(self: &Arc<Self>, caller: Caller) -> NopIface {
+        NopIface { caller }
     }
+}
+#[zbus::proxy(interface = "org.accord.test.Nop", default_service = "org.accord.test", default_path = "/org/accord/test/Nop")]
+trait NopClient {
+    fn groups(&self) -> zbus::Result<Vec<u32>>;
 }
 
 /// A starter that starts nothing and says what the test wants about the
@@ -169,7 +179,7 @@ async fn supplementary_groups_come_from_the_kernel_and_listing_is_under_policy()
     let host = SaHost::connect(&sock).await.unwrap();
     host.publish(4600, Nop, None).await.unwrap();
     let out = as_2000("helper_get_by_group", &sock, &[1007]).await;
-    assert!(out.contains("GOT 4600"), "a member of group 1007 gets SA 4600: {out}");
+    assert!(out.contains("GOT 4600, the SA sees groups [1007]"), "a member of group 1007 gets SA 4600, which learns its groups: {out}");
     let out = as_2000("helper_get_by_group", &sock, &[]).await;
     assert!(out.contains("DENIED") && out.contains("may not get SA 4600"), "{out}");
     assert!(out.contains("LIST DENIED"), "no `list` section: root only: {out}");
@@ -185,8 +195,8 @@ fn helper_get_by_group() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let c = Samgr::connect(&sock()).await.unwrap();
-        match c.get_connection(4600).await {
-            Ok(_) => println!("GOT 4600"),
+        match c.get::<NopClientProxy>(4600).await {
+            Ok(nop) => println!("GOT 4600, the SA sees groups {:?}", nop.groups().await.unwrap()),
             Err(e) => println!("DENIED: {e}"),
         }
         let p = raw_proxy(&sock()).await;

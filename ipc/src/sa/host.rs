@@ -27,6 +27,8 @@ use crate::{Identity, IpcError};
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub identity: Identity,
+    /// Supplementary groups, as the kernel reported them to samgr.
+    groups: Arc<[u32]>,
     policy: Arc<Policy>,
 }
 
@@ -35,7 +37,13 @@ impl Caller {
     /// file (for serving a connection outside an SA host).
     pub fn new(identity: Identity) -> Caller {
         let policy = Policy::load(Path::new(crate::policy::POLICY_PATH)).unwrap_or_default();
-        Caller { identity, policy: Arc::new(policy) }
+        Caller { identity, groups: Arc::new([]), policy: Arc::new(policy) }
+    }
+
+    /// The caller's supplementary groups (SO_PEERGROUPS of its connection
+    /// to samgr; empty for a [`Caller::new`]).
+    pub fn groups(&self) -> &[u32] {
+        &self.groups
     }
 
     pub fn uid(&self) -> u32 {
@@ -52,9 +60,9 @@ impl Caller {
     /// an AccessDenied error naming the caller and the permission, ready
     /// to return from a method.
     pub fn check_permission(&self, permission: &str) -> fdo::Result<()> {
-        // The host learns uid and gid from samgr's Connect; supplementary
-        // groups are checked by samgr's own policy decisions.
-        let who = crate::policy::Subject { uid: self.identity.uid, gid: self.identity.gid, groups: &[] };
+        // The same meaning as samgr's decisions: uid, gid and the
+        // supplementary groups samgr read from the kernel.
+        let who = crate::policy::Subject { uid: self.identity.uid, gid: self.identity.gid, groups: &self.groups };
         if self.policy.has_permission(permission, &who) {
             return Ok(());
         }
@@ -457,7 +465,7 @@ fn io_err(e: impl std::fmt::Display) -> fdo::Error {
 
 #[zbus::interface(name = "org.accord.SystemAbilityHost")]
 impl HostIface {
-    fn connect(&self, id: u32, fd: zvariant::OwnedFd, uid: u32, gid: u32, pid: i32) -> fdo::Result<()> {
+    fn connect(&self, id: u32, fd: zvariant::OwnedFd, uid: u32, gid: u32, pid: i32, groups: Vec<u32>) -> fdo::Result<()> {
         let inner = self.inner()?;
         let live = lock(&inner.live).get(&id).cloned().ok_or_else(|| fdo::Error::ServiceUnknown(format!("this process hosts no SA {id}")))?;
         let fd: std::os::fd::OwnedFd = fd.into();
@@ -467,7 +475,7 @@ impl HostIface {
         lock(&live.conns).insert(conn_no, dup);
         live.clients.fetch_add(1, Ordering::SeqCst);
         live.generation.fetch_add(1, Ordering::SeqCst);
-        let caller = Caller { identity: Identity { uid, gid, pid }, policy: inner.policy.clone() };
+        let caller = Caller { identity: Identity { uid, gid, pid }, groups: groups.into(), policy: inner.policy.clone() };
         let serving = live.sa.serve(stream, caller);
         let weak = Arc::downgrade(&inner);
         tokio::spawn(async move {
@@ -590,4 +598,18 @@ pub async fn run_profile_at(socket: &Path, profile: &Profile, makers: Vec<(u32, 
     }
     emptied.await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_permission_granted_to_a_group_reaches_its_supplementary_members() {
+        let policy = Arc::new(Policy::parse(r#"{"permissions": {"ohos.permission.X": {"gids": [1007]}}}"#, "t").unwrap());
+        let caller = |groups: &[u32]| Caller { identity: Identity { uid: 2000, gid: 2000, pid: 1 }, groups: groups.into(), policy: policy.clone() };
+        assert!(caller(&[5, 1007]).check_permission("ohos.permission.X").is_ok());
+        let e = caller(&[5]).check_permission("ohos.permission.X").unwrap_err().to_string();
+        assert!(e.contains("uid 2000 lacks ohos.permission.X"), "{e}");
+    }
 }

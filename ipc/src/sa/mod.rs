@@ -120,8 +120,10 @@ pub trait SystemAbilityListener {
 /// What samgr calls on an SA host process.
 #[zbus::proxy(interface = "org.accord.SystemAbilityHost", default_service = "org.accord.sa", default_path = "/org/accord/sa_host")]
 pub trait SystemAbilityHost {
-    /// Serve SA `id` on `fd` for the caller samgr verified.
-    fn connect(&self, id: u32, fd: zvariant::OwnedFd, uid: u32, gid: u32, pid: i32) -> zbus::Result<()>;
+    /// Serve SA `id` on `fd` for the caller samgr verified: its uid, gid,
+    /// pid and supplementary groups, all from the kernel (SO_PEERCRED,
+    /// SO_PEERGROUPS of the caller's connection to samgr).
+    fn connect(&self, id: u32, fd: zvariant::OwnedFd, uid: u32, gid: u32, pid: i32, groups: Vec<u32>) -> zbus::Result<()>;
     /// Start SA `id` in this (running) process.
     fn load(&self, id: u32) -> zbus::Result<()>;
     /// Stop SA `id` if it has no client and its `on_idle` agrees (always
