@@ -149,7 +149,13 @@ fn die_with_parent() {
 }
 
 fn log_warnings() {
-    let _ = tracing_subscriber::fmt().with_max_level(tracing::Level::WARN).with_target(false).without_time().with_ansi(false).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_target(false)
+        .without_time()
+        .with_ansi(false)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Children of the bench; all killed and reaped when this is dropped
@@ -647,7 +653,8 @@ impl accord_samgr::Starter for SelfStarter {
 fn cold_loads(dir: &Path) -> (Vec<Duration>, Vec<Duration>) {
     let sock = dir.join("cold-samgr.sock");
     let profile = dir.join("bench_sa.json");
-    std::fs::write(&profile, format!(r#"{{"process": "bench_sa", "systemability": [{{"name": {COLD_SA_ID}, "run-on-create": false}}]}}"#)).expect("write profile");
+    std::fs::write(&profile, format!(r#"{{"process": "bench_sa", "systemability": [{{"name": {COLD_SA_ID}, "run-on-create": false}}]}}"#))
+        .expect("write profile");
     let kids = Kids::default();
     let _guard = KillOnDrop(kids.clone());
     let parsed = Profile::load(&profile).expect("bench profile");
@@ -840,7 +847,8 @@ fn main() {
         // The same in two steps: samgr's answer (an fd), then the D-Bus
         // handshake with the SA on it.
         let own = accord_ipc::connect(tokio::net::UnixStream::connect(&samgr_sock).await.expect("dial samgr")).await.expect("samgr handshake");
-        let mgr = accord_ipc::sa::SystemAbilityManagerProxy::builder(&own).cache_properties(zbus::proxy::CacheProperties::No).build().await.expect("samgr proxy");
+        let mgr =
+            accord_ipc::sa::SystemAbilityManagerProxy::builder(&own).cache_properties(zbus::proxy::CacheProperties::No).build().await.expect("samgr proxy");
         let (mut call, mut shake) = (Vec::with_capacity(N_GET), Vec::with_capacity(N_GET));
         for _ in 0..N_GET {
             let t = Instant::now();
@@ -865,7 +873,10 @@ fn main() {
 
     // ------------------------------------------------------------ report
     println!("IPC call path, one run ({cpus}). Each server is its own process on a current_thread");
-    println!("tokio runtime. 1 task: current_thread client, {N} timed calls (p50/p99) in {ROUNDS} interleaved rounds, then {} s of calls.", TPUT_TIME.as_secs_f64());
+    println!(
+        "tokio runtime. 1 task: current_thread client, {N} timed calls (p50/p99) in {ROUNDS} interleaved rounds, then {} s of calls.",
+        TPUT_TIME.as_secs_f64()
+    );
     println!("16 tasks: multi_thread client runtime ({MULTI_WORKERS} workers), 16 tasks sharing one connection;");
     println!("raw floor: 1 resp. 16 client threads, one connection each, a server thread per connection.");
     println!();
@@ -921,7 +932,13 @@ fn main() {
     println!("targets:");
     println!("  (b') p50 <= 1.5x (a) p50       {:>7.1} us vs {:>7.1} us  ({:.2}x)  {}", bp.p50, 1.5 * a.p50, bp.p50 / a.p50, met(bp.p50 <= 1.5 * a.p50));
     match &c {
-        Some(c) => println!("  (b') p50 <= 0.33x (c) p50      {:>7.1} us vs {:>7.1} us  ({:.2}x)  {}", bp.p50, 0.33 * c.p50, bp.p50 / c.p50, met(bp.p50 <= 0.33 * c.p50)),
+        Some(c) => println!(
+            "  (b') p50 <= 0.33x (c) p50      {:>7.1} us vs {:>7.1} us  ({:.2}x)  {}",
+            bp.p50,
+            0.33 * c.p50,
+            bp.p50 / c.p50,
+            met(bp.p50 <= 0.33 * c.p50)
+        ),
         None => println!("  (b') p50 <= 0.33x (c) p50      NOT CHECKED (no dbus-daemon)"),
     }
     println!("  (b') >= 100k calls/s, 16 tasks {:>7.0} calls/s                    {}", bp.tput16, met(bp.tput16 >= 100_000.0));
@@ -968,7 +985,8 @@ async fn variant_p50(t: Target, call: CallKind, n: usize) -> f64 {
     let conn = match (&t, call) {
         (Target::Sdk(sock, id), CallKind::MethodTimeout) => {
             let own = accord_ipc::connect(tokio::net::UnixStream::connect(sock).await.expect("dial samgr")).await.expect("samgr handshake");
-            let mgr = accord_ipc::sa::SystemAbilityManagerProxy::builder(&own).cache_properties(zbus::proxy::CacheProperties::No).build().await.expect("samgr proxy");
+            let mgr =
+                accord_ipc::sa::SystemAbilityManagerProxy::builder(&own).cache_properties(zbus::proxy::CacheProperties::No).build().await.expect("samgr proxy");
             let fd: std::os::fd::OwnedFd = mgr.get_system_ability(*id).await.expect("GetSystemAbility").into();
             let std_stream = StdStream::from(fd);
             std_stream.set_nonblocking(true).expect("nonblocking");
@@ -1007,7 +1025,9 @@ async fn variant_p50(t: Target, call: CallKind, n: usize) -> f64 {
             .await
         }
         CallKind::CachedProxy => proxy_lat(&CalcClientProxy::builder(&conn).build().await.expect("caching proxy"), n).await,
-        CallKind::Proxy | CallKind::MethodTimeout => proxy_lat(&CalcClientProxy::builder(&conn).cache_properties(zbus::proxy::CacheProperties::No).build().await.expect("proxy"), n).await,
+        CallKind::Proxy | CallKind::MethodTimeout => {
+            proxy_lat(&CalcClientProxy::builder(&conn).cache_properties(zbus::proxy::CacheProperties::No).build().await.expect("proxy"), n).await
+        }
     };
     pct(v).0
 }

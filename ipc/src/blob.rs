@@ -117,7 +117,9 @@ mod tests {
     /// could append after the receiver measured the size: refused.
     #[test]
     fn a_memfd_that_can_still_grow_is_refused() {
-        for seals in [SealFlag::F_SEAL_WRITE | SealFlag::F_SEAL_SHRINK, SealFlag::F_SEAL_WRITE | SealFlag::F_SEAL_GROW, SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_SHRINK] {
+        for seals in
+            [SealFlag::F_SEAL_WRITE | SealFlag::F_SEAL_SHRINK, SealFlag::F_SEAL_WRITE | SealFlag::F_SEAL_GROW, SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_SHRINK]
+        {
             let fd = memfd_create(c"x", MemFdCreateFlag::MFD_CLOEXEC | MemFdCreateFlag::MFD_ALLOW_SEALING).unwrap();
             let mut f = std::fs::File::from(fd);
             f.write_all(&[1; 4096]).unwrap();

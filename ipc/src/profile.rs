@@ -111,13 +111,25 @@ pub struct SaProfile {
 const ACTED_ON_SA: &[&str] = &["name", "run-on-create", "distributed", "dump-level", "depend", "depend-time-out", "stop-on-demand", "permission", "capability"];
 /// SA keys OpenHarmony's samgr and safwk read that Accord does not act on.
 const KNOWN_SA: &[&str] = &[
-    "libpath", "bootphase", "auto-restart", "start-on-demand", "recycle-strategy", "extension", "cache-common-event", "critical",
-    "in-process", "min-hdi-proxy-version", "multi-instance", "multiple-instance", "said", "load-priority", "allow-update",
+    "libpath",
+    "bootphase",
+    "auto-restart",
+    "start-on-demand",
+    "recycle-strategy",
+    "extension",
+    "cache-common-event",
+    "critical",
+    "in-process",
+    "min-hdi-proxy-version",
+    "multi-instance",
+    "multiple-instance",
+    "said",
+    "load-priority",
+    "allow-update",
 ];
 /// `stop-on-demand` keys Accord does not act on.
-const KNOWN_STOP: &[&str] = &[
-    "allow-update", "recycle-delaytime", "deviceonline", "settingswitch", "commonevent", "param", "timedevent", "longtimeunused-unload",
-];
+const KNOWN_STOP: &[&str] =
+    &["allow-update", "recycle-delaytime", "deviceonline", "settingswitch", "commonevent", "param", "timedevent", "longtimeunused-unload"];
 /// Top-level keys OpenHarmony knows besides `process` and `systemability`.
 const KNOWN_TOP: &[&str] = &["kill-process", "is-module-update", "sa-resource", "libpath"];
 
@@ -256,7 +268,11 @@ impl Profile {
             };
             let depend = match keys.get("depend") {
                 None | Some((_, Value::Null)) => Vec::new(),
-                Some((w, Value::Array(a))) => a.iter().enumerate().map(|(j, v)| as_u32(v).ok_or_else(|| field_err(file, format!("{}[{j}]", at(w)), "must be an SA id"))).collect::<Result<_, _>>()?,
+                Some((w, Value::Array(a))) => a
+                    .iter()
+                    .enumerate()
+                    .map(|(j, v)| as_u32(v).ok_or_else(|| field_err(file, format!("{}[{j}]", at(w)), "must be an SA id")))
+                    .collect::<Result<_, _>>()?,
                 // OpenHarmony's xml-era profiles give one id as a string.
                 Some((w, v)) => vec![as_u32(v).ok_or_else(|| field_err(file, at(w), "must be a list of SA ids"))?],
             };
@@ -410,8 +426,25 @@ mod tests {
         leaf.prop_recursive(3, 24, 6, |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-                prop::collection::vec((prop::sample::select(vec!["name", "run-on-create", "stop-on-demand", "unreferenced-unload", "delay", "depend", "depend-time-out", "process", "systemability", "x"]), inner), 0..5)
-                    .prop_map(|kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())),
+                prop::collection::vec(
+                    (
+                        prop::sample::select(vec![
+                            "name",
+                            "run-on-create",
+                            "stop-on-demand",
+                            "unreferenced-unload",
+                            "delay",
+                            "depend",
+                            "depend-time-out",
+                            "process",
+                            "systemability",
+                            "x"
+                        ]),
+                        inner
+                    ),
+                    0..5
+                )
+                .prop_map(|kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())),
             ]
         })
     }

@@ -70,7 +70,8 @@ pub enum RemoteError {
 impl RemoteError {
     /// The SA is gone: get it again.
     pub fn is_dead(&self) -> bool {
-        matches!(self, RemoteError::Dead) || matches!(self, RemoteError::Io(e) if matches!(e.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::UnexpectedEof))
+        matches!(self, RemoteError::Dead)
+            || matches!(self, RemoteError::Io(e) if matches!(e.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::UnexpectedEof))
     }
 
     /// An error for a client, with a D-Bus error name.
@@ -499,7 +500,12 @@ pub async fn serve_with_timeout(stream: UnixStream, obj: Arc<dyn RemoteObject>, 
     done_rx.await.unwrap_or(Err(RemoteError::Dead))
 }
 
-fn serve_blocking(mut stream: std::os::unix::net::UnixStream, mut buf: Vec<u8>, mut a: Answerer, write_timeout: std::time::Duration) -> Result<(), RemoteError> {
+fn serve_blocking(
+    mut stream: std::os::unix::net::UnixStream,
+    mut buf: Vec<u8>,
+    mut a: Answerer,
+    write_timeout: std::time::Duration,
+) -> Result<(), RemoteError> {
     use std::io::{Read, Write};
     let mut out = Vec::with_capacity(4096);
     loop {
@@ -781,7 +787,8 @@ mod tests {
         prop_oneof![
             (any::<proptest::sample::Index>(), any::<u8>()).prop_map(|(i, b)| Mutation::Set(i, b)),
             any::<proptest::sample::Index>().prop_map(Mutation::Cut),
-            (any::<proptest::sample::Index>(), 0u8..3, prop_oneof![Just(u32::MAX), Just(128 << 20), Just(MAX_MESSAGE as u32), 0u32..2048]).prop_map(|(i, w, v)| Mutation::Length(i, w, v)),
+            (any::<proptest::sample::Index>(), 0u8..3, prop_oneof![Just(u32::MAX), Just(128 << 20), Just(MAX_MESSAGE as u32), 0u32..2048])
+                .prop_map(|(i, w, v)| Mutation::Length(i, w, v)),
         ]
     }
 

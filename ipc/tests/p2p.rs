@@ -57,15 +57,15 @@ async fn stock_dbus_send_talks_to_our_endpoint() {
         }
     });
     let addr = format!("--peer=unix:path={}", path.display());
-    let run = |args: Vec<String>| {
-        tokio::task::spawn_blocking(move || std::process::Command::new("dbus-send").args(&args).output().unwrap())
-    };
-    let out = run(vec![addr.clone(), "--print-reply".into(), "/org/accord/Echo".into(), "org.accord.test.Echo.AddOne".into(), "uint32:41".into()]).await.unwrap();
+    let run = |args: Vec<String>| tokio::task::spawn_blocking(move || std::process::Command::new("dbus-send").args(&args).output().unwrap());
+    let out =
+        run(vec![addr.clone(), "--print-reply".into(), "/org/accord/Echo".into(), "org.accord.test.Echo.AddOne".into(), "uint32:41".into()]).await.unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("uint32 42"), "{text} {}", String::from_utf8_lossy(&out.stderr));
     let out = run(vec![addr.clone(), "--print-reply".into(), "/org/accord/Echo".into(), "org.freedesktop.DBus.Peer.Ping".into()]).await.unwrap();
     assert!(out.status.success(), "Peer.Ping: {}", String::from_utf8_lossy(&out.stderr));
-    let out = run(vec![addr.clone(), "--print-reply".into(), "/org/accord/Echo".into(), "org.freedesktop.DBus.Introspectable.Introspect".into()]).await.unwrap();
+    let out =
+        run(vec![addr.clone(), "--print-reply".into(), "/org/accord/Echo".into(), "org.freedesktop.DBus.Introspectable.Introspect".into()]).await.unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("org.accord.test.Echo") && text.contains("AddOne"), "{text}");
     // Garbage on the socket does not take the server down.

@@ -13,7 +13,17 @@ use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
 fn sa(id: u32) -> SaProfile {
-    SaProfile { id, run_on_create: false, distributed: false, dump_level: 1, depend: vec![], depend_timeout: DEFAULT_DEPEND_TIMEOUT, unload_after: None, permission: String::new(), capability: String::new() }
+    SaProfile {
+        id,
+        run_on_create: false,
+        distributed: false,
+        dump_level: 1,
+        depend: vec![],
+        depend_timeout: DEFAULT_DEPEND_TIMEOUT,
+        unload_after: None,
+        permission: String::new(),
+        capability: String::new(),
+    }
 }
 
 fn ignored(p: &Profile) -> Vec<(&str, bool)> {
@@ -48,14 +58,26 @@ fn every_profile_of_the_corpus_loads_with_its_values() {
 
     let p = by("time_service");
     assert_eq!(p.abilities, vec![SaProfile { run_on_create: true, ..sa(3702) }], "stop-on-demand without unreferenced-unload keeps it");
-    for k in ["systemability.recycle-strategy", "systemability.extension", "systemability.cache-common-event", "systemability.stop-on-demand.longtimeunused-unload", "systemability.stop-on-demand.settingswitch"] {
+    for k in [
+        "systemability.recycle-strategy",
+        "systemability.extension",
+        "systemability.cache-common-event",
+        "systemability.stop-on-demand.longtimeunused-unload",
+        "systemability.stop-on-demand.settingswitch",
+    ] {
         assert!(ignored(p).contains(&(k, true)), "{k}: {:?}", ignored(p));
     }
 
     let p = by("accesstoken_service");
     assert_eq!(
         p.abilities,
-        vec![SaProfile { run_on_create: true, depend: vec![3299], depend_timeout: Duration::from_secs(6), permission: "ohos.permission.MANAGE_HAP_TOKENID".into(), ..sa(3503) }],
+        vec![SaProfile {
+            run_on_create: true,
+            depend: vec![3299],
+            depend_timeout: Duration::from_secs(6),
+            permission: "ohos.permission.MANAGE_HAP_TOKENID".into(),
+            ..sa(3503)
+        }],
         "string values of the xml era"
     );
 
@@ -64,7 +86,11 @@ fn every_profile_of_the_corpus_loads_with_its_values() {
     assert!(ignored(p).contains(&("kill-process", true)) && ignored(p).contains(&("systemability.multi-instance", true)), "{:?}", ignored(p));
 
     let p = by("both_sa");
-    assert_eq!(p.abilities, vec![SaProfile { run_on_create: true, dump_level: 2, depend_timeout: Duration::from_secs(2), ..sa(9700) }], "the '-' spelling wins");
+    assert_eq!(
+        p.abilities,
+        vec![SaProfile { run_on_create: true, dump_level: 2, depend_timeout: Duration::from_secs(2), ..sa(9700) }],
+        "the '-' spelling wins"
+    );
     assert!(ignored(p).contains(&("systemability.depend_time_out", true)) && ignored(p).contains(&("systemability.dump_level", true)), "{:?}", ignored(p));
     assert!(ignored(p).contains(&("systemability.future-key-nobody-knows", false)), "unknown keys are reported as unknown");
 
@@ -85,7 +111,19 @@ struct Gen {
     extras: Vec<(String, bool)>,
 }
 
-const KNOWN_EXTRA: &[&str] = &["libpath", "bootphase", "auto-restart", "start-on-demand", "recycle-strategy", "extension", "cache-common-event", "min_hdi_proxy_version", "multi-instance", "critical", "in-process"];
+const KNOWN_EXTRA: &[&str] = &[
+    "libpath",
+    "bootphase",
+    "auto-restart",
+    "start-on-demand",
+    "recycle-strategy",
+    "extension",
+    "cache-common-event",
+    "min_hdi_proxy_version",
+    "multi-instance",
+    "critical",
+    "in-process",
+];
 
 fn key(k: &str, underscore: bool) -> String {
     if underscore {
@@ -112,7 +150,8 @@ fn enc_bool(v: bool, form: u8) -> Value {
 }
 
 fn any_json() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![Just(Value::Null), any::<bool>().prop_map(Value::from), any::<i64>().prop_map(Value::from), "[a-z0-9 .-]{0,10}".prop_map(Value::from)];
+    let leaf =
+        prop_oneof![Just(Value::Null), any::<bool>().prop_map(Value::from), any::<i64>().prop_map(Value::from), "[a-z0-9 .-]{0,10}".prop_map(Value::from)];
     leaf.prop_recursive(2, 12, 4, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),

@@ -113,7 +113,12 @@ fn client(op: &str, arg: Option<&String>) -> Result<()> {
             // connection (org.freedesktop.DBus.Peer, which every SA answers).
             with_samgr(async |s| {
                 let conn = s.get_connection(id).await.with_context(|| format!("get SA {id}"))?;
-                let peer = zbus::fdo::PeerProxy::builder(&conn).destination("org.accord.sa")?.path("/")?.cache_properties(zbus::proxy::CacheProperties::No).build().await?;
+                let peer = zbus::fdo::PeerProxy::builder(&conn)
+                    .destination("org.accord.sa")?
+                    .path("/")?
+                    .cache_properties(zbus::proxy::CacheProperties::No)
+                    .build()
+                    .await?;
                 peer.ping().await.with_context(|| format!("SA {id} did not answer a ping"))?;
                 Ok(())
             })?;

@@ -285,14 +285,28 @@ impl Registry {
         for p in profiles {
             for sa in p.abilities {
                 if let Some(other) = st.sas.get(&sa.id) {
-                    warn!("SA {} is in the profiles of {} and {}; keeping {}", sa.id, other.process.as_deref().unwrap_or("?"), p.process, other.process.as_deref().unwrap_or("?"));
+                    warn!(
+                        "SA {} is in the profiles of {} and {}; keeping {}",
+                        sa.id,
+                        other.process.as_deref().unwrap_or("?"),
+                        p.process,
+                        other.process.as_deref().unwrap_or("?")
+                    );
                     continue;
                 }
                 st.sas.insert(sa.id, Sa { process: Some(p.process.clone()), state: SaState::NotLoaded, reg: None, attempt: 0, failed: None });
             }
             st.procs.entry(p.process).or_insert(Proc { conn: None, exiting: false });
         }
-        Registry { state: Arc::new(Mutex::new(st)), policy: Arc::new(policy), starter, changed: Arc::new(watch::channel(0).0), load_timeout: accord_ipc::sa::LOAD_TIMEOUT, limits: Limits::default(), held: Arc::default() }
+        Registry {
+            state: Arc::new(Mutex::new(st)),
+            policy: Arc::new(policy),
+            starter,
+            changed: Arc::new(watch::channel(0).0),
+            load_timeout: accord_ipc::sa::LOAD_TIMEOUT,
+            limits: Limits::default(),
+            held: Arc::default(),
+        }
     }
 
     /// How long a load may take before its waiters get an error.
@@ -345,7 +359,13 @@ impl Registry {
     fn notify(&self, st: &State, id: u32, added: bool) {
         let Some(list) = st.subscribers.get(&id) else { return };
         for (_, link) in list {
-            tell(link.clone(), self.limits.notify_timeout, move |p| async move { if added { p.on_add_system_ability(id).await } else { p.on_remove_system_ability(id).await } });
+            tell(link.clone(), self.limits.notify_timeout, move |p| async move {
+                if added {
+                    p.on_add_system_ability(id).await
+                } else {
+                    p.on_remove_system_ability(id).await
+                }
+            });
         }
     }
 
@@ -385,7 +405,6 @@ impl Registry {
         });
         Ok(attempt)
     }
-
 
     async fn start_process(&self, process: &str) -> Result<(), String> {
         // A host that is exiting must be gone before it can be started
@@ -484,8 +503,12 @@ impl Registry {
             }
         }
         // A load its process owed will not come: fail it now.
-        let owed: Vec<(u32, u64)> =
-            st.sas.iter().filter(|(_, s)| s.state == SaState::Loading && s.process.as_ref().is_some_and(|p| dead_procs.contains(p))).map(|(id, s)| (*id, s.attempt)).collect();
+        let owed: Vec<(u32, u64)> = st
+            .sas
+            .iter()
+            .filter(|(_, s)| s.state == SaState::Loading && s.process.as_ref().is_some_and(|p| dead_procs.contains(p)))
+            .map(|(id, s)| (*id, s.attempt))
+            .collect();
         for list in st.subscribers.values_mut() {
             list.retain(|(c, _)| *c != conn_id);
         }

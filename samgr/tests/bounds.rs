@@ -33,7 +33,8 @@ fn start_samgr(limits: Limits) -> (tempfile::TempDir, PathBuf) {
     let listener = tokio::net::UnixListener::bind(&sock).unwrap();
     std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
     // uid 2000 may get (check, subscribe to) the test SAs; nothing else.
-    let policy = accord_ipc::policy::Policy::parse(r#"{"rules": [{"ids": "4000-4001", "register": {"uids": []}, "get": {"uids": [2000]}}]}"#, "bounds.json").unwrap();
+    let policy =
+        accord_ipc::policy::Policy::parse(r#"{"rules": [{"ids": "4000-4001", "register": {"uids": []}, "get": {"uids": [2000]}}]}"#, "bounds.json").unwrap();
     tokio::spawn(accord_samgr::serve(listener, Registry::new(policy, Vec::new(), Arc::new(accord_samgr::InitStarter)).with_limits(limits)));
     (dir, sock)
 }
@@ -259,7 +260,12 @@ async fn a_listener_that_stops_reading_is_hung_up_on() {
 fn helper_subscribe_and_stop_reading() {
     let sock = sock();
     let mut c = raw_authenticated(&sock);
-    let m = zbus::Message::method_call("/org/accord/samgr", "SubscribeSystemAbility").unwrap().interface("org.accord.SystemAbilityManager").unwrap().build(&(4001u32,)).unwrap();
+    let m = zbus::Message::method_call("/org/accord/samgr", "SubscribeSystemAbility")
+        .unwrap()
+        .interface("org.accord.SystemAbilityManager")
+        .unwrap()
+        .build(&(4001u32,))
+        .unwrap();
     c.write_all(m.data()).unwrap();
     println!("SUBSCRIBED");
     let mut go = String::new();

@@ -65,7 +65,15 @@ fn daemon(policy: &str) -> Daemon {
     let sock = dir.path().join("samgr");
     let pol = dir.path().join("policy.json");
     std::fs::write(&pol, policy).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_samgr")).arg("--socket").arg(&sock).arg("--policy").arg(&pol).arg("--profiles").arg(dir.path().join("profiles")).spawn().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_samgr"))
+        .arg("--socket")
+        .arg(&sock)
+        .arg("--policy")
+        .arg(&pol)
+        .arg("--profiles")
+        .arg(dir.path().join("profiles"))
+        .spawn()
+        .unwrap();
     for _ in 0..500 {
         if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
             break;
@@ -158,7 +166,15 @@ async fn cli_hidumper_policy_and_identity() {
     let me = std::env::current_exe().unwrap();
     let out = tokio::task::spawn_blocking({
         let sock = d.sock.clone();
-        move || Command::new(me).args(["--ignored", "--exact", "register_as_child", "--nocapture"]).env("ACCORD_REGISTER_AT", sock).uid(1000).gid(1000).output().unwrap()
+        move || {
+            Command::new(me)
+                .args(["--ignored", "--exact", "register_as_child", "--nocapture"])
+                .env("ACCORD_REGISTER_AT", sock)
+                .uid(1000)
+                .gid(1000)
+                .output()
+                .unwrap()
+        }
     })
     .await
     .unwrap();
@@ -195,17 +211,46 @@ async fn stock_dbus_tools_talk_to_samgr_and_to_an_sa() {
     host.publish(3500, Recorder::default(), None).await.unwrap();
     let addr = format!("--peer=unix:path={}", d.sock.display());
     let send = |args: Vec<String>| tokio::task::spawn_blocking(move || Command::new("dbus-send").args(&args).output().expect("dbus-send (package dbus)"));
-    let out = send(vec![addr.clone(), "--print-reply".into(), "/org/accord/samgr".into(), "org.accord.SystemAbilityManager.CheckSystemAbility".into(), "uint32:3500".into()]).await.unwrap();
+    let out = send(vec![
+        addr.clone(),
+        "--print-reply".into(),
+        "/org/accord/samgr".into(),
+        "org.accord.SystemAbilityManager.CheckSystemAbility".into(),
+        "uint32:3500".into(),
+    ])
+    .await
+    .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("boolean true"), "{}", text(&out));
-    let out = send(vec![addr.clone(), "--print-reply".into(), "/org/accord/samgr".into(), "org.freedesktop.DBus.Introspectable.Introspect".into()]).await.unwrap();
+    let out =
+        send(vec![addr.clone(), "--print-reply".into(), "/org/accord/samgr".into(), "org.freedesktop.DBus.Introspectable.Introspect".into()]).await.unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("GetSystemAbility"), "{}", text(&out));
     let out = send(vec![addr.clone(), "--print-reply".into(), "/org/accord/samgr".into(), "org.freedesktop.DBus.Peer.Ping".into()]).await.unwrap();
     assert!(out.status.success(), "{}", text(&out));
     // An SA's connection answers the standard interfaces too.
     let client = Samgr::connect(&d.sock).await.unwrap();
     let conn = client.get_connection(3500).await.unwrap();
-    zbus::fdo::PeerProxy::builder(&conn).destination("org.accord.sa").unwrap().path("/org/accord/test/Recorder").unwrap().build().await.unwrap().ping().await.unwrap();
-    let xml = zbus::fdo::IntrospectableProxy::builder(&conn).destination("org.accord.sa").unwrap().path("/org/accord/test/Recorder").unwrap().build().await.unwrap().introspect().await.unwrap();
+    zbus::fdo::PeerProxy::builder(&conn)
+        .destination("org.accord.sa")
+        .unwrap()
+        .path("/org/accord/test/Recorder")
+        .unwrap()
+        .build()
+        .await
+        .unwrap()
+        .ping()
+        .await
+        .unwrap();
+    let xml = zbus::fdo::IntrospectableProxy::builder(&conn)
+        .destination("org.accord.sa")
+        .unwrap()
+        .path("/org/accord/test/Recorder")
+        .unwrap()
+        .build()
+        .await
+        .unwrap()
+        .introspect()
+        .await
+        .unwrap();
     assert!(xml.contains("org.accord.test.Recorder") && xml.contains("AddOne"), "{xml}");
 }
 
@@ -221,7 +266,19 @@ mod fuzz {
         let d = daemon("{}");
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let sock = d.sock.clone();
-        let members = ["AddSystemAbility", "RemoveSystemAbility", "GetSystemAbility", "CheckSystemAbility", "ListSystemAbilities", "LoadSystemAbility", "UnloadSystemAbility", "SubscribeSystemAbility", "AddSystemProcess", "DumpSystemAbility", "Nope"];
+        let members = [
+            "AddSystemAbility",
+            "RemoveSystemAbility",
+            "GetSystemAbility",
+            "CheckSystemAbility",
+            "ListSystemAbilities",
+            "LoadSystemAbility",
+            "UnloadSystemAbility",
+            "SubscribeSystemAbility",
+            "AddSystemProcess",
+            "DumpSystemAbility",
+            "Nope",
+        ];
         let cfg = ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() };
         proptest!(cfg, |(bytes in proptest::collection::vec(any::<u8>(), 0..512), after_auth in any::<bool>(), member in proptest::sample::select(members.to_vec()), n in any::<u32>(), s in ".{0,40}", v in proptest::collection::vec(any::<u32>(), 0..8))| {
             // 1. Raw bytes, before or after a valid handshake.
@@ -260,6 +317,7 @@ mod fuzz {
 
 impl Daemon {
     fn child_alive(&self) -> bool {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), None).is_ok() && std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).map(|s| !s.contains(") Z ")).unwrap_or(false)
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), None).is_ok()
+            && std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).map(|s| !s.contains(") Z ")).unwrap_or(false)
     }
 }

@@ -120,9 +120,21 @@ async fn samgr_under_the_shipped_policy_survives_uid_2000() {
 }
 
 const MEMBERS: &[&str] = &[
-    "AddSystemAbility", "RemoveSystemAbility", "GetSystemAbility", "CheckSystemAbility", "ListSystemAbilities", "DumpSystemAbilities", "LoadSystemAbility",
-    "UnloadSystemAbility", "SubscribeSystemAbility", "UnsubscribeSystemAbility", "GetRunningSystemProcess", "AddSystemProcess", "ReportLoadFailure",
-    "DumpSystemAbility", "Nope",
+    "AddSystemAbility",
+    "RemoveSystemAbility",
+    "GetSystemAbility",
+    "CheckSystemAbility",
+    "ListSystemAbilities",
+    "DumpSystemAbilities",
+    "LoadSystemAbility",
+    "UnloadSystemAbility",
+    "SubscribeSystemAbility",
+    "UnsubscribeSystemAbility",
+    "GetRunningSystemProcess",
+    "AddSystemProcess",
+    "ReportLoadFailure",
+    "DumpSystemAbility",
+    "Nope",
 ];
 
 fn hex(s: &str) -> String {

@@ -221,7 +221,17 @@ impl Drop for Daemon {
 fn samgr_daemon(dir: &Path, profiles: &Path) -> Daemon {
     let sock = dir.join("samgr");
     let _ = std::fs::remove_file(&sock);
-    let d = Daemon(Command::new(env!("CARGO_BIN_EXE_samgr")).arg("--socket").arg(&sock).arg("--policy").arg(dir.join("none.json")).arg("--profiles").arg(profiles).spawn().unwrap());
+    let d = Daemon(
+        Command::new(env!("CARGO_BIN_EXE_samgr"))
+            .arg("--socket")
+            .arg(&sock)
+            .arg("--policy")
+            .arg(dir.join("none.json"))
+            .arg("--profiles")
+            .arg(profiles)
+            .spawn()
+            .unwrap(),
+    );
     let end = std::time::Instant::now() + DEADLINE;
     while std::os::unix::net::UnixStream::connect(&sock).is_err() {
         assert!(std::time::Instant::now() < end, "samgr listens");

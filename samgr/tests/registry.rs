@@ -183,10 +183,10 @@ impl Starter for TaskStarter {
         let refuse = self.refuse;
         let rt = tokio::runtime::Handle::current();
         rt.spawn(async move {
-            let make = move || {
-                Published::new(Echo { stops: stops.clone(), idles: idles.clone(), refuse_idle: refuse.into(), stall_idle: false })
-            };
-            let r = accord_ipc::sa::run_profile_at(&sock, &profile, vec![(9500, Box::new(make)), (9501, Box::new(|| Err("9501 cannot start here".to_owned())))]).await;
+            let make = move || Published::new(Echo { stops: stops.clone(), idles: idles.clone(), refuse_idle: refuse.into(), stall_idle: false });
+            let r =
+                accord_ipc::sa::run_profile_at(&sock, &profile, vec![(9500, Box::new(make)), (9501, Box::new(|| Err("9501 cannot start here".to_owned())))])
+                    .await;
             r.expect("run_profile");
         });
         Ok(())
@@ -378,7 +378,8 @@ async fn an_sa_starts_only_once_its_dependencies_are_there() {
     }
     let profile = Profile::parse(r#"{"process": "dep_sa", "systemability": [{"name": 9600, "depend": [9601], "depend-time-out": 300}]}"#, "dep.json").unwrap();
     let sock_slot = Arc::new(Mutex::new(None));
-    let reg = Registry::new(Default::default(), vec![profile.clone()], Arc::new(DepStarter { profile, sock: sock_slot.clone() })).with_load_timeout(Duration::from_secs(20));
+    let reg = Registry::new(Default::default(), vec![profile.clone()], Arc::new(DepStarter { profile, sock: sock_slot.clone() }))
+        .with_load_timeout(Duration::from_secs(20));
     let (_dir, sock, _task) = start_samgr(reg);
     *sock_slot.lock().unwrap() = Some(sock.clone());
     let client = Samgr::connect(&sock).await.unwrap();

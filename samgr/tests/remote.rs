@@ -78,14 +78,34 @@ async fn stock_dbus_send_calls_a_remote_object() {
     });
     let addr = format!("--peer=unix:path={}", path.display());
     let send = |args: Vec<String>| tokio::task::spawn_blocking(move || std::process::Command::new("dbus-send").args(&args).output().expect("dbus-send"));
-    let out = send(vec![addr.clone(), "--print-reply".into(), "/org/accord/RemoteObject".into(), "org.accord.RemoteObject.SendRequest".into(), "uint32:1".into(), "array:byte:41,0,0,0".into()]).await.unwrap();
+    let out = send(vec![
+        addr.clone(),
+        "--print-reply".into(),
+        "/org/accord/RemoteObject".into(),
+        "org.accord.RemoteObject.SendRequest".into(),
+        "uint32:1".into(),
+        "array:byte:41,0,0,0".into(),
+    ])
+    .await
+    .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("array of bytes") && text.contains("2a 00 00 00"), "{text} {}", String::from_utf8_lossy(&out.stderr));
     let out = send(vec![addr.clone(), "--print-reply".into(), "/org/accord/RemoteObject".into(), "org.freedesktop.DBus.Peer.Ping".into()]).await.unwrap();
     assert!(out.status.success(), "Ping: {}", String::from_utf8_lossy(&out.stderr));
-    let out = send(vec![addr.clone(), "--print-reply".into(), "/org/accord/RemoteObject".into(), "org.freedesktop.DBus.Introspectable.Introspect".into()]).await.unwrap();
+    let out = send(vec![addr.clone(), "--print-reply".into(), "/org/accord/RemoteObject".into(), "org.freedesktop.DBus.Introspectable.Introspect".into()])
+        .await
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("SendRequest"), "{}", String::from_utf8_lossy(&out.stdout));
-    let out = send(vec![addr.clone(), "--print-reply".into(), "/org/accord/RemoteObject".into(), "org.accord.RemoteObject.SendRequest".into(), "uint32:9".into(), "array:byte:".into()]).await.unwrap();
+    let out = send(vec![
+        addr.clone(),
+        "--print-reply".into(),
+        "/org/accord/RemoteObject".into(),
+        "org.accord.RemoteObject.SendRequest".into(),
+        "uint32:9".into(),
+        "array:byte:".into(),
+    ])
+    .await
+    .unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no request 9"), "{}", String::from_utf8_lossy(&out.stderr));
     let out = send(vec![addr, "--print-reply".into(), "/org/accord/RemoteObject".into(), "org.accord.Nope.Nothing".into()]).await.unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("UnknownMethod"), "{}", String::from_utf8_lossy(&out.stderr));

@@ -8,7 +8,6 @@
 //! Prints p50/p99 in microseconds and the ratio to the floor. Needs root
 //! (namespaces), like the integration tests.
 
-
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};

@@ -22,17 +22,22 @@ fn early_mounts() -> [EarlyMount; 9] {
         EarlyMount { fstype: "proc", target: "/proc", flags: nosuid_nodev_noexec, data: None },
         EarlyMount { fstype: "sysfs", target: "/sys", flags: nosuid_nodev_noexec, data: None },
         EarlyMount { fstype: "devtmpfs", target: "/dev", flags: MsFlags::MS_NOSUID, data: Some("mode=0755") },
-        EarlyMount {
-            fstype: "devpts",
-            target: "/dev/pts",
-            flags: MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-            data: Some("gid=5,mode=0620,ptmxmode=0666"),
-        },
+        EarlyMount { fstype: "devpts", target: "/dev/pts", flags: MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, data: Some("gid=5,mode=0620,ptmxmode=0666") },
         // Sockets live on their own small tmpfs, not on devtmpfs, which is
         // one instance shared by every mount of it.
-        EarlyMount { fstype: "tmpfs", target: "/dev/unix", flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, data: Some("mode=0755,size=1m") },
+        EarlyMount {
+            fstype: "tmpfs",
+            target: "/dev/unix",
+            flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            data: Some("mode=0755,size=1m"),
+        },
         // The shared parameter table (read-only for everyone but init).
-        EarlyMount { fstype: "tmpfs", target: "/dev/__parameters__", flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, data: Some("mode=0755,size=2m") },
+        EarlyMount {
+            fstype: "tmpfs",
+            target: "/dev/__parameters__",
+            flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            data: Some("mode=0755,size=2m"),
+        },
         EarlyMount { fstype: "tmpfs", target: "/dev/shm", flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV, data: Some("mode=1777") },
         EarlyMount { fstype: "tmpfs", target: "/run", flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV, data: Some("mode=0755") },
         EarlyMount { fstype: "tmpfs", target: "/tmp", flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV, data: Some("mode=1777") },

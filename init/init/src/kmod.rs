@@ -59,9 +59,7 @@ pub fn insmod_with(path: &Path, params: &str, force: bool) -> Result<(), KmodErr
 
 /// The module directory of the running kernel, `/lib/modules/<release>`.
 pub fn module_dir() -> PathBuf {
-    let release = nix::sys::utsname::uname()
-        .map(|u| u.release().to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let release = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
     Path::new("/lib/modules").join(release)
 }
 

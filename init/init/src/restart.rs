@@ -110,11 +110,7 @@ pub fn on_exit(svc: &Service, history: &mut CrashHistory, now: Instant, stopped_
 /// [`on_exit`] with the ondemand crash judgement.
 pub fn on_exit_with(svc: &Service, history: &mut CrashHistory, now: Instant, exit: Exit) -> ExitAction {
     let stopped_by_init = exit.stopped_by_init;
-    let (limit, period) = if svc.critical.enabled {
-        (svc.critical.count.max(1), svc.critical.period_secs)
-    } else {
-        (CRASH_COUNT, CRASH_PERIOD_SECS)
-    };
+    let (limit, period) = if svc.critical.enabled { (svc.critical.count.max(1), svc.critical.period_secs) } else { (CRASH_COUNT, CRASH_PERIOD_SECS) };
     let window = Duration::from_secs(u64::from(period));
     // An ondemand service goes back to waiting for a connection (or for
     // the next start request), whether it exited by itself or was stopped
@@ -204,14 +200,7 @@ mod tests {
         s.ondemand = true;
         let now = Instant::now();
         assert_eq!(on_exit(&s, &mut CrashHistory::default(), now, false), ExitAction::Stay, "an SA host started by samgr stays down");
-        s.sockets.push(SocketSpec {
-            name: "x".into(),
-            sock_type: SocketType::Stream,
-            permissions: 0o660,
-            uid: None,
-            gid: None,
-            passcred: false,
-        });
+        s.sockets.push(SocketSpec { name: "x".into(), sock_type: SocketType::Stream, permissions: 0o660, uid: None, gid: None, passcred: false });
         assert_eq!(on_exit(&s, &mut CrashHistory::default(), now, false), ExitAction::Rewatch);
     }
 
@@ -291,9 +280,6 @@ mod tests {
     fn periodic_service_waits_its_period() {
         let mut s = svc();
         s.period_secs = Some(30);
-        assert_eq!(
-            on_exit(&s, &mut CrashHistory::default(), Instant::now(), false),
-            ExitAction::Restart { delay: Duration::from_secs(30) }
-        );
+        assert_eq!(on_exit(&s, &mut CrashHistory::default(), Instant::now(), false), ExitAction::Restart { delay: Duration::from_secs(30) });
     }
 }

@@ -54,7 +54,17 @@ pub fn set_service_nofile(soft: u64, hard: u64) {
     SERVICE_NOFILE.2.store(true, Ordering::SeqCst);
 }
 
-const STAGES: &[&str] = &["setsid", "setting RLIMIT_NOFILE", "passing sockets", "dropping the capability bounding set", "setgroups", "setgid", "setuid", "setting capabilities", "setting ambient capabilities"];
+const STAGES: &[&str] = &[
+    "setsid",
+    "setting RLIMIT_NOFILE",
+    "passing sockets",
+    "dropping the capability bounding set",
+    "setgroups",
+    "setgid",
+    "setuid",
+    "setting capabilities",
+    "setting ambient capabilities",
+];
 
 fn stage_index(name: &str) -> u8 {
     STAGES.iter().position(|s| *s == name).unwrap_or(0) as u8
@@ -146,7 +156,8 @@ pub fn spawn(req: SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
         cmd.stderr(Stdio::from(mk(open())?));
     } else {
         let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|source| SpawnError::Pipe { service: svc.name.clone(), source })?;
-        let w2 = w.try_clone().map_err(|e| SpawnError::Pipe { service: svc.name.clone(), source: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)) })?;
+        let w2 =
+            w.try_clone().map_err(|e| SpawnError::Pipe { service: svc.name.clone(), source: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)) })?;
         cmd.stdin(Stdio::null());
         cmd.stdout(Stdio::from(w));
         cmd.stderr(Stdio::from(w2));

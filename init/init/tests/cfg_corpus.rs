@@ -4,7 +4,6 @@
 //! the file and the line it comes from. The second half boots them in the
 //! namespace fixture.
 
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -105,7 +104,11 @@ fn corpus_boots_in_the_namespace_fixture() {
     let c = f.client();
     c.set("persist.demo.usb.config", "hdc").expect("set");
     assert!(f.wait_param("sys.demo.usb.config", "hdc", deadline), "log:\n{}", f.log_text());
-    assert!(f.wait_until(deadline, || f.log_text().contains("/etc/init/startup.cfg:45: jobs[5].cmds[0]: init_trace start: unknown command")), "{}", f.log_text());
+    assert!(
+        f.wait_until(deadline, || f.log_text().contains("/etc/init/startup.cfg:45: jobs[5].cmds[0]: init_trace start: unknown command")),
+        "{}",
+        f.log_text()
+    );
     assert!(!f.log_text().contains("panicked"), "{}", f.log_text());
 }
 

@@ -4,7 +4,6 @@
 //! behaviour a user sees. Every wait polls a condition with a generous
 //! deadline; no test measures elapsed time.
 
-
 use std::time::Duration;
 
 use accord_testkit::Fixture;
@@ -290,7 +289,10 @@ fn syncexec_past_its_deadline_is_killed_and_named() {
     assert!(f.wait_param("test.after.sleeper", "done", DEADLINE), "log:\n{}", f.log_text());
     wait_log(&f, "/etc/init.cfg:1: jobs[0].cmds[0]: syncexec /bin/sleep 100000: did not finish within 1 s; killed");
     // No sleep process is left behind.
-    assert!(f.wait_until(DEADLINE, || f.processes().iter().all(|(host, _, _)| !std::fs::read_to_string(format!("/proc/{host}/cmdline")).unwrap_or_default().starts_with("/bin/sleep"))));
+    assert!(f.wait_until(DEADLINE, || f
+        .processes()
+        .iter()
+        .all(|(host, _, _)| !std::fs::read_to_string(format!("/proc/{host}/cmdline")).unwrap_or_default().starts_with("/bin/sleep"))));
 }
 
 #[test]
@@ -320,7 +322,8 @@ fn mount_fstab_mounts_entries_and_names_bad_lines() {
 
 #[test]
 fn chmoddir_changes_a_tree_without_following_links() {
-    let cfg = r#"{"jobs": [{"name": "post-fs-data", "cmds": ["chmoddir 0750 /data/tree", "chmoddir 0750 /data/tree/a/file", "setparam test.after.chmoddir done"]}]}"#;
+    let cfg =
+        r#"{"jobs": [{"name": "post-fs-data", "cmds": ["chmoddir 0750 /data/tree", "chmoddir 0750 /data/tree/a/file", "setparam test.after.chmoddir done"]}]}"#;
     let mut f = Fixture::new(cfg, &[("data/tree/a/b/deep", "x"), ("data/tree/a/file", "y"), ("data/outside", "z")]);
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(f.path("data/outside"), std::fs::Permissions::from_mode(0o644)).unwrap();

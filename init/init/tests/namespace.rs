@@ -282,7 +282,13 @@ fn malformed_cfg_is_reported_and_boot_goes_on() {
         {"name": "no-such-binary", "path": ["/nonexistent/daemon"]},
         {"name": "unknown-user", "path": ["/bin/sleep", "1000"], "uid": "nobody-here"}
     ], "jobs": [{"name": "init", "cmds": ["frobnicate now", "mkdir"]}]}"#;
-    let mut f = Fixture::new(cfg, &[("etc/init/broken.cfg", "{\"services\": [ {\"name\": \"x\",, } ]}"), ("etc/init/ok.cfg", r#"{"services": [{"name": "second", "path": ["/bin/sleep", "1000"]}]}"#)]);
+    let mut f = Fixture::new(
+        cfg,
+        &[
+            ("etc/init/broken.cfg", "{\"services\": [ {\"name\": \"x\",, } ]}"),
+            ("etc/init/ok.cfg", r#"{"services": [{"name": "second", "path": ["/bin/sleep", "1000"]}]}"#),
+        ],
+    );
     f.boot();
     assert!(f.wait_param("startup.service.ctl.second", "running", WAIT), "log:\n{}", f.log_text());
     assert!(f.wait_param("startup.service.ctl.good", "running", WAIT));

@@ -3,7 +3,6 @@
 //! PID 1 in namespaces (see `accord_testkit`). Each test asserts that the bound
 //! or rule holds and that root is still served afterwards.
 
-
 use std::time::Duration;
 
 use accord_param::proto::ErrorKind;
@@ -315,7 +314,9 @@ fn parameter_creation_has_a_per_uid_share() {
     };
     assert_eq!(created, 1024);
     match &err {
-        ParamError::Server { kind: ErrorKind::ResourceLimit, message } => assert!(message.contains("test.open.n1024") && message.contains("uid 2000"), "{message}"),
+        ParamError::Server { kind: ErrorKind::ResourceLimit, message } => {
+            assert!(message.contains("test.open.n1024") && message.contains("uid 2000"), "{message}")
+        }
         other => panic!("{other:?}"),
     }
     c.set("test.open.n0", "changed").expect("changing its own names is fine");
@@ -439,7 +440,11 @@ fn a_boot_event_is_set_only_by_its_service() {
     f.client().set("ohos.ctl.start", "b").unwrap();
     let refused = |l: &str| l.lines().any(|l| l.contains("bootevent.a.ready") && l.contains("only the process of a"));
     assert!(f.wait_until(30 * SEC, || refused(&f.log_text())), "b was refused:\n{}", f.log_text());
-    assert!(f.wait_until(30 * SEC, || f.log_text().lines().any(|l| l.contains("service b") && l.contains("exit status 1"))), "b's param set failed:\n{}", f.log_text());
+    assert!(
+        f.wait_until(30 * SEC, || f.log_text().lines().any(|l| l.contains("service b") && l.contains("exit status 1"))),
+        "b's param set failed:\n{}",
+        f.log_text()
+    );
     assert_eq!(f.get("bootevent.a.ready"), None);
     denied(f.client_as(UID, UID).set("bootevent.a.ready", "true"), "bootevent.a.ready");
     denied(f.client_as(UID, UID).set("bootevent.undeclared", "true"), "bootevent.undeclared");

@@ -4,7 +4,6 @@
 //! PID 1 by uid 2000. init must answer what it can, drop what it cannot
 //! parse, hold nothing afterwards, and go on serving root.
 
-
 use std::io::Write;
 use std::time::Duration;
 
@@ -33,7 +32,9 @@ impl Rng {
 
 fn name(r: &mut Rng) -> String {
     match r.below(4) {
-        0 => r.pick(&["test.fuzz.a", "ohos.ctl.stop", "ohos.startup.powerctrl", "persist.sys.x", "const.product.name", "bootevent.x.ready", "test.fuzz."]).to_owned(),
+        0 => r
+            .pick(&["test.fuzz.a", "ohos.ctl.stop", "ohos.startup.powerctrl", "persist.sys.x", "const.product.name", "bootevent.x.ready", "test.fuzz."])
+            .to_owned(),
         1 => format!("test.fuzz.n{}", r.below(50)),
         2 => (0..r.below(120)).map(|_| (32 + r.below(95)) as u8 as char).collect(),
         _ => "x".repeat(r.below(200)),
@@ -129,7 +130,9 @@ fn mutated_frames_from_uid_2000_leave_init_serving() {
                 Ok(Some(Response::Error { message, .. })) if message.contains(&sentinel) => in_sync += 1,
                 Ok(Some(_)) => reached += 1,
                 Ok(None) => break,
-                Err(accord_param::ParamError::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => panic!("connection {ci} (seed {seed:#x}): init neither answered nor closed"),
+                Err(accord_param::ParamError::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    panic!("connection {ci} (seed {seed:#x}): init neither answered nor closed")
+                }
                 Err(_) => break,
             }
         }

@@ -299,7 +299,8 @@ mod tests {
     const GROUP: &str = "root:x:0:\nsystem:x:1000:\nlog:x:1007:\n";
 
     fn dac() -> Dac {
-        let text = "# comment\n* = root:root:0775\nsys. = system:system:0770\nsys.open. = root:root:0777\nsys.log. = root:log:0760:int\nflag. = root:root:0777:bool\n";
+        let text =
+            "# comment\n* = root:root:0775\nsys. = system:system:0770\nsys.open. = root:root:0777\nsys.log. = root:log:0760:int\nflag. = root:root:0777:bool\n";
         let (d, p) = Dac::parse(text, PASSWD, GROUP);
         assert!(p.is_empty(), "{p:?}");
         d

@@ -18,18 +18,33 @@ pub const MAX_FRAME: usize = 64 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
-    Get { name: String },
-    Set { name: String, value: String },
+    Get {
+        name: String,
+    },
+    Set {
+        name: String,
+        value: String,
+    },
     /// Every readable parameter whose name starts with `prefix`.
-    List { prefix: String },
+    List {
+        prefix: String,
+    },
     /// Returns once `name` matches `pattern` (`*` globs), or `Timeout`.
-    Wait { name: String, pattern: String, timeout_ms: u64 },
+    Wait {
+        name: String,
+        pattern: String,
+        timeout_ms: u64,
+    },
     /// Subscribes this connection to changes under `prefix`.
-    Watch { prefix: String },
+    Watch {
+        prefix: String,
+    },
     /// Writes `persist.*` parameters to disk now.
     Save,
     /// Services known to init (all, or one by name).
-    DumpServices { name: Option<String> },
+    DumpServices {
+        name: Option<String>,
+    },
     /// The service's resource counters (root only): `Response::Stats`.
     Stats,
 }
@@ -73,13 +88,27 @@ pub struct ServiceInfo {
 #[serde(tag = "r", rename_all = "snake_case")]
 pub enum Response {
     Ok,
-    Value { value: String },
-    List { entries: Vec<(String, String)> },
-    Changed { name: String, value: String },
-    Services { services: Vec<ServiceInfo> },
+    Value {
+        value: String,
+    },
+    List {
+        entries: Vec<(String, String)>,
+    },
+    Changed {
+        name: String,
+        value: String,
+    },
+    Services {
+        services: Vec<ServiceInfo>,
+    },
     /// `(counter, value)` pairs, e.g. `("clients", 3)`.
-    Stats { stats: Vec<(String, u64)> },
-    Error { kind: ErrorKind, message: String },
+    Stats {
+        stats: Vec<(String, u64)>,
+    },
+    Error {
+        kind: ErrorKind,
+        message: String,
+    },
 }
 
 /// Serializes `msg` into one frame.

@@ -87,7 +87,13 @@ pub struct Samgr {
 impl Samgr {
     pub async fn connect(socket: &Path) -> Result<Samgr, IpcError> {
         let (events, mine) = broadcast::channel(1024);
-        let s = Samgr { socket: socket.to_owned(), proxy: tokio::sync::Mutex::new(None), subscribed: Mutex::default(), events, mine: tokio::sync::Mutex::new(mine) };
+        let s = Samgr {
+            socket: socket.to_owned(),
+            proxy: tokio::sync::Mutex::new(None),
+            subscribed: Mutex::default(),
+            events,
+            mine: tokio::sync::Mutex::new(mine),
+        };
         s.proxy(false).await?;
         Ok(s)
     }

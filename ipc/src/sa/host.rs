@@ -312,7 +312,14 @@ impl SaHost {
     }
 
     async fn add(&self, id: u32, p: Published, props: SaProps, unload_after: Option<Duration>) -> Result<(), IpcError> {
-        let live = Arc::new(Live { sa: p.sa, props: props.clone(), clients: AtomicUsize::new(0), conns: Mutex::default(), generation: AtomicU64::new(0), unload_after });
+        let live = Arc::new(Live {
+            sa: p.sa,
+            props: props.clone(),
+            clients: AtomicUsize::new(0),
+            conns: Mutex::default(),
+            generation: AtomicU64::new(0),
+            unload_after,
+        });
         lock(&self.inner.live).insert(id, live.clone());
         let added = async { SystemAbilityManagerProxy::new(&self.samgr()?).await?.add_system_ability(id, props).await.map_err(IpcError::from) }.await;
         if let Err(e) = added {
@@ -351,7 +358,12 @@ impl SaHost {
             None => return Err(IpcError::Sa(format!("this process cannot host SA {id}"))),
         };
         let p = made.map_err(|e| IpcError::Sa(format!("SA {id} failed to start: {e}")))?;
-        let props = SaProps { distributed: profile.distributed, dump_level: profile.dump_level, capability: profile.capability.clone(), permission: profile.permission.clone() };
+        let props = SaProps {
+            distributed: profile.distributed,
+            dump_level: profile.dump_level,
+            capability: profile.capability.clone(),
+            permission: profile.permission.clone(),
+        };
         self.add(id, p, props, profile.unload_after).await
     }
 

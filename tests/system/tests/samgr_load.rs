@@ -3,7 +3,6 @@
 //! ten is killed mid-call (after two rounds without kills). No call may get a wrong reply, the survivors
 //! finish, and samgr's descriptors and memory come back to their baseline.
 
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -70,14 +69,32 @@ fn thousand_clients_with_ten_percent_killed_mid_call() {
     let sock = dir.path().join("samgr");
     let profile = dir.path().join("demo_sa.json");
     std::fs::write(&profile, r#"{"process": "demo_sa", "systemability": [{"name": 9001, "run-on-create": true}]}"#).unwrap();
-    let samgr = Kill(Command::new(accord_testkit::workspace_bin("samgr", "accord-samgr")).arg("--socket").arg(&sock).arg("--policy").arg("/nonexistent").arg("--profiles").arg(dir.path()).stderr(Stdio::null()).spawn().unwrap());
+    let samgr = Kill(
+        Command::new(accord_testkit::workspace_bin("samgr", "accord-samgr"))
+            .arg("--socket")
+            .arg(&sock)
+            .arg("--policy")
+            .arg("/nonexistent")
+            .arg("--profiles")
+            .arg(dir.path())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let samgr_pid = samgr.0.id();
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::os::unix::net::UnixStream::connect(&sock).is_err() {
         assert!(Instant::now() < deadline, "samgr never listened");
         std::thread::sleep(Duration::from_millis(10));
     }
-    let _host = Kill(Command::new(accord_testkit::workspace_bin("sa_main", "accord-sa-main")).arg(&profile).env("SAMGR_SOCKET", &sock).stderr(Stdio::null()).spawn().unwrap());
+    let _host = Kill(
+        Command::new(accord_testkit::workspace_bin("sa_main", "accord-sa-main"))
+            .arg(&profile)
+            .env("SAMGR_SOCKET", &sock)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let samgr_bin = accord_testkit::workspace_bin("samgr", "accord-samgr");
     while !Command::new(&samgr_bin).args(["--check", "9001"]).env("SAMGR_SOCKET", &sock).stdout(Stdio::null()).status().unwrap().success() {
         assert!(Instant::now() < deadline, "SA 9001 never registered");
@@ -97,7 +114,11 @@ fn thousand_clients_with_ten_percent_killed_mid_call() {
     // `fd_start` may still count the short-lived `--check` client's
     // connection (samgr closes it when it sees the hang-up), so "back to
     // where it started" is "not above it", waited for.
-    assert!(wait_fds_at_most(samgr_pid, fd_start), "samgr's descriptors return to where they started after 2,000 connections ({} > {fd_start})", fds(samgr_pid));
+    assert!(
+        wait_fds_at_most(samgr_pid, fd_start),
+        "samgr's descriptors return to where they started after 2,000 connections ({} > {fd_start})",
+        fds(samgr_pid)
+    );
     let (fd0, rss0) = (fds(samgr_pid), rss_kib(samgr_pid));
 
     let r = round(&sock, &go, samgr_pid, true);
@@ -106,7 +127,10 @@ fn thousand_clients_with_ten_percent_killed_mid_call() {
 
     let back = wait_fds_at_most(samgr_pid, fd0);
     let (fd1, rss1) = (fds(samgr_pid), rss_kib(samgr_pid));
-    println!("samgr: start {fd_start} fds {rss_start} KiB; after rounds 1-2 {fd0} fds {rss0} KiB; round 3 peak {} fds, after {fd1} fds {rss1} KiB; {} calls checked", r.peak, r.calls);
+    println!(
+        "samgr: start {fd_start} fds {rss_start} KiB; after rounds 1-2 {fd0} fds {rss0} KiB; round 3 peak {} fds, after {fd1} fds {rss1} KiB; {} calls checked",
+        r.peak, r.calls
+    );
     assert!(back, "samgr's descriptors return to baseline ({fd1} > {fd0})");
     // Leaking what 1,000 connections hold would be megabytes.
     assert!(rss1 <= rss0 + rss0 / 5 + 2048, "samgr's memory returns to baseline: {rss0} KiB -> {rss1} KiB");
@@ -148,7 +172,11 @@ fn round(sock: &Path, go: &Path, samgr_pid: u32, kill: bool) -> Round {
         let out = k.wait_with_output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "a surviving client failed:\n{text}");
-        calls += text.lines().find_map(|l| l.split_once("CALLS ").map(|x| x.1)).and_then(|n| n.trim().parse::<u64>().ok()).unwrap_or_else(|| panic!("no CALLS line:\n{text}"));
+        calls += text
+            .lines()
+            .find_map(|l| l.split_once("CALLS ").map(|x| x.1))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no CALLS line:\n{text}"));
     }
     Round { peak, calls }
 }

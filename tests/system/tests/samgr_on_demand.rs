@@ -4,7 +4,6 @@
 //! the SA's process, idle unload and the process's exit, and samgr's own
 //! death with the SA registering again.
 
-
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -51,7 +51,13 @@ impl Qemu {
         let args: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
         let Some((prog, rest)) = args.split_first() else { bail!("rootfs/qemu.sh printed no command") };
         let started = Instant::now();
-        let mut child = Command::new(prog).args(rest).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().with_context(|| format!("start {prog}"))?;
+        let mut child = Command::new(prog)
+            .args(rest)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("start {prog}"))?;
         let stdin = child.stdin.take().context("qemu stdin")?;
         let console = Arc::new(Mutex::new(Console::default()));
         for mut pipe in [Box::new(child.stdout.take().context("stdout")?) as Box<dyn Read + Send>, Box::new(child.stderr.take().context("stderr")?)] {

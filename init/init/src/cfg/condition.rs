@@ -278,10 +278,7 @@ impl Parser<'_> {
     /// A lone `&` or `|` at the current position, as an error.
     fn single_operator(&self) -> Option<ConditionError> {
         let rest = self.rest();
-        ['&', '|'].into_iter().find(|&op| rest.starts_with(op)).map(|op| ConditionError::SingleOperator {
-            column: self.column(self.pos),
-            op,
-        })
+        ['&', '|'].into_iter().find(|&op| rest.starts_with(op)).map(|op| ConditionError::SingleOperator { column: self.column(self.pos), op })
     }
 
     fn or(&mut self) -> Result<Expr, ConditionError> {
@@ -322,11 +319,7 @@ impl Parser<'_> {
                 if let Some(e) = self.single_operator() {
                     return Err(e);
                 }
-                return Err(ConditionError::UnclosedParen {
-                    column: self.column(self.pos),
-                    open: self.column(open),
-                    found: self.found(self.pos),
-                });
+                return Err(ConditionError::UnclosedParen { column: self.column(self.pos), open: self.column(open), found: self.found(self.pos) });
             }
             self.depth -= 1;
             return Ok(inner);
@@ -430,10 +423,7 @@ mod tests {
         assert_eq!(err("a=1)"), "at column 4: expected `&&`, `||` or the end, found `)`");
         assert_eq!(err("a=1 b=2"), "at column 5: expected `&&`, `||` or the end, found `b=2`");
         assert_eq!(err("()"), "at column 2: expected a parameter name or `(`, found `)`");
-        assert_eq!(
-            err("a=1 xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"),
-            "at column 5: expected `&&`, `||` or the end, found `xxxxxxxxxxxxxxxx…`"
-        );
+        assert_eq!(err("a=1 xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"), "at column 5: expected `&&`, `||` or the end, found `xxxxxxxxxxxxxxxx…`");
         // Columns count characters, not bytes.
         assert_eq!(err("é=1"), "at column 1: expected a parameter name or `(`, found `é=1`");
         assert_eq!(err("a=é b"), "at column 5: expected `&&`, `||` or the end, found `b`");
@@ -511,11 +501,7 @@ mod tests {
 
     #[test]
     fn job_triggers() {
-        let job = |name: &str, condition: Option<&str>| Job {
-            name: name.into(),
-            condition: condition.map(Into::into),
-            cmds: Vec::new(),
-        };
+        let job = |name: &str, condition: Option<&str>| Job { name: name.into(), condition: condition.map(Into::into), cmds: Vec::new() };
         assert_eq!(job_trigger(&job("boot", None)), None);
         assert_eq!(job_trigger(&job("boot", Some("  "))), None);
         assert_eq!(job_trigger(&job("boot", Some("const.debuggable=1"))), Some(Ok(cmp("const.debuggable", "1"))));
@@ -559,8 +545,7 @@ mod tests {
     /// Expressions over a few fixed names whose values are "1" or unset, so
     /// `eval` can be compared with plain boolean logic.
     fn arb_bool_expr() -> impl Strategy<Value = Expr> {
-        let leaf = prop::sample::select(vec!["p0", "p1", "p2", "p3"])
-            .prop_map(|n| Expr::Cmp { name: n.to_owned(), pattern: "1".to_owned() });
+        let leaf = prop::sample::select(vec!["p0", "p1", "p2", "p3"]).prop_map(|n| Expr::Cmp { name: n.to_owned(), pattern: "1".to_owned() });
         leaf.prop_recursive(6, 48, 2, |inner| {
             prop_oneof![
                 (inner.clone(), inner.clone()).prop_map(|(a, b)| Expr::And(Box::new(a), Box::new(b))),

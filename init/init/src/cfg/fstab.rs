@@ -56,7 +56,8 @@ impl FstabEntry {
 pub fn parse_fstab(text: &str, file: &Path) -> (Vec<FstabEntry>, Vec<Diagnostic>) {
     let mut out = Vec::new();
     let mut diags = Vec::new();
-    let mut diag = |severity, line: usize, message: String| diags.push(Diagnostic { severity, file: file.to_owned(), line: Some(line), location: String::new(), message });
+    let mut diag =
+        |severity, line: usize, message: String| diags.push(Diagnostic { severity, file: file.to_owned(), line: Some(line), location: String::new(), message });
     if text.len() > MAX_FSTAB_BYTES {
         diag(Severity::Error, 1, format!("{} bytes; at most {MAX_FSTAB_BYTES} are read", text.len()));
     }
@@ -72,7 +73,11 @@ pub fn parse_fstab(text: &str, file: &Path) -> (Vec<FstabEntry>, Vec<Diagnostic>
         }
         let fields: Vec<&str> = l.split([' ', '\t']).filter(|f| !f.is_empty()).collect();
         if fields.len() < 5 {
-            diag(Severity::Error, line, format!("{} fields; an entry is <src> <mount point> <type> <mount options> <fs_mgr flags>; line skipped", fields.len()));
+            diag(
+                Severity::Error,
+                line,
+                format!("{} fields; an entry is <src> <mount point> <type> <mount options> <fs_mgr flags>; line skipped", fields.len()),
+            );
             continue;
         }
         if fields.len() > 5 {
@@ -94,7 +99,14 @@ pub fn parse_fstab(text: &str, file: &Path) -> (Vec<FstabEntry>, Vec<Diagnostic>
                 diag(Severity::Warning, line, format!("unknown fs_mgr flag {f:?}; ignored"));
             }
         }
-        out.push(FstabEntry { line, source: fields[0].to_owned(), mount_point: fields[1].to_owned(), fs_type: fields[2].to_owned(), options: split(fields[3]), fs_mgr_flags });
+        out.push(FstabEntry {
+            line,
+            source: fields[0].to_owned(),
+            mount_point: fields[1].to_owned(),
+            fs_type: fields[2].to_owned(),
+            options: split(fields[3]),
+            fs_mgr_flags,
+        });
     }
     (out, diags)
 }

@@ -146,7 +146,9 @@ fn value_lines(text: &str) -> HashMap<String, usize> {
                 }
                 let raw = text.get(start..i.min(b.len())).unwrap_or("");
                 match stack.last_mut() {
-                    Some(Frame::Obj { key: key @ None, .. }) => *key = Some(serde_json::from_str::<String>(&format!("\"{raw}\"")).unwrap_or_else(|_| raw.to_owned())),
+                    Some(Frame::Obj { key: key @ None, .. }) => {
+                        *key = Some(serde_json::from_str::<String>(&format!("\"{raw}\"")).unwrap_or_else(|_| raw.to_owned()))
+                    }
                     _ => {
                         if let Some(p) = value_path(&stack) {
                             out.entry(p).or_insert(line);
@@ -225,7 +227,13 @@ pub fn parse_file_str(text: &str, file: &Path, cfg: &mut Config, diags: &mut Vec
     let root: Value = match serde_json::from_str(text) {
         Ok(v) => v,
         Err(e) => {
-            diags.push(Diagnostic { severity: Severity::Error, file: file.to_owned(), line: Some(e.line()), location: format!("column {}", e.column()), message: format!("not valid JSON: {e}") });
+            diags.push(Diagnostic {
+                severity: Severity::Error,
+                file: file.to_owned(),
+                line: Some(e.line()),
+                location: format!("column {}", e.column()),
+                message: format!("not valid JSON: {e}"),
+            });
             return Vec::new();
         }
     };
@@ -273,7 +281,10 @@ pub fn parse_file_str(text: &str, file: &Path, cfg: &mut Config, diags: &mut Vec
                     for (i, it) in items.iter().enumerate().take(MAX_SERVICES_PER_FILE) {
                         if let Some(svc) = parse_service(&mut cx, i, it) {
                             if let Some(pos) = cfg.services.iter().position(|s| s.name == svc.name) {
-                                cx.warn(format!("services[{i}] {:?}", svc.name), format!("replaces the service of the same name from {}", cfg.services[pos].origin.display()));
+                                cx.warn(
+                                    format!("services[{i}] {:?}", svc.name),
+                                    format!("replaces the service of the same name from {}", cfg.services[pos].origin.display()),
+                                );
                                 cfg.services[pos] = svc;
                             } else {
                                 cfg.services.push(svc);
@@ -391,14 +402,52 @@ fn as_u32(v: &Value) -> Option<u32> {
 
 /// Linux capability names (without the `CAP_` prefix).
 const CAPS: &[&str] = &[
-    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST",
-    "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
-    "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM",
-    "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
 ];
 
 /// Security fields of OpenHarmony that have no meaning on Accord.
-const UNSUPPORTED: &[&str] = &["apl", "d-caps", "permission", "permission_acls", "secon", "sandbox", "setuid", "ondemand-", "jobs-", "cgroup", "kernel_permission", "sched"];
+const UNSUPPORTED: &[&str] =
+    &["apl", "d-caps", "permission", "permission_acls", "secon", "sandbox", "setuid", "ondemand-", "jobs-", "cgroup", "kernel_permission", "sched"];
 
 fn parse_service(cx: &mut Ctx<'_>, i: usize, v: &Value) -> Option<Service> {
     let here = format!("services[{i}]");
@@ -743,7 +792,15 @@ pub fn load(root_cfg: &Path, dirs: &[PathBuf], lookup: &dyn Fn(&str) -> Option<S
     (cfg, diags)
 }
 
-fn load_file(path: &Path, required: bool, depth: usize, cfg: &mut Config, diags: &mut Vec<Diagnostic>, seen: &mut HashSet<PathBuf>, lookup: &dyn Fn(&str) -> Option<String>) {
+fn load_file(
+    path: &Path,
+    required: bool,
+    depth: usize,
+    cfg: &mut Config,
+    diags: &mut Vec<Diagnostic>,
+    seen: &mut HashSet<PathBuf>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) {
     let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
     if !seen.insert(key) {
         return;
@@ -830,7 +887,9 @@ mod tests {
 
     #[test]
     fn bad_fields_name_service_and_field_and_keep_the_rest() {
-        let (cfg, d) = parse(r#"{"services": [{"name": "a", "path": ["/a"], "uid": {"x": 1}, "importance": 40, "caps": ["FLY"]}, {"name": "b"}, {"path": ["/c"]}, {"name": "has space", "path": ["/d"]}]}"#);
+        let (cfg, d) = parse(
+            r#"{"services": [{"name": "a", "path": ["/a"], "uid": {"x": 1}, "importance": 40, "caps": ["FLY"]}, {"name": "b"}, {"path": ["/c"]}, {"name": "has space", "path": ["/d"]}]}"#,
+        );
         assert_eq!(cfg.services.len(), 1);
         let m = msgs(&d);
         assert!(m.iter().any(|x| x.starts_with("/etc/init.cfg:1: services[0] \"a\".uid: expected a string or a number, found an object")), "{m:?}");
@@ -865,8 +924,20 @@ mod tests {
     fn jobs_merge_across_files_and_commands_split() {
         let mut cfg = Config::default();
         let mut d = Vec::new();
-        parse_file_str(r#"{"jobs": [{"name": "post-fs-data", "cmds": ["mkdir /data/a 0770 system system", "  "]}]}"#, Path::new("/a.cfg"), &mut cfg, &mut d, &none);
-        parse_file_str(r#"{"jobs": [{"name": "post-fs-data", "condition": "x=1", "cmds": ["start foo"]}, {"name": "boot", "cmds": [7]}]}"#, Path::new("/b.cfg"), &mut cfg, &mut d, &none);
+        parse_file_str(
+            r#"{"jobs": [{"name": "post-fs-data", "cmds": ["mkdir /data/a 0770 system system", "  "]}]}"#,
+            Path::new("/a.cfg"),
+            &mut cfg,
+            &mut d,
+            &none,
+        );
+        parse_file_str(
+            r#"{"jobs": [{"name": "post-fs-data", "condition": "x=1", "cmds": ["start foo"]}, {"name": "boot", "cmds": [7]}]}"#,
+            Path::new("/b.cfg"),
+            &mut cfg,
+            &mut d,
+            &none,
+        );
         let j = &cfg.jobs["post-fs-data"];
         assert_eq!(j.cmds.len(), 2);
         assert_eq!(j.cmds[0].name, "mkdir");
@@ -900,7 +971,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path();
         std::fs::create_dir(p.join("init")).unwrap();
-        std::fs::write(p.join("init.cfg"), format!(r#"{{"import": ["{0}/${{prod}}.cfg", "{0}/missing.cfg", "{0}/init.cfg"], "jobs": [{{"name": "init", "cmds": ["a"]}}]}}"#, p.display())).unwrap();
+        std::fs::write(
+            p.join("init.cfg"),
+            format!(r#"{{"import": ["{0}/${{prod}}.cfg", "{0}/missing.cfg", "{0}/init.cfg"], "jobs": [{{"name": "init", "cmds": ["a"]}}]}}"#, p.display()),
+        )
+        .unwrap();
         std::fs::write(p.join("acme.cfg"), format!(r#"{{"import": ["{0}/init.cfg"], "jobs": [{{"name": "init", "cmds": ["b"]}}]}}"#, p.display())).unwrap();
         std::fs::write(p.join("init/20-z.cfg"), r#"{"jobs": [{"name": "init", "cmds": ["d"]}]}"#).unwrap();
         std::fs::write(p.join("init/10-y.cfg"), r#"{"jobs": [{"name": "init", "cmds": ["c"]}]}"#).unwrap();
@@ -913,7 +988,11 @@ mod tests {
         assert_eq!(errors.len(), 1, "{:?}", msgs(&d));
         assert!(errors[0].to_string().contains("missing.cfg") && errors[0].message.contains("cannot read"));
         // The made-up command words are warned about, each with its file.
-        assert!(d.iter().any(|x| x.severity == Severity::Warning && x.to_string().contains("20-z.cfg:1: jobs[0] \"init\".cmds[0]: unknown command \"d\"")), "{:?}", msgs(&d));
+        assert!(
+            d.iter().any(|x| x.severity == Severity::Warning && x.to_string().contains("20-z.cfg:1: jobs[0] \"init\".cmds[0]: unknown command \"d\"")),
+            "{:?}",
+            msgs(&d)
+        );
         let (_, d) = load(&p.join("nope.cfg"), &[], &lookup);
         assert_eq!(d[0].severity, Severity::Error);
     }
@@ -941,9 +1020,29 @@ mod tests {
             prop_oneof![Just(1e308f64), Just(-1e308), Just(0.5), Just(4294967296.0)].prop_map(Value::from),
             Just(Value::from(u64::MAX)),
             prop_oneof![
-                Just("nan"), Just("inf"), Just("-inf"), Just("NaN"), Just("1e309"), Just("-1"), Just("0"), Just("1"), Just("true"), Just("0660"), Just("0999"),
-                Just("system"), Just("root"), Just("NET_BIND_SERVICE"), Just("CAP_FLY"), Just("boot"), Just("condition"), Just("bootevent.x.ready"),
-                Just("bootevent."), Just(""), Just("${unset.param}"), Just("a b\tc"), Just("é\u{0}")
+                Just("nan"),
+                Just("inf"),
+                Just("-inf"),
+                Just("NaN"),
+                Just("1e309"),
+                Just("-1"),
+                Just("0"),
+                Just("1"),
+                Just("true"),
+                Just("0660"),
+                Just("0999"),
+                Just("system"),
+                Just("root"),
+                Just("NET_BIND_SERVICE"),
+                Just("CAP_FLY"),
+                Just("boot"),
+                Just("condition"),
+                Just("bootevent.x.ready"),
+                Just("bootevent."),
+                Just(""),
+                Just("${unset.param}"),
+                Just("a b\tc"),
+                Just("é\u{0}")
             ]
             .prop_map(|s| Value::String(s.to_owned())),
             (0usize..200).prop_map(|depth| {
@@ -953,7 +1052,8 @@ mod tests {
                 }
                 v
             }),
-            proptest::collection::vec(prop_oneof![Just(Value::from(1)), Just(Value::from("x")), Just(Value::from(1e300)), Just(Value::Null)], 0..5).prop_map(Value::Array),
+            proptest::collection::vec(prop_oneof![Just(Value::from(1)), Just(Value::from("x")), Just(Value::from(1e300)), Just(Value::Null)], 0..5)
+                .prop_map(Value::Array),
             Just(serde_json::json!([1, 4, 240])),
             Just(serde_json::json!([1, -1, "inf"])),
             Just(serde_json::json!([{"name": "s", "family": "AF_LOCAL", "type": "SOCK_SEQPACKET", "permissions": "0660", "option": ["SOCK_CLOEXEC"]}])),
@@ -964,13 +1064,43 @@ mod tests {
     }
 
     const SERVICE_FIELDS: &[&str] = &[
-        "name", "path", "uid", "gid", "once", "importance", "caps", "critical", "cpucore", "start-mode", "ondemand", "disabled", "console", "socket", "writepid", "env",
-        "jobs", "bootevents", "period", "file", "secon", "apl", "sandbox", "setuid", "d-caps", "saspawn", "zzz",
+        "name",
+        "path",
+        "uid",
+        "gid",
+        "once",
+        "importance",
+        "caps",
+        "critical",
+        "cpucore",
+        "start-mode",
+        "ondemand",
+        "disabled",
+        "console",
+        "socket",
+        "writepid",
+        "env",
+        "jobs",
+        "bootevents",
+        "period",
+        "file",
+        "secon",
+        "apl",
+        "sandbox",
+        "setuid",
+        "d-caps",
+        "saspawn",
+        "zzz",
     ];
 
     fn arb_service() -> impl Strategy<Value = Value> {
         let name = prop_oneof![Just(Value::from("svc")), Just(Value::from("x".repeat(40))), Just(Value::from("bad name")), Just(Value::from(7))];
-        let path = prop_oneof![Just(serde_json::json!(["/bin/true", "-v"])), Just(serde_json::json!([])), Just(serde_json::json!("/bin/true")), Just(serde_json::json!([1]))];
+        let path = prop_oneof![
+            Just(serde_json::json!(["/bin/true", "-v"])),
+            Just(serde_json::json!([])),
+            Just(serde_json::json!("/bin/true")),
+            Just(serde_json::json!([1]))
+        ];
         let fields = proptest::collection::vec((prop::sample::select(SERVICE_FIELDS), arb_field_value()), 0..10);
         (name, path, fields).prop_map(|(name, path, fields)| {
             let mut o = Map::new();
@@ -985,10 +1115,25 @@ mod tests {
 
     fn arb_cmd() -> impl Strategy<Value = String> {
         let word = prop::sample::select(vec![
-            "sleep", "wait", "mkdir", "chmod", "chmoddir", "mount", "mount_fstab", "setparam", "trigger", "start", "syncexec", "setrlimit", "mknode", "bootchart",
-            "fly_away", "",
+            "sleep",
+            "wait",
+            "mkdir",
+            "chmod",
+            "chmoddir",
+            "mount",
+            "mount_fstab",
+            "setparam",
+            "trigger",
+            "start",
+            "syncexec",
+            "setrlimit",
+            "mknode",
+            "bootchart",
+            "fly_away",
+            "",
         ]);
-        let arg = prop::sample::select(vec!["nan", "inf", "-1", "1e309", "99999999999999999999", "0755", "/dev/x", "${a.b}", "RLIMIT_NICE", "unlimited", "boot"]);
+        let arg =
+            prop::sample::select(vec!["nan", "inf", "-1", "1e309", "99999999999999999999", "0755", "/dev/x", "${a.b}", "RLIMIT_NICE", "unlimited", "boot"]);
         (word, proptest::collection::vec(arg, 0..4)).prop_map(|(w, a)| format!("{w} {}", a.join(" ")))
     }
 
@@ -1055,9 +1200,18 @@ mod tests {
         ];
         leaf.prop_recursive(3, 24, 6, |inner| {
             let keys = prop_oneof![
-                Just("name".to_string()), Just("path".to_string()), Just("uid".to_string()), Just("gid".to_string()),
-                Just("caps".to_string()), Just("critical".to_string()), Just("socket".to_string()), Just("env".to_string()),
-                Just("jobs".to_string()), Just("cmds".to_string()), Just("bootevents".to_string()), "[a-z-]{1,8}",
+                Just("name".to_string()),
+                Just("path".to_string()),
+                Just("uid".to_string()),
+                Just("gid".to_string()),
+                Just("caps".to_string()),
+                Just("critical".to_string()),
+                Just("socket".to_string()),
+                Just("env".to_string()),
+                Just("jobs".to_string()),
+                Just("cmds".to_string()),
+                Just("bootevents".to_string()),
+                "[a-z-]{1,8}",
             ];
             prop_oneof![
                 proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),

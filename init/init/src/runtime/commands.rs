@@ -334,11 +334,15 @@ impl Init {
             // Accepted by OpenHarmony's init but not carried out here: each is
             // an error in the log naming the command, never a silent success.
             "setloglevel" => Err("not supported: init logs at the level ACCORD_LOG_LEVEL sets at boot".into()),
-            "bootchart" => Err("bootchart is not supported on Accord; init writes a boot trace instead (bootevent.boot.completed, /data/log/startup/bootup.trace)".into()),
+            "bootchart" => {
+                Err("bootchart is not supported on Accord; init writes a boot trace instead (bootevent.boot.completed, /data/log/startup/bootup.trace)".into())
+            }
             "bootevent" => Err("bootevent is handled by init itself (services' \"bootevents\" field); the command does nothing here".into()),
             "init_global_key" | "init_main_user" => Err("file encryption (fscrypt) is not supported on Accord; skipped".into()),
             "mkswap" | "swapon" => Err("swap is not supported on Accord; skipped".into()),
-            "restorecon" | "loadSelinuxPolicy" | "load_access_token_id" | "mksandbox" => Err("SELinux, access tokens and sandboxes are not supported on Accord; skipped".into()),
+            "restorecon" | "loadSelinuxPolicy" | "load_access_token_id" | "mksandbox" => {
+                Err("SELinux, access tokens and sandboxes are not supported on Accord; skipped".into())
+            }
             // Test hook: lets the namespace tests prove that a panicking
             // command leaves no state behind. Not compiled into release
             // builds (the image's init).
@@ -386,7 +390,10 @@ impl Init {
                 return Err(if ready {
                     format!("mount {fstype} {dev} on {target}: the kernel has no filesystem type {fstype:?} and no module loader is running (ENODEV)")
                 } else {
-                    format!("mount {fstype} {dev} on {target}: filesystem type {fstype:?} did not register within {} s of module loading (ENODEV)", FS_TYPE_WAIT.as_secs())
+                    format!(
+                        "mount {fstype} {dev} on {target}: filesystem type {fstype:?} did not register within {} s of module loading (ENODEV)",
+                        FS_TYPE_WAIT.as_secs()
+                    )
                 });
             }
         }
@@ -533,8 +540,9 @@ fn process_alive(pid: i32) -> bool {
 
 /// Brings a network interface up (SIOCSIFFLAGS with IFF_UP).
 fn ifup(name: &str) -> CmdResult {
-    let sock = nix::sys::socket::socket(nix::sys::socket::AddressFamily::Inet, nix::sys::socket::SockType::Datagram, nix::sys::socket::SockFlag::SOCK_CLOEXEC, None)
-        .map_err(|e| format!("ifup: socket: {e}"))?;
+    let sock =
+        nix::sys::socket::socket(nix::sys::socket::AddressFamily::Inet, nix::sys::socket::SockType::Datagram, nix::sys::socket::SockFlag::SOCK_CLOEXEC, None)
+            .map_err(|e| format!("ifup: socket: {e}"))?;
     // SAFETY: ifreq is plain data; the ioctls read/write it.
     unsafe {
         let mut req: libc::ifreq = std::mem::zeroed();

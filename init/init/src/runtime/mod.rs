@@ -435,11 +435,7 @@ impl Init {
         loop {
             // Boot steps run one at a time, with the loop serving
             // requests and reaping in between.
-            let timeout = if (!self.boot_steps.is_empty() && self.shutdown.is_none()) || !self.ready.is_empty() {
-                Duration::ZERO
-            } else {
-                self.next_timeout()
-            };
+            let timeout = if (!self.boot_steps.is_empty() && self.shutdown.is_none()) || !self.ready.is_empty() { Duration::ZERO } else { self.next_timeout() };
             let t = EpollTimeout::try_from(timeout.min(Duration::from_secs(60))).unwrap_or(EpollTimeout::NONE);
             let n = match self.epoll.wait(&mut events, t) {
                 Ok(n) => n,
@@ -743,7 +739,11 @@ impl Init {
         }
         let awaited = self.awaited_bootevents();
         let list: Vec<String> = awaited.iter().map(|(ev, svc)| format!("{ev} (service {svc})")).collect();
-        warn!("bootevent.boot.completed has not come {} s after the boot sequence; still waiting for: {}", self.bootevent_timeout().map_or(0, |d| d.as_secs()), list.join(", "));
+        warn!(
+            "bootevent.boot.completed has not come {} s after the boot sequence; still waiting for: {}",
+            self.bootevent_timeout().map_or(0, |d| d.as_secs()),
+            list.join(", ")
+        );
     }
 
     fn check_boot_completed(&mut self) {

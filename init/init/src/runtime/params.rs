@@ -288,7 +288,10 @@ impl Init {
         if overflow {
             let (pid, uid, held) = (c.pid, c.caller.uid, c.hold.is_some());
             self.param_counters.dropped_input += 1;
-            warn!("parameter service: pid {pid} uid {uid} sent more than {MAX_INBUF} bytes{}; dropping it", if held { " behind a pending request" } else { "" });
+            warn!(
+                "parameter service: pid {pid} uid {uid} sent more than {MAX_INBUF} bytes{}; dropping it",
+                if held { " behind a pending request" } else { "" }
+            );
             let resp = Response::Error { kind: ErrorKind::ResourceLimit, message: format!("more than {MAX_INBUF} bytes of requests buffered") };
             let _ = c.stream.write(&encode_frame(&resp));
             self.drop_client(fd);
@@ -382,12 +385,7 @@ impl Init {
                 }
             },
             Request::List { prefix } => {
-                let entries = self
-                    .params
-                    .list(&prefix)
-                    .into_iter()
-                    .filter(|(k, _)| self.dac.check(k, &caller, Op::Read).is_ok())
-                    .collect();
+                let entries = self.params.list(&prefix).into_iter().filter(|(k, _)| self.dac.check(k, &caller, Op::Read).is_ok()).collect();
                 Response::List { entries }
             }
             Request::Wait { name, pattern, timeout_ms } => {
@@ -549,7 +547,8 @@ impl Init {
             let declared_by: Vec<&str> = self.services.iter().filter(|s| s.cfg.bootevents.iter().any(|e| e == name)).map(|s| s.cfg.name.as_str()).collect();
             let mine = self.services.iter().any(|s| s.pid == Some(pid) && s.cfg.bootevents.iter().any(|e| e == name));
             if !mine {
-                let why = if declared_by.is_empty() { "no service declares it".to_owned() } else { format!("only the process of {} may", declared_by.join(", ")) };
+                let why =
+                    if declared_by.is_empty() { "no service declares it".to_owned() } else { format!("only the process of {} may", declared_by.join(", ")) };
                 return Err(ParamError::PermissionDenied { name: format!("{name} (pid {pid} uid {}: {why})", caller.uid), op: "set".into() });
             }
         }
@@ -765,7 +764,8 @@ impl Init {
             _ => {}
         }
         if let Some(ev) = name.strip_prefix("bootevent.") {
-            if value == "true" && name != "bootevent.boot.completed" && self.bootevents_declared.contains(name) && self.bootevents_seen.insert(name.to_owned()) {
+            if value == "true" && name != "bootevent.boot.completed" && self.bootevents_declared.contains(name) && self.bootevents_seen.insert(name.to_owned())
+            {
                 let now = boottime_us();
                 self.set_internal(&format!("ohos.boot.time.{ev}"), &now.to_string());
                 self.check_boot_completed();

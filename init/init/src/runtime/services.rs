@@ -389,7 +389,10 @@ impl Init {
                 self.set_state(idx, State::Stopped);
                 if exit.crashed {
                     self.services[idx].restarts += 1;
-                    warn!("service {name} exited without serving{}; watching its sockets again", if unaccepted { " (a connection is left unaccepted)" } else { "" });
+                    warn!(
+                        "service {name} exited without serving{}; watching its sockets again",
+                        if unaccepted { " (a connection is left unaccepted)" } else { "" }
+                    );
                 }
                 self.watch_sockets(idx);
             }

@@ -189,7 +189,29 @@ fn reboot_restart2(mode: &str) -> std::io::Result<()> {
 /// unmounted is remounted read-only.
 fn unmount_all() {
     let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") else { return };
-    let virtual_fs = ["proc", "sysfs", "devtmpfs", "devpts", "tmpfs", "rootfs", "ramfs", "cgroup", "cgroup2", "securityfs", "debugfs", "tracefs", "pstore", "bpf", "configfs", "mqueue", "hugetlbfs", "fusectl", "binfmt_misc", "efivarfs", "autofs"];
+    let virtual_fs = [
+        "proc",
+        "sysfs",
+        "devtmpfs",
+        "devpts",
+        "tmpfs",
+        "rootfs",
+        "ramfs",
+        "cgroup",
+        "cgroup2",
+        "securityfs",
+        "debugfs",
+        "tracefs",
+        "pstore",
+        "bpf",
+        "configfs",
+        "mqueue",
+        "hugetlbfs",
+        "fusectl",
+        "binfmt_misc",
+        "efivarfs",
+        "autofs",
+    ];
     let targets: Vec<(String, String)> = mounts
         .lines()
         .filter_map(|l| {

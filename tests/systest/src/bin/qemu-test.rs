@@ -19,125 +19,173 @@ fn out(q: &mut Qemu, cmd: &str) -> Result<String> {
 fn first_boot(q: &mut Qemu, r: &mut Report) -> Result<()> {
     q.wait_for(PROMPT, BOOT)?;
     r.check("boot reaches the console shell", Ok(()));
-    r.check("boot completes (all boot events set)", (|| {
-        out(q, "param wait bootevent.boot.completed true 30")?;
-        let v = out(q, "param get bootevent.boot.completed")?;
-        ensure!(v == "true", "bootevent.boot.completed = {v:?}");
-        Ok(())
-    })());
-    r.check("samgr runs as a critical service and is ready", (|| {
-        let v = out(q, "param get bootevent.samgr.ready")?;
-        ensure!(v == "true", "bootevent.samgr.ready = {v:?}");
-        let d = out(q, "begetctl dump_service samgr")?;
-        ensure!(d.lines().any(|l| l.starts_with("samgr") && l.contains("running") && l.contains("yes")), "{d}");
-        let s = out(q, "ls -l /dev/unix/socket/samgr")?;
-        ensure!(s.starts_with("srw-rw-rw-"), "{s}");
-        // A client in the shell reaches samgr through init's socket.
-        let ls = out(q, "hidumper -ls")?;
-        ensure!(ls.starts_with("SA id"), "{ls}");
-        Ok(())
-    })());
-    r.check("an on-demand SA starts on a call from the shell and unloads when idle", (|| {
-        // The test overlay shortens demo_sa's unload delay to 2 s.
-        let l = out(q, "samgr --list")?;
-        ensure!(l.lines().any(|x| x == "9001 NOT_LOADED"), "before: {l}");
-        let st = out(q, "param get startup.service.ctl.demo_sa")?;
-        ensure!(st != "running", "demo_sa runs before anyone asked: {st}");
-        let g = out(q, "samgr --get 9001")?;
-        ensure!(g.contains("SA 9001: connected"), "{g}");
-        let ls = out(q, "hidumper -ls")?;
-        ensure!(ls.lines().any(|x| x.starts_with("9001") && x.contains("LOADED") && x.contains("demo_sa") && x.contains("1000")), "{ls}");
-        ensure!(out(q, "param get startup.service.ctl.demo_sa")? == "running", "demo_sa not running after the get");
-        let d = out(q, "hidumper -s 9001 -a hello")?;
-        ensure!(d.contains("demo SA 9001") && d.contains("args: hello"), "{d}");
-        for _ in 0..40 {
-            if out(q, "samgr --list")?.lines().any(|x| x == "9001 NOT_LOADED") && out(q, "param get startup.service.ctl.demo_sa")? == "stopped" {
-                return Ok(());
+    r.check(
+        "boot completes (all boot events set)",
+        (|| {
+            out(q, "param wait bootevent.boot.completed true 30")?;
+            let v = out(q, "param get bootevent.boot.completed")?;
+            ensure!(v == "true", "bootevent.boot.completed = {v:?}");
+            Ok(())
+        })(),
+    );
+    r.check(
+        "samgr runs as a critical service and is ready",
+        (|| {
+            let v = out(q, "param get bootevent.samgr.ready")?;
+            ensure!(v == "true", "bootevent.samgr.ready = {v:?}");
+            let d = out(q, "begetctl dump_service samgr")?;
+            ensure!(d.lines().any(|l| l.starts_with("samgr") && l.contains("running") && l.contains("yes")), "{d}");
+            let s = out(q, "ls -l /dev/unix/socket/samgr")?;
+            ensure!(s.starts_with("srw-rw-rw-"), "{s}");
+            // A client in the shell reaches samgr through init's socket.
+            let ls = out(q, "hidumper -ls")?;
+            ensure!(ls.starts_with("SA id"), "{ls}");
+            Ok(())
+        })(),
+    );
+    r.check(
+        "an on-demand SA starts on a call from the shell and unloads when idle",
+        (|| {
+            // The test overlay shortens demo_sa's unload delay to 2 s.
+            let l = out(q, "samgr --list")?;
+            ensure!(l.lines().any(|x| x == "9001 NOT_LOADED"), "before: {l}");
+            let st = out(q, "param get startup.service.ctl.demo_sa")?;
+            ensure!(st != "running", "demo_sa runs before anyone asked: {st}");
+            let g = out(q, "samgr --get 9001")?;
+            ensure!(g.contains("SA 9001: connected"), "{g}");
+            let ls = out(q, "hidumper -ls")?;
+            ensure!(ls.lines().any(|x| x.starts_with("9001") && x.contains("LOADED") && x.contains("demo_sa") && x.contains("1000")), "{ls}");
+            ensure!(out(q, "param get startup.service.ctl.demo_sa")? == "running", "demo_sa not running after the get");
+            let d = out(q, "hidumper -s 9001 -a hello")?;
+            ensure!(d.contains("demo SA 9001") && d.contains("args: hello"), "{d}");
+            for _ in 0..40 {
+                if out(q, "samgr --list")?.lines().any(|x| x == "9001 NOT_LOADED") && out(q, "param get startup.service.ctl.demo_sa")? == "stopped" {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(250));
             }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-        bail!("SA 9001 still loaded 10 s after its last client: {}", out(q, "hidumper -ls")?)
-    })());
-    r.check("default parameters are loaded", (|| {
-        let v = out(q, "param get const.product.name")?;
-        ensure!(v == "Accord", "const.product.name = {v:?}");
-        Ok(())
-    })());
-    r.check("const parameters are write-once", (|| {
-        let (rc, o) = q.run("param set const.product.name Other", CMD)?;
-        ensure!(rc != 0 && o.contains("read-only"), "rc {rc}: {o}");
-        Ok(())
-    })());
-    r.check("a missing parameter is a clear error", (|| {
-        let (rc, o) = q.run("param get no.such.param", CMD)?;
-        ensure!(rc == 1 && o.contains("no.such.param") && o.contains("not found"), "rc {rc}: {o}");
-        Ok(())
-    })());
-    r.check("/data is the ext4 disk", (|| {
-        let m = out(q, "grep ' /data ' /proc/mounts")?;
-        ensure!(m.starts_with("/dev/vda /data ext4"), "{m}");
-        Ok(())
-    })());
-    r.check("persist parameter set", (|| {
-        out(q, "param set persist.test.x 42")?;
-        Ok(())
-    })());
-    r.check("param: jobs run on parameter changes", (|| {
-        out(q, "param set persist.sys.demo.greeting bonjour")?;
-        let v = out(q, "param get sys.demo.greeted")?;
-        ensure!(v == "bonjour", "sys.demo.greeted = {v:?}");
-        Ok(())
-    })());
-    r.check("dump_service lists running services", (|| {
-        let d = out(q, "begetctl dump_service all")?;
-        ensure!(d.lines().any(|l| l.starts_with("demo") && l.contains("running")), "{d}");
-        ensure!(d.lines().any(|l| l.starts_with("console") && l.contains("running")), "{d}");
-        Ok(())
-    })());
-    r.check("a service killed with -9 is restarted", (|| {
-        let old = out(q, "param get startup.service.ctl.demo.pid")?;
-        out(q, &format!("kill -9 {old}"))?;
-        for _ in 0..50 {
-            let now = out(q, "param get startup.service.ctl.demo.pid")?;
-            let state = out(q, "param get startup.service.ctl.demo")?;
-            if now != old && now != "0" && state == "running" {
-                return Ok(());
+            bail!("SA 9001 still loaded 10 s after its last client: {}", out(q, "hidumper -ls")?)
+        })(),
+    );
+    r.check(
+        "default parameters are loaded",
+        (|| {
+            let v = out(q, "param get const.product.name")?;
+            ensure!(v == "Accord", "const.product.name = {v:?}");
+            Ok(())
+        })(),
+    );
+    r.check(
+        "const parameters are write-once",
+        (|| {
+            let (rc, o) = q.run("param set const.product.name Other", CMD)?;
+            ensure!(rc != 0 && o.contains("read-only"), "rc {rc}: {o}");
+            Ok(())
+        })(),
+    );
+    r.check(
+        "a missing parameter is a clear error",
+        (|| {
+            let (rc, o) = q.run("param get no.such.param", CMD)?;
+            ensure!(rc == 1 && o.contains("no.such.param") && o.contains("not found"), "rc {rc}: {o}");
+            Ok(())
+        })(),
+    );
+    r.check(
+        "/data is the ext4 disk",
+        (|| {
+            let m = out(q, "grep ' /data ' /proc/mounts")?;
+            ensure!(m.starts_with("/dev/vda /data ext4"), "{m}");
+            Ok(())
+        })(),
+    );
+    r.check(
+        "persist parameter set",
+        (|| {
+            out(q, "param set persist.test.x 42")?;
+            Ok(())
+        })(),
+    );
+    r.check(
+        "param: jobs run on parameter changes",
+        (|| {
+            out(q, "param set persist.sys.demo.greeting bonjour")?;
+            let v = out(q, "param get sys.demo.greeted")?;
+            ensure!(v == "bonjour", "sys.demo.greeted = {v:?}");
+            Ok(())
+        })(),
+    );
+    r.check(
+        "dump_service lists running services",
+        (|| {
+            let d = out(q, "begetctl dump_service all")?;
+            ensure!(d.lines().any(|l| l.starts_with("demo") && l.contains("running")), "{d}");
+            ensure!(d.lines().any(|l| l.starts_with("console") && l.contains("running")), "{d}");
+            Ok(())
+        })(),
+    );
+    r.check(
+        "a service killed with -9 is restarted",
+        (|| {
+            let old = out(q, "param get startup.service.ctl.demo.pid")?;
+            out(q, &format!("kill -9 {old}"))?;
+            for _ in 0..50 {
+                let now = out(q, "param get startup.service.ctl.demo.pid")?;
+                let state = out(q, "param get startup.service.ctl.demo")?;
+                if now != old && now != "0" && state == "running" {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(100));
             }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        bail!("demo was not restarted (old pid {old})")
-    })());
-    r.check("services are stopped and started by control parameters", (|| {
-        out(q, "begetctl service_control stop demo")?;
-        out(q, "param wait startup.service.ctl.demo stopped 10")?;
-        out(q, "begetctl start_service demo")?;
-        out(q, "param wait startup.service.ctl.demo running 10")?;
-        Ok(())
-    })());
-    r.check("service output reaches the kernel log with its name", (|| {
-        let d = out(q, "dmesg | grep 'demo\\[' | head -1")?;
-        ensure!(d.contains("demo service up"), "{d:?}");
-        Ok(())
-    })());
-    r.check("an OVERLAY's cfg is read, and its service started by a param: job", (|| {
-        let st = out(q, "param get startup.service.ctl.overlay-probe")?;
-        ensure!(st == "idle", "condition service before the trigger: {st:?}");
-        out(q, "param set test.overlay.go 1")?;
-        out(q, "param wait test.overlay.ran yes 10")?;
-        Ok(())
-    })());
-    r.check("the boot trace is written", (|| {
-        let t = out(q, "head -c 200 /data/log/startup/bootup.trace")?;
-        ensure!(t.contains("traceEvents"), "{t}");
-        Ok(())
-    })());
-    r.check("init stays small (VmRSS <= 2 MiB)", (|| {
-        let s = out(q, "grep VmRSS /proc/1/status")?;
-        let kb: u64 = s.split_whitespace().nth(1).and_then(|x| x.parse().ok()).ok_or_else(|| anyhow!("{s}"))?;
-        println!("# init VmRSS {kb} kB");
-        ensure!(kb <= 2048, "init RSS {kb} kB");
-        Ok(())
-    })());
+            bail!("demo was not restarted (old pid {old})")
+        })(),
+    );
+    r.check(
+        "services are stopped and started by control parameters",
+        (|| {
+            out(q, "begetctl service_control stop demo")?;
+            out(q, "param wait startup.service.ctl.demo stopped 10")?;
+            out(q, "begetctl start_service demo")?;
+            out(q, "param wait startup.service.ctl.demo running 10")?;
+            Ok(())
+        })(),
+    );
+    r.check(
+        "service output reaches the kernel log with its name",
+        (|| {
+            let d = out(q, "dmesg | grep 'demo\\[' | head -1")?;
+            ensure!(d.contains("demo service up"), "{d:?}");
+            Ok(())
+        })(),
+    );
+    r.check(
+        "an OVERLAY's cfg is read, and its service started by a param: job",
+        (|| {
+            let st = out(q, "param get startup.service.ctl.overlay-probe")?;
+            ensure!(st == "idle", "condition service before the trigger: {st:?}");
+            out(q, "param set test.overlay.go 1")?;
+            out(q, "param wait test.overlay.ran yes 10")?;
+            Ok(())
+        })(),
+    );
+    r.check(
+        "the boot trace is written",
+        (|| {
+            let t = out(q, "head -c 200 /data/log/startup/bootup.trace")?;
+            ensure!(t.contains("traceEvents"), "{t}");
+            Ok(())
+        })(),
+    );
+    r.check(
+        "init stays small (VmRSS <= 2 MiB)",
+        (|| {
+            let s = out(q, "grep VmRSS /proc/1/status")?;
+            let kb: u64 = s.split_whitespace().nth(1).and_then(|x| x.parse().ok()).ok_or_else(|| anyhow!("{s}"))?;
+            println!("# init VmRSS {kb} kB");
+            ensure!(kb <= 2048, "init RSS {kb} kB");
+            Ok(())
+        })(),
+    );
     Ok(())
 }
 
@@ -147,10 +195,13 @@ fn main() -> ExitCode {
     let mut r = Report::default();
     println!("# qemu-test {arch}: resetting /data, two boots");
     let reset = std::process::Command::new(repo_root().join("rootfs/mkdata.sh")).args([arch.as_str(), "--reset"]).status();
-    r.check("fresh data disk", match reset {
-        Ok(s) if s.success() => Ok(()),
-        other => Err(anyhow!("mkdata.sh --reset: {other:?}")),
-    });
+    r.check(
+        "fresh data disk",
+        match reset {
+            Ok(s) if s.success() => Ok(()),
+            other => Err(anyhow!("mkdata.sh --reset: {other:?}")),
+        },
+    );
 
     match Qemu::boot(&arch, &log_dir.join("qemu-test-1.log")) {
         Err(e) => r.check("QEMU starts", Err(e)),
@@ -158,31 +209,40 @@ fn main() -> ExitCode {
             if let Err(e) = first_boot(&mut q, &mut r) {
                 r.check("first boot", Err(e));
             }
-            r.check("poweroff exits QEMU with status 0", (|| {
-                q.send("poweroff")?;
-                let (st, _) = q.wait_exit(Duration::from_secs(30))?;
-                ensure!(st.success(), "QEMU exited with {st}");
-                Ok(())
-            })());
+            r.check(
+                "poweroff exits QEMU with status 0",
+                (|| {
+                    q.send("poweroff")?;
+                    let (st, _) = q.wait_exit(Duration::from_secs(30))?;
+                    ensure!(st.success(), "QEMU exited with {st}");
+                    Ok(())
+                })(),
+            );
         }
     }
 
     match Qemu::boot(&arch, &log_dir.join("qemu-test-2.log")) {
         Err(e) => r.check("QEMU starts again", Err(e)),
         Ok(mut q) => {
-            r.check("persist parameters survive a reboot", (|| {
-                q.wait_for(PROMPT, BOOT)?;
-                out(&mut q, "param wait bootevent.boot.completed true 30")?;
-                let v = out(&mut q, "param get persist.test.x")?;
-                ensure!(v == "42", "persist.test.x = {v:?}");
-                Ok(())
-            })());
-            r.check("begetctl reboot shutdown powers off", (|| {
-                q.send("begetctl reboot shutdown")?;
-                let (st, _) = q.wait_exit(Duration::from_secs(30))?;
-                ensure!(st.success(), "QEMU exited with {st}");
-                Ok(())
-            })());
+            r.check(
+                "persist parameters survive a reboot",
+                (|| {
+                    q.wait_for(PROMPT, BOOT)?;
+                    out(&mut q, "param wait bootevent.boot.completed true 30")?;
+                    let v = out(&mut q, "param get persist.test.x")?;
+                    ensure!(v == "42", "persist.test.x = {v:?}");
+                    Ok(())
+                })(),
+            );
+            r.check(
+                "begetctl reboot shutdown powers off",
+                (|| {
+                    q.send("begetctl reboot shutdown")?;
+                    let (st, _) = q.wait_exit(Duration::from_secs(30))?;
+                    ensure!(st.success(), "QEMU exited with {st}");
+                    Ok(())
+                })(),
+            );
         }
     }
     r.finish()
