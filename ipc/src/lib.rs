@@ -126,6 +126,14 @@ pub async fn closed(conn: &zbus::Connection) {
     conn.closed().await
 }
 
+/// Locks `m`, going on with the data when a panic poisoned it: the
+/// mutexes of the SDK and samgr guard plain tables whose every update is
+/// one step, so a panic elsewhere leaves nothing half-written, and a
+/// system service keeps serving rather than panicking in turn.
+pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Lets this process hold as many descriptors as its hard limit allows
 /// (servers hold one connection per client).
 pub fn raise_fd_limit() {

@@ -635,7 +635,7 @@ impl RemoteProxy {
             Ok(r) => r,
             Err(_) => {
                 // A late reply finds no waiter and is dropped.
-                self.shared.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&serial);
+                crate::lock(&self.shared.waiting).remove(&serial);
                 Err(RemoteError::TimedOut(self.timeout))
             }
         }
@@ -647,11 +647,11 @@ impl RemoteProxy {
             return Err(RemoteError::Dead);
         }
         let (tx, mut rx) = oneshot::channel();
-        sh.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(serial, tx);
+        crate::lock(&sh.waiting).insert(serial, tx);
         let mut msg = Vec::with_capacity(96 + data.len());
         request(&mut msg, serial, code, data, 0);
         if let Err(e) = self.write(&msg).await {
-            sh.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&serial);
+            crate::lock(&sh.waiting).remove(&serial);
             return Err(e);
         }
         loop {
@@ -690,7 +690,7 @@ impl RemoteProxy {
                     ERROR => Err(RemoteError::Remote { name: m.error_name.to_owned(), message: get_str(m.body).unwrap_or("").to_owned() }),
                     _ => continue,
                 };
-                if let Some(tx) = self.shared.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&to) {
+                if let Some(tx) = crate::lock(&self.shared.waiting).remove(&to) {
                     let _ = tx.send(r);
                 }
                 handed = true;
@@ -709,7 +709,7 @@ impl RemoteProxy {
 
     fn fail_all(&self, _why: &RemoteError) {
         self.shared.dead.store(true, Ordering::Release);
-        for (_, tx) in self.shared.waiting.lock().unwrap_or_else(|p| p.into_inner()).drain() {
+        for (_, tx) in crate::lock(&self.shared.waiting).drain() {
             let _ = tx.send(Err(RemoteError::Dead));
         }
     }

@@ -144,7 +144,7 @@ struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut h = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let mut h = accord_ipc::lock(&self.held);
         h.total -= 1;
         if let Some(n) = h.by_uid.get_mut(&self.uid) {
             *n -= 1;
@@ -324,7 +324,7 @@ impl Registry {
     /// A connection slot for `uid`, or why not (root is held to the total
     /// only).
     fn take_slot(&self, uid: u32) -> Result<Slot, String> {
-        let mut h = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let mut h = accord_ipc::lock(&self.held);
         if h.total >= self.limits.connections {
             return Err(format!("samgr holds {} connections, its limit", h.total));
         }
@@ -340,7 +340,7 @@ impl Registry {
     fn lock(&self) -> MutexGuard<'_, State> {
         // State stays consistent between statements; a panic in one
         // handler must not take samgr down.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        accord_ipc::lock(&self.state)
     }
 
     fn bump(&self) {

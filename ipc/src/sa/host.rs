@@ -18,6 +18,7 @@ use zbus::connection::Builder;
 use zbus::{fdo, zvariant};
 
 use super::{SaProps, SystemAbilityManagerProxy, HOST_PATH};
+use crate::lock;
 use crate::policy::Policy;
 use crate::profile::{Profile, SaProfile};
 use crate::{Identity, IpcError};
@@ -228,12 +229,6 @@ impl Drop for Inner {
 #[derive(Clone)]
 pub struct SaHost {
     inner: Arc<Inner>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic while holding one of these locks leaves plain data behind;
-    // keep serving with it.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl SaHost {
