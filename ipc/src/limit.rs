@@ -66,6 +66,11 @@ impl Framing {
         Framing { phase: Phase::Start, header: [0; 16], max }
     }
 
+    /// Before `BEGIN` (no message may have started yet).
+    pub fn in_handshake(&self) -> bool {
+        matches!(self.phase, Phase::Start | Phase::Auth(_))
+    }
+
     /// Takes in the next bytes the client sent; an error when they break
     /// the limit (or are not D-Bus).
     pub fn feed(&mut self, mut b: &[u8]) -> io::Result<()> {
@@ -73,6 +78,9 @@ impl Framing {
         while !b.is_empty() {
             match &mut self.phase {
                 Phase::Start => {
+                    if b[0] != 0 {
+                        return Err(bad(format!("the handshake starts with byte {:#04x}, not NUL", b[0])));
+                    }
                     b = &b[1..];
                     self.phase = Phase::Auth(Vec::new());
                 }
@@ -89,7 +97,12 @@ impl Framing {
                     if line.len() > MAX_AUTH_LINE {
                         return Err(bad(format!("handshake line above {MAX_AUTH_LINE} bytes")));
                     }
-                    if line.strip_suffix(b"\r").unwrap_or(line) == b"BEGIN" {
+                    // Lines end in CR LF (a bare LF also trips zbus 5's
+                    // handshake parser into a panic).
+                    let Some(text) = line.strip_suffix(b"\r") else {
+                        return Err(bad("a handshake line ends in LF without CR".into()));
+                    };
+                    if text == b"BEGIN" {
                         self.phase = Phase::Header(0);
                     } else {
                         line.clear();
@@ -151,6 +164,11 @@ pub struct LimitedRead {
 impl ReadHalf for LimitedRead {
     async fn recvmsg(&mut self, buf: &mut [u8]) -> io::Result<(usize, Vec<std::os::fd::OwnedFd>)> {
         let (n, fds) = self.inner.recvmsg(buf).await?;
+        if !fds.is_empty() && self.framing.in_handshake() {
+            // D-Bus passes descriptors only with messages, after BEGIN;
+            // zbus would keep these until the handshake ends. Closed here.
+            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{} descriptors sent during the handshake", fds.len())));
+        }
         self.framing.feed(&buf[..n])?;
         Ok((n, fds))
     }
@@ -201,6 +219,37 @@ mod tests {
         b.extend(header(4096, 0));
         assert!(f.feed(&b).is_err());
         assert!(Framing::new(64).feed(&[&b"\0"[..], &[b'A'; MAX_AUTH_LINE + 1]].concat()).is_err(), "endless handshake line");
+    }
+
+    #[test]
+    fn handshakes_zbus_would_choke_on_are_refused() {
+        assert!(Framing::new(64).feed(b"\n").is_err(), "no NUL first");
+        assert!(Framing::new(64).feed(b"\0\n").is_err(), "a bare LF");
+        assert!(Framing::new(64).feed(b"\0AUTH EXTERNAL 30\n").is_err(), "a line without CR");
+        let mut f = Framing::new(64);
+        f.feed(b"\0AUTH EXTERNAL 30\r\n").unwrap();
+        assert!(f.in_handshake());
+        f.feed(b"BEGIN\r\n").unwrap();
+        assert!(!f.in_handshake());
+    }
+
+    /// Descriptors sent before `BEGIN` fail the read that brings them (and
+    /// are closed with it), so zbus never holds them.
+    #[tokio::test(flavor = "current_thread")]
+    async fn descriptors_during_the_handshake_fail_the_read() {
+        use std::io::IoSlice;
+        use std::os::fd::AsRawFd;
+        use zbus::connection::socket::Socket;
+        let (a, b) = UnixStream::pair().unwrap();
+        let b = b.into_std().unwrap();
+        let raw = b.as_raw_fd();
+        let fds = [raw; 8];
+        let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
+        nix::sys::socket::sendmsg::<()>(raw, &[IoSlice::new(b"\0")], &cmsg, nix::sys::socket::MsgFlags::empty(), None).unwrap();
+        let (mut read, _write) = Limited::new(a, 1024).split().take();
+        let mut buf = [0u8; 64];
+        let e = zbus::connection::socket::ReadHalf::recvmsg(&mut read, &mut buf).await.unwrap_err();
+        assert!(e.to_string().contains("8 descriptors sent during the handshake"), "{e}");
     }
 
     proptest::proptest! {

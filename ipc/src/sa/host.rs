@@ -455,6 +455,27 @@ async fn reregister(host: &SaHost) -> Result<zbus::Connection, IpcError> {
     Ok(conn)
 }
 
+/// One client connection's hold on an SA: its socket duplicate and its
+/// place in the client count, released on drop (so also when serving the
+/// connection panics), arming the idle timer for the last one.
+struct ClientSlot {
+    id: u32,
+    conn_no: u64,
+    live: Arc<Live>,
+    host: std::sync::Weak<Inner>,
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        lock(&self.live.conns).remove(&self.conn_no);
+        if self.live.clients.fetch_sub(1, Ordering::SeqCst) == 1 {
+            if let Some(inner) = self.host.upgrade() {
+                arm_idle(&inner, self.id, &self.live);
+            }
+        }
+    }
+}
+
 /// The host side, served on the host's connection to samgr.
 struct HostIface {
     host: std::sync::Weak<Inner>,
@@ -484,19 +505,15 @@ impl HostIface {
         live.generation.fetch_add(1, Ordering::SeqCst);
         let caller = Caller { identity: Identity { uid, gid, pid }, groups: groups.into(), policy: inner.policy.clone() };
         let serving = live.sa.serve(stream, caller);
-        let weak = Arc::downgrade(&inner);
+        // Released however the serving ends, a panic inside it included.
+        let slot = ClientSlot { id, conn_no, live, host: Arc::downgrade(&inner) };
         tokio::spawn(async move {
+            let _slot = slot;
             match serving.await {
                 Ok(()) => {}
                 // A client that died or hung up before the handshake ended.
                 Err(IpcError::Zbus(zbus::Error::InputOutput(e))) => debug!("SA {id}: pid {pid} hung up during the handshake: {e}"),
                 Err(e) => warn!("SA {id}: handshake with pid {pid} failed: {e}"),
-            }
-            lock(&live.conns).remove(&conn_no);
-            if live.clients.fetch_sub(1, Ordering::SeqCst) == 1 {
-                if let Some(inner) = weak.upgrade() {
-                    arm_idle(&inner, id, &live);
-                }
             }
         });
         Ok(())
