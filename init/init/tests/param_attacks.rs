@@ -406,7 +406,7 @@ fn persist_sets_are_durable_when_acked_coalesced_and_root_only() {
 /// names: only root and group servicectrl (1050) stop a service, only
 /// powerctrl (1051) powers off; system (uid 1000) without them cannot.
 #[test]
-fn control_parameters_need_the_servicectrl_group() {
+fn control_parameters_and_the_service_list_need_the_servicectrl_group() {
     let cfg = r#"{"services": [{"name": "demo", "path": ["/bin/sleep", "1000"]}]}"#;
     let dac = "* = root:root:0775\nohos.ctl. = root:1050:0775\nohos.startup.powerctrl = root:1051:0775\nohos.servicectrl. = root:1050:0775\nohos.servicectrl.reboot. = root:1051:0775\n";
     let mut f = Fixture::new(cfg, &[("etc/param/ohos.para.dac", dac)]);
@@ -416,8 +416,16 @@ fn control_parameters_need_the_servicectrl_group() {
     denied(f.client_as(1000, 1000).set("ohos.ctl.stop", "demo"), "ohos.servicectrl.stop.demo");
     denied(f.client_as_groups(UID, UID, &[1050]).set("ohos.startup.powerctrl", "shutdown"), "ohos.startup.powerctrl");
     assert_eq!(f.get("startup.service.ctl.demo").as_deref(), Some("running"));
+    // Listing services (argv, users, pids) is under the same control.
+    match f.client_as(UID, UID).dump_services(None) {
+        Err(ParamError::Server { kind: ErrorKind::PermissionDenied, message }) => assert!(message.contains("ohos.servicectrl.dump"), "{message}"),
+        other => panic!("uid {UID} must not list services: {other:?}"),
+    }
+    let listed = f.client_as_groups(UID, UID, &[1050]).dump_services(None).expect("group servicectrl may list services");
+    assert!(listed.iter().any(|s| s.name == "demo"), "{listed:?}");
     f.client_as_groups(UID, UID, &[1050]).set("ohos.ctl.stop", "demo").expect("group servicectrl may stop a service");
     assert!(f.wait_param("startup.service.ctl.demo", "stopped", 10 * SEC));
+    assert!(f.client().dump_services(Some("demo")).expect("root lists services").iter().any(|s| s.name == "demo"));
     root_still_served(&f, "ctl");
 }
 

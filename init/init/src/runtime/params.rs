@@ -81,6 +81,9 @@ pub struct ParamClient {
     want_write: bool,
 }
 
+/// The DAC name a `DumpServices` request is checked under (as a write).
+const DUMP_SERVICES_KEY: &str = "ohos.servicectrl.dump";
+
 /// Counters for `Request::Stats` (and the log).
 #[derive(Debug, Default)]
 pub(super) struct Counters {
@@ -430,7 +433,16 @@ impl Init {
                     Response::Ok
                 }
             }
-            Request::DumpServices { name } => Response::Services { services: self.service_infos(name.as_deref()) },
+            // Services' command lines, users and pids are for root and the
+            // service-control group: checked as a write of
+            // `ohos.servicectrl.dump` (OpenHarmony's dump is under the same
+            // control permission).
+            Request::DumpServices { name } => match self.dac.check(DUMP_SERVICES_KEY, &caller, Op::Write) {
+                Ok(()) => Response::Services { services: self.service_infos(name.as_deref()) },
+                Err(_) => {
+                    error_response(&ParamError::PermissionDenied { name: format!("the service list (checked as {DUMP_SERVICES_KEY})"), op: "read".into() })
+                }
+            },
             Request::Stats => {
                 if caller.uid != 0 {
                     error_response(&ParamError::PermissionDenied { name: "parameter service statistics".into(), op: "read".into() })
