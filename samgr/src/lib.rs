@@ -79,10 +79,15 @@ impl Starter for InitStarter {
 
     /// init publishes the pid of each service it started as
     /// `startup.service.ctl.<name>.pid` (0 or empty when not running).
+    /// Asked over init's socket, never read from the shared table: a
+    /// process init just forked can reach samgr before init, back from
+    /// fork, has updated the table, but init answers a request only after
+    /// the turn that started the process (and set its pid) is over.
     fn service_pid(&self, process: &str) -> ServicePid {
-        match accord_param::client::get(&format!("startup.service.ctl.{process}.pid")) {
-            Err(_) => ServicePid::Unknown,
-            Ok(v) => match v.trim().parse::<i32>() {
+        let name = format!("startup.service.ctl.{process}.pid");
+        match accord_param::client::Client::connect().and_then(|c| c.get_opt(&name)) {
+            Err(_) | Ok(None) => ServicePid::Unknown,
+            Ok(Some(v)) => match v.trim().parse::<i32>() {
                 Ok(pid) if pid > 0 => ServicePid::Pid(pid),
                 _ => ServicePid::NotRunning,
             },
