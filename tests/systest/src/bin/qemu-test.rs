@@ -2,7 +2,7 @@
 //! running system through its console.
 
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use accord_systest::{repo_root, Qemu, Report, PROMPT};
 use anyhow::{anyhow, bail, ensure, Result};
@@ -56,15 +56,18 @@ fn first_boot(q: &mut Qemu, r: &mut Report) -> Result<()> {
             let ls = out(q, "hidumper -ls")?;
             ensure!(ls.lines().any(|x| x.starts_with("9001") && x.contains("LOADED") && x.contains("demo_sa") && x.contains("1000")), "{ls}");
             ensure!(out(q, "param get startup.service.ctl.demo_sa")? == "running", "demo_sa not running after the get");
+            // The overlay's idle delay (10 s) leaves the dump time on a
+            // loaded host; the unload is then waited for generously.
             let d = out(q, "hidumper -s 9001 -a hello")?;
             ensure!(d.contains("demo SA 9001") && d.contains("args: hello"), "{d}");
-            for _ in 0..40 {
+            let deadline = Instant::now() + Duration::from_secs(90);
+            while Instant::now() < deadline {
                 if out(q, "samgr --list")?.lines().any(|x| x == "9001 NOT_LOADED") && out(q, "param get startup.service.ctl.demo_sa")? == "stopped" {
                     return Ok(());
                 }
                 std::thread::sleep(Duration::from_millis(250));
             }
-            bail!("SA 9001 still loaded 10 s after its last client: {}", out(q, "hidumper -ls")?)
+            bail!("SA 9001 still loaded 90 s after its last client: {}", out(q, "hidumper -ls")?)
         })(),
     );
     r.check(
