@@ -520,8 +520,10 @@ fn chmod_tree(root: &Path, mode: u32) -> CmdResult {
     Ok(())
 }
 
-/// Longest wait for a filesystem type while modules still load.
-pub const FS_TYPE_WAIT: Duration = Duration::from_secs(5);
+/// Longest wait for a filesystem type while modules still load: the
+/// loaders end on their own, this only bounds a stuck one (a CPU-starved
+/// TCG guest was seen to need more than 5 s for ext4's chain).
+pub const FS_TYPE_WAIT: Duration = Duration::from_secs(60);
 
 /// Whether `/proc/filesystems` lists `fstype` (true when it cannot be read,
 /// so the mount itself reports the error).
