@@ -14,6 +14,18 @@ use std::time::{Duration, Instant};
 
 const N: usize = 20_000;
 
+/// p50/p99 of N socket gets of `const.bench.name` on `client`.
+fn get_latency(client: &accord_param::client::Client) -> (f64, f64) {
+    let mut samples = Vec::with_capacity(N);
+    for _ in 0..N {
+        let t0 = Instant::now();
+        let v = client.get("const.bench.name").expect("get");
+        samples.push(t0.elapsed());
+        assert_eq!(v, "accord");
+    }
+    percentiles(samples)
+}
+
 fn percentiles(mut v: Vec<Duration>) -> (f64, f64) {
     v.sort();
     let us = |d: Duration| d.as_secs_f64() * 1e6;
@@ -57,14 +69,7 @@ fn main() {
         let _ = client.get("const.bench.name");
     }
     let (f50, f99) = floor();
-    let mut samples = Vec::with_capacity(N);
-    for _ in 0..N {
-        let t0 = Instant::now();
-        let v = client.get("const.bench.name").expect("get");
-        samples.push(t0.elapsed());
-        assert_eq!(v, "accord");
-    }
-    let (g50, g99) = percentiles(samples);
+    let (g50, g99) = get_latency(&client);
     let mut connect_samples = Vec::with_capacity(1000);
     for _ in 0..1000 {
         let t0 = Instant::now();
@@ -170,14 +175,7 @@ fn held_connections() {
         assert!(matches!(r, Some(accord_param::proto::Response::Value { .. })), "{r:?}");
     }
     let client = f.client();
-    let mut samples = Vec::with_capacity(N);
-    for _ in 0..N {
-        let t0 = Instant::now();
-        let v = client.get("const.bench.name").expect("get");
-        samples.push(t0.elapsed());
-        assert_eq!(v, "accord");
-    }
-    let (g50, g99) = percentiles(samples);
+    let (g50, g99) = get_latency(&client);
     println!("1,000 unprivileged clients holding connections");
     println!("  root param get (connected)  p50 {g50:7.1} us  p99 {g99:7.1} us");
     println!("  init RSS: {} (idle: {idle}; host build, glibc)", rss(pid));
