@@ -67,10 +67,10 @@ bench: .host-ready
 	@echo "== parameter get latency, unpinned =="
 	cargo bench -q -p accord-init --bench param_get </dev/null
 	@echo "== IPC call path, pinned to CPU 0 (headline) =="
-	cargo bench -q -p accord-ipc --bench call_path --no-run </dev/null
-	taskset -c 0 cargo bench -q -p accord-ipc --bench call_path </dev/null
+	cargo bench -q -p accord-safwk --bench call_path --no-run </dev/null
+	taskset -c 0 cargo bench -q -p accord-safwk --bench call_path </dev/null
 	@echo "== IPC call path, unpinned =="
-	cargo bench -q -p accord-ipc --bench call_path </dev/null
+	cargo bench -q -p accord-safwk --bench call_path </dev/null
 	@$(MAKE) --no-print-directory rootfs ARCH=$(ARCH)
 	@echo "== boot ($(ARCH), TCG, 5 boots) =="
 	cargo run --release -q -p accord-systest --bin boot-bench -- $(ARCH) 5 </dev/null

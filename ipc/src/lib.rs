@@ -5,23 +5,21 @@
 //! exporting objects, [`connect`] makes the client end, and
 //! [`peer_identity`] gives a server the kernel-verified uid/gid/pid of the
 //! process on the other end (SO_PEERCRED, never anything the peer says).
-//! samgr and every system ability build on this.
 //!
-//! - [`sa`]: system abilities: samgr's interfaces and the SDK to write
-//!   and use an SA.
-//! - [`profile`]: SA profiles (OpenHarmony's JSON), read by samgr and hosts.
-//! - [`policy`]: who may register/get which SA and who holds which
-//!   permission.
+//! This crate is the wire and nothing of samgr's: the SA framework
+//! (OpenHarmony's safwk: the `SystemAbility` trait, SA hosts, the samgr
+//! client, SA profiles and policy) is `accord-safwk` in `samgr/safwk`,
+//! built on this.
+//!
+//! - [`limit`]: message sizes checked on each fixed header, before a
+//!   byte of the body is allocated.
 //! - [`blob`]: byte payloads that move to a sealed memfd above 1 MiB.
 //! - [`remote`]: the fast path, OpenHarmony's remote objects
 //!   (`SendRequest(code, data)`) on the D-Bus wire without zbus.
 
 pub mod blob;
 pub mod limit;
-pub mod policy;
-pub mod profile;
 pub mod remote;
-pub mod sa;
 
 use std::os::fd::AsFd;
 
@@ -29,6 +27,7 @@ use thiserror::Error;
 use tokio::net::UnixStream;
 use zbus::connection::Builder;
 
+/// What can go wrong on a connection.
 #[derive(Debug, Error)]
 pub enum IpcError {
     #[error("D-Bus connection: {0}")]
@@ -37,8 +36,29 @@ pub enum IpcError {
     Io(#[from] std::io::Error),
     #[error("peer credentials: {0}")]
     Creds(nix::Error),
-    #[error("{0}")]
-    Sa(String),
+}
+
+impl IpcError {
+    /// The other side is gone (its process died or it hung up): dial or
+    /// get the service again to go on.
+    pub fn is_dead(&self) -> bool {
+        match self {
+            IpcError::Zbus(e) => is_dead(e),
+            IpcError::Io(e) => io_is_dead(e),
+            IpcError::Creds(_) => false,
+        }
+    }
+}
+
+/// Whether a zbus call failed because the other side is gone (its
+/// process died or closed the connection).
+pub fn is_dead(e: &zbus::Error) -> bool {
+    matches!(e, zbus::Error::InputOutput(io) if io_is_dead(io))
+}
+
+fn io_is_dead(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), BrokenPipe | ConnectionReset | ConnectionAborted | UnexpectedEof | NotConnected)
 }
 
 /// The kernel's word on who is at the other end of a socket.
@@ -53,20 +73,6 @@ pub struct Identity {
 pub fn peer_identity(sock: &impl AsFd) -> Result<Identity, IpcError> {
     let c = nix::sys::socket::getsockopt(sock, nix::sys::socket::sockopt::PeerCredentials).map_err(IpcError::Creds)?;
     Ok(Identity { uid: c.uid(), gid: c.gid(), pid: c.pid() })
-}
-
-/// The verified identity of the peer of a p2p `conn` (what a server
-/// method calls its caller): uid and pid from the kernel's credentials of
-/// the socket; the gid is the peer's effective group, read from
-/// /proc/<pid>/status (`u32::MAX` if the process is gone).
-pub async fn calling_identity(conn: &zbus::Connection) -> Result<Identity, IpcError> {
-    let c = conn.peer_creds().await?;
-    let pid = c.process_id().map(|p| p as i32).unwrap_or(-1);
-    let gid = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Gid:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|g| g.parse().ok()))
-        .unwrap_or(u32::MAX);
-    Ok(Identity { uid: c.unix_user_id().unwrap_or(u32::MAX), gid, pid })
 }
 
 /// Serves `objects` (path, interface) on the server end of a p2p stream.

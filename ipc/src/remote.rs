@@ -2,8 +2,9 @@
 //! (`SendRequest(code, data) → reply`) on the D-Bus wire, without zbus's
 //! per-message machinery.
 //!
-//! An SA that implements [`RemoteObject`] is served by a thread of its own
-//! per client connection (binder's model: the request wakes the thread
+//! A [`Handler`] (the SA framework binds an SA's `RemoteObject` and the
+//! caller samgr verified into one) is served by a thread of its own per
+//! client connection (binder's model: the request wakes the thread
 //! that answers it), with blocking reads of whole D-Bus messages into one
 //! buffer; it answers each `org.accord.RemoteObject.SendRequest(u code, ay
 //! data) → ay` (and `Peer.Ping`, `Introspectable.Introspect`) and writes
@@ -26,8 +27,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 use tokio::sync::oneshot;
-
-use crate::sa::Caller;
 
 pub const INTERFACE: &str = "org.accord.RemoteObject";
 pub const METHOD: &str = "SendRequest";
@@ -80,20 +79,24 @@ impl RemoteError {
     }
 }
 
-/// An SA in the remote-object model: each request is a code and bytes.
-pub trait RemoteObject: Send + Sync + 'static {
-    /// Answers request `code` with `data` from `caller` by appending to
-    /// `reply`. Runs inline in the connection's loop: return quickly.
-    fn on_remote_request(&self, caller: &Caller, code: u32, data: &[u8], reply: &mut Vec<u8>) -> Result<(), RemoteError>;
-    /// As [`crate::sa::SystemAbility::on_idle`].
-    fn on_idle(&self) -> bool {
-        true
-    }
-    /// As [`crate::sa::SystemAbility::on_stop`].
-    fn on_stop(&self) {}
-    /// As [`crate::sa::SystemAbility::on_dump`].
-    fn on_dump(&self, _args: &[String]) -> String {
-        String::new()
+/// What answers the requests of one connection: OpenHarmony's
+/// `IRemoteStub::OnRemoteRequest`, with everything else (who the caller
+/// is, the SA's life cycle) left to whoever builds it (the SA framework,
+/// `accord-safwk`). A closure `Fn(code, data, reply)` is one.
+pub trait Handler: Send + 'static {
+    /// Answers request `code` with `data` by appending to `reply`. Runs
+    /// inline in the connection's loop: return quickly. An `Err` goes back
+    /// to the client as a D-Bus error ([`RemoteError::Remote`] keeps its
+    /// name).
+    fn on_request(&self, code: u32, data: &[u8], reply: &mut Vec<u8>) -> Result<(), RemoteError>;
+}
+
+impl<F> Handler for F
+where
+    F: Fn(u32, &[u8], &mut Vec<u8>) -> Result<(), RemoteError> + Send + 'static,
+{
+    fn on_request(&self, code: u32, data: &[u8], reply: &mut Vec<u8>) -> Result<(), RemoteError> {
+        self(code, data, reply)
     }
 }
 
@@ -399,14 +402,13 @@ async fn sasl_server(r: &mut OwnedReadHalf, w: &mut OwnedWriteHalf, uid: u32) ->
 // --- server ---------------------------------------------------------------
 
 /// Answers the requests of one connection.
-struct Answerer {
-    obj: Arc<dyn RemoteObject>,
-    caller: Caller,
+struct Answerer<H> {
+    handler: H,
     serial: u32,
     reply: Vec<u8>,
 }
 
-impl Answerer {
+impl<H: Handler> Answerer<H> {
     /// Answers every whole message at the start of `buf` (and drops them
     /// from it), appending the replies to `out`.
     fn answer(&mut self, buf: &mut Vec<u8>, out: &mut Vec<u8>) -> Result<(), RemoteError> {
@@ -429,7 +431,7 @@ impl Answerer {
                     let code = rd_u32(m.body, 0).ok_or(RemoteError::Malformed("code"))?;
                     let data = get_bytes(m.body, 4).ok_or(RemoteError::Malformed("data"))?;
                     self.reply.clear();
-                    match self.obj.on_remote_request(&self.caller, code, data, &mut self.reply) {
+                    match self.handler.on_request(code, data, &mut self.reply) {
                         Ok(()) => {
                             let reply = &self.reply;
                             reply_return(out, serial, m.serial, "ay", |b| body_bytes(b, reply))
@@ -458,22 +460,23 @@ impl Answerer {
     }
 }
 
-/// Serves `obj` to one client on `stream` until the client goes away.
-/// `caller` is who samgr verified; the handshake expects its uid. After
+/// Serves `handler` to one client on `stream` until the client goes away.
+/// The handshake expects `client_uid` (the uid samgr verified: on a socket
+/// pair samgr made, SO_PEERCRED names samgr, not the client). After
 /// the handshake the connection gets a thread of its own with blocking
 /// reads, as binder's worker threads do: a request then wakes exactly
 /// the thread that answers it, with no event loop in between.
 /// Replies the client does not take within [`WRITE_TIMEOUT`] end the
 /// connection ([`RemoteError::TimedOut`]); a message above
 /// [`MAX_MESSAGE`] ends it too ([`RemoteError::Malformed`]).
-pub async fn serve(stream: UnixStream, obj: Arc<dyn RemoteObject>, caller: Caller) -> Result<(), RemoteError> {
-    serve_with_timeout(stream, obj, caller, WRITE_TIMEOUT).await
+pub async fn serve<H: Handler>(stream: UnixStream, handler: H, client_uid: u32) -> Result<(), RemoteError> {
+    serve_with_timeout(stream, handler, client_uid, WRITE_TIMEOUT).await
 }
 
 /// [`serve`] with another write deadline than [`WRITE_TIMEOUT`].
-pub async fn serve_with_timeout(stream: UnixStream, obj: Arc<dyn RemoteObject>, caller: Caller, write_timeout: std::time::Duration) -> Result<(), RemoteError> {
+pub async fn serve_with_timeout<H: Handler>(stream: UnixStream, handler: H, client_uid: u32, write_timeout: std::time::Duration) -> Result<(), RemoteError> {
     let (mut r, mut w) = stream.into_split();
-    let buf = match tokio::time::timeout(crate::HANDSHAKE_TIMEOUT, sasl_server(&mut r, &mut w, caller.uid())).await {
+    let buf = match tokio::time::timeout(crate::HANDSHAKE_TIMEOUT, sasl_server(&mut r, &mut w, client_uid)).await {
         Ok(r) => r?,
         Err(_) => return Err(RemoteError::Auth(format!("no handshake within {} s", crate::HANDSHAKE_TIMEOUT.as_secs()))),
     };
@@ -493,17 +496,17 @@ pub async fn serve_with_timeout(stream: UnixStream, obj: Arc<dyn RemoteObject>, 
     }
     let _hangup = Hangup(stream.try_clone()?);
     let (done_tx, done_rx) = oneshot::channel();
-    let answerer = Answerer { obj, caller, serial: 0, reply: Vec::with_capacity(256) };
+    let answerer = Answerer { handler, serial: 0, reply: Vec::with_capacity(256) };
     std::thread::Builder::new().name("remote-object".into()).spawn(move || {
         let _ = done_tx.send(serve_blocking(stream, buf, answerer, write_timeout));
     })?;
     done_rx.await.unwrap_or(Err(RemoteError::Dead))
 }
 
-fn serve_blocking(
+fn serve_blocking<H: Handler>(
     mut stream: std::os::unix::net::UnixStream,
     mut buf: Vec<u8>,
-    mut a: Answerer,
+    mut a: Answerer<H>,
     write_timeout: std::time::Duration,
 ) -> Result<(), RemoteError> {
     use std::io::{Read, Write};
@@ -553,7 +556,7 @@ struct Shared {
     dead: std::sync::atomic::AtomicBool,
 }
 
-/// A client of a [`RemoteObject`]; cheap to clone, usable from many tasks.
+/// A client of a remote object (a [`Handler`] served by [`serve`]); cheap to clone, usable from many tasks.
 /// Each call has a deadline ([`CALL_TIMEOUT`] unless
 /// [`RemoteProxy::with_timeout`] says otherwise).
 #[derive(Clone)]
@@ -729,20 +732,16 @@ mod tests {
         assert_eq!((rd_u32(m.body, 0), get_bytes(m.body, 4)), (Some(42), Some(&b"hello"[..])));
     }
 
-    struct Echo;
-    impl RemoteObject for Echo {
-        fn on_remote_request(&self, _caller: &Caller, code: u32, data: &[u8], reply: &mut Vec<u8>) -> Result<(), RemoteError> {
-            if code == 0 {
-                return Err(RemoteError::failed("code 0"));
-            }
-            reply.extend_from_slice(data);
-            Ok(())
+    fn echo(code: u32, data: &[u8], reply: &mut Vec<u8>) -> Result<(), RemoteError> {
+        if code == 0 {
+            return Err(RemoteError::failed("code 0"));
         }
+        reply.extend_from_slice(data);
+        Ok(())
     }
 
-    fn answerer() -> Answerer {
-        let caller = Caller::new(crate::Identity { uid: 0, gid: 0, pid: 1 });
-        Answerer { obj: Arc::new(Echo), caller, serial: 0, reply: Vec::new() }
+    fn answerer() -> Answerer<impl Handler> {
+        Answerer { handler: echo, serial: 0, reply: Vec::new() }
     }
 
     /// A valid frame of any kind this path speaks, and what it holds.

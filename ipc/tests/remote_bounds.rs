@@ -9,9 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use accord_ipc::remote::{RemoteError, RemoteObject, RemoteProxy};
-use accord_ipc::sa::Caller;
-use accord_ipc::Identity;
+use accord_ipc::remote::{RemoteError, RemoteProxy};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -22,8 +20,8 @@ struct Obj {
     gate: (Mutex<bool>, Condvar),
 }
 
-impl RemoteObject for Obj {
-    fn on_remote_request(&self, _caller: &Caller, code: u32, data: &[u8], reply: &mut Vec<u8>) -> Result<(), RemoteError> {
+impl Obj {
+    fn on_request(&self, code: u32, data: &[u8], reply: &mut Vec<u8>) -> Result<(), RemoteError> {
         match code {
             1 => reply.extend_from_slice(data),
             5 => {
@@ -43,16 +41,13 @@ impl RemoteObject for Obj {
     }
 }
 
-fn me() -> Caller {
-    Caller::new(Identity { uid: nix::unistd::getuid().as_raw(), gid: nix::unistd::getgid().as_raw(), pid: std::process::id() as i32 })
-}
-
 /// A served socket pair: the server's result, and the client end.
 fn served(obj: Arc<Obj>, write_timeout: Duration) -> (tokio::task::JoinHandle<Result<(), RemoteError>>, std::os::unix::net::UnixStream) {
     let (s, c) = std::os::unix::net::UnixStream::pair().unwrap();
     s.set_nonblocking(true).unwrap();
     let s = tokio::net::UnixStream::from_std(s).unwrap();
-    let task = tokio::spawn(accord_ipc::remote::serve_with_timeout(s, obj, me(), write_timeout));
+    let handler = move |code: u32, data: &[u8], reply: &mut Vec<u8>| obj.on_request(code, data, reply);
+    let task = tokio::spawn(accord_ipc::remote::serve_with_timeout(s, handler, nix::unistd::getuid().as_raw(), write_timeout));
     (task, c)
 }
 

@@ -18,7 +18,7 @@ use std::os::fd::FromRawFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use accord_ipc::sa::Samgr;
+use accord_safwk::Samgr;
 use anyhow::{bail, Context, Result};
 
 const USAGE: &str = "usage: samgr [--socket PATH] [--policy FILE] [--profiles DIR]     run the registry
@@ -55,7 +55,7 @@ fn parse_id(s: &str) -> Result<u32> {
 
 /// Runs `f` against the running samgr on a small runtime.
 fn with_samgr<T>(f: impl AsyncFnOnce(&Samgr) -> Result<T>) -> Result<T> {
-    let socket = accord_ipc::sa::samgr_socket();
+    let socket = accord_safwk::samgr_socket();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
         let samgr = Samgr::connect(&socket).await.with_context(|| format!("cannot reach samgr at {}", socket.display()))?;
@@ -155,13 +155,13 @@ fn client(op: &str, arg: Option<&String>) -> Result<()> {
 }
 
 fn daemon(args: &[String]) -> Result<()> {
-    let policy_path = opt(args, "--policy")?.map(PathBuf::from).unwrap_or_else(|| accord_ipc::policy::POLICY_PATH.into());
-    let profile_dir = opt(args, "--profiles")?.map(PathBuf::from).unwrap_or_else(|| accord_ipc::profile::PROFILE_DIR.into());
+    let policy_path = opt(args, "--policy")?.map(PathBuf::from).unwrap_or_else(|| accord_safwk::policy::POLICY_PATH.into());
+    let profile_dir = opt(args, "--profiles")?.map(PathBuf::from).unwrap_or_else(|| accord_safwk::profile::PROFILE_DIR.into());
     // A broken policy file must not open everything: refuse to start
     // (init restarts us, and the message names the file and field).
-    let policy = accord_ipc::policy::Policy::load(&policy_path).map_err(anyhow::Error::msg)?;
+    let policy = accord_safwk::policy::Policy::load(&policy_path).map_err(anyhow::Error::msg)?;
     let mut profiles = Vec::new();
-    for p in accord_ipc::profile::Profile::load_dir(&profile_dir) {
+    for p in accord_safwk::profile::Profile::load_dir(&profile_dir) {
         match p {
             Ok(p) => {
                 // Once per key and file: the host that reads the same file

@@ -20,10 +20,10 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use accord_ipc::policy::{self, Policy};
-use accord_ipc::profile::Profile;
-use accord_ipc::sa::{ProcessInfo, SaInfo, SaProps, SystemAbilityHostProxy, SystemAbilityListenerProxy, MAX_SA_ID, MAX_SUBSCRIPTIONS, SAMGR_PATH};
 use accord_ipc::Identity;
+use accord_safwk::policy::{self, Policy};
+use accord_safwk::profile::Profile;
+use accord_safwk::{ProcessInfo, SaInfo, SaProps, SystemAbilityHostProxy, SystemAbilityListenerProxy, MAX_SA_ID, MAX_SUBSCRIPTIONS, SAMGR_PATH};
 use tokio::net::UnixListener;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
@@ -308,7 +308,7 @@ impl Registry {
             policy: Arc::new(policy),
             starter,
             changed: Arc::new(watch::channel(0).0),
-            load_timeout: accord_ipc::sa::LOAD_TIMEOUT,
+            load_timeout: accord_safwk::LOAD_TIMEOUT,
             limits: Limits::default(),
             held: Arc::default(),
         }

@@ -14,8 +14,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use accord_ipc::sa::{Caller, SaHost, Samgr, SystemAbility};
+use accord_safwk::{SaHost, Samgr};
 use accord_samgr::{Limits, Registry};
+
+mod common;
+use common::{Nop, NopClientProxy};
 
 const ATTACKER: u32 = 2000;
 /// Generous: a bound must hold within this on a loaded machine.
@@ -34,7 +37,7 @@ fn start_samgr(limits: Limits) -> (tempfile::TempDir, PathBuf) {
     std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
     // uid 2000 may get (check, subscribe to) the test SAs; nothing else.
     let policy =
-        accord_ipc::policy::Policy::parse(r#"{"rules": [{"ids": "4000-4001", "register": {"uids": []}, "get": {"uids": [2000]}}]}"#, "bounds.json").unwrap();
+        accord_safwk::policy::Policy::parse(r#"{"rules": [{"ids": "4000-4001", "register": {"uids": []}, "get": {"uids": [2000]}}]}"#, "bounds.json").unwrap();
     tokio::spawn(accord_samgr::serve(listener, Registry::new(policy, Vec::new(), Arc::new(accord_samgr::InitStarter)).with_limits(limits)));
     (dir, sock)
 }
@@ -113,26 +116,6 @@ fn closed_by_peer(c: &mut UnixStream) -> bool {
         }
     }
     false
-}
-
-struct Nop;
-struct NopIface;
-#[zbus::interface(name = "org.accord.test.Nop")]
-impl NopIface {
-    fn ping(&self) -> u32 {
-        7
-    }
-}
-impl SystemAbility for Nop {
-    type Interface = NopIface;
-    const PATH: &'static str = "/org/accord/test/Nop";
-    fn connect(self: &Arc<Self>, _caller: Caller) -> NopIface {
-        NopIface
-    }
-}
-#[zbus::proxy(interface = "org.accord.test.Nop", default_service = "org.accord.test", default_path = "/org/accord/test/Nop")]
-trait NopClient {
-    fn ping(&self) -> zbus::Result<u32>;
 }
 
 /// Root (another uid than the attacker's) is still served: a get and a call.
@@ -310,7 +293,7 @@ fn helper_bad_handshakes() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let conn = accord_ipc::connect(tokio::net::UnixStream::connect(sock()).await.unwrap()).await.unwrap();
-        let samgr = accord_ipc::sa::SystemAbilityManagerProxy::new(&conn).await.unwrap();
+        let samgr = accord_safwk::SystemAbilityManagerProxy::new(&conn).await.unwrap();
         for i in 0..20 {
             let fd: std::os::fd::OwnedFd = samgr.get_system_ability(4000).await.expect("uid 2000 may get SA 4000").into();
             let mut s = UnixStream::from(fd);

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use accord_ipc::sa::{Caller, SaHost, Samgr, SystemAbility};
+use accord_safwk::{Caller, SaHost, Samgr, SystemAbility};
 
 /// An SA that records who called it.
 #[derive(Default)]
@@ -115,7 +115,7 @@ async fn cli_hidumper_policy_and_identity() {
     let host = SaHost::connect(&d.sock).await.unwrap();
     host.publish(3301, Recorder { callers: callers.clone() }, None).await.unwrap();
     host.publish(3400, Recorder { callers: callers.clone() }, None).await.unwrap();
-    let props = accord_ipc::sa::SaProps { permission: "ohos.permission.TEST_SECRET".into(), ..Default::default() };
+    let props = accord_safwk::SaProps { permission: "ohos.permission.TEST_SECRET".into(), ..Default::default() };
     host.publish_with(3600, Recorder::default(), props, None).await.unwrap();
     let hidumper = d.dir.path().join("hidumper");
     std::os::unix::fs::symlink(SAMGR, &hidumper).unwrap();

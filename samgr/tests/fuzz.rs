@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use accord_ipc::sa::Samgr;
+use accord_safwk::Samgr;
 use proptest::prelude::*;
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -181,7 +181,7 @@ fn helper_fuzz_samgr() {
             for m in &msgs {
                 let _ = tokio::time::timeout(DEADLINE, conn.send(m)).await;
             }
-            let p = accord_ipc::sa::SystemAbilityManagerProxy::builder(&conn).cache_properties(zbus::proxy::CacheProperties::No).build().await.unwrap();
+            let p = accord_safwk::SystemAbilityManagerProxy::builder(&conn).cache_properties(zbus::proxy::CacheProperties::No).build().await.unwrap();
             let r = tokio::time::timeout(DEADLINE, p.check_system_ability(9001)).await;
             assert!(matches!(r, Ok(Ok(_))), "samgr answers after {member}: {r:?}");
         });

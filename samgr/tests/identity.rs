@@ -12,38 +12,15 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use accord_ipc::policy::Policy;
-use accord_ipc::profile::Profile;
-use accord_ipc::sa::{Caller, Published, SaHost, Samgr, SystemAbility, SystemAbilityManagerProxy};
+use accord_safwk::policy::Policy;
+use accord_safwk::profile::Profile;
+use accord_safwk::{Published, SaHost, Samgr, SystemAbilityManagerProxy};
 use accord_samgr::{Registry, ServicePid, Starter};
 
-const DEADLINE: Duration = Duration::from_secs(30);
+mod common;
+use common::{Nop, NopClientProxy};
 
-struct Nop;
-struct NopIface {
-    caller: Caller,
-}
-#[zbus::interface(name = "org.accord.test.Nop")]
-impl NopIface {
-    fn ping(&self) -> u32 {
-        7
-    }
-    /// The caller's supplementary groups, as the SA was told them.
-    fn groups(&self) -> Vec<u32> {
-        self.caller.groups().to_vec()
-    }
-}
-impl SystemAbility for Nop {
-    type Interface = NopIface;
-    const PATH: &'static str = "/org/accord/test/Nop";
-    fn connect(self: &Arc<Self>, caller: Caller) -> NopIface {
-        NopIface { caller }
-    }
-}
-#[zbus::proxy(interface = "org.accord.test.Nop", default_service = "org.accord.test", default_path = "/org/accord/test/Nop")]
-trait NopClient {
-    fn groups(&self) -> zbus::Result<Vec<u32>>;
-}
+const DEADLINE: Duration = Duration::from_secs(30);
 
 /// A starter that starts nothing and says what the test wants about the
 /// service's pid.
@@ -125,8 +102,8 @@ async fn only_the_process_init_started_may_register_its_name() {
     let profile = Profile::parse(PROFILE, "ident.json").unwrap();
     let s2 = sock.clone();
     tokio::spawn(async move {
-        let make: accord_ipc::sa::Maker = Box::new(|| Published::new(Nop));
-        let _ = accord_ipc::sa::run_profile_at(&s2, &profile, vec![(4500, make)]).await;
+        let make: accord_safwk::Maker = Box::new(|| Published::new(Nop));
+        let _ = accord_safwk::run_profile_at(&s2, &profile, vec![(4500, make)]).await;
     });
     let client = Samgr::connect(&sock).await.unwrap();
     let end = tokio::time::Instant::now() + DEADLINE;

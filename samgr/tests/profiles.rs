@@ -6,8 +6,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use accord_ipc::profile::Profile;
-use accord_ipc::sa::{Caller, Published, Samgr, SystemAbility};
+use accord_safwk::profile::Profile;
+use accord_safwk::{Caller, Published, Samgr, SystemAbility};
 use accord_samgr::{Registry, Starter};
 
 struct Power;
@@ -44,8 +44,8 @@ impl Starter for InProcess {
         assert_eq!(process, "powermgr");
         let (profile, sock) = (self.profile.clone(), self.sock.clone());
         tokio::runtime::Handle::current().spawn(async move {
-            let make: accord_ipc::sa::Maker = Box::new(|| Published::new(Power));
-            accord_ipc::sa::run_profile_at(&sock, &profile, vec![(3301, make)]).await.expect("run_profile");
+            let make: accord_safwk::Maker = Box::new(|| Published::new(Power));
+            accord_safwk::run_profile_at(&sock, &profile, vec![(3301, make)]).await.expect("run_profile");
         });
         Ok(())
     }
@@ -53,7 +53,7 @@ impl Starter for InProcess {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_current_form_profile_loads_its_sa_on_demand() {
-    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ipc/tests/profiles/01_powermgr_case.json");
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("safwk/tests/profiles/01_powermgr_case.json");
     let profile = Profile::load(&file).expect("the current form is read");
     let warnings: Vec<String> = profile.warnings().collect();
     assert_eq!(warnings.len(), 2, "libpath and min_hdi_proxy_version, once each: {warnings:?}");

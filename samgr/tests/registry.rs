@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use accord_ipc::profile::Profile;
-use accord_ipc::sa::{Caller, Published, SaEvent, SaHost, Samgr, SystemAbility};
+use accord_safwk::profile::Profile;
+use accord_safwk::{Caller, Published, SaEvent, SaHost, Samgr, SystemAbility};
 use accord_samgr::{Registry, Starter};
 
 /// The test SA. `stops` and `idles` count its on_stop and on_idle calls
@@ -185,8 +185,7 @@ impl Starter for TaskStarter {
         rt.spawn(async move {
             let make = move || Published::new(Echo { stops: stops.clone(), idles: idles.clone(), refuse_idle: refuse.into(), stall_idle: false });
             let r =
-                accord_ipc::sa::run_profile_at(&sock, &profile, vec![(9500, Box::new(make)), (9501, Box::new(|| Err("9501 cannot start here".to_owned())))])
-                    .await;
+                accord_safwk::run_profile_at(&sock, &profile, vec![(9500, Box::new(make)), (9501, Box::new(|| Err("9501 cannot start here".into())))]).await;
             r.expect("run_profile");
         });
         Ok(())
@@ -371,7 +370,7 @@ async fn an_sa_starts_only_once_its_dependencies_are_there() {
         fn start(&self, _: &str) -> Result<(), String> {
             let (profile, sock) = (self.profile.clone(), self.sock.lock().unwrap().clone().unwrap());
             tokio::runtime::Handle::current().spawn(async move {
-                let _ = accord_ipc::sa::run_profile_at(&sock, &profile, vec![(9600, Box::new(|| Published::new(Echo::default())))]).await;
+                let _ = accord_safwk::run_profile_at(&sock, &profile, vec![(9600, Box::new(|| Published::new(Echo::default())))]).await;
             });
             Ok(())
         }

@@ -5,8 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use accord_ipc::remote::{RemoteError, RemoteObject};
-use accord_ipc::sa::{Caller, SaHost, Samgr};
+use accord_ipc::remote::RemoteError;
+use accord_safwk::RemoteObject;
+use accord_safwk::{Caller, SaHost, Samgr};
 use accord_samgr::Registry;
 
 struct Calc;
@@ -73,7 +74,7 @@ async fn stock_dbus_send_calls_a_remote_object() {
     tokio::spawn(async move {
         while let Ok((s, _)) = listener.accept().await {
             let who = accord_ipc::peer_identity(&s).unwrap();
-            s2.lock().unwrap().push(tokio::spawn(accord_ipc::remote::serve(s, Arc::new(Calc), Caller::new(who))));
+            s2.lock().unwrap().push(tokio::spawn(accord_safwk::serve_remote(s, Arc::new(Calc), Caller::new(who))));
         }
     });
     let addr = format!("--peer=unix:path={}", path.display());
@@ -142,13 +143,13 @@ async fn a_dropped_host_hangs_up_its_clients_before_the_drop_returns() {
         assert_eq!(c.send_request(1, &1u32.to_le_bytes()).await.unwrap(), 2u32.to_le_bytes());
     }
     client.subscribe(2101).await.unwrap();
-    assert_eq!(client.next_event().await, Some(accord_ipc::sa::SaEvent::Added(2101)));
+    assert_eq!(client.next_event().await, Some(accord_safwk::SaEvent::Added(2101)));
     drop(host);
     for c in &calcs {
         let e = tokio::time::timeout(Duration::from_secs(30), c.send_request(1, &1u32.to_le_bytes())).await.expect("no hang").expect_err("the SA is gone");
         assert!(e.is_dead(), "{e:?}");
     }
     // samgr hears it too (after the clients were hung up).
-    assert_eq!(tokio::time::timeout(Duration::from_secs(30), client.next_event()).await.expect("samgr is told"), Some(accord_ipc::sa::SaEvent::Removed(2101)));
+    assert_eq!(tokio::time::timeout(Duration::from_secs(30), client.next_event()).await.expect("samgr is told"), Some(accord_safwk::SaEvent::Removed(2101)));
     assert!(!client.check(2101).await.unwrap());
 }

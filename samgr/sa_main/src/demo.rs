@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use accord_ipc::sa::{Caller, SystemAbility};
+use accord_safwk::{Caller, SystemAbility};
 
 pub const ID: u32 = 9001;
 

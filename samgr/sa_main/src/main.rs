@@ -2,7 +2,7 @@
 //! (OpenHarmony's host process). Rust has no `dlopen` of SAs in a static
 //! image, so the SAs this binary can host are linked in and picked by id
 //! from the profile; a service with its own binary calls
-//! [`accord_ipc::sa::run_profile`] the same way.
+//! [`accord_safwk::run_profile`] the same way.
 //!
 //! init starts it (the profile's `process` is an `ondemand` service whose
 //! path is `sa_main <profile>`) when samgr asks; it exits when it holds no
@@ -15,8 +15,8 @@ mod demo;
 
 use std::path::Path;
 
-use accord_ipc::profile::Profile;
-use accord_ipc::sa::{Maker, Published};
+use accord_safwk::profile::Profile;
+use accord_safwk::{Maker, Published};
 use anyhow::{Context, Result};
 
 /// Every SA this binary can host.
@@ -35,7 +35,7 @@ fn main() -> Result<()> {
     tracing_subscriber::fmt().with_target(false).without_time().with_ansi(false).init();
     let profile = Profile::load(Path::new(path))?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(accord_ipc::sa::run_profile(&profile, makers())).with_context(|| format!("process {}", profile.process))?;
+    rt.block_on(accord_safwk::run_profile(&profile, makers())).with_context(|| format!("process {}", profile.process))?;
     tracing::info!("process {}: no SA left, exiting", profile.process);
     Ok(())
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use accord_ipc::sa::Samgr;
+use accord_safwk::Samgr;
 
 #[zbus::proxy(interface = "org.accord.Demo", default_service = "org.accord.sa", default_path = "/org/accord/Demo")]
 trait Demo {

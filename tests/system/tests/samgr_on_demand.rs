@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use accord_ipc::sa::{is_dead, SaEvent, Samgr};
+use accord_safwk::{is_dead, SaEvent, Samgr};
 use accord_testkit::Fixture;
 
 #[zbus::proxy(interface = "org.accord.Demo", default_service = "org.accord.sa", default_path = "/org/accord/Demo")]

@@ -11,8 +11,9 @@ use tokio::net::UnixStream;
 use tokio::sync::broadcast;
 use zbus::connection::Builder;
 
-use super::{is_dead, ProcessInfo, SaInfo, SystemAbilityManagerProxy, LISTENER_PATH};
-use crate::IpcError;
+use accord_ipc::is_dead;
+
+use crate::{ProcessInfo, SaError, SaInfo, SystemAbilityManagerProxy, LISTENER_PATH};
 
 /// Something that happened in samgr's registry, as a client sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,9 +57,9 @@ pub struct Remote<P> {
 impl<P> Remote<P> {
     /// Resolves when the SA's end of the connection closed: its process
     /// died or it was unloaded. Calls made after that fail at once
-    /// ([`super::is_dead`]); get the SA again to go on.
+    /// ([`SaError::is_dead`]); get the SA again to go on.
     pub async fn died(&self) {
-        crate::closed(&self.conn).await
+        accord_ipc::closed(&self.conn).await
     }
 
     pub fn connection(&self) -> &zbus::Connection {
@@ -85,7 +86,7 @@ pub struct Samgr {
 }
 
 impl Samgr {
-    pub async fn connect(socket: &Path) -> Result<Samgr, IpcError> {
+    pub async fn connect(socket: &Path) -> Result<Samgr, SaError> {
         let (events, mine) = broadcast::channel(1024);
         let s = Samgr {
             socket: socket.to_owned(),
@@ -99,7 +100,7 @@ impl Samgr {
     }
 
     /// The current proxy; a fresh connection when `redial` or none yet.
-    async fn proxy(&self, redial: bool) -> Result<SystemAbilityManagerProxy<'static>, IpcError> {
+    async fn proxy(&self, redial: bool) -> Result<SystemAbilityManagerProxy<'static>, SaError> {
         let mut cur = self.proxy.lock().await;
         if let (Some(p), false) = (cur.as_ref(), redial) {
             return Ok(p.clone());
@@ -117,7 +118,7 @@ impl Samgr {
 
     /// Runs `f` on samgr's proxy; if samgr died since the last call, dials
     /// the new samgr (waiting up to 2 s for it) and runs `f` again.
-    async fn call<T, F, Fut>(&self, f: F) -> Result<T, IpcError>
+    async fn call<T, F, Fut>(&self, f: F) -> Result<T, SaError>
     where
         F: Fn(SystemAbilityManagerProxy<'static>) -> Fut,
         Fut: std::future::Future<Output = zbus::Result<T>>,
@@ -138,19 +139,19 @@ impl Samgr {
     }
 
     /// The socket samgr hands out for SA `id`.
-    async fn get_stream(&self, id: u32) -> Result<UnixStream, IpcError> {
+    async fn get_stream(&self, id: u32) -> Result<UnixStream, SaError> {
         let fd: OwnedFd = self.call(|p| async move { p.get_system_ability(id).await }).await?.into();
-        Ok(crate::stream_from_fd(fd)?)
+        Ok(accord_ipc::stream_from_fd(fd)?)
     }
 
     /// A direct D-Bus connection to SA `id` (samgr is not on its path),
     /// loading the SA first if it is on demand.
-    pub async fn get_connection(&self, id: u32) -> Result<zbus::Connection, IpcError> {
-        crate::connect(self.get_stream(id).await?).await
+    pub async fn get_connection(&self, id: u32) -> Result<zbus::Connection, SaError> {
+        Ok(accord_ipc::connect(self.get_stream(id).await?).await?)
     }
 
     /// A typed proxy (`FooProxy`, made by `#[zbus::proxy]`) on SA `id`.
-    pub async fn get<P>(&self, id: u32) -> Result<Remote<P>, IpcError>
+    pub async fn get<P>(&self, id: u32) -> Result<Remote<P>, SaError>
     where
         P: From<zbus::Proxy<'static>> + zbus::proxy::Defaults,
     {
@@ -160,31 +161,31 @@ impl Samgr {
     }
 
     /// A client of SA `id` published as a remote object
-    /// ([`super::SaHost::publish_remote`]): the fast path.
-    pub async fn get_remote(&self, id: u32) -> Result<crate::remote::RemoteProxy, IpcError> {
-        crate::remote::RemoteProxy::connect(self.get_stream(id).await?).await.map_err(|e| IpcError::Sa(e.to_string()))
+    /// ([`crate::SaHost::publish_remote`]): the fast path.
+    pub async fn get_remote(&self, id: u32) -> Result<accord_ipc::remote::RemoteProxy, SaError> {
+        Ok(accord_ipc::remote::RemoteProxy::connect(self.get_stream(id).await?).await?)
     }
 
     /// Whether SA `id` is registered now (never loads it).
-    pub async fn check(&self, id: u32) -> Result<bool, IpcError> {
+    pub async fn check(&self, id: u32) -> Result<bool, SaError> {
         self.call(|p| async move { p.check_system_ability(id).await }).await
     }
 
     /// (id, state) of every SA samgr knows.
-    pub async fn list(&self) -> Result<Vec<(u32, String)>, IpcError> {
+    pub async fn list(&self) -> Result<Vec<(u32, String)>, SaError> {
         self.call(|p| async move { p.list_system_abilities().await }).await
     }
 
-    pub async fn dump(&self) -> Result<Vec<SaInfo>, IpcError> {
+    pub async fn dump(&self) -> Result<Vec<SaInfo>, SaError> {
         self.call(|p| async move { p.dump_system_abilities().await }).await
     }
 
-    pub async fn running_processes(&self) -> Result<Vec<ProcessInfo>, IpcError> {
+    pub async fn running_processes(&self) -> Result<Vec<ProcessInfo>, SaError> {
         self.call(|p| async move { p.get_running_system_process().await }).await
     }
 
     /// The dump of SA `id` (`hidumper -s id -a args`).
-    pub async fn dump_sa(&self, id: u32, args: Vec<String>) -> Result<String, IpcError> {
+    pub async fn dump_sa(&self, id: u32, args: Vec<String>) -> Result<String, SaError> {
         self.call(|p| {
             let args = args.clone();
             async move { p.dump_system_ability(id, args).await }
@@ -193,25 +194,25 @@ impl Samgr {
     }
 
     /// Loads SA `id` and waits for samgr's success or failure notice.
-    pub async fn load(&self, id: u32) -> Result<(), IpcError> {
+    pub async fn load(&self, id: u32) -> Result<(), SaError> {
         let mut rx = self.events.subscribe();
         self.call(|p| async move { p.load_system_ability(id).await }).await?;
         loop {
             match rx.recv().await {
                 Ok(SaEvent::Loaded(x)) if x == id => return Ok(()),
-                Ok(SaEvent::LoadFailed(x, why)) if x == id => return Err(IpcError::Sa(why)),
+                Ok(SaEvent::LoadFailed(x, reason)) if x == id => return Err(SaError::LoadFailed { id, reason }),
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => return Err(IpcError::Sa("samgr went away".into())),
+                Err(broadcast::error::RecvError::Closed) => return Err(SaError::SamgrGone),
             }
         }
     }
 
-    pub async fn unload(&self, id: u32) -> Result<(), IpcError> {
+    pub async fn unload(&self, id: u32) -> Result<(), SaError> {
         self.call(|p| async move { p.unload_system_ability(id).await }).await
     }
 
     /// Subscribes to additions and removals of SA `id`; see [`Samgr::next_event`].
-    pub async fn subscribe(&self, id: u32) -> Result<(), IpcError> {
+    pub async fn subscribe(&self, id: u32) -> Result<(), SaError> {
         self.call(|p| async move { p.subscribe_system_ability(id).await }).await?;
         if let Ok(mut s) = self.subscribed.lock() {
             s.insert(id);
@@ -219,7 +220,7 @@ impl Samgr {
         Ok(())
     }
 
-    pub async fn unsubscribe(&self, id: u32) -> Result<(), IpcError> {
+    pub async fn unsubscribe(&self, id: u32) -> Result<(), SaError> {
         if let Ok(mut s) = self.subscribed.lock() {
             s.remove(&id);
         }
@@ -244,13 +245,13 @@ static GLOBAL: tokio::sync::OnceCell<Samgr> = tokio::sync::OnceCell::const_new()
 /// A typed proxy on SA `id` through this process's samgr handle (the
 /// default socket, or `SAMGR_SOCKET`): `sa::get::<FooProxy>(ID).await?`.
 /// The handle belongs to the first tokio runtime that calls this.
-pub async fn get<P>(id: u32) -> Result<Remote<P>, IpcError>
+pub async fn get<P>(id: u32) -> Result<Remote<P>, SaError>
 where
     P: From<zbus::Proxy<'static>> + zbus::proxy::Defaults,
 {
     let samgr = GLOBAL
         .get_or_try_init(|| async {
-            let socket = super::samgr_socket();
+            let socket = crate::samgr_socket();
             Samgr::connect(&socket).await
         })
         .await?;

@@ -36,8 +36,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use accord_ipc::profile::Profile;
-use accord_ipc::sa::{Caller, Maker, Published, SaHost, Samgr, SystemAbility};
+use accord_safwk::profile::Profile;
+use accord_safwk::{Caller, Maker, Published, SaHost, Samgr, SystemAbility};
 use serde_bytes::{ByteBuf, Bytes};
 use zbus::interface;
 
@@ -337,7 +337,7 @@ fn serve_sa(samgr: &str, id: u32, rt: &str, spawn: &str) {
 /// The bench's remote object: code 1 adds one to a u32, code 2 echoes.
 struct CalcRemote;
 
-impl accord_ipc::remote::RemoteObject for CalcRemote {
+impl accord_safwk::RemoteObject for CalcRemote {
     fn on_remote_request(&self, _: &Caller, code: u32, data: &[u8], reply: &mut Vec<u8>) -> Result<(), accord_ipc::remote::RemoteError> {
         match code {
             1 => {
@@ -405,7 +405,7 @@ fn serve_sa_profile(samgr: &str, profile: &str) {
     let profile = Profile::parse(&text, profile).expect("parse profile");
     let make: Maker = Box::new(|| Published::new(CalcSa));
     rt_current().block_on(async {
-        accord_ipc::sa::run_profile_at(Path::new(samgr), &profile, vec![(COLD_SA_ID, make)]).await.expect("run_profile_at");
+        accord_safwk::run_profile_at(Path::new(samgr), &profile, vec![(COLD_SA_ID, make)]).await.expect("run_profile_at");
     });
 }
 
@@ -847,8 +847,7 @@ fn main() {
         // The same in two steps: samgr's answer (an fd), then the D-Bus
         // handshake with the SA on it.
         let own = accord_ipc::connect(tokio::net::UnixStream::connect(&samgr_sock).await.expect("dial samgr")).await.expect("samgr handshake");
-        let mgr =
-            accord_ipc::sa::SystemAbilityManagerProxy::builder(&own).cache_properties(zbus::proxy::CacheProperties::No).build().await.expect("samgr proxy");
+        let mgr = accord_safwk::SystemAbilityManagerProxy::builder(&own).cache_properties(zbus::proxy::CacheProperties::No).build().await.expect("samgr proxy");
         let (mut call, mut shake) = (Vec::with_capacity(N_GET), Vec::with_capacity(N_GET));
         for _ in 0..N_GET {
             let t = Instant::now();
@@ -986,7 +985,7 @@ async fn variant_p50(t: Target, call: CallKind, n: usize) -> f64 {
         (Target::Sdk(sock, id), CallKind::MethodTimeout) => {
             let own = accord_ipc::connect(tokio::net::UnixStream::connect(sock).await.expect("dial samgr")).await.expect("samgr handshake");
             let mgr =
-                accord_ipc::sa::SystemAbilityManagerProxy::builder(&own).cache_properties(zbus::proxy::CacheProperties::No).build().await.expect("samgr proxy");
+                accord_safwk::SystemAbilityManagerProxy::builder(&own).cache_properties(zbus::proxy::CacheProperties::No).build().await.expect("samgr proxy");
             let fd: std::os::fd::OwnedFd = mgr.get_system_ability(*id).await.expect("GetSystemAbility").into();
             let std_stream = StdStream::from(fd);
             std_stream.set_nonblocking(true).expect("nonblocking");

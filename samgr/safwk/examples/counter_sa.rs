@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use accord_ipc::sa::{Caller, SystemAbility};
+use accord_safwk::{Caller, SystemAbility};
 
 #[derive(Default)]
 struct Counter {
@@ -43,5 +43,5 @@ impl SystemAbility for Counter {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    Ok(accord_ipc::sa::run(9100, Counter::default()).await?)
+    Ok(accord_safwk::run(9100, Counter::default()).await?)
 }

@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use accord_ipc::profile::{Profile, SaProfile, DEFAULT_DEPEND_TIMEOUT};
+use accord_safwk::profile::{Profile, SaProfile, DEFAULT_DEPEND_TIMEOUT};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 

@@ -17,11 +17,12 @@ use tracing::{debug, info, warn};
 use zbus::connection::Builder;
 use zbus::{fdo, zvariant};
 
-use super::{SaProps, SystemAbilityManagerProxy, HOST_PATH};
-use crate::lock;
+use accord_ipc::remote::{Handler, RemoteError};
+use accord_ipc::{lock, Identity, IpcError};
+
 use crate::policy::Policy;
 use crate::profile::{Profile, SaProfile};
-use crate::{Identity, IpcError};
+use crate::{SaError, SaProps, StartError, SystemAbilityManagerProxy, HOST_PATH};
 
 /// Who is calling an SA, as samgr verified it (SO_PEERCRED of the caller's
 /// connection to samgr), plus the permission check of the SA policy.
@@ -87,8 +88,9 @@ pub trait SystemAbility: Send + Sync + 'static {
 
     /// The interface instance for one client connection.
     fn connect(self: &Arc<Self>, caller: Caller) -> Self::Interface;
-    /// Called before the SA is published; an error keeps it unpublished.
-    fn on_start(&self) -> Result<(), String> {
+    /// Called before the SA is published; an error keeps it unpublished
+    /// (and goes to samgr, which tells whoever waits for the load).
+    fn on_start(&self) -> Result<(), StartError> {
         Ok(())
     }
     /// The SA has had no client for its unload delay: may it unload?
@@ -108,20 +110,20 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// A [`SystemAbility`] with its interface type erased.
 trait AnySa: Send + Sync {
     /// Serves one client until it goes away.
-    fn serve(&self, stream: UnixStream, caller: Caller) -> BoxFuture<Result<(), IpcError>>;
+    fn serve(&self, stream: UnixStream, caller: Caller) -> BoxFuture<Result<(), SaError>>;
     fn on_idle(&self) -> bool;
     fn on_stop(&self);
     fn on_dump(&self, args: &[String]) -> String;
 }
 
 impl<T: SystemAbility> AnySa for Arc<T> {
-    fn serve(&self, stream: UnixStream, caller: Caller) -> BoxFuture<Result<(), IpcError>> {
+    fn serve(&self, stream: UnixStream, caller: Caller) -> BoxFuture<Result<(), SaError>> {
         let uid = caller.identity.uid;
         let iface = self.connect(caller);
         Box::pin(async move {
             // The connection lives as long as the client keeps it.
-            let conn = crate::serve_for(stream, vec![(T::PATH, iface)], Some(uid)).await?;
-            crate::closed(&conn).await;
+            let conn = accord_ipc::serve_for(stream, vec![(T::PATH, iface)], Some(uid)).await?;
+            accord_ipc::closed(&conn).await;
             Ok(())
         })
     }
@@ -136,13 +138,52 @@ impl<T: SystemAbility> AnySa for Arc<T> {
     }
 }
 
-/// A [`crate::remote::RemoteObject`] SA: its clients get the fast path.
-struct RemoteSa(Arc<dyn crate::remote::RemoteObject>);
+/// An SA in the remote-object model (OpenHarmony's `IRemoteStub`): each
+/// request is a code and bytes, answered on the fast path
+/// ([`accord_ipc::remote`]); clients use [`crate::Samgr::get_remote`].
+pub trait RemoteObject: Send + Sync + 'static {
+    /// Answers request `code` with `data` from `caller` by appending to
+    /// `reply`. Runs inline in the connection's thread: return quickly.
+    fn on_remote_request(&self, caller: &Caller, code: u32, data: &[u8], reply: &mut Vec<u8>) -> Result<(), RemoteError>;
+    /// As [`SystemAbility::on_idle`].
+    fn on_idle(&self) -> bool {
+        true
+    }
+    /// As [`SystemAbility::on_stop`].
+    fn on_stop(&self) {}
+    /// As [`SystemAbility::on_dump`].
+    fn on_dump(&self, _args: &[String]) -> String {
+        String::new()
+    }
+}
+
+/// One client's connection to a [`RemoteObject`]: the object and who
+/// samgr said the caller is.
+struct Bound {
+    obj: Arc<dyn RemoteObject>,
+    caller: Caller,
+}
+
+impl Handler for Bound {
+    fn on_request(&self, code: u32, data: &[u8], reply: &mut Vec<u8>) -> Result<(), RemoteError> {
+        self.obj.on_remote_request(&self.caller, code, data, reply)
+    }
+}
+
+/// Serves `obj` to one client on `stream` outside an SA host (a tool, a
+/// test): the fast path with `caller` as who is calling (the D-Bus
+/// handshake expects its uid). Returns when the client goes away.
+pub async fn serve_remote(stream: UnixStream, obj: Arc<dyn RemoteObject>, caller: Caller) -> Result<(), SaError> {
+    let uid = caller.identity.uid;
+    Ok(accord_ipc::remote::serve(stream, Bound { obj, caller }, uid).await?)
+}
+
+/// A [`RemoteObject`] SA: its clients get the fast path.
+struct RemoteSa(Arc<dyn RemoteObject>);
 
 impl AnySa for RemoteSa {
-    fn serve(&self, stream: UnixStream, caller: Caller) -> BoxFuture<Result<(), IpcError>> {
-        let obj = self.0.clone();
-        Box::pin(async move { crate::remote::serve(stream, obj, caller).await.map_err(|e| IpcError::Sa(e.to_string())) })
+    fn serve(&self, stream: UnixStream, caller: Caller) -> BoxFuture<Result<(), SaError>> {
+        Box::pin(serve_remote(stream, self.0.clone(), caller))
     }
     fn on_idle(&self) -> bool {
         self.0.on_idle()
@@ -172,7 +213,7 @@ impl Live {
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
 /// Makes an SA of a profile when samgr asks this process to load it.
-pub type Maker = Box<dyn Fn() -> Result<Published, String> + Send + Sync>;
+pub type Maker = Box<dyn Fn() -> Result<Published, StartError> + Send + Sync>;
 
 /// An SA ready to publish: see [`Published::new`].
 pub struct Published {
@@ -181,7 +222,7 @@ pub struct Published {
 
 impl Published {
     /// Wraps `sa`, running its `on_start`.
-    pub fn new<T: SystemAbility>(sa: T) -> Result<Published, String> {
+    pub fn new<T: SystemAbility>(sa: T) -> Result<Published, StartError> {
         let sa = Arc::new(sa);
         sa.on_start()?;
         Ok(Published { sa: Box::new(sa) })
@@ -235,13 +276,13 @@ impl SaHost {
     /// Connects to samgr at `socket` as an anonymous host (SAs published
     /// with [`SaHost::publish`]). The host keeps serving when samgr
     /// restarts: it reconnects and adds its SAs again.
-    pub async fn connect(socket: &Path) -> Result<SaHost, IpcError> {
+    pub async fn connect(socket: &Path) -> Result<SaHost, SaError> {
         SaHost::start(socket, None, false).await
     }
 
-    async fn start(socket: &Path, process: Option<String>, exit_when_empty: bool) -> Result<SaHost, IpcError> {
+    async fn start(socket: &Path, process: Option<String>, exit_when_empty: bool) -> Result<SaHost, SaError> {
         // Each client holds a connection (a descriptor) to its SA.
-        crate::raise_fd_limit();
+        accord_ipc::raise_fd_limit();
         let policy = Policy::load(Path::new(crate::policy::POLICY_PATH)).unwrap_or_else(|e| {
             // Fail closed: without the file's grants only root holds a permission.
             warn!("{e}; SA permissions fall back to root only");
@@ -275,38 +316,38 @@ impl SaHost {
         Ok(host)
     }
 
-    async fn dial(&self) -> Result<zbus::Connection, IpcError> {
+    async fn dial(&self) -> Result<zbus::Connection, SaError> {
         let stream = UnixStream::connect(&self.inner.socket).await?;
         let iface = HostIface { host: Arc::downgrade(&self.inner) };
         Ok(Builder::unix_stream(stream).p2p().serve_at(HOST_PATH, iface)?.build().await?)
     }
 
-    fn samgr(&self) -> Result<zbus::Connection, IpcError> {
-        lock(&self.inner.samgr).clone().ok_or_else(|| IpcError::Io(std::io::Error::new(std::io::ErrorKind::NotConnected, "samgr is not connected")))
+    fn samgr(&self) -> Result<zbus::Connection, SaError> {
+        lock(&self.inner.samgr).clone().ok_or_else(|| SaError::SamgrGone)
     }
 
     /// Publishes SA `id`: each client gets its own instance of the
     /// interface, made by [`SystemAbility::connect`] with the caller's
     /// verified identity, served on a connection of its own. With
     /// `unload_after`, the SA is unloaded after that long without clients.
-    pub async fn publish<T: SystemAbility>(&self, id: u32, sa: T, unload_after: Option<Duration>) -> Result<(), IpcError> {
+    pub async fn publish<T: SystemAbility>(&self, id: u32, sa: T, unload_after: Option<Duration>) -> Result<(), SaError> {
         self.publish_with(id, sa, SaProps::default(), unload_after).await
     }
 
     /// [`SaHost::publish`] with OpenHarmony's extra properties; a
     /// non-empty `props.permission` is required of every getter by samgr.
-    pub async fn publish_with<T: SystemAbility>(&self, id: u32, sa: T, props: SaProps, unload_after: Option<Duration>) -> Result<(), IpcError> {
-        let p = Published::new(sa).map_err(|e| IpcError::Sa(format!("SA {id} failed to start: {e}")))?;
+    pub async fn publish_with<T: SystemAbility>(&self, id: u32, sa: T, props: SaProps, unload_after: Option<Duration>) -> Result<(), SaError> {
+        let p = Published::new(sa).map_err(|source| SaError::StartFailed { id, source })?;
         self.add(id, p, props, unload_after).await
     }
 
     /// Publishes a remote object as SA `id`: clients reach it with
-    /// [`super::Samgr::get_remote`] on the fast path.
-    pub async fn publish_remote(&self, id: u32, obj: Arc<dyn crate::remote::RemoteObject>, unload_after: Option<Duration>) -> Result<(), IpcError> {
+    /// [`crate::Samgr::get_remote`] on the fast path.
+    pub async fn publish_remote(&self, id: u32, obj: Arc<dyn RemoteObject>, unload_after: Option<Duration>) -> Result<(), SaError> {
         self.add(id, Published { sa: Box::new(RemoteSa(obj)) }, SaProps::default(), unload_after).await
     }
 
-    async fn add(&self, id: u32, p: Published, props: SaProps, unload_after: Option<Duration>) -> Result<(), IpcError> {
+    async fn add(&self, id: u32, p: Published, props: SaProps, unload_after: Option<Duration>) -> Result<(), SaError> {
         let live = Arc::new(Live {
             sa: p.sa,
             props: props.clone(),
@@ -316,7 +357,7 @@ impl SaHost {
             unload_after,
         });
         lock(&self.inner.live).insert(id, live.clone());
-        let added = async { SystemAbilityManagerProxy::new(&self.samgr()?).await?.add_system_ability(id, props).await.map_err(IpcError::from) }.await;
+        let added = async { SystemAbilityManagerProxy::new(&self.samgr()?).await?.add_system_ability(id, props).await.map_err(SaError::from) }.await;
         if let Err(e) = added {
             // Not registered (policy, id taken): not served either.
             lock(&self.inner.live).remove(&id);
@@ -328,11 +369,11 @@ impl SaHost {
     }
 
     /// Loads SA `id` from the makers registered by [`run_profile`].
-    async fn load(&self, id: u32) -> Result<(), IpcError> {
+    async fn load(&self, id: u32) -> Result<(), SaError> {
         if lock(&self.inner.live).contains_key(&id) {
             return Ok(());
         }
-        let profile = lock(&self.inner.makers).get(&id).map(|(_, p)| p.clone()).ok_or_else(|| IpcError::Sa(format!("this process cannot host SA {id}")))?;
+        let profile = lock(&self.inner.makers).get(&id).map(|(_, p)| p.clone()).ok_or(SaError::NotHosted(id))?;
         // OpenHarmony's `depend`: start only once the SAs this one needs
         // are registered, within `depend-time-out`.
         let deadline = tokio::time::Instant::now() + profile.depend_timeout;
@@ -343,16 +384,16 @@ impl SaHost {
                     break;
                 }
                 if tokio::time::Instant::now() >= deadline {
-                    return Err(IpcError::Sa(format!("SA {id} needs SA {dep}, which did not appear within {} ms", profile.depend_timeout.as_millis())));
+                    return Err(SaError::DependencyMissing { id, dep: *dep, waited: profile.depend_timeout });
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
         let made = match lock(&self.inner.makers).get(&id) {
             Some((make, _)) => make(),
-            None => return Err(IpcError::Sa(format!("this process cannot host SA {id}"))),
+            None => return Err(SaError::NotHosted(id)),
         };
-        let p = made.map_err(|e| IpcError::Sa(format!("SA {id} failed to start: {e}")))?;
+        let p = made.map_err(|source| SaError::StartFailed { id, source })?;
         let props = SaProps {
             distributed: profile.distributed,
             dump_level: profile.dump_level,
@@ -402,7 +443,7 @@ fn arm_idle(inner: &Arc<Inner>, id: u32, live: &Arc<Live>) {
 /// died), dial again until it is back, and add every SA again.
 async fn supervise(weak: std::sync::Weak<Inner>, mut conn: zbus::Connection) {
     loop {
-        crate::closed(&conn).await;
+        accord_ipc::closed(&conn).await;
         let mut delay = Duration::from_millis(20);
         conn = loop {
             let Some(inner) = weak.upgrade() else { return };
@@ -421,13 +462,13 @@ async fn supervise(weak: std::sync::Weak<Inner>, mut conn: zbus::Connection) {
     }
 }
 
-async fn reregister(host: &SaHost) -> Result<zbus::Connection, IpcError> {
+async fn reregister(host: &SaHost) -> Result<zbus::Connection, SaError> {
     let conn = host.dial().await?;
     let proxy = SystemAbilityManagerProxy::new(&conn).await?;
     if let Some(name) = &host.inner.process {
         // Refused, its profile's SAs will be too; the others may not be.
         if let Err(e) = proxy.add_system_process(name).await {
-            if super::is_dead(&e) {
+            if accord_ipc::is_dead(&e) {
                 return Err(e.into());
             }
             warn!("samgr refused process {name} again: {e}");
@@ -440,7 +481,7 @@ async fn reregister(host: &SaHost) -> Result<zbus::Connection, IpcError> {
     for (id, props) in live {
         match proxy.add_system_ability(id, props).await {
             Ok(()) => {}
-            Err(e) if super::is_dead(&e) => return Err(e.into()),
+            Err(e) if accord_ipc::is_dead(&e) => return Err(e.into()),
             Err(e) => {
                 warn!("samgr refused SA {id} again: {e}; it is withdrawn");
                 if let Some(l) = lock(&host.inner.live).remove(&id) {
@@ -498,7 +539,7 @@ impl HostIface {
         let live = lock(&inner.live).get(&id).cloned().ok_or_else(|| fdo::Error::ServiceUnknown(format!("this process hosts no SA {id}")))?;
         let fd: std::os::fd::OwnedFd = fd.into();
         let dup = fd.try_clone().map_err(io_err)?;
-        let stream = crate::stream_from_fd(fd).map_err(io_err)?;
+        let stream = accord_ipc::stream_from_fd(fd).map_err(io_err)?;
         let conn_no = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
         lock(&live.conns).insert(conn_no, dup);
         live.clients.fetch_add(1, Ordering::SeqCst);
@@ -512,7 +553,7 @@ impl HostIface {
             match serving.await {
                 Ok(()) => {}
                 // A client that died or hung up before the handshake ended.
-                Err(IpcError::Zbus(zbus::Error::InputOutput(e))) => debug!("SA {id}: pid {pid} hung up during the handshake: {e}"),
+                Err(SaError::Ipc(IpcError::Zbus(zbus::Error::InputOutput(e)))) => debug!("SA {id}: pid {pid} hung up during the handshake: {e}"),
                 Err(e) => warn!("SA {id}: handshake with pid {pid} failed: {e}"),
             }
         });
@@ -564,8 +605,8 @@ impl HostIface {
 /// Runs one SA in this process until the process is killed: connects to
 /// samgr (the default socket, or `SAMGR_SOCKET`) and publishes `sa` as
 /// `id`. Returns only on error.
-pub async fn run<T: SystemAbility>(id: u32, sa: T) -> Result<(), IpcError> {
-    let host = SaHost::connect(&super::samgr_socket()).await?;
+pub async fn run<T: SystemAbility>(id: u32, sa: T) -> Result<(), SaError> {
+    let host = SaHost::connect(&crate::samgr_socket()).await?;
     host.publish(id, sa, None).await?;
     std::future::pending::<()>().await;
     Ok(())
@@ -575,12 +616,12 @@ pub async fn run<T: SystemAbility>(id: u32, sa: T) -> Result<(), IpcError> {
 /// make each SA id this binary knows. Publishes the `run-on-create` SAs
 /// and those samgr asks for, loads more when asked, unloads idle ones,
 /// and returns when the process holds no SA any more.
-pub async fn run_profile(profile: &Profile, makers: Vec<(u32, Maker)>) -> Result<(), IpcError> {
-    run_profile_at(&super::samgr_socket(), profile, makers).await
+pub async fn run_profile(profile: &Profile, makers: Vec<(u32, Maker)>) -> Result<(), SaError> {
+    run_profile_at(&crate::samgr_socket(), profile, makers).await
 }
 
 /// [`run_profile`] with samgr at `socket`.
-pub async fn run_profile_at(socket: &Path, profile: &Profile, makers: Vec<(u32, Maker)>) -> Result<(), IpcError> {
+pub async fn run_profile_at(socket: &Path, profile: &Profile, makers: Vec<(u32, Maker)>) -> Result<(), SaError> {
     let host = SaHost::start(socket, Some(profile.process.clone()), true).await?;
     {
         let mut m = lock(&host.inner.makers);
@@ -610,7 +651,7 @@ pub async fn run_profile_at(socket: &Path, profile: &Profile, makers: Vec<(u32, 
     for id in to_load {
         if let Err(e) = host.load(id).await {
             warn!("{e}");
-            let report = async { SystemAbilityManagerProxy::new(&host.samgr()?).await?.report_load_failure(id, &e.to_string()).await.map_err(IpcError::from) };
+            let report = async { SystemAbilityManagerProxy::new(&host.samgr()?).await?.report_load_failure(id, &e.to_string()).await.map_err(SaError::from) };
             if let Err(e) = report.await {
                 debug!("cannot tell samgr: {e}");
             }

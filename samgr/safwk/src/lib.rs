@@ -1,5 +1,15 @@
-//! System abilities: the interfaces between samgr, SA host processes and
-//! clients, and the SDK to write and to use an SA.
+//! Accord's SA framework: OpenHarmony's safwk (system ability framework)
+//! and the parts of samgr that SA processes share with it.
+//!
+//! Owns what a system ability is and how it meets samgr: the D-Bus
+//! interfaces between samgr, SA host processes and clients; the SDK to
+//! write an SA ([`SystemAbility`], [`RemoteObject`], [`SaHost`],
+//! OpenHarmony's `LocalAbilityManager`) and to use one ([`Samgr`],
+//! [`get`], OpenHarmony's `SystemAbilityManagerClient`); SA profiles
+//! ([`profile`], OpenHarmony's `/system/profile/*.json`) and samgr's
+//! access policy ([`policy`]). The wire under it (connections, verified
+//! identity, blobs, the remote-object codec) is `accord-ipc`; samgr
+//! itself (the registry) is `accord-samgr`, which builds on this crate.
 //!
 //! A client never talks to an SA through samgr: `GetSystemAbility` makes a
 //! socket pair, hands one end to the SA's host (with the caller's identity
@@ -7,15 +17,96 @@
 //! client, which then speaks D-Bus directly to the SA.
 //!
 //! - Writing an SA: implement [`SystemAbility`] and [`run`] it (or
-//!   [`SaHost::publish`] several); see `ipc/examples/counter_sa.rs`.
+//!   [`SaHost::publish`] several); see `samgr/safwk/examples/counter_sa.rs`.
 //! - Using an SA: [`get`]`::<FooProxy>(id)` gives a typed proxy
 //!   ([`Remote`]) whose [`Remote::died`] tells when the SA went away.
+//! - Errors: every call returns [`SaError`]; [`SaError::is_dead`] says
+//!   the SA (or samgr) is gone and getting it again is the way on.
 
 mod client;
 mod host;
+pub mod policy;
+pub mod profile;
 
+pub use accord_ipc::{is_dead, lock, Identity};
 pub use client::{get, Remote, SaEvent, Samgr};
-pub use host::{run, run_profile, run_profile_at, Caller, Maker, Published, SaHost, SystemAbility};
+pub use host::{run, run_profile, run_profile_at, serve_remote, Caller, Maker, Published, RemoteObject, SaHost, SystemAbility};
+
+use accord_ipc::remote::RemoteError;
+use accord_ipc::IpcError;
+use thiserror::Error;
+
+/// Why an SA failed to start: whatever its `on_start` or maker says.
+pub type StartError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What can go wrong between a process and samgr or an SA.
+#[derive(Debug, Error)]
+pub enum SaError {
+    /// The connection (to samgr, to a host, to an SA) failed, or the
+    /// other side answered with a D-Bus error (refusals by samgr's policy
+    /// come as `org.freedesktop.DBus.Error.AccessDenied`).
+    #[error(transparent)]
+    Ipc(#[from] IpcError),
+    /// A call on the remote-object fast path failed.
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    /// samgr reported that loading SA `id` failed, with its host's reason.
+    #[error("SA {id} failed to load: {reason}")]
+    LoadFailed { id: u32, reason: String },
+    /// The SA's `on_start` (or its maker) refused to start it.
+    #[error("SA {id} failed to start: {source}")]
+    StartFailed {
+        id: u32,
+        #[source]
+        source: StartError,
+    },
+    /// This process has no maker for SA `id` (not in its profile, or not
+    /// in the binary).
+    #[error("this process cannot host SA {0}")]
+    NotHosted(u32),
+    /// A `depend` of SA `id`'s profile was not registered in time.
+    #[error("SA {id} needs SA {dep}, which did not appear within {} ms", waited.as_millis())]
+    DependencyMissing { id: u32, dep: u32, waited: std::time::Duration },
+    /// The connection to samgr is gone (and could not be dialled again).
+    #[error("samgr is not connected")]
+    SamgrGone,
+}
+
+impl SaError {
+    /// The SA (or samgr) is gone: its process died, it was unloaded, or
+    /// the connection was hung up. Get the SA again to go on.
+    pub fn is_dead(&self) -> bool {
+        match self {
+            SaError::Ipc(e) => e.is_dead(),
+            SaError::Remote(e) => e.is_dead(),
+            SaError::SamgrGone => true,
+            _ => false,
+        }
+    }
+
+    /// The D-Bus error name of a refusal or failure the other side
+    /// answered with (e.g. `org.freedesktop.DBus.Error.AccessDenied`).
+    pub fn dbus_name(&self) -> Option<String> {
+        match self {
+            SaError::Ipc(IpcError::Zbus(zbus::Error::MethodError(name, _, _))) => Some(name.to_string()),
+            SaError::Ipc(IpcError::Zbus(zbus::Error::FDO(e))) => Some(zbus::DBusError::name(e.as_ref()).to_string()),
+            SaError::Remote(RemoteError::Remote { name, .. }) => Some(name.clone()),
+            _ => None,
+        }
+    }
+}
+
+impl From<zbus::Error> for SaError {
+    fn from(e: zbus::Error) -> SaError {
+        SaError::Ipc(IpcError::Zbus(e))
+    }
+}
+
+impl From<std::io::Error> for SaError {
+    fn from(e: std::io::Error) -> SaError {
+        SaError::Ipc(IpcError::Io(e))
+    }
+}
 
 use serde::{Deserialize, Serialize};
 use zbus::zvariant::{self, Type};
@@ -132,12 +223,28 @@ pub trait SystemAbilityHost {
     fn dump(&self, id: u32, args: Vec<String>) -> zbus::Result<String>;
 }
 
-/// Whether a call failed because the other side is gone (its process died
-/// or closed the connection): get the SA again to recover.
-pub fn is_dead(e: &zbus::Error) -> bool {
-    use std::io::ErrorKind::*;
-    match e {
-        zbus::Error::InputOutput(io) => matches!(io.kind(), BrokenPipe | ConnectionReset | ConnectionAborted | UnexpectedEof | NotConnected),
-        _ => false,
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// "Gone" survives every layer an error crosses on its way to the
+    /// caller; refusals and failures to start are not "gone".
+    #[test]
+    fn is_dead_survives_the_crate_boundaries() {
+        let io = |k| std::io::Error::new(k, "x");
+        let zbus_dead = zbus::Error::InputOutput(Arc::new(io(std::io::ErrorKind::BrokenPipe)));
+        assert!(SaError::from(zbus_dead).is_dead());
+        assert!(SaError::from(io(std::io::ErrorKind::ConnectionReset)).is_dead());
+        assert!(SaError::from(RemoteError::Dead).is_dead());
+        assert!(SaError::SamgrGone.is_dead());
+        let denied = zbus::Error::FDO(Box::new(zbus::fdo::Error::AccessDenied("uid 2000 may not get SA 1".into())));
+        let denied = SaError::from(denied);
+        assert!(!denied.is_dead());
+        assert_eq!(denied.dbus_name().as_deref(), Some("org.freedesktop.DBus.Error.AccessDenied"));
+        assert!(!SaError::LoadFailed { id: 1, reason: "no".into() }.is_dead());
+        assert!(!SaError::StartFailed { id: 1, source: "no".into() }.is_dead());
+        assert!(!SaError::from(io(std::io::ErrorKind::PermissionDenied)).is_dead());
     }
 }

@@ -248,8 +248,8 @@ impl Profile {
             let keys = Keys::new(sa, "systemability", ACTED_ON_SA, KNOWN_SA, &mut ignored);
             let (_, name) = keys.get("name").ok_or_else(|| field_err(file, at("name"), "missing (the SA id)"))?;
             let id = as_u32(name).ok_or_else(|| field_err(file, at("name"), "must be an SA id (a number)"))?;
-            if id == 0 || id > crate::sa::MAX_SA_ID {
-                return Err(field_err(file, at("name"), &format!("SA id {id} is outside 1..={}", crate::sa::MAX_SA_ID)));
+            if id == 0 || id > crate::MAX_SA_ID {
+                return Err(field_err(file, at("name"), &format!("SA id {id} is outside 1..={}", crate::MAX_SA_ID)));
             }
             if abilities.iter().any(|a: &SaProfile| a.id == id) {
                 return Err(field_err(file, at("name"), &format!("SA {id} is listed twice")));
