@@ -467,3 +467,49 @@ fn services_get_the_descriptor_limit_init_was_given() {
     let init_soft: u64 = line.split_whitespace().nth(3).and_then(|v| v.parse().ok()).unwrap();
     assert!(init_soft >= hard, "init keeps its own raised limit (at least the hard limit it was given, {hard}): {line}");
 }
+
+/// Lists and service dumps far larger than one frame (64 KiB) come whole,
+/// page by page, with the connection still in step afterwards; a caller
+/// sees only what it may read, on every page.
+#[test]
+fn lists_larger_than_a_frame_come_whole_in_pages() {
+    let value = "v".repeat(90);
+    let mut para = String::new();
+    for i in 0..1500 {
+        para.push_str(&format!("test.big.open.{i:04}={value}\ntest.big.secret.{i:04}={value}\n"));
+    }
+    let dac = "test.big.open. = root:root:0777\ntest.big.secret. = root:root:0770\n";
+    // 400 services, 100 a file (a cfg file's limit).
+    let cfgs: Vec<(String, String)> = (0..4)
+        .map(|k| {
+            let services: Vec<String> =
+                (0..100).map(|i| format!(r#"{{"name": "svc{k}{i:02}", "path": ["/bin/sleep", "{}"], "start-mode": "condition"}}"#, "1".repeat(60))).collect();
+            (format!("etc/init/svc{k}.cfg"), format!(r#"{{"services": [{}]}}"#, services.join(",")))
+        })
+        .collect();
+    let mut files = vec![("etc/param/big.para", para.as_str()), ("etc/param/big.para.dac", dac)];
+    files.extend(cfgs.iter().map(|(p, c)| (p.as_str(), c.as_str())));
+    let mut f = Fixture::new("{}", &files);
+    f.boot();
+    assert!(f.wait_until(WAIT, || f.get("test.big.secret.1499").is_some()), "log:\n{}", f.log_text());
+
+    let root = f.client();
+    let all = root.list("test.big.").expect("a 330 KB list");
+    assert_eq!(all.len(), 3000);
+    assert!(all.windows(2).all(|w| w[0].0 < w[1].0), "in name order, no repeats");
+    assert!(all.iter().all(|(_, v)| *v == value));
+    assert_eq!(root.get("test.big.open.0007").unwrap(), value, "the connection is still in step");
+    let svcs = root.dump_services(None).expect("400 services");
+    assert_eq!(svcs.iter().filter(|s| s.name.starts_with("svc")).count(), 400, "{:?} log:\n{}", svcs.iter().map(|s| &s.name).collect::<Vec<_>>(), f.log_text());
+    assert_eq!(root.dump_services(Some("svc399")).unwrap().len(), 1);
+
+    let user = f.client_as(2000, 2000);
+    let seen = user.list("test.big.").expect("uid 2000 lists");
+    assert_eq!(seen.len(), 1500);
+    assert!(seen.iter().all(|(k, _)| k.starts_with("test.big.open.")), "never a name it may not read");
+    assert_eq!(user.list("test.big.secret.").unwrap(), vec![]);
+
+    let (rc, out, err) = f.begetctl(&["param", "ls", "test.big."]);
+    assert_eq!(rc, 0, "{err}");
+    assert_eq!(out.lines().filter(|l| l.starts_with("test.big.")).count(), 3000);
+}

@@ -45,14 +45,14 @@ fn request(r: &mut Rng) -> Request {
     match r.below(8) {
         0 => Request::Get { name: name(r) },
         1 => Request::Set { name: name(r), value: "v".repeat(r.below(130)) },
-        2 => Request::List { prefix: name(r) },
+        2 => Request::List { prefix: name(r), after: if r.below(2) == 0 { None } else { Some(name(r)) } },
         // Short timeouts: a held connection handles nothing after the Wait
         // (the long ones are the subject of param_attacks' wait tests).
         3 => Request::Wait { name: name(r), pattern: r.pick(&["*", "1", "a*b*c", ""]).to_owned(), timeout_ms: [0, 1, 10, 50][r.below(4)] },
         4 => Request::Watch { prefix: name(r) },
         5 => Request::Save,
         6 => Request::Stats,
-        _ => Request::DumpServices { name: if r.below(2) == 0 { None } else { Some(name(r)) } },
+        _ => Request::DumpServices { name: if r.below(2) == 0 { None } else { Some(name(r)) }, skip: r.below(3) },
     }
 }
 

@@ -84,10 +84,25 @@ impl Client {
     }
 
     /// `(name, value)` of every readable parameter under `prefix`, sorted.
+    /// Asks page by page (each reply fits in a frame).
     pub fn list(&self, prefix: &str) -> Result<Vec<(String, String)>, ParamError> {
-        match self.call(&Request::List { prefix: prefix.to_owned() })? {
-            Response::List { entries } => Ok(entries),
-            other => Err(ParamError::Protocol(format!("unexpected reply {other:?}"))),
+        let mut all: Vec<(String, String)> = Vec::new();
+        loop {
+            let after = all.last().map(|(k, _)| k.clone());
+            match self.call(&Request::List { prefix: prefix.to_owned(), after: after.clone() })? {
+                Response::List { entries, more } => {
+                    // Each page must start after the last (else the server
+                    // is not paging and this would not end).
+                    if entries.first().is_some_and(|(k, _)| after.as_ref().is_some_and(|a| k <= a)) || (more && entries.is_empty()) {
+                        return Err(ParamError::Protocol("a list page does not move forward".into()));
+                    }
+                    all.extend(entries);
+                    if !more {
+                        return Ok(all);
+                    }
+                }
+                other => return Err(ParamError::Protocol(format!("unexpected reply {other:?}"))),
+            }
         }
     }
 
@@ -119,10 +134,22 @@ impl Client {
         }
     }
 
+    /// Services known to init (all, or `name`), asked page by page.
     pub fn dump_services(&self, name: Option<&str>) -> Result<Vec<ServiceInfo>, ParamError> {
-        match self.call(&Request::DumpServices { name: name.map(str::to_owned) })? {
-            Response::Services { services } => Ok(services),
-            other => Err(ParamError::Protocol(format!("unexpected reply {other:?}"))),
+        let mut all = Vec::new();
+        loop {
+            match self.call(&Request::DumpServices { name: name.map(str::to_owned), skip: all.len() })? {
+                Response::Services { services, more } => {
+                    if more && services.is_empty() {
+                        return Err(ParamError::Protocol("a service page does not move forward".into()));
+                    }
+                    all.extend(services);
+                    if !more {
+                        return Ok(all);
+                    }
+                }
+                other => return Err(ParamError::Protocol(format!("unexpected reply {other:?}"))),
+            }
         }
     }
 }

@@ -15,6 +15,11 @@ use crate::ParamError;
 /// Largest frame body accepted, in bytes.
 pub const MAX_FRAME: usize = 64 * 1024;
 
+/// Most bytes of items one `List`/`Services` reply carries: the rest
+/// comes in further pages (`more`), so a reply always fits in
+/// [`MAX_FRAME`] whatever the number of parameters or services.
+pub const PAGE_BUDGET: usize = MAX_FRAME - 1024;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
@@ -25,9 +30,13 @@ pub enum Request {
         name: String,
         value: String,
     },
-    /// Every readable parameter whose name starts with `prefix`.
+    /// Readable parameters whose name starts with `prefix`, in name
+    /// order, from the first after `after` (a page: see
+    /// [`Response::List`]).
     List {
         prefix: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
     },
     /// Returns once `name` matches `pattern` (`*` globs), or `Timeout`.
     Wait {
@@ -41,9 +50,12 @@ pub enum Request {
     },
     /// Writes `persist.*` parameters to disk now.
     Save,
-    /// Services known to init (all, or one by name).
+    /// Services known to init (all, or one by name), from the `skip`th
+    /// on (a page: see [`Response::Services`]).
     DumpServices {
         name: Option<String>,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        skip: usize,
     },
     /// The service's resource counters (root only): `Response::Stats`.
     Stats,
@@ -91,15 +103,23 @@ pub enum Response {
     Value {
         value: String,
     },
+    /// One page of a `List`: `more` says there are entries after the
+    /// last one (ask again with `after` = its name).
     List {
         entries: Vec<(String, String)>,
+        #[serde(default)]
+        more: bool,
     },
     Changed {
         name: String,
         value: String,
     },
+    /// One page of a `DumpServices`: `more` says there are services
+    /// after these (ask again with `skip` += their number).
     Services {
         services: Vec<ServiceInfo>,
+        #[serde(default)]
+        more: bool,
     },
     /// `(counter, value)` pairs, e.g. `("clients", 3)`.
     Stats {
@@ -109,6 +129,28 @@ pub enum Response {
         kind: ErrorKind,
         message: String,
     },
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// The first items of `items` whose encoding fits in [`PAGE_BUDGET`]
+/// bytes (at least one, so every page makes progress), and whether any
+/// are left.
+pub fn page<T: Serialize>(items: impl IntoIterator<Item = T>) -> (Vec<T>, bool) {
+    let mut out = Vec::new();
+    let mut used = 0;
+    for item in items {
+        // +1: the comma between items.
+        let n = serde_json::to_vec(&item).map(|v| v.len()).unwrap_or(0) + 1;
+        if !out.is_empty() && used + n > PAGE_BUDGET {
+            return (out, true);
+        }
+        used += n;
+        out.push(item);
+    }
+    (out, false)
 }
 
 /// Serializes `msg` into one frame.
@@ -142,7 +184,13 @@ pub fn read_frame<T: DeserializeOwned>(r: &mut impl Read) -> Result<Option<T>, P
     }
     let n = u32::from_le_bytes(len) as usize;
     if n > MAX_FRAME {
-        return Err(ParamError::Protocol(format!("frame of {n} bytes exceeds the {MAX_FRAME}-byte limit")));
+        // Skipped without being held (the stream stays in step: the next
+        // frame is read whole), and refused.
+        let skipped = std::io::copy(&mut r.take(n as u64), &mut std::io::sink())?;
+        if skipped < n as u64 {
+            return Err(ParamError::Protocol("connection closed inside a frame".into()));
+        }
+        return Err(ParamError::Protocol(format!("frame of {n} bytes exceeds the {MAX_FRAME}-byte limit (skipped)")));
     }
     let mut body = vec![0u8; n];
     r.read_exact(&mut body).map_err(|e| match e.kind() {
@@ -208,7 +256,8 @@ mod tests {
             Request::Get { name: "a.b".into() },
             Request::Set { name: "a".into(), value: "v".into() },
             Request::Wait { name: "x".into(), pattern: "*".into(), timeout_ms: 5 },
-            Request::DumpServices { name: None },
+            Request::DumpServices { name: None, skip: 0 },
+            Request::List { prefix: "a.".into(), after: Some("a.b".into()) },
             Request::Save,
         ];
         let mut d = FrameDecoder::new();
@@ -224,6 +273,31 @@ mod tests {
             assert_eq!(&decode::<Request>(&body).unwrap(), r);
         }
         assert!(d.next_frame().unwrap().is_none());
+    }
+
+    #[test]
+    fn pages_fit_in_a_frame_and_always_move_forward() {
+        let entries: Vec<(String, String)> = (0..5000).map(|i| (format!("a.b.{i:05}"), "\u{1}".repeat(90))).collect();
+        let (first, more) = page(entries.iter().cloned());
+        assert!(more && !first.is_empty() && first.len() < entries.len());
+        let reply = encode_frame(&Response::List { entries: first, more });
+        assert!(reply.len() - 4 <= MAX_FRAME, "{} bytes", reply.len());
+        let (few, more) = page(entries[..3].iter().cloned());
+        assert_eq!((few.len(), more), (3, false));
+        // One item over the budget still goes alone: progress.
+        let (one, more) = page(["x".repeat(PAGE_BUDGET * 2), "y".into()]);
+        assert_eq!((one.len(), more), (1, true));
+    }
+
+    #[test]
+    fn an_oversized_frame_is_skipped_and_the_next_one_read() {
+        let mut bytes = ((MAX_FRAME + 10) as u32).to_le_bytes().to_vec();
+        bytes.extend(std::iter::repeat_n(b'x', MAX_FRAME + 10));
+        bytes.extend(encode_frame(&Response::Ok));
+        let mut r = &bytes[..];
+        let e = read_frame::<Response>(&mut r).unwrap_err().to_string();
+        assert!(e.contains("exceeds"), "{e}");
+        assert_eq!(read_frame::<Response>(&mut r).unwrap(), Some(Response::Ok));
     }
 
     #[test]
@@ -254,12 +328,12 @@ mod tests {
         prop_oneof![
             name_strategy().prop_map(|name| Request::Get { name }),
             (name_strategy(), ".{0,130}").prop_map(|(name, value)| Request::Set { name, value }),
-            name_strategy().prop_map(|prefix| Request::List { prefix }),
+            (name_strategy(), proptest::option::of(name_strategy())).prop_map(|(prefix, after)| Request::List { prefix, after }),
             (name_strategy(), "[a-z*]{0,12}", any::<u64>()).prop_map(|(name, pattern, timeout_ms)| Request::Wait { name, pattern, timeout_ms }),
             name_strategy().prop_map(|prefix| Request::Watch { prefix }),
             Just(Request::Save),
             Just(Request::Stats),
-            proptest::option::of(name_strategy()).prop_map(|name| Request::DumpServices { name }),
+            (proptest::option::of(name_strategy()), 0usize..4).prop_map(|(name, skip)| Request::DumpServices { name, skip }),
         ]
     }
 

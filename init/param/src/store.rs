@@ -95,7 +95,19 @@ impl ParamStore {
 
     /// Every parameter whose name starts with `prefix` ("" for all), sorted.
     pub fn list(&self, prefix: &str) -> Vec<(String, String)> {
-        self.map.range(prefix.to_owned()..).take_while(|(k, _)| k.starts_with(prefix)).map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.list_after(prefix, None).map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
+    }
+
+    /// The parameters under `prefix` whose name sorts after `after` (all
+    /// of them for `None`), in name order: one page of a list goes on
+    /// from where the last ended.
+    pub fn list_after<'a>(&'a self, prefix: &'a str, after: Option<&str>) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        use std::ops::Bound;
+        let start = match after {
+            Some(a) if a >= prefix => Bound::Excluded(a.to_owned()),
+            _ => Bound::Included(prefix.to_owned()),
+        };
+        self.map.range((start, Bound::Unbounded)).take_while(move |(k, _)| k.starts_with(prefix)).map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     /// The `persist.*` parameters.
@@ -158,6 +170,11 @@ mod tests {
         assert_eq!(s.persistent().collect::<Vec<_>>(), vec![("persist.a", "1"), ("persist.b", "2")]);
         assert_eq!(s.list("sys.").len(), 1);
         assert_eq!(s.list("").len(), 4);
+        let names = |prefix, after| s.list_after(prefix, after).map(|(k, _)| k.to_owned()).collect::<Vec<_>>();
+        let every = names("", None);
+        assert_eq!(names("", Some(every[1].as_str())), every[2..].to_vec(), "after the cursor, not at it");
+        assert_eq!(names("sys.", Some("a")), names("sys.", None), "a cursor before the prefix starts at the prefix");
+        assert!(names("", Some(every[3].as_str())).is_empty());
         assert!(s.set("bad name", "x").is_err());
     }
 }

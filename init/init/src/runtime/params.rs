@@ -387,9 +387,11 @@ impl Init {
                     error_response(&e)
                 }
             },
-            Request::List { prefix } => {
-                let entries = self.params.list(&prefix).into_iter().filter(|(k, _)| self.dac.check(k, &caller, Op::Read).is_ok()).collect();
-                Response::List { entries }
+            // One page: a reply always fits in a frame.
+            Request::List { prefix, after } => {
+                let readable = self.params.list_after(&prefix, after.as_deref()).filter(|(k, _)| self.dac.check(k, &caller, Op::Read).is_ok());
+                let (entries, more) = accord_param::proto::page(readable.map(|(k, v)| (k.to_owned(), v.to_owned())));
+                Response::List { entries, more }
             }
             Request::Wait { name, pattern, timeout_ms } => {
                 if let Err(e) = self.dac.check(&name, &caller, Op::Read) {
@@ -437,8 +439,11 @@ impl Init {
             // service-control group: checked as a write of
             // `ohos.servicectrl.dump` (OpenHarmony's dump is under the same
             // control permission).
-            Request::DumpServices { name } => match self.dac.check(DUMP_SERVICES_KEY, &caller, Op::Write) {
-                Ok(()) => Response::Services { services: self.service_infos(name.as_deref()) },
+            Request::DumpServices { name, skip } => match self.dac.check(DUMP_SERVICES_KEY, &caller, Op::Write) {
+                Ok(()) => {
+                    let (services, more) = accord_param::proto::page(self.service_infos(name.as_deref()).into_iter().skip(skip));
+                    Response::Services { services, more }
+                }
                 Err(_) => {
                     error_response(&ParamError::PermissionDenied { name: format!("the service list (checked as {DUMP_SERVICES_KEY})"), op: "read".into() })
                 }
