@@ -679,6 +679,11 @@ impl SamgrIface {
                     let fd: std::os::fd::OwnedFd = theirs.into();
                     return Ok(fd.into());
                 }
+                // The host's bound on its clients (per uid, total): final,
+                // and the getter hears which.
+                Err(zbus::Error::MethodError(name, msg, _)) if name.as_str() == "org.freedesktop.DBus.Error.LimitsExceeded" => {
+                    return Err(fdo::Error::LimitsExceeded(format!("SA {id}: {}", msg.unwrap_or_default())));
+                }
                 Err(e) if tries < 3 => {
                     debug!("SA {id}: host refused pid {}'s connection ({e}); looking again", who.pid);
                     tries += 1;

@@ -1,7 +1,7 @@
 //! samgr's bounds under attack from an unprivileged uid (2000, no
-//! supplementary groups): connection caps, the message-size limit checked
-//! on the header, and the deadline on notifications to a listener that
-//! stops reading. Each attack runs in a helper (this binary re-run as uid
+//! supplementary groups): connection caps (samgr's, and an SA host's),
+//! the message-size limit checked on the header, and the deadline on
+//! notifications to a listener that stops reading. Each attack runs in a helper (this binary re-run as uid
 //! 2000 with `--ignored --exact <helper>`); the test asserts the bound held
 //! and that samgr went on serving others meanwhile.
 
@@ -173,6 +173,81 @@ fn helper_hold_connections() {
         .await
         .unwrap();
         drop(held);
+    });
+}
+
+// --- an SA host's clients --------------------------------------------------
+
+/// The host's bounds in the SA-host test: uid 2000 may hold 6.
+const HOST_SHARE: usize = 6;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_uid_cannot_hold_more_than_its_share_of_an_sa_host() {
+    let (_dir, sock) = start_samgr(limits());
+    let host = SaHost::connect(&sock).await.unwrap();
+    host.set_limits(accord_safwk::HostLimits { connections: 64, per_uid: HOST_SHARE });
+    host.publish(4000, Nop, None).await.unwrap();
+    let mut child = attacker("helper_hold_sa_connections", &sock);
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let (c, o) = tokio::task::spawn_blocking(move || {
+        expect_line(&mut child, &mut out, "HOLDING");
+        (child, out)
+    })
+    .await
+    .unwrap();
+    // While uid 2000 holds its whole share of the host, root is served by it.
+    others_are_served(&sock).await;
+    tokio::task::spawn_blocking(move || finish(c, Some(o))).await.unwrap();
+}
+
+/// Helper (uid 2000): gets SA 4000 until the host's share is held, on one
+/// samgr connection; one more get is refused with LimitsExceeded naming
+/// the share, the held ones keep working, and once they are dropped the
+/// share is free again.
+#[test]
+#[ignore = "helper of one_uid_cannot_hold_more_than_its_share_of_an_sa_host"]
+fn helper_hold_sa_connections() {
+    let sock = sock();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let c = Samgr::connect(&sock).await.unwrap();
+        let mut held = Vec::new();
+        for i in 0..HOST_SHARE {
+            let p = c.get::<NopClientProxy>(4000).await.unwrap_or_else(|e| panic!("SA connection {i} within the share: {e}"));
+            assert_eq!(p.ping().await.unwrap(), 7);
+            held.push(p);
+        }
+        for _ in 0..3 {
+            let e = c.get::<NopClientProxy>(4000).await.err().expect("a get past the share is refused");
+            assert_eq!(e.dbus_name().as_deref(), Some("org.freedesktop.DBus.Error.LimitsExceeded"), "{e}");
+            assert!(e.to_string().contains("uid 2000") && e.to_string().contains("share"), "names the bound: {e}");
+            assert!(!e.is_dead(), "a refusal, not a dead SA: {e:?}");
+        }
+        for p in &held {
+            assert_eq!(p.ping().await.unwrap(), 7, "the share still works");
+        }
+        println!("HOLDING");
+        tokio::task::spawn_blocking(|| {
+            let _ = std::io::stdin().read(&mut [0u8; 1]);
+        })
+        .await
+        .unwrap();
+        // Dropped: the host sees them close and frees the share.
+        drop(held);
+        let end = Instant::now() + DEADLINE;
+        loop {
+            match c.get::<NopClientProxy>(4000).await {
+                Ok(p) => {
+                    assert_eq!(p.ping().await.unwrap(), 7);
+                    break;
+                }
+                Err(e) if Instant::now() < end => {
+                    assert_eq!(e.dbus_name().as_deref(), Some("org.freedesktop.DBus.Error.LimitsExceeded"), "{e}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("the share is not freed when its connections close: {e}"),
+            }
+        }
     });
 }
 

@@ -212,6 +212,37 @@ impl Live {
 /// Numbers the client connections of this process.
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
+/// Default of [`HostLimits::connections`].
+pub const MAX_HOST_CONNECTIONS: usize = 4096;
+/// Default of [`HostLimits::per_uid`].
+pub const MAX_HOST_CONNECTIONS_PER_UID: usize = 256;
+
+/// How many client connections one host process serves at once, over all
+/// its SAs: each costs descriptors (and, on the fast path, a thread), so
+/// one uid getting an SA again and again cannot exhaust the host. A get
+/// past a bound fails with `LimitsExceeded` naming it; root (uid 0) is
+/// held to the total only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostLimits {
+    /// All clients together ([`MAX_HOST_CONNECTIONS`] by default).
+    pub connections: usize,
+    /// One uid's clients ([`MAX_HOST_CONNECTIONS_PER_UID`] by default).
+    pub per_uid: usize,
+}
+
+impl Default for HostLimits {
+    fn default() -> HostLimits {
+        HostLimits { connections: MAX_HOST_CONNECTIONS, per_uid: MAX_HOST_CONNECTIONS_PER_UID }
+    }
+}
+
+/// The host's client connections, counted against [`HostLimits`].
+#[derive(Default)]
+struct ConnCount {
+    total: usize,
+    per_uid: HashMap<u32, usize>,
+}
+
 /// Makes an SA of a profile when samgr asks this process to load it.
 pub type Maker = Box<dyn Fn() -> Result<Published, StartError> + Send + Sync>;
 
@@ -251,6 +282,8 @@ struct Inner {
     exit_when_empty: bool,
     empty: Notify,
     policy: Arc<Policy>,
+    limits: Mutex<HostLimits>,
+    conn_count: Mutex<ConnCount>,
     /// Dropped with the last handle: tells the supervisor to hang up.
     _hang_up: tokio::sync::oneshot::Sender<()>,
 }
@@ -298,6 +331,8 @@ impl SaHost {
                 makers: Mutex::default(),
                 exit_when_empty,
                 empty: Notify::new(),
+                limits: Mutex::new(HostLimits::default()),
+                conn_count: Mutex::default(),
                 policy: Arc::new(policy),
                 _hang_up: hang_up,
             }),
@@ -403,6 +438,12 @@ impl SaHost {
         self.add(id, p, props, profile.unload_after).await
     }
 
+    /// Sets how many client connections this host serves at once (see
+    /// [`HostLimits`]); connections already served stay.
+    pub fn set_limits(&self, limits: HostLimits) {
+        *lock(&self.inner.limits) = limits;
+    }
+
     /// Resolves when a host made by [`run_profile`] holds no SA any more.
     pub async fn emptied(&self) {
         self.inner.empty.notified().await
@@ -501,6 +542,7 @@ async fn reregister(host: &SaHost) -> Result<zbus::Connection, SaError> {
 /// connection panics), arming the idle timer for the last one.
 struct ClientSlot {
     id: u32,
+    uid: u32,
     conn_no: u64,
     live: Arc<Live>,
     host: std::sync::Weak<Inner>,
@@ -509,11 +551,42 @@ struct ClientSlot {
 impl Drop for ClientSlot {
     fn drop(&mut self) {
         lock(&self.live.conns).remove(&self.conn_no);
+        let inner = self.host.upgrade();
+        if let Some(inner) = &inner {
+            let mut n = lock(&inner.conn_count);
+            n.total = n.total.saturating_sub(1);
+            if let Some(c) = n.per_uid.get_mut(&self.uid) {
+                *c -= 1;
+                if *c == 0 {
+                    n.per_uid.remove(&self.uid);
+                }
+            }
+        }
         if self.live.clients.fetch_sub(1, Ordering::SeqCst) == 1 {
-            if let Some(inner) = self.host.upgrade() {
+            if let Some(inner) = inner {
                 arm_idle(&inner, self.id, &self.live);
             }
         }
+    }
+}
+
+impl Inner {
+    /// Takes a client slot for `uid`, or says which bound refuses it.
+    fn admit(&self, uid: u32, pid: i32, id: u32) -> fdo::Result<()> {
+        let limits = *lock(&self.limits);
+        let mut n = lock(&self.conn_count);
+        let mine = n.per_uid.get(&uid).copied().unwrap_or(0);
+        let why = if n.total >= limits.connections {
+            format!("this host serves {} clients, its limit", limits.connections)
+        } else if uid != 0 && mine >= limits.per_uid {
+            format!("uid {uid} holds {} connections to this host, its share", limits.per_uid)
+        } else {
+            n.total += 1;
+            *n.per_uid.entry(uid).or_insert(0) += 1;
+            return Ok(());
+        };
+        warn!("SA {id}: refused pid {pid} (uid {uid}): {why}");
+        Err(fdo::Error::LimitsExceeded(why))
     }
 }
 
@@ -537,17 +610,19 @@ impl HostIface {
     fn connect(&self, id: u32, fd: zvariant::OwnedFd, uid: u32, gid: u32, pid: i32, groups: Vec<u32>) -> fdo::Result<()> {
         let inner = self.inner()?;
         let live = lock(&inner.live).get(&id).cloned().ok_or_else(|| fdo::Error::ServiceUnknown(format!("this process hosts no SA {id}")))?;
+        inner.admit(uid, pid, id)?;
+        let conn_no = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
+        live.clients.fetch_add(1, Ordering::SeqCst);
+        live.generation.fetch_add(1, Ordering::SeqCst);
+        // Released however this ends: an error below, or the serving's
+        // end (a panic inside it included).
+        let slot = ClientSlot { id, uid, conn_no, live: live.clone(), host: Arc::downgrade(&inner) };
         let fd: std::os::fd::OwnedFd = fd.into();
         let dup = fd.try_clone().map_err(io_err)?;
         let stream = accord_ipc::stream_from_fd(fd).map_err(io_err)?;
-        let conn_no = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
         lock(&live.conns).insert(conn_no, dup);
-        live.clients.fetch_add(1, Ordering::SeqCst);
-        live.generation.fetch_add(1, Ordering::SeqCst);
         let caller = Caller { identity: Identity { uid, gid, pid }, groups: groups.into(), policy: inner.policy.clone() };
         let serving = live.sa.serve(stream, caller);
-        // Released however the serving ends, a panic inside it included.
-        let slot = ClientSlot { id, conn_no, live, host: Arc::downgrade(&inner) };
         tokio::spawn(async move {
             let _slot = slot;
             match serving.await {

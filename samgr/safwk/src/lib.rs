@@ -30,7 +30,10 @@ pub mod profile;
 
 pub use accord_ipc::{is_dead, lock, Identity};
 pub use client::{get, Remote, SaEvent, Samgr};
-pub use host::{run, run_profile, run_profile_at, serve_remote, Caller, Maker, Published, RemoteObject, SaHost, SystemAbility};
+pub use host::{
+    run, run_profile, run_profile_at, serve_remote, Caller, HostLimits, Maker, Published, RemoteObject, SaHost, SystemAbility, MAX_HOST_CONNECTIONS,
+    MAX_HOST_CONNECTIONS_PER_UID,
+};
 
 use accord_ipc::remote::RemoteError;
 use accord_ipc::IpcError;
