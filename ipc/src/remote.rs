@@ -89,6 +89,21 @@ pub trait Handler: Send + 'static {
     /// to the client as a D-Bus error ([`RemoteError::Remote`] keeps its
     /// name).
     fn on_request(&self, code: u32, data: &[u8], reply: &mut Vec<u8>) -> Result<(), RemoteError>;
+
+    /// A call of `interface.member` other than `SendRequest` (a typed
+    /// interface's D-Bus face): `None` if the handler has no such method
+    /// (the client gets UnknownMethod), else the reply body written to
+    /// `reply` and its D-Bus signature, or an error for the client.
+    /// `body` is the message body, `signature` its signature.
+    fn on_dbus_call(&self, interface: &str, member: &str, signature: &str, body: &[u8], reply: &mut Vec<u8>) -> Option<Result<String, RemoteError>> {
+        let _ = (interface, member, signature, body, reply);
+        None
+    }
+
+    /// `<interface>` elements `Introspect` lists besides the fast path's.
+    fn introspect(&self) -> String {
+        String::new()
+    }
 }
 
 impl<F> Handler for F
@@ -441,14 +456,30 @@ impl<H: Handler> Answerer<H> {
                     }
                 }
                 ("org.freedesktop.DBus.Peer" | "", "Ping") => reply_return(out, serial, m.serial, "", |_| {}),
-                ("org.freedesktop.DBus.Introspectable" | "", "Introspect") => reply_return(out, serial, m.serial, "s", |b| {
-                    put_u32(b, INTROSPECTION.len() as u32);
-                    b.extend_from_slice(INTROSPECTION.as_bytes());
-                    b.push(0);
-                }),
+                ("org.freedesktop.DBus.Introspectable" | "", "Introspect") => {
+                    let more = self.handler.introspect();
+                    let xml = INTROSPECTION
+                        .replace(" <interface name=\"org.freedesktop.DBus.Peer\">", &format!("{more} <interface name=\"org.freedesktop.DBus.Peer\">"));
+                    reply_return(out, serial, m.serial, "s", |b| {
+                        put_u32(b, xml.len() as u32);
+                        b.extend_from_slice(xml.as_bytes());
+                        b.push(0);
+                    })
+                }
                 (i, mb) => {
-                    let text = format!("no method {i}.{mb} with signature {:?} at {}", m.signature, m.path);
-                    reply_error(out, serial, m.serial, "org.freedesktop.DBus.Error.UnknownMethod", &text);
+                    self.reply.clear();
+                    match self.handler.on_dbus_call(i, mb, m.signature, m.body, &mut self.reply) {
+                        Some(Ok(sig)) => {
+                            let reply = &self.reply;
+                            reply_return(out, serial, m.serial, &sig, |b| b.extend_from_slice(reply))
+                        }
+                        Some(Err(RemoteError::Remote { name, message })) => reply_error(out, serial, m.serial, &name, &message),
+                        Some(Err(e)) => reply_error(out, serial, m.serial, "org.accord.Error.Failed", &e.to_string()),
+                        None => {
+                            let text = format!("no method {i}.{mb} with signature {:?} at {}", m.signature, m.path);
+                            reply_error(out, serial, m.serial, "org.freedesktop.DBus.Error.UnknownMethod", &text);
+                        }
+                    }
                 }
             }
             if !wants_reply {
@@ -708,6 +739,32 @@ impl RemoteProxy {
             }
             rd.buf.extend_from_slice(&rd.chunk[..n]);
         }
+    }
+
+    /// Resolves when the connection is dead: the server hung up (its SA
+    /// was withdrawn, its process died) or a call found it broken. While
+    /// this waits it reads the connection, handing replies to their
+    /// callers, so calls made meanwhile still complete.
+    pub async fn died(&self) {
+        let sh = &self.shared;
+        loop {
+            if sh.dead.load(Ordering::Acquire) {
+                return;
+            }
+            let mut reader = sh.reader.lock().await;
+            if sh.dead.load(Ordering::Acquire) {
+                return;
+            }
+            if let Err(e) = self.read_some(&mut reader).await {
+                self.fail_all(&e);
+                return;
+            }
+        }
+    }
+
+    /// Whether the connection is known to be dead (see [`RemoteProxy::died`]).
+    pub fn is_dead(&self) -> bool {
+        self.shared.dead.load(Ordering::Acquire)
     }
 
     fn fail_all(&self, _why: &RemoteError) {

@@ -11,17 +11,16 @@
 //! Run as `samgr` or `hidumper` (links in the image) it is those: one
 //! static binary instead of two that are mostly the same zbus and tokio.
 
-mod demo;
-
 use std::path::Path;
 
+use accord_sa_main::demo::{self, Demo};
 use accord_safwk::profile::Profile;
 use accord_safwk::{Maker, Published};
 use anyhow::{Context, Result};
 
 /// Every SA this binary can host.
 fn makers() -> Vec<(u32, Maker)> {
-    vec![(demo::ID, Box::new(|| Published::new(demo::Demo::default())))]
+    vec![(demo::ID, Box::new(|| Ok(Published::remote(demo::DemoSa::default().into_remote()))))]
 }
 
 fn main() -> Result<()> {

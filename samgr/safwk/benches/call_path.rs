@@ -8,6 +8,9 @@
 //! - (r)  the same call on the fast path: an SA published as a remote
 //!   object (`accord_ipc::remote`, OpenHarmony's `SendRequest(code,
 //!   data)` on the D-Bus wire without zbus), through samgr;
+//! - (t)  the same call through a typed interface (`#[interface]`: a
+//!   generated proxy and stub over the fast path, postcard-encoded), with
+//!   16 KiB `serde_bytes` and ten-field struct variants;
 //! - (c)  the same interface through Debian's dbus-daemon;
 //!
 //! each as p50/p99 with one client task and as calls/s with 1 and 16
@@ -61,6 +64,8 @@ const COLD_RUNS: usize = 10;
 const SA_ID: u32 = 9300;
 /// The same calls on the fast path (a remote object).
 const REMOTE_ID: u32 = 9302;
+/// The typed interface's SA (t).
+const TYPED_ID: u32 = 9303;
 const COLD_SA_ID: u32 = 9301;
 const CALC_PATH: &str = "/org/accord/Calc";
 
@@ -358,6 +363,106 @@ fn serve_remote(samgr: &str, id: u32) {
         std::future::pending::<()>().await;
         drop(host);
     });
+}
+
+/// A ten-field struct, for the typed interface's struct variant.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, zbus::zvariant::Type)]
+pub struct Ten {
+    a: u8,
+    b: u16,
+    c: u32,
+    d: u64,
+    e: i16,
+    f: i32,
+    g: i64,
+    h: f64,
+    i: bool,
+    j: String,
+}
+
+fn ten(n: u32) -> Ten {
+    Ten {
+        a: n as u8,
+        b: n as u16,
+        c: n,
+        d: u64::from(n) << 20,
+        e: -(n as i16),
+        f: n as i32,
+        g: -i64::from(n),
+        h: f64::from(n) / 3.0,
+        i: n.is_multiple_of(2),
+        j: "ten".into(),
+    }
+}
+
+/// The bench's typed interface (t): the same calls as [`CalcRemote`].
+#[accord_safwk::interface(name = "org.accord.bench.Calc")]
+pub trait TypedCalc {
+    fn add_one(&self, x: u32) -> u32;
+    fn echo(&self, b: ByteBuf) -> ByteBuf;
+    fn ten(&self, t: Ten) -> Ten;
+}
+
+struct TypedCalcImpl;
+
+impl TypedCalc for TypedCalcImpl {
+    fn add_one(&self, x: u32) -> u32 {
+        x.wrapping_add(1)
+    }
+    fn echo(&self, b: ByteBuf) -> ByteBuf {
+        b
+    }
+    fn ten(&self, t: Ten) -> Ten {
+        t
+    }
+}
+
+/// An SA host publishing [`TypedCalcImpl`].
+fn serve_typed(samgr: &str, id: u32) {
+    rt_current().block_on(async {
+        let host = SaHost::connect(Path::new(samgr)).await.expect("SA host: connect to samgr");
+        host.publish_remote(id, TypedCalcImpl.into_remote(), None).await.expect("SA host: publish typed");
+        std::future::pending::<()>().await;
+        drop(host);
+    });
+}
+
+/// p50s of the typed proxy: u32 calls, then 16 KiB echoes and ten-field
+/// structs, `n` of each.
+async fn typed_lat(p: &TypedCalcProxy, n: usize, n_big: usize) -> (Vec<Duration>, Vec<Duration>, Vec<Duration>) {
+    for i in 0..WARM as u32 {
+        p.add_one(i).await.expect("typed warm-up");
+    }
+    let (mut u, mut big, mut st) = (Vec::with_capacity(n), Vec::with_capacity(n_big), Vec::with_capacity(n_big));
+    for i in 0..n as u32 {
+        let t = Instant::now();
+        let r = p.add_one(i).await.expect("typed call");
+        u.push(t.elapsed());
+        assert_eq!(r, i.wrapping_add(1));
+    }
+    let payload = ByteBuf::from(vec![0x5a; BIG]);
+    for _ in 0..n_big {
+        let t = Instant::now();
+        let r = p.echo(payload.clone()).await.expect("typed echo");
+        big.push(t.elapsed());
+        assert_eq!(r.len(), BIG);
+    }
+    for i in 0..n_big as u32 {
+        let v = ten(i);
+        let t = Instant::now();
+        let r = p.ten(v.clone()).await.expect("typed struct");
+        st.push(t.elapsed());
+        assert_eq!(r, v);
+    }
+    (u, big, st)
+}
+
+async fn typed_tput(p: &TypedCalcProxy, tasks: usize) -> f64 {
+    tput(p, tasks, |p, n| async move { assert_eq!(p.add_one(n).await.expect("typed call"), n.wrapping_add(1)) }).await
+}
+
+async fn typed_for(samgr: &Path, id: u32) -> TypedCalcProxy {
+    samgr_connect(samgr).await.get_proxy::<TypedCalcProxy>(id).await.expect("get typed proxy")
 }
 
 async fn remote_call(p: &accord_ipc::remote::RemoteProxy, x: u32) -> u32 {
@@ -722,6 +827,7 @@ fn main() {
             "--serve-sa" => serve_sa(arg(2), arg(3).parse().expect("SA id"), arg(4), arg(5)),
             "--serve-sa-profile" => serve_sa_profile(arg(2), arg(3)),
             "--serve-remote" => serve_remote(arg(2), arg(3).parse().expect("SA id")),
+            "--serve-typed" => serve_typed(arg(2), arg(3).parse().expect("SA id")),
             other => panic!("unknown mode {other}"),
         }
         return;
@@ -750,10 +856,12 @@ fn main() {
     }
     let host_pid = kids.spawn_self(&["--serve-sa", s(&samgr_sock), &SA_ID.to_string(), "current", "spawn"]);
     kids.spawn_self(&["--serve-remote", s(&samgr_sock), &REMOTE_ID.to_string()]);
+    kids.spawn_self(&["--serve-typed", s(&samgr_sock), &TYPED_ID.to_string()]);
     rt_current().block_on(async {
         let samgr = samgr_connect(&samgr_sock).await;
         wait_registered(&samgr, SA_ID).await;
         wait_registered(&samgr, REMOTE_ID).await;
+        wait_registered(&samgr, TYPED_ID).await;
     });
     let bus_sock = dir.path().join("bus.sock");
     let conf = dir.path().join("bus.conf");
@@ -786,8 +894,10 @@ fn main() {
     // phase of the machine hits every variant alike), then calls/s.
     let (mut la, mut lb, mut lbp, mut lc, mut lr) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut ba, mut bb, mut bbp, mut br) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (t1b, t1bp, t1c, t1r) = rt_current().block_on(async {
+    let (mut lt, mut bt, mut st) = (Vec::new(), Vec::new(), Vec::new());
+    let (t1b, t1bp, t1c, t1r, t1t) = rt_current().block_on(async {
         let pr = remote_for(&samgr_sock, REMOTE_ID).await;
+        let pt = typed_for(&samgr_sock, TYPED_ID).await;
         let mut rs = raw_connect(&raw);
         let mut rbs = raw_connect(&raw_big);
         let (pb, pbp) = (proxy_for(&p2p_t).await, proxy_for(&sdk).await);
@@ -807,12 +917,16 @@ fn main() {
             bb.extend(big_lat(&pb, N_BIG / ROUNDS).await);
             bbp.extend(big_lat(&pbp, N_BIG / ROUNDS).await);
             br.extend(remote_big_lat(&pr, N_BIG / ROUNDS).await);
+            let (u, b, t) = typed_lat(&pt, N / ROUNDS, N_BIG / ROUNDS).await;
+            lt.extend(u);
+            bt.extend(b);
+            st.extend(t);
         }
         let t1c = match &pc {
             Some(pc) => proxy_tput(pc, 1).await,
             None => 0.0,
         };
-        (proxy_tput(&pb, 1).await, proxy_tput(&pbp, 1).await, t1c, remote_tput(&pr, 1).await)
+        (proxy_tput(&pb, 1).await, proxy_tput(&pbp, 1).await, t1c, remote_tput(&pr, 1).await, typed_tput(&pt, 1).await)
     });
     // 16 client tasks: a multi_thread runtime, one fresh connection each.
     let tput16 = |t: &Target| rt_multi(MULTI_WORKERS).block_on(async { proxy_tput(&proxy_for(t).await, TASKS).await });
@@ -825,6 +939,9 @@ fn main() {
     let bp = row("(b') Accord SA via SDK", lbp, t1bp, tput16(&sdk));
     let r16 = rt_multi(MULTI_WORKERS).block_on(async { remote_tput(&remote_for(&samgr_sock, REMOTE_ID).await, TASKS).await });
     let rr = row("(r)  Accord remote object", lr, t1r, r16);
+    let t16 = rt_multi(MULTI_WORKERS).block_on(async { typed_tput(&typed_for(&samgr_sock, TYPED_ID).await, TASKS).await });
+    let tt = row("(t)  Accord typed interface", lt, t1t, t16);
+    let ((bt50, bt99), (st50, st99)) = (pct(bt), pct(st));
     let c = bus.as_ref().map(|t| row("(c)  via dbus-daemon", lc, t1c, tput16(t)));
     let ((ab50, ab99), (bb50, bb99), (big50, big99), (br50, br99)) = (pct(ba), pct(bb), pct(bbp), pct(br));
 
@@ -880,7 +997,7 @@ fn main() {
     println!("raw floor: 1 resp. 16 client threads, one connection each, a server thread per connection.");
     println!();
     println!("u32 -> u32                        p50 us   p99 us  p50 x floor   calls/s 1 task   calls/s 16 tasks");
-    let rows: Vec<&Row> = [Some(&a), Some(&b), Some(&bp), Some(&rr), c.as_ref()].into_iter().flatten().collect();
+    let rows: Vec<&Row> = [Some(&a), Some(&b), Some(&bp), Some(&rr), Some(&tt), c.as_ref()].into_iter().flatten().collect();
     for r in &rows {
         println!(
             "{:<32} {:>7.1}  {:>7.1}  {:>10.2}x  {:>9.0} ({:.2}x)  {:>9.0} ({:.2}x)",
@@ -900,6 +1017,8 @@ fn main() {
     println!("(b)  zbus peer-to-peer                                {bb50:>7.1}  {bb99:>7.1}  {:>13.2}x  {:>12.2}x", bb50 / ab50, bb50 / b.p50);
     println!("(b') Accord SA via SDK                                {big50:>7.1}  {big99:>7.1}  {:>13.2}x  {:>12.2}x", big50 / ab50, big50 / bp.p50);
     println!("(r)  Accord remote object (bytes -> bytes)            {br50:>7.1}  {br99:>7.1}  {:>13.2}x  {:>12.2}x", br50 / ab50, br50 / rr.p50);
+    println!("(t)  Accord typed interface (ByteBuf -> ByteBuf)      {bt50:>7.1}  {bt99:>7.1}  {:>13.2}x  {:>12.2}x", bt50 / ab50, bt50 / tt.p50);
+    println!("(t)  ten-field struct -> struct, {N_BIG} calls            {st50:>7.1}  {st99:>7.1}  {:>13}   {:>12.2}x", "", st50 / tt.p50);
     println!();
     println!("GetSystemAbility, loaded SA      {get50:>7.1}  {get99:>7.1}   ({N_GET} x Samgr::get_connection incl. the D-Bus handshake with the SA)");
     println!("  of which (p50, measured apart): samgr's GetSystemAbility call {get_call50:.1} us, the D-Bus handshake with the SA {get_shake50:.1} us");
@@ -949,6 +1068,13 @@ fn main() {
     }
     println!("  (r)  >= 100k calls/s, 16 tasks {:>7.0} calls/s                    {}", rr.tput16, met(rr.tput16 >= 100_000.0));
     println!("  16 KiB p50 <= 2x u32 (r) p50   {:>7.1} us vs {:>7.1} us  ({:.2}x)  {}", br50, 2.0 * rr.p50, br50 / rr.p50, met(br50 <= 2.0 * rr.p50));
+    println!("  typed interfaces (t), the generated proxy and stub:");
+    println!("  (t)  p50 <= 1.25x (a) p50      {:>7.1} us vs {:>7.1} us  ({:.2}x)  {}", tt.p50, 1.25 * a.p50, tt.p50 / a.p50, met(tt.p50 <= 1.25 * a.p50));
+    println!("  (t)  p99 <= 1.5x (a) p99       {:>7.1} us vs {:>7.1} us  ({:.2}x)  {}", tt.p99, 1.5 * a.p99, tt.p99 / a.p99, met(tt.p99 <= 1.5 * a.p99));
+    println!("  (t)  >= 250k calls/s, 16 tasks {:>7.0} calls/s                    {}", tt.tput16, met(tt.tput16 >= 250_000.0));
+    println!("  (t)  16 KiB p50 <= 1.5x u32    {:>7.1} us vs {:>7.1} us  ({:.2}x)  {}", bt50, 1.5 * tt.p50, bt50 / tt.p50, met(bt50 <= 1.5 * tt.p50));
+    println!("  (t)  struct p50 <= 1.3x u32    {:>7.1} us vs {:>7.1} us  ({:.2}x)  {}", st50, 1.3 * tt.p50, st50 / tt.p50, met(st50 <= 1.3 * tt.p50));
+    println!("  (t)  p50 vs untyped (r)        {:>7.1} us vs {:>7.1} us  ({:.2}x)", tt.p50, rr.p50, tt.p50 / rr.p50);
 }
 
 // ---------------------------------------------------------------- knob study

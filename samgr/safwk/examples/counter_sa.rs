@@ -1,47 +1,40 @@
-//! A complete system ability: `cargo run -p accord-ipc --example counter_sa`
-//! publishes SA 9100 to the samgr at `SAMGR_SOCKET` (or the device's
-//! socket); clients call it with `samgr::get::<CounterProxy>(9100)`.
+//! A complete system ability and its client. `counter_sa` publishes SA
+//! 9100 to samgr (at `SAMGR_SOCKET`, or the device's socket);
+//! `counter_sa add N` calls it through samgr and prints the new total.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
 
-use accord_safwk::{Caller, SystemAbility};
+use accord_safwk::{interface, Caller};
+
+#[interface(name = "org.example.Counter")]
+pub trait Counter {
+    /// Adds `n` to the shared total and returns it.
+    fn add(&self, n: u32) -> u32;
+    /// The uid samgr verified for the caller.
+    fn caller_uid(&self, caller: &Caller) -> u32;
+}
 
 #[derive(Default)]
-struct Counter {
-    total: AtomicU32,
-}
+struct Total(AtomicU32);
 
-struct CounterIface {
-    sa: Arc<Counter>,
-    caller: Caller,
-}
-
-#[zbus::interface(name = "org.example.Counter")]
-impl CounterIface {
-    /// Adds `n` to the shared total and returns it.
+impl Counter for Total {
     fn add(&self, n: u32) -> u32 {
-        self.sa.total.fetch_add(n, Ordering::Relaxed) + n
+        self.0.fetch_add(n, Ordering::Relaxed) + n
     }
-    /// The uid samgr verified for this caller.
-    fn caller_uid(&self) -> u32 {
-        self.caller.uid()
-    }
-}
-
-impl SystemAbility for Counter {
-    type Interface = CounterIface;
-    const PATH: &'static str = "/org/example/Counter";
-
-    fn connect(self: &Arc<Self>, caller: Caller) -> CounterIface {
-        CounterIface { sa: self.clone(), caller }
+    fn caller_uid(&self, caller: &Caller) -> u32 {
+        caller.uid()
     }
     fn on_dump(&self, _args: &[String]) -> String {
-        format!("total {}\n", self.total.load(Ordering::Relaxed))
+        format!("total {}\n", self.0.load(Ordering::Relaxed))
     }
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    Ok(accord_safwk::run(9100, Counter::default()).await?)
+    if let Some(n) = std::env::args().nth(2) {
+        let counter = accord_safwk::get_proxy::<CounterProxy>(9100).await?;
+        println!("{}", counter.add(n.parse()?).await?);
+        return Ok(());
+    }
+    Ok(accord_safwk::run_remote(9100, Total::default().into_remote()).await?)
 }

@@ -166,6 +166,12 @@ impl Samgr {
         Ok(accord_ipc::remote::RemoteProxy::connect(self.get_stream(id).await?).await?)
     }
 
+    /// A typed proxy (made by [`crate::interface`]) on SA `id`, on the
+    /// fast path.
+    pub async fn get_proxy<P: crate::typed::TypedProxy>(&self, id: u32) -> Result<P, SaError> {
+        Ok(P::from_remote(self.get_remote(id).await?))
+    }
+
     /// Whether SA `id` is registered now (never loads it).
     pub async fn check(&self, id: u32) -> Result<bool, SaError> {
         self.call(|p| async move { p.check_system_ability(id).await }).await
@@ -256,4 +262,16 @@ where
         })
         .await?;
     samgr.get(id).await
+}
+
+/// A typed proxy (made by [`crate::interface`]) on SA `id` through this
+/// process's samgr handle (as [`get`]): `get_proxy::<FooProxy>(ID).await?`.
+pub async fn get_proxy<P: crate::typed::TypedProxy>(id: u32) -> Result<P, SaError> {
+    let samgr = GLOBAL
+        .get_or_try_init(|| async {
+            let socket = crate::samgr_socket();
+            Samgr::connect(&socket).await
+        })
+        .await?;
+    samgr.get_proxy(id).await
 }

@@ -62,14 +62,24 @@ impl Caller {
     /// an AccessDenied error naming the caller and the permission, ready
     /// to return from a method.
     pub fn check_permission(&self, permission: &str) -> fdo::Result<()> {
+        if self.has_permission(permission) {
+            return Ok(());
+        }
+        Err(fdo::Error::AccessDenied(format!("uid {} lacks {permission}", self.identity.uid)))
+    }
+
+    /// Whether the caller holds `permission` (policy `permissions`); a
+    /// denial is logged. For a typed interface, whose methods return
+    /// their own error type.
+    pub fn has_permission(&self, permission: &str) -> bool {
         // The same meaning as samgr's decisions: uid, gid and the
         // supplementary groups samgr read from the kernel.
         let who = crate::policy::Subject { uid: self.identity.uid, gid: self.identity.gid, groups: &self.groups };
         if self.policy.has_permission(permission, &who) {
-            return Ok(());
+            return true;
         }
         warn!("pid {} (uid {}) lacks {permission}", self.identity.pid, self.identity.uid);
-        Err(fdo::Error::AccessDenied(format!("uid {} lacks {permission}", self.identity.uid)))
+        false
     }
 }
 
@@ -155,6 +165,25 @@ pub trait RemoteObject: Send + Sync + 'static {
     fn on_dump(&self, _args: &[String]) -> String {
         String::new()
     }
+    /// A D-Bus call of `interface.member` other than `SendRequest` (see
+    /// [`accord_ipc::remote::Handler::on_dbus_call`]); a typed interface
+    /// ([`crate::interface`]) answers its methods by name here.
+    fn on_dbus_call(
+        &self,
+        caller: &Caller,
+        interface: &str,
+        member: &str,
+        signature: &str,
+        body: &[u8],
+        reply: &mut Vec<u8>,
+    ) -> Option<Result<String, RemoteError>> {
+        let _ = (caller, interface, member, signature, body, reply);
+        None
+    }
+    /// `<interface>` elements for `Introspect`.
+    fn introspect(&self) -> String {
+        String::new()
+    }
 }
 
 /// One client's connection to a [`RemoteObject`]: the object and who
@@ -167,6 +196,12 @@ struct Bound {
 impl Handler for Bound {
     fn on_request(&self, code: u32, data: &[u8], reply: &mut Vec<u8>) -> Result<(), RemoteError> {
         self.obj.on_remote_request(&self.caller, code, data, reply)
+    }
+    fn on_dbus_call(&self, interface: &str, member: &str, signature: &str, body: &[u8], reply: &mut Vec<u8>) -> Option<Result<String, RemoteError>> {
+        self.obj.on_dbus_call(&self.caller, interface, member, signature, body, reply)
+    }
+    fn introspect(&self) -> String {
+        self.obj.introspect()
     }
 }
 
@@ -257,6 +292,11 @@ impl Published {
         let sa = Arc::new(sa);
         sa.on_start()?;
         Ok(Published { sa: Box::new(sa) })
+    }
+
+    /// Wraps a remote object (a typed interface's `into_remote()`).
+    pub fn remote(obj: Arc<dyn RemoteObject>) -> Published {
+        Published { sa: Box::new(RemoteSa(obj)) }
     }
 }
 
@@ -379,7 +419,7 @@ impl SaHost {
     /// Publishes a remote object as SA `id`: clients reach it with
     /// [`crate::Samgr::get_remote`] on the fast path.
     pub async fn publish_remote(&self, id: u32, obj: Arc<dyn RemoteObject>, unload_after: Option<Duration>) -> Result<(), SaError> {
-        self.add(id, Published { sa: Box::new(RemoteSa(obj)) }, SaProps::default(), unload_after).await
+        self.add(id, Published::remote(obj), SaProps::default(), unload_after).await
     }
 
     async fn add(&self, id: u32, p: Published, props: SaProps, unload_after: Option<Duration>) -> Result<(), SaError> {
@@ -683,6 +723,15 @@ impl HostIface {
 pub async fn run<T: SystemAbility>(id: u32, sa: T) -> Result<(), SaError> {
     let host = SaHost::connect(&crate::samgr_socket()).await?;
     host.publish(id, sa, None).await?;
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+/// [`run`] for a remote object (a typed interface's
+/// `into_remote()`): publishes it as `id` and serves until killed.
+pub async fn run_remote(id: u32, obj: Arc<dyn RemoteObject>) -> Result<(), SaError> {
+    let host = SaHost::connect(&crate::samgr_socket()).await?;
+    host.publish_remote(id, obj, None).await?;
     std::future::pending::<()>().await;
     Ok(())
 }

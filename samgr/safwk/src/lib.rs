@@ -27,12 +27,15 @@ mod client;
 mod host;
 pub mod policy;
 pub mod profile;
+pub mod typed;
+
+pub use accord_safwk_macros::interface;
 
 pub use accord_ipc::{is_dead, lock, Identity};
-pub use client::{get, Remote, SaEvent, Samgr};
+pub use client::{get, get_proxy, Remote, SaEvent, Samgr};
 pub use host::{
-    run, run_profile, run_profile_at, serve_remote, Caller, HostLimits, Maker, Published, RemoteObject, SaHost, SystemAbility, MAX_HOST_CONNECTIONS,
-    MAX_HOST_CONNECTIONS_PER_UID,
+    run, run_profile, run_profile_at, run_remote, serve_remote, Caller, HostLimits, Maker, Published, RemoteObject, SaHost, SystemAbility,
+    MAX_HOST_CONNECTIONS, MAX_HOST_CONNECTIONS_PER_UID,
 };
 
 use accord_ipc::remote::RemoteError;

@@ -7,12 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use accord_sa_main::demo::DemoProxy;
 use accord_safwk::Samgr;
-
-#[zbus::proxy(interface = "org.accord.Demo", default_service = "org.accord.sa", default_path = "/org/accord/Demo")]
-trait Demo {
-    fn add_one(&self, x: u32) -> zbus::Result<u32>;
-}
 
 const PROCS: usize = 10;
 const PER_PROC: usize = 100;
@@ -202,7 +198,7 @@ async fn load_client() {
         tasks.push(tokio::spawn(async move {
             let permit = gets.acquire_owned().await.expect("semaphore");
             let samgr = Samgr::connect(&sock).await.expect("connect to samgr");
-            let demo = samgr.get::<DemoProxy>(9001).await.expect("get SA 9001");
+            let demo = samgr.get_proxy::<DemoProxy>(9001).await.expect("get SA 9001");
             assert_eq!(demo.add_one(c as u32).await.expect("first call"), c as u32 + 1, "wrong reply");
             drop(permit);
             let mut ok = 1u64;

@@ -7,14 +7,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use accord_safwk::{is_dead, SaEvent, Samgr};
+use accord_sa_main::demo::DemoProxy;
+use accord_safwk::{SaEvent, Samgr};
 use accord_testkit::Fixture;
-
-#[zbus::proxy(interface = "org.accord.Demo", default_service = "org.accord.sa", default_path = "/org/accord/Demo")]
-trait Demo {
-    fn add_one(&self, x: u32) -> zbus::Result<u32>;
-    fn whoami(&self) -> zbus::Result<(u32, u32, i32)>;
-}
 
 const CFG: &str = r#"{
   "services": [
@@ -121,7 +116,7 @@ async fn inner_scenario() {
         let sock = sock.clone();
         getters.push(tokio::spawn(async move {
             let c = Samgr::connect(&sock).await.expect("connect");
-            let demo = c.get::<DemoProxy>(9001).await.expect("get SA 9001");
+            let demo = c.get_proxy::<DemoProxy>(9001).await.expect("get SA 9001");
             assert_eq!(demo.add_one(i).await.expect("call"), i + 1);
             demo
         }));
@@ -142,10 +137,10 @@ async fn inner_scenario() {
     // Fails rather than hangs: a dead connection answers at once, the
     // deadline only stops a hung test.
     let e = tokio::time::timeout(DEADLINE, held[1].add_one(1)).await.expect("a call to a dead SA returns").expect_err("a call to a dead SA fails");
-    assert!(is_dead(&e), "a recognisable 'dead' error: {e:?}");
+    assert!(e.is_dead(), "a recognisable 'dead' error: {e:?}");
     drop(held);
     assert!(wait_for(|| d.get("startup.service.ctl.demo_sa").as_deref() == Some("stopped")).await, "init leaves a crashed ondemand host down");
-    let demo = client.get::<DemoProxy>(9001).await.expect("get after the crash");
+    let demo = client.get_proxy::<DemoProxy>(9001).await.expect("get after the crash");
     assert_eq!(demo.add_one(7).await.unwrap(), 8);
     assert_eq!(event(&client).await, Some(SaEvent::Added(9001)));
 
@@ -164,7 +159,7 @@ async fn inner_scenario() {
     }
     assert!(back, "SA 9001 registered with the new samgr");
     assert_ne!(d.get("startup.service.ctl.samgr.pid"), Some(old), "init restarted samgr");
-    let again = client.get::<DemoProxy>(9001).await.unwrap();
+    let again = client.get_proxy::<DemoProxy>(9001).await.unwrap();
     assert_eq!(again.add_one(2).await.unwrap(), 3);
 
     // Idle: with no client for 500 ms the SA unloads and its process exits;
@@ -181,7 +176,7 @@ async fn inner_scenario() {
     }
     assert!(unloaded, "SA 9001 unloaded when idle");
     assert!(wait_for(|| d.get("startup.service.ctl.demo_sa").as_deref() == Some("stopped")).await, "its process exited");
-    let demo = client.get::<DemoProxy>(9001).await.expect("reload after idle unload");
+    let demo = client.get_proxy::<DemoProxy>(9001).await.expect("reload after idle unload");
     assert_eq!(demo.add_one(41).await.unwrap(), 42);
     println!("SCENARIO DONE");
 }

@@ -1,0 +1,346 @@
+//! Typed system-ability interfaces: what [`crate::interface`] generates
+//! code against (OpenHarmony's IDL, written as a Rust trait).
+//!
+//! ```ignore
+//! #[accord_safwk::interface(name = "org.example.Counter")]
+//! pub trait Counter {
+//!     /// Adds `n` to the total and returns it.
+//!     fn add(&self, n: u32) -> u32;
+//!     fn take(&self, caller: &Caller, n: u32) -> Result<u32, CounterError>;
+//!     #[oneway]
+//!     fn note(&self, text: String);
+//! }
+//! ```
+//!
+//! gives the trait back (plus `on_idle`, `on_stop`, `on_dump` with default
+//! bodies and `into_remote()`), `CounterProxy` (async methods of the same
+//! names without the caller, on the remote-object fast path) and
+//! `CounterStub` (the server side). Publish an implementation with
+//! `host.publish_remote(ID, MyCounter::default().into_remote(), None)` or
+//! [`crate::run_remote`]; a client does `samgr.get_proxy::<CounterProxy>(ID)`.
+//! A method's first argument may be `caller: &Caller` (who samgr verified;
+//! it is not sent by the client).
+//!
+//! Results: a plain `T` comes back as `Result<T, RemoteError>`; a
+//! `Result<T, E>` as `Result<T, CallError<E>>`, the SA's own error
+//! ([`CallError::Sa`]) apart from the transport's ([`CallError::Ipc`],
+//! with `is_dead()`). `#[oneway]` methods send no reply (OpenHarmony's
+//! TF_ASYNC) and run in order with the connection's other requests.
+//!
+//! # The wire
+//!
+//! A request is `SendRequest(code, data)`: `code` is the method's, derived
+//! from its name (FNV-1a folded into 1..=0x00FF_FFFF, OpenHarmony's user
+//! range) or pinned with `#[code = N]`, so codes do not move when methods
+//! are reordered; `data` is one version byte ([`WIRE_VERSION`]) and the
+//! arguments in order, in [postcard](https://docs.rs/postcard) (a compact,
+//! non-self-describing serde format: varint integers, length-prefixed
+//! bytes and strings; chosen for speed and size, see ARCHITECTURE.md). A
+//! reply is a version byte and the result in postcard. An unknown code is
+//! answered with `org.freedesktop.DBus.Error.UnknownMethod`, a body that
+//! does not decode with `org.freedesktop.DBus.Error.InvalidArgs` naming
+//! the method and argument, a method that panics with
+//! `org.accord.Error.Panicked` (the host carries on).
+//!
+//! # Evolving an interface (the rule)
+//!
+//! - Add methods freely (new codes; an old server answers UnknownMethod).
+//! - Add an argument only at the end of a method, marked `#[added]`, of a
+//!   type whose `Default` means "not given": an older client's request
+//!   leaves it out and it arrives as the default. An older server ignores
+//!   arguments it does not know, and logs once that it did.
+//! - Extend a result only by fields at the end of the returned value (an
+//!   older client reads what it knows and ignores the rest).
+//! - Never reorder, remove or change the type of an argument or field;
+//!   renaming a method changes its code unless it is pinned.
+//!
+//! # The D-Bus face
+//!
+//! Each method can also be called by name (CamelCase) with its D-Bus
+//! signature (types implement `zvariant::Type` as well as serde's traits),
+//! and `Introspect` lists them: `dbus-send --peer=... --print-reply
+//! /org/accord/RemoteObject org.example.Counter.Add uint32:2` works. An
+//! SA error `E` (it implements `Display`) is the D-Bus error
+//! `<interface>.Error` with that text.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tracing::{error, warn};
+use zbus::zvariant;
+
+pub use accord_ipc::remote::{RemoteError, RemoteProxy};
+
+/// The encoding's version: the first byte of every request and reply.
+pub const WIRE_VERSION: u8 = 1;
+
+/// A proxy made by [`crate::interface`].
+pub trait TypedProxy: Sized {
+    /// The D-Bus interface name.
+    const INTERFACE: &'static str;
+    /// Wraps an authenticated fast-path connection.
+    fn from_remote(remote: RemoteProxy) -> Self;
+}
+
+/// Why a call of a method returning `Result<T, E>` failed.
+#[derive(Debug)]
+pub enum CallError<E> {
+    /// The SA answered with its own error.
+    Sa(E),
+    /// The call did not complete: the SA is gone ([`CallError::is_dead`]),
+    /// the deadline passed, the request was refused.
+    Ipc(RemoteError),
+}
+
+impl<E> CallError<E> {
+    /// The SA is gone: get it again to go on.
+    pub fn is_dead(&self) -> bool {
+        matches!(self, CallError::Ipc(e) if e.is_dead())
+    }
+}
+
+impl<E: std::fmt::Display> std::fmt::Display for CallError<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Sa(e) => e.fmt(f),
+            CallError::Ipc(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for CallError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CallError::Sa(e) => Some(e),
+            CallError::Ipc(e) => Some(e),
+        }
+    }
+}
+
+fn invalid_args(message: String) -> RemoteError {
+    RemoteError::Remote { name: "org.freedesktop.DBus.Error.InvalidArgs".into(), message }
+}
+
+/// Writes a request's data: the version byte, then `args` (a tuple).
+pub fn encode_request<T: Serialize + ?Sized>(args: &T, out: &mut Vec<u8>) -> Result<(), RemoteError> {
+    out.push(WIRE_VERSION);
+    postcard::to_io(args, &mut *out).map(|_| ()).map_err(|e| RemoteError::Malformed(postcard_what(&e)))
+}
+
+fn postcard_what(e: &postcard::Error) -> &'static str {
+    match e {
+        postcard::Error::SerializeSeqLengthUnknown => "a sequence of unknown length cannot be encoded",
+        _ => "the value cannot be encoded",
+    }
+}
+
+/// The arguments of a request, after its version byte.
+pub fn open_request<'a>(data: &'a [u8], interface: &str) -> Result<&'a [u8], RemoteError> {
+    match data.split_first() {
+        Some((&WIRE_VERSION, rest)) => Ok(rest),
+        Some((v, _)) => Err(invalid_args(format!("{interface}: request in wire version {v}; this server speaks {WIRE_VERSION}"))),
+        None => Err(invalid_args(format!("{interface}: empty request (no version byte)"))),
+    }
+}
+
+/// Decodes the next argument.
+pub fn arg<T: DeserializeOwned>(rest: &mut &[u8], interface: &str, member: &str, name: &str) -> Result<T, RemoteError> {
+    match postcard::take_from_bytes::<T>(rest) {
+        Ok((v, tail)) => {
+            *rest = tail;
+            Ok(v)
+        }
+        Err(e) => Err(invalid_args(format!("{interface}.{member}: argument `{name}`: {e}"))),
+    }
+}
+
+/// Decodes an `#[added]` argument: its default when an older client left
+/// it out.
+pub fn added_arg<T: DeserializeOwned + Default>(rest: &mut &[u8], interface: &str, member: &str, name: &str) -> Result<T, RemoteError> {
+    if rest.is_empty() {
+        return Ok(T::default());
+    }
+    arg(rest, interface, member, name)
+}
+
+/// After the arguments this server knows: bytes left are arguments of a
+/// newer client's, ignored (logged once per method).
+pub fn end_args(rest: &[u8], interface: &str, member: &str, warned: &AtomicBool) {
+    if !rest.is_empty() && !warned.swap(true, Ordering::Relaxed) {
+        warn!("{interface}.{member}: {} bytes of arguments this version does not know were ignored (a newer client); logged once", rest.len());
+    }
+}
+
+/// Runs a method, turning a panic into an error for its client (the host
+/// carries on serving).
+pub fn guard<R>(interface: &str, member: &str, f: impl FnOnce() -> R) -> Result<R, RemoteError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| {
+        let why = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_else(|| "a panic".into());
+        error!("{interface}.{member} panicked: {why}");
+        RemoteError::Remote { name: "org.accord.Error.Panicked".into(), message: format!("{interface}.{member} panicked: {why}") }
+    })
+}
+
+/// Writes a reply: the version byte, then `v`.
+pub fn encode_reply<T: Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) -> Result<(), RemoteError> {
+    out.push(WIRE_VERSION);
+    postcard::to_io(v, &mut *out).map(|_| ()).map_err(|e| RemoteError::Malformed(postcard_what(&e)))
+}
+
+/// Reads a reply; bytes after the value (a newer server's extension) are
+/// ignored.
+pub fn decode_reply<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RemoteError> {
+    match bytes.split_first() {
+        Some((&WIRE_VERSION, rest)) => {
+            postcard::take_from_bytes::<T>(rest).map(|(v, _)| v).map_err(|_| RemoteError::Malformed("reply does not decode as the method's result"))
+        }
+        Some(_) => Err(RemoteError::Malformed("reply in another wire version")),
+        None => Err(RemoteError::Malformed("empty reply")),
+    }
+}
+
+/// The answer to a code no method has.
+pub fn unknown_code(interface: &str, code: u32) -> RemoteError {
+    RemoteError::Remote {
+        name: "org.freedesktop.DBus.Error.UnknownMethod".into(),
+        message: format!("{interface} has no method with request code {code} (a newer client, or another interface?)"),
+    }
+}
+
+// --- the D-Bus face -----------------------------------------------------------
+
+fn dbus_ctxt() -> zvariant::serialized::Context {
+    zvariant::serialized::Context::new_dbus(zvariant::LE, 0)
+}
+
+/// `T`'s D-Bus signature.
+pub fn signature_of<T: zvariant::Type>() -> String {
+    T::SIGNATURE.to_string()
+}
+
+/// Checks that a call of a method without arguments has none.
+pub fn dbus_no_args(signature: &str, interface: &str, member: &str) -> Result<(), RemoteError> {
+    if signature.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid_args(format!("{interface}.{member} takes no arguments, not {signature:?}")))
+    }
+}
+
+/// Decodes a D-Bus body of signature `signature` as the tuple `T`.
+pub fn dbus_args<T: DeserializeOwned + zvariant::Type>(body: &[u8], signature: &str, interface: &str, member: &str) -> Result<T, RemoteError> {
+    let want = T::SIGNATURE.to_string_no_parens();
+    if signature != want {
+        return Err(invalid_args(format!("{interface}.{member} takes {want:?}, not {signature:?}")));
+    }
+    let data = zvariant::serialized::Data::new(body, dbus_ctxt());
+    data.deserialize::<T>().map(|(v, _)| v).map_err(|e| invalid_args(format!("{interface}.{member}: {e}")))
+}
+
+/// Writes `v` as a D-Bus reply body; returns its signature.
+pub fn dbus_reply<T: Serialize + zvariant::Type>(v: &T, out: &mut Vec<u8>) -> Result<String, RemoteError> {
+    let data = zvariant::to_bytes(dbus_ctxt(), v).map_err(|_| RemoteError::Malformed("the result has no D-Bus form"))?;
+    out.extend_from_slice(data.bytes());
+    Ok(T::SIGNATURE.to_string())
+}
+
+/// [`dbus_reply`] of a method's `Result`: an SA error is the D-Bus error
+/// `<interface>.Error` with its text.
+pub fn dbus_reply_result<T: Serialize + zvariant::Type, E: std::fmt::Display>(
+    r: Result<T, E>,
+    interface: &str,
+    out: &mut Vec<u8>,
+) -> Result<String, RemoteError> {
+    match r {
+        Ok(v) => dbus_reply(&v, out),
+        Err(e) => Err(RemoteError::Remote { name: format!("{interface}.Error"), message: e.to_string() }),
+    }
+}
+
+/// One method as `Introspect` lists it.
+pub struct MethodInfo {
+    /// D-Bus member name.
+    pub name: &'static str,
+    /// (name, D-Bus signature) of each argument.
+    pub args: Vec<(&'static str, String)>,
+    /// The result's signature (`None`: no value).
+    pub out: Option<String>,
+    pub oneway: bool,
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// The `<interface>` element of `interface` with `methods`.
+pub fn introspect_xml(interface: &str, methods: &[MethodInfo]) -> String {
+    let mut x = format!(" <interface name=\"{}\">\n", xml_escape(interface));
+    for m in methods {
+        let _ = write!(x, "  <method name=\"{}\">", xml_escape(m.name));
+        for (n, t) in &m.args {
+            let _ = write!(x, "<arg name=\"{}\" type=\"{}\" direction=\"in\"/>", xml_escape(n), xml_escape(t));
+        }
+        if let Some(t) = &m.out {
+            let _ = write!(x, "<arg type=\"{}\" direction=\"out\"/>", xml_escape(t));
+        }
+        if m.oneway {
+            x.push_str("<annotation name=\"org.freedesktop.DBus.Method.NoReply\" value=\"true\"/>");
+        }
+        x.push_str("</method>\n");
+    }
+    x.push_str(" </interface>\n");
+    x
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_and_replies_round_trip_and_refuse_other_versions() {
+        let mut d = Vec::new();
+        encode_request(&(&7u32, &"hi".to_owned(), &vec![1u8, 2]), &mut d).unwrap();
+        assert_eq!(d[0], WIRE_VERSION);
+        let mut rest = open_request(&d, "i").unwrap();
+        assert_eq!(arg::<u32>(&mut rest, "i", "M", "a").unwrap(), 7);
+        assert_eq!(arg::<String>(&mut rest, "i", "M", "b").unwrap(), "hi");
+        assert_eq!(arg::<Vec<u8>>(&mut rest, "i", "M", "c").unwrap(), vec![1, 2]);
+        assert!(rest.is_empty());
+        // An #[added] argument an older client left out.
+        assert_eq!(added_arg::<u64>(&mut rest, "i", "M", "d").unwrap(), 0);
+        let e = open_request(&[9, 1], "org.x.I").unwrap_err().to_string();
+        assert!(e.contains("wire version 9"), "{e}");
+        let e = arg::<String>(&mut &[5u8, b'a'][..], "org.x.I", "Say", "text").unwrap_err().to_string();
+        assert!(e.contains("org.x.I.Say") && e.contains("`text`"), "{e}");
+
+        let mut r = Vec::new();
+        encode_reply(&Ok::<u32, String>(5), &mut r).unwrap();
+        assert_eq!(decode_reply::<Result<u32, String>>(&r).unwrap(), Ok(5));
+        // A newer server's longer result: the known prefix is read.
+        let mut longer = Vec::new();
+        encode_reply(&(5u32, 6u32), &mut longer).unwrap();
+        assert_eq!(decode_reply::<u32>(&longer).unwrap(), 5);
+        assert!(decode_reply::<u32>(&[]).is_err());
+    }
+
+    #[test]
+    fn a_panic_is_an_error_for_the_client() {
+        let e = guard("org.x.I", "Boom", || -> u32 { panic!("on purpose") }).unwrap_err();
+        assert!(matches!(&e, RemoteError::Remote { name, message } if name == "org.accord.Error.Panicked" && message.contains("on purpose")), "{e:?}");
+    }
+
+    #[test]
+    fn the_dbus_face_decodes_by_signature() {
+        let mut body = Vec::new();
+        let sig = dbus_reply(&(3u32, "x".to_owned()), &mut body).unwrap();
+        assert_eq!(sig, "(us)");
+        let (a, b): (u32, String) = dbus_args(&body, "us", "i", "M").unwrap();
+        assert_eq!((a, b.as_str()), (3, "x"));
+        let e = dbus_args::<(u32, String)>(&body, "u", "org.x.I", "M").unwrap_err().to_string();
+        assert!(e.contains("org.x.I.M takes \"us\""), "{e}");
+        let xml = introspect_xml("org.x.I", &[MethodInfo { name: "Add", args: vec![("n", "u".into())], out: Some("u".into()), oneway: false }]);
+        assert!(xml.contains(r#"<method name="Add"><arg name="n" type="u" direction="in"/><arg type="u" direction="out"/></method>"#), "{xml}");
+    }
+}
