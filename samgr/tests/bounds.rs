@@ -127,12 +127,11 @@ async fn others_are_served(sock: &Path) {
 
 // --- connection caps -------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_uid_cannot_take_more_than_its_share_of_connections() {
-    let (_dir, sock) = start_samgr(limits());
-    let host = SaHost::connect(&sock).await.unwrap();
-    host.publish(4000, Nop, None).await.unwrap();
-    let mut child = attacker("helper_hold_connections", &sock);
+/// Runs `helper` as uid 2000 until it says it holds what it attacks with,
+/// checks root is served meanwhile, then lets the helper finish and checks
+/// it succeeded.
+async fn served_while_held(sock: &Path, helper: &str) {
+    let mut child = attacker(helper, sock);
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let (c, o) = tokio::task::spawn_blocking(move || {
         expect_line(&mut child, &mut out, "HOLDING");
@@ -140,9 +139,17 @@ async fn one_uid_cannot_take_more_than_its_share_of_connections() {
     })
     .await
     .unwrap();
-    // While uid 2000 holds its whole share, samgr serves root.
-    others_are_served(&sock).await;
+    others_are_served(sock).await;
     tokio::task::spawn_blocking(move || finish(c, Some(o))).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_uid_cannot_take_more_than_its_share_of_connections() {
+    let (_dir, sock) = start_samgr(limits());
+    let host = SaHost::connect(&sock).await.unwrap();
+    host.publish(4000, Nop, None).await.unwrap();
+    // While uid 2000 holds its whole share, samgr serves root.
+    served_while_held(&sock, "helper_hold_connections").await;
 }
 
 /// Helper (uid 2000): 8 authenticated connections (the share), then 40
@@ -187,17 +194,8 @@ async fn one_uid_cannot_hold_more_than_its_share_of_an_sa_host() {
     let host = SaHost::connect(&sock).await.unwrap();
     host.set_limits(accord_safwk::HostLimits { connections: 64, per_uid: HOST_SHARE });
     host.publish(4000, Nop, None).await.unwrap();
-    let mut child = attacker("helper_hold_sa_connections", &sock);
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let (c, o) = tokio::task::spawn_blocking(move || {
-        expect_line(&mut child, &mut out, "HOLDING");
-        (child, out)
-    })
-    .await
-    .unwrap();
     // While uid 2000 holds its whole share of the host, root is served by it.
-    others_are_served(&sock).await;
-    tokio::task::spawn_blocking(move || finish(c, Some(o))).await.unwrap();
+    served_while_held(&sock, "helper_hold_sa_connections").await;
 }
 
 /// Helper (uid 2000): gets SA 4000 until the host's share is held, on one

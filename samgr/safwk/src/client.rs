@@ -248,6 +248,11 @@ impl Samgr {
 
 static GLOBAL: tokio::sync::OnceCell<Samgr> = tokio::sync::OnceCell::const_new();
 
+/// This process's samgr handle, dialled on first use.
+async fn global() -> Result<&'static Samgr, SaError> {
+    GLOBAL.get_or_try_init(|| async { Samgr::connect(&crate::samgr_socket()).await }).await
+}
+
 /// A typed proxy on SA `id` through this process's samgr handle (the
 /// default socket, or `SAMGR_SOCKET`): `sa::get::<FooProxy>(ID).await?`.
 /// The handle belongs to the first tokio runtime that calls this.
@@ -255,23 +260,13 @@ pub async fn get<P>(id: u32) -> Result<Remote<P>, SaError>
 where
     P: From<zbus::Proxy<'static>> + zbus::proxy::Defaults,
 {
-    let samgr = GLOBAL
-        .get_or_try_init(|| async {
-            let socket = crate::samgr_socket();
-            Samgr::connect(&socket).await
-        })
-        .await?;
+    let samgr = global().await?;
     samgr.get(id).await
 }
 
 /// A typed proxy (made by [`crate::interface`]) on SA `id` through this
 /// process's samgr handle (as [`get`]): `get_proxy::<FooProxy>(ID).await?`.
 pub async fn get_proxy<P: crate::typed::TypedProxy>(id: u32) -> Result<P, SaError> {
-    let samgr = GLOBAL
-        .get_or_try_init(|| async {
-            let socket = crate::samgr_socket();
-            Samgr::connect(&socket).await
-        })
-        .await?;
+    let samgr = global().await?;
     samgr.get_proxy(id).await
 }
