@@ -74,6 +74,11 @@ pub struct ParamClient {
     stream: UnixStream,
     caller: Caller,
     pid: i32,
+    /// The start time of the process that held `pid` when the connection
+    /// was accepted (None: no such process then). Trusting the pid later
+    /// (a `bootevent.*` set) needs the process holding it then to be this
+    /// one: the connecting process may have exited and its pid been reused.
+    start: Option<u64>,
     decoder: FrameDecoder,
     out: Vec<u8>,
     watches: Vec<String>,
@@ -207,6 +212,9 @@ impl Init {
                 Vec::new()
             }
         };
+        // Who `pid` is (its start time): a pid alone names a process only
+        // until it exits.
+        let start = accord_param::cred::start_time(pid);
         let fd = stream.as_raw_fd();
         if let Err(e) = self.epoll.add(stream.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, TOK_PARAM_CLIENT | fd as u64)) {
             warn!("parameter service: cannot watch pid {pid}'s connection: {e}");
@@ -219,6 +227,7 @@ impl Init {
             stream,
             caller: Caller { uid, gid, groups },
             pid,
+            start,
             decoder: FrameDecoder::new(),
             out: Vec::new(),
             watches: Vec::new(),
@@ -364,7 +373,7 @@ impl Init {
     }
 
     fn handle_request(&mut self, fd: RawFd, req: Request) -> Option<Response> {
-        let (caller, pid) = self.clients.get(&fd).map(|c| (c.caller.clone(), c.pid))?;
+        let (caller, pid, start) = self.clients.get(&fd).map(|c| (c.caller.clone(), c.pid, c.start))?;
         debug!("param request from uid {}: {req:?}", caller.uid);
         let resp = match req {
             Request::Get { name } => match self.dac.check(&name, &caller, Op::Read) {
@@ -374,7 +383,7 @@ impl Init {
                     None => error_response(&ParamError::NotFound { name }),
                 },
             },
-            Request::Set { name, value } => match self.set_checked(&name, &value, &caller, pid) {
+            Request::Set { name, value } => match self.set_checked(&name, &value, &caller, pid, start) {
                 Ok(false) => Response::Ok,
                 Ok(true) => {
                     // Answered when the value is on disk.
@@ -546,8 +555,12 @@ impl Init {
     /// Control parameters are checked under OpenHarmony's
     /// `ohos.servicectrl.*` names ([`accord_param::dac::write_key`]). A
     /// `bootevent.*` may be set by root or by the process of a service that
-    /// declares it: the caller's SO_PEERCRED pid must be that service's.
-    fn set_checked(&mut self, name: &str, value: &str, caller: &Caller, pid: i32) -> Result<bool, ParamError> {
+    /// declares it: the caller's SO_PEERCRED pid must be that service's,
+    /// and the process holding that pid now must be the one that connected
+    /// (`start`, its start time at accept): else a process that connected,
+    /// handed its socket on and exited would pass as whatever service
+    /// reuses its pid.
+    fn set_checked(&mut self, name: &str, value: &str, caller: &Caller, pid: i32, start: Option<u64>) -> Result<bool, ParamError> {
         accord_param::name::validate_name(name)?;
         let key = accord_param::dac::write_key(name, value);
         self.dac.check(&key, caller, Op::Write).map_err(|e| match e {
@@ -557,10 +570,16 @@ impl Init {
         self.dac.check_type(name, value)?;
         if name.starts_with("bootevent.") && caller.uid != 0 {
             let declared_by: Vec<&str> = self.services.iter().filter(|s| s.cfg.bootevents.iter().any(|e| e == name)).map(|s| s.cfg.name.as_str()).collect();
-            let mine = self.services.iter().any(|s| s.pid == Some(pid) && s.cfg.bootevents.iter().any(|e| e == name));
-            if !mine {
-                let why =
-                    if declared_by.is_empty() { "no service declares it".to_owned() } else { format!("only the process of {} may", declared_by.join(", ")) };
+            let pid_matches = self.services.iter().any(|s| s.pid == Some(pid) && s.cfg.bootevents.iter().any(|e| e == name));
+            let same = pid_matches && accord_param::cred::same_process(pid, start);
+            if !same {
+                let why = if declared_by.is_empty() {
+                    "no service declares it".to_owned()
+                } else if pid_matches {
+                    format!("only the process of {} may, and pid {pid} is not the process that connected (its pid was reused)", declared_by.join(", "))
+                } else {
+                    format!("only the process of {} may", declared_by.join(", "))
+                };
                 return Err(ParamError::PermissionDenied { name: format!("{name} (pid {pid} uid {}: {why})", caller.uid), op: "set".into() });
             }
         }
