@@ -621,3 +621,70 @@ fn a_connection_whose_pid_went_to_a_service_is_not_that_service() {
     drop(dir);
     root_still_served(&f, "pid-reuse");
 }
+
+// --- watchers that never read ---------------------------------------------------------
+
+/// A `VmXxx:` line of `/proc/<pid>/status`, in KiB.
+fn vm_kib(pid: i32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("init's status");
+    let line = status.lines().find_map(|l| l.strip_prefix(field).and_then(|l| l.strip_prefix(':'))).unwrap_or_else(|| panic!("{field} in {status}"));
+    line.trim().trim_end_matches("kB").trim().parse().expect("a number of kB")
+}
+
+/// Shared case watchers-never-read: 200 uid-2000 connections each watch
+/// a name uid 2000 may read and never read again; root sets it 6,000
+/// times (without a bound on the notifications each watcher would hold
+/// ~1.4 MiB). init's peak RSS stays small (the notifications queued for a
+/// connection that only gets notifications are bounded by 64 KiB, those of
+/// a uid by 4 MiB), every watcher is hung up (EOF or ECONNRESET once
+/// drained), and root is still served.
+#[test]
+fn watchers_that_never_read_are_hung_up_and_init_stays_small() {
+    const N: usize = 200;
+    const SETS: usize = 6000;
+    /// init's peak RSS bound, MiB: unfixed, it went past 200.
+    const PEAK_MIB: u64 = 48;
+    Fixture::raise_own_nofile();
+    let mut f = Fixture::new(r#"{"services": []}"#, &[("etc/param/t.para.dac", "* = root:root:0775\n")]);
+    f.boot();
+    let init = f.init_pid().expect("init runs");
+    let mut conns = f.connect_many_as(UID, UID, &[], N).expect("connect");
+    for s in &mut conns {
+        send(s, &Request::Watch { prefix: "test.flood.".into() });
+        assert_eq!(recv(s), Response::Ok, "uid {UID} may watch test.flood.");
+    }
+    let booted = vm_kib(init, "VmHWM");
+    // Long name and value: ~230-byte notifications.
+    let name = format!("test.flood.{}", "n".repeat(accord_param::name::NAME_MAX - "test.flood.".len()));
+    let c = f.client();
+    for i in 0..SETS {
+        c.set(&name, &format!("{i:0>96}")).expect("root sets while nobody reads");
+    }
+    let (peak, rss) = (vm_kib(init, "VmHWM"), vm_kib(init, "VmRSS"));
+    eprintln!("init: peak RSS {booted} KiB after boot, {peak} KiB after the flood (now {rss} KiB)");
+    assert!(peak < PEAK_MIB << 10, "init's peak RSS {peak} KiB (after boot {booted} KiB) is over {PEAK_MIB} MiB");
+    // Every watcher is hung up: what was written to its socket, then EOF.
+    let mut buf = vec![0u8; 1 << 16];
+    for (i, s) in conns.iter_mut().enumerate() {
+        s.set_read_timeout(Some(30 * SEC)).unwrap();
+        let end = loop {
+            match s.read(&mut buf) {
+                Ok(0) => break None,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => break Some(e),
+            }
+        };
+        if let Some(e) = end {
+            assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "watcher {i} was hung up, not left waiting: {e}");
+        }
+    }
+    wait_stats(&f, "the watchers are gone and their output with them", |s| {
+        // Left: root's client and this stats one.
+        s["clients"] == 2 && s["dropped_output"] == N as u64 && s["buffered_out"] == 0 && s["buffered_out_non_root"] == 0
+    });
+    let said = |l: &str| l.lines().any(|l| l.contains("uid 2000 does not read its output") && l.contains("hanging up"));
+    assert!(f.wait_until(30 * SEC, || said(&f.log_text())), "the log names uid and bound:\n{}", f.log_text());
+    assert_eq!(c.get(&name).expect("root's get is answered"), format!("{:0>96}", SETS - 1));
+    root_still_served(&f, "watchers");
+}
