@@ -574,6 +574,10 @@ struct SamgrIface {
     conn_id: u64,
     /// The kernel's word on who connected (SO_PEERCRED at accept).
     who: Identity,
+    /// The start time of the process that held `who.pid` at accept (None:
+    /// none did). The pid names the connecting process only while this
+    /// matches: it may have exited and its pid been reused.
+    start: Option<u64>,
     /// Its supplementary groups (SO_PEERGROUPS at accept).
     groups: Arc<[u32]>,
     /// A duplicate of the client's socket, to hang up on it.
@@ -830,10 +834,23 @@ impl SamgrIface {
         }
         // Only the process init started for the service may be it.
         let (starter, n) = (self.registry.starter.clone(), name.to_owned());
-        let started = tokio::task::spawn_blocking(move || starter.service_pid(&n)).await.unwrap_or(ServicePid::Unknown);
+        // With the start time of the process holding that pid now: it must
+        // be the one that connected (a process that connected, handed its
+        // socket on and exited would otherwise pass as whatever service
+        // reuses its pid).
+        let (started, now) = tokio::task::spawn_blocking(move || match starter.service_pid(&n) {
+            ServicePid::Pid(pid) => (ServicePid::Pid(pid), accord_param::cred::start_time(pid)),
+            other => (other, None),
+        })
+        .await
+        .unwrap_or((ServicePid::Unknown, None));
         let who = self.who;
         let refused = match started {
-            ServicePid::Pid(pid) if pid == who.pid => None,
+            ServicePid::Pid(pid) if pid == who.pid && self.start.is_some() && self.start == now => None,
+            ServicePid::Pid(pid) if pid == who.pid => Some(format!(
+                "pid {pid} (uid {}) is not process {name}: it is not the process that connected (its pid was reused, or it was gone at accept)",
+                who.uid
+            )),
             ServicePid::Pid(pid) => Some(format!("pid {} (uid {}) is not process {name}, which init started as pid {pid}", who.pid, who.uid)),
             ServicePid::NotRunning => Some(format!("pid {} (uid {}) is not process {name}: init has not started it", who.pid, who.uid)),
             ServicePid::Unknown if who.uid == 0 => None,
@@ -906,6 +923,9 @@ pub async fn serve(listener: UnixListener, registry: Registry) {
                         continue;
                     }
                 };
+                // Which process `who.pid` is (a pid alone names it only
+                // until it exits).
+                let start = accord_param::cred::start_time(who.pid);
                 let slot = match registry.take_slot(who.uid) {
                     Ok(s) => s,
                     Err(why) => {
@@ -940,7 +960,7 @@ pub async fn serve(listener: UnixListener, registry: Registry) {
                 tokio::spawn(async move {
                     let _slot = slot;
                     let max = registry.limits.max_message;
-                    let iface = SamgrIface { registry: registry.clone(), conn_id, who, groups, hangup: hangup.clone() };
+                    let iface = SamgrIface { registry: registry.clone(), conn_id, who, start, groups, hangup: hangup.clone() };
                     match accord_ipc::serve_limited(stream, vec![(SAMGR_PATH, iface)], None, max).await {
                         Ok(conn) => {
                             accord_ipc::closed(&conn).await;

@@ -460,3 +460,231 @@ fn a_boot_event_is_set_only_by_its_service() {
     assert!(f.wait_param("bootevent.a.ready", "true", 30 * SEC), "a's own process sets it:\n{}", f.log_text());
     root_still_served(&f, "bootevent");
 }
+
+// --- pid reuse ------------------------------------------------------------------
+
+/// Forks a process into init's PID namespace (setns applies to children,
+/// so through an intermediate process) that runs `child` and exits with
+/// its code; returns the intermediate's pid, for [`wait_in_ns`]. Both
+/// close `close` first (this test's ends of pipes). Between fork and exit
+/// only async-signal-safe system calls: `child` must not allocate.
+fn spawn_in_ns(f: &Fixture, close: &[std::os::fd::RawFd], child: impl FnOnce() -> i32) -> libc::pid_t {
+    use std::os::fd::AsRawFd;
+    let ns = std::fs::File::open(format!("/proc/{}/ns/pid", f.init_pid().expect("init runs"))).expect("init's pid namespace");
+    // SAFETY: the children make only system calls (no allocation, no locks)
+    // and leave with _exit.
+    unsafe {
+        let outer = libc::fork();
+        assert!(outer >= 0, "fork: {}", std::io::Error::last_os_error());
+        if outer == 0 {
+            for fd in close {
+                libc::close(*fd);
+            }
+            if libc::setns(ns.as_raw_fd(), libc::CLONE_NEWPID) != 0 {
+                libc::_exit(101);
+            }
+            let inner = libc::fork();
+            if inner < 0 {
+                libc::_exit(102);
+            }
+            if inner == 0 {
+                libc::_exit(child());
+            }
+            let mut st = 0;
+            if libc::waitpid(inner, &mut st, 0) != inner || !libc::WIFEXITED(st) {
+                libc::_exit(103);
+            }
+            libc::_exit(libc::WEXITSTATUS(st));
+        }
+        outer
+    }
+}
+
+/// Waits for a [`spawn_in_ns`] process (and so its child) to be gone;
+/// returns the child's exit code.
+fn wait_in_ns(outer: libc::pid_t) -> i32 {
+    let mut st = 0;
+    // SAFETY: waiting for our own child with a valid status pointer.
+    assert_eq!(unsafe { libc::waitpid(outer, &mut st, 0) }, outer, "waitpid: {}", std::io::Error::last_os_error());
+    assert!(libc::WIFEXITED(st), "status {st:#x}");
+    libc::WEXITSTATUS(st)
+}
+
+/// Now, in the clock ticks of `/proc/<pid>/stat`'s start times.
+fn ticks_now() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid pointers; CLOCK_BOOTTIME is what start times count.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    // SAFETY: a plain query.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    (ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64) / (1_000_000_000 / hz)
+}
+
+/// Shared case pid-reuse-bootevent: SO_PEERCRED's pid is the pid at
+/// connect(2). A uid-2000 process in init's namespace connects (the socket
+/// stays with this test), then exits; its pid is given to the next process
+/// of the namespace (`ns_last_pid`), which is service s's, declaring
+/// `bootevent.s.ready`. The old connection has s's pid but is not s's
+/// process (another start time): its set of s's boot event is refused.
+#[test]
+fn a_connection_whose_pid_went_to_a_service_is_not_that_service() {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let cfg = r#"{"services": [
+        {"name": "s", "uid": "shell", "gid": ["shell"], "ondemand": true, "bootevents": ["bootevent.s.ready"], "path": ["/bin/sleep", "1000"]}
+    ]}"#;
+    let mut f = Fixture::new(cfg, &[("etc/param/t.para.dac", "* = root:root:0775\nbootevent. = root:root:0777:bool\n")]);
+    f.boot();
+    // Everything the forked children use is made before the fork.
+    let dir = std::fs::File::open(f.socket().parent().expect("socket dir")).expect("open the socket's directory as root");
+    let path = format!("/proc/self/fd/{}/paramservice", dir.as_raw_fd());
+    // SAFETY: a zeroed sockaddr_un is valid; the path fits (checked).
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    assert!(path.len() < addr.sun_path.len());
+    for (d, s) in addr.sun_path.iter_mut().zip(path.bytes()) {
+        *d = s as libc::c_char;
+    }
+    // SAFETY: plain system calls creating descriptors we own.
+    let (sock, pid_pipe, go_pipe) = unsafe {
+        let s = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(s >= 0);
+        let (mut p, mut g) = ([0; 2], [0; 2]);
+        assert_eq!(libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC), 0);
+        assert_eq!(libc::pipe2(g.as_mut_ptr(), libc::O_CLOEXEC), 0);
+        let own = |fd| OwnedFd::from_raw_fd(fd);
+        (own(s), (own(p[0]), own(p[1])), (own(g[0]), own(g[1])))
+    };
+    wait_stats(&f, "no client but this one", |s| s["clients"] == 1);
+    let (fd, pid_w, go_r) = (sock.as_raw_fd(), pid_pipe.1.as_raw_fd(), go_pipe.0.as_raw_fd());
+    // The attacker: connects this test's socket as uid 2000, says its pid,
+    // and exits when told (or when this test is gone).
+    let attacker = spawn_in_ns(&f, &[pid_pipe.0.as_raw_fd(), go_pipe.1.as_raw_fd()], move || {
+        // SAFETY: system calls on descriptors and memory made before the fork.
+        unsafe {
+            if libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) != 0
+                || libc::syscall(libc::SYS_setresgid, UID, UID, UID) != 0
+                || libc::syscall(libc::SYS_setresuid, UID, UID, UID) != 0
+            {
+                return 1;
+            }
+            if libc::connect(fd, (&addr as *const libc::sockaddr_un).cast(), std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t) != 0 {
+                return 2;
+            }
+            let me = libc::getpid();
+            if libc::write(pid_w, (&me as *const libc::pid_t).cast(), 4) != 4 {
+                return 3;
+            }
+            let mut b = 0u8;
+            libc::read(go_r, (&mut b as *mut u8).cast(), 1);
+        }
+        0
+    });
+    drop(pid_pipe.1);
+    let mut pid_bytes = [0u8; 4];
+    std::io::Read::read_exact(&mut std::fs::File::from(pid_pipe.0), &mut pid_bytes).expect("the attacker's pid (it connected)");
+    let pid = i32::from_ne_bytes(pid_bytes);
+    // init has accepted it (and so recorded who it is) while it lives.
+    wait_stats(&f, "the attacker's connection is accepted", |s| s["clients"] == 2);
+    std::io::Write::write_all(&mut std::fs::File::from(go_pipe.1), b"x").expect("tell the attacker to exit");
+    assert_eq!(wait_in_ns(attacker), 0, "the attacker ran");
+    // Gone; a process started from the next clock tick on has another start time.
+    let gone = ticks_now();
+    assert!(f.wait_until(30 * SEC, || ticks_now() > gone), "the clock moves");
+    // The namespace's next pid is the attacker's: s gets it.
+    let last = format!("{}", pid - 1);
+    let writer = spawn_in_ns(&f, &[], move || {
+        // SAFETY: system calls on a static path and a buffer made before the fork.
+        unsafe {
+            let fd = libc::open(c"/proc/sys/kernel/ns_last_pid".as_ptr(), libc::O_WRONLY);
+            if fd < 0 || libc::write(fd, last.as_ptr().cast(), last.len()) != last.len() as isize {
+                return 1;
+            }
+        }
+        0
+    });
+    assert_eq!(wait_in_ns(writer), 0, "ns_last_pid written: {}", std::io::Error::last_os_error());
+    f.client().set("ohos.ctl.start", "s").unwrap();
+    assert!(
+        f.wait_param("startup.service.ctl.s.pid", &pid.to_string(), 30 * SEC),
+        "s runs as the attacker's old pid {pid}: {:?}",
+        f.get("startup.service.ctl.s.pid")
+    );
+    // The attacker's connection (uid 2000, pid = s's pid) sets s's event.
+    let c = accord_param::client::Client::from_stream(UnixStream::from(sock)).expect("client");
+    match c.set("bootevent.s.ready", "true") {
+        Err(ParamError::Server { kind: ErrorKind::PermissionDenied, message }) => {
+            assert!(message.contains("bootevent.s.ready") && message.contains("not the process that connected"), "{message}")
+        }
+        other => panic!("a connection made by another process than s's must not set s's boot event: {other:?}"),
+    }
+    assert_eq!(f.get("bootevent.s.ready"), None);
+    drop(dir);
+    root_still_served(&f, "pid-reuse");
+}
+
+// --- watchers that never read ---------------------------------------------------------
+
+/// A `VmXxx:` line of `/proc/<pid>/status`, in KiB.
+fn vm_kib(pid: i32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("init's status");
+    let line = status.lines().find_map(|l| l.strip_prefix(field).and_then(|l| l.strip_prefix(':'))).unwrap_or_else(|| panic!("{field} in {status}"));
+    line.trim().trim_end_matches("kB").trim().parse().expect("a number of kB")
+}
+
+/// Shared case watchers-never-read: 200 uid-2000 connections each watch
+/// a name uid 2000 may read and never read again; root sets it 6,000
+/// times (without a bound on the notifications each watcher would hold
+/// ~1.4 MiB). init's peak RSS stays small (the notifications queued for a
+/// connection that only gets notifications are bounded by 64 KiB, those of
+/// a uid by 4 MiB), every watcher is hung up (EOF or ECONNRESET once
+/// drained), and root is still served.
+#[test]
+fn watchers_that_never_read_are_hung_up_and_init_stays_small() {
+    const N: usize = 200;
+    const SETS: usize = 6000;
+    /// init's peak RSS bound, MiB: unfixed, it went past 200.
+    const PEAK_MIB: u64 = 48;
+    Fixture::raise_own_nofile();
+    let mut f = Fixture::new(r#"{"services": []}"#, &[("etc/param/t.para.dac", "* = root:root:0775\n")]);
+    f.boot();
+    let init = f.init_pid().expect("init runs");
+    let mut conns = f.connect_many_as(UID, UID, &[], N).expect("connect");
+    for s in &mut conns {
+        send(s, &Request::Watch { prefix: "test.flood.".into() });
+        assert_eq!(recv(s), Response::Ok, "uid {UID} may watch test.flood.");
+    }
+    let booted = vm_kib(init, "VmHWM");
+    // Long name and value: ~230-byte notifications.
+    let name = format!("test.flood.{}", "n".repeat(accord_param::name::NAME_MAX - "test.flood.".len()));
+    let c = f.client();
+    for i in 0..SETS {
+        c.set(&name, &format!("{i:0>96}")).expect("root sets while nobody reads");
+    }
+    let (peak, rss) = (vm_kib(init, "VmHWM"), vm_kib(init, "VmRSS"));
+    eprintln!("init: peak RSS {booted} KiB after boot, {peak} KiB after the flood (now {rss} KiB)");
+    assert!(peak < PEAK_MIB << 10, "init's peak RSS {peak} KiB (after boot {booted} KiB) is over {PEAK_MIB} MiB");
+    // Every watcher is hung up: what was written to its socket, then EOF.
+    let mut buf = vec![0u8; 1 << 16];
+    for (i, s) in conns.iter_mut().enumerate() {
+        s.set_read_timeout(Some(30 * SEC)).unwrap();
+        let end = loop {
+            match s.read(&mut buf) {
+                Ok(0) => break None,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => break Some(e),
+            }
+        };
+        if let Some(e) = end {
+            assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "watcher {i} was hung up, not left waiting: {e}");
+        }
+    }
+    wait_stats(&f, "the watchers are gone and their output with them", |s| {
+        // Left: root's client and this stats one.
+        s["clients"] == 2 && s["dropped_output"] == N as u64 && s["buffered_out"] == 0 && s["buffered_out_non_root"] == 0
+    });
+    let said = |l: &str| l.lines().any(|l| l.contains("uid 2000 does not read its output") && l.contains("hanging up"));
+    assert!(f.wait_until(30 * SEC, || said(&f.log_text())), "the log names uid and bound:\n{}", f.log_text());
+    assert_eq!(c.get(&name).expect("root's get is answered"), format!("{:0>96}", SETS - 1));
+    root_still_served(&f, "watchers");
+}

@@ -2,7 +2,10 @@
 //!
 //! The parameter DAC (and samgr's policy) decide on who connected, never on
 //! what a peer says about itself, and never on `/proc/<pid>` read after the
-//! fact (the pid may have exited and been reused, or changed groups).
+//! fact (the pid may have exited and been reused, or changed groups). Where
+//! a decision rests on the pid itself (the process of a service), the
+//! pid's [`start_time`] taken at accept must still match: the connecting
+//! process may have exited and its pid gone to another.
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 
@@ -34,6 +37,44 @@ pub fn peer_groups(fd: BorrowedFd<'_>) -> std::io::Result<Vec<u32>> {
     }
 }
 
+/// The start time of process `pid` (field 22 of `/proc/<pid>/stat`, in
+/// clock ticks since boot), or None when there is no such process (or
+/// `pid` is not positive).
+///
+/// With the pid it names one process: a pid is reused only by a process
+/// started later. A server records it when it accepts a connection (for
+/// SO_PEERCRED's pid) and, before trusting that pid again, checks that
+/// the process holding it now is the one that connected
+/// ([`same_process`]): the connecting process may have exited and its pid
+/// gone to another.
+pub fn start_time(pid: i32) -> Option<u64> {
+    if pid <= 0 {
+        return None;
+    }
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    parse_start_time(&stat)
+}
+
+/// Field 22 (`starttime`) of a `/proc/<pid>/stat` line. The command name
+/// (field 2) is in parentheses and may itself hold spaces and `)`, so the
+/// fields are counted after the last `)`.
+pub fn parse_start_time(stat: &[u8]) -> Option<u64> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(&stat[close + 1..]).ok()?;
+    // After the name: field 3 (state) is the first, so 22 is the 20th.
+    rest.split_ascii_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether the process holding `pid` now is the one whose start time was
+/// recorded as `recorded` (when the connection was accepted). A pid that
+/// had no process then (`None`) or has none now is never the same.
+pub fn same_process(pid: i32, recorded: Option<u64>) -> bool {
+    match (recorded, start_time(pid)) {
+        (Some(then), Some(now)) => then == now,
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,6 +92,39 @@ mod tests {
         got.sort();
         mine.sort();
         assert_eq!(got, mine);
+    }
+
+    #[test]
+    fn start_time_is_counted_after_the_last_parenthesis() {
+        let line = b"4242 (a) b (c) d)) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10 18446744073709551615\n";
+        assert_eq!(parse_start_time(line), Some(987_654));
+        let plain = b"1 (init) S 0 1 1 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 7 1 1 1\n";
+        assert_eq!(parse_start_time(plain), Some(7));
+        // A name that looks like the fields that follow it.
+        let tricky = b"9 (x) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20) R 1 9 9 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 55 1 1\n";
+        assert_eq!(parse_start_time(tricky), Some(55));
+    }
+
+    #[test]
+    fn a_truncated_or_garbled_stat_has_no_start_time() {
+        assert_eq!(parse_start_time(b"12 (no close paren S 1 2 3"), None);
+        assert_eq!(parse_start_time(b"12 (short) S 1 2 3\n"), None);
+        assert_eq!(parse_start_time(b"12 (x) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 notanumber 1\n"), None);
+        assert_eq!(parse_start_time(b""), None);
+    }
+
+    #[test]
+    fn own_start_time_and_same_process() {
+        let me = std::process::id() as i32;
+        let t = start_time(me).expect("this process has a start time");
+        assert!(same_process(me, Some(t)));
+        assert!(!same_process(me, Some(t + 1)), "another start time is another process");
+        assert!(!same_process(me, None), "nothing recorded at accept: never the same");
+        assert_eq!(start_time(0), None);
+        assert_eq!(start_time(-5), None);
+        // A pid with no process: pid_max is at most 2^22.
+        assert_eq!(start_time(i32::MAX), None);
+        assert!(!same_process(i32::MAX, Some(t)));
     }
 
     #[test]

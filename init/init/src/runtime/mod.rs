@@ -207,6 +207,8 @@ pub struct Init {
     ready: VecDeque<RawFd>,
     listener_paused: bool,
     param_counters: params::Counters,
+    /// Output queued for non-root clients: in all and per uid.
+    out_budget: params::OutBudget,
     persist: params::PersistState,
     next_wait_id: u64,
     timers: BinaryHeap<Reverse<(Instant, u64, TimerKind)>>,
@@ -274,6 +276,7 @@ impl Init {
             ready: VecDeque::new(),
             listener_paused: false,
             param_counters: params::Counters::default(),
+            out_budget: params::OutBudget::default(),
             persist: params::PersistState::default(),
             next_wait_id: 1,
             timers: BinaryHeap::new(),

@@ -27,6 +27,20 @@ use crate::trace::boottime_us;
 
 /// Replies queued beyond this drop the client: init never waits for one.
 const MAX_OUTBUF: usize = 1 << 20;
+/// Output queued for a connection whose unwritten bytes are all watch
+/// notifications (`Changed`): a watcher that does not read is dropped long
+/// before a client whose own replies wait.
+const MAX_WATCH_OUTBUF: usize = 64 << 10;
+/// Output queued for all non-root clients together. Root's connections
+/// are not counted (each keeps [`MAX_OUTBUF`]), so root is always served.
+pub(super) const MAX_OUT_TOTAL: usize = 16 << 20;
+/// Output queued for all connections of one non-root uid: its share of
+/// [`MAX_OUT_TOTAL`].
+pub(super) const MAX_OUT_PER_UID: usize = 4 << 20;
+/// An output buffer with more room than this that holds less than a
+/// quarter of it is shrunk: a drained buffer does not keep the memory of
+/// its peak.
+const OUTBUF_KEEP: usize = 64 << 10;
 /// Input buffered per client, in bytes: two whole frames. A client that
 /// sends more than that without its requests being handled (e.g. behind a
 /// pending `Wait`) is dropped.
@@ -74,8 +88,19 @@ pub struct ParamClient {
     stream: UnixStream,
     caller: Caller,
     pid: i32,
+    /// The start time of the process that held `pid` when the connection
+    /// was accepted (None: no such process then). Trusting the pid later
+    /// (a `bootevent.*` set) needs the process holding it then to be this
+    /// one: the connecting process may have exited and its pid been reused.
+    start: Option<u64>,
     decoder: FrameDecoder,
+    /// Bytes not yet written to the socket.
     out: Vec<u8>,
+    /// How many of the first bytes of `out` end a reply to a request (the
+    /// rest are watch notifications): 0 when only notifications wait.
+    out_replies: usize,
+    /// `out.len()` as counted in [`OutBudget`].
+    out_counted: usize,
     watches: Vec<String>,
     hold: Option<Hold>,
     want_write: bool,
@@ -94,6 +119,29 @@ pub(super) struct Counters {
     persist_batches: u64,
     persist_sets: u64,
     persist_failures: u64,
+}
+
+/// Output queued for non-root clients, in all and per uid (root's is not
+/// counted): bounded by [`MAX_OUT_TOTAL`] and [`MAX_OUT_PER_UID`].
+#[derive(Debug, Default)]
+pub(super) struct OutBudget {
+    total: usize,
+    per_uid: std::collections::HashMap<u32, usize>,
+}
+
+impl OutBudget {
+    /// A client of `uid` now holds `now` bytes where it held `before`.
+    fn update(&mut self, uid: u32, before: usize, now: usize) {
+        if uid == 0 || before == now {
+            return;
+        }
+        self.total = self.total + now - before;
+        let mine = self.per_uid.entry(uid).or_insert(0);
+        *mine = *mine + now - before;
+        if *mine == 0 {
+            self.per_uid.remove(&uid);
+        }
+    }
 }
 
 /// `persist.*` writes: coalesced batches, each written and fsynced by a
@@ -207,6 +255,9 @@ impl Init {
                 Vec::new()
             }
         };
+        // Who `pid` is (its start time): a pid alone names a process only
+        // until it exits.
+        let start = accord_param::cred::start_time(pid);
         let fd = stream.as_raw_fd();
         if let Err(e) = self.epoll.add(stream.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, TOK_PARAM_CLIENT | fd as u64)) {
             warn!("parameter service: cannot watch pid {pid}'s connection: {e}");
@@ -219,8 +270,11 @@ impl Init {
             stream,
             caller: Caller { uid, gid, groups },
             pid,
+            start,
             decoder: FrameDecoder::new(),
             out: Vec::new(),
+            out_replies: 0,
+            out_counted: 0,
             watches: Vec::new(),
             hold: None,
             want_write: false,
@@ -233,6 +287,7 @@ impl Init {
     fn drop_client(&mut self, fd: RawFd) {
         let Some(c) = self.clients.remove(&fd) else { return };
         let _ = self.epoll.delete(c.stream.as_fd());
+        self.out_budget.update(c.caller.uid, c.out_counted, 0);
         if let Some(n) = self.clients_per_uid.get_mut(&c.caller.uid) {
             *n -= 1;
             if *n == 0 {
@@ -364,7 +419,7 @@ impl Init {
     }
 
     fn handle_request(&mut self, fd: RawFd, req: Request) -> Option<Response> {
-        let (caller, pid) = self.clients.get(&fd).map(|c| (c.caller.clone(), c.pid))?;
+        let (caller, pid, start) = self.clients.get(&fd).map(|c| (c.caller.clone(), c.pid, c.start))?;
         debug!("param request from uid {}: {req:?}", caller.uid);
         let resp = match req {
             Request::Get { name } => match self.dac.check(&name, &caller, Op::Read) {
@@ -374,7 +429,7 @@ impl Init {
                     None => error_response(&ParamError::NotFound { name }),
                 },
             },
-            Request::Set { name, value } => match self.set_checked(&name, &value, &caller, pid) {
+            Request::Set { name, value } => match self.set_checked(&name, &value, &caller, pid, start) {
                 Ok(false) => Response::Ok,
                 Ok(true) => {
                     // Answered when the value is on disk.
@@ -471,6 +526,7 @@ impl Init {
             ("watches", self.clients.values().map(|c| c.watches.len()).sum::<usize>() as u64),
             ("buffered_in", self.clients.values().map(|c| c.decoder.buffered()).sum::<usize>() as u64),
             ("buffered_out", self.clients.values().map(|c| c.out.len()).sum::<usize>() as u64),
+            ("buffered_out_non_root", self.out_budget.total as u64),
             ("params", self.params.len() as u64),
             ("params_by_clients", self.params.created_by_clients() as u64),
             ("refused", c.refused),
@@ -485,16 +541,48 @@ impl Init {
     }
 
     fn reply(&mut self, fd: RawFd, resp: &Response) {
-        let bytes = encode_frame(resp);
+        self.queue(fd, &encode_frame(resp), true);
+    }
+
+    /// Queues a frame (a reply to a request, or a watch notification) and
+    /// writes what the socket takes. A client left holding more than its
+    /// bound is dropped (hung up), never buffered further: a connection
+    /// [`MAX_OUTBUF`], or [`MAX_WATCH_OUTBUF`] when only notifications
+    /// wait; a non-root client also when its uid holds more than
+    /// [`MAX_OUT_PER_UID`] or all non-root clients more than
+    /// [`MAX_OUT_TOTAL`].
+    fn queue(&mut self, fd: RawFd, frame: &[u8], is_reply: bool) {
         let Some(c) = self.clients.get_mut(&fd) else { return };
-        c.out.extend_from_slice(&bytes);
-        if c.out.len() > MAX_OUTBUF {
-            warn!("parameter service: pid {} uid {} does not read its replies; dropping it", c.pid, c.caller.uid);
-            self.param_counters.dropped_output += 1;
-            self.drop_client(fd);
-            return;
+        c.out.extend_from_slice(frame);
+        if is_reply {
+            c.out_replies = c.out.len();
         }
         self.flush_client(fd);
+        let Some(c) = self.clients.get(&fd) else { return };
+        let (pending, uid) = (c.out.len(), c.caller.uid);
+        if pending == 0 {
+            return;
+        }
+        let over = if c.out_replies == 0 && pending > MAX_WATCH_OUTBUF {
+            Some(format!("{MAX_WATCH_OUTBUF} bytes of unread watch notifications on one connection"))
+        } else if pending > MAX_OUTBUF {
+            Some(format!("{MAX_OUTBUF} bytes of unread replies on one connection"))
+        } else if uid != 0 && self.out_budget.per_uid.get(&uid).copied().unwrap_or(0) > MAX_OUT_PER_UID {
+            Some(format!("uid {uid}'s share of {MAX_OUT_PER_UID} bytes of unread output"))
+        } else if uid != 0 && self.out_budget.total > MAX_OUT_TOTAL {
+            Some(format!("{MAX_OUT_TOTAL} bytes of unread output for all non-root clients"))
+        } else {
+            None
+        };
+        if let Some(bound) = over {
+            self.param_counters.dropped_output += 1;
+            let n = self.param_counters.dropped_output;
+            // Logged at powers of two: a crowd of non-readers must not flood the log.
+            if n.is_power_of_two() {
+                warn!("parameter service: pid {} uid {uid} does not read its output: over {bound}; hanging up on it ({n} dropped so far)", c.pid);
+            }
+            self.drop_client(fd);
+        }
     }
 
     fn flush_client(&mut self, fd: RawFd) {
@@ -504,6 +592,7 @@ impl Init {
                 Ok(0) => break,
                 Ok(n) => {
                     c.out.drain(..n);
+                    c.out_replies = c.out_replies.saturating_sub(n);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -513,6 +602,13 @@ impl Init {
                 }
             }
         }
+        if c.out.capacity() > OUTBUF_KEEP && c.out.len() < c.out.capacity() / 4 {
+            c.out.shrink_to(c.out.len() * 2);
+        }
+        let (before, now) = (c.out_counted, c.out.len());
+        c.out_counted = now;
+        self.out_budget.update(c.caller.uid, before, now);
+        let Some(c) = self.clients.get_mut(&fd) else { return };
         let want = !c.out.is_empty();
         if want != c.want_write {
             c.want_write = want;
@@ -551,8 +647,12 @@ impl Init {
     /// Control parameters are checked under OpenHarmony's
     /// `ohos.servicectrl.*` names ([`accord_param::dac::write_key`]). A
     /// `bootevent.*` may be set by root or by the process of a service that
-    /// declares it: the caller's SO_PEERCRED pid must be that service's.
-    fn set_checked(&mut self, name: &str, value: &str, caller: &Caller, pid: i32) -> Result<bool, ParamError> {
+    /// declares it: the caller's SO_PEERCRED pid must be that service's,
+    /// and the process holding that pid now must be the one that connected
+    /// (`start`, its start time at accept): else a process that connected,
+    /// handed its socket on and exited would pass as whatever service
+    /// reuses its pid.
+    fn set_checked(&mut self, name: &str, value: &str, caller: &Caller, pid: i32, start: Option<u64>) -> Result<bool, ParamError> {
         accord_param::name::validate_name(name)?;
         let key = accord_param::dac::write_key(name, value);
         self.dac.check(&key, caller, Op::Write).map_err(|e| match e {
@@ -562,10 +662,16 @@ impl Init {
         self.dac.check_type(name, value)?;
         if name.starts_with("bootevent.") && caller.uid != 0 {
             let declared_by: Vec<&str> = self.services.iter().filter(|s| s.cfg.bootevents.iter().any(|e| e == name)).map(|s| s.cfg.name.as_str()).collect();
-            let mine = self.services.iter().any(|s| s.pid == Some(pid) && s.cfg.bootevents.iter().any(|e| e == name));
-            if !mine {
-                let why =
-                    if declared_by.is_empty() { "no service declares it".to_owned() } else { format!("only the process of {} may", declared_by.join(", ")) };
+            let pid_matches = self.services.iter().any(|s| s.pid == Some(pid) && s.cfg.bootevents.iter().any(|e| e == name));
+            let same = pid_matches && accord_param::cred::same_process(pid, start);
+            if !same {
+                let why = if declared_by.is_empty() {
+                    "no service declares it".to_owned()
+                } else if pid_matches {
+                    format!("only the process of {} may, and pid {pid} is not the process that connected (its pid was reused)", declared_by.join(", "))
+                } else {
+                    format!("only the process of {} may", declared_by.join(", "))
+                };
                 return Err(ParamError::PermissionDenied { name: format!("{name} (pid {pid} uid {}: {why})", caller.uid), op: "set".into() });
             }
         }
@@ -630,9 +736,9 @@ impl Init {
             }
         }
         if !watchers.is_empty() {
-            let ev = Response::Changed { name: name.to_owned(), value: value.to_owned() };
+            let ev = encode_frame(&Response::Changed { name: name.to_owned(), value: value.to_owned() });
             for fd in watchers {
-                self.reply(fd, &ev);
+                self.queue(fd, &ev, false);
             }
         }
         for fd in woken {
