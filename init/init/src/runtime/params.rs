@@ -298,6 +298,11 @@ impl Init {
             let gone = TimerKind::WaitTimeout { fd, wait_id };
             self.timers.retain(|t| t.0 .2 != gone);
         }
+        // The descriptor number may be reused by the next accept: nothing
+        // queued for this client may reach that one. (An epoll event of
+        // this batch still naming the number only makes the next client
+        // try a non-blocking read or flush: harmless.)
+        self.ready.retain(|&r| r != fd);
         self.resume_accept();
     }
 
