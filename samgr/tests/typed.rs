@@ -106,7 +106,7 @@ impl Kinds for Impl {
         panic!("{why}")
     }
     fn sum(&self, a: u32, b: u32) -> u32 {
-        a + b
+        a.wrapping_add(b)
     }
     fn fresh(&self) -> u32 {
         1
@@ -374,6 +374,17 @@ mod props {
             reply.clear();
             s.on_remote_request(&caller(), KindsProxy::CODE_ECHO_BYTES, &d, &mut reply).unwrap();
             prop_assert_eq!(decode_reply::<ByteBuf>(&reply).unwrap(), b);
+        }
+
+        /// The D-Bus face under garbage: any body under any of the
+        /// methods' names and signatures is answered or refused, never a
+        /// panic.
+        #[test]
+        fn the_dbus_face_never_panics(member in prop::sample::select(vec!["Sum", "Get", "EchoTen", "Join", "EchoBytes", "Nothing", "Bump", "Nope"]), signature in prop::sample::select(vec!["", "u", "uu", "s", "(yqutnixdbs)", "ay", "sasa{su}", "v"]), body in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let s = stub();
+            let mut reply = Vec::new();
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.on_dbus_call(&caller(), "org.accord.test.Kinds", member, signature, &body, &mut reply)));
+            prop_assert!(r.is_ok(), "no panic");
         }
 
         /// A valid request cut short or with bytes changed is answered or
