@@ -152,6 +152,8 @@ pub fn decode_with<R>(fds: Vec<OwnedFd>, f: impl FnOnce() -> R) -> R {
     }
     let prev = DECODING.with(|d| d.borrow_mut().replace(fds.into_iter().map(Some).collect()));
     let _restore = Restore(prev);
+    // A refusal noted by an earlier decode is not this one's.
+    LAST_ERROR.with(|l| l.borrow_mut().take());
     f()
 }
 

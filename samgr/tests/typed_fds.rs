@@ -182,6 +182,18 @@ async fn fds_and_blobs_go_both_ways_through_samgr() {
         t.await.unwrap();
     }
 
+    // Exactly as many as a message may carry go; those the method does
+    // not take are closed.
+    let (r1, w1) = nix::unistd::pipe().unwrap();
+    let (r2, w2) = nix::unistd::pipe().unwrap();
+    let mut d = Vec::new();
+    let mut fds = accord_safwk::typed::encode_request_fds(&(&Fd(w1), &Fd(w2)), &mut d).unwrap();
+    fds.extend((2..accord_ipc::fds::MAX_FDS).map(|_| OwnedFd::from(std::fs::File::open("/dev/null").unwrap())));
+    let (reply, back) = f.remote().send_request_fds(FilesProxy::CODE_SWAP, &d, fds).await.unwrap();
+    let (x, y): (Fd, Fd) = accord_safwk::typed::decode_reply_fds(&reply, back).unwrap();
+    drop((x, y));
+    assert_eq!((read_all(r1).await, read_all(r2).await), (String::new(), String::new()), "every copy of the write ends is closed");
+
     // More than a message may carry is refused before anything is sent.
     let many: Vec<OwnedFd> = (0..=accord_ipc::fds::MAX_FDS).map(|_| std::fs::File::open("/dev/null").unwrap().into()).collect();
     let e = f.remote().send_request_fds(FilesProxy::CODE_SWAP, &[1], many).await.unwrap_err();
@@ -444,6 +456,29 @@ mod props {
         let mut d = Vec::new();
         let fds = accord_safwk::typed::encode_request_fds(args, &mut d).unwrap();
         (code, d, fds.len())
+    }
+
+    /// The D-Bus face carries no descriptors: a method with an fd
+    /// argument refuses with InvalidArgs saying so, one with an fd result
+    /// fails; the others still answer.
+    #[test]
+    fn the_dbus_face_refuses_descriptors_clearly() {
+        let s = FilesStub(Arc::new(Impl));
+        let ctxt = zbus::zvariant::serialized::Context::new_dbus(zbus::zvariant::LE, 0);
+        let w = devnull();
+        let body = zbus::zvariant::to_bytes(ctxt, &(zbus::zvariant::Fd::from(&w), "x")).unwrap();
+        let mut reply = Vec::new();
+        let e = s.on_dbus_call(&caller(), "org.accord.test.Files", "WriteTo", "hs", body.bytes(), &mut reply).unwrap().unwrap_err();
+        assert!(
+            matches!(&e, RemoteError::Remote { name, message } if name == "org.freedesktop.DBus.Error.InvalidArgs" && message.contains("only on the fast path")),
+            "{e:?}"
+        );
+        let body = zbus::zvariant::to_bytes(ctxt, &("x",)).unwrap();
+        assert!(s.on_dbus_call(&caller(), "org.accord.test.Files", "OpenReading", "s", body.bytes(), &mut reply).unwrap().is_err());
+        let body = zbus::zvariant::to_bytes(ctxt, &(Blob::new(vec![5; 10]).unwrap(),)).unwrap();
+        reply.clear();
+        let sig = s.on_dbus_call(&caller(), "org.accord.test.Files", "EchoBlob", "(ayah)", body.bytes(), &mut reply).unwrap().unwrap();
+        assert_eq!(sig, "(b(ayah))", "an inline blob goes both ways on the D-Bus face");
     }
 
     proptest! {
