@@ -573,6 +573,9 @@ impl<H: Handler> Answerer<H> {
                         Err(RemoteError::Remote { name, message }) => reply_error(out, serial, m.serial, &name, &message),
                         Err(e) => reply_error(out, serial, m.serial, "org.accord.Error.Failed", &e.to_string()),
                     }
+                    // Descriptors of a reply not sent (an error, one way)
+                    // are closed now.
+                    self.reply_fds.clear();
                 }
                 ("org.freedesktop.DBus.Peer" | "", "Ping") => reply_return(out, serial, m.serial, "", 0, |_| {}),
                 ("org.freedesktop.DBus.Introspectable" | "", "Introspect") => {

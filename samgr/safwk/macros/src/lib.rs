@@ -6,7 +6,10 @@
 //! (`FooStub`, dispatching `SendRequest` codes to the trait's methods with
 //! the caller at hand) and a D-Bus face of the same methods (each callable
 //! by name with its D-Bus signature, and listed by `Introspect`), so stock
-//! `dbus-send` sees a described interface. The encoding and the rules for
+//! `dbus-send` sees a described interface. The proxy and the stub carry
+//! the file descriptors that arguments and results hold (`typed::Fd`, a
+//! shared `Blob`) with the request and the reply; the D-Bus face does not.
+//! The encoding and the rules for
 //! evolving an interface live in `accord_safwk::typed`; this crate only
 //! writes code that calls it. See that module for the user's guide.
 
