@@ -916,8 +916,17 @@ impl RemoteProxy {
     }
 
     /// Reads at least one message and hands every whole reply to its
-    /// waiter.
+    /// waiter. On an error (the connection is then dead) the descriptors
+    /// received and not handed on are closed at once.
     async fn read_some(&self, rd: &mut Reader) -> Result<(), RemoteError> {
+        let r = self.read_replies(rd).await;
+        if r.is_err() {
+            rd.fds.clear();
+        }
+        r
+    }
+
+    async fn read_replies(&self, rd: &mut Reader) -> Result<(), RemoteError> {
         loop {
             let mut handed = false;
             let mut used = 0;
@@ -1006,6 +1015,67 @@ mod tests {
         let m = parse(&b).unwrap();
         assert_eq!((m.kind, m.serial, m.path, m.interface, m.member, m.signature), (CALL, 7, PATH, INTERFACE, METHOD, "uay"));
         assert_eq!((rd_u32(m.body, 0), get_bytes(m.body, 4)), (Some(42), Some(&b"hello"[..])));
+    }
+
+    /// Memfds named `name` this process holds.
+    fn held(name: &str) -> usize {
+        let want = format!("/memfd:{name} ");
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter(|l| l.to_string_lossy().starts_with(&want))
+            .count()
+    }
+
+    /// A server that answers a request with a reply announcing 3
+    /// descriptors and carrying 1, and one carrying 2 it does not
+    /// announce: the client's call fails, its connection is dead, and
+    /// the descriptors it received are closed.
+    #[test]
+    fn a_reply_with_descriptors_it_does_not_announce_kills_the_client_connection() {
+        use std::io::{Read, Write};
+        for (name, announced, sent) in [(c"accord-remote-more", 3u32, 1usize), (c"accord-remote-unclaimed", 0, 2)] {
+            let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+            let server = std::thread::spawn(move || {
+                let mut got = Vec::new();
+                while !got.ends_with(b"BEGIN\r\n") {
+                    let mut c = [0u8; 256];
+                    let n = b.read(&mut c).unwrap();
+                    assert!(n > 0);
+                    got.extend_from_slice(&c[..n]);
+                }
+                b.write_all(b"OK 00000000000000000000000000000000\r\nAGREE_UNIX_FD\r\n").unwrap();
+                let mut req = vec![0u8; 16];
+                b.read_exact(&mut req).unwrap();
+                let len = message_len(&req).unwrap().unwrap();
+                req.resize(len, 0);
+                b.read_exact(&mut req[16..]).unwrap();
+                let serial = parse(&req).unwrap().serial;
+                let mut out = Vec::new();
+                reply_return(&mut out, 1, serial, "ay", announced, |body| body_bytes(body, b"x"));
+                let probes: Vec<OwnedFd> =
+                    (0..sent).map(|_| nix::sys::memfd::memfd_create(name, nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC).unwrap()).collect();
+                let n = crate::fds::send(b.as_raw_fd(), &out, &probes).unwrap();
+                drop(probes);
+                b.write_all(&out[n..]).unwrap();
+                // Hold the socket open until the client hangs up.
+                let _ = b.read(&mut [0u8; 64]);
+            });
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                a.set_nonblocking(true).unwrap();
+                let p = RemoteProxy::connect(UnixStream::from_std(a).unwrap()).await.unwrap();
+                assert!(p.shared.fds_agreed);
+                let e = p.send_request(1, b"").await.unwrap_err();
+                assert!(matches!(e, RemoteError::Malformed(_)), "{e:?}");
+                assert!(p.is_dead());
+                assert_eq!(held(name.to_str().unwrap()), 0, "{name:?}: closed while the proxy lives on");
+                drop(p);
+            });
+            drop(rt);
+            server.join().unwrap();
+            assert_eq!(held(name.to_str().unwrap()), 0, "{name:?}: no descriptor leaked");
+        }
     }
 
     fn echo(code: u32, data: &[u8], reply: &mut Vec<u8>) -> Result<(), RemoteError> {
