@@ -1036,6 +1036,7 @@ mod tests {
         use std::io::{Read, Write};
         for (name, announced, sent) in [(c"accord-remote-more", 3u32, 1usize), (c"accord-remote-unclaimed", 0, 2)] {
             let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+            let (sent_tx, sent_rx) = std::sync::mpsc::channel();
             let server = std::thread::spawn(move || {
                 let mut got = Vec::new();
                 while !got.ends_with(b"BEGIN\r\n") {
@@ -1058,6 +1059,8 @@ mod tests {
                 let n = crate::fds::send(b.as_raw_fd(), &out, &probes).unwrap();
                 drop(probes);
                 b.write_all(&out[n..]).unwrap();
+                // The server's own copies are closed.
+                sent_tx.send(()).unwrap();
                 // Hold the socket open until the client hangs up.
                 let _ = b.read(&mut [0u8; 64]);
             });
@@ -1069,6 +1072,7 @@ mod tests {
                 let e = p.send_request(1, b"").await.unwrap_err();
                 assert!(matches!(e, RemoteError::Malformed(_)), "{e:?}");
                 assert!(p.is_dead());
+                sent_rx.recv().unwrap();
                 assert_eq!(held(name.to_str().unwrap()), 0, "{name:?}: closed while the proxy lives on");
                 drop(p);
             });
