@@ -4,14 +4,19 @@
 //! shared memory, up to 128 MiB).
 //!
 //! On the wire a [`Blob`] is the D-Bus struct `(ayah)`: the inline bytes
-//! and zero or one descriptor, so stock D-Bus tools can still see it.
+//! and zero or one descriptor, so stock D-Bus tools can still see it. On
+//! the fast path (a typed interface's argument or result, encoded inside
+//! [`crate::fds::encode_with`]) it is the inline bytes and an optional
+//! index into the message's descriptors, and a shared payload is checked
+//! as it is decoded (sealed, at most [`SHARED_MAX`]): a request carrying
+//! an unsealed memfd is refused before the method runs.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::fcntl::{fcntl, FcntlArg, SealFlag};
 use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use thiserror::Error;
 use zbus::zvariant::{self, Type};
 
@@ -35,10 +40,67 @@ pub enum BlobError {
 }
 
 /// A byte payload; see the module doc.
-#[derive(Debug, Serialize, Deserialize, Type)]
+#[derive(Debug, Type)]
 pub struct Blob {
     inline: serde_bytes::ByteBuf,
     shared: Vec<zvariant::OwnedFd>,
+}
+
+/// The D-Bus form.
+#[derive(Serialize)]
+struct DbusRef<'a> {
+    inline: &'a serde_bytes::ByteBuf,
+    shared: &'a [zvariant::OwnedFd],
+}
+
+#[derive(Deserialize)]
+struct DbusOwned {
+    inline: serde_bytes::ByteBuf,
+    shared: Vec<zvariant::OwnedFd>,
+}
+
+impl Serialize for Blob {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if !crate::fds::encoding() {
+            return DbusRef { inline: &self.inline, shared: &self.shared }.serialize(s);
+        }
+        let index = match &self.shared[..] {
+            [] => None,
+            [fd] => Some(crate::fds::attach(std::os::fd::AsFd::as_fd(fd)).map_err(serde::ser::Error::custom)?),
+            more => return Err(serde::ser::Error::custom(BlobError::Malformed(more.len()))),
+        };
+        (&self.inline, index).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Blob {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Blob, D::Error> {
+        if !crate::fds::decoding() {
+            let DbusOwned { inline, shared } = DbusOwned::deserialize(d)?;
+            return Ok(Blob { inline, shared });
+        }
+        let (inline, fd): (serde_bytes::ByteBuf, Option<crate::fds::Fd>) = Deserialize::deserialize(d)?;
+        let Some(fd) = fd else { return Ok(Blob { inline, shared: Vec::new() }) };
+        if !inline.is_empty() {
+            return Err(serde::de::Error::custom(crate::fds::note_error("a payload both inline and shared".into())));
+        }
+        check_shared(&fd.0).map_err(|e| serde::de::Error::custom(crate::fds::note_error(e.to_string())))?;
+        Ok(Blob { inline, shared: vec![fd.0.into()] })
+    }
+}
+
+/// A shared payload's checks: sealed against writing, growing and
+/// shrinking, at most [`SHARED_MAX`]; returns its size.
+fn check_shared(fd: &OwnedFd) -> Result<u64, BlobError> {
+    let seals = SealFlag::from_bits_truncate(fcntl(fd.as_raw_fd(), FcntlArg::F_GET_SEALS)?);
+    if !seals.contains(SealFlag::F_SEAL_WRITE | SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW) {
+        return Err(BlobError::NotSealed);
+    }
+    let len = nix::sys::stat::fstat(fd.as_raw_fd())?.st_size as u64;
+    if len > SHARED_MAX {
+        return Err(BlobError::TooBig(len));
+    }
+    Ok(len)
 }
 
 const SEALS: SealFlag = SealFlag::F_SEAL_SHRINK.union(SealFlag::F_SEAL_GROW).union(SealFlag::F_SEAL_WRITE).union(SealFlag::F_SEAL_SEAL);
@@ -75,15 +137,8 @@ impl Blob {
         }
         let Some(fd) = self.shared.pop() else { return Err(BlobError::Malformed(0)) };
         let fd: OwnedFd = fd.into();
-        let seals = SealFlag::from_bits_truncate(fcntl(fd.as_raw_fd(), FcntlArg::F_GET_SEALS)?);
-        if !seals.contains(SealFlag::F_SEAL_WRITE | SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW) {
-            return Err(BlobError::NotSealed);
-        }
+        let len = check_shared(&fd)?;
         let mut file = std::fs::File::from(fd);
-        let len = file.metadata()?.len();
-        if len > SHARED_MAX {
-            return Err(BlobError::TooBig(len));
-        }
         file.seek(SeekFrom::Start(0))?;
         let mut out = vec![0; len as usize];
         file.read_exact(&mut out)?;

@@ -16,8 +16,12 @@
 //! - [`blob`]: byte payloads that move to a sealed memfd above 1 MiB.
 //! - [`remote`]: the fast path, OpenHarmony's remote objects
 //!   (`SendRequest(code, data)`) on the D-Bus wire without zbus.
+//! - [`fds`]: file descriptors on the fast path (`SCM_RIGHTS`, bounded
+//!   per message and per connection) and [`fds::Fd`], a descriptor as a
+//!   typed argument.
 
 pub mod blob;
+pub mod fds;
 pub mod limit;
 pub mod remote;
 

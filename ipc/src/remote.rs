@@ -17,16 +17,31 @@
 //! The wire is plain D-Bus (little-endian, version 1, SASL EXTERNAL), so
 //! `dbus-send --peer=... org.accord.RemoteObject.SendRequest uint32:1
 //! array:byte:1,2` works against a socket served this way.
+//!
+//! File descriptors pass both ways as D-Bus passes them: the handshake
+//! negotiates them (`NEGOTIATE_UNIX_FD`), they cross with `SCM_RIGHTS`
+//! (received close-on-exec), and each message takes as many of the
+//! received ones, in order, as its `UNIX_FDS` header field says
+//! ([`RemoteProxy::send_request_fds`], [`Handler::on_request_fds`]). The
+//! payload names them by index ([`crate::fds`]). Bounds: at most
+//! [`crate::fds::MAX_FDS`] per message and [`crate::fds::MAX_PENDING_FDS`]
+//! received but unclaimed per connection; a message announcing more than
+//! arrived, or descriptors no message claims, close the connection, and
+//! every descriptor received on it is closed with it. Calls without
+//! descriptors cost what they did (no allocation, no extra system call).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use thiserror::Error;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 use tokio::sync::oneshot;
+
+use crate::fds::{MAX_FDS, MAX_PENDING_FDS};
 
 pub const INTERFACE: &str = "org.accord.RemoteObject";
 pub const METHOD: &str = "SendRequest";
@@ -89,6 +104,16 @@ pub trait Handler: Send + 'static {
     /// to the client as a D-Bus error ([`RemoteError::Remote`] keeps its
     /// name).
     fn on_request(&self, code: u32, data: &[u8], reply: &mut Vec<u8>) -> Result<(), RemoteError>;
+
+    /// [`Handler::on_request`] with the request's descriptors (`fds`, in
+    /// order; those the handler does not keep are closed) and room for
+    /// the reply's (`reply_fds`, at most [`MAX_FDS`]: more turn the reply
+    /// into an error). Every request comes here; the default drops the
+    /// descriptors and calls [`Handler::on_request`].
+    fn on_request_fds(&self, code: u32, data: &[u8], fds: Vec<OwnedFd>, reply: &mut Vec<u8>, reply_fds: &mut Vec<OwnedFd>) -> Result<(), RemoteError> {
+        let _ = (fds, reply_fds);
+        self.on_request(code, data, reply)
+    }
 
     /// A call of `interface.member` other than `SendRequest` (a typed
     /// interface's D-Bus face): `None` if the handler has no such method
@@ -197,6 +222,8 @@ struct Msg<'a> {
     member: &'a str,
     error_name: &'a str,
     signature: &'a str,
+    /// The `UNIX_FDS` header field: descriptors that came with it.
+    unix_fds: u32,
     body: &'a [u8],
 }
 
@@ -263,8 +290,10 @@ fn parse(b: &[u8]) -> Result<Msg<'_>, RemoteError> {
                 at = at.div_ceil(4) * 4;
                 let v = rd_u32(b, at).ok_or(bad("u32 field"))?;
                 at += 4;
-                if code == 5 {
-                    m.reply_serial = Some(v);
+                match code {
+                    5 => m.reply_serial = Some(v),
+                    9 => m.unix_fds = v,
+                    _ => {}
                 }
             }
             _ => return Err(bad("unexpected header field type")),
@@ -287,8 +316,9 @@ fn get_str(body: &[u8]) -> Option<&str> {
     std::str::from_utf8(body.get(4..4 + n)?).ok()
 }
 
-/// A `SendRequest(code, data)` call (`flags`: [`NO_REPLY`] for one-way).
-fn request(out: &mut Vec<u8>, serial: u32, code: u32, data: &[u8], flags: u8) {
+/// A `SendRequest(code, data)` call (`flags`: [`NO_REPLY`] for one-way)
+/// carrying `fds` descriptors.
+fn request(out: &mut Vec<u8>, serial: u32, code: u32, data: &[u8], flags: u8, fds: u32) {
     message(
         out,
         CALL,
@@ -299,6 +329,9 @@ fn request(out: &mut Vec<u8>, serial: u32, code: u32, data: &[u8], flags: u8) {
             field_str(f, 2, b's', INTERFACE);
             field_str(f, 3, b's', METHOD);
             field_str(f, 8, b'g', "uay");
+            if fds != 0 {
+                field_u32(f, 9, fds);
+            }
         },
         |b| {
             put_u32(b, code);
@@ -326,7 +359,7 @@ fn reply_error(out: &mut Vec<u8>, serial: u32, reply_to: u32, name: &str, text: 
     );
 }
 
-fn reply_return(out: &mut Vec<u8>, serial: u32, reply_to: u32, sig: &str, body: impl FnOnce(&mut Vec<u8>)) {
+fn reply_return(out: &mut Vec<u8>, serial: u32, reply_to: u32, sig: &str, fds: u32, body: impl FnOnce(&mut Vec<u8>)) {
     message(
         out,
         RETURN,
@@ -336,6 +369,9 @@ fn reply_return(out: &mut Vec<u8>, serial: u32, reply_to: u32, sig: &str, body: 
             field_u32(f, 5, reply_to);
             if !sig.is_empty() {
                 field_str(f, 8, b'g', sig);
+            }
+            if fds != 0 {
+                field_u32(f, 9, fds);
             }
         },
         body,
@@ -358,9 +394,23 @@ fn hex(s: &str) -> String {
     s.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
+/// One receive on the tokio read half (`recvmsg`: descriptors that come
+/// go to `fds`). Cancel-safe: bytes and descriptors are only taken in the
+/// synchronous part.
+async fn recv_async(r: &OwnedReadHalf, buf: &mut [u8], fds: &mut VecDeque<OwnedFd>) -> std::io::Result<usize> {
+    let s: &UnixStream = r.as_ref();
+    loop {
+        s.readable().await?;
+        match s.try_io(Interest::READABLE, || crate::fds::recv(s.as_raw_fd(), buf, fds)) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            r => return r,
+        }
+    }
+}
+
 /// Reads one `\r\n`-terminated line into `line`, keeping any bytes after
-/// it in `buf`.
-async fn read_line(r: &mut OwnedReadHalf, buf: &mut Vec<u8>) -> Result<String, RemoteError> {
+/// it in `buf` (and descriptors that came with them in `fds`).
+async fn read_line(r: &mut OwnedReadHalf, buf: &mut Vec<u8>, fds: &mut VecDeque<OwnedFd>) -> Result<String, RemoteError> {
     loop {
         if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
             let line = String::from_utf8_lossy(&buf[..i]).into_owned();
@@ -371,25 +421,38 @@ async fn read_line(r: &mut OwnedReadHalf, buf: &mut Vec<u8>) -> Result<String, R
             return Err(RemoteError::Auth("line too long".into()));
         }
         let mut chunk = [0u8; 512];
-        let n = r.read(&mut chunk).await?;
+        let n = recv_async(r, &mut chunk, fds).await?;
         if n == 0 {
             return Err(RemoteError::Dead);
         }
+        check_pending(fds)?;
         buf.extend_from_slice(&chunk[..n]);
     }
 }
 
-/// Server side of the handshake: EXTERNAL for `uid` only. Returns bytes
-/// that followed BEGIN (the first messages).
-async fn sasl_server(r: &mut OwnedReadHalf, w: &mut OwnedWriteHalf, uid: u32) -> Result<Vec<u8>, RemoteError> {
+/// What the server's handshake leaves: bytes that followed BEGIN (the
+/// first messages), descriptors that came with them, and whether the
+/// client negotiated descriptors.
+struct Opened {
+    buf: Vec<u8>,
+    fds: VecDeque<OwnedFd>,
+    fds_agreed: bool,
+}
+
+/// Server side of the handshake: EXTERNAL for `uid` only; descriptors if
+/// the client asks (`NEGOTIATE_UNIX_FD`).
+async fn sasl_server(r: &mut OwnedReadHalf, w: &mut OwnedWriteHalf, uid: u32) -> Result<Opened, RemoteError> {
     let mut buf = Vec::new();
+    let mut fds = VecDeque::new();
+    let mut fds_agreed = false;
     // The credentials byte.
     while buf.is_empty() {
         let mut b = [0u8; 256];
-        let n = r.read(&mut b).await?;
+        let n = recv_async(r, &mut b, &mut fds).await?;
         if n == 0 {
             return Err(RemoteError::Dead);
         }
+        check_pending(&fds)?;
         buf.extend_from_slice(&b[..n]);
     }
     if buf[0] != 0 {
@@ -398,15 +461,18 @@ async fn sasl_server(r: &mut OwnedReadHalf, w: &mut OwnedWriteHalf, uid: u32) ->
     buf.remove(0);
     let guid = format!("{:032x}", u128::from(std::process::id()) << 64 | u128::from(uid) << 32 | 0xacc0);
     loop {
-        let line = read_line(r, &mut buf).await?;
+        let line = read_line(r, &mut buf, &mut fds).await?;
         let mut words = line.split_whitespace();
         match (words.next(), words.next(), words.next()) {
             (Some("AUTH"), Some("EXTERNAL"), Some(id)) if *id == hex(&uid.to_string()) => w.write_all(format!("OK {guid}\r\n").as_bytes()).await?,
             (Some("AUTH"), Some("EXTERNAL"), None) => w.write_all(b"DATA\r\n").await?,
             (Some("DATA"), Some(id), None) if *id == hex(&uid.to_string()) => w.write_all(format!("OK {guid}\r\n").as_bytes()).await?,
             (Some("DATA"), None, None) => w.write_all(format!("OK {guid}\r\n").as_bytes()).await?,
-            (Some("NEGOTIATE_UNIX_FD"), None, None) => w.write_all(b"ERROR fds are not passed on this path\r\n").await?,
-            (Some("BEGIN"), None, None) => return Ok(buf),
+            (Some("NEGOTIATE_UNIX_FD"), None, None) => {
+                fds_agreed = true;
+                w.write_all(b"AGREE_UNIX_FD\r\n").await?
+            }
+            (Some("BEGIN"), None, None) => return Ok(Opened { buf, fds, fds_agreed }),
             (Some("AUTH" | "DATA"), ..) => w.write_all(b"REJECTED EXTERNAL\r\n").await?,
             (Some("CANCEL"), ..) => w.write_all(b"REJECTED EXTERNAL\r\n").await?,
             _ => w.write_all(b"ERROR unknown command\r\n").await?,
@@ -414,19 +480,61 @@ async fn sasl_server(r: &mut OwnedReadHalf, w: &mut OwnedWriteHalf, uid: u32) ->
     }
 }
 
+// --- descriptors -----------------------------------------------------------
+
+/// Received descriptors no whole message has claimed yet: at most
+/// [`MAX_PENDING_FDS`].
+fn check_pending(fds: &VecDeque<OwnedFd>) -> Result<(), RemoteError> {
+    if fds.len() > MAX_PENDING_FDS {
+        return Err(RemoteError::Malformed("more descriptors received than messages claim"));
+    }
+    Ok(())
+}
+
+/// The descriptors message `m` announces, from the front of `fds` (they
+/// came with its first bytes, so they are there once it is whole).
+fn claim(m: &Msg<'_>, fds: &mut VecDeque<OwnedFd>) -> Result<Vec<OwnedFd>, RemoteError> {
+    let n = m.unix_fds as usize;
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    if n > MAX_FDS {
+        return Err(RemoteError::Malformed("a message announces more descriptors than one may carry"));
+    }
+    if n > fds.len() {
+        return Err(RemoteError::Malformed("a message announces more descriptors than arrived"));
+    }
+    Ok(fds.drain(..n).collect())
+}
+
+/// After the whole messages of a read were taken: descriptors left while
+/// no message is half-read belong to none.
+fn check_unclaimed(buf: &[u8], fds: &VecDeque<OwnedFd>) -> Result<(), RemoteError> {
+    if buf.is_empty() && !fds.is_empty() {
+        return Err(RemoteError::Malformed("descriptors arrived that no message claims"));
+    }
+    check_pending(fds)
+}
+
 // --- server ---------------------------------------------------------------
+
+/// Replies' descriptors: (offset in the output of the reply they go with,
+/// the descriptors).
+type OutFds = Vec<(usize, Vec<OwnedFd>)>;
 
 /// Answers the requests of one connection.
 struct Answerer<H> {
     handler: H,
     serial: u32,
     reply: Vec<u8>,
+    reply_fds: Vec<OwnedFd>,
 }
 
 impl<H: Handler> Answerer<H> {
     /// Answers every whole message at the start of `buf` (and drops them
-    /// from it), appending the replies to `out`.
-    fn answer(&mut self, buf: &mut Vec<u8>, out: &mut Vec<u8>) -> Result<(), RemoteError> {
+    /// from it) with the descriptors of `fds` they announce, appending the
+    /// replies to `out` and their descriptors to `out_fds`.
+    fn answer(&mut self, buf: &mut Vec<u8>, fds: &mut VecDeque<OwnedFd>, out: &mut Vec<u8>, out_fds: &mut OutFds) -> Result<(), RemoteError> {
         let mut used = 0;
         while let Some(len) = message_len(&buf[used..])? {
             if buf.len() - used < len {
@@ -434,6 +542,7 @@ impl<H: Handler> Answerer<H> {
             }
             let m = parse(&buf[used..used + len])?;
             used += len;
+            let mine = claim(&m, fds)?;
             if m.kind != CALL {
                 continue;
             }
@@ -446,21 +555,34 @@ impl<H: Handler> Answerer<H> {
                     let code = rd_u32(m.body, 0).ok_or(RemoteError::Malformed("code"))?;
                     let data = get_bytes(m.body, 4).ok_or(RemoteError::Malformed("data"))?;
                     self.reply.clear();
-                    match self.handler.on_request(code, data, &mut self.reply) {
+                    self.reply_fds.clear();
+                    match self.handler.on_request_fds(code, data, mine, &mut self.reply, &mut self.reply_fds) {
+                        Ok(()) if self.reply_fds.len() > MAX_FDS => {
+                            self.reply_fds.clear();
+                            let text = format!("the reply carries more than {MAX_FDS} descriptors");
+                            reply_error(out, serial, m.serial, "org.freedesktop.DBus.Error.LimitsExceeded", &text)
+                        }
                         Ok(()) => {
                             let reply = &self.reply;
-                            reply_return(out, serial, m.serial, "ay", |b| body_bytes(b, reply))
+                            let n = self.reply_fds.len();
+                            if n != 0 && wants_reply {
+                                out_fds.push((out.len(), std::mem::take(&mut self.reply_fds)));
+                            }
+                            reply_return(out, serial, m.serial, "ay", n as u32, |b| body_bytes(b, reply))
                         }
                         Err(RemoteError::Remote { name, message }) => reply_error(out, serial, m.serial, &name, &message),
                         Err(e) => reply_error(out, serial, m.serial, "org.accord.Error.Failed", &e.to_string()),
                     }
+                    // Descriptors of a reply not sent (an error, one way)
+                    // are closed now.
+                    self.reply_fds.clear();
                 }
-                ("org.freedesktop.DBus.Peer" | "", "Ping") => reply_return(out, serial, m.serial, "", |_| {}),
+                ("org.freedesktop.DBus.Peer" | "", "Ping") => reply_return(out, serial, m.serial, "", 0, |_| {}),
                 ("org.freedesktop.DBus.Introspectable" | "", "Introspect") => {
                     let more = self.handler.introspect();
                     let xml = INTROSPECTION
                         .replace(" <interface name=\"org.freedesktop.DBus.Peer\">", &format!("{more} <interface name=\"org.freedesktop.DBus.Peer\">"));
-                    reply_return(out, serial, m.serial, "s", |b| {
+                    reply_return(out, serial, m.serial, "s", 0, |b| {
                         put_u32(b, xml.len() as u32);
                         b.extend_from_slice(xml.as_bytes());
                         b.push(0);
@@ -471,7 +593,7 @@ impl<H: Handler> Answerer<H> {
                     match self.handler.on_dbus_call(i, mb, m.signature, m.body, &mut self.reply) {
                         Some(Ok(sig)) => {
                             let reply = &self.reply;
-                            reply_return(out, serial, m.serial, &sig, |b| b.extend_from_slice(reply))
+                            reply_return(out, serial, m.serial, &sig, 0, |b| b.extend_from_slice(reply))
                         }
                         Some(Err(RemoteError::Remote { name, message })) => reply_error(out, serial, m.serial, &name, &message),
                         Some(Err(e)) => reply_error(out, serial, m.serial, "org.accord.Error.Failed", &e.to_string()),
@@ -487,7 +609,7 @@ impl<H: Handler> Answerer<H> {
             }
         }
         buf.drain(..used);
-        Ok(())
+        check_unclaimed(buf, fds)
     }
 }
 
@@ -507,7 +629,7 @@ pub async fn serve<H: Handler>(stream: UnixStream, handler: H, client_uid: u32) 
 /// [`serve`] with another write deadline than [`WRITE_TIMEOUT`].
 pub async fn serve_with_timeout<H: Handler>(stream: UnixStream, handler: H, client_uid: u32, write_timeout: std::time::Duration) -> Result<(), RemoteError> {
     let (mut r, mut w) = stream.into_split();
-    let buf = match tokio::time::timeout(crate::HANDSHAKE_TIMEOUT, sasl_server(&mut r, &mut w, client_uid)).await {
+    let opened = match tokio::time::timeout(crate::HANDSHAKE_TIMEOUT, sasl_server(&mut r, &mut w, client_uid)).await {
         Ok(r) => r?,
         Err(_) => return Err(RemoteError::Auth(format!("no handshake within {} s", crate::HANDSHAKE_TIMEOUT.as_secs()))),
     };
@@ -527,25 +649,49 @@ pub async fn serve_with_timeout<H: Handler>(stream: UnixStream, handler: H, clie
     }
     let _hangup = Hangup(stream.try_clone()?);
     let (done_tx, done_rx) = oneshot::channel();
-    let answerer = Answerer { handler, serial: 0, reply: Vec::with_capacity(256) };
+    let answerer = Answerer { handler, serial: 0, reply: Vec::with_capacity(256), reply_fds: Vec::new() };
     std::thread::Builder::new().name("remote-object".into()).spawn(move || {
-        let _ = done_tx.send(serve_blocking(stream, buf, answerer, write_timeout));
+        let _ = done_tx.send(serve_blocking(stream, opened, answerer, write_timeout));
     })?;
     done_rx.await.unwrap_or(Err(RemoteError::Dead))
 }
 
+/// Writes `out`, each reply's descriptors (`out_fds`) with its first
+/// byte.
+fn write_replies(stream: &mut std::os::unix::net::UnixStream, out: &[u8], out_fds: &mut OutFds) -> std::io::Result<()> {
+    use std::io::Write;
+    if out_fds.is_empty() {
+        return stream.write_all(out);
+    }
+    let mut at = 0;
+    let starts: Vec<usize> = out_fds.iter().map(|(start, _)| *start).chain([out.len()]).collect();
+    for (i, (start, fds)) in out_fds.drain(..).enumerate() {
+        stream.write_all(&out[at..start])?;
+        let end = starts[i + 1];
+        let n = crate::fds::send(stream.as_raw_fd(), &out[start..end], &fds)?;
+        drop(fds);
+        stream.write_all(&out[start + n..end])?;
+        at = end;
+    }
+    stream.write_all(&out[at..])
+}
+
 fn serve_blocking<H: Handler>(
     mut stream: std::os::unix::net::UnixStream,
-    mut buf: Vec<u8>,
+    opened: Opened,
     mut a: Answerer<H>,
     write_timeout: std::time::Duration,
 ) -> Result<(), RemoteError> {
-    use std::io::{Read, Write};
+    let Opened { mut buf, mut fds, fds_agreed } = opened;
     let mut out = Vec::with_capacity(4096);
+    let mut out_fds = OutFds::new();
     loop {
-        a.answer(&mut buf, &mut out)?;
+        if !fds_agreed && !fds.is_empty() {
+            return Err(RemoteError::Malformed("descriptors on a connection that did not negotiate them"));
+        }
+        a.answer(&mut buf, &mut fds, &mut out, &mut out_fds)?;
         if !out.is_empty() {
-            if let Err(e) = stream.write_all(&out) {
+            if let Err(e) = write_replies(&mut stream, &out, &mut out_fds) {
                 let _ = stream.shutdown(std::net::Shutdown::Both);
                 return Err(match e.kind() {
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => RemoteError::TimedOut(write_timeout),
@@ -553,13 +699,21 @@ fn serve_blocking<H: Handler>(
                 });
             }
             out.clear();
+            out_fds.clear();
         }
         // Read straight into the buffer's tail (nothing can cancel a
-        // blocking read half-way here).
+        // blocking read half-way here); descriptors go to `fds`, and
+        // dropping it on an error closes them.
         let start = buf.len();
         buf.resize(start + 64 * 1024, 0);
-        let n = stream.read(&mut buf[start..])?;
+        let n = crate::fds::recv(stream.as_raw_fd(), &mut buf[start..], &mut fds);
+        let n = match n {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => return Err(RemoteError::Malformed("more descriptors received than messages claim")),
+            Err(e) => return Err(e.into()),
+        };
         buf.truncate(start + n);
+        check_pending(&fds)?;
         if n == 0 {
             return Ok(());
         }
@@ -573,9 +727,11 @@ struct Reader {
     buf: Vec<u8>,
     /// Read into first, so a cancelled read leaves `buf` untouched.
     chunk: Vec<u8>,
+    /// Received descriptors no whole reply has claimed yet.
+    fds: VecDeque<OwnedFd>,
 }
 
-type Reply = Result<Vec<u8>, RemoteError>;
+type Reply = Result<(Vec<u8>, Vec<OwnedFd>), RemoteError>;
 
 struct Shared {
     writer: tokio::sync::Mutex<OwnedWriteHalf>,
@@ -585,6 +741,8 @@ struct Shared {
     waiting: Mutex<HashMap<u32, oneshot::Sender<Reply>>>,
     serial: AtomicU32,
     dead: std::sync::atomic::AtomicBool,
+    /// The server agreed to descriptors (`AGREE_UNIX_FD`).
+    fds_agreed: bool,
 }
 
 /// A client of a remote object (a [`Handler`] served by [`serve`]); cheap to clone, usable from many tasks.
@@ -601,19 +759,26 @@ impl RemoteProxy {
     pub async fn connect(stream: UnixStream) -> Result<RemoteProxy, RemoteError> {
         let (mut r, mut w) = stream.into_split();
         let uid = nix::unistd::geteuid().as_raw().to_string();
-        w.write_all(format!("\0AUTH EXTERNAL {}\r\nBEGIN\r\n", hex(&uid)).as_bytes()).await?;
+        w.write_all(format!("\0AUTH EXTERNAL {}\r\nNEGOTIATE_UNIX_FD\r\nBEGIN\r\n", hex(&uid)).as_bytes()).await?;
         let mut buf = Vec::new();
-        let line = read_line(&mut r, &mut buf).await?;
+        let mut fds = VecDeque::new();
+        let line = read_line(&mut r, &mut buf, &mut fds).await?;
         if !line.starts_with("OK ") {
             return Err(RemoteError::Auth(line));
+        }
+        // AGREE_UNIX_FD, or ERROR from a server without descriptors.
+        let fds_agreed = read_line(&mut r, &mut buf, &mut fds).await? == "AGREE_UNIX_FD";
+        if !fds.is_empty() {
+            return Err(RemoteError::Auth("descriptors during the handshake".into()));
         }
         Ok(RemoteProxy {
             shared: Arc::new(Shared {
                 writer: tokio::sync::Mutex::new(w),
-                reader: tokio::sync::Mutex::new(Reader { half: r, buf, chunk: vec![0; 64 * 1024] }),
+                reader: tokio::sync::Mutex::new(Reader { half: r, buf, chunk: vec![0; 64 * 1024], fds }),
                 waiting: Mutex::default(),
                 serial: AtomicU32::new(1),
                 dead: std::sync::atomic::AtomicBool::new(false),
+                fds_agreed,
             }),
             timeout: CALL_TIMEOUT,
         })
@@ -629,23 +794,41 @@ impl RemoteProxy {
     /// [`TF_ASYNC`]): returns once it is written; the object runs it in
     /// order with the connection's other requests and sends no reply.
     pub async fn send_oneway(&self, code: u32, data: &[u8]) -> Result<(), RemoteError> {
+        self.send_oneway_fds(code, data, Vec::new()).await
+    }
+
+    /// [`RemoteProxy::send_oneway`] with descriptors (at most
+    /// [`MAX_FDS`]); they are closed here once sent.
+    pub async fn send_oneway_fds(&self, code: u32, data: &[u8], fds: Vec<OwnedFd>) -> Result<(), RemoteError> {
         let sh = &self.shared;
         if sh.dead.load(Ordering::Acquire) {
             return Err(RemoteError::Dead);
         }
+        self.check_fds(&fds)?;
         let serial = sh.serial.fetch_add(1, Ordering::Relaxed).max(1);
         let mut msg = Vec::with_capacity(96 + data.len());
-        request(&mut msg, serial, code, data, NO_REPLY);
-        match tokio::time::timeout(self.timeout, self.write(&msg)).await {
+        request(&mut msg, serial, code, data, NO_REPLY, fds.len() as u32);
+        match tokio::time::timeout(self.timeout, self.write(&msg, &fds)).await {
             Ok(r) => r,
             Err(_) => Err(RemoteError::TimedOut(self.timeout)),
         }
     }
 
-    /// Writes one whole message. A write cut short (its caller's deadline
-    /// passed half-way) would leave half a message on the stream: the
-    /// connection is then dead for everyone.
-    async fn write(&self, msg: &[u8]) -> Result<(), RemoteError> {
+    /// Whether `fds` may go in one request on this connection.
+    fn check_fds(&self, fds: &[OwnedFd]) -> Result<(), RemoteError> {
+        if fds.len() > MAX_FDS {
+            return Err(RemoteError::Malformed("more descriptors than one message may carry"));
+        }
+        if !fds.is_empty() && !self.shared.fds_agreed {
+            return Err(RemoteError::Malformed("the server does not take descriptors"));
+        }
+        Ok(())
+    }
+
+    /// Writes one whole message, `fds` with its first byte. A write cut
+    /// short (its caller's deadline passed half-way) would leave half a
+    /// message on the stream: the connection is then dead for everyone.
+    async fn write(&self, msg: &[u8], fds: &[OwnedFd]) -> Result<(), RemoteError> {
         struct Whole<'a>(&'a RemoteProxy, bool);
         impl Drop for Whole<'_> {
             fn drop(&mut self) {
@@ -656,7 +839,22 @@ impl RemoteProxy {
         }
         let mut w = self.shared.writer.lock().await;
         let mut whole = Whole(self, false);
-        let r = w.write_all(msg).await;
+        let r = if fds.is_empty() {
+            w.write_all(msg).await
+        } else {
+            async {
+                let s: &UnixStream = w.as_ref();
+                let n = loop {
+                    s.writable().await?;
+                    match s.try_io(Interest::WRITABLE, || crate::fds::send(s.as_raw_fd(), msg, fds)) {
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                        r => break r?,
+                    }
+                };
+                w.write_all(&msg[n..]).await
+            }
+            .await
+        };
         whole.1 = r.is_ok();
         Ok(r?)
     }
@@ -664,8 +862,17 @@ impl RemoteProxy {
     /// Sends request `code` with `data` and waits for the reply, at most
     /// the proxy's timeout (then [`RemoteError::TimedOut`]).
     pub async fn send_request(&self, code: u32, data: &[u8]) -> Result<Vec<u8>, RemoteError> {
+        self.send_request_fds(code, data, Vec::new()).await.map(|(reply, _)| reply)
+    }
+
+    /// [`RemoteProxy::send_request`] with descriptors both ways: `fds` (at
+    /// most [`MAX_FDS`], closed here once sent) go with the request, and
+    /// the reply's come back, in order, with its bytes. Without
+    /// descriptors it costs what `send_request` does.
+    pub async fn send_request_fds(&self, code: u32, data: &[u8], fds: Vec<OwnedFd>) -> Result<(Vec<u8>, Vec<OwnedFd>), RemoteError> {
+        self.check_fds(&fds)?;
         let serial = self.shared.serial.fetch_add(1, Ordering::Relaxed).max(1);
-        match tokio::time::timeout(self.timeout, self.call(serial, code, data)).await {
+        match tokio::time::timeout(self.timeout, self.call(serial, code, data, fds)).await {
             Ok(r) => r,
             Err(_) => {
                 // A late reply finds no waiter and is dropped.
@@ -675,7 +882,7 @@ impl RemoteProxy {
         }
     }
 
-    async fn call(&self, serial: u32, code: u32, data: &[u8]) -> Result<Vec<u8>, RemoteError> {
+    async fn call(&self, serial: u32, code: u32, data: &[u8], fds: Vec<OwnedFd>) -> Reply {
         let sh = &self.shared;
         if sh.dead.load(Ordering::Acquire) {
             return Err(RemoteError::Dead);
@@ -683,8 +890,10 @@ impl RemoteProxy {
         let (tx, mut rx) = oneshot::channel();
         crate::lock(&sh.waiting).insert(serial, tx);
         let mut msg = Vec::with_capacity(96 + data.len());
-        request(&mut msg, serial, code, data, 0);
-        if let Err(e) = self.write(&msg).await {
+        request(&mut msg, serial, code, data, 0, fds.len() as u32);
+        let written = self.write(&msg, &fds).await;
+        drop(fds);
+        if let Err(e) = written {
             crate::lock(&sh.waiting).remove(&serial);
             return Err(e);
         }
@@ -707,8 +916,17 @@ impl RemoteProxy {
     }
 
     /// Reads at least one message and hands every whole reply to its
-    /// waiter.
+    /// waiter. On an error (the connection is then dead) the descriptors
+    /// received and not handed on are closed at once.
     async fn read_some(&self, rd: &mut Reader) -> Result<(), RemoteError> {
+        let r = self.read_replies(rd).await;
+        if r.is_err() {
+            rd.fds.clear();
+        }
+        r
+    }
+
+    async fn read_replies(&self, rd: &mut Reader) -> Result<(), RemoteError> {
         loop {
             let mut handed = false;
             let mut used = 0;
@@ -718,9 +936,10 @@ impl RemoteProxy {
                 }
                 let m = parse(&rd.buf[used..used + len])?;
                 used += len;
+                let fds = claim(&m, &mut rd.fds)?;
                 let Some(to) = m.reply_serial else { continue };
                 let r = match m.kind {
-                    RETURN => get_bytes(m.body, 0).map(<[u8]>::to_vec).ok_or(RemoteError::Malformed("reply body")),
+                    RETURN => get_bytes(m.body, 0).map(|b| (b.to_vec(), fds)).ok_or(RemoteError::Malformed("reply body")),
                     ERROR => Err(RemoteError::Remote { name: m.error_name.to_owned(), message: get_str(m.body).unwrap_or("").to_owned() }),
                     _ => continue,
                 };
@@ -730,14 +949,23 @@ impl RemoteProxy {
                 handed = true;
             }
             rd.buf.drain(..used);
+            check_unclaimed(&rd.buf, &rd.fds)?;
             if handed {
                 return Ok(());
             }
-            let n = rd.half.read(&mut rd.chunk).await?;
+            let n = match recv_async(&rd.half, &mut rd.chunk, &mut rd.fds).await {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => return Err(RemoteError::Malformed("more descriptors received than messages claim")),
+                Err(e) => return Err(e.into()),
+            };
             if n == 0 {
                 return Err(RemoteError::Dead);
             }
             rd.buf.extend_from_slice(&rd.chunk[..n]);
+            if !self.shared.fds_agreed && !rd.fds.is_empty() {
+                return Err(RemoteError::Malformed("descriptors on a connection that did not negotiate them"));
+            }
+            check_pending(&rd.fds)?;
         }
     }
 
@@ -782,11 +1010,76 @@ mod tests {
     #[test]
     fn messages_round_trip_through_the_parser() {
         let mut b = Vec::new();
-        request(&mut b, 7, 42, b"hello", 0);
+        request(&mut b, 7, 42, b"hello", 0, 0);
         assert_eq!(message_len(&b).unwrap(), Some(b.len()));
         let m = parse(&b).unwrap();
         assert_eq!((m.kind, m.serial, m.path, m.interface, m.member, m.signature), (CALL, 7, PATH, INTERFACE, METHOD, "uay"));
         assert_eq!((rd_u32(m.body, 0), get_bytes(m.body, 4)), (Some(42), Some(&b"hello"[..])));
+    }
+
+    /// Memfds named `name` this process holds.
+    fn held(name: &str) -> usize {
+        let want = format!("/memfd:{name} ");
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter(|l| l.to_string_lossy().starts_with(&want))
+            .count()
+    }
+
+    /// A server that answers a request with a reply announcing 3
+    /// descriptors and carrying 1, and one carrying 2 it does not
+    /// announce: the client's call fails, its connection is dead, and
+    /// the descriptors it received are closed.
+    #[test]
+    fn a_reply_with_descriptors_it_does_not_announce_kills_the_client_connection() {
+        use std::io::{Read, Write};
+        for (name, announced, sent) in [(c"accord-remote-more", 3u32, 1usize), (c"accord-remote-unclaimed", 0, 2)] {
+            let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+            let (sent_tx, sent_rx) = std::sync::mpsc::channel();
+            let server = std::thread::spawn(move || {
+                let mut got = Vec::new();
+                while !got.ends_with(b"BEGIN\r\n") {
+                    let mut c = [0u8; 256];
+                    let n = b.read(&mut c).unwrap();
+                    assert!(n > 0);
+                    got.extend_from_slice(&c[..n]);
+                }
+                b.write_all(b"OK 00000000000000000000000000000000\r\nAGREE_UNIX_FD\r\n").unwrap();
+                let mut req = vec![0u8; 16];
+                b.read_exact(&mut req).unwrap();
+                let len = message_len(&req).unwrap().unwrap();
+                req.resize(len, 0);
+                b.read_exact(&mut req[16..]).unwrap();
+                let serial = parse(&req).unwrap().serial;
+                let mut out = Vec::new();
+                reply_return(&mut out, 1, serial, "ay", announced, |body| body_bytes(body, b"x"));
+                let probes: Vec<OwnedFd> =
+                    (0..sent).map(|_| nix::sys::memfd::memfd_create(name, nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC).unwrap()).collect();
+                let n = crate::fds::send(b.as_raw_fd(), &out, &probes).unwrap();
+                drop(probes);
+                b.write_all(&out[n..]).unwrap();
+                // The server's own copies are closed.
+                sent_tx.send(()).unwrap();
+                // Hold the socket open until the client hangs up.
+                let _ = b.read(&mut [0u8; 64]);
+            });
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                a.set_nonblocking(true).unwrap();
+                let p = RemoteProxy::connect(UnixStream::from_std(a).unwrap()).await.unwrap();
+                assert!(p.shared.fds_agreed);
+                let e = p.send_request(1, b"").await.unwrap_err();
+                assert!(matches!(e, RemoteError::Malformed(_)), "{e:?}");
+                assert!(p.is_dead());
+                sent_rx.recv().unwrap();
+                assert_eq!(held(name.to_str().unwrap()), 0, "{name:?}: closed while the proxy lives on");
+                drop(p);
+            });
+            drop(rt);
+            server.join().unwrap();
+            assert_eq!(held(name.to_str().unwrap()), 0, "{name:?}: no descriptor leaked");
+        }
     }
 
     fn echo(code: u32, data: &[u8], reply: &mut Vec<u8>) -> Result<(), RemoteError> {
@@ -798,7 +1091,7 @@ mod tests {
     }
 
     fn answerer() -> Answerer<impl Handler> {
-        Answerer { handler: echo, serial: 0, reply: Vec::new() }
+        Answerer { handler: echo, serial: 0, reply: Vec::new(), reply_fds: Vec::new() }
     }
 
     /// A valid frame of any kind this path speaks, and what it holds.
@@ -812,8 +1105,8 @@ mod tests {
     impl Frame {
         fn encode(&self, out: &mut Vec<u8>) {
             match self {
-                Frame::Request { serial, code, data, oneway } => request(out, *serial, *code, data, if *oneway { NO_REPLY } else { 0 }),
-                Frame::Return { serial, to, data } => reply_return(out, *serial, *to, "ay", |b| body_bytes(b, data)),
+                Frame::Request { serial, code, data, oneway } => request(out, *serial, *code, data, if *oneway { NO_REPLY } else { 0 }, 0),
+                Frame::Return { serial, to, data } => reply_return(out, *serial, *to, "ay", 0, |b| body_bytes(b, data)),
                 Frame::Error { serial, to, name, text } => reply_error(out, *serial, *to, name, text),
             }
         }
@@ -888,7 +1181,7 @@ mod tests {
             proptest::prop_assert_eq!(at, b.len());
             let mut out = Vec::new();
             let mut buf = b.clone();
-            answerer().answer(&mut buf, &mut out).unwrap();
+            answerer().answer(&mut buf, &mut VecDeque::new(), &mut out, &mut OutFds::new()).unwrap();
             proptest::prop_assert!(buf.is_empty());
             let wanted: Vec<u32> = frames.iter().filter_map(|f| match f { Frame::Request { serial, oneway: false, .. } => Some(*serial), _ => None }).collect();
             let mut got = Vec::new();
@@ -930,7 +1223,7 @@ mod tests {
             let mut out = Vec::new();
             for chunk in b.chunks(piece) {
                 buf.extend_from_slice(chunk);
-                if a.answer(&mut buf, &mut out).is_err() {
+                if a.answer(&mut buf, &mut VecDeque::new(), &mut out, &mut OutFds::new()).is_err() {
                     break;
                 }
                 proptest::prop_assert!(buf.len() <= b.len());
@@ -941,6 +1234,39 @@ mod tests {
                     Ok(Some(n)) if n <= b.len() - at => { let _ = parse(&b[at..at + n]); at += n.max(1); }
                     _ => break,
                 }
+            }
+        }
+
+        /// Requests announcing descriptors, mutated, fed in pieces with
+        /// some descriptors: an error or answers, never a panic, and
+        /// never more descriptors held than arrived.
+        #[test]
+        fn mutated_frames_with_fds_never_panic(
+            reqs in proptest::collection::vec((proptest::prelude::any::<u32>(), proptest::collection::vec(proptest::prelude::any::<u8>(), 0..100), 0u32..4), 1..4),
+            muts in proptest::collection::vec(mutation(), 0..3),
+            piece in 1usize..200,
+            given in 0usize..10,
+        ) {
+            let mut b = Vec::new();
+            for (i, (code, data, n)) in reqs.iter().enumerate() {
+                request(&mut b, i as u32 + 1, *code, data, 0, *n);
+            }
+            for m in &muts {
+                match m {
+                    Mutation::Set(i, v) => { let i = i.index(b.len()); b[i] = *v; }
+                    Mutation::Cut(i) => { let i = i.index(b.len()); b.truncate(i.max(1)); }
+                    Mutation::Length(..) => {}
+                }
+            }
+            let mut fds: VecDeque<OwnedFd> = (0..given).map(|_| std::fs::File::open("/dev/null").unwrap().into()).collect();
+            let mut a = answerer();
+            let (mut buf, mut out, mut out_fds) = (Vec::new(), Vec::new(), OutFds::new());
+            for chunk in b.chunks(piece) {
+                buf.extend_from_slice(chunk);
+                if a.answer(&mut buf, &mut fds, &mut out, &mut out_fds).is_err() {
+                    break;
+                }
+                proptest::prop_assert!(fds.len() <= given && out_fds.is_empty());
             }
         }
     }

@@ -155,6 +155,26 @@ pub trait RemoteObject: Send + Sync + 'static {
     /// Answers request `code` with `data` from `caller` by appending to
     /// `reply`. Runs inline in the connection's thread: return quickly.
     fn on_remote_request(&self, caller: &Caller, code: u32, data: &[u8], reply: &mut Vec<u8>) -> Result<(), RemoteError>;
+    /// [`RemoteObject::on_remote_request`] with the request's file
+    /// descriptors (`fds`; those not kept are closed) and the reply's
+    /// (`reply_fds`, at most [`accord_ipc::fds::MAX_FDS`]); see
+    /// [`accord_ipc::remote::Handler::on_request_fds`]. Every request comes
+    /// here; the default drops the descriptors and calls
+    /// `on_remote_request`. A typed interface ([`crate::interface`])
+    /// passes them to its [`crate::typed::Fd`] and [`crate::typed::Blob`]
+    /// arguments and results.
+    fn on_remote_request_fds(
+        &self,
+        caller: &Caller,
+        code: u32,
+        data: &[u8],
+        fds: Vec<std::os::fd::OwnedFd>,
+        reply: &mut Vec<u8>,
+        reply_fds: &mut Vec<std::os::fd::OwnedFd>,
+    ) -> Result<(), RemoteError> {
+        let _ = (fds, reply_fds);
+        self.on_remote_request(caller, code, data, reply)
+    }
     /// As [`SystemAbility::on_idle`].
     fn on_idle(&self) -> bool {
         true
@@ -196,6 +216,16 @@ struct Bound {
 impl Handler for Bound {
     fn on_request(&self, code: u32, data: &[u8], reply: &mut Vec<u8>) -> Result<(), RemoteError> {
         self.obj.on_remote_request(&self.caller, code, data, reply)
+    }
+    fn on_request_fds(
+        &self,
+        code: u32,
+        data: &[u8],
+        fds: Vec<std::os::fd::OwnedFd>,
+        reply: &mut Vec<u8>,
+        reply_fds: &mut Vec<std::os::fd::OwnedFd>,
+    ) -> Result<(), RemoteError> {
+        self.obj.on_remote_request_fds(&self.caller, code, data, fds, reply, reply_fds)
     }
     fn on_dbus_call(&self, interface: &str, member: &str, signature: &str, body: &[u8], reply: &mut Vec<u8>) -> Option<Result<String, RemoteError>> {
         self.obj.on_dbus_call(&self.caller, interface, member, signature, body, reply)

@@ -27,13 +27,48 @@
 //! with `is_dead()`). `#[oneway]` methods send no reply (OpenHarmony's
 //! TF_ASYNC) and run in order with the connection's other requests.
 //!
+//! # File descriptors and blobs
+//!
+//! An argument or result (or a field of one) may be a file descriptor,
+//! [`Fd`] (an `OwnedFd`), or a byte payload of any size, [`Blob`]:
+//!
+//! ```ignore
+//! #[accord_safwk::interface(name = "org.example.Files")]
+//! pub trait Files {
+//!     /// Writes to the caller's pipe.
+//!     fn write_to(&self, out: Fd, text: String) -> u32;
+//!     fn open(&self, path: String) -> Result<Fd, FilesError>;
+//!     fn digest(&self, data: Blob) -> Blob;
+//! }
+//! ```
+//!
+//! A descriptor crosses the socket itself (SCM_RIGHTS; the receiver's copy
+//! is close-on-exec and closed when its `Fd` is dropped); the payload holds
+//! its index in the message's list, as D-Bus's `h` does. The sender keeps
+//! its own descriptor: the proxy sends a duplicate and drops the argument
+//! when the call returns. A [`Blob`] up to 1 MiB travels inline, above in a
+//! sealed memfd (a descriptor): the receiver checks it as it decodes
+//! (sealed against writing, growing and shrinking, at most 128 MiB), so a
+//! request with an unsealed memfd is refused with InvalidArgs naming the
+//! argument ("shared payload is not sealed") before the method runs, and
+//! a reply with one fails the call the same way. At most 16 descriptors go
+//! in one message (`accord_ipc::fds::MAX_FDS`): more fail the call before
+//! it is sent (a reply with more is an error for the client). Descriptor
+//! bounds on the connection: see [`accord_ipc::remote`].
+//!
+//! The D-Bus face does not carry descriptors: a method with an `Fd`
+//! argument answers `InvalidArgs` there ("a descriptor travels only on the
+//! fast path"), one with an `Fd` result an error, and a `Blob` goes only
+//! inline (its D-Bus form is `(ayah)`).
+//!
 //! # The wire
 //!
 //! A request is `SendRequest(code, data)`: `code` is the method's, derived
 //! from its name (FNV-1a folded into 1..=0x00FF_FFFF, OpenHarmony's user
 //! range) or pinned with `#[code = N]`, so codes do not move when methods
 //! are reordered; `data` is one version byte ([`WIRE_VERSION`]) and the
-//! arguments in order, in [postcard](https://docs.rs/postcard) (a compact,
+//! arguments in order (an [`Fd`] as its `u32` index in the message's
+//! descriptors, a [`Blob`] as its inline bytes and an optional index), in [postcard](https://docs.rs/postcard) (a compact,
 //! non-self-describing serde format: varint integers, length-prefixed
 //! bytes and strings; chosen for speed and size, see ARCHITECTURE.md). A
 //! reply is a version byte and the result in postcard. An unknown code is
@@ -64,6 +99,7 @@
 //! `<interface>.Error` with that text.
 
 use std::fmt::Write as _;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::de::DeserializeOwned;
@@ -71,6 +107,8 @@ use serde::Serialize;
 use tracing::{error, warn};
 use zbus::zvariant;
 
+pub use accord_ipc::blob::Blob;
+pub use accord_ipc::fds::Fd;
 pub use accord_ipc::remote::{RemoteError, RemoteProxy};
 
 /// The encoding's version: the first byte of every request and reply.
@@ -132,8 +170,36 @@ pub fn encode_request<T: Serialize + ?Sized>(args: &T, out: &mut Vec<u8>) -> Res
 fn postcard_what(e: &postcard::Error) -> &'static str {
     match e {
         postcard::Error::SerializeSeqLengthUnknown => "a sequence of unknown length cannot be encoded",
+        postcard::Error::SerdeSerCustom => {
+            "the value cannot be encoded (more than 16 descriptors in one message, a descriptor that cannot be duplicated, a blob of several)"
+        }
         _ => "the value cannot be encoded",
     }
+}
+
+/// [`encode_request`] of arguments that may hold descriptors ([`Fd`], a
+/// shared [`Blob`]): returns them, in index order, for
+/// [`RemoteProxy::send_request_fds`].
+pub fn encode_request_fds<T: Serialize + ?Sized>(args: &T, out: &mut Vec<u8>) -> Result<Vec<OwnedFd>, RemoteError> {
+    let (r, fds) = accord_ipc::fds::encode_with(|| encode_request(args, out));
+    r.map(|()| fds)
+}
+
+/// [`encode_reply`] of a result that may hold descriptors: returns them.
+pub fn encode_reply_fds<T: Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) -> Result<Vec<OwnedFd>, RemoteError> {
+    let (r, fds) = accord_ipc::fds::encode_with(|| encode_reply(v, out));
+    r.map(|()| fds)
+}
+
+/// Runs `f` (the decoding of a request's arguments) with the request's
+/// descriptors at hand; those no argument took are closed.
+pub fn decode_with<R>(fds: Vec<OwnedFd>, f: impl FnOnce() -> R) -> R {
+    accord_ipc::fds::decode_with(fds, f)
+}
+
+/// [`decode_reply`] of a reply that came with descriptors.
+pub fn decode_reply_fds<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T, RemoteError> {
+    accord_ipc::fds::decode_with(fds, || decode_reply(bytes))
 }
 
 /// The arguments of a request, after its version byte.
@@ -152,7 +218,16 @@ pub fn arg<T: DeserializeOwned>(rest: &mut &[u8], interface: &str, member: &str,
             *rest = tail;
             Ok(v)
         }
-        Err(e) => Err(invalid_args(format!("{interface}.{member}: argument `{name}`: {e}"))),
+        Err(e) => Err(invalid_args(format!("{interface}.{member}: argument `{name}`: {}", de_why(&e)))),
+    }
+}
+
+/// What a decoding error says, with the value's own words when it
+/// refused (a descriptor not there, an unsealed memfd).
+fn de_why(e: &postcard::Error) -> String {
+    match e {
+        postcard::Error::SerdeDeCustom => accord_ipc::fds::take_error().unwrap_or_else(|| e.to_string()),
+        _ => e.to_string(),
     }
 }
 
@@ -193,9 +268,12 @@ pub fn encode_reply<T: Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) -> Result<(
 /// ignored.
 pub fn decode_reply<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RemoteError> {
     match bytes.split_first() {
-        Some((&WIRE_VERSION, rest)) => {
-            postcard::take_from_bytes::<T>(rest).map(|(v, _)| v).map_err(|_| RemoteError::Malformed("reply does not decode as the method's result"))
-        }
+        Some((&WIRE_VERSION, rest)) => postcard::take_from_bytes::<T>(rest).map(|(v, _)| v).map_err(|e| match e {
+            // A value of the result refused (an unsealed memfd, a
+            // descriptor that did not come): say why.
+            postcard::Error::SerdeDeCustom => invalid_args(format!("the reply: {}", de_why(&e))),
+            _ => RemoteError::Malformed("reply does not decode as the method's result"),
+        }),
         Some(_) => Err(RemoteError::Malformed("reply in another wire version")),
         None => Err(RemoteError::Malformed("empty reply")),
     }

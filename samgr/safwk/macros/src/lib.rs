@@ -6,7 +6,10 @@
 //! (`FooStub`, dispatching `SendRequest` codes to the trait's methods with
 //! the caller at hand) and a D-Bus face of the same methods (each callable
 //! by name with its D-Bus signature, and listed by `Introspect`), so stock
-//! `dbus-send` sees a described interface. The encoding and the rules for
+//! `dbus-send` sees a described interface. The proxy and the stub carry
+//! the file descriptors that arguments and results hold (`typed::Fd`, a
+//! shared `Blob`) with the request and the reply; the D-Bus face does not.
+//! The encoding and the rules for
 //! evolving an interface live in `accord_safwk::typed`; this crate only
 //! writes code that calls it. See that module for the user's guide.
 
@@ -273,15 +276,15 @@ fn expand(name: LitStr, mut tr: ItemTrait) -> syn::Result<Tokens> {
         });
         let names: Vec<&Ident> = args.iter().map(|(n, _, _)| n).collect();
         let tys: Vec<&Type> = args.iter().map(|(_, t, _)| t).collect();
-        let encode = quote!(#rt::encode_request(&(#(&#names,)*), &mut __data));
+        let encode = quote!(#rt::encode_request_fds(&(#(&#names,)*), &mut __data));
         let proxy_fn = if *oneway {
             quote! {
                 #(#docs)*
                 /// One way: returns once the request is written.
                 pub async fn #ident(&self, #(#names: #tys),*) -> ::std::result::Result<(), #rt::RemoteError> {
                     let mut __data = ::std::vec::Vec::with_capacity(64);
-                    #encode?;
-                    self.remote.send_oneway(Self::#cname, &__data).await
+                    let __fds = #encode?;
+                    self.remote.send_oneway_fds(Self::#cname, &__data, __fds).await
                 }
             }
         } else {
@@ -290,26 +293,26 @@ fn expand(name: LitStr, mut tr: ItemTrait) -> syn::Result<Tokens> {
                     #(#docs)*
                     pub async fn #ident(&self, #(#names: #tys),*) -> ::std::result::Result<#t, #rt::CallError<#e>> {
                         let mut __data = ::std::vec::Vec::with_capacity(64);
-                        #encode.map_err(#rt::CallError::Ipc)?;
-                        let __reply = self.remote.send_request(Self::#cname, &__data).await.map_err(#rt::CallError::Ipc)?;
-                        #rt::decode_reply::<::std::result::Result<#t, #e>>(&__reply).map_err(#rt::CallError::Ipc)?.map_err(#rt::CallError::Sa)
+                        let __fds = #encode.map_err(#rt::CallError::Ipc)?;
+                        let (__reply, __rfds) = self.remote.send_request_fds(Self::#cname, &__data, __fds).await.map_err(#rt::CallError::Ipc)?;
+                        #rt::decode_reply_fds::<::std::result::Result<#t, #e>>(&__reply, __rfds).map_err(#rt::CallError::Ipc)?.map_err(#rt::CallError::Sa)
                     }
                 },
                 Ret::Plain(t) => quote! {
                     #(#docs)*
                     pub async fn #ident(&self, #(#names: #tys),*) -> ::std::result::Result<#t, #rt::RemoteError> {
                         let mut __data = ::std::vec::Vec::with_capacity(64);
-                        #encode?;
-                        let __reply = self.remote.send_request(Self::#cname, &__data).await?;
-                        #rt::decode_reply::<#t>(&__reply)
+                        let __fds = #encode?;
+                        let (__reply, __rfds) = self.remote.send_request_fds(Self::#cname, &__data, __fds).await?;
+                        #rt::decode_reply_fds::<#t>(&__reply, __rfds)
                     }
                 },
                 Ret::Unit => quote! {
                     #(#docs)*
                     pub async fn #ident(&self, #(#names: #tys),*) -> ::std::result::Result<(), #rt::RemoteError> {
                         let mut __data = ::std::vec::Vec::with_capacity(64);
-                        #encode?;
-                        let __reply = self.remote.send_request(Self::#cname, &__data).await?;
+                        let __fds = #encode?;
+                        let __reply = self.remote.send_request_fds(Self::#cname, &__data, __fds).await?.0;
                         #rt::decode_reply::<()>(&__reply)
                     }
                 },
@@ -329,14 +332,27 @@ fn expand(name: LitStr, mut tr: ItemTrait) -> syn::Result<Tokens> {
                 }
             })
             .collect();
-        let reply_encode = if *oneway { quote!(let _ = __r; Ok(())) } else { quote!(#rt::encode_reply(&__r, __reply)) };
+        let reply_encode = if *oneway {
+            quote!(let _ = __r; Ok(()))
+        } else {
+            quote! {
+                let __out = #rt::encode_reply_fds(&__r, __reply)?;
+                __reply_fds.extend(__out);
+                Ok(())
+            }
+        };
         arms.push(quote! {
             #proxy::#cname => {
-                #(#decode_args)*
-                {
-                    static __WARNED: ::std::sync::atomic::AtomicBool = ::std::sync::atomic::AtomicBool::new(false);
-                    #rt::end_args(__rest, #iface, #member, &__WARNED);
-                }
+                // The request's descriptors are at hand while its
+                // arguments decode (an Fd, a shared Blob take theirs).
+                let (#(#names,)*): (#(#tys,)*) = #rt::decode_with(__fds, || -> ::std::result::Result<_, #rt::RemoteError> {
+                    #(#decode_args)*
+                    {
+                        static __WARNED: ::std::sync::atomic::AtomicBool = ::std::sync::atomic::AtomicBool::new(false);
+                        #rt::end_args(__rest, #iface, #member, &__WARNED);
+                    }
+                    ::std::result::Result::Ok((#(#names,)*))
+                })?;
                 let __r = #rt::guard(#iface, #member, || self.0.#ident(#call_args))?;
                 #reply_encode
             }
@@ -424,6 +440,17 @@ fn expand(name: LitStr, mut tr: ItemTrait) -> syn::Result<Tokens> {
 
         impl<S: #tname + Send + Sync + 'static + ?Sized> ::accord_safwk::RemoteObject for #stub<S> {
             fn on_remote_request(&self, __caller: &::accord_safwk::Caller, __code: u32, __data: &[u8], __reply: &mut ::std::vec::Vec<u8>) -> ::std::result::Result<(), #rt::RemoteError> {
+                self.on_remote_request_fds(__caller, __code, __data, ::std::vec::Vec::new(), __reply, &mut ::std::vec::Vec::new())
+            }
+            fn on_remote_request_fds(
+                &self,
+                __caller: &::accord_safwk::Caller,
+                __code: u32,
+                __data: &[u8],
+                __fds: ::std::vec::Vec<::std::os::fd::OwnedFd>,
+                __reply: &mut ::std::vec::Vec<u8>,
+                __reply_fds: &mut ::std::vec::Vec<::std::os::fd::OwnedFd>,
+            ) -> ::std::result::Result<(), #rt::RemoteError> {
                 let mut __rest = #rt::open_request(__data, #iface)?;
                 match __code {
                     #(#arms)*
