@@ -439,9 +439,11 @@ struct Opened {
     fds_agreed: bool,
 }
 
-/// Server side of the handshake: EXTERNAL for `uid` only; descriptors if
-/// the client asks (`NEGOTIATE_UNIX_FD`).
-async fn sasl_server(r: &mut OwnedReadHalf, w: &mut OwnedWriteHalf, uid: u32) -> Result<Opened, RemoteError> {
+/// Server side of the handshake: EXTERNAL for `uid` only (any uid when
+/// `None`: a private pair, see [`serve_private`]); descriptors if the
+/// client asks (`NEGOTIATE_UNIX_FD`). Returns the bytes and descriptors
+/// that followed BEGIN.
+async fn sasl_server(r: &mut OwnedReadHalf, w: &mut OwnedWriteHalf, uid: Option<u32>) -> Result<Opened, RemoteError> {
     let mut buf = Vec::new();
     let mut fds = VecDeque::new();
     let mut fds_agreed = false;
@@ -459,14 +461,19 @@ async fn sasl_server(r: &mut OwnedReadHalf, w: &mut OwnedWriteHalf, uid: u32) ->
         return Err(RemoteError::Auth("no credentials byte".into()));
     }
     buf.remove(0);
-    let guid = format!("{:032x}", u128::from(std::process::id()) << 64 | u128::from(uid) << 32 | 0xacc0);
+    let guid = format!("{:032x}", u128::from(std::process::id()) << 64 | u128::from(uid.unwrap_or(u32::MAX)) << 32 | 0xacc0);
+    let expected = uid.map(|u| hex(&u.to_string()));
+    let accepts = |id: &str| match &expected {
+        Some(e) => id == e,
+        None => !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+    };
     loop {
         let line = read_line(r, &mut buf, &mut fds).await?;
         let mut words = line.split_whitespace();
         match (words.next(), words.next(), words.next()) {
-            (Some("AUTH"), Some("EXTERNAL"), Some(id)) if *id == hex(&uid.to_string()) => w.write_all(format!("OK {guid}\r\n").as_bytes()).await?,
+            (Some("AUTH"), Some("EXTERNAL"), Some(id)) if accepts(id) => w.write_all(format!("OK {guid}\r\n").as_bytes()).await?,
             (Some("AUTH"), Some("EXTERNAL"), None) => w.write_all(b"DATA\r\n").await?,
-            (Some("DATA"), Some(id), None) if *id == hex(&uid.to_string()) => w.write_all(format!("OK {guid}\r\n").as_bytes()).await?,
+            (Some("DATA"), Some(id), None) if accepts(id) => w.write_all(format!("OK {guid}\r\n").as_bytes()).await?,
             (Some("DATA"), None, None) => w.write_all(format!("OK {guid}\r\n").as_bytes()).await?,
             (Some("NEGOTIATE_UNIX_FD"), None, None) => {
                 fds_agreed = true;
@@ -628,6 +635,19 @@ pub async fn serve<H: Handler>(stream: UnixStream, handler: H, client_uid: u32) 
 
 /// [`serve`] with another write deadline than [`WRITE_TIMEOUT`].
 pub async fn serve_with_timeout<H: Handler>(stream: UnixStream, handler: H, client_uid: u32, write_timeout: std::time::Duration) -> Result<(), RemoteError> {
+    serve_as(stream, handler, Some(client_uid), write_timeout).await
+}
+
+/// [`serve`] on one end of a socket pair this process made and handed to
+/// one peer (a listener object passed in a call): the pair is private to
+/// that peer, so the handshake takes whatever uid it states (SO_PEERCRED
+/// of a pair names this process, not the peer, and the peer's uid is not
+/// known here).
+pub async fn serve_private<H: Handler>(stream: UnixStream, handler: H) -> Result<(), RemoteError> {
+    serve_as(stream, handler, None, WRITE_TIMEOUT).await
+}
+
+async fn serve_as<H: Handler>(stream: UnixStream, handler: H, client_uid: Option<u32>, write_timeout: std::time::Duration) -> Result<(), RemoteError> {
     let (mut r, mut w) = stream.into_split();
     let opened = match tokio::time::timeout(crate::HANDSHAKE_TIMEOUT, sasl_server(&mut r, &mut w, client_uid)).await {
         Ok(r) => r?,

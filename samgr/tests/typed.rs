@@ -307,6 +307,124 @@ async fn stock_dbus_send_calls_generated_methods_by_name() {
     assert!(xml.contains("SendRequest"), "the fast path is still listed: {xml}");
 }
 
+// --- listener objects ------------------------------------------------------------
+
+/// What a subscriber hears (the client implements it).
+#[interface(name = "org.accord.test.Events")]
+pub trait Events {
+    #[oneway]
+    fn changed(&self, key: String, n: u32);
+}
+
+/// An SA that calls its subscribers back.
+#[interface(name = "org.accord.test.Topics")]
+pub trait Topics {
+    /// Sends `count` changes of `key` to `listener`, then waits for it to go away.
+    fn subscribe(&self, key: String, count: u32, listener: accord_safwk::typed::Listener<EventsProxy>) -> bool;
+    /// Subscribers whose process went away.
+    fn gone(&self) -> u32;
+}
+
+struct Notifier {
+    rt: tokio::runtime::Handle,
+    gone: std::sync::Arc<AtomicU32>,
+}
+
+impl Topics for Notifier {
+    fn subscribe(&self, key: String, count: u32, listener: accord_safwk::typed::Listener<EventsProxy>) -> bool {
+        let gone = self.gone.clone();
+        self.rt.spawn(async move {
+            let events = listener.connect().await.expect("the listener's handshake");
+            for n in 0..count {
+                events.changed(key.clone(), n).await.expect("a notification");
+            }
+            events.died().await;
+            gone.fetch_add(1, Ordering::SeqCst);
+        });
+        true
+    }
+    fn gone(&self) -> u32 {
+        self.gone.load(Ordering::SeqCst)
+    }
+}
+
+struct Collect(tokio::sync::mpsc::UnboundedSender<(String, u32)>);
+
+impl Events for Collect {
+    fn changed(&self, key: String, n: u32) {
+        let _ = self.0.send((key, n));
+    }
+}
+
+/// A client passes a listener object; the SA calls it back in order, on
+/// a connection of its own, and hears when the client's process is gone.
+/// The subscriber runs as a child process (this binary, helper
+/// `helper_subscriber`) so that its death is real.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sa_calls_a_listener_back_and_hears_when_it_goes() {
+    let (_dir, sock, host) = setup().await;
+    let gone = std::sync::Arc::new(AtomicU32::new(0));
+    host.publish_remote(2302, Notifier { rt: tokio::runtime::Handle::current(), gone: gone.clone() }.into_remote(), None).await.unwrap();
+
+    // In this process: three changes, in order.
+    let samgr = Samgr::connect(&sock).await.unwrap();
+    let topics = samgr.get_proxy::<TopicsProxy>(2302).await.unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    assert!(topics.subscribe("k".into(), 3, accord_safwk::typed::Listener::new(Collect(tx).into_remote())).await.unwrap());
+    for n in 0..3 {
+        let got = tokio::time::timeout(DEADLINE, rx.recv()).await.expect("a notification in time");
+        assert_eq!(got, Some(("k".to_owned(), n)));
+    }
+
+    // A subscriber process that exits: the SA's listener proxy dies.
+    let out = tokio::task::spawn_blocking({
+        let sock = sock.clone();
+        move || {
+            std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--ignored", "--exact", "helper_subscriber", "--nocapture", "--test-threads=1"])
+                .env("ACCORD_TYPED_SOCK", sock)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let end = std::time::Instant::now() + DEADLINE;
+    while topics.gone().await.unwrap() < 1 {
+        assert!(std::time::Instant::now() < end, "the SA never heard that the subscriber's process went away");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Helper: subscribes, takes two notifications and exits.
+#[test]
+#[ignore = "helper of an_sa_calls_a_listener_back_and_hears_when_it_goes"]
+fn helper_subscriber() {
+    let sock = std::path::PathBuf::from(std::env::var_os("ACCORD_TYPED_SOCK").expect("a helper: run by an_sa_calls_a_listener_back_and_hears_when_it_goes"));
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let samgr = Samgr::connect(&sock).await.unwrap();
+        let topics = samgr.get_proxy::<TopicsProxy>(2302).await.unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        assert!(topics.subscribe("child".into(), 2, accord_safwk::typed::Listener::new(Collect(tx).into_remote())).await.unwrap());
+        for n in 0..2 {
+            let got = tokio::time::timeout(DEADLINE, rx.recv()).await.expect("a notification in time");
+            assert_eq!(got, Some(("child".to_owned(), n)));
+        }
+    });
+    // The process exits: its listener goes with it.
+}
+
+/// A listener made here cannot be connected to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_listener_is_not_a_proxy() {
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let l = accord_safwk::typed::Listener::<EventsProxy>::new(Collect(tx).into_remote());
+    let e = l.connect().await.unwrap_err().to_string();
+    assert!(e.contains("made here"), "{e}");
+}
+
 // --- the codec under property tests ---------------------------------------------
 
 mod props {

@@ -243,6 +243,15 @@ pub async fn serve_remote(stream: UnixStream, obj: Arc<dyn RemoteObject>, caller
     Ok(accord_ipc::remote::serve(stream, Bound { obj, caller }, uid).await?)
 }
 
+/// Serves listener object `obj` on this process's end of a private socket
+/// pair whose other end was sent to one receiver ([`crate::typed::Listener`]).
+/// Its methods see this process as their caller: the pair is private, and
+/// the receiver's identity is not known here.
+pub(crate) async fn serve_listener(stream: UnixStream, obj: Arc<dyn RemoteObject>) -> Result<(), SaError> {
+    let me = Identity { uid: nix::unistd::geteuid().as_raw(), gid: nix::unistd::getegid().as_raw(), pid: std::process::id() as i32 };
+    Ok(accord_ipc::remote::serve_private(stream, Bound { obj, caller: Caller::new(me) }).await?)
+}
+
 /// A [`RemoteObject`] SA: its clients get the fast path.
 struct RemoteSa(Arc<dyn RemoteObject>);
 

@@ -111,6 +111,98 @@ pub use accord_ipc::blob::Blob;
 pub use accord_ipc::fds::Fd;
 pub use accord_ipc::remote::{RemoteError, RemoteProxy};
 
+/// A listener object passed in a call (OpenHarmony's callback: an
+/// `IRemoteObject` argument the service calls back). The sender wraps an
+/// implementation of a typed interface (`Listener::new(obj.into_remote())`);
+/// each time the listener is sent, the sender's process serves `obj` on a
+/// fresh private socket pair and the other end travels as a descriptor.
+/// The receiver turns it into that interface's proxy with
+/// [`Listener::connect`] and calls it like any SA (its `died()` says the
+/// sender went away). Declared in a method as `l: Listener<FooProxy>`.
+///
+/// The sender's object sees the sender itself as `caller` (the pair is
+/// private to the one receiver); it is served until the receiver drops its
+/// proxy or the sender's process exits. Fast path only: the D-Bus face
+/// refuses it as it refuses any descriptor.
+pub struct Listener<P> {
+    state: ListenerState,
+    _proxy: std::marker::PhantomData<fn() -> P>,
+}
+
+enum ListenerState {
+    /// Made here: served when sent.
+    Local(std::sync::Arc<dyn crate::RemoteObject>),
+    /// Received: the end to connect to.
+    Received(OwnedFd),
+}
+
+impl<P: TypedProxy> Listener<P> {
+    /// `obj` (a typed interface's `into_remote()`) as an argument. Sending
+    /// it needs a tokio runtime (the serving runs there).
+    pub fn new(obj: std::sync::Arc<dyn crate::RemoteObject>) -> Self {
+        Listener { state: ListenerState::Local(obj), _proxy: std::marker::PhantomData }
+    }
+
+    /// The receiver's proxy on the sender's object. A listener made in this
+    /// process (not received) has nothing to connect to: an error.
+    pub async fn connect(self) -> Result<P, RemoteError> {
+        match self.state {
+            ListenerState::Received(fd) => Ok(P::from_remote(RemoteProxy::connect(accord_ipc::stream_from_fd(fd)?).await?)),
+            ListenerState::Local(_) => Err(RemoteError::failed("this listener was made here, not received: send it to connect to it")),
+        }
+    }
+}
+
+impl<P> std::fmt::Debug for Listener<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.state {
+            ListenerState::Local(_) => "Listener(local)",
+            ListenerState::Received(_) => "Listener(received)",
+        })
+    }
+}
+
+impl<P> Serialize for Listener<P> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error;
+        let theirs = match &self.state {
+            ListenerState::Local(obj) => {
+                let rt = tokio::runtime::Handle::try_current().map_err(|_| S::Error::custom("a listener is sent from within a tokio runtime"))?;
+                let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(S::Error::custom)?;
+                ours.set_nonblocking(true).map_err(S::Error::custom)?;
+                let obj = obj.clone();
+                rt.spawn(async move {
+                    // Ends when the receiver hangs up, or at once if this
+                    // message is never sent (its end is then closed).
+                    match tokio::net::UnixStream::from_std(ours) {
+                        Ok(stream) => {
+                            if let Err(e) = crate::host::serve_listener(stream, obj).await {
+                                tracing::debug!("listener connection ended: {e}");
+                            }
+                        }
+                        Err(e) => warn!("cannot serve a listener: {e}"),
+                    }
+                });
+                OwnedFd::from(theirs)
+            }
+            // Passed on: the receiver of this message gets the same sender.
+            ListenerState::Received(fd) => fd.try_clone().map_err(S::Error::custom)?,
+        };
+        Fd(theirs).serialize(s)
+    }
+}
+
+impl<'de, P> serde::Deserialize<'de> for Listener<P> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let fd = Fd::deserialize(d)?;
+        Ok(Listener { state: ListenerState::Received(fd.into_inner()), _proxy: std::marker::PhantomData })
+    }
+}
+
+impl<P> zvariant::Type for Listener<P> {
+    const SIGNATURE: &'static zvariant::Signature = &zvariant::Signature::Fd;
+}
+
 /// The encoding's version: the first byte of every request and reply.
 pub const WIRE_VERSION: u8 = 1;
 

@@ -428,6 +428,12 @@ fn expand(name: LitStr, mut tr: ItemTrait) -> syn::Result<Tokens> {
             #(#proxy_fns)*
         }
 
+        impl ::std::fmt::Debug for #proxy {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_struct(stringify!(#proxy)).field("interface", &#iface).field("dead", &self.remote.is_dead()).finish()
+            }
+        }
+
         impl #rt::TypedProxy for #proxy {
             const INTERFACE: &'static str = #iface;
             fn from_remote(remote: #rt::RemoteProxy) -> Self {
