@@ -18,7 +18,7 @@ use accord_safwk::{SaHost, Samgr};
 use accord_samgr::{Limits, Registry};
 
 mod common;
-use common::{Nop, NopClientProxy};
+use common::{closed_by_peer, Nop, NopClientProxy};
 
 const ATTACKER: u32 = 2000;
 /// Generous: a bound must hold within this on a loaded machine.
@@ -100,22 +100,6 @@ fn raw_authenticated(sock: &Path) -> UnixStream {
     assert!(b[..n].starts_with(b"OK "), "handshake: {:?}", String::from_utf8_lossy(&b[..n]));
     c.write_all(b"BEGIN\r\n").unwrap();
     c
-}
-
-/// Reads until EOF (or reset); false if `DEADLINE` passes first.
-fn closed_by_peer(c: &mut UnixStream) -> bool {
-    let end = Instant::now() + DEADLINE;
-    c.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-    let mut b = vec![0u8; 64 << 10];
-    while Instant::now() < end {
-        match c.read(&mut b) {
-            Ok(0) => return true,
-            Ok(_) => {}
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted) => {}
-            Err(_) => return true,
-        }
-    }
-    false
 }
 
 /// Root (another uid than the attacker's) is still served: a get and a call.

@@ -22,6 +22,9 @@ use accord_safwk::{interface, Caller, SaHost, Samgr};
 use accord_samgr::Registry;
 use serde_bytes::ByteBuf;
 
+mod common;
+use common::closed_by_peer;
+
 const DEADLINE: Duration = Duration::from_secs(30);
 const ATTACKER: u32 = 2000;
 const FILES: u32 = 2400;
@@ -300,22 +303,6 @@ fn send_with_fds(s: &UnixStream, msg: &[u8], fds: &[OwnedFd]) {
     let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
     let n = sendmsg::<()>(s.as_raw_fd(), &[std::io::IoSlice::new(msg)], &[ControlMessage::ScmRights(&raw)], MsgFlags::empty(), None).unwrap();
     (&*s).write_all(&msg[n..]).unwrap();
-}
-
-/// Reads until EOF (or reset); false if `DEADLINE` passes first.
-fn closed_by_peer(c: &mut UnixStream) -> bool {
-    let end = Instant::now() + DEADLINE;
-    c.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-    let mut b = vec![0u8; 64 << 10];
-    while Instant::now() < end {
-        match c.read(&mut b) {
-            Ok(0) => return true,
-            Ok(_) => {}
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted) => {}
-            Err(_) => return true,
-        }
-    }
-    false
 }
 
 /// Memfds named `name` this process holds (what a leak would leave).

@@ -1,10 +1,13 @@
 //! What several of samgr's tests share: a system ability that does
-//! nothing but answer, and its proxy.
+//! nothing but answer, its proxy, and a wait for a peer's hang-up.
 
 // Each test binary uses a part of this.
 #![allow(dead_code)]
 
+use std::io::Read;
+use std::os::unix::net::UnixStream;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use accord_safwk::{Caller, SystemAbility};
 
@@ -39,4 +42,20 @@ impl SystemAbility for Nop {
 pub trait NopClient {
     fn ping(&self) -> zbus::Result<u32>;
     fn groups(&self) -> zbus::Result<Vec<u32>>;
+}
+
+/// Reads until EOF (or reset); false if 30 s pass first.
+pub fn closed_by_peer(c: &mut UnixStream) -> bool {
+    let end = Instant::now() + Duration::from_secs(30);
+    c.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let mut b = vec![0u8; 64 << 10];
+    while Instant::now() < end {
+        match c.read(&mut b) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted) => {}
+            Err(_) => return true,
+        }
+    }
+    false
 }
