@@ -6,16 +6,13 @@
 //! and that samgr went on serving others meanwhile.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use accord_safwk::{SaHost, Samgr};
-use accord_samgr::{Limits, Registry};
+use accord_samgr::Limits;
 
 mod common;
 use common::{closed_by_peer, Nop, NopClientProxy};
@@ -28,32 +25,15 @@ fn limits() -> Limits {
     Limits { connections: 64, per_uid: 8, max_message: 64 << 10, notify_timeout: Duration::from_secs(1) }
 }
 
-/// samgr in this process on a socket uid 2000 may reach.
+/// samgr in this process on a socket uid 2000 may reach: it may get
+/// (check, subscribe to) the test SAs; nothing else.
 fn start_samgr(limits: Limits) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let sock = dir.path().join("samgr");
-    let listener = tokio::net::UnixListener::bind(&sock).unwrap();
-    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
-    // uid 2000 may get (check, subscribe to) the test SAs; nothing else.
-    let policy =
-        accord_safwk::policy::Policy::parse(r#"{"rules": [{"ids": "4000-4001", "register": {"uids": []}, "get": {"uids": [2000]}}]}"#, "bounds.json").unwrap();
-    tokio::spawn(accord_samgr::serve(listener, Registry::new(policy, Vec::new(), Arc::new(accord_samgr::InitStarter)).with_limits(limits)));
-    (dir, sock)
+    common::open_samgr(r#"{"rules": [{"ids": "4000-4001", "register": {"uids": []}, "get": {"uids": [2000]}}]}"#, "bounds.json", limits)
 }
 
 /// This binary as uid 2000 running helper `name` against `sock`.
 fn attacker(name: &str, sock: &Path) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", name, "--nocapture", "--test-threads=1"])
-        .env("ACCORD_ATTACK_SOCK", sock)
-        .uid(ATTACKER)
-        .gid(ATTACKER)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
+    common::as_uid(ATTACKER, name, sock).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap()
 }
 
 /// Waits for the helper to print `line` (its progress), then returns.

@@ -9,17 +9,14 @@
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use accord_safwk::typed::{Blob, CallError, Fd, RemoteError};
 use accord_safwk::{interface, Caller, SaHost, Samgr};
-use accord_samgr::Registry;
 use serde_bytes::ByteBuf;
 
 mod common;
@@ -101,14 +98,8 @@ impl FilesForged for Forger {
 /// samgr in this process on a socket uid 2000 may reach (it may get the
 /// test SAs), with a host publishing `Impl` as 2400 and `Forger` as 2401.
 async fn setup() -> (tempfile::TempDir, PathBuf, SaHost) {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let sock = dir.path().join("samgr");
-    let listener = tokio::net::UnixListener::bind(&sock).unwrap();
-    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let policy =
-        accord_safwk::policy::Policy::parse(r#"{"rules": [{"ids": "2400-2401", "register": {"uids": []}, "get": {"uids": [2000]}}]}"#, "fds.json").unwrap();
-    tokio::spawn(accord_samgr::serve(listener, Registry::new(policy, Vec::new(), Arc::new(accord_samgr::InitStarter))));
+    let (dir, sock) =
+        common::open_samgr(r#"{"rules": [{"ids": "2400-2401", "register": {"uids": []}, "get": {"uids": [2000]}}]}"#, "fds.json", Default::default());
     let host = SaHost::connect(&sock).await.unwrap();
     host.publish_remote(FILES, Impl.into_remote(), None).await.unwrap();
     host.publish_remote(FORGED, Forger.into_remote(), None).await.unwrap();
@@ -362,16 +353,7 @@ async fn a_request_announcing_more_fds_than_sent_is_hung_up_on_without_leaks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn more_fds_than_a_message_or_a_connection_may_hold_close_it() {
     let (_dir, sock, _host) = setup().await;
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "helper_flood_fds", "--nocapture", "--test-threads=1"])
-        .env("ACCORD_ATTACK_SOCK", &sock)
-        .uid(ATTACKER)
-        .gid(ATTACKER)
-        .stdin(Stdio::null())
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let mut child = common::as_uid(ATTACKER, "helper_flood_fds", &sock).stdin(Stdio::null()).stdout(Stdio::inherit()).stderr(Stdio::inherit()).spawn().unwrap();
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
     assert!(status.success(), "the uid {ATTACKER} helper failed: {status}");
     // Nothing the attacker sent is still open here, and root is served.

@@ -59,3 +59,27 @@ pub fn closed_by_peer(c: &mut UnixStream) -> bool {
     }
     false
 }
+
+/// samgr in this process on a socket any uid may reach, under
+/// `policy_json` (named `name` in messages) and `limits`.
+pub fn open_samgr(policy_json: &str, name: &str, limits: accord_samgr::Limits) -> (tempfile::TempDir, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sock = dir.path().join("samgr");
+    let listener = tokio::net::UnixListener::bind(&sock).unwrap();
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let policy = accord_safwk::policy::Policy::parse(policy_json, name).unwrap();
+    let registry = accord_samgr::Registry::new(policy, Vec::new(), Arc::new(accord_samgr::InitStarter)).with_limits(limits);
+    tokio::spawn(accord_samgr::serve(listener, registry));
+    (dir, sock)
+}
+
+/// This test binary as `uid` (and gid), running helper test `helper`
+/// with `sock` in ACCORD_ATTACK_SOCK; the caller sets stdio and spawns.
+pub fn as_uid(uid: u32, helper: &str, sock: &std::path::Path) -> std::process::Command {
+    use std::os::unix::process::CommandExt;
+    let mut c = std::process::Command::new(std::env::current_exe().unwrap());
+    c.args(["--ignored", "--exact", helper, "--nocapture", "--test-threads=1"]).env("ACCORD_ATTACK_SOCK", sock).uid(uid).gid(uid);
+    c
+}
