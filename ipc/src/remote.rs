@@ -467,21 +467,41 @@ async fn sasl_server(r: &mut OwnedReadHalf, w: &mut OwnedWriteHalf, uid: Option<
         Some(e) => id == e,
         None => !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_hexdigit()),
     };
+    // SASL's states: BEGIN only after OK; DATA only after a bare AUTH
+    // EXTERNAL; an empty DATA (the peer's credentials) only on a private
+    // pair, where no uid is expected.
+    let (mut authed, mut asked) = (false, false);
     loop {
         let line = read_line(r, &mut buf, &mut fds).await?;
         let mut words = line.split_whitespace();
         match (words.next(), words.next(), words.next()) {
-            (Some("AUTH"), Some("EXTERNAL"), Some(id)) if accepts(id) => w.write_all(format!("OK {guid}\r\n").as_bytes()).await?,
-            (Some("AUTH"), Some("EXTERNAL"), None) => w.write_all(b"DATA\r\n").await?,
-            (Some("DATA"), Some(id), None) if accepts(id) => w.write_all(format!("OK {guid}\r\n").as_bytes()).await?,
-            (Some("DATA"), None, None) => w.write_all(format!("OK {guid}\r\n").as_bytes()).await?,
-            (Some("NEGOTIATE_UNIX_FD"), None, None) => {
+            (Some("AUTH"), Some("EXTERNAL"), Some(id)) if !authed && accepts(id) => {
+                authed = true;
+                w.write_all(format!("OK {guid}\r\n").as_bytes()).await?
+            }
+            (Some("AUTH"), Some("EXTERNAL"), None) if !authed => {
+                asked = true;
+                w.write_all(b"DATA\r\n").await?
+            }
+            (Some("DATA"), Some(id), None) if asked && !authed && accepts(id) => {
+                authed = true;
+                w.write_all(format!("OK {guid}\r\n").as_bytes()).await?
+            }
+            (Some("DATA"), None, None) if asked && !authed && expected.is_none() => {
+                authed = true;
+                w.write_all(format!("OK {guid}\r\n").as_bytes()).await?
+            }
+            (Some("BEGIN"), None, None) if !authed => return Err(RemoteError::Auth("BEGIN before authentication".into())),
+            (Some("NEGOTIATE_UNIX_FD"), None, None) if authed => {
                 fds_agreed = true;
                 w.write_all(b"AGREE_UNIX_FD\r\n").await?
             }
             (Some("BEGIN"), None, None) => return Ok(Opened { buf, fds, fds_agreed }),
             (Some("AUTH" | "DATA"), ..) => w.write_all(b"REJECTED EXTERNAL\r\n").await?,
-            (Some("CANCEL"), ..) => w.write_all(b"REJECTED EXTERNAL\r\n").await?,
+            (Some("CANCEL"), ..) if !authed => {
+                asked = false;
+                w.write_all(b"REJECTED EXTERNAL\r\n").await?
+            }
             _ => w.write_all(b"ERROR unknown command\r\n").await?,
         }
     }
@@ -776,7 +796,16 @@ pub struct RemoteProxy {
 
 impl RemoteProxy {
     /// Authenticates on `stream` (a connection samgr handed out).
+    /// The handshake must end within [`crate::HANDSHAKE_TIMEOUT`] (a server
+    /// that never answers is an error, not a hang).
     pub async fn connect(stream: UnixStream) -> Result<RemoteProxy, RemoteError> {
+        match tokio::time::timeout(crate::HANDSHAKE_TIMEOUT, Self::handshake(stream)).await {
+            Ok(r) => r,
+            Err(_) => Err(RemoteError::Auth(format!("no handshake within {} s", crate::HANDSHAKE_TIMEOUT.as_secs()))),
+        }
+    }
+
+    async fn handshake(stream: UnixStream) -> Result<RemoteProxy, RemoteError> {
         let (mut r, mut w) = stream.into_split();
         let uid = nix::unistd::geteuid().as_raw().to_string();
         w.write_all(format!("\0AUTH EXTERNAL {}\r\nNEGOTIATE_UNIX_FD\r\nBEGIN\r\n", hex(&uid)).as_bytes()).await?;
@@ -909,14 +938,20 @@ impl RemoteProxy {
         }
         let (tx, mut rx) = oneshot::channel();
         crate::lock(&sh.waiting).insert(serial, tx);
+        // However this call ends (its reply, an error, or its caller
+        // dropping it: a deadline, a select), its waiter goes.
+        struct Unwait<'a>(&'a Shared, u32);
+        impl Drop for Unwait<'_> {
+            fn drop(&mut self) {
+                crate::lock(&self.0.waiting).remove(&self.1);
+            }
+        }
+        let _unwait = Unwait(sh, serial);
         let mut msg = Vec::with_capacity(96 + data.len());
         request(&mut msg, serial, code, data, 0, fds.len() as u32);
         let written = self.write(&msg, &fds).await;
         drop(fds);
-        if let Err(e) = written {
-            crate::lock(&sh.waiting).remove(&serial);
-            return Err(e);
-        }
+        written?;
         loop {
             // Either someone else reads our reply, or we take the reader.
             tokio::select! {
@@ -1008,6 +1043,12 @@ impl RemoteProxy {
                 return;
             }
         }
+    }
+
+    /// Calls waiting for their reply now (a diagnostic: a call whose caller
+    /// gave up is not counted).
+    pub fn pending_calls(&self) -> usize {
+        crate::lock(&self.shared.waiting).len()
     }
 
     /// Whether the connection is known to be dead (see [`RemoteProxy::died`]).

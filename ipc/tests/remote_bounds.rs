@@ -142,3 +142,64 @@ async fn calls_have_a_deadline_and_one_way_requests_get_no_reply() {
     assert_eq!(proxy.send_request(7, &[]).await.unwrap(), 3u32.to_le_bytes());
     assert_eq!(accord_ipc::remote::TF_ASYNC, 1);
 }
+
+/// The handshake's states hold: BEGIN without authentication, a wrong
+/// uid, or an empty DATA (the peer's own say-so) when a uid is expected
+/// end the connection before any request is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_handshake_serves_nobody_unauthenticated() {
+    let me = nix::unistd::getuid().as_raw();
+    let hex = |u: u32| u.to_string().bytes().map(|b| format!("{b:02x}")).collect::<String>();
+    let openings = [
+        "\0BEGIN\r\n".to_owned(),
+        format!("\0AUTH EXTERNAL {}\r\nDATA\r\nBEGIN\r\n", hex(me + 1)),
+        "\0AUTH EXTERNAL\r\nDATA\r\nBEGIN\r\n".to_owned(),
+        format!("\0NEGOTIATE_UNIX_FD\r\nAUTH EXTERNAL {}\r\nBEGIN\r\n", hex(me + 1)),
+    ];
+    for opening in openings {
+        let (s, mut c) = std::os::unix::net::UnixStream::pair().unwrap();
+        s.set_nonblocking(true).unwrap();
+        let s = tokio::net::UnixStream::from_std(s).unwrap();
+        let task = tokio::spawn(accord_ipc::remote::serve(
+            s,
+            |_: u32, _: &[u8], r: &mut Vec<u8>| -> Result<(), RemoteError> {
+                r.push(1);
+                Ok(())
+            },
+            me,
+        ));
+        // The server may hang up before all of it is written.
+        let mut bytes = opening.as_bytes().to_vec();
+        bytes.extend(request(1, 1, b"x"));
+        let _ = c.write_all(&bytes);
+        let r = tokio::time::timeout(DEADLINE, task).await.expect("the server ends").unwrap();
+        assert!(matches!(r, Err(RemoteError::Auth(_))), "{opening:?}: {r:?}");
+    }
+}
+
+/// A server that never answers the handshake is an error within the
+/// handshake deadline, not a hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_server_is_an_error_not_a_hang() {
+    let (s, c) = tokio::net::UnixStream::pair().unwrap();
+    let r = tokio::time::timeout(DEADLINE, RemoteProxy::connect(c)).await.expect("connect returns");
+    assert!(matches!(r, Err(RemoteError::Auth(ref m)) if m.contains("no handshake")), "{:?}", r.err());
+    drop(s);
+}
+
+/// Calls their callers gave up on leave nothing behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_calls_leave_no_waiter() {
+    let obj = Arc::new(Obj::default());
+    let (_task, c) = served(obj.clone(), Duration::from_secs(10));
+    c.set_nonblocking(true).unwrap();
+    let p = RemoteProxy::connect(tokio::net::UnixStream::from_std(c).unwrap()).await.unwrap();
+    // Code 5 blocks until the gate opens: none of these is answered.
+    for _ in 0..50 {
+        let call = p.send_request(5, &[]);
+        let _ = tokio::time::timeout(Duration::from_millis(1), call).await;
+    }
+    assert_eq!(p.pending_calls(), 0, "every abandoned call dropped its waiter");
+    *obj.gate.0.lock().unwrap() = true;
+    obj.gate.1.notify_all();
+}

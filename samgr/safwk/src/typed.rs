@@ -144,12 +144,32 @@ impl<P: TypedProxy> Listener<P> {
     }
 
     /// The receiver's proxy on the sender's object. A listener made in this
-    /// process (not received) has nothing to connect to: an error.
+    /// process (not received) has nothing to connect to: an error. The
+    /// handshake must end within 10 s, and at most
+    /// [`MAX_LISTENER_HANDSHAKES`] run at once in a process (more fail at
+    /// once): a sender that never answers costs its receiver a descriptor
+    /// for 10 s at most, and cannot pile them up.
     pub async fn connect(self) -> Result<P, RemoteError> {
-        match self.state {
-            ListenerState::Received(fd) => Ok(P::from_remote(RemoteProxy::connect(accord_ipc::stream_from_fd(fd)?).await?)),
-            ListenerState::Local(_) => Err(RemoteError::failed("this listener was made here, not received: send it to connect to it")),
+        let fd = match self.state {
+            ListenerState::Received(fd) => fd,
+            ListenerState::Local(_) => return Err(RemoteError::failed("this listener was made here, not received: send it to connect to it")),
+        };
+        struct InFlight;
+        impl Drop for InFlight {
+            fn drop(&mut self) {
+                LISTENER_HANDSHAKES.fetch_sub(1, Ordering::AcqRel);
+            }
         }
+        if LISTENER_HANDSHAKES.fetch_add(1, Ordering::AcqRel) >= MAX_LISTENER_HANDSHAKES {
+            LISTENER_HANDSHAKES.fetch_sub(1, Ordering::AcqRel);
+            warn!("a listener refused: {MAX_LISTENER_HANDSHAKES} listener handshakes already under way in this process");
+            return Err(RemoteError::Remote {
+                name: "org.freedesktop.DBus.Error.LimitsExceeded".into(),
+                message: format!("{MAX_LISTENER_HANDSHAKES} listener handshakes already under way"),
+            });
+        }
+        let _in_flight = InFlight;
+        Ok(P::from_remote(RemoteProxy::connect(accord_ipc::stream_from_fd(fd)?).await?))
     }
 }
 
@@ -202,6 +222,11 @@ impl<'de, P> serde::Deserialize<'de> for Listener<P> {
 impl<P> zvariant::Type for Listener<P> {
     const SIGNATURE: &'static zvariant::Signature = &zvariant::Signature::Fd;
 }
+
+/// Most [`Listener::connect`] handshakes under way at once in a process.
+pub const MAX_LISTENER_HANDSHAKES: usize = 64;
+
+static LISTENER_HANDSHAKES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// The encoding's version: the first byte of every request and reply.
 pub const WIRE_VERSION: u8 = 1;
