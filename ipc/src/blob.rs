@@ -11,7 +11,7 @@
 //! as it is decoded (sealed, at most [`SHARED_MAX`]): a request carrying
 //! an unsealed memfd is refused before the method runs.
 
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::fcntl::{fcntl, FcntlArg, SealFlag};
@@ -138,10 +138,10 @@ impl Blob {
         let Some(fd) = self.shared.pop() else { return Err(BlobError::Malformed(0)) };
         let fd: OwnedFd = fd.into();
         let len = check_shared(&fd)?;
-        let mut file = std::fs::File::from(fd);
-        file.seek(SeekFrom::Start(0))?;
+        let file = std::fs::File::from(fd);
         let mut out = vec![0; len as usize];
-        file.read_exact(&mut out)?;
+        // At offset 0 without seeking: the sender shares the file offset.
+        std::os::unix::fs::FileExt::read_exact_at(&file, &mut out, 0)?;
         Ok(out)
     }
 }
