@@ -923,9 +923,6 @@ pub async fn serve(listener: UnixListener, registry: Registry) {
                         continue;
                     }
                 };
-                // Which process `who.pid` is (a pid alone names it only
-                // until it exits).
-                let start = accord_param::cred::start_time(who.pid);
                 let slot = match registry.take_slot(who.uid) {
                     Ok(s) => s,
                     Err(why) => {
@@ -938,6 +935,9 @@ pub async fn serve(listener: UnixListener, registry: Registry) {
                     }
                 };
                 refused.remove(&who.uid);
+                // Which process `who.pid` is (a pid alone names it only
+                // until it exits); read only for a connection samgr keeps.
+                let start = accord_param::cred::start_time(who.pid);
                 // Supplementary groups as the kernel recorded them at
                 // connect (never /proc after the fact).
                 let groups: Arc<[u32]> = match accord_param::cred::peer_groups(stream.as_fd()) {

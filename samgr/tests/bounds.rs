@@ -31,6 +31,24 @@ fn start_samgr(limits: Limits) -> (tempfile::TempDir, PathBuf) {
     common::open_samgr(r#"{"rules": [{"ids": "4000-4001", "register": {"uids": []}, "get": {"uids": [2000]}}]}"#, "bounds.json", limits)
 }
 
+/// [`start_samgr`] with a host publishing [`Nop`] as SA 4000.
+async fn samgr_with_nop() -> (tempfile::TempDir, PathBuf, SaHost) {
+    let (dir, sock) = start_samgr(limits());
+    let host = SaHost::connect(&sock).await.unwrap();
+    host.publish(4000, Nop, None).await.unwrap();
+    (dir, sock, host)
+}
+
+/// In a helper: returns once the test closes the helper's stdin (it is
+/// done checking what the helper holds).
+async fn until_released() {
+    tokio::task::spawn_blocking(|| {
+        let _ = std::io::stdin().read(&mut [0u8; 1]);
+    })
+    .await
+    .unwrap();
+}
+
 /// This binary as uid 2000 running helper `name` against `sock`.
 fn attacker(name: &str, sock: &Path) -> Child {
     common::as_uid(ATTACKER, name, sock).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap()
@@ -109,9 +127,7 @@ async fn served_while_held(sock: &Path, helper: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_uid_cannot_take_more_than_its_share_of_connections() {
-    let (_dir, sock) = start_samgr(limits());
-    let host = SaHost::connect(&sock).await.unwrap();
-    host.publish(4000, Nop, None).await.unwrap();
+    let (_dir, sock, _host) = samgr_with_nop().await;
     // While uid 2000 holds its whole share, samgr serves root.
     served_while_held(&sock, "helper_hold_connections").await;
 }
@@ -138,11 +154,7 @@ fn helper_hold_connections() {
         }
         println!("HOLDING");
         // Hold them until the test is done checking.
-        tokio::task::spawn_blocking(|| {
-            let _ = std::io::stdin().read(&mut [0u8; 1]);
-        })
-        .await
-        .unwrap();
+        until_released().await;
         drop(held);
     });
 }
@@ -154,10 +166,8 @@ const HOST_SHARE: usize = 6;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_uid_cannot_hold_more_than_its_share_of_an_sa_host() {
-    let (_dir, sock) = start_samgr(limits());
-    let host = SaHost::connect(&sock).await.unwrap();
+    let (_dir, sock, host) = samgr_with_nop().await;
     host.set_limits(accord_safwk::HostLimits { connections: 64, per_uid: HOST_SHARE });
-    host.publish(4000, Nop, None).await.unwrap();
     // While uid 2000 holds its whole share of the host, root is served by it.
     served_while_held(&sock, "helper_hold_sa_connections").await;
 }
@@ -189,11 +199,7 @@ fn helper_hold_sa_connections() {
             assert_eq!(p.ping().await.unwrap(), 7, "the share still works");
         }
         println!("HOLDING");
-        tokio::task::spawn_blocking(|| {
-            let _ = std::io::stdin().read(&mut [0u8; 1]);
-        })
-        .await
-        .unwrap();
+        until_released().await;
         // Dropped: the host sees them close and frees the share.
         drop(held);
         let end = Instant::now() + DEADLINE;
@@ -217,9 +223,7 @@ fn helper_hold_sa_connections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_header_announcing_128_mib_is_refused_before_it_costs_anything() {
-    let (_dir, sock) = start_samgr(limits());
-    let host = SaHost::connect(&sock).await.unwrap();
-    host.publish(4000, Nop, None).await.unwrap();
+    let (_dir, sock, _host) = samgr_with_nop().await;
     let child = attacker("helper_announce_big_body", &sock);
     tokio::task::spawn_blocking(move || finish(child, None)).await.unwrap();
     others_are_served(&sock).await;
@@ -247,9 +251,7 @@ fn helper_announce_big_body() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listener_that_stops_reading_is_hung_up_on() {
-    let (_dir, sock) = start_samgr(limits());
-    let host = SaHost::connect(&sock).await.unwrap();
-    host.publish(4000, Nop, None).await.unwrap();
+    let (_dir, sock, _host) = samgr_with_nop().await;
     let mut child = attacker("helper_subscribe_and_stop_reading", &sock);
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let (mut child, out) = tokio::task::spawn_blocking(move || {
@@ -301,9 +303,7 @@ fn helper_subscribe_and_stop_reading() {
 /// client, so samgr can unload the SA.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_handshakes_on_an_sa_connection_leave_nothing_behind() {
-    let (_dir, sock) = start_samgr(limits());
-    let host = SaHost::connect(&sock).await.unwrap();
-    host.publish(4000, Nop, None).await.unwrap();
+    let (_dir, sock, _host) = samgr_with_nop().await;
     let child = attacker("helper_bad_handshakes", &sock);
     tokio::task::spawn_blocking(move || finish(child, None)).await.unwrap();
     others_are_served(&sock).await;

@@ -24,6 +24,21 @@ use crate::policy::Policy;
 use crate::profile::{Profile, SaProfile};
 use crate::{SaError, SaProps, StartError, SystemAbilityManagerProxy, HOST_PATH};
 
+/// The SA policy's permissions as this process reads them: the file is
+/// read once (the first host or caller that needs it); without it, fail
+/// closed: only root holds a permission.
+fn host_policy() -> Arc<Policy> {
+    static POLICY: std::sync::OnceLock<Arc<Policy>> = std::sync::OnceLock::new();
+    POLICY
+        .get_or_init(|| {
+            Arc::new(Policy::load(Path::new(crate::policy::POLICY_PATH)).unwrap_or_else(|e| {
+                warn!("{e}; SA permissions fall back to root only");
+                Policy::default()
+            }))
+        })
+        .clone()
+}
+
 /// Who is calling an SA, as samgr verified it (SO_PEERCRED of the caller's
 /// connection to samgr), plus the permission check of the SA policy.
 #[derive(Debug, Clone)]
@@ -38,8 +53,7 @@ impl Caller {
     /// A caller known by `identity`, with the permissions of the policy
     /// file (for serving a connection outside an SA host).
     pub fn new(identity: Identity) -> Caller {
-        let policy = Policy::load(Path::new(crate::policy::POLICY_PATH)).unwrap_or_default();
-        Caller { identity, groups: Arc::new([]), policy: Arc::new(policy) }
+        Caller { identity, groups: Arc::new([]), policy: host_policy() }
     }
 
     /// The caller's supplementary groups (SO_PEERGROUPS of its connection
@@ -395,11 +409,7 @@ impl SaHost {
     async fn start(socket: &Path, process: Option<String>, exit_when_empty: bool) -> Result<SaHost, SaError> {
         // Each client holds a connection (a descriptor) to its SA.
         accord_ipc::raise_fd_limit();
-        let policy = Policy::load(Path::new(crate::policy::POLICY_PATH)).unwrap_or_else(|e| {
-            // Fail closed: without the file's grants only root holds a permission.
-            warn!("{e}; SA permissions fall back to root only");
-            Policy::default()
-        });
+        let policy = host_policy();
         let (hang_up, hung_up) = tokio::sync::oneshot::channel();
         let host = SaHost {
             inner: Arc::new(Inner {
@@ -412,7 +422,7 @@ impl SaHost {
                 empty: Notify::new(),
                 limits: Mutex::new(HostLimits::default()),
                 conn_count: Mutex::default(),
-                policy: Arc::new(policy),
+                policy,
                 _hang_up: hang_up,
             }),
         };

@@ -89,9 +89,10 @@ pub struct ParamClient {
     caller: Caller,
     pid: i32,
     /// The start time of the process that held `pid` when the connection
-    /// was accepted (None: no such process then). Trusting the pid later
-    /// (a `bootevent.*` set) needs the process holding it then to be this
-    /// one: the connecting process may have exited and its pid been reused.
+    /// was accepted (None: no such process then, or a root caller, whose
+    /// pid is never checked). Trusting the pid later (a `bootevent.*` set)
+    /// needs the process holding it then to be this one: the connecting
+    /// process may have exited and its pid been reused.
     start: Option<u64>,
     decoder: FrameDecoder,
     /// Bytes not yet written to the socket.
@@ -256,8 +257,9 @@ impl Init {
             }
         };
         // Who `pid` is (its start time): a pid alone names a process only
-        // until it exits.
-        let start = accord_param::cred::start_time(pid);
+        // until it exits. Only a non-root caller's pid is ever checked (a
+        // boot event), so root's connections skip the /proc read.
+        let start = if uid == 0 { None } else { accord_param::cred::start_time(pid) };
         let fd = stream.as_raw_fd();
         if let Err(e) = self.epoll.add(stream.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, TOK_PARAM_CLIENT | fd as u64)) {
             warn!("parameter service: cannot watch pid {pid}'s connection: {e}");
