@@ -85,19 +85,39 @@ fn thousand_clients_with_ten_percent_killed_mid_call() {
         assert!(Instant::now() < deadline, "samgr never listened");
         std::thread::sleep(Duration::from_millis(10));
     }
+    // The host's log goes to a file, shown if it never registers.
+    let host_log = dir.path().join("sa_main.log");
     let _host = Kill(
         Command::new(accord_testkit::workspace_bin("sa_main", "accord-sa-main"))
             .arg(&profile)
             .env("SAMGR_SOCKET", &sock)
-            .stderr(Stdio::null())
+            .stdout(std::fs::File::create(&host_log).unwrap())
+            .stderr(std::fs::File::create(dir.path().join("sa_main.err")).unwrap())
             .spawn()
             .unwrap(),
     );
-    let samgr_bin = accord_testkit::workspace_bin("samgr", "accord-samgr");
-    while !Command::new(&samgr_bin).args(["--check", "9001"]).env("SAMGR_SOCKET", &sock).stdout(Stdio::null()).status().unwrap().success() {
-        assert!(Instant::now() < deadline, "SA 9001 never registered");
+    // Asked in-process, each attempt bounded, the last answer kept: a
+    // failure says what samgr said (or that it did not answer).
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let last = rt.block_on(async {
+            match tokio::time::timeout(Duration::from_secs(5), async { Samgr::connect(&sock).await?.check(9001).await }).await {
+                Ok(Ok(true)) => None,
+                Ok(Ok(false)) => Some("samgr says: not registered".to_owned()),
+                Ok(Err(e)) => Some(format!("samgr error: {e}")),
+                Err(_) => Some("samgr did not answer within 5 s".to_owned()),
+            }
+        });
+        let Some(last) = last else { break };
+        if Instant::now() > deadline {
+            let log = std::fs::read_to_string(&host_log).unwrap_or_default();
+            let err = std::fs::read_to_string(dir.path().join("sa_main.err")).unwrap_or_default();
+            panic!("SA 9001 never registered ({last}); sa_main wrote:\n{log}{err}");
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
+    drop(rt);
 
     // Three rounds of the same shape: 1,000 connections held at once, then
     // the calls. The first two, without kills, set the baseline (the
@@ -109,7 +129,7 @@ fn thousand_clients_with_ten_percent_killed_mid_call() {
         let r = round(&sock, &go, samgr_pid, false);
         assert_eq!(r.calls, PROCS as u64 * PER_PROC as u64 * u64::from(CALLS), "every call got its right reply");
     }
-    // `fd_start` may still count the short-lived `--check` client's
+    // `fd_start` may still count the registration check's
     // connection (samgr closes it when it sees the hang-up), so "back to
     // where it started" is "not above it", waited for.
     assert!(
@@ -122,7 +142,7 @@ fn thousand_clients_with_ten_percent_killed_mid_call() {
     let r = round(&sock, &go, samgr_pid, true);
     assert_eq!(r.calls, (PROCS as u64 - 1) * PER_PROC as u64 * u64::from(CALLS), "every survivor's call got its right reply");
     // The baseline may still count a few connections samgr had not yet
-    // closed when it was read (the `--check` client's, round 2's last):
+    // closed when it was read (the registration check's, round 2's last):
     // at most STRAGGLERS. The peak is read once every client reported all
     // its connections up, so it counts the 1,000.
     assert!(
