@@ -40,22 +40,44 @@ const CMSG_WORDS: usize = 40;
 /// (`InvalidData`), after the ones that fit were put in `fds` (so dropping
 /// `fds` closes them).
 pub(crate) fn recv(fd: RawFd, buf: &mut [u8], fds: &mut VecDeque<OwnedFd>) -> io::Result<usize> {
+    // SAFETY: `buf` is `buf.len()` writable bytes.
+    unsafe { recv_raw(fd, buf.as_mut_ptr(), buf.len(), fds) }
+}
+
+/// [`recv`] of at most `max` bytes appended to `buf` (read straight into
+/// its spare capacity: nothing is zeroed or copied first). `buf` grows
+/// only by what arrived.
+pub(crate) fn recv_append(fd: RawFd, buf: &mut Vec<u8>, max: usize, fds: &mut VecDeque<OwnedFd>) -> io::Result<usize> {
+    buf.reserve(max);
+    let spare = buf.spare_capacity_mut();
+    // SAFETY: the spare capacity is at least `max` writable bytes; the
+    // kernel initialises the first `n` it reports, and only those are
+    // added to the length.
+    unsafe {
+        let n = recv_raw(fd, spare.as_mut_ptr().cast(), max, fds)?;
+        buf.set_len(buf.len() + n);
+        Ok(n)
+    }
+}
+
+/// # Safety
+/// `ptr` must be valid for writes of `len` bytes.
+unsafe fn recv_raw(fd: RawFd, ptr: *mut u8, len: usize, fds: &mut VecDeque<OwnedFd>) -> io::Result<usize> {
     use nix::libc;
     let mut cmsg = [0u64; CMSG_WORDS];
-    // SAFETY: CMSG_SPACE is a pure computation.
-    let space = unsafe { libc::CMSG_SPACE((MAX_PENDING_FDS * std::mem::size_of::<RawFd>()) as u32) } as usize;
+    let space = libc::CMSG_SPACE((MAX_PENDING_FDS * std::mem::size_of::<RawFd>()) as u32) as usize;
     debug_assert!(space <= std::mem::size_of_val(&cmsg));
     loop {
-        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
-        // SAFETY: msghdr is plain data; all-zero is a valid value.
-        let mut mh: libc::msghdr = unsafe { std::mem::zeroed() };
+        let mut iov = libc::iovec { iov_base: ptr.cast(), iov_len: len };
+        // msghdr is plain data; all-zero is a valid value.
+        let mut mh: libc::msghdr = std::mem::zeroed();
         mh.msg_iov = &mut iov;
         mh.msg_iovlen = 1;
         mh.msg_control = cmsg.as_mut_ptr().cast();
         mh.msg_controllen = space as _;
         // SAFETY: the iovec and control buffer outlive the call and their
         // lengths are theirs.
-        let n = unsafe { libc::recvmsg(fd, &mut mh, libc::MSG_CMSG_CLOEXEC) };
+        let n = libc::recvmsg(fd, &mut mh, libc::MSG_CMSG_CLOEXEC);
         if n < 0 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
@@ -63,10 +85,10 @@ pub(crate) fn recv(fd: RawFd, buf: &mut [u8], fds: &mut VecDeque<OwnedFd>) -> io
             }
             return Err(e);
         }
-        // SAFETY: walking the control buffer the kernel filled, with the
-        // libc macros, within msg_controllen; SCM_RIGHTS data is an array
-        // of descriptors that are now ours.
-        unsafe {
+        // Walking the control buffer the kernel filled, with the libc
+        // macros, within msg_controllen; SCM_RIGHTS data is an array of
+        // descriptors that are now ours.
+        {
             let mut c = libc::CMSG_FIRSTHDR(&mh);
             while !c.is_null() {
                 if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
@@ -91,6 +113,20 @@ pub(crate) fn recv(fd: RawFd, buf: &mut [u8], fds: &mut VecDeque<OwnedFd>) -> io
 /// byte; returns how many bytes went.
 pub(crate) fn send(fd: RawFd, data: &[u8], fds: &[OwnedFd]) -> io::Result<usize> {
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    if fds.is_empty() {
+        // Plain send: no message header to copy in.
+        loop {
+            // SAFETY: `data` is `data.len()` readable bytes.
+            let n = unsafe { nix::libc::send(fd, data.as_ptr().cast(), data.len(), nix::libc::MSG_NOSIGNAL) };
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
     let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
     let cmsg = [ControlMessage::ScmRights(&raw)];
     let cmsgs: &[ControlMessage] = if raw.is_empty() { &[] } else { &cmsg };

@@ -36,6 +36,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use thiserror::Error;
+use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
@@ -58,6 +59,8 @@ pub const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10
 /// How long [`RemoteProxy::send_request`] waits for a reply by default
 /// ([`RemoteProxy::with_timeout`] sets another).
 pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Most bytes one read takes from a connection.
+const READ_SIZE: usize = 64 * 1024;
 /// OpenHarmony's `MessageOption::TF_ASYNC`: a one-way request, no reply
 /// ([`RemoteProxy::send_oneway`]).
 pub const TF_ASYNC: u32 = 0x01;
@@ -392,6 +395,44 @@ const INTROSPECTION: &str = r#"<!DOCTYPE node PUBLIC "-//freedesktop//DTD D-BUS 
 
 fn hex(s: &str) -> String {
     s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Waits until `fd` (the client's connection) takes more bytes. The
+/// connection is registered for reading only (a registration for writing
+/// would wake this thread each time the server drains a request); this
+/// registers a duplicate of it for writing, only while a write waits.
+async fn writable(fd: std::os::fd::RawFd) -> std::io::Result<()> {
+    // SAFETY: `fd` is the connection, open for as long as its proxy.
+    let dup = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()?;
+    // SAFETY: the OwnedFd is ours and stays open as long as the AsyncFd.
+    let io = unsafe { AsyncFd::register_with_interest(dup, Interest::WRITABLE) }.map_err(std::io::Error::from)?;
+    let _ready = io.writable().await?;
+    Ok(())
+}
+
+/// One receive on the client's connection, appending at most
+/// [`READ_SIZE`] bytes to `buf` (straight into its spare capacity).
+/// Cancel-safe: bytes and descriptors are only taken in the synchronous
+/// part. A read that came back short without descriptors emptied the
+/// socket (a Unix stream read without `SO_PASSCRED` glues every queued
+/// byte up to one that carries descriptors), so the readiness is
+/// dropped at once and the next read waits for the next wake-up instead
+/// of trying a `recvmsg` that would fail with `EAGAIN`.
+async fn recv_io(io: &AsyncFd<std::os::unix::net::UnixStream>, buf: &mut Vec<u8>, fds: &mut VecDeque<OwnedFd>) -> std::io::Result<usize> {
+    loop {
+        let mut g = io.readable().await?;
+        let before = fds.len();
+        match g.try_io(|s| crate::fds::recv_append(s.as_raw_fd(), buf, READ_SIZE, fds)) {
+            Ok(Ok(n)) => {
+                if n > 0 && n < READ_SIZE && fds.len() == before {
+                    g.clear_ready();
+                }
+                return Ok(n);
+            }
+            Ok(Err(e)) => return Err(e),
+            Err(_would_block) => continue,
+        }
+    }
 }
 
 /// One receive on the tokio read half (`recvmsg`: descriptors that come
@@ -741,18 +782,15 @@ fn serve_blocking<H: Handler>(
             out.clear();
             out_fds.clear();
         }
-        // Read straight into the buffer's tail (nothing can cancel a
-        // blocking read half-way here); descriptors go to `fds`, and
-        // dropping it on an error closes them.
-        let start = buf.len();
-        buf.resize(start + 64 * 1024, 0);
-        let n = crate::fds::recv(stream.as_raw_fd(), &mut buf[start..], &mut fds);
+        // Read straight into the buffer's tail, uninitialised (nothing
+        // can cancel a blocking read half-way here); descriptors go to
+        // `fds`, and dropping it on an error closes them.
+        let n = crate::fds::recv_append(stream.as_raw_fd(), &mut buf, READ_SIZE, &mut fds);
         let n = match n {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => return Err(RemoteError::Malformed("more descriptors received than messages claim")),
             Err(e) => return Err(e.into()),
         };
-        buf.truncate(start + n);
         check_pending(&fds)?;
         if n == 0 {
             return Ok(());
@@ -763,10 +801,9 @@ fn serve_blocking<H: Handler>(
 // --- client ---------------------------------------------------------------
 
 struct Reader {
-    half: OwnedReadHalf,
+    /// Bytes received and not yet parsed (a read appends to it only in
+    /// its synchronous part, so a cancelled read leaves it whole).
     buf: Vec<u8>,
-    /// Read into first, so a cancelled read leaves `buf` untouched.
-    chunk: Vec<u8>,
     /// Received descriptors no whole reply has claimed yet.
     fds: VecDeque<OwnedFd>,
 }
@@ -774,8 +811,11 @@ struct Reader {
 type Reply = Result<(Vec<u8>, Vec<OwnedFd>), RemoteError>;
 
 struct Shared {
-    writer: tokio::sync::Mutex<OwnedWriteHalf>,
-    /// The read half, held by whichever caller is reading now.
+    /// The connection (non-blocking, registered with the runtime).
+    io: AsyncFd<std::os::unix::net::UnixStream>,
+    /// Held while one whole message is written.
+    writer: tokio::sync::Mutex<()>,
+    /// The read state, held by whichever caller is reading now.
     reader: tokio::sync::Mutex<Reader>,
     /// Replies read by someone else, by serial.
     waiting: Mutex<HashMap<u32, oneshot::Sender<Reply>>>,
@@ -820,10 +860,15 @@ impl RemoteProxy {
         if !fds.is_empty() {
             return Err(RemoteError::Auth("descriptors during the handshake".into()));
         }
+        let std = r.reunite(w).map_err(|_| RemoteError::Malformed("stream halves"))?.into_std()?;
+        // SAFETY: a std UnixStream owns its descriptor and keeps that one
+        // open until it is dropped, with the AsyncFd that holds it.
+        let io = unsafe { AsyncFd::register_with_interest(std, Interest::READABLE) }.map_err(std::io::Error::from)?;
         Ok(RemoteProxy {
             shared: Arc::new(Shared {
-                writer: tokio::sync::Mutex::new(w),
-                reader: tokio::sync::Mutex::new(Reader { half: r, buf, chunk: vec![0; 64 * 1024], fds }),
+                io,
+                writer: tokio::sync::Mutex::new(()),
+                reader: tokio::sync::Mutex::new(Reader { buf, fds }),
                 waiting: Mutex::default(),
                 serial: AtomicU32::new(1),
                 dead: std::sync::atomic::AtomicBool::new(false),
@@ -886,24 +931,24 @@ impl RemoteProxy {
                 }
             }
         }
-        let mut w = self.shared.writer.lock().await;
+        let _w = self.shared.writer.lock().await;
         let mut whole = Whole(self, false);
-        let r = if fds.is_empty() {
-            w.write_all(msg).await
-        } else {
-            async {
-                let s: &UnixStream = w.as_ref();
-                let n = loop {
-                    s.writable().await?;
-                    match s.try_io(Interest::WRITABLE, || crate::fds::send(s.as_raw_fd(), msg, fds)) {
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                        r => break r?,
+        let fd = self.shared.io.as_raw_fd();
+        let r: std::io::Result<()> = async {
+            let (mut at, mut fds) = (0, fds);
+            while at < msg.len() {
+                match crate::fds::send(fd, &msg[at..], fds) {
+                    Ok(n) => {
+                        at += n;
+                        fds = &[];
                     }
-                };
-                w.write_all(&msg[n..]).await
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => writable(fd).await?,
+                    Err(e) => return Err(e),
+                }
             }
-            .await
-        };
+            Ok(())
+        }
+        .await;
         whole.1 = r.is_ok();
         Ok(r?)
     }
@@ -936,7 +981,7 @@ impl RemoteProxy {
         if sh.dead.load(Ordering::Acquire) {
             return Err(RemoteError::Dead);
         }
-        let (tx, mut rx) = oneshot::channel();
+        let (tx, rx) = oneshot::channel();
         crate::lock(&sh.waiting).insert(serial, tx);
         // However this call ends (its reply, an error, or its caller
         // dropping it: a deadline, a select), its waiter goes.
@@ -947,6 +992,10 @@ impl RemoteProxy {
             }
         }
         let _unwait = Unwait(sh, serial);
+        // Dropped before `_unwait` (which drops the sender): a receiver
+        // gone first is not woken by its sender's drop, so a call that
+        // read its own reply does not wake its own task for nothing.
+        let mut rx = rx;
         let mut msg = Vec::with_capacity(96 + data.len());
         request(&mut msg, serial, code, data, 0, fds.len() as u32);
         let written = self.write(&msg, &fds).await;
@@ -961,9 +1010,13 @@ impl RemoteProxy {
                     if let Ok(r) = rx.try_recv() {
                         return r;
                     }
-                    if let Err(e) = self.read_some(&mut reader).await {
-                        self.fail_all(&e);
-                        return Err(e);
+                    match self.read_some(&mut reader, Some(serial)).await {
+                        Ok(Some(r)) => return r,
+                        Ok(None) => {}
+                        Err(e) => {
+                            self.fail_all(&e);
+                            return Err(e);
+                        }
                     }
                 }
             }
@@ -973,17 +1026,20 @@ impl RemoteProxy {
     /// Reads at least one message and hands every whole reply to its
     /// waiter. On an error (the connection is then dead) the descriptors
     /// received and not handed on are closed at once.
-    async fn read_some(&self, rd: &mut Reader) -> Result<(), RemoteError> {
-        let r = self.read_replies(rd).await;
+    async fn read_some(&self, rd: &mut Reader, mine: Option<u32>) -> Result<Option<Reply>, RemoteError> {
+        let r = self.read_replies(rd, mine).await;
         if r.is_err() {
             rd.fds.clear();
         }
         r
     }
 
-    async fn read_replies(&self, rd: &mut Reader) -> Result<(), RemoteError> {
+    /// [`RemoteProxy::read_some`]: the reply to serial `mine` (the reading
+    /// call's own) is returned, not sent to its waiter.
+    async fn read_replies(&self, rd: &mut Reader, mine: Option<u32>) -> Result<Option<Reply>, RemoteError> {
         loop {
             let mut handed = false;
+            let mut own = None;
             let mut used = 0;
             while let Some(len) = message_len(&rd.buf[used..])? {
                 if rd.buf.len() - used < len {
@@ -998,17 +1054,19 @@ impl RemoteProxy {
                     ERROR => Err(RemoteError::Remote { name: m.error_name.to_owned(), message: get_str(m.body).unwrap_or("").to_owned() }),
                     _ => continue,
                 };
-                if let Some(tx) = crate::lock(&self.shared.waiting).remove(&to) {
+                handed = true;
+                if Some(to) == mine {
+                    own = Some(r);
+                } else if let Some(tx) = crate::lock(&self.shared.waiting).remove(&to) {
                     let _ = tx.send(r);
                 }
-                handed = true;
             }
             rd.buf.drain(..used);
             check_unclaimed(&rd.buf, &rd.fds)?;
             if handed {
-                return Ok(());
+                return Ok(own);
             }
-            let n = match recv_async(&rd.half, &mut rd.chunk, &mut rd.fds).await {
+            let n = match recv_io(&self.shared.io, &mut rd.buf, &mut rd.fds).await {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::InvalidData => return Err(RemoteError::Malformed("more descriptors received than messages claim")),
                 Err(e) => return Err(e.into()),
@@ -1016,7 +1074,6 @@ impl RemoteProxy {
             if n == 0 {
                 return Err(RemoteError::Dead);
             }
-            rd.buf.extend_from_slice(&rd.chunk[..n]);
             if !self.shared.fds_agreed && !rd.fds.is_empty() {
                 return Err(RemoteError::Malformed("descriptors on a connection that did not negotiate them"));
             }
@@ -1038,7 +1095,7 @@ impl RemoteProxy {
             if sh.dead.load(Ordering::Acquire) {
                 return;
             }
-            if let Err(e) = self.read_some(&mut reader).await {
+            if let Err(e) = self.read_some(&mut reader, None).await {
                 self.fail_all(&e);
                 return;
             }

@@ -203,3 +203,80 @@ async fn abandoned_calls_leave_no_waiter() {
     *obj.gate.0.lock().unwrap() = true;
     obj.gate.1.notify_all();
 }
+
+/// A request bigger than the socket's buffer waits for room (the client's
+/// connection is registered for reading only; a write that cannot go on
+/// waits on a registration of its own) and is answered whole; many tasks
+/// pipelining on one connection each get their own reply, whichever of
+/// them reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn big_requests_wait_for_room_and_pipelined_replies_reach_their_callers() {
+    let obj = Arc::new(Obj::default());
+    let (_task, c) = served(obj.clone(), Duration::from_secs(10));
+    c.set_nonblocking(true).unwrap();
+    let p = RemoteProxy::connect(tokio::net::UnixStream::from_std(c).unwrap()).await.unwrap();
+    // The server thread sits in code 5 until the gate opens, so the 3 MiB
+    // that follow cannot all fit in the socket: the write must wait.
+    let gated = tokio::spawn({
+        let p = p.clone();
+        async move { p.send_request(5, &[]).await }
+    });
+    let big: Vec<u8> = (0..3u32 << 20).map(|i| (i % 251) as u8).collect();
+    let echo = tokio::spawn({
+        let (p, big) = (p.clone(), big.clone());
+        async move { p.send_request(1, &big).await }
+    });
+    let opener = tokio::spawn({
+        let obj = obj.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            *obj.gate.0.lock().unwrap() = true;
+            obj.gate.1.notify_all();
+        }
+    });
+    assert_eq!(tokio::time::timeout(DEADLINE, gated).await.unwrap().unwrap().unwrap(), [5]);
+    assert!(tokio::time::timeout(DEADLINE, echo).await.unwrap().unwrap().unwrap() == big, "the 3 MiB came back whole");
+    opener.await.unwrap();
+
+    let tasks: Vec<_> = (0..16u32)
+        .map(|t| {
+            let p = p.clone();
+            tokio::spawn(async move {
+                for i in 0..200u32 {
+                    let data = [t.to_le_bytes(), i.to_le_bytes()].concat();
+                    assert_eq!(p.send_request(1, &data).await.unwrap(), data, "task {t} call {i} got someone else's reply");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        tokio::time::timeout(DEADLINE, t).await.unwrap().unwrap();
+    }
+    assert_eq!(p.pending_calls(), 0);
+}
+
+/// The same on a current_thread runtime (one thread both writes and
+/// reads, so a write waiting for room must not keep the reply it waits
+/// behind from being read by another task).
+#[tokio::test(flavor = "current_thread")]
+async fn pipelined_calls_on_one_thread() {
+    let obj = Arc::new(Obj::default());
+    *obj.gate.0.lock().unwrap() = true;
+    let (_task, c) = served(obj.clone(), Duration::from_secs(10));
+    c.set_nonblocking(true).unwrap();
+    let p = RemoteProxy::connect(tokio::net::UnixStream::from_std(c).unwrap()).await.unwrap();
+    let big: Vec<u8> = vec![7; 2 << 20];
+    let mut calls = Vec::new();
+    for t in 0..8u32 {
+        let (p, big) = (p.clone(), big.clone());
+        calls.push(tokio::spawn(async move {
+            for i in 0..50u32 {
+                let data = if i % 10 == 0 { big.clone() } else { [t.to_le_bytes(), i.to_le_bytes()].concat() };
+                assert!(p.send_request(1, &data).await.unwrap() == data, "task {t} call {i}");
+            }
+        }));
+    }
+    for c in calls {
+        tokio::time::timeout(DEADLINE, c).await.unwrap().unwrap();
+    }
+}

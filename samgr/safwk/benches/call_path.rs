@@ -836,6 +836,9 @@ fn main() {
     if let Some(i) = args.iter().position(|a| a == "--variants") {
         return variants(args.get(i + 1).filter(|a| !a.starts_with("--")).cloned());
     }
+    if args.iter().any(|a| a == "--fast-path") {
+        return fast_path();
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let kids = Kids::default();
     let _guard = KillOnDrop(kids.clone());
@@ -1075,6 +1078,50 @@ fn main() {
     println!("  (t)  16 KiB p50 <= 1.5x u32    {:>7.1} us vs {:>7.1} us  ({:.2}x)  {}", bt50, 1.5 * tt.p50, bt50 / tt.p50, met(bt50 <= 1.5 * tt.p50));
     println!("  (t)  struct p50 <= 1.3x u32    {:>7.1} us vs {:>7.1} us  ({:.2}x)  {}", st50, 1.3 * tt.p50, st50 / tt.p50, met(st50 <= 1.3 * tt.p50));
     println!("  (t)  p50 vs untyped (r)        {:>7.1} us vs {:>7.1} us  ({:.2}x)", tt.p50, rr.p50, tt.p50 / rr.p50);
+}
+
+/// `-- --fast-path`: only the u32 call on (a), (r) and (t), one task,
+/// rounds interleaved; a quick loop for work on the fast path.
+fn fast_path() {
+    let cpus = cpus_and_load();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kids = Kids::default();
+    let _guard = KillOnDrop(kids.clone());
+    let raw = dir.path().join("raw.sock");
+    kids.spawn_self(&["--serve-raw", s(&raw)]);
+    let samgr_sock = dir.path().join("samgr.sock");
+    kids.spawn_self(&["--serve-samgr", s(&samgr_sock)]);
+    for p in [&raw, &samgr_sock] {
+        wait_for(p);
+    }
+    kids.spawn_self(&["--serve-remote", s(&samgr_sock), &REMOTE_ID.to_string()]);
+    kids.spawn_self(&["--serve-typed", s(&samgr_sock), &TYPED_ID.to_string()]);
+    let (la, lr, lt) = rt_current().block_on(async {
+        let samgr = samgr_connect(&samgr_sock).await;
+        wait_registered(&samgr, REMOTE_ID).await;
+        wait_registered(&samgr, TYPED_ID).await;
+        let pr = remote_for(&samgr_sock, REMOTE_ID).await;
+        let pt = typed_for(&samgr_sock, TYPED_ID).await;
+        let mut rs = raw_connect(&raw);
+        let (mut la, mut lr, mut lt) = (Vec::new(), Vec::new(), Vec::new());
+        // ACCORD_FAST_ONLY=a|r|t runs only that one (to profile it); the
+        // others then report the first call's figures.
+        let only = std::env::var("ACCORD_FAST_ONLY").unwrap_or_default();
+        let run = |w: &str| only.is_empty() || only == w;
+        for _ in 0..ROUNDS {
+            la.extend(raw_lat(&mut rs, if run("a") { N / ROUNDS } else { 1 }));
+            lr.extend(remote_lat(&pr, if run("r") { N / ROUNDS } else { 1 }).await);
+            lt.extend(typed_lat(&pt, if run("t") { N / ROUNDS } else { 1 }, 0).await.0);
+        }
+        (la, lr, lt)
+    });
+    let (a50, a99) = pct(la);
+    let (r50, r99) = pct(lr);
+    let (t50, t99) = pct(lt);
+    println!("{cpus}");
+    println!("(a) floor  p50 {a50:>6.1} us  p99 {a99:>6.1} us");
+    println!("(r) raw    p50 {r50:>6.1} us  p99 {r99:>6.1} us  {:.2}x  {:.2}x", r50 / a50, r99 / a99);
+    println!("(t) typed  p50 {t50:>6.1} us  p99 {t99:>6.1} us  {:.2}x  {:.2}x", t50 / a50, t99 / a99);
 }
 
 // ---------------------------------------------------------------- knob study
