@@ -21,6 +21,7 @@
 //!   typed argument.
 
 pub mod blob;
+pub mod budget;
 pub mod fds;
 pub mod limit;
 pub mod remote;

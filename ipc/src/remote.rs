@@ -82,6 +82,9 @@ pub enum RemoteError {
     /// a late reply is dropped).
     #[error("remote object: no reply within {} ms", .0.as_millis())]
     TimedOut(std::time::Duration),
+    /// A budget of [`crate::budget`] was exceeded: the connection ends.
+    #[error("remote object: {0}")]
+    Limit(String),
 }
 
 impl RemoteError {
@@ -322,25 +325,72 @@ fn get_str(body: &[u8]) -> Option<&str> {
 /// A `SendRequest(code, data)` call (`flags`: [`NO_REPLY`] for one-way)
 /// carrying `fds` descriptors.
 fn request(out: &mut Vec<u8>, serial: u32, code: u32, data: &[u8], flags: u8, fds: u32) {
-    message(
+    let r: Result<(), std::convert::Infallible> = request_with(
         out,
-        CALL,
-        flags,
         serial,
-        |f| {
-            field_str(f, 1, b'o', PATH);
-            field_str(f, 2, b's', INTERFACE);
-            field_str(f, 3, b's', METHOD);
-            field_str(f, 8, b'g', "uay");
-            if fds != 0 {
-                field_u32(f, 9, fds);
-            }
-        },
+        code,
+        flags,
         |b| {
-            put_u32(b, code);
-            body_bytes(b, data);
+            b.extend_from_slice(data);
+            Ok(())
         },
+        |_| fds,
     );
+    let Ok(()) = r;
+}
+
+/// A `SendRequest` call whose data `encode` appends straight to `out`
+/// (the message buffer, empty: nothing is copied afterwards); `fds` tells
+/// how many descriptors the encoded value carries, known only once it is
+/// encoded: the `UNIX_FDS` header field is then put in (a move of the
+/// body, for messages with descriptors only).
+fn request_with<R, E>(
+    out: &mut Vec<u8>,
+    serial: u32,
+    code: u32,
+    flags: u8,
+    encode: impl FnOnce(&mut Vec<u8>) -> Result<R, E>,
+    fds: impl FnOnce(&R) -> u32,
+) -> Result<R, E> {
+    // Alignment is counted from the message's start (see `message`).
+    if out.len() & 7 != 0 {
+        let mut apart = Vec::with_capacity(256);
+        let r = request_with(&mut apart, serial, code, flags, encode, fds)?;
+        out.extend_from_slice(&apart);
+        return Ok(r);
+    }
+    let start = out.len();
+    out.extend_from_slice(&[b'l', CALL, flags, 1]);
+    put_u32(out, 0); // body length, patched below
+    put_u32(out, serial);
+    put_u32(out, 0); // header fields length, patched below
+    field_str(out, 1, b'o', PATH);
+    field_str(out, 2, b's', INTERFACE);
+    field_str(out, 3, b's', METHOD);
+    field_str(out, 8, b'g', "uay");
+    let flen = out.len() - start - 16;
+    pad(out, 8);
+    let b0 = out.len();
+    put_u32(out, code);
+    put_u32(out, 0); // the data's length, patched below
+    let r = encode(out)?;
+    let dlen = (out.len() - b0 - 8) as u32;
+    out[b0 + 4..b0 + 8].copy_from_slice(&dlen.to_le_bytes());
+    let blen = (out.len() - b0) as u32;
+    out[start + 4..start + 8].copy_from_slice(&blen.to_le_bytes());
+    let n = fds(&r);
+    let flen = if n == 0 {
+        flen
+    } else {
+        // The field is 8 bytes at an 8-aligned place (where the body
+        // starts now), so the body stays aligned after it.
+        let mut field = Vec::with_capacity(8);
+        field_u32(&mut field, 9, n);
+        out.splice(b0..b0, field);
+        b0 - start - 16 + 8
+    };
+    out[start + 12..start + 16].copy_from_slice(&(flen as u32).to_le_bytes());
+    Ok(r)
 }
 
 fn reply_error(out: &mut Vec<u8>, serial: u32, reply_to: u32, name: &str, text: &str) {
@@ -732,7 +782,8 @@ async fn serve_as<H: Handler>(stream: UnixStream, handler: H, client_uid: Option
     let (done_tx, done_rx) = oneshot::channel();
     let answerer = Answerer { handler, serial: 0, reply: Vec::with_capacity(256), reply_fds: Vec::new() };
     std::thread::Builder::new().name("remote-object".into()).spawn(move || {
-        let _ = done_tx.send(serve_blocking(stream, opened, answerer, write_timeout));
+        let charge = crate::budget::Charge::new(client_uid);
+        let _ = done_tx.send(serve_blocking(stream, opened, answerer, write_timeout, charge));
     })?;
     done_rx.await.unwrap_or(Err(RemoteError::Dead))
 }
@@ -762,6 +813,7 @@ fn serve_blocking<H: Handler>(
     opened: Opened,
     mut a: Answerer<H>,
     write_timeout: std::time::Duration,
+    mut charge: crate::budget::Charge,
 ) -> Result<(), RemoteError> {
     let Opened { mut buf, mut fds, fds_agreed } = opened;
     let mut out = Vec::with_capacity(4096);
@@ -782,6 +834,12 @@ fn serve_blocking<H: Handler>(
             out.clear();
             out_fds.clear();
         }
+        // What is left is a request not yet whole: give back the room a
+        // bigger one took, and charge the client's uid what is held.
+        if buf.capacity() > 4 * READ_SIZE && buf.len() <= READ_SIZE {
+            buf.shrink_to(2 * READ_SIZE);
+        }
+        charge.set(buf.len(), fds.len()).map_err(RemoteError::Limit)?;
         // Read straight into the buffer's tail, uninitialised (nothing
         // can cancel a blocking read half-way here); descriptors go to
         // `fds`, and dropping it on an error closes them.
@@ -795,6 +853,7 @@ fn serve_blocking<H: Handler>(
         if n == 0 {
             return Ok(());
         }
+        charge.set(buf.len(), fds.len()).map_err(RemoteError::Limit)?;
     }
 }
 
@@ -894,14 +953,28 @@ impl RemoteProxy {
     /// [`RemoteProxy::send_oneway`] with descriptors (at most
     /// [`MAX_FDS`]); they are closed here once sent.
     pub async fn send_oneway_fds(&self, code: u32, data: &[u8], fds: Vec<OwnedFd>) -> Result<(), RemoteError> {
-        let sh = &self.shared;
-        if sh.dead.load(Ordering::Acquire) {
+        self.check_fds(&fds)?;
+        let mut msg = Vec::with_capacity(96 + data.len());
+        let serial = self.shared.serial.fetch_add(1, Ordering::Relaxed).max(1);
+        request(&mut msg, serial, code, data, NO_REPLY, fds.len() as u32);
+        self.oneway(msg, fds).await
+    }
+
+    /// [`RemoteProxy::send_oneway_fds`] with the data written by `encode`
+    /// straight into the outgoing message (it returns the descriptors
+    /// the data names, sent with it).
+    pub async fn send_oneway_with(&self, code: u32, encode: impl FnOnce(&mut Vec<u8>) -> Result<Vec<OwnedFd>, RemoteError>) -> Result<(), RemoteError> {
+        let mut msg = Vec::with_capacity(256);
+        let serial = self.shared.serial.fetch_add(1, Ordering::Relaxed).max(1);
+        let fds = request_with(&mut msg, serial, code, NO_REPLY, encode, |f| f.len() as u32)?;
+        self.check_fds(&fds)?;
+        self.oneway(msg, fds).await
+    }
+
+    async fn oneway(&self, msg: Vec<u8>, fds: Vec<OwnedFd>) -> Result<(), RemoteError> {
+        if self.shared.dead.load(Ordering::Acquire) {
             return Err(RemoteError::Dead);
         }
-        self.check_fds(&fds)?;
-        let serial = sh.serial.fetch_add(1, Ordering::Relaxed).max(1);
-        let mut msg = Vec::with_capacity(96 + data.len());
-        request(&mut msg, serial, code, data, NO_REPLY, fds.len() as u32);
         match tokio::time::timeout(self.timeout, self.write(&msg, &fds)).await {
             Ok(r) => r,
             Err(_) => Err(RemoteError::TimedOut(self.timeout)),
@@ -966,7 +1039,31 @@ impl RemoteProxy {
     pub async fn send_request_fds(&self, code: u32, data: &[u8], fds: Vec<OwnedFd>) -> Result<(Vec<u8>, Vec<OwnedFd>), RemoteError> {
         self.check_fds(&fds)?;
         let serial = self.shared.serial.fetch_add(1, Ordering::Relaxed).max(1);
-        match tokio::time::timeout(self.timeout, self.call(serial, code, data, fds)).await {
+        let mut msg = Vec::with_capacity(96 + data.len());
+        request(&mut msg, serial, code, data, 0, fds.len() as u32);
+        self.deadline(serial, msg, fds).await
+    }
+
+    /// [`RemoteProxy::send_request_fds`] with the data written by `encode`
+    /// straight into the outgoing message, not copied into it afterwards
+    /// (a typed proxy encodes its arguments this way); `encode` returns
+    /// the descriptors the data names, sent with it.
+    pub async fn send_request_with(
+        &self,
+        code: u32,
+        encode: impl FnOnce(&mut Vec<u8>) -> Result<Vec<OwnedFd>, RemoteError>,
+    ) -> Result<(Vec<u8>, Vec<OwnedFd>), RemoteError> {
+        let serial = self.shared.serial.fetch_add(1, Ordering::Relaxed).max(1);
+        let mut msg = Vec::with_capacity(256);
+        let fds = request_with(&mut msg, serial, code, 0, encode, |f| f.len() as u32)?;
+        self.check_fds(&fds)?;
+        self.deadline(serial, msg, fds).await
+    }
+
+    /// Runs the call of request `msg` (serial `serial`) within the
+    /// proxy's timeout.
+    async fn deadline(&self, serial: u32, msg: Vec<u8>, fds: Vec<OwnedFd>) -> Reply {
+        match tokio::time::timeout(self.timeout, self.call(serial, msg, fds)).await {
             Ok(r) => r,
             Err(_) => {
                 // A late reply finds no waiter and is dropped.
@@ -976,7 +1073,7 @@ impl RemoteProxy {
         }
     }
 
-    async fn call(&self, serial: u32, code: u32, data: &[u8], fds: Vec<OwnedFd>) -> Reply {
+    async fn call(&self, serial: u32, msg: Vec<u8>, fds: Vec<OwnedFd>) -> Reply {
         let sh = &self.shared;
         if sh.dead.load(Ordering::Acquire) {
             return Err(RemoteError::Dead);
@@ -996,8 +1093,6 @@ impl RemoteProxy {
         // gone first is not woken by its sender's drop, so a call that
         // read its own reply does not wake its own task for nothing.
         let mut rx = rx;
-        let mut msg = Vec::with_capacity(96 + data.len());
-        request(&mut msg, serial, code, data, 0, fds.len() as u32);
         let written = self.write(&msg, &fds).await;
         drop(fds);
         written?;
@@ -1133,6 +1228,54 @@ mod tests {
         let m = parse(&b).unwrap();
         assert_eq!((m.kind, m.serial, m.path, m.interface, m.member, m.signature), (CALL, 7, PATH, INTERFACE, METHOD, "uay"));
         assert_eq!((rd_u32(m.body, 0), get_bytes(m.body, 4)), (Some(42), Some(&b"hello"[..])));
+    }
+
+    /// A request whose descriptors are known only once its data is
+    /// encoded gets its `UNIX_FDS` field put in before the body, which
+    /// stays 8-aligned and whole.
+    #[test]
+    fn a_request_encoded_in_place_carries_its_descriptor_count() {
+        for (data, fds) in [(&b""[..], 0u32), (b"hello", 0), (b"hello", 2), (b"0123456789abcdefg", 16)] {
+            let mut b = Vec::new();
+            let r: Result<u32, RemoteError> = request_with(
+                &mut b,
+                9,
+                3,
+                0,
+                |out| {
+                    out.extend_from_slice(data);
+                    Ok(fds)
+                },
+                |n| *n,
+            );
+            assert_eq!(r.unwrap(), fds);
+            assert_eq!(message_len(&b).unwrap(), Some(b.len()));
+            let m = parse(&b).unwrap();
+            assert_eq!((m.kind, m.serial, m.interface, m.member, m.signature, m.unix_fds), (CALL, 9, INTERFACE, METHOD, "uay", fds));
+            assert_eq!((rd_u32(m.body, 0), get_bytes(m.body, 4)), (Some(3), Some(data)));
+            assert_eq!((b.len() - m.body.len()) % 8, 0, "the body starts 8-aligned");
+            let mut whole = Vec::new();
+            message(
+                &mut whole,
+                CALL,
+                0,
+                9,
+                |f| {
+                    field_str(f, 1, b'o', PATH);
+                    field_str(f, 2, b's', INTERFACE);
+                    field_str(f, 3, b's', METHOD);
+                    field_str(f, 8, b'g', "uay");
+                    if fds != 0 {
+                        field_u32(f, 9, fds);
+                    }
+                },
+                |body| {
+                    put_u32(body, 3);
+                    body_bytes(body, data);
+                },
+            );
+            assert_eq!(whole, b, "the same bytes as a message built with its fields known first");
+        }
     }
 
     /// Memfds named `name` this process holds.

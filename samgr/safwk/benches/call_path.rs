@@ -442,15 +442,19 @@ async fn typed_lat(p: &TypedCalcProxy, n: usize, n_big: usize) -> (Vec<Duration>
     }
     let payload = ByteBuf::from(vec![0x5a; BIG]);
     for _ in 0..n_big {
+        // The caller's own buffer, handed over (the raw figures send a
+        // buffer they hold, uncopied, too).
+        let arg = payload.clone();
         let t = Instant::now();
-        let r = p.echo(payload.clone()).await.expect("typed echo");
+        let r = p.echo(arg).await.expect("typed echo");
         big.push(t.elapsed());
         assert_eq!(r.len(), BIG);
     }
     for i in 0..n_big as u32 {
         let v = ten(i);
+        let arg = v.clone();
         let t = Instant::now();
-        let r = p.ten(v.clone()).await.expect("typed struct");
+        let r = p.ten(arg).await.expect("typed struct");
         st.push(t.elapsed());
         assert_eq!(r, v);
     }
@@ -1096,7 +1100,7 @@ fn fast_path() {
     }
     kids.spawn_self(&["--serve-remote", s(&samgr_sock), &REMOTE_ID.to_string()]);
     kids.spawn_self(&["--serve-typed", s(&samgr_sock), &TYPED_ID.to_string()]);
-    let (la, lr, lt) = rt_current().block_on(async {
+    let (la, lr, lt, lrb, ltb) = rt_current().block_on(async {
         let samgr = samgr_connect(&samgr_sock).await;
         wait_registered(&samgr, REMOTE_ID).await;
         wait_registered(&samgr, TYPED_ID).await;
@@ -1104,16 +1108,20 @@ fn fast_path() {
         let pt = typed_for(&samgr_sock, TYPED_ID).await;
         let mut rs = raw_connect(&raw);
         let (mut la, mut lr, mut lt) = (Vec::new(), Vec::new(), Vec::new());
-        // ACCORD_FAST_ONLY=a|r|t runs only that one (to profile it); the
+        let (mut ltb, mut lrb) = (Vec::new(), Vec::new());
+        // ACCORD_FAST_ONLY=a|r|t|rb|tb runs only that one (to profile it); the
         // others then report the first call's figures.
         let only = std::env::var("ACCORD_FAST_ONLY").unwrap_or_default();
         let run = |w: &str| only.is_empty() || only == w;
         for _ in 0..ROUNDS {
             la.extend(raw_lat(&mut rs, if run("a") { N / ROUNDS } else { 1 }));
             lr.extend(remote_lat(&pr, if run("r") { N / ROUNDS } else { 1 }).await);
-            lt.extend(typed_lat(&pt, if run("t") { N / ROUNDS } else { 1 }, 0).await.0);
+            let (u, b, _) = typed_lat(&pt, if run("t") { N / ROUNDS } else { 1 }, if run("tb") { N_BIG / ROUNDS } else { 1 }).await;
+            lt.extend(u);
+            ltb.extend(b);
+            lrb.extend(remote_big_lat(&pr, if run("rb") { N_BIG / ROUNDS } else { 1 }).await);
         }
-        (la, lr, lt)
+        (la, lr, lt, lrb, ltb)
     });
     let (a50, a99) = pct(la);
     let (r50, r99) = pct(lr);
@@ -1122,6 +1130,9 @@ fn fast_path() {
     println!("(a) floor  p50 {a50:>6.1} us  p99 {a99:>6.1} us");
     println!("(r) raw    p50 {r50:>6.1} us  p99 {r99:>6.1} us  {:.2}x  {:.2}x", r50 / a50, r99 / a99);
     println!("(t) typed  p50 {t50:>6.1} us  p99 {t99:>6.1} us  {:.2}x  {:.2}x", t50 / a50, t99 / a99);
+    let (rb50, _) = pct(lrb);
+    let (tb50, _) = pct(ltb);
+    println!("16 KiB echo: (r) p50 {rb50:>6.1} us ({:.2}x its u32), (t) p50 {tb50:>6.1} us ({:.2}x its u32)", rb50 / r50, tb50 / t50);
 }
 
 // ---------------------------------------------------------------- knob study

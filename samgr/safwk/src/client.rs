@@ -138,8 +138,10 @@ impl Samgr {
         }
     }
 
-    /// The socket samgr hands out for SA `id`.
-    async fn get_stream(&self, id: u32) -> Result<UnixStream, SaError> {
+    /// The socket samgr hands out for SA `id`, before any handshake (for
+    /// a client that speaks the wire itself: `RemoteProxy::connect` or
+    /// `accord_ipc::connect` on it is what the other gets do).
+    pub async fn get_socket(&self, id: u32) -> Result<UnixStream, SaError> {
         let fd: OwnedFd = self.call(|p| async move { p.get_system_ability(id).await }).await?.into();
         Ok(accord_ipc::stream_from_fd(fd)?)
     }
@@ -147,7 +149,7 @@ impl Samgr {
     /// A direct D-Bus connection to SA `id` (samgr is not on its path),
     /// loading the SA first if it is on demand.
     pub async fn get_connection(&self, id: u32) -> Result<zbus::Connection, SaError> {
-        Ok(accord_ipc::connect(self.get_stream(id).await?).await?)
+        Ok(accord_ipc::connect(self.get_socket(id).await?).await?)
     }
 
     /// A typed proxy (`FooProxy`, made by `#[zbus::proxy]`) on SA `id`.
@@ -163,7 +165,7 @@ impl Samgr {
     /// A client of SA `id` published as a remote object
     /// ([`crate::SaHost::publish_remote`]): the fast path.
     pub async fn get_remote(&self, id: u32) -> Result<accord_ipc::remote::RemoteProxy, SaError> {
-        Ok(accord_ipc::remote::RemoteProxy::connect(self.get_stream(id).await?).await?)
+        Ok(accord_ipc::remote::RemoteProxy::connect(self.get_socket(id).await?).await?)
     }
 
     /// A typed proxy (made by [`crate::interface`]) on SA `id`, on the

@@ -718,7 +718,9 @@ impl HostIface {
                 Ok(()) => {}
                 // A client that died or hung up before the handshake ended.
                 Err(SaError::Ipc(IpcError::Zbus(zbus::Error::InputOutput(e)))) => debug!("SA {id}: pid {pid} hung up during the handshake: {e}"),
-                Err(e) => warn!("SA {id}: handshake with pid {pid} failed: {e}"),
+                // A budget of this process's: the client is cut off.
+                Err(SaError::Remote(RemoteError::Limit(why))) => warn!("SA {id}: hung up on pid {pid} (uid {uid}): {why}"),
+                Err(e) => warn!("SA {id}: connection of pid {pid} ended: {e}"),
             }
         });
         Ok(())

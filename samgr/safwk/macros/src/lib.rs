@@ -276,15 +276,13 @@ fn expand(name: LitStr, mut tr: ItemTrait) -> syn::Result<Tokens> {
         });
         let names: Vec<&Ident> = args.iter().map(|(n, _, _)| n).collect();
         let tys: Vec<&Type> = args.iter().map(|(_, t, _)| t).collect();
-        let encode = quote!(#rt::encode_request_fds(&(#(&#names,)*), &mut __data));
+        let encode = quote!(|__data: &mut ::std::vec::Vec<u8>| #rt::encode_request_fds(&(#(&#names,)*), __data));
         let proxy_fn = if *oneway {
             quote! {
                 #(#docs)*
                 /// One way: returns once the request is written.
                 pub async fn #ident(&self, #(#names: #tys),*) -> ::std::result::Result<(), #rt::RemoteError> {
-                    let mut __data = ::std::vec::Vec::with_capacity(64);
-                    let __fds = #encode?;
-                    self.remote.send_oneway_fds(Self::#cname, &__data, __fds).await
+                    self.remote.send_oneway_with(Self::#cname, #encode).await
                 }
             }
         } else {
@@ -292,27 +290,21 @@ fn expand(name: LitStr, mut tr: ItemTrait) -> syn::Result<Tokens> {
                 Ret::Result(t, e) => quote! {
                     #(#docs)*
                     pub async fn #ident(&self, #(#names: #tys),*) -> ::std::result::Result<#t, #rt::CallError<#e>> {
-                        let mut __data = ::std::vec::Vec::with_capacity(64);
-                        let __fds = #encode.map_err(#rt::CallError::Ipc)?;
-                        let (__reply, __rfds) = self.remote.send_request_fds(Self::#cname, &__data, __fds).await.map_err(#rt::CallError::Ipc)?;
+                        let (__reply, __rfds) = self.remote.send_request_with(Self::#cname, #encode).await.map_err(#rt::CallError::Ipc)?;
                         #rt::decode_reply_fds::<::std::result::Result<#t, #e>>(&__reply, __rfds).map_err(#rt::CallError::Ipc)?.map_err(#rt::CallError::Sa)
                     }
                 },
                 Ret::Plain(t) => quote! {
                     #(#docs)*
                     pub async fn #ident(&self, #(#names: #tys),*) -> ::std::result::Result<#t, #rt::RemoteError> {
-                        let mut __data = ::std::vec::Vec::with_capacity(64);
-                        let __fds = #encode?;
-                        let (__reply, __rfds) = self.remote.send_request_fds(Self::#cname, &__data, __fds).await?;
+                        let (__reply, __rfds) = self.remote.send_request_with(Self::#cname, #encode).await?;
                         #rt::decode_reply_fds::<#t>(&__reply, __rfds)
                     }
                 },
                 Ret::Unit => quote! {
                     #(#docs)*
                     pub async fn #ident(&self, #(#names: #tys),*) -> ::std::result::Result<(), #rt::RemoteError> {
-                        let mut __data = ::std::vec::Vec::with_capacity(64);
-                        let __fds = #encode?;
-                        let __reply = self.remote.send_request_fds(Self::#cname, &__data, __fds).await?.0;
+                        let __reply = self.remote.send_request_with(Self::#cname, #encode).await?.0;
                         #rt::decode_reply::<()>(&__reply)
                     }
                 },
