@@ -37,6 +37,11 @@ pub enum BlobError {
     NotSealed,
     #[error("a payload carries {0} descriptors; at most one")]
     Malformed(usize),
+    /// The memfd has holes: reading it would cost the receiver memory
+    /// its sender never spent (and the same memfd can be sent again and
+    /// again).
+    #[error("shared payload of {size} bytes has only {backed} bytes of memory behind it (a sparse file)")]
+    Sparse { size: u64, backed: u64 },
 }
 
 /// A byte payload; see the module doc.
@@ -96,11 +101,55 @@ fn check_shared(fd: &OwnedFd) -> Result<u64, BlobError> {
     if !seals.contains(SealFlag::F_SEAL_WRITE | SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW) {
         return Err(BlobError::NotSealed);
     }
-    let len = nix::sys::stat::fstat(fd.as_raw_fd())?.st_size as u64;
+    let st = nix::sys::stat::fstat(fd.as_raw_fd())?;
+    let len = st.st_size as u64;
     if len > SHARED_MAX {
         return Err(BlobError::TooBig(len));
     }
+    // st_blocks counts 512-byte units of memory the memfd holds.
+    let backed = (st.st_blocks as u64).saturating_mul(512);
+    if backed < len {
+        return Err(BlobError::Sparse { size: len, backed });
+    }
     Ok(len)
+}
+
+/// A payload's bytes without a copy: inline ones as they came, shared
+/// ones mapped read-only from the sender's sealed memfd ([`Blob::map`]).
+#[derive(Debug)]
+pub struct Bytes {
+    inline: Vec<u8>,
+    /// (address, length) of the mapping, if shared and not empty.
+    mapped: Option<(std::ptr::NonNull<std::ffi::c_void>, usize)>,
+}
+
+// SAFETY: the mapping is read-only and of a memfd sealed against writes:
+// nobody can change the bytes, from any thread.
+unsafe impl Send for Bytes {}
+// SAFETY: as above; only shared reads are possible.
+unsafe impl Sync for Bytes {}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self.mapped {
+            // SAFETY: the mapping is `len` readable bytes for as long as
+            // `self` lives, and its memfd is sealed against writes and
+            // shrinking (no SIGBUS, no change under the reader).
+            Some((addr, len)) => unsafe { std::slice::from_raw_parts(addr.as_ptr().cast::<u8>(), len) },
+            None => &self.inline,
+        }
+    }
+}
+
+impl Drop for Bytes {
+    fn drop(&mut self) {
+        if let Some((addr, len)) = self.mapped.take() {
+            // SAFETY: mapped by `Blob::map` with this length; no slice of
+            // it outlives `self`.
+            let _ = unsafe { nix::sys::mman::munmap(addr, len) };
+        }
+    }
 }
 
 const SEALS: SealFlag = SealFlag::F_SEAL_SHRINK.union(SealFlag::F_SEAL_GROW).union(SealFlag::F_SEAL_WRITE).union(SealFlag::F_SEAL_SEAL);
@@ -130,6 +179,8 @@ impl Blob {
     /// ([`BlobError::TooBig`]): the sender cannot change it under us, and
     /// exactly its sealed size is read (one allocation of that size).
     pub fn into_bytes(mut self) -> Result<Vec<u8>, BlobError> {
+        // (The copy costs the receiver `len` bytes of heap: prefer
+        // `Blob::map` for big payloads.)
         match self.shared.len() {
             0 => return Ok(self.inline.into_vec()),
             1 => {}
@@ -146,9 +197,63 @@ impl Blob {
     }
 }
 
+impl Blob {
+    /// The bytes without copying them: a shared payload (checked as for
+    /// [`Blob::into_bytes`]) is mapped read-only from the sender's sealed
+    /// memfd, so holding it costs page tables, not a copy, however often
+    /// the same memfd comes.
+    pub fn map(mut self) -> Result<Bytes, BlobError> {
+        match self.shared.len() {
+            0 => return Ok(Bytes { inline: std::mem::take(&mut self.inline).into_vec(), mapped: None }),
+            1 => {}
+            n => return Err(BlobError::Malformed(n)),
+        }
+        let Some(fd) = self.shared.pop() else { return Err(BlobError::Malformed(0)) };
+        let fd: OwnedFd = fd.into();
+        let len = check_shared(&fd)? as usize;
+        let Some(n) = std::num::NonZeroUsize::new(len) else { return Ok(Bytes { inline: Vec::new(), mapped: None }) };
+        use nix::sys::mman::{mmap, MapFlags, ProtFlags};
+        // SAFETY: a fresh read-only shared mapping of a memfd sealed
+        // against writing, growing and shrinking: its bytes cannot change
+        // or vanish while mapped. The descriptor may close after mapping.
+        let addr = unsafe { mmap(None, n, ProtFlags::PROT_READ, MapFlags::MAP_SHARED, &fd, 0)? };
+        Ok(Bytes { inline: Vec::new(), mapped: Some((addr, len)) })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sealed memfd with holes would cost whoever reads it memory its
+    /// sender never spent: refused, read or mapped.
+    #[test]
+    fn a_sparse_memfd_is_refused() {
+        let fd = memfd_create(c"x", MemFdCreateFlag::MFD_CLOEXEC | MemFdCreateFlag::MFD_ALLOW_SEALING).unwrap();
+        let mut f = std::fs::File::from(fd);
+        f.write_all(&[1; 4096]).unwrap();
+        nix::unistd::ftruncate(&f, 64 << 20).unwrap();
+        fcntl(f.as_raw_fd(), FcntlArg::F_ADD_SEALS(SEALS)).unwrap();
+        let fd = OwnedFd::from(f);
+        let dup = fd.try_clone().unwrap();
+        let b = Blob { inline: serde_bytes::ByteBuf::new(), shared: vec![fd.into()] };
+        let e = b.into_bytes().unwrap_err();
+        assert!(matches!(e, BlobError::Sparse { size, backed } if size == 64 << 20 && backed < size), "{e:?}");
+        assert!(e.to_string().contains("sparse"), "{e}");
+        let b = Blob { inline: serde_bytes::ByteBuf::new(), shared: vec![dup.into()] };
+        assert!(matches!(b.map(), Err(BlobError::Sparse { .. })));
+    }
+
+    #[test]
+    fn a_mapped_blob_reads_what_was_sent() {
+        let data: Vec<u8> = (0..3 << 20).map(|i| (i % 251) as u8).collect();
+        let big = Blob::new(data.clone()).unwrap();
+        let bytes = big.map().unwrap();
+        assert!(bytes.mapped.is_some());
+        assert!(*bytes == data[..]);
+        let small = Blob::new(vec![9; 100]).unwrap().map().unwrap();
+        assert_eq!(&*small, &[9; 100][..]);
+    }
 
     #[test]
     fn small_inline_big_shared_and_both_round_trip() {

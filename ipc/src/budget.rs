@@ -30,22 +30,30 @@ pub struct Limits {
     pub bytes_total: usize,
     /// The same descriptors for all non-root uids together.
     pub fds_total: usize,
+    /// Listener objects ([`Hold`]) a non-root uid sent that this process
+    /// keeps (each is a connection back to the sender: a descriptor).
+    pub listeners_per_uid: usize,
+    /// The same for all non-root uids together.
+    pub listeners_total: usize,
 }
 
 impl Default for Limits {
     /// 16 MiB and 128 descriptors per uid (four largest messages; four
     /// connections' worth of pending descriptors), 64 MiB and 1,024 for
-    /// all.
+    /// all; 64 listeners per uid, 1,024 for all.
     fn default() -> Limits {
-        Limits { bytes_per_uid: 16 << 20, fds_per_uid: 128, bytes_total: 64 << 20, fds_total: 1024 }
+        Limits { bytes_per_uid: 16 << 20, fds_per_uid: 128, bytes_total: 64 << 20, fds_total: 1024, listeners_per_uid: 64, listeners_total: 1024 }
     }
 }
 
 #[derive(Default)]
 struct Ledger {
     limits: Option<Limits>,
+    /// (bytes, descriptors) held per uid.
     per_uid: HashMap<u32, (usize, usize)>,
     total: (usize, usize),
+    listeners: HashMap<u32, usize>,
+    listeners_total: usize,
 }
 
 static LEDGER: Mutex<Option<Ledger>> = Mutex::new(None);
@@ -69,6 +77,68 @@ pub fn limits() -> Limits {
 /// (bytes, descriptors) uid `uid`'s connections hold now.
 pub fn held(uid: u32) -> (usize, usize) {
     with(|l| l.per_uid.get(&uid).copied().unwrap_or_default())
+}
+
+/// Listener objects uid `uid` sent that this process keeps now.
+pub fn listeners_held(uid: u32) -> usize {
+    with(|l| l.listeners.get(&uid).copied().unwrap_or_default())
+}
+
+thread_local! {
+    static SENDER: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
+}
+
+/// The non-root uid whose requests this thread answers (set on a
+/// fast-path server connection's thread), for charging what a request
+/// leaves behind in this process (a received listener: [`Hold`]).
+/// `None` elsewhere, and for root.
+pub fn sender() -> Option<u32> {
+    SENDER.with(|s| s.get())
+}
+
+pub(crate) fn set_sender(uid: Option<u32>) {
+    SENDER.with(|s| s.set(uid.filter(|&u| u != 0)));
+}
+
+/// One listener object a uid sent, kept by this process; dropping it (the
+/// listener, or the proxy it became) gives the uid its place back.
+#[derive(Debug)]
+pub struct Hold {
+    uid: u32,
+}
+
+impl Hold {
+    /// A place for one more listener of `uid`'s; `Err` names the budget
+    /// it would exceed.
+    pub fn listener(uid: u32) -> Result<Hold, String> {
+        with(|l| {
+            let lim = l.limits.unwrap_or_default();
+            let mine = l.listeners.get(&uid).copied().unwrap_or_default();
+            if mine >= lim.listeners_per_uid {
+                return Err(format!("uid {uid} has {mine} listeners kept in this process, its share"));
+            }
+            if l.listeners_total >= lim.listeners_total {
+                return Err(format!("this process keeps {} listeners of other uids, its limit", l.listeners_total));
+            }
+            l.listeners.insert(uid, mine + 1);
+            l.listeners_total += 1;
+            Ok(Hold { uid })
+        })
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        with(|l| {
+            if let Some(n) = l.listeners.get_mut(&self.uid) {
+                *n -= 1;
+                if *n == 0 {
+                    l.listeners.remove(&self.uid);
+                }
+            }
+            l.listeners_total = l.listeners_total.saturating_sub(1);
+        });
+    }
 }
 
 /// What one connection holds, charged to its uid; dropping it frees it.
@@ -148,6 +218,12 @@ mod tests {
         drop(a);
         drop(b);
         assert_eq!(held(70_001), (0, 0));
+        let holds: Vec<Hold> = (0..limits().listeners_per_uid).map(|_| Hold::listener(70_002).unwrap()).collect();
+        let e = Hold::listener(70_002).unwrap_err();
+        assert!(e.contains("uid 70002") && e.contains("share"), "{e}");
+        drop(holds);
+        assert_eq!(listeners_held(70_002), 0);
+        assert!(Hold::listener(70_002).is_ok());
         let mut root = Charge::new(Some(0));
         assert!(root.set(usize::MAX / 2, 1 << 20).is_ok(), "root is not counted");
         assert_eq!(held(0), (0, 0));

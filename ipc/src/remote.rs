@@ -782,6 +782,7 @@ async fn serve_as<H: Handler>(stream: UnixStream, handler: H, client_uid: Option
     let (done_tx, done_rx) = oneshot::channel();
     let answerer = Answerer { handler, serial: 0, reply: Vec::with_capacity(256), reply_fds: Vec::new() };
     std::thread::Builder::new().name("remote-object".into()).spawn(move || {
+        crate::budget::set_sender(client_uid);
         let charge = crate::budget::Charge::new(client_uid);
         let _ = done_tx.send(serve_blocking(stream, opened, answerer, write_timeout, charge));
     })?;
@@ -882,6 +883,9 @@ struct Shared {
     dead: std::sync::atomic::AtomicBool,
     /// The server agreed to descriptors (`AGREE_UNIX_FD`).
     fds_agreed: bool,
+    /// What this connection's existence is charged to (a listener kept
+    /// for the uid that sent it), freed with the last clone.
+    charged: Mutex<Option<crate::budget::Hold>>,
 }
 
 /// A client of a remote object (a [`Handler`] served by [`serve`]); cheap to clone, usable from many tasks.
@@ -932,9 +936,16 @@ impl RemoteProxy {
                 serial: AtomicU32::new(1),
                 dead: std::sync::atomic::AtomicBool::new(false),
                 fds_agreed,
+                charged: Mutex::new(None),
             }),
             timeout: CALL_TIMEOUT,
         })
+    }
+
+    /// Charges this connection to `hold`'s uid for as long as any clone
+    /// of the proxy lives ([`crate::budget::Hold`]).
+    pub fn charge(&self, hold: crate::budget::Hold) {
+        *crate::lock(&self.shared.charged) = Some(hold);
     }
 
     /// The same connection with calls that wait at most `timeout` for

@@ -132,8 +132,9 @@ pub struct Listener<P> {
 enum ListenerState {
     /// Made here: served when sent.
     Local(std::sync::Arc<dyn crate::RemoteObject>),
-    /// Received: the end to connect to.
-    Received(OwnedFd),
+    /// Received: the end to connect to, and its place in its sender's
+    /// listener budget (`None`: not counted, root or a reply).
+    Received(OwnedFd, Option<accord_ipc::budget::Hold>),
 }
 
 impl<P: TypedProxy> Listener<P> {
@@ -150,8 +151,8 @@ impl<P: TypedProxy> Listener<P> {
     /// once): a sender that never answers costs its receiver a descriptor
     /// for 10 s at most, and cannot pile them up.
     pub async fn connect(self) -> Result<P, RemoteError> {
-        let fd = match self.state {
-            ListenerState::Received(fd) => fd,
+        let (fd, hold) = match self.state {
+            ListenerState::Received(fd, hold) => (fd, hold),
             ListenerState::Local(_) => return Err(RemoteError::failed("this listener was made here, not received: send it to connect to it")),
         };
         struct InFlight;
@@ -169,7 +170,11 @@ impl<P: TypedProxy> Listener<P> {
             });
         }
         let _in_flight = InFlight;
-        Ok(P::from_remote(RemoteProxy::connect(accord_ipc::stream_from_fd(fd)?).await?))
+        let proxy = RemoteProxy::connect(accord_ipc::stream_from_fd(fd)?).await?;
+        if let Some(hold) = hold {
+            proxy.charge(hold);
+        }
+        Ok(P::from_remote(proxy))
     }
 }
 
@@ -177,7 +182,7 @@ impl<P> std::fmt::Debug for Listener<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self.state {
             ListenerState::Local(_) => "Listener(local)",
-            ListenerState::Received(_) => "Listener(received)",
+            ListenerState::Received(..) => "Listener(received)",
         })
     }
 }
@@ -206,7 +211,7 @@ impl<P> Serialize for Listener<P> {
                 OwnedFd::from(theirs)
             }
             // Passed on: the receiver of this message gets the same sender.
-            ListenerState::Received(fd) => fd.try_clone().map_err(S::Error::custom)?,
+            ListenerState::Received(fd, _) => fd.try_clone().map_err(S::Error::custom)?,
         };
         Fd(theirs).serialize(s)
     }
@@ -215,7 +220,14 @@ impl<P> Serialize for Listener<P> {
 impl<'de, P> serde::Deserialize<'de> for Listener<P> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let fd = Fd::deserialize(d)?;
-        Ok(Listener { state: ListenerState::Received(fd.into_inner()), _proxy: std::marker::PhantomData })
+        // Kept in this process on behalf of the uid whose request this is:
+        // counted against that uid's share (the descriptor closes on a
+        // refusal).
+        let hold = match accord_ipc::budget::sender() {
+            Some(uid) => Some(accord_ipc::budget::Hold::listener(uid).map_err(|e| serde::de::Error::custom(accord_ipc::fds::note_error(e)))?),
+            None => None,
+        };
+        Ok(Listener { state: ListenerState::Received(fd.into_inner(), hold), _proxy: std::marker::PhantomData })
     }
 }
 
