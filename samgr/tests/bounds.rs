@@ -533,6 +533,22 @@ pub trait Keeper {
     fn keep(&self, l: accord_safwk::typed::Listener<PingProxy>) -> Result<u32, String>;
     /// Drops every kept listener.
     fn forget(&self) -> u32;
+    /// How many values came.
+    fn count(&self, v: Vec<Lopsided>) -> u32;
+}
+
+/// A byte on the wire for `Small`, 4 KiB in memory for any element: the
+/// shape of a decode-amplification attack.
+#[allow(clippy::large_enum_variant)]
+#[derive(serde::Serialize, serde::Deserialize, Debug)]
+pub enum Lopsided {
+    Small,
+    Big([[u64; 32]; 16]),
+}
+
+/// (Its D-Bus face is not used here.)
+impl zbus::zvariant::Type for Lopsided {
+    const SIGNATURE: &'static zbus::zvariant::Signature = &zbus::zvariant::Signature::U32;
 }
 
 struct Keep {
@@ -553,6 +569,9 @@ impl Keeper for Keep {
         let n = kept.len() as u32;
         kept.clear();
         n
+    }
+    fn count(&self, v: Vec<Lopsided>) -> u32 {
+        v.len() as u32
     }
 }
 
@@ -607,6 +626,24 @@ fn helper_leave_listeners() {
         }
         let e = keeper.keep(accord_safwk::typed::Listener::new(Pinger.into_remote())).await.unwrap_err();
         assert!(e.to_string().contains("uid 2002") && e.to_string().contains("share"), "names the bound: {e}");
+        // 3 MiB of `Small`s, written by hand (as values they would be
+        // 12 GiB here too): refused within the decoding budget, and the
+        // connection goes on.
+        let n: u32 = 3 << 20;
+        let mut req = vec![accord_safwk::typed::WIRE_VERSION];
+        let mut len = n;
+        while len >= 0x80 {
+            req.push((len as u8) | 0x80);
+            len >>= 7;
+        }
+        req.push(len as u8);
+        req.resize(req.len() + n as usize, 0);
+        let raw = c.get_remote(4002).await.unwrap();
+        let e = raw.send_request(KeeperProxy::CODE_COUNT, &req).await.unwrap_err();
+        assert!(e.to_string().contains("would take more than"), "names the budget: {e}");
+        let mut fine = vec![accord_safwk::typed::WIRE_VERSION, 100];
+        fine.resize(102, 0);
+        assert_eq!(raw.send_request(KeeperProxy::CODE_COUNT, &fine).await.unwrap(), [accord_safwk::typed::WIRE_VERSION, 100]);
         println!("HOLDING");
         until_released().await;
     });

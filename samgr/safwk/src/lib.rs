@@ -23,6 +23,7 @@
 //! - Errors: every call returns [`SaError`]; [`SaError::is_dead`] says
 //!   the SA (or samgr) is gone and getting it again is the way on.
 
+mod budgeted;
 mod client;
 mod host;
 pub mod policy;

@@ -342,7 +342,7 @@ pub fn open_request<'a>(data: &'a [u8], interface: &str) -> Result<&'a [u8], Rem
 
 /// Decodes the next argument.
 pub fn arg<T: DeserializeOwned>(rest: &mut &[u8], interface: &str, member: &str, name: &str) -> Result<T, RemoteError> {
-    match postcard::take_from_bytes::<T>(rest) {
+    match crate::budgeted::take::<T>(rest) {
         Ok((v, tail)) => {
             *rest = tail;
             Ok(v)
@@ -397,7 +397,7 @@ pub fn encode_reply<T: Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) -> Result<(
 /// ignored.
 pub fn decode_reply<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RemoteError> {
     match bytes.split_first() {
-        Some((&WIRE_VERSION, rest)) => postcard::take_from_bytes::<T>(rest).map(|(v, _)| v).map_err(|e| match e {
+        Some((&WIRE_VERSION, rest)) => crate::budgeted::take::<T>(rest).map(|(v, _)| v).map_err(|e| match e {
             // A value of the result refused (an unsealed memfd, a
             // descriptor that did not come): say why.
             postcard::Error::SerdeDeCustom => invalid_args(format!("the reply: {}", de_why(&e))),
