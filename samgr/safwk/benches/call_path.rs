@@ -1130,6 +1130,9 @@ fn fast_path() {
     println!("(a) floor  p50 {a50:>6.1} us  p99 {a99:>6.1} us");
     println!("(r) raw    p50 {r50:>6.1} us  p99 {r99:>6.1} us  {:.2}x  {:.2}x", r50 / a50, r99 / a99);
     println!("(t) typed  p50 {t50:>6.1} us  p99 {t99:>6.1} us  {:.2}x  {:.2}x", t50 / a50, t99 / a99);
+    let t16 = rt_multi(MULTI_WORKERS).block_on(async { typed_tput(&typed_for(&samgr_sock, TYPED_ID).await, TASKS).await });
+    let r16 = rt_multi(MULTI_WORKERS).block_on(async { remote_tput(&remote_for(&samgr_sock, REMOTE_ID).await, TASKS).await });
+    println!("16 tasks on one connection: (r) {r16:.0} calls/s, (t) {t16:.0} calls/s");
     let (rb50, _) = pct(lrb);
     let (tb50, _) = pct(ltb);
     println!("16 KiB echo: (r) p50 {rb50:>6.1} us ({:.2}x its u32), (t) p50 {tb50:>6.1} us ({:.2}x its u32)", rb50 / r50, tb50 / t50);
