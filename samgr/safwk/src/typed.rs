@@ -77,6 +77,16 @@
 //! the method and argument, a method that panics with
 //! `org.accord.Error.Panicked` (the host carries on).
 //!
+//! Decoding has a memory budget: each value costs its in-memory size (at
+//! least a byte) and strings their length, at most 16 times the encoded
+//! size plus 1 MiB (64 MiB in all); past it the argument is refused with
+//! InvalidArgs ("decoding N bytes would take more than M bytes of
+//! memory"). Ordinary values stay far inside it; a `Vec` of a lopsided
+//! enum (one empty variant, one of kilobytes) is what it stops. A
+//! [`Listener`] a non-root client sends counts against that uid's share
+//! of listeners the process keeps (64, `accord_ipc::budget`) until it, or
+//! the proxy it became, is dropped.
+//!
 //! # Evolving an interface (the rule)
 //!
 //! - Add methods freely (new codes; an old server answers UnknownMethod).
