@@ -131,6 +131,16 @@ macro_rules! forward_visit {
     )*};
 }
 
+/// The same for strings and byte strings: their length is charged too.
+macro_rules! forward_visit_len {
+    ($($m:ident: $t:ty),*) => {$(
+        fn $m<E: de::Error>(self, v: $t) -> Result<Self::Value, E> {
+            self.budget.charge(std::mem::size_of::<V::Value>().saturating_add(v.len()))?;
+            self.inner.$m(v)
+        }
+    )*};
+}
+
 impl<'de, V: Visitor<'de>> Visitor<'de> for Vis<'_, V> {
     type Value = V::Value;
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -141,30 +151,10 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Vis<'_, V> {
         visit_u8: u8, visit_u16: u16, visit_u32: u32, visit_u64: u64, visit_u128: u128,
         visit_f32: f32, visit_f64: f64, visit_char: char
     );
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<V::Value, E> {
-        self.budget.charge(std::mem::size_of::<V::Value>().saturating_add(v.len()))?;
-        self.inner.visit_str(v)
-    }
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<V::Value, E> {
-        self.budget.charge(std::mem::size_of::<V::Value>().saturating_add(v.len()))?;
-        self.inner.visit_borrowed_str(v)
-    }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<V::Value, E> {
-        self.budget.charge(std::mem::size_of::<V::Value>().saturating_add(v.len()))?;
-        self.inner.visit_string(v)
-    }
-    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<V::Value, E> {
-        self.budget.charge(std::mem::size_of::<V::Value>().saturating_add(v.len()))?;
-        self.inner.visit_bytes(v)
-    }
-    fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<V::Value, E> {
-        self.budget.charge(std::mem::size_of::<V::Value>().saturating_add(v.len()))?;
-        self.inner.visit_borrowed_bytes(v)
-    }
-    fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<V::Value, E> {
-        self.budget.charge(std::mem::size_of::<V::Value>().saturating_add(v.len()))?;
-        self.inner.visit_byte_buf(v)
-    }
+    forward_visit_len!(
+        visit_str: &str, visit_borrowed_str: &'de str, visit_string: String,
+        visit_bytes: &[u8], visit_borrowed_bytes: &'de [u8], visit_byte_buf: Vec<u8>
+    );
     fn visit_none<E: de::Error>(self) -> Result<V::Value, E> {
         self.budget.charge(std::mem::size_of::<V::Value>())?;
         self.inner.visit_none()
