@@ -646,6 +646,12 @@ struct Answerer<H> {
     serial: u32,
     reply: Vec<u8>,
     reply_fds: Vec<OwnedFd>,
+    /// Leave a big last reply's data in `tail` (see [`Answerer::answer`]).
+    defer: bool,
+    /// The data of the last reply appended to `out`, not copied there:
+    /// its header and length are in `out`, the bytes follow in one
+    /// `writev`. Set only while nothing follows it in `out`.
+    tail: Option<Vec<u8>>,
 }
 
 impl<H: Handler> Answerer<H> {
@@ -667,6 +673,7 @@ impl<H: Handler> Answerer<H> {
             let wants_reply = m.flags & NO_REPLY == 0;
             self.serial = self.serial.wrapping_add(1).max(1);
             let serial = self.serial;
+            self.flush_tail(out);
             let mark = out.len();
             match (m.interface, m.member) {
                 (INTERFACE | "", METHOD) if m.signature == "uay" => {
@@ -679,6 +686,15 @@ impl<H: Handler> Answerer<H> {
                             self.reply_fds.clear();
                             let text = format!("the reply carries more than {MAX_FDS} descriptors");
                             reply_error(out, serial, m.serial, "org.freedesktop.DBus.Error.LimitsExceeded", &text)
+                        }
+                        Ok(()) if self.defer && wants_reply && self.reply_fds.is_empty() && self.reply.len() >= TAKE_BUFFER => {
+                            // Big: the data goes out from where the handler
+                            // wrote it (see `tail`).
+                            let data = std::mem::take(&mut self.reply);
+                            reply_return(out, serial, m.serial, "ay", 0, |b| put_u32(b, data.len() as u32));
+                            let body = (4 + data.len()) as u32;
+                            out[mark + 4..mark + 8].copy_from_slice(&body.to_le_bytes());
+                            self.tail = Some(data);
                         }
                         Ok(()) => {
                             let reply = &self.reply;
@@ -727,7 +743,19 @@ impl<H: Handler> Answerer<H> {
             }
         }
         buf.drain(..used);
+        if !self.defer {
+            self.flush_tail(out);
+        }
         check_unclaimed(buf, fds)
+    }
+
+    /// Appends the deferred reply data to `out` (something follows it).
+    fn flush_tail(&mut self, out: &mut Vec<u8>) {
+        if let Some(mut t) = self.tail.take() {
+            out.extend_from_slice(&t);
+            t.clear();
+            self.reply = t;
+        }
     }
 }
 
@@ -780,13 +808,29 @@ async fn serve_as<H: Handler>(stream: UnixStream, handler: H, client_uid: Option
     }
     let _hangup = Hangup(stream.try_clone()?);
     let (done_tx, done_rx) = oneshot::channel();
-    let answerer = Answerer { handler, serial: 0, reply: Vec::with_capacity(256), reply_fds: Vec::new() };
+    let answerer = Answerer { handler, serial: 0, reply: Vec::with_capacity(256), reply_fds: Vec::new(), defer: true, tail: None };
     std::thread::Builder::new().name("remote-object".into()).spawn(move || {
         crate::budget::set_sender(client_uid);
         let charge = crate::budget::Charge::new(client_uid);
         let _ = done_tx.send(serve_blocking(stream, opened, answerer, write_timeout, charge));
     })?;
     done_rx.await.unwrap_or(Err(RemoteError::Dead))
+}
+
+/// Writes `head` then `tail` with as few `writev`s as the socket takes.
+fn write_both(stream: &mut std::os::unix::net::UnixStream, head: &[u8], tail: &[u8]) -> std::io::Result<()> {
+    use std::io::{IoSlice, Write};
+    let mut parts = [IoSlice::new(head), IoSlice::new(tail)];
+    let mut left = &mut parts[..];
+    while !left.is_empty() {
+        match stream.write_vectored(left) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut left, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Writes `out`, each reply's descriptors (`out_fds`) with its first
@@ -824,8 +868,17 @@ fn serve_blocking<H: Handler>(
             return Err(RemoteError::Malformed("descriptors on a connection that did not negotiate them"));
         }
         a.answer(&mut buf, &mut fds, &mut out, &mut out_fds)?;
+        let tail = a.tail.take();
         if !out.is_empty() {
-            if let Err(e) = write_replies(&mut stream, &out, &mut out_fds) {
+            let written = match &tail {
+                Some(t) if out_fds.is_empty() => write_both(&mut stream, &out, t),
+                Some(t) => {
+                    out.extend_from_slice(t);
+                    write_replies(&mut stream, &out, &mut out_fds)
+                }
+                None => write_replies(&mut stream, &out, &mut out_fds),
+            };
+            if let Err(e) = written {
                 let _ = stream.shutdown(std::net::Shutdown::Both);
                 return Err(match e.kind() {
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => RemoteError::TimedOut(write_timeout),
@@ -834,6 +887,11 @@ fn serve_blocking<H: Handler>(
             }
             out.clear();
             out_fds.clear();
+        }
+        if let Some(mut t) = tail {
+            // Its room serves the next reply.
+            t.clear();
+            a.reply = t;
         }
         // What is left is a request not yet whole: give back the room a
         // bigger one took, and charge the client's uid what is held.
@@ -868,7 +926,48 @@ struct Reader {
     fds: VecDeque<OwnedFd>,
 }
 
-type Reply = Result<(Vec<u8>, Vec<OwnedFd>), RemoteError>;
+type Outcome = Result<ReplyData, RemoteError>;
+
+/// A reply's data and descriptors ([`RemoteProxy::send_request_with`]).
+/// A big reply the calling task read itself is not copied out of the
+/// buffer it was read into: this holds that buffer and where the data is.
+#[derive(Debug)]
+pub struct ReplyData {
+    buf: Vec<u8>,
+    data: std::ops::Range<usize>,
+    fds: Vec<OwnedFd>,
+}
+
+/// Replies at least this big are handed over in their read buffer.
+const TAKE_BUFFER: usize = 4096;
+
+impl ReplyData {
+    fn whole(buf: Vec<u8>, fds: Vec<OwnedFd>) -> ReplyData {
+        ReplyData { data: 0..buf.len(), buf, fds }
+    }
+
+    /// The reply's bytes.
+    pub fn data(&self) -> &[u8] {
+        &self.buf[self.data.clone()]
+    }
+
+    /// The descriptors that came with it, in order (taken: a second call
+    /// returns none).
+    pub fn take_fds(&mut self) -> Vec<OwnedFd> {
+        std::mem::take(&mut self.fds)
+    }
+
+    /// The bytes (copied out only if they sit inside a bigger buffer) and
+    /// the descriptors.
+    pub fn into_parts(mut self) -> (Vec<u8>, Vec<OwnedFd>) {
+        let fds = std::mem::take(&mut self.fds);
+        if self.data == (0..self.buf.len()) {
+            (self.buf, fds)
+        } else {
+            (self.buf[self.data].to_vec(), fds)
+        }
+    }
+}
 
 struct Shared {
     /// The connection (non-blocking, registered with the runtime).
@@ -878,7 +977,7 @@ struct Shared {
     /// The read state, held by whichever caller is reading now.
     reader: tokio::sync::Mutex<Reader>,
     /// Replies read by someone else, by serial.
-    waiting: Mutex<HashMap<u32, oneshot::Sender<Reply>>>,
+    waiting: Mutex<HashMap<u32, oneshot::Sender<Outcome>>>,
     serial: AtomicU32,
     dead: std::sync::atomic::AtomicBool,
     /// The server agreed to descriptors (`AGREE_UNIX_FD`).
@@ -1052,18 +1151,16 @@ impl RemoteProxy {
         let serial = self.shared.serial.fetch_add(1, Ordering::Relaxed).max(1);
         let mut msg = Vec::with_capacity(96 + data.len());
         request(&mut msg, serial, code, data, 0, fds.len() as u32);
-        self.deadline(serial, msg, fds).await
+        self.deadline(serial, msg, fds).await.map(ReplyData::into_parts)
     }
 
     /// [`RemoteProxy::send_request_fds`] with the data written by `encode`
     /// straight into the outgoing message, not copied into it afterwards
     /// (a typed proxy encodes its arguments this way); `encode` returns
-    /// the descriptors the data names, sent with it.
-    pub async fn send_request_with(
-        &self,
-        code: u32,
-        encode: impl FnOnce(&mut Vec<u8>) -> Result<Vec<OwnedFd>, RemoteError>,
-    ) -> Result<(Vec<u8>, Vec<OwnedFd>), RemoteError> {
+    /// the descriptors the data names, sent with it. The reply's data is
+    /// read in place ([`ReplyData::data`]), not copied out of the read
+    /// buffer when it is big.
+    pub async fn send_request_with(&self, code: u32, encode: impl FnOnce(&mut Vec<u8>) -> Result<Vec<OwnedFd>, RemoteError>) -> Result<ReplyData, RemoteError> {
         let serial = self.shared.serial.fetch_add(1, Ordering::Relaxed).max(1);
         let mut msg = Vec::with_capacity(256);
         let fds = request_with(&mut msg, serial, code, 0, encode, |f| f.len() as u32)?;
@@ -1073,7 +1170,7 @@ impl RemoteProxy {
 
     /// Runs the call of request `msg` (serial `serial`) within the
     /// proxy's timeout.
-    async fn deadline(&self, serial: u32, msg: Vec<u8>, fds: Vec<OwnedFd>) -> Reply {
+    async fn deadline(&self, serial: u32, msg: Vec<u8>, fds: Vec<OwnedFd>) -> Outcome {
         match tokio::time::timeout(self.timeout, self.call(serial, msg, fds)).await {
             Ok(r) => r,
             Err(_) => {
@@ -1084,7 +1181,7 @@ impl RemoteProxy {
         }
     }
 
-    async fn call(&self, serial: u32, msg: Vec<u8>, fds: Vec<OwnedFd>) -> Reply {
+    async fn call(&self, serial: u32, msg: Vec<u8>, fds: Vec<OwnedFd>) -> Outcome {
         let sh = &self.shared;
         if sh.dead.load(Ordering::Acquire) {
             return Err(RemoteError::Dead);
@@ -1132,7 +1229,7 @@ impl RemoteProxy {
     /// Reads at least one message and hands every whole reply to its
     /// waiter. On an error (the connection is then dead) the descriptors
     /// received and not handed on are closed at once.
-    async fn read_some(&self, rd: &mut Reader, mine: Option<u32>) -> Result<Option<Reply>, RemoteError> {
+    async fn read_some(&self, rd: &mut Reader, mine: Option<u32>) -> Result<Option<Outcome>, RemoteError> {
         let r = self.read_replies(rd, mine).await;
         if r.is_err() {
             rd.fds.clear();
@@ -1142,7 +1239,7 @@ impl RemoteProxy {
 
     /// [`RemoteProxy::read_some`]: the reply to serial `mine` (the reading
     /// call's own) is returned, not sent to its waiter.
-    async fn read_replies(&self, rd: &mut Reader, mine: Option<u32>) -> Result<Option<Reply>, RemoteError> {
+    async fn read_replies(&self, rd: &mut Reader, mine: Option<u32>) -> Result<Option<Outcome>, RemoteError> {
         loop {
             let mut handed = false;
             let mut own = None;
@@ -1156,7 +1253,19 @@ impl RemoteProxy {
                 let fds = claim(&m, &mut rd.fds)?;
                 let Some(to) = m.reply_serial else { continue };
                 let r = match m.kind {
-                    RETURN => get_bytes(m.body, 0).map(|b| (b.to_vec(), fds)).ok_or(RemoteError::Malformed("reply body")),
+                    RETURN => match get_bytes(m.body, 0) {
+                        // The caller's own big reply, last in the buffer:
+                        // the buffer itself is handed over (no copy).
+                        Some(b) if Some(to) == mine && b.len() >= TAKE_BUFFER && used == rd.buf.len() => {
+                            let start = b.as_ptr() as usize - rd.buf.as_ptr() as usize;
+                            let data = start..start + b.len();
+                            let buf = std::mem::take(&mut rd.buf);
+                            used = 0;
+                            Ok(ReplyData { buf, data, fds })
+                        }
+                        Some(b) => Ok(ReplyData::whole(b.to_vec(), fds)),
+                        None => Err(RemoteError::Malformed("reply body")),
+                    },
                     ERROR => Err(RemoteError::Remote { name: m.error_name.to_owned(), message: get_str(m.body).unwrap_or("").to_owned() }),
                     _ => continue,
                 };
@@ -1362,8 +1471,39 @@ mod tests {
         Ok(())
     }
 
+    /// Big replies leave their data where the handler wrote it (a tail
+    /// written after the rest) only when nothing follows them; the bytes
+    /// that go out are the same replies either way.
+    #[test]
+    fn a_big_reply_is_sent_from_where_it_was_written() {
+        let big: Vec<u8> = (0..20_000u32).map(|i| i as u8).collect();
+        for order in [[&big[..], b"small"], [b"small", &big[..]], [&big[..], &big[..]]] {
+            let mut buf = Vec::new();
+            for (i, d) in order.iter().enumerate() {
+                request(&mut buf, i as u32 + 1, 1, d, 0, 0);
+            }
+            let mut a = answerer();
+            a.defer = true;
+            let (mut out, mut out_fds) = (Vec::new(), OutFds::new());
+            a.answer(&mut buf, &mut VecDeque::new(), &mut out, &mut out_fds).unwrap();
+            let deferred = a.tail.is_some();
+            assert_eq!(deferred, order[1].len() >= TAKE_BUFFER, "deferred only when last and big");
+            if let Some(t) = a.tail.take() {
+                out.extend_from_slice(&t);
+            }
+            let mut at = 0;
+            for (i, d) in order.iter().enumerate() {
+                let len = message_len(&out[at..]).unwrap().unwrap();
+                let m = parse(&out[at..at + len]).unwrap();
+                assert_eq!((m.kind, m.reply_serial, get_bytes(m.body, 0)), (RETURN, Some(i as u32 + 1), Some(&d[..])));
+                at += len;
+            }
+            assert_eq!(at, out.len());
+        }
+    }
+
     fn answerer() -> Answerer<impl Handler> {
-        Answerer { handler: echo, serial: 0, reply: Vec::new(), reply_fds: Vec::new() }
+        Answerer { handler: echo, serial: 0, reply: Vec::new(), reply_fds: Vec::new(), defer: false, tail: None }
     }
 
     /// A valid frame of any kind this path speaks, and what it holds.

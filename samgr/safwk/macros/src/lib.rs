@@ -290,22 +290,24 @@ fn expand(name: LitStr, mut tr: ItemTrait) -> syn::Result<Tokens> {
                 Ret::Result(t, e) => quote! {
                     #(#docs)*
                     pub async fn #ident(&self, #(#names: #tys),*) -> ::std::result::Result<#t, #rt::CallError<#e>> {
-                        let (__reply, __rfds) = self.remote.send_request_with(Self::#cname, #encode).await.map_err(#rt::CallError::Ipc)?;
-                        #rt::decode_reply_fds::<::std::result::Result<#t, #e>>(&__reply, __rfds).map_err(#rt::CallError::Ipc)?.map_err(#rt::CallError::Sa)
+                        let mut __reply = self.remote.send_request_with(Self::#cname, #encode).await.map_err(#rt::CallError::Ipc)?;
+                        let __rfds = __reply.take_fds();
+                        #rt::decode_reply_fds::<::std::result::Result<#t, #e>>(__reply.data(), __rfds).map_err(#rt::CallError::Ipc)?.map_err(#rt::CallError::Sa)
                     }
                 },
                 Ret::Plain(t) => quote! {
                     #(#docs)*
                     pub async fn #ident(&self, #(#names: #tys),*) -> ::std::result::Result<#t, #rt::RemoteError> {
-                        let (__reply, __rfds) = self.remote.send_request_with(Self::#cname, #encode).await?;
-                        #rt::decode_reply_fds::<#t>(&__reply, __rfds)
+                        let mut __reply = self.remote.send_request_with(Self::#cname, #encode).await?;
+                        let __rfds = __reply.take_fds();
+                        #rt::decode_reply_fds::<#t>(__reply.data(), __rfds)
                     }
                 },
                 Ret::Unit => quote! {
                     #(#docs)*
                     pub async fn #ident(&self, #(#names: #tys),*) -> ::std::result::Result<(), #rt::RemoteError> {
-                        let __reply = self.remote.send_request_with(Self::#cname, #encode).await?.0;
-                        #rt::decode_reply::<()>(&__reply)
+                        let __reply = self.remote.send_request_with(Self::#cname, #encode).await?;
+                        #rt::decode_reply::<()>(__reply.data())
                     }
                 },
             }
