@@ -108,6 +108,11 @@ pub struct Hold {
 }
 
 impl Hold {
+    /// The uid charged.
+    pub fn uid(&self) -> u32 {
+        self.uid
+    }
+
     /// A place for one more listener of `uid`'s; `Err` names the budget
     /// it would exceed.
     pub fn listener(uid: u32) -> Result<Hold, String> {

@@ -61,6 +61,9 @@ pub const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10
 pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Most bytes one read takes from a connection.
 const READ_SIZE: usize = 64 * 1024;
+/// Replies gathered for one write: past this the server writes before it
+/// answers more of what it read.
+const OUT_BATCH: usize = 256 * 1024;
 /// OpenHarmony's `MessageOption::TF_ASYNC`: a one-way request, no reply
 /// ([`RemoteProxy::send_oneway`]).
 pub const TF_ASYNC: u32 = 0x01;
@@ -661,7 +664,10 @@ impl<H: Handler> Answerer<H> {
     fn answer(&mut self, buf: &mut Vec<u8>, fds: &mut VecDeque<OwnedFd>, out: &mut Vec<u8>, out_fds: &mut OutFds) -> Result<(), RemoteError> {
         let mut used = 0;
         while let Some(len) = message_len(&buf[used..])? {
-            if buf.len() - used < len {
+            if buf.len() - used < len || out.len() >= OUT_BATCH {
+                // Not whole yet, or enough replies for one write (the
+                // rest are answered after it: a client pipelining small
+                // calls cannot make the replies of a whole read pile up).
                 break;
             }
             let m = parse(&buf[used..used + len])?;
@@ -893,6 +899,18 @@ fn serve_blocking<H: Handler>(
             t.clear();
             a.reply = t;
         }
+        // Room a big reply or batch took is given back.
+        if out.capacity() > 2 * OUT_BATCH {
+            out.shrink_to(OUT_BATCH);
+        }
+        if a.reply.capacity() > OUT_BATCH {
+            a.reply.shrink_to(4096);
+        }
+        // Whole requests left unanswered (the batch was full): answer
+        // them before reading more.
+        if matches!(message_len(&buf), Ok(Some(len)) if len <= buf.len()) {
+            continue;
+        }
         // What is left is a request not yet whole: give back the room a
         // bigger one took, and charge the client's uid what is held.
         if buf.capacity() > 4 * READ_SIZE && buf.len() <= READ_SIZE {
@@ -919,6 +937,9 @@ fn serve_blocking<H: Handler>(
 // --- client ---------------------------------------------------------------
 
 struct Reader {
+    /// The uid this connection's buffered bytes are charged to (a kept
+    /// listener's sender), if any.
+    charge: Option<crate::budget::Charge>,
     /// Bytes received and not yet parsed (a read appends to it only in
     /// its synchronous part, so a cancelled read leaves it whole).
     buf: Vec<u8>,
@@ -1030,7 +1051,7 @@ impl RemoteProxy {
             shared: Arc::new(Shared {
                 io,
                 writer: tokio::sync::Mutex::new(()),
-                reader: tokio::sync::Mutex::new(Reader { buf, fds }),
+                reader: tokio::sync::Mutex::new(Reader { charge: None, buf, fds }),
                 waiting: Mutex::default(),
                 serial: AtomicU32::new(1),
                 dead: std::sync::atomic::AtomicBool::new(false),
@@ -1044,6 +1065,11 @@ impl RemoteProxy {
     /// Charges this connection to `hold`'s uid for as long as any clone
     /// of the proxy lives ([`crate::budget::Hold`]).
     pub fn charge(&self, hold: crate::budget::Hold) {
+        // What the connection buffers is that uid's too (a fresh proxy's
+        // reader is free).
+        if let Ok(mut rd) = self.shared.reader.try_lock() {
+            rd.charge = Some(crate::budget::Charge::new(Some(hold.uid())));
+        }
         *crate::lock(&self.shared.charged) = Some(hold);
     }
 
@@ -1251,7 +1277,8 @@ impl RemoteProxy {
                 let m = parse(&rd.buf[used..used + len])?;
                 used += len;
                 let fds = claim(&m, &mut rd.fds)?;
-                let Some(to) = m.reply_serial else { continue };
+                // A server sends replies and nothing else on the fast path.
+                let Some(to) = m.reply_serial else { return Err(RemoteError::Malformed("a message that is not a reply, from the server")) };
                 let r = match m.kind {
                     RETURN => match get_bytes(m.body, 0) {
                         // The caller's own big reply, last in the buffer:
@@ -1267,7 +1294,7 @@ impl RemoteProxy {
                         None => Err(RemoteError::Malformed("reply body")),
                     },
                     ERROR => Err(RemoteError::Remote { name: m.error_name.to_owned(), message: get_str(m.body).unwrap_or("").to_owned() }),
-                    _ => continue,
+                    _ => return Err(RemoteError::Malformed("a message that is not a reply, from the server")),
                 };
                 handed = true;
                 if Some(to) == mine {
@@ -1277,7 +1304,13 @@ impl RemoteProxy {
                 }
             }
             rd.buf.drain(..used);
+            if rd.buf.capacity() > 4 * READ_SIZE && rd.buf.len() <= READ_SIZE {
+                rd.buf.shrink_to(2 * READ_SIZE);
+            }
             check_unclaimed(&rd.buf, &rd.fds)?;
+            if let Some(c) = &mut rd.charge {
+                c.set(rd.buf.len(), rd.fds.len()).map_err(RemoteError::Limit)?;
+            }
             if handed {
                 return Ok(own);
             }
@@ -1293,6 +1326,9 @@ impl RemoteProxy {
                 return Err(RemoteError::Malformed("descriptors on a connection that did not negotiate them"));
             }
             check_pending(&rd.fds)?;
+            if let Some(c) = &mut rd.charge {
+                c.set(rd.buf.len(), rd.fds.len()).map_err(RemoteError::Limit)?;
+            }
         }
     }
 
@@ -1500,6 +1536,63 @@ mod tests {
             }
             assert_eq!(at, out.len());
         }
+    }
+
+    /// A server sends replies and nothing else: a call (or signal) from
+    /// it kills the client connection instead of piling up unread.
+    #[test]
+    fn a_message_from_the_server_that_is_no_reply_kills_the_client_connection() {
+        use std::io::{Read, Write};
+        let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let server = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            while !got.ends_with(b"BEGIN\r\n") {
+                let mut c = [0u8; 256];
+                let n = b.read(&mut c).unwrap();
+                assert!(n > 0);
+                got.extend_from_slice(&c[..n]);
+            }
+            b.write_all(b"OK 00000000000000000000000000000000\r\nAGREE_UNIX_FD\r\n").unwrap();
+            let mut out = Vec::new();
+            request(&mut out, 1, 9, &[0; 1000], 0, 0);
+            b.write_all(&out).unwrap();
+            let _ = b.read(&mut [0u8; 64]);
+        });
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            a.set_nonblocking(true).unwrap();
+            let p = RemoteProxy::connect(UnixStream::from_std(a).unwrap()).await.unwrap();
+            let e = p.send_request(1, b"").await.unwrap_err();
+            assert!(matches!(e, RemoteError::Malformed(_)), "{e:?}");
+            assert!(p.is_dead());
+        });
+        drop(rt);
+        server.join().unwrap();
+    }
+
+    /// A client pipelining thousands of small calls in one read gets its
+    /// replies in batches: the server never gathers much more than
+    /// OUT_BATCH before writing (what it read waits in `buf`).
+    #[test]
+    fn replies_are_written_in_bounded_batches() {
+        let mut buf = Vec::new();
+        for i in 0..20_000u32 {
+            request(&mut buf, i + 1, 1, b"12345678", 0, 0);
+        }
+        let total = buf.len();
+        let mut a = answerer();
+        let (mut out, mut out_fds) = (Vec::new(), OutFds::new());
+        a.answer(&mut buf, &mut VecDeque::new(), &mut out, &mut out_fds).unwrap();
+        assert!(out.len() >= OUT_BATCH && out.len() < OUT_BATCH + 1024, "{} bytes of replies at once", out.len());
+        assert!(!buf.is_empty() && buf.len() < total, "the rest waits for the next batch");
+        let mut answered = 0;
+        while !buf.is_empty() {
+            out.clear();
+            a.answer(&mut buf, &mut VecDeque::new(), &mut out, &mut out_fds).unwrap();
+            assert!(out.len() < OUT_BATCH + 1024);
+            answered += 1;
+        }
+        assert!(answered > 1);
     }
 
     fn answerer() -> Answerer<impl Handler> {

@@ -28,7 +28,7 @@ fn limits() -> Limits {
 /// samgr in this process on a socket uid 2000 may reach: it may get
 /// (check, subscribe to) the test SAs; nothing else.
 fn start_samgr(limits: Limits) -> (tempfile::TempDir, PathBuf) {
-    common::open_samgr(r#"{"rules": [{"ids": "4000-4002", "register": {"uids": []}, "get": {"uids": [2000, 2001, 2002]}}]}"#, "bounds.json", limits)
+    common::open_samgr(r#"{"rules": [{"ids": "4000-4002", "register": {"uids": []}, "get": {"uids": [2000, 2001, 2002, 2003]}}]}"#, "bounds.json", limits)
 }
 
 /// [`start_samgr`] with a host publishing [`Nop`] as SA 4000.
@@ -646,5 +646,81 @@ fn helper_leave_listeners() {
         assert_eq!(raw.send_request(KeeperProxy::CODE_COUNT, &fine).await.unwrap(), [accord_safwk::typed::WIRE_VERSION, 100]);
         println!("HOLDING");
         until_released().await;
+    });
+}
+
+/// The listener-handshake attacker (its own uid, as above).
+const SILENT_UID: u32 = 2003;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_uid_s_silent_listeners_cannot_take_every_handshake() {
+    let (_dir, sock) = start_samgr(limits());
+    let host = SaHost::connect(&sock).await.unwrap();
+    host.publish_remote(4002, Keep { rt: tokio::runtime::Handle::current(), kept: Default::default() }.into_remote(), None).await.unwrap();
+    let mut child =
+        common::as_uid(SILENT_UID, "helper_silent_listeners", &sock).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let (child, out) = tokio::task::spawn_blocking(move || {
+        expect_line(&mut child, &mut out, "HOLDING");
+        (child, out)
+    })
+    .await
+    .unwrap();
+    // While uid 2003's handshakes hang, root's listener connects.
+    let c = Samgr::connect(&sock).await.unwrap();
+    let keeper = c.get_proxy::<KeeperProxy>(4002).await.unwrap();
+    assert_eq!(keeper.keep(accord_safwk::typed::Listener::new(Pinger.into_remote())).await.unwrap(), 1);
+    tokio::task::spawn_blocking(move || finish(child, Some(out))).await.unwrap();
+}
+
+/// Helper (uid 2003): sends listeners whose far end never answers, each
+/// on a connection of its own, one more than its share of handshakes: the
+/// last is refused at once, naming the share.
+#[test]
+#[ignore = "helper of one_uid_s_silent_listeners_cannot_take_every_handshake"]
+fn helper_silent_listeners() {
+    let sock = sock();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let c = Samgr::connect(&sock).await.unwrap();
+        let share = accord_safwk::typed::MAX_LISTENER_HANDSHAKES_PER_UID;
+        let mut silent = Vec::new();
+        let mut calls = Vec::new();
+        // A listener is sent as a descriptor (index 0 after the version).
+        let data = [accord_safwk::typed::WIRE_VERSION, 0];
+        for _ in 0..share {
+            let (ours, theirs) = UnixStream::pair().unwrap();
+            silent.push(ours);
+            let raw = c.get_remote(4002).await.unwrap();
+            calls.push(tokio::spawn(async move { raw.send_request_fds(KeeperProxy::CODE_KEEP, &data, vec![theirs.into()]).await }));
+        }
+        // Each of those holds a handshake once the host has it: wait until
+        // the next one is refused (the host is slow to take them all).
+        let end = Instant::now() + DEADLINE;
+        let raw = c.get_remote(4002).await.unwrap();
+        loop {
+            // Its far end closed at once: refused, or failing fast.
+            let (ours, theirs) = UnixStream::pair().unwrap();
+            drop(ours);
+            let r = raw.send_request_fds(KeeperProxy::CODE_KEEP, &data, vec![theirs.into()]).await;
+            // The SA's answer is its `Err(String)`: the connect error.
+            let said = match &r {
+                Ok((reply, _)) => String::from_utf8_lossy(reply).into_owned(),
+                Err(e) => e.to_string(),
+            };
+            if said.contains("handshakes") {
+                assert!(said.contains("uid 2003") && said.contains("share") && said.contains("LimitsExceeded"), "names the share: {said}");
+                break;
+            }
+            // Not yet all under way: this one failed as its far end closed.
+            assert!(Instant::now() < end, "never refused: {said}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        println!("HOLDING");
+        until_released().await;
+        drop(silent);
+        for call in calls {
+            let _ = call.await;
+        }
     });
 }

@@ -255,10 +255,36 @@ impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Access<'_, A> {
 /// Decodes a `T` from the front of `bytes` within the budget of
 /// [`Budget::for_input`]; returns it and the bytes after it.
 pub(crate) fn take<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> postcard::Result<(T, &[u8])> {
-    let budget = Budget::for_input(bytes.len());
+    take_within(bytes, &Budget::for_input(bytes.len()))
+}
+
+/// [`take`] charging `budget` (one budget for all the arguments of a
+/// request).
+pub(crate) fn take_within<'a, T: serde::de::DeserializeOwned>(bytes: &'a [u8], budget: &Budget) -> postcard::Result<(T, &'a [u8])> {
     let mut de = postcard::Deserializer::from_bytes(bytes);
-    let v = T::deserialize(De { inner: &mut de, budget: &budget })?;
+    let v = T::deserialize(De { inner: &mut de, budget })?;
     Ok((v, de.finalize()?))
+}
+
+thread_local! {
+    /// The budget of the request whose arguments this thread decodes
+    /// (set when the request is opened).
+    static REQUEST: std::cell::RefCell<Option<Budget>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Starts the budget of a request of `len` bytes: the arguments decoded
+/// next on this thread share it.
+pub(crate) fn open_request(len: usize) {
+    REQUEST.with(|r| *r.borrow_mut() = Some(Budget::for_input(len)));
+}
+
+/// [`take`] within the current request's budget ([`open_request`]), or
+/// one of its own if none is open.
+pub(crate) fn take_arg<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> postcard::Result<(T, &[u8])> {
+    REQUEST.with(|r| match &*r.borrow() {
+        Some(budget) => take_within(bytes, budget),
+        None => take(bytes),
+    })
 }
 
 #[cfg(test)]
@@ -307,5 +333,25 @@ mod tests {
         }
         b.push(n as u8);
         assert!(take::<Vec<()>>(&b).is_err());
+    }
+
+    /// The arguments of one request share its budget: four that each fit
+    /// alone do not fit together.
+    #[test]
+    fn a_request_has_one_budget_for_all_its_arguments() {
+        let one = postcard::to_stdvec(&vec![Lopsided::Small; 200]).unwrap();
+        let request: Vec<u8> = std::iter::repeat_n(&one, 4).flatten().copied().collect();
+        open_request(request.len());
+        let mut rest = &request[..];
+        let mut refused = false;
+        for _ in 0..4 {
+            match take_arg::<Vec<Lopsided>>(rest) {
+                Ok((_, tail)) => rest = tail,
+                Err(_) => refused = true,
+            }
+        }
+        assert!(refused, "800 values of 4 KiB (3.2 MiB) from {} bytes", request.len());
+        REQUEST.with(|r| *r.borrow_mut() = None);
+        assert!(take_arg::<Vec<Lopsided>>(&one).is_ok(), "one alone fits");
     }
 }

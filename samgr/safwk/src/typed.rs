@@ -165,21 +165,41 @@ impl<P: TypedProxy> Listener<P> {
             ListenerState::Received(fd, hold) => (fd, hold),
             ListenerState::Local(_) => return Err(RemoteError::failed("this listener was made here, not received: send it to connect to it")),
         };
-        struct InFlight;
+        struct InFlight(Option<u32>);
         impl Drop for InFlight {
             fn drop(&mut self) {
                 LISTENER_HANDSHAKES.fetch_sub(1, Ordering::AcqRel);
+                if let Some(uid) = self.0 {
+                    let mut per = HANDSHAKES_PER_UID.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(n) = per.get_mut(&uid) {
+                        *n -= 1;
+                        if *n == 0 {
+                            per.remove(&uid);
+                        }
+                    }
+                }
             }
         }
-        if LISTENER_HANDSHAKES.fetch_add(1, Ordering::AcqRel) >= MAX_LISTENER_HANDSHAKES {
-            LISTENER_HANDSHAKES.fetch_sub(1, Ordering::AcqRel);
-            warn!("a listener refused: {MAX_LISTENER_HANDSHAKES} listener handshakes already under way in this process");
-            return Err(RemoteError::Remote {
-                name: "org.freedesktop.DBus.Error.LimitsExceeded".into(),
-                message: format!("{MAX_LISTENER_HANDSHAKES} listener handshakes already under way"),
-            });
+        let limits = |message: String| {
+            warn!("a listener refused: {message}");
+            RemoteError::Remote { name: "org.freedesktop.DBus.Error.LimitsExceeded".into(), message }
+        };
+        let uid = hold.as_ref().map(|h| h.uid());
+        if let Some(uid) = uid {
+            // One uid's silent listeners cannot take every slot.
+            let mut per = HANDSHAKES_PER_UID.lock().unwrap_or_else(|p| p.into_inner());
+            let n = per.entry(uid).or_default();
+            if *n >= MAX_LISTENER_HANDSHAKES_PER_UID {
+                return Err(limits(format!("uid {uid} has {MAX_LISTENER_HANDSHAKES_PER_UID} listener handshakes under way in this process, its share")));
+            }
+            *n += 1;
         }
-        let _in_flight = InFlight;
+        let in_flight = InFlight(uid);
+        if LISTENER_HANDSHAKES.fetch_add(1, Ordering::AcqRel) >= MAX_LISTENER_HANDSHAKES {
+            drop(in_flight);
+            return Err(limits(format!("{MAX_LISTENER_HANDSHAKES} listener handshakes already under way in this process")));
+        }
+        let _in_flight = in_flight;
         let proxy = RemoteProxy::connect(accord_ipc::stream_from_fd(fd)?).await?;
         if let Some(hold) = hold {
             proxy.charge(hold);
@@ -249,6 +269,12 @@ impl<P> zvariant::Type for Listener<P> {
 pub const MAX_LISTENER_HANDSHAKES: usize = 64;
 
 static LISTENER_HANDSHAKES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Most [`Listener::connect`] handshakes under way at once for listeners
+/// one non-root uid sent.
+pub const MAX_LISTENER_HANDSHAKES_PER_UID: usize = 8;
+
+static HANDSHAKES_PER_UID: std::sync::Mutex<std::collections::BTreeMap<u32, usize>> = std::sync::Mutex::new(std::collections::BTreeMap::new());
 
 /// The encoding's version: the first byte of every request and reply.
 pub const WIRE_VERSION: u8 = 1;
@@ -343,6 +369,8 @@ pub fn decode_reply_fds<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) ->
 
 /// The arguments of a request, after its version byte.
 pub fn open_request<'a>(data: &'a [u8], interface: &str) -> Result<&'a [u8], RemoteError> {
+    // One decoding budget for all the arguments.
+    crate::budgeted::open_request(data.len());
     match data.split_first() {
         Some((&WIRE_VERSION, rest)) => Ok(rest),
         Some((v, _)) => Err(invalid_args(format!("{interface}: request in wire version {v}; this server speaks {WIRE_VERSION}"))),
@@ -352,7 +380,7 @@ pub fn open_request<'a>(data: &'a [u8], interface: &str) -> Result<&'a [u8], Rem
 
 /// Decodes the next argument.
 pub fn arg<T: DeserializeOwned>(rest: &mut &[u8], interface: &str, member: &str, name: &str) -> Result<T, RemoteError> {
-    match crate::budgeted::take::<T>(rest) {
+    match crate::budgeted::take_arg::<T>(rest) {
         Ok((v, tail)) => {
             *rest = tail;
             Ok(v)
