@@ -1455,14 +1455,7 @@ mod tests {
             let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
             let (sent_tx, sent_rx) = std::sync::mpsc::channel();
             let server = std::thread::spawn(move || {
-                let mut got = Vec::new();
-                while !got.ends_with(b"BEGIN\r\n") {
-                    let mut c = [0u8; 256];
-                    let n = b.read(&mut c).unwrap();
-                    assert!(n > 0);
-                    got.extend_from_slice(&c[..n]);
-                }
-                b.write_all(b"OK 00000000000000000000000000000000\r\nAGREE_UNIX_FD\r\n").unwrap();
+                fake_handshake(&mut b);
                 let mut req = vec![0u8; 16];
                 b.read_exact(&mut req).unwrap();
                 let len = message_len(&req).unwrap().unwrap();
@@ -1538,6 +1531,19 @@ mod tests {
         }
     }
 
+    /// The server's side of a handshake, by hand (descriptors agreed).
+    fn fake_handshake(b: &mut std::os::unix::net::UnixStream) {
+        use std::io::{Read, Write};
+        let mut got = Vec::new();
+        while !got.ends_with(b"BEGIN\r\n") {
+            let mut c = [0u8; 256];
+            let n = b.read(&mut c).unwrap();
+            assert!(n > 0);
+            got.extend_from_slice(&c[..n]);
+        }
+        b.write_all(b"OK 00000000000000000000000000000000\r\nAGREE_UNIX_FD\r\n").unwrap();
+    }
+
     /// A server sends replies and nothing else: a call (or signal) from
     /// it kills the client connection instead of piling up unread.
     #[test]
@@ -1545,14 +1551,7 @@ mod tests {
         use std::io::{Read, Write};
         let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
         let server = std::thread::spawn(move || {
-            let mut got = Vec::new();
-            while !got.ends_with(b"BEGIN\r\n") {
-                let mut c = [0u8; 256];
-                let n = b.read(&mut c).unwrap();
-                assert!(n > 0);
-                got.extend_from_slice(&c[..n]);
-            }
-            b.write_all(b"OK 00000000000000000000000000000000\r\nAGREE_UNIX_FD\r\n").unwrap();
+            fake_handshake(&mut b);
             let mut out = Vec::new();
             request(&mut out, 1, 9, &[0; 1000], 0, 0);
             b.write_all(&out).unwrap();

@@ -582,21 +582,31 @@ impl Ping for Pinger {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_uid_cannot_leave_more_listeners_in_an_sa_host_than_its_share() {
-    let (_dir, sock) = start_samgr(limits());
+/// samgr with a host publishing [`Keep`] as SA 4002.
+async fn samgr_with_keeper() -> (tempfile::TempDir, PathBuf, SaHost) {
+    let (dir, sock) = start_samgr(limits());
     let host = SaHost::connect(&sock).await.unwrap();
     host.publish_remote(4002, Keep { rt: tokio::runtime::Handle::current(), kept: Default::default() }.into_remote(), None).await.unwrap();
-    let share = accord_ipc::budget::limits().listeners_per_uid;
-    let mut child =
-        common::as_uid(LISTENER_UID, "helper_leave_listeners", &sock).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+    (dir, sock, host)
+}
+
+/// Runs `helper` as `uid` until it says HOLDING.
+async fn holding(uid: u32, helper: &'static str, sock: &Path) -> (Child, BufReader<std::process::ChildStdout>) {
+    let mut child = common::as_uid(uid, helper, sock).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
-    let (child, out) = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         expect_line(&mut child, &mut out, "HOLDING");
         (child, out)
     })
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_uid_cannot_leave_more_listeners_in_an_sa_host_than_its_share() {
+    let (_dir, sock, _host) = samgr_with_keeper().await;
+    let share = accord_ipc::budget::limits().listeners_per_uid;
+    let (child, out) = holding(LISTENER_UID, "helper_leave_listeners", &sock).await;
     assert_eq!(accord_ipc::budget::listeners_held(LISTENER_UID), share, "the share is kept, charged to its sender");
     // Root's listeners are not counted: kept past the share.
     let c = Samgr::connect(&sock).await.unwrap();
@@ -654,18 +664,8 @@ const SILENT_UID: u32 = 2003;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_uid_s_silent_listeners_cannot_take_every_handshake() {
-    let (_dir, sock) = start_samgr(limits());
-    let host = SaHost::connect(&sock).await.unwrap();
-    host.publish_remote(4002, Keep { rt: tokio::runtime::Handle::current(), kept: Default::default() }.into_remote(), None).await.unwrap();
-    let mut child =
-        common::as_uid(SILENT_UID, "helper_silent_listeners", &sock).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let (child, out) = tokio::task::spawn_blocking(move || {
-        expect_line(&mut child, &mut out, "HOLDING");
-        (child, out)
-    })
-    .await
-    .unwrap();
+    let (_dir, sock, _host) = samgr_with_keeper().await;
+    let (child, out) = holding(SILENT_UID, "helper_silent_listeners", &sock).await;
     // While uid 2003's handshakes hang, root's listener connects.
     let c = Samgr::connect(&sock).await.unwrap();
     let keeper = c.get_proxy::<KeeperProxy>(4002).await.unwrap();
