@@ -100,6 +100,21 @@ pub(crate) fn set_sender(uid: Option<u32>) {
     SENDER.with(|s| s.set(uid.filter(|&u| u != 0)));
 }
 
+/// Runs `f` with [`sender`] saying `uid`, then restores it: a reply this
+/// thread decodes while it serves uid X came from whoever was called,
+/// not from X (`None`: charge nobody).
+pub fn with_sender<R>(uid: Option<u32>, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<u32>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SENDER.with(|s| s.set(self.0));
+        }
+    }
+    let _restore = Restore(sender());
+    set_sender(uid);
+    f()
+}
+
 /// One listener object a uid sent, kept by this process; dropping it (the
 /// listener, or the proxy it became) gives the uid its place back.
 #[derive(Debug)]

@@ -434,6 +434,12 @@ pub fn encode_reply<T: Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) -> Result<(
 /// Reads a reply; bytes after the value (a newer server's extension) are
 /// ignored.
 pub fn decode_reply<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RemoteError> {
+    // What a reply carries is not the served client's to pay for (a
+    // listener in it came from the SA this thread called).
+    accord_ipc::budget::with_sender(None, || decode_reply_as_is(bytes))
+}
+
+fn decode_reply_as_is<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RemoteError> {
     match bytes.split_first() {
         Some((&WIRE_VERSION, rest)) => crate::budgeted::take::<T>(rest).map(|(v, _)| v).map_err(|e| match e {
             // A value of the result refused (an unsealed memfd, a
@@ -542,6 +548,38 @@ pub fn introspect_xml(interface: &str, methods: &[MethodInfo]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct AnyProxy(#[allow(dead_code)] RemoteProxy);
+    impl TypedProxy for AnyProxy {
+        const INTERFACE: &'static str = "org.x.Any";
+        fn from_remote(remote: RemoteProxy) -> Self {
+            AnyProxy(remote)
+        }
+    }
+
+    /// A listener in a request is charged to the uid the thread serves;
+    /// one in a reply (from an SA this thread called) is not.
+    #[test]
+    fn listeners_are_charged_to_who_sent_them() {
+        let (_ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut r = Vec::new();
+        let fds = encode_reply_fds(&Fd(theirs.into()), &mut r).unwrap();
+        let (_ours2, theirs2) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut q = Vec::new();
+        let qfds = encode_request_fds(&(&Fd(theirs2.into()),), &mut q).unwrap();
+        accord_ipc::budget::with_sender(Some(70_003), || {
+            let from_reply = decode_reply_fds::<Listener<AnyProxy>>(&r, fds).unwrap();
+            assert_eq!(accord_ipc::budget::listeners_held(70_003), 0, "a reply's listener is not the served uid's");
+            let from_request: Listener<AnyProxy> = decode_with(qfds, || {
+                let mut rest = open_request(&q, "org.x.I").unwrap();
+                arg(&mut rest, "org.x.I", "M", "l").unwrap()
+            });
+            assert_eq!(accord_ipc::budget::listeners_held(70_003), 1, "a request's listener is");
+            drop((from_reply, from_request));
+        });
+        assert_eq!(accord_ipc::budget::listeners_held(70_003), 0);
+        assert_eq!(accord_ipc::budget::sender(), None, "restored");
+    }
 
     #[test]
     fn requests_and_replies_round_trip_and_refuse_other_versions() {
