@@ -649,8 +649,6 @@ struct Answerer<H> {
     serial: u32,
     reply: Vec<u8>,
     reply_fds: Vec<OwnedFd>,
-    /// Leave a big last reply's data in `tail` (see [`Answerer::answer`]).
-    defer: bool,
     /// The data of the last reply appended to `out`, not copied there:
     /// its header and length are in `out`, the bytes follow in one
     /// `writev`. Set only while nothing follows it in `out`.
@@ -693,7 +691,7 @@ impl<H: Handler> Answerer<H> {
                             let text = format!("the reply carries more than {MAX_FDS} descriptors");
                             reply_error(out, serial, m.serial, "org.freedesktop.DBus.Error.LimitsExceeded", &text)
                         }
-                        Ok(()) if self.defer && wants_reply && self.reply_fds.is_empty() && self.reply.len() >= TAKE_BUFFER => {
+                        Ok(()) if wants_reply && self.reply_fds.is_empty() && self.reply.len() >= TAKE_BUFFER => {
                             // Big: the data goes out from where the handler
                             // wrote it (see `tail`).
                             let data = std::mem::take(&mut self.reply);
@@ -749,9 +747,6 @@ impl<H: Handler> Answerer<H> {
             }
         }
         buf.drain(..used);
-        if !self.defer {
-            self.flush_tail(out);
-        }
         check_unclaimed(buf, fds)
     }
 
@@ -814,13 +809,21 @@ async fn serve_as<H: Handler>(stream: UnixStream, handler: H, client_uid: Option
     }
     let _hangup = Hangup(stream.try_clone()?);
     let (done_tx, done_rx) = oneshot::channel();
-    let answerer = Answerer { handler, serial: 0, reply: Vec::with_capacity(256), reply_fds: Vec::new(), defer: true, tail: None };
+    let answerer = Answerer { handler, serial: 0, reply: Vec::with_capacity(256), reply_fds: Vec::new(), tail: None };
     std::thread::Builder::new().name("remote-object".into()).spawn(move || {
         crate::budget::set_sender(client_uid);
         let charge = crate::budget::Charge::new(client_uid);
         let _ = done_tx.send(serve_blocking(stream, opened, answerer, write_timeout, charge));
     })?;
     done_rx.await.unwrap_or(Err(RemoteError::Dead))
+}
+
+/// Gives back the room a big message took in a read buffer once little
+/// is left in it (an idle connection keeps about two reads' worth).
+fn give_back_room(buf: &mut Vec<u8>) {
+    if buf.capacity() > 4 * READ_SIZE && buf.len() <= READ_SIZE {
+        buf.shrink_to(2 * READ_SIZE);
+    }
 }
 
 /// Writes `head` then `tail` with as few `writev`s as the socket takes.
@@ -913,9 +916,7 @@ fn serve_blocking<H: Handler>(
         }
         // What is left is a request not yet whole: give back the room a
         // bigger one took, and charge the client's uid what is held.
-        if buf.capacity() > 4 * READ_SIZE && buf.len() <= READ_SIZE {
-            buf.shrink_to(2 * READ_SIZE);
-        }
+        give_back_room(&mut buf);
         charge.set(buf.len(), fds.len()).map_err(RemoteError::Limit)?;
         // Read straight into the buffer's tail, uninitialised (nothing
         // can cancel a blocking read half-way here); descriptors go to
@@ -1063,13 +1064,12 @@ impl RemoteProxy {
     }
 
     /// Charges this connection to `hold`'s uid for as long as any clone
-    /// of the proxy lives ([`crate::budget::Hold`]).
-    pub fn charge(&self, hold: crate::budget::Hold) {
-        // What the connection buffers is that uid's too (a fresh proxy's
-        // reader is free).
-        if let Ok(mut rd) = self.shared.reader.try_lock() {
-            rd.charge = Some(crate::budget::Charge::new(Some(hold.uid())));
-        }
+    /// of the proxy lives ([`crate::budget::Hold`]), and what it buffers
+    /// (a reply not yet whole) to that uid's byte budget: a read past the
+    /// budget ends the connection ([`RemoteError::Limit`]).
+    pub async fn charge(&self, hold: crate::budget::Hold) {
+        // What the connection buffers is that uid's too.
+        self.shared.reader.lock().await.charge = Some(crate::budget::Charge::new(Some(hold.uid())));
         *crate::lock(&self.shared.charged) = Some(hold);
     }
 
@@ -1254,11 +1254,14 @@ impl RemoteProxy {
 
     /// Reads at least one message and hands every whole reply to its
     /// waiter. On an error (the connection is then dead) the descriptors
-    /// received and not handed on are closed at once.
+    /// and bytes received and not handed on are let go at once, and with
+    /// them their charge.
     async fn read_some(&self, rd: &mut Reader, mine: Option<u32>) -> Result<Option<Outcome>, RemoteError> {
         let r = self.read_replies(rd, mine).await;
         if r.is_err() {
             rd.fds.clear();
+            rd.buf = Vec::new();
+            rd.charge = None;
         }
         r
     }
@@ -1304,9 +1307,7 @@ impl RemoteProxy {
                 }
             }
             rd.buf.drain(..used);
-            if rd.buf.capacity() > 4 * READ_SIZE && rd.buf.len() <= READ_SIZE {
-                rd.buf.shrink_to(2 * READ_SIZE);
-            }
+            give_back_room(&mut rd.buf);
             check_unclaimed(&rd.buf, &rd.fds)?;
             if let Some(c) = &mut rd.charge {
                 c.set(rd.buf.len(), rd.fds.len()).map_err(RemoteError::Limit)?;
@@ -1512,7 +1513,6 @@ mod tests {
                 request(&mut buf, i as u32 + 1, 1, d, 0, 0);
             }
             let mut a = answerer();
-            a.defer = true;
             let (mut out, mut out_fds) = (Vec::new(), OutFds::new());
             a.answer(&mut buf, &mut VecDeque::new(), &mut out, &mut out_fds).unwrap();
             let deferred = a.tail.is_some();
@@ -1542,6 +1542,61 @@ mod tests {
             got.extend_from_slice(&c[..n]);
         }
         b.write_all(b"OK 00000000000000000000000000000000\r\nAGREE_UNIX_FD\r\n").unwrap();
+    }
+
+    /// What a charged connection (a kept listener) buffers is its uid's:
+    /// five servers of one uid each sending 3.5 MiB of a reply they never
+    /// finish pass its 16 MiB; exactly one connection is cut, and all is
+    /// given back when they go.
+    #[test]
+    fn what_a_charged_connection_buffers_is_its_uid_s() {
+        use std::io::Write;
+        const UID: u32 = 70_011;
+        const PART: usize = 3_500_000;
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let (go, gone) = std::sync::mpsc::channel::<()>();
+        let gone = Arc::new(Mutex::new(gone));
+        let mut servers = Vec::new();
+        let mut proxies = Vec::new();
+        for _ in 0..5 {
+            let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+            let gone = gone.clone();
+            servers.push(std::thread::spawn(move || {
+                fake_handshake(&mut b);
+                let mut out = Vec::new();
+                reply_return(&mut out, 1, 99, "ay", 0, |body| body_bytes(body, &vec![0; PART + 100]));
+                // The cut one's write fails half-way: that is the bound.
+                let _ = b.write_all(&out[..PART]);
+                let _ = gone.lock().unwrap().recv();
+            }));
+            a.set_nonblocking(true).unwrap();
+            let p = rt.block_on(async {
+                let p = RemoteProxy::connect(UnixStream::from_std(a).unwrap()).await.unwrap();
+                p.charge(crate::budget::Hold::listener(UID).unwrap()).await;
+                p
+            });
+            let watcher = rt.spawn({
+                let p = p.clone();
+                async move { p.died().await }
+            });
+            proxies.push((p, watcher));
+        }
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let settled = || proxies.iter().filter(|(p, _)| p.is_dead()).count() == 1 && crate::budget::held(UID).0 == 4 * PART;
+        while !settled() {
+            assert!(std::time::Instant::now() < end, "never one cut and the rest held: {:?}", crate::budget::held(UID));
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_eq!(crate::budget::listeners_held(UID), 5);
+        drop(go);
+        for (p, w) in proxies {
+            rt.block_on(w).unwrap();
+            drop(p);
+        }
+        for s in servers {
+            s.join().unwrap();
+        }
+        assert_eq!((crate::budget::held(UID), crate::budget::listeners_held(UID)), ((0, 0), 0));
     }
 
     /// A server sends replies and nothing else: a call (or signal) from
@@ -1595,7 +1650,7 @@ mod tests {
     }
 
     fn answerer() -> Answerer<impl Handler> {
-        Answerer { handler: echo, serial: 0, reply: Vec::new(), reply_fds: Vec::new(), defer: false, tail: None }
+        Answerer { handler: echo, serial: 0, reply: Vec::new(), reply_fds: Vec::new(), tail: None }
     }
 
     /// A valid frame of any kind this path speaks, and what it holds.

@@ -202,7 +202,7 @@ impl<P: TypedProxy> Listener<P> {
         let _in_flight = in_flight;
         let proxy = RemoteProxy::connect(accord_ipc::stream_from_fd(fd)?).await?;
         if let Some(hold) = hold {
-            proxy.charge(hold);
+            proxy.charge(hold).await;
         }
         Ok(P::from_remote(proxy))
     }
