@@ -32,8 +32,9 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use thiserror::Error;
 use tokio::io::unix::AsyncFd;
@@ -998,8 +999,20 @@ struct Shared {
     writer: tokio::sync::Mutex<()>,
     /// The read state, held by whichever caller is reading now.
     reader: tokio::sync::Mutex<Reader>,
-    /// Replies read by someone else, by serial.
-    waiting: Mutex<HashMap<u32, oneshot::Sender<Outcome>>>,
+    /// Calls waiting for their reply, by serial: who to hand it to, and
+    /// until when ([`keep_deadlines`] ends those past it).
+    waiting: Mutex<HashMap<u32, Waiter>>,
+    /// When the deadline keeper looks next, in nanoseconds since
+    /// `epoch` (`u64::MAX`: it is parked until a call wakes it). Written
+    /// with `waiting` locked, so a call that starts sees it current.
+    sweep_at: AtomicU64,
+    /// Wakes the deadline keeper (a call due before `sweep_at`, or the
+    /// connection's end).
+    sweep: Arc<tokio::sync::Notify>,
+    epoch: Instant,
+    /// Small requests of calls that found another task writing, left
+    /// for it to write with its own (see [`RemoteProxy::send_call`]).
+    queue: Mutex<Vec<u8>>,
     serial: AtomicU32,
     dead: std::sync::atomic::AtomicBool,
     /// The server agreed to descriptors (`AGREE_UNIX_FD`).
@@ -1007,6 +1020,91 @@ struct Shared {
     /// What this connection's existence is charged to (a listener kept
     /// for the uid that sent it), freed with the last clone.
     charged: Mutex<Option<crate::budget::Hold>>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // The deadline keeper ends with the connection.
+        self.sweep.notify_one();
+    }
+}
+
+/// A call waiting for its reply.
+struct Waiter {
+    tx: oneshot::Sender<Outcome>,
+    deadline: Instant,
+    timeout: Duration,
+}
+
+/// Marks the connection dead unless [`Whole::done`] says the write it
+/// guards ended well: a write cut short (its caller gave up half-way)
+/// leaves half a message on the stream, so the connection is dead for
+/// everyone.
+struct Whole<'a>(&'a RemoteProxy, bool);
+
+impl Whole<'_> {
+    fn done(mut self, ok: bool) {
+        self.1 = ok;
+    }
+}
+
+impl Drop for Whole<'_> {
+    fn drop(&mut self) {
+        if !self.1 {
+            self.0.fail_all(&RemoteError::Dead);
+        }
+    }
+}
+
+/// When a call (or a one-way write) must be done, and the timeout that
+/// set it (for [`RemoteError::TimedOut`]).
+#[derive(Clone, Copy)]
+struct Due {
+    at: Instant,
+    timeout: Duration,
+}
+
+/// Requests up to this size are left for a task already writing (it
+/// writes them with its own in one system call); bigger ones, and those
+/// with descriptors, wait for the connection themselves.
+const COMBINE: usize = 4096;
+
+/// Ends the calls on a connection whose deadline passed (their callers
+/// get [`RemoteError::TimedOut`]). One such task per connection, in
+/// place of a timer per call: it sleeps until the earliest deadline and
+/// parks while no call waits; a call due sooner than it looks wakes it.
+/// It ends when the connection is dropped.
+async fn keep_deadlines(conn: std::sync::Weak<Shared>, wake: Arc<tokio::sync::Notify>) {
+    loop {
+        let next = {
+            let Some(sh) = conn.upgrade() else { return };
+            let now = Instant::now();
+            let mut waiting = crate::lock(&sh.waiting);
+            let late: Vec<u32> = waiting.iter().filter(|(_, w)| w.deadline <= now).map(|(s, _)| *s).collect();
+            for serial in late {
+                if let Some(w) = waiting.remove(&serial) {
+                    let _ = w.tx.send(Err(RemoteError::TimedOut(w.timeout)));
+                }
+            }
+            let next = waiting.values().map(|w| w.deadline).min();
+            sh.sweep_at.store(next.map_or(u64::MAX, |t| since(sh.epoch, t)), Ordering::Release);
+            next
+        };
+        match next {
+            Some(t) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(t.into()) => {}
+                    _ = wake.notified() => {}
+                }
+            }
+            None => wake.notified().await,
+        }
+    }
+}
+
+/// `t` in nanoseconds since `epoch` (0 before it, `u64::MAX - 1` at most).
+fn since(epoch: Instant, t: Instant) -> u64 {
+    u64::try_from(t.saturating_duration_since(epoch).as_nanos()).unwrap_or(u64::MAX - 1).min(u64::MAX - 1)
 }
 
 /// A client of a remote object (a [`Handler`] served by [`serve`]); cheap to clone, usable from many tasks.
@@ -1048,19 +1146,23 @@ impl RemoteProxy {
         // SAFETY: a std UnixStream owns its descriptor and keeps that one
         // open until it is dropped, with the AsyncFd that holds it.
         let io = unsafe { AsyncFd::register_with_interest(std, Interest::READABLE) }.map_err(std::io::Error::from)?;
-        Ok(RemoteProxy {
-            shared: Arc::new(Shared {
-                io,
-                writer: tokio::sync::Mutex::new(()),
-                reader: tokio::sync::Mutex::new(Reader { charge: None, buf, fds }),
-                waiting: Mutex::default(),
-                serial: AtomicU32::new(1),
-                dead: std::sync::atomic::AtomicBool::new(false),
-                fds_agreed,
-                charged: Mutex::new(None),
-            }),
-            timeout: CALL_TIMEOUT,
-        })
+        let sweep = Arc::new(tokio::sync::Notify::new());
+        let shared = Arc::new(Shared {
+            io,
+            writer: tokio::sync::Mutex::new(()),
+            reader: tokio::sync::Mutex::new(Reader { charge: None, buf, fds }),
+            waiting: Mutex::default(),
+            sweep_at: AtomicU64::new(u64::MAX),
+            sweep: sweep.clone(),
+            epoch: Instant::now(),
+            queue: Mutex::default(),
+            serial: AtomicU32::new(1),
+            dead: std::sync::atomic::AtomicBool::new(false),
+            fds_agreed,
+            charged: Mutex::new(None),
+        });
+        tokio::spawn(keep_deadlines(Arc::downgrade(&shared), sweep));
+        Ok(RemoteProxy { shared, timeout: CALL_TIMEOUT })
     }
 
     /// Charges this connection to `hold`'s uid for as long as any clone
@@ -1111,10 +1213,15 @@ impl RemoteProxy {
         if self.shared.dead.load(Ordering::Acquire) {
             return Err(RemoteError::Dead);
         }
-        match tokio::time::timeout(self.timeout, self.write(&msg, &fds)).await {
-            Ok(r) => r,
-            Err(_) => Err(RemoteError::TimedOut(self.timeout)),
-        }
+        self.write(&msg, &fds, self.due()).await
+    }
+
+    /// The deadline of a call or write starting now.
+    fn due(&self) -> Due {
+        let now = Instant::now();
+        // A timeout past what an Instant holds is one with no end.
+        let at = now.checked_add(self.timeout).unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400));
+        Due { at, timeout: self.timeout }
     }
 
     /// Whether `fds` may go in one request on this connection.
@@ -1128,38 +1235,107 @@ impl RemoteProxy {
         Ok(())
     }
 
-    /// Writes one whole message, `fds` with its first byte. A write cut
-    /// short (its caller's deadline passed half-way) would leave half a
-    /// message on the stream: the connection is then dead for everyone.
-    async fn write(&self, msg: &[u8], fds: &[OwnedFd]) -> Result<(), RemoteError> {
-        struct Whole<'a>(&'a RemoteProxy, bool);
-        impl Drop for Whole<'_> {
+    /// Writes one whole message, `fds` with its first byte, once the
+    /// connection is free (and what other calls left for its writer).
+    async fn write(&self, msg: &[u8], fds: &[OwnedFd], due: Due) -> Result<(), RemoteError> {
+        // A waiter the lock was handed to but that is dropped before it
+        // runs (its deadline, its caller's select) may leave requests in
+        // the queue that the last holder left for it: a task of its own
+        // writes them then.
+        struct Orphans<'a>(&'a RemoteProxy, bool);
+        impl Drop for Orphans<'_> {
             fn drop(&mut self) {
-                if !self.1 {
-                    self.0.fail_all(&RemoteError::Dead);
+                if self.1 && !self.0.is_dead() && !crate::lock(&self.0.shared.queue).is_empty() {
+                    let p = self.0.clone();
+                    tokio::spawn(async move { p.flush_queue(p.due()).await });
                 }
             }
         }
-        let _w = self.shared.writer.lock().await;
-        let mut whole = Whole(self, false);
+        let mut orphans = Orphans(self, true);
+        let w = match tokio::time::timeout_at(due.at.into(), self.shared.writer.lock()).await {
+            Ok(w) => w,
+            Err(_) => return Err(RemoteError::TimedOut(due.timeout)),
+        };
+        orphans.1 = false;
+        self.write_locked(w, msg, fds, due).await
+    }
+
+    /// Writes the request of a call. A small one without descriptors
+    /// that finds another task writing is left for it (it writes what
+    /// was left with its own, so calls made at once from many tasks
+    /// share their system calls); otherwise it is written here.
+    async fn send_call(&self, msg: &[u8], fds: &[OwnedFd], due: Due) -> Result<(), RemoteError> {
+        if fds.is_empty() && msg.len() <= COMBINE {
+            if let Ok(w) = self.shared.writer.try_lock() {
+                return self.write_locked(w, msg, fds, due).await;
+            }
+            crate::lock(&self.shared.queue).extend_from_slice(msg);
+            // The writer may have let go before it looked again.
+            return self.flush_queue(due).await;
+        }
+        self.write(msg, fds, due).await
+    }
+
+    /// Holding the connection (`_w`), writes what other calls left, then
+    /// `msg`; then writes whatever was left meanwhile, unless another
+    /// task holds the connection by then (it will).
+    async fn write_locked(&self, w: tokio::sync::MutexGuard<'_, ()>, msg: &[u8], fds: &[OwnedFd], due: Due) -> Result<(), RemoteError> {
+        let left = std::mem::take(&mut *crate::lock(&self.shared.queue));
+        let whole = Whole(self, false);
+        let r = if left.is_empty() {
+            self.send_all(msg, fds, due).await
+        } else if fds.is_empty() && msg.len() <= COMBINE {
+            let mut all = left;
+            all.extend_from_slice(msg);
+            self.send_all(&all, &[], due).await
+        } else {
+            match self.send_all(&left, &[], due).await {
+                Ok(()) => self.send_all(msg, fds, due).await,
+                Err(e) => Err(e),
+            }
+        };
+        whole.done(r.is_ok());
+        drop(w);
+        r?;
+        self.flush_queue(due).await
+    }
+
+    /// Writes what calls left for the writer, if the connection is free
+    /// (if not, its holder writes it when it lets go).
+    async fn flush_queue(&self, due: Due) -> Result<(), RemoteError> {
+        loop {
+            if crate::lock(&self.shared.queue).is_empty() {
+                return Ok(());
+            }
+            let Ok(w) = self.shared.writer.try_lock() else { return Ok(()) };
+            let left = std::mem::take(&mut *crate::lock(&self.shared.queue));
+            let whole = Whole(self, false);
+            let r = self.send_all(&left, &[], due).await;
+            whole.done(r.is_ok());
+            drop(w);
+            r?;
+        }
+    }
+
+    /// Sends all of `msg`, `fds` with its first byte, waiting for room
+    /// until `due`.
+    async fn send_all(&self, msg: &[u8], fds: &[OwnedFd], due: Due) -> Result<(), RemoteError> {
         let fd = self.shared.io.as_raw_fd();
-        let r: std::io::Result<()> = async {
-            let (mut at, mut fds) = (0, fds);
-            while at < msg.len() {
-                match crate::fds::send(fd, &msg[at..], fds) {
-                    Ok(n) => {
-                        at += n;
-                        fds = &[];
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => writable(fd).await?,
-                    Err(e) => return Err(e),
+        let (mut at, mut fds) = (0, fds);
+        while at < msg.len() {
+            match crate::fds::send(fd, &msg[at..], fds) {
+                Ok(n) => {
+                    at += n;
+                    fds = &[];
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => match tokio::time::timeout_at(due.at.into(), writable(fd)).await {
+                    Ok(r) => r?,
+                    Err(_) => return Err(RemoteError::TimedOut(due.timeout)),
+                },
+                Err(e) => return Err(e.into()),
             }
-            Ok(())
         }
-        .await;
-        whole.1 = r.is_ok();
-        Ok(r?)
+        Ok(())
     }
 
     /// Sends request `code` with `data` and waits for the reply, at most
@@ -1177,7 +1353,7 @@ impl RemoteProxy {
         let serial = self.shared.serial.fetch_add(1, Ordering::Relaxed).max(1);
         let mut msg = Vec::with_capacity(96 + data.len());
         request(&mut msg, serial, code, data, 0, fds.len() as u32);
-        self.deadline(serial, msg, fds).await.map(ReplyData::into_parts)
+        self.call(serial, msg, fds).await.map(ReplyData::into_parts)
     }
 
     /// [`RemoteProxy::send_request_fds`] with the data written by `encode`
@@ -1191,31 +1367,31 @@ impl RemoteProxy {
         let mut msg = Vec::with_capacity(256);
         let fds = request_with(&mut msg, serial, code, 0, encode, |f| f.len() as u32)?;
         self.check_fds(&fds)?;
-        self.deadline(serial, msg, fds).await
+        self.call(serial, msg, fds).await
     }
 
-    /// Runs the call of request `msg` (serial `serial`) within the
-    /// proxy's timeout.
-    async fn deadline(&self, serial: u32, msg: Vec<u8>, fds: Vec<OwnedFd>) -> Outcome {
-        match tokio::time::timeout(self.timeout, self.call(serial, msg, fds)).await {
-            Ok(r) => r,
-            Err(_) => {
-                // A late reply finds no waiter and is dropped.
-                crate::lock(&self.shared.waiting).remove(&serial);
-                Err(RemoteError::TimedOut(self.timeout))
-            }
-        }
-    }
-
+    /// Runs the call of request `msg` (serial `serial`): at most the
+    /// proxy's timeout ([`keep_deadlines`] ends it), then
+    /// [`RemoteError::TimedOut`]; a late reply finds no waiter and is
+    /// dropped.
     async fn call(&self, serial: u32, msg: Vec<u8>, fds: Vec<OwnedFd>) -> Outcome {
         let sh = &self.shared;
         if sh.dead.load(Ordering::Acquire) {
             return Err(RemoteError::Dead);
         }
         let (tx, rx) = oneshot::channel();
-        crate::lock(&sh.waiting).insert(serial, tx);
-        // However this call ends (its reply, an error, or its caller
-        // dropping it: a deadline, a select), its waiter goes.
+        let due = self.due();
+        let deadline = due.at;
+        let wake = {
+            let mut waiting = crate::lock(&sh.waiting);
+            waiting.insert(serial, Waiter { tx, deadline, timeout: self.timeout });
+            since(sh.epoch, deadline) < sh.sweep_at.load(Ordering::Acquire)
+        };
+        if wake {
+            sh.sweep.notify_one();
+        }
+        // However this call ends (its reply, an error, its deadline, or
+        // its caller dropping it: a select), its waiter goes.
         struct Unwait<'a>(&'a Shared, u32);
         impl Drop for Unwait<'_> {
             fn drop(&mut self) {
@@ -1227,9 +1403,13 @@ impl RemoteProxy {
         // gone first is not woken by its sender's drop, so a call that
         // read its own reply does not wake its own task for nothing.
         let mut rx = rx;
-        let written = self.write(&msg, &fds).await;
+        // Not cut short by the reply: the task may be writing other
+        // calls' requests with its own (it stops at its deadline only if
+        // the connection has no room: the connection is dead then).
+        let written = self.send_call(&msg, &fds, due).await;
         drop(fds);
         written?;
+        // The deadline (or the connection's end) comes through `rx`.
         loop {
             // Either someone else reads our reply, or we take the reader.
             tokio::select! {
@@ -1239,7 +1419,12 @@ impl RemoteProxy {
                     if let Ok(r) = rx.try_recv() {
                         return r;
                     }
-                    match self.read_some(&mut reader, Some(serial)).await {
+                    let read = tokio::select! {
+                        biased;
+                        r = &mut rx => return r.unwrap_or(Err(RemoteError::Dead)),
+                        read = self.read_some(&mut reader, Some(serial)) => read,
+                    };
+                    match read {
                         Ok(Some(r)) => return r,
                         Ok(None) => {}
                         Err(e) => {
@@ -1302,8 +1487,8 @@ impl RemoteProxy {
                 handed = true;
                 if Some(to) == mine {
                     own = Some(r);
-                } else if let Some(tx) = crate::lock(&self.shared.waiting).remove(&to) {
-                    let _ = tx.send(r);
+                } else if let Some(w) = crate::lock(&self.shared.waiting).remove(&to) {
+                    let _ = w.tx.send(r);
                 }
             }
             rd.buf.drain(..used);
@@ -1367,8 +1552,11 @@ impl RemoteProxy {
 
     fn fail_all(&self, _why: &RemoteError) {
         self.shared.dead.store(true, Ordering::Release);
-        for (_, tx) in crate::lock(&self.shared.waiting).drain() {
-            let _ = tx.send(Err(RemoteError::Dead));
+        // Whoever reads or writes it next learns at once.
+        let _ = self.shared.io.get_ref().shutdown(std::net::Shutdown::Both);
+        crate::lock(&self.shared.queue).clear();
+        for (_, w) in crate::lock(&self.shared.waiting).drain() {
+            let _ = w.tx.send(Err(RemoteError::Dead));
         }
     }
 }
@@ -1531,6 +1719,63 @@ mod tests {
         }
     }
 
+    /// A call due sooner than one already waiting is ended at its own
+    /// deadline (the connection's deadline keeper is woken for it, though
+    /// it sleeps until the later one's), the later call still gets its
+    /// reply, and the keeper ends with the connection.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sooner_deadline_is_kept_beside_a_later_one_and_the_keeper_goes_with_the_connection() {
+        const DEADLINE: Duration = Duration::from_secs(30);
+        let metrics = tokio::runtime::Handle::current().metrics();
+        let before = metrics.num_alive_tasks();
+        let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let g = gate.clone();
+        // Code 5 holds the server until the gate opens.
+        let handler = move |code: u32, data: &[u8], reply: &mut Vec<u8>| {
+            if code == 5 {
+                let mut open = g.0.lock().unwrap();
+                while !*open {
+                    open = g.1.wait(open).unwrap();
+                }
+            }
+            reply.extend_from_slice(data);
+            Ok(())
+        };
+        let (s, c) = UnixStream::pair().unwrap();
+        let server = tokio::spawn(serve(s, handler, nix::unistd::getuid().as_raw()));
+        let proxy = RemoteProxy::connect(c).await.unwrap();
+        let long = proxy.with_timeout(Duration::from_secs(3600));
+        let waiting = tokio::spawn(async move { long.send_request(5, b"late").await });
+        // The keeper has seen the long call: it sleeps until its deadline.
+        tokio::time::timeout(DEADLINE, async {
+            while proxy.shared.sweep_at.load(Ordering::Acquire) == u64::MAX {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await
+        .expect("the keeper looked");
+        let e = tokio::time::timeout(DEADLINE, proxy.with_timeout(Duration::from_millis(100)).send_request(1, b"x"))
+            .await
+            .expect("the short call ended at its own deadline, not the long one's")
+            .expect_err("no reply in time");
+        assert!(matches!(e, RemoteError::TimedOut(_)), "{e:?}");
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
+        assert_eq!(tokio::time::timeout(DEADLINE, waiting).await.expect("the long call's reply").unwrap().unwrap(), b"late");
+        drop(proxy);
+        // The server ends (with an error if the short call's late reply
+        // was still unread when the client closed: ECONNRESET).
+        let ended = tokio::time::timeout(DEADLINE, server).await.expect("the server saw the client go").unwrap();
+        assert!(matches!(&ended, Ok(()) | Err(RemoteError::Io(_))), "{ended:?}");
+        tokio::time::timeout(DEADLINE, async {
+            while metrics.num_alive_tasks() > before {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the deadline keeper ended with its connection");
+    }
+
     /// The server's side of a handshake, by hand (descriptors agreed).
     fn fake_handshake(b: &mut std::os::unix::net::UnixStream) {
         use std::io::{Read, Write};
@@ -1597,6 +1842,103 @@ mod tests {
             s.join().unwrap();
         }
         assert_eq!((crate::budget::held(UID), crate::budget::listeners_held(UID)), ((0, 0), 0));
+    }
+
+    /// A task writing the requests other calls left for it is not cut
+    /// short by its own reply (that would leave half a message and kill
+    /// the connection): one big request blocks the connection, a hundred
+    /// small ones queue behind it, the server answers the big one and
+    /// reads no more, so its writer is still flushing the hundred when
+    /// its reply comes; then every call is answered.
+    #[test]
+    fn a_writer_flushing_others_requests_outlives_its_own_reply() {
+        use std::io::{Read, Write};
+        const SMALL: usize = 3900;
+        let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (read_first, first_read) = std::sync::mpsc::channel::<()>();
+        let (go_on, gone_on) = std::sync::mpsc::channel::<()>();
+        let server = std::thread::spawn(move || {
+            fake_handshake(&mut b);
+            let mut buf = Vec::new();
+            let mut answered = 0;
+            let mut released = false;
+            loop {
+                while let Some(len) = message_len(&buf).unwrap() {
+                    if buf.len() < len {
+                        break;
+                    }
+                    let (serial, data) = {
+                        let m = parse(&buf[..len]).unwrap();
+                        let body = m.body;
+                        (m.serial, get_bytes(body, 4).unwrap().len())
+                    };
+                    buf.drain(..len);
+                    let mut out = Vec::new();
+                    reply_return(&mut out, 1000 + serial, serial, "ay", 0, |body| body_bytes(body, &(data as u32).to_le_bytes()));
+                    b.write_all(&out).unwrap();
+                    answered += 1;
+                    if answered == 1 && !released {
+                        // The big one is answered: read nothing more until
+                        // the test has seen its writer take the queue.
+                        read_first.send(()).unwrap();
+                        gone_on.recv().unwrap();
+                        released = true;
+                    }
+                }
+                if answered == 101 {
+                    return;
+                }
+                let mut c = vec![0u8; 64 * 1024];
+                let n = b.read(&mut c).unwrap();
+                assert!(n > 0, "the client hung up after {answered} answers");
+                buf.extend_from_slice(&c[..n]);
+            }
+        });
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(async {
+            a.set_nonblocking(true).unwrap();
+            let p = RemoteProxy::connect(UnixStream::from_std(a).unwrap()).await.unwrap();
+            let until = |what: &'static str, cond: Box<dyn Fn() -> bool + Send>| async move {
+                tokio::time::timeout(std::time::Duration::from_secs(30), async {
+                    while !cond() {
+                        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                    }
+                })
+                .await
+                .unwrap_or_else(|_| panic!("never: {what}"))
+            };
+            let big = tokio::spawn({
+                let p = p.clone();
+                async move { p.send_request(1, &vec![1u8; 3 << 20]).await }
+            });
+            let q = p.clone();
+            until("the big request holds the connection", Box::new(move || q.pending_calls() == 1 && q.shared.writer.try_lock().is_err())).await;
+            let small: Vec<_> = (0..100)
+                .map(|_| {
+                    let p = p.clone();
+                    tokio::spawn(async move { p.send_request(1, &[2u8; SMALL]).await })
+                })
+                .collect();
+            let q = p.clone();
+            until("a hundred small requests queued", Box::new(move || crate::lock(&q.shared.queue).len() >= 100 * SMALL)).await;
+            tokio::task::spawn_blocking(move || first_read.recv().unwrap()).await.unwrap();
+            // The big call's reply was read and handed over, while its
+            // writer took the queue to write it.
+            let q = p.clone();
+            until(
+                "the big call answered while its writer flushes",
+                Box::new(move || q.pending_calls() == 100 && crate::lock(&q.shared.queue).is_empty() && q.shared.writer.try_lock().is_err()),
+            )
+            .await;
+            assert!(!p.is_dead(), "the connection lives");
+            go_on.send(()).unwrap();
+            assert_eq!(big.await.unwrap().unwrap(), (3u32 << 20).to_le_bytes());
+            for s in small {
+                assert_eq!(s.await.unwrap().unwrap(), (SMALL as u32).to_le_bytes());
+            }
+        });
+        drop(rt);
+        server.join().unwrap();
     }
 
     /// A server sends replies and nothing else: a call (or signal) from

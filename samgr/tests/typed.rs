@@ -45,6 +45,8 @@ pub trait Kinds {
     /// Returns its argument.
     fn echo_ten(&self, t: Ten) -> Ten;
     fn echo_bytes(&self, b: ByteBuf) -> ByteBuf;
+    /// Borrowed arguments: read where the request was received.
+    fn measure(&self, name: &str, b: &serde_bytes::Bytes) -> (String, u32);
     fn join(&self, head: String, parts: Vec<String>, counts: HashMap<String, u32>) -> String;
     fn nothing(&self);
     fn get(&self, caller: &Caller, key: String) -> Result<String, KvError>;
@@ -79,6 +81,9 @@ impl Kinds for Impl {
     }
     fn echo_bytes(&self, b: ByteBuf) -> ByteBuf {
         b
+    }
+    fn measure(&self, name: &str, b: &serde_bytes::Bytes) -> (String, u32) {
+        (format!("{name}:{}", b.len()), b.iter().map(|&x| u32::from(x)).sum())
     }
     fn join(&self, head: String, parts: Vec<String>, counts: HashMap<String, u32>) -> String {
         let mut counts: Vec<_> = counts.into_iter().collect();
@@ -152,6 +157,8 @@ async fn every_argument_kind_errors_and_oneway_calls_through_samgr() {
     assert_eq!(k.echo_ten(ten(3)).await.unwrap(), ten(3));
     let big = ByteBuf::from(vec![7u8; 3 << 20]);
     assert_eq!(k.echo_bytes(big.clone()).await.unwrap(), big, "3 MiB inline");
+    assert_eq!(k.measure("three", serde_bytes::Bytes::new(&[1, 2, 3])).await.unwrap(), ("three:3".to_owned(), 6));
+    assert_eq!(k.measure("big", serde_bytes::Bytes::new(&big)).await.unwrap(), ("big:3145728".to_owned(), 7 * (3 << 20)), "3 MiB read in place");
     let counts = HashMap::from([("x".to_owned(), 2u32), ("y".to_owned(), 0)]);
     assert_eq!(k.join("h".into(), vec!["p".into(), "q".into()], counts).await.unwrap(), r#"h:p,q:[("x", 2), ("y", 0)]"#);
     k.nothing().await.unwrap();
@@ -276,6 +283,8 @@ async fn stock_dbus_send_calls_generated_methods_by_name() {
 
     let out = send(&["org.accord.test.Kinds.Sum", "uint32:40", "uint32:2"]).await.unwrap();
     assert!(out.status.success() && text(&out).contains("uint32 42"), "{}", text(&out));
+    let out = send(&["org.accord.test.Kinds.Measure", "string:m", "array:byte:1,2,3"]).await.unwrap();
+    assert!(out.status.success() && text(&out).contains("string \"m:3\"") && text(&out).contains("uint32 6"), "{}", text(&out));
     let out = send(&["org.accord.test.Kinds.Get", "string:a"]).await.unwrap();
     assert!(out.status.success() && text(&out).contains("string \"1\""), "{}", text(&out));
     let out = send(&["org.accord.test.Kinds.Get", "string:zz"]).await.unwrap();
@@ -459,6 +468,8 @@ mod props {
             (".{0,20}", proptest::collection::vec(".{0,8}", 0..5), proptest::collection::hash_map(".{0,8}", any::<u32>(), 0..4))
                 .prop_map(move |(h, p, c)| (KindsProxy::CODE_JOIN, enc(&(h, p, c)))),
             ".{0,20}".prop_map(move |k| (KindsProxy::CODE_GET, enc(&(k,)))),
+            (".{0,20}", proptest::collection::vec(any::<u8>(), 0..300))
+                .prop_map(move |(n, b)| (KindsProxy::CODE_MEASURE, enc(&(n, serde_bytes::ByteBuf::from(b))))),
             (any::<u32>(), any::<u32>()).prop_map(move |(a, b)| (KindsProxy::CODE_SUM, enc(&(a / 2, b / 2)))),
         ]
     }
@@ -498,7 +509,7 @@ mod props {
         /// methods' names and signatures is answered or refused, never a
         /// panic.
         #[test]
-        fn the_dbus_face_never_panics(member in prop::sample::select(vec!["Sum", "Get", "EchoTen", "Join", "EchoBytes", "Nothing", "Bump", "Nope"]), signature in prop::sample::select(vec!["", "u", "uu", "s", "(yqutnixdbs)", "ay", "sasa{su}", "v"]), body in proptest::collection::vec(any::<u8>(), 0..200)) {
+        fn the_dbus_face_never_panics(member in prop::sample::select(vec!["Sum", "Get", "EchoTen", "Join", "EchoBytes", "Measure", "Nothing", "Bump", "Nope"]), signature in prop::sample::select(vec!["", "u", "uu", "s", "say", "(yqutnixdbs)", "ay", "sasa{su}", "v"]), body in proptest::collection::vec(any::<u8>(), 0..200)) {
             let s = stub();
             let mut reply = Vec::new();
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.on_dbus_call(&caller(), "org.accord.test.Kinds", member, signature, &body, &mut reply)));

@@ -400,6 +400,8 @@ fn ten(n: u32) -> Ten {
 pub trait TypedCalc {
     fn add_one(&self, x: u32) -> u32;
     fn echo(&self, b: ByteBuf) -> ByteBuf;
+    /// The same echo with the argument borrowed (read where it arrived).
+    fn echo_ref(&self, b: &Bytes) -> ByteBuf;
     fn ten(&self, t: Ten) -> Ten;
 }
 
@@ -411,6 +413,9 @@ impl TypedCalc for TypedCalcImpl {
     }
     fn echo(&self, b: ByteBuf) -> ByteBuf {
         b
+    }
+    fn echo_ref(&self, b: &Bytes) -> ByteBuf {
+        ByteBuf::from(b.to_vec())
     }
     fn ten(&self, t: Ten) -> Ten {
         t
@@ -427,17 +432,25 @@ fn serve_typed(samgr: &str, id: u32) {
     });
 }
 
-/// p50s of the typed proxy: u32 calls, then 16 KiB echoes and ten-field
-/// structs, `n` of each.
-async fn typed_lat(p: &TypedCalcProxy, n: usize, n_big: usize) -> (Vec<Duration>, Vec<Duration>, Vec<Duration>) {
+/// Latencies through the typed proxy: u32 calls, then 16 KiB echoes
+/// (the argument owned, then borrowed) and ten-field structs, `n` of the
+/// first and `n_big` of each other.
+struct TypedLat {
+    u: Vec<Duration>,
+    big: Vec<Duration>,
+    big_ref: Vec<Duration>,
+    st: Vec<Duration>,
+}
+
+async fn typed_lat(p: &TypedCalcProxy, n: usize, n_big: usize) -> TypedLat {
     for i in 0..WARM as u32 {
         p.add_one(i).await.expect("typed warm-up");
     }
-    let (mut u, mut big, mut st) = (Vec::with_capacity(n), Vec::with_capacity(n_big), Vec::with_capacity(n_big));
+    let mut l = TypedLat { u: Vec::with_capacity(n), big: Vec::with_capacity(n_big), big_ref: Vec::with_capacity(n_big), st: Vec::with_capacity(n_big) };
     for i in 0..n as u32 {
         let t = Instant::now();
         let r = p.add_one(i).await.expect("typed call");
-        u.push(t.elapsed());
+        l.u.push(t.elapsed());
         assert_eq!(r, i.wrapping_add(1));
     }
     let payload = ByteBuf::from(vec![0x5a; BIG]);
@@ -447,7 +460,13 @@ async fn typed_lat(p: &TypedCalcProxy, n: usize, n_big: usize) -> (Vec<Duration>
         let arg = payload.clone();
         let t = Instant::now();
         let r = p.echo(arg).await.expect("typed echo");
-        big.push(t.elapsed());
+        l.big.push(t.elapsed());
+        assert_eq!(r.len(), BIG);
+    }
+    for _ in 0..n_big {
+        let t = Instant::now();
+        let r = p.echo_ref(Bytes::new(&payload)).await.expect("typed echo, borrowed");
+        l.big_ref.push(t.elapsed());
         assert_eq!(r.len(), BIG);
     }
     for i in 0..n_big as u32 {
@@ -455,10 +474,10 @@ async fn typed_lat(p: &TypedCalcProxy, n: usize, n_big: usize) -> (Vec<Duration>
         let arg = v.clone();
         let t = Instant::now();
         let r = p.ten(arg).await.expect("typed struct");
-        st.push(t.elapsed());
+        l.st.push(t.elapsed());
         assert_eq!(r, v);
     }
-    (u, big, st)
+    l
 }
 
 async fn typed_tput(p: &TypedCalcProxy, tasks: usize) -> f64 {
@@ -901,7 +920,7 @@ fn main() {
     // phase of the machine hits every variant alike), then calls/s.
     let (mut la, mut lb, mut lbp, mut lc, mut lr) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut ba, mut bb, mut bbp, mut br) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut lt, mut bt, mut st) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut lt, mut bt, mut btr, mut st) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (t1b, t1bp, t1c, t1r, t1t) = rt_current().block_on(async {
         let pr = remote_for(&samgr_sock, REMOTE_ID).await;
         let pt = typed_for(&samgr_sock, TYPED_ID).await;
@@ -924,10 +943,11 @@ fn main() {
             bb.extend(big_lat(&pb, N_BIG / ROUNDS).await);
             bbp.extend(big_lat(&pbp, N_BIG / ROUNDS).await);
             br.extend(remote_big_lat(&pr, N_BIG / ROUNDS).await);
-            let (u, b, t) = typed_lat(&pt, N / ROUNDS, N_BIG / ROUNDS).await;
-            lt.extend(u);
-            bt.extend(b);
-            st.extend(t);
+            let l = typed_lat(&pt, N / ROUNDS, N_BIG / ROUNDS).await;
+            lt.extend(l.u);
+            bt.extend(l.big);
+            btr.extend(l.big_ref);
+            st.extend(l.st);
         }
         let t1c = match &pc {
             Some(pc) => proxy_tput(pc, 1).await,
@@ -948,7 +968,7 @@ fn main() {
     let rr = row("(r)  Accord remote object", lr, t1r, r16);
     let t16 = rt_multi(MULTI_WORKERS).block_on(async { typed_tput(&typed_for(&samgr_sock, TYPED_ID).await, TASKS).await });
     let tt = row("(t)  Accord typed interface", lt, t1t, t16);
-    let ((bt50, bt99), (st50, st99)) = (pct(bt), pct(st));
+    let ((bt50, bt99), (btr50, btr99), (st50, st99)) = (pct(bt), pct(btr), pct(st));
     let c = bus.as_ref().map(|t| row("(c)  via dbus-daemon", lc, t1c, tput16(t)));
     let ((ab50, ab99), (bb50, bb99), (big50, big99), (br50, br99)) = (pct(ba), pct(bb), pct(bbp), pct(br));
 
@@ -1025,6 +1045,7 @@ fn main() {
     println!("(b') Accord SA via SDK                                {big50:>7.1}  {big99:>7.1}  {:>13.2}x  {:>12.2}x", big50 / ab50, big50 / bp.p50);
     println!("(r)  Accord remote object (bytes -> bytes)            {br50:>7.1}  {br99:>7.1}  {:>13.2}x  {:>12.2}x", br50 / ab50, br50 / rr.p50);
     println!("(t)  Accord typed interface (ByteBuf -> ByteBuf)      {bt50:>7.1}  {bt99:>7.1}  {:>13.2}x  {:>12.2}x", bt50 / ab50, bt50 / tt.p50);
+    println!("(t)  the same, argument borrowed (&Bytes -> ByteBuf)  {btr50:>7.1}  {btr99:>7.1}  {:>13.2}x  {:>12.2}x", btr50 / ab50, btr50 / tt.p50);
     println!("(t)  ten-field struct -> struct, {N_BIG} calls            {st50:>7.1}  {st99:>7.1}  {:>13}   {:>12.2}x", "", st50 / tt.p50);
     println!();
     println!("GetSystemAbility, loaded SA      {get50:>7.1}  {get99:>7.1}   ({N_GET} x Samgr::get_connection incl. the D-Bus handshake with the SA)");
@@ -1079,7 +1100,20 @@ fn main() {
     println!("  (t)  p50 <= 1.25x (a) p50      {:>7.1} us vs {:>7.1} us  ({:.2}x)  {}", tt.p50, 1.25 * a.p50, tt.p50 / a.p50, met(tt.p50 <= 1.25 * a.p50));
     println!("  (t)  p99 <= 1.5x (a) p99       {:>7.1} us vs {:>7.1} us  ({:.2}x)  {}", tt.p99, 1.5 * a.p99, tt.p99 / a.p99, met(tt.p99 <= 1.5 * a.p99));
     println!("  (t)  >= 250k calls/s, 16 tasks {:>7.0} calls/s                    {}", tt.tput16, met(tt.tput16 >= 250_000.0));
-    println!("  (t)  16 KiB p50 <= 1.5x u32    {:>7.1} us vs {:>7.1} us  ({:.2}x)  {}", bt50, 1.5 * tt.p50, bt50 / tt.p50, met(bt50 <= 1.5 * tt.p50));
+    println!(
+        "  (t)  16 KiB p50 <= 1.5x u32    {:>7.1} us vs {:>7.1} us  ({:.2}x)  {}  (ByteBuf argument)",
+        bt50,
+        1.5 * tt.p50,
+        bt50 / tt.p50,
+        met(bt50 <= 1.5 * tt.p50)
+    );
+    println!(
+        "  (t)  16 KiB p50 <= 1.5x u32    {:>7.1} us vs {:>7.1} us  ({:.2}x)  {}  (&Bytes argument)",
+        btr50,
+        1.5 * tt.p50,
+        btr50 / tt.p50,
+        met(btr50 <= 1.5 * tt.p50)
+    );
     println!("  (t)  struct p50 <= 1.3x u32    {:>7.1} us vs {:>7.1} us  ({:.2}x)  {}", st50, 1.3 * tt.p50, st50 / tt.p50, met(st50 <= 1.3 * tt.p50));
     println!("  (t)  p50 vs untyped (r)        {:>7.1} us vs {:>7.1} us  ({:.2}x)", tt.p50, rr.p50, tt.p50 / rr.p50);
 }
@@ -1100,7 +1134,7 @@ fn fast_path() {
     }
     kids.spawn_self(&["--serve-remote", s(&samgr_sock), &REMOTE_ID.to_string()]);
     kids.spawn_self(&["--serve-typed", s(&samgr_sock), &TYPED_ID.to_string()]);
-    let (la, lr, lt, lrb, ltb) = rt_current().block_on(async {
+    let (la, lr, lt, lrb, ltb, ltbr) = rt_current().block_on(async {
         let samgr = samgr_connect(&samgr_sock).await;
         wait_registered(&samgr, REMOTE_ID).await;
         wait_registered(&samgr, TYPED_ID).await;
@@ -1108,7 +1142,7 @@ fn fast_path() {
         let pt = typed_for(&samgr_sock, TYPED_ID).await;
         let mut rs = raw_connect(&raw);
         let (mut la, mut lr, mut lt) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut ltb, mut lrb) = (Vec::new(), Vec::new());
+        let (mut ltb, mut ltbr, mut lrb) = (Vec::new(), Vec::new(), Vec::new());
         // ACCORD_FAST_ONLY=a|r|t|rb|tb runs only that one (to profile it); the
         // others then report the first call's figures.
         let only = std::env::var("ACCORD_FAST_ONLY").unwrap_or_default();
@@ -1116,12 +1150,13 @@ fn fast_path() {
         for _ in 0..ROUNDS {
             la.extend(raw_lat(&mut rs, if run("a") { N / ROUNDS } else { 1 }));
             lr.extend(remote_lat(&pr, if run("r") { N / ROUNDS } else { 1 }).await);
-            let (u, b, _) = typed_lat(&pt, if run("t") { N / ROUNDS } else { 1 }, if run("tb") { N_BIG / ROUNDS } else { 1 }).await;
-            lt.extend(u);
-            ltb.extend(b);
+            let l = typed_lat(&pt, if run("t") { N / ROUNDS } else { 1 }, if run("tb") { N_BIG / ROUNDS } else { 1 }).await;
+            lt.extend(l.u);
+            ltb.extend(l.big);
+            ltbr.extend(l.big_ref);
             lrb.extend(remote_big_lat(&pr, if run("rb") { N_BIG / ROUNDS } else { 1 }).await);
         }
-        (la, lr, lt, lrb, ltb)
+        (la, lr, lt, lrb, ltb, ltbr)
     });
     let (a50, a99) = pct(la);
     let (r50, r99) = pct(lr);
@@ -1135,7 +1170,13 @@ fn fast_path() {
     println!("16 tasks on one connection: (r) {r16:.0} calls/s, (t) {t16:.0} calls/s");
     let (rb50, _) = pct(lrb);
     let (tb50, _) = pct(ltb);
-    println!("16 KiB echo: (r) p50 {rb50:>6.1} us ({:.2}x its u32), (t) p50 {tb50:>6.1} us ({:.2}x its u32)", rb50 / r50, tb50 / t50);
+    let (tbr50, _) = pct(ltbr);
+    println!(
+        "16 KiB echo: (r) p50 {rb50:>6.1} us ({:.2}x its u32), (t) p50 {tb50:>6.1} us ({:.2}x its u32), borrowed {tbr50:>6.1} us ({:.2}x)",
+        rb50 / r50,
+        tb50 / t50,
+        tbr50 / t50
+    );
 }
 
 // ---------------------------------------------------------------- knob study

@@ -260,7 +260,7 @@ pub(crate) fn take<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> postcard::Re
 
 /// [`take`] charging `budget` (one budget for all the arguments of a
 /// request).
-pub(crate) fn take_within<'a, T: serde::de::DeserializeOwned>(bytes: &'a [u8], budget: &Budget) -> postcard::Result<(T, &'a [u8])> {
+pub(crate) fn take_within<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8], budget: &Budget) -> postcard::Result<(T, &'a [u8])> {
     let mut de = postcard::Deserializer::from_bytes(bytes);
     let v = T::deserialize(De { inner: &mut de, budget })?;
     Ok((v, de.finalize()?))
@@ -280,10 +280,10 @@ pub(crate) fn open_request(len: usize) {
 
 /// [`take`] within the current request's budget ([`open_request`]), or
 /// one of its own if none is open.
-pub(crate) fn take_arg<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> postcard::Result<(T, &[u8])> {
+pub(crate) fn take_arg<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> postcard::Result<(T, &'a [u8])> {
     REQUEST.with(|r| match &*r.borrow() {
         Some(budget) => take_within(bytes, budget),
-        None => take(bytes),
+        None => take_within(bytes, &Budget::for_input(bytes.len())),
     })
 }
 

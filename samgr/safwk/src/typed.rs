@@ -113,7 +113,7 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tracing::{error, warn};
 use zbus::zvariant;
 
@@ -378,8 +378,9 @@ pub fn open_request<'a>(data: &'a [u8], interface: &str) -> Result<&'a [u8], Rem
     }
 }
 
-/// Decodes the next argument.
-pub fn arg<T: DeserializeOwned>(rest: &mut &[u8], interface: &str, member: &str, name: &str) -> Result<T, RemoteError> {
+/// Decodes the next argument (it may borrow from the request: `&str`,
+/// `&serde_bytes::Bytes` are read in place, not copied).
+pub fn arg<'a, T: Deserialize<'a>>(rest: &mut &'a [u8], interface: &str, member: &str, name: &str) -> Result<T, RemoteError> {
     match crate::budgeted::take_arg::<T>(rest) {
         Ok((v, tail)) => {
             *rest = tail;
@@ -400,7 +401,7 @@ fn de_why(e: &postcard::Error) -> String {
 
 /// Decodes an `#[added]` argument: its default when an older client left
 /// it out.
-pub fn added_arg<T: DeserializeOwned + Default>(rest: &mut &[u8], interface: &str, member: &str, name: &str) -> Result<T, RemoteError> {
+pub fn added_arg<'a, T: Deserialize<'a> + Default>(rest: &mut &'a [u8], interface: &str, member: &str, name: &str) -> Result<T, RemoteError> {
     if rest.is_empty() {
         return Ok(T::default());
     }
@@ -480,13 +481,25 @@ pub fn dbus_no_args(signature: &str, interface: &str, member: &str) -> Result<()
     }
 }
 
-/// Decodes a D-Bus body of signature `signature` as the tuple `T`.
-pub fn dbus_args<T: DeserializeOwned + zvariant::Type>(body: &[u8], signature: &str, interface: &str, member: &str) -> Result<T, RemoteError> {
+/// A D-Bus body to decode arguments from ([`dbus_args`]; kept by the
+/// caller, so arguments may borrow from it).
+pub fn dbus_body(body: &[u8]) -> zvariant::serialized::Data<'_, 'static> {
+    zvariant::serialized::Data::new(body, dbus_ctxt())
+}
+
+/// Decodes a D-Bus body ([`dbus_body`]) of signature `signature` as the
+/// tuple `T` (whose values may borrow from the body: `&str`,
+/// `&serde_bytes::Bytes`).
+pub fn dbus_args<'d, T: Deserialize<'d> + zvariant::Type>(
+    data: &'d zvariant::serialized::Data<'_, '_>,
+    signature: &str,
+    interface: &str,
+    member: &str,
+) -> Result<T, RemoteError> {
     let want = T::SIGNATURE.to_string_no_parens();
     if signature != want {
         return Err(invalid_args(format!("{interface}.{member} takes {want:?}, not {signature:?}")));
     }
-    let data = zvariant::serialized::Data::new(body, dbus_ctxt());
     data.deserialize::<T>().map(|(v, _)| v).map_err(|e| invalid_args(format!("{interface}.{member}: {e}")))
 }
 
@@ -619,9 +632,10 @@ mod tests {
         let mut body = Vec::new();
         let sig = dbus_reply(&(3u32, "x".to_owned()), &mut body).unwrap();
         assert_eq!(sig, "(us)");
-        let (a, b): (u32, String) = dbus_args(&body, "us", "i", "M").unwrap();
-        assert_eq!((a, b.as_str()), (3, "x"));
-        let e = dbus_args::<(u32, String)>(&body, "u", "org.x.I", "M").unwrap_err().to_string();
+        let data = dbus_body(&body);
+        let (a, b): (u32, &str) = dbus_args(&data, "us", "i", "M").unwrap();
+        assert_eq!((a, b), (3, "x"));
+        let e = dbus_args::<(u32, String)>(&dbus_body(&body), "u", "org.x.I", "M").unwrap_err().to_string();
         assert!(e.contains("org.x.I.M takes \"us\""), "{e}");
         let xml = introspect_xml("org.x.I", &[MethodInfo { name: "Add", args: vec![("n", "u".into())], out: Some("u".into()), oneway: false }]);
         assert!(xml.contains(r#"<method name="Add"><arg name="n" type="u" direction="in"/><arg type="u" direction="out"/></method>"#), "{xml}");

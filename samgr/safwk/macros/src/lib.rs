@@ -175,8 +175,16 @@ fn method(f: &mut TraitItemFn) -> syn::Result<Method> {
             continue;
         }
         let Pat::Ident(pi) = &*pt.pat else { return Err(syn::Error::new(pt.pat.span(), "name each argument (no patterns)")) };
-        if matches!(&*pt.ty, Type::Reference(_)) {
-            return Err(syn::Error::new(pt.ty.span(), "arguments are owned values (they are decoded from the request)"));
+        // A borrowed argument (`&str`, `&serde_bytes::Bytes`) is read
+        // where the request was received: shared, with the request's
+        // own lifetime (no named one).
+        if let Type::Reference(r) = &*pt.ty {
+            if r.mutability.is_some() {
+                return Err(syn::Error::new(pt.ty.span(), "an argument is a value or a shared borrow (`&T`), not `&mut`"));
+            }
+            if r.lifetime.as_ref().is_some_and(|l| l.ident != "_") {
+                return Err(syn::Error::new(pt.ty.span(), "a borrowed argument lives as long as its request: leave its lifetime out"));
+            }
         }
         if !added && args.iter().any(|(_, _, added)| *added) {
             return Err(syn::Error::new(pt.span(), "an argument after an #[added] one must be #[added] too (they go at the end)"));
@@ -356,7 +364,10 @@ fn expand(name: LitStr, mut tr: ItemTrait) -> syn::Result<Tokens> {
         let dbus_decode = if args.is_empty() {
             quote!(#rt::dbus_no_args(__signature, #iface, #member)?;)
         } else {
-            quote!(let (#(#names,)*): (#(#tys,)*) = #rt::dbus_args(__body, __signature, #iface, #member)?;)
+            quote!(
+                let __d = #rt::dbus_body(__body);
+                let (#(#names,)*): (#(#tys,)*) = #rt::dbus_args(&__d, __signature, #iface, #member)?;
+            )
         };
         let dbus_reply = match ret {
             Ret::Unit => quote!(let _ = __r; Ok(::std::string::String::new())),
