@@ -61,11 +61,12 @@ ln -s /init sbin/init
 install -m 0755 "$BIN_DIR/begetctl" bin/begetctl
 ln -s begetctl bin/param
 install -m 0755 "$BUSYBOX_CACHE/root/bin/busybox" bin/busybox
-# One binary is sa_main, samgr and hidumper (argv[0] picks): they share
+# One binary is sa_main, samgr, hidumper and kv (argv[0] picks): they share
 # nearly all their code.
 install -m 0755 "$BIN_DIR/sa_main" system/bin/sa_main
 ln -s sa_main system/bin/samgr
 ln -s sa_main system/bin/hidumper
+ln -s sa_main system/bin/kv
 
 # The repo's files, verbatim.
 cp -a "$REPO/rootfs/files/." .

@@ -8,27 +8,48 @@
 //! path is `sa_main <profile>`) when samgr asks; it exits when it holds no
 //! SA any more (all unloaded when idle).
 //!
-//! Run as `samgr` or `hidumper` (links in the image) it is those: one
-//! static binary instead of two that are mostly the same zbus and tokio.
+//! Run as `samgr`, `hidumper` or `kv` (links in the image) it is those:
+//! one static binary instead of several that are mostly the same zbus and
+//! tokio (their processes share its pages).
 
 use std::path::Path;
 
 use accord_sa_main::demo::{self, Demo};
 use accord_safwk::profile::Profile;
-use accord_safwk::{Maker, Published};
+use accord_safwk::{Maker, Published, StartError};
 use anyhow::{Context, Result};
 
 /// Every SA this binary can host.
 fn makers() -> Vec<(u32, Maker)> {
-    vec![(demo::ID, Box::new(|| Ok(Published::remote(demo::DemoSa::default().into_remote()))))]
+    vec![
+        (demo::ID, Box::new(|| Ok(Published::remote(demo::DemoSa::default().into_remote())))),
+        (
+            accord_data::ID,
+            Box::new(|| {
+                use accord_data::KvDataService;
+                let root = Path::new(accord_data::DEFAULT_ROOT);
+                let kv = accord_data::KvService::new(root, &device_name())
+                    .map_err(|e| -> StartError { format!("data service: cannot use {}: {e}", root.display()).into() })?;
+                Ok(Published::remote(kv.into_remote()))
+            }),
+        ),
+    ]
+}
+
+/// This device's name in the data service's entries (its hostname until
+/// devices have ids of their own).
+fn device_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "local".into())
 }
 
 fn main() -> Result<()> {
     // The image ships one binary for samgr, hidumper and sa_main (they
     // share nearly all their code): argv[0] picks.
     let args: Vec<String> = std::env::args().collect();
-    if args.first().is_some_and(|a| matches!(a.rsplit('/').next(), Some("samgr" | "hidumper"))) {
-        return accord_samgr::cli::main(args);
+    match args.first().and_then(|a| a.rsplit('/').next()) {
+        Some("samgr" | "hidumper") => return accord_samgr::cli::main(args),
+        Some("kv") => return accord_data::cli::main(args),
+        _ => {}
     }
     let path = args.get(1).context("usage: sa_main <profile.json>")?;
     tracing_subscriber::fmt().with_target(false).without_time().with_ansi(false).init();

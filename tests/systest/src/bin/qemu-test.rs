@@ -172,6 +172,23 @@ fn first_boot(q: &mut Qemu, r: &mut Report) -> Result<()> {
         })(),
     );
     r.check(
+        "the data service (SA 1301) starts on demand and keeps KV entries from the console",
+        (|| {
+            out(q, "kv put notes greeting hello")?;
+            let v = out(q, "kv get notes greeting")?;
+            ensure!(v == "hello", "kv get = {v:?}");
+            let ls = out(q, "hidumper -ls")?;
+            ensure!(ls.lines().any(|x| x.starts_with("1301") && x.contains("LOADED") && x.contains("distributeddata") && x.contains("3012")), "{ls}");
+            let f = out(q, "ls -ln /data/service/el1/public/database/distributeddata/kv/0/notes.db")?;
+            ensure!(f.split_whitespace().nth(2) == Some("3012"), "the store belongs to the service's uid: {f}");
+            let (rc, o) = q.run("kv put ../x k v", CMD)?;
+            ensure!(rc != 0 && o.contains("not a store name"), "rc {rc}: {o}");
+            let d = out(q, "kv dump notes")?;
+            ensure!(d == "greeting\thello", "{d:?}");
+            Ok(())
+        })(),
+    );
+    r.check(
         "the boot trace is written",
         (|| {
             let t = out(q, "head -c 200 /data/log/startup/bootup.trace")?;
@@ -234,6 +251,14 @@ fn main() -> ExitCode {
                     out(&mut q, "param wait bootevent.boot.completed true 30")?;
                     let v = out(&mut q, "param get persist.test.x")?;
                     ensure!(v == "42", "persist.test.x = {v:?}");
+                    Ok(())
+                })(),
+            );
+            r.check(
+                "KV entries survive a reboot",
+                (|| {
+                    let v = out(&mut q, "kv get notes greeting")?;
+                    ensure!(v == "hello", "kv get after the reboot = {v:?}");
                     Ok(())
                 })(),
             );

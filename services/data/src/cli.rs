@@ -1,0 +1,99 @@
+//! `kv`: the data service's KV stores from the console (the image links
+//! it to the multi-call `sa_main`). Stores are the calling uid's own;
+//! root names another uid's as `<uid>:<store>`.
+//!
+//! ```text
+//! kv ls                          the caller's stores
+//! kv get <store> <key>           the value, as it is (bytes) on stdout
+//! kv put <store> <key> <value>   stores it (durably, when kv returns)
+//! kv rm <store> <key>            deletes it (exit 1 if it was not there)
+//! kv dump <store> [prefix]       every entry: key, tab, value (lossy UTF-8)
+//! ```
+//! `SAMGR_SOCKET` overrides samgr's socket path. Errors name the store or
+//! key and what the service said; exit status 2 for usage, 1 otherwise.
+
+use std::io::Write;
+
+use accord_safwk::typed::{Blob, CallError};
+use accord_safwk::Samgr;
+use anyhow::{bail, Context, Result};
+
+use crate::{KvDataServiceProxy, KvError, ID};
+
+const USAGE: &str = "usage: kv ls | kv get STORE KEY | kv put STORE KEY VALUE | kv rm STORE KEY | kv dump STORE [PREFIX]";
+
+/// Entries per page of `kv dump`.
+const PAGE: u32 = 256;
+
+/// What a failed call says, the service's own error first.
+fn why(e: CallError<KvError>) -> anyhow::Error {
+    match e {
+        CallError::Sa(e) => anyhow::anyhow!("{e}"),
+        CallError::Ipc(e) => anyhow::anyhow!("data service (SA {ID}): {e}"),
+    }
+}
+
+/// Runs `kv` with `args` (`args[0]` is the program name).
+pub fn main(args: Vec<String>) -> Result<()> {
+    let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+    let socket = accord_safwk::samgr_socket();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        // Usage first: a wrong command line needs no samgr.
+        match rest.as_slice() {
+            ["ls"] | ["get", _, _] | ["put", _, _, _] | ["rm", _, _] | ["dump", _] | ["dump", _, _] => {}
+            _ => {
+                eprintln!("{USAGE}");
+                std::process::exit(2);
+            }
+        }
+        let samgr = Samgr::connect(&socket).await.with_context(|| format!("cannot reach samgr at {}", socket.display()))?;
+        let kv = samgr.get_proxy::<KvDataServiceProxy>(ID).await.with_context(|| format!("data service (SA {ID})"))?;
+        let mut out = std::io::stdout().lock();
+        match rest.as_slice() {
+            ["ls"] => {
+                for s in kv.stores().await.map_err(why)? {
+                    writeln!(out, "{s}")?;
+                }
+            }
+            ["get", store, key] => {
+                let v = kv.get(store, key).await.map_err(why)?;
+                let v = v.map().context("the value")?;
+                out.write_all(&v)?;
+                if out_is_tty() && !v.ends_with(b"\n") {
+                    writeln!(out)?;
+                }
+            }
+            ["put", store, key, value] => {
+                let blob = Blob::new(value.as_bytes().to_vec()).context("the value")?;
+                kv.put(store, key, blob).await.map_err(why)?;
+            }
+            ["rm", store, key] => {
+                if !kv.delete(store, key).await.map_err(why)? {
+                    eprintln!("kv: no key {key:?} in {store}");
+                    std::process::exit(1);
+                }
+            }
+            ["dump", store, prefix @ ..] => {
+                let prefix = prefix.first().copied().unwrap_or("");
+                let mut after = String::new();
+                loop {
+                    let page = kv.entries(store, prefix, &after, PAGE).await.map_err(why)?;
+                    let Some(last) = page.last() else { break };
+                    after = last.key.clone();
+                    for e in &page {
+                        writeln!(out, "{}\t{}", e.key, String::from_utf8_lossy(&e.value))?;
+                    }
+                }
+            }
+            _ => bail!("{USAGE}"),
+        }
+        out.flush()?;
+        Ok(())
+    })
+}
+
+fn out_is_tty() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal()
+}

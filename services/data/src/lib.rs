@@ -1,0 +1,322 @@
+//! The data service: OpenHarmony's distributed data manager
+//! (`distributeddata`, SA 1301, `DISTRIBUTED_KV_DATA_SERVICE_ABILITY_ID`),
+//! which owns the single-version KV stores of every process and serves
+//! them over IPC. This crate owns:
+//!
+//! - the SA's typed interface, [`KvDataService`] (written with
+//!   `#[accord_safwk::interface]`, so gets and puts run on the fast path
+//!   and `dbus-send --peer` sees the same methods), and its types;
+//! - the service itself, [`KvService`]: one SQLite file per store
+//!   ([`store`]), under `<root>/<uid>/<store>.db`;
+//! - the `kv` console tool ([`cli`]).
+//!
+//! Isolation: a store belongs to the uid that calls, as samgr verified it
+//! (the kernel's, never the client's say-so); one uid never names
+//! another's store. Root and system (uid 1000) may name a store of any uid
+//! as `<uid>:<store>` (OpenHarmony lets its system services do the same
+//! through their own bundle's stores).
+//!
+//! Bounds (each a clear [`KvError`]): keys 1..=1 KiB, values up to 4 MiB
+//! (bigger ones travel in a sealed memfd, [`accord_safwk::typed::Blob`],
+//! checked before they are read), [`MAX_STORES_PER_UID`] stores per uid,
+//! [`store::MAX_STORE_BYTES`] per store, pages of at most
+//! [`store::PAGE_BYTES`]; a request is bounded by the fast path's message
+//! and decoding budgets.
+//!
+//! Durability: every write is one SQLite transaction committed with
+//! `synchronous=FULL` before the reply; an acknowledged write survives a
+//! power cut.
+
+pub mod cli;
+pub mod store;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use accord_safwk::typed::Blob;
+use accord_safwk::{interface, Caller};
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+use zbus::zvariant::Type;
+
+use crate::store::Store;
+
+/// SA id of the data service (OpenHarmony's `DISTRIBUTED_KV_DATA_SERVICE_ABILITY_ID`).
+pub const ID: u32 = 1301;
+/// Where the image keeps the stores (OpenHarmony's database directory of
+/// the distributed data service).
+pub const DEFAULT_ROOT: &str = "/data/service/el1/public/database/distributeddata/kv";
+/// Most stores one uid may have.
+pub const MAX_STORES_PER_UID: usize = 16;
+/// Most stores kept open at once (idle ones are closed past it).
+pub const MAX_OPEN: usize = 128;
+/// Longest store name.
+pub const MAX_STORE_NAME: usize = 128;
+
+/// An entry of a store, with what a sync between devices needs: when it
+/// was last written (ms since the epoch) and on which device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+pub struct Entry {
+    pub key: String,
+    pub value: ByteBuf,
+    pub mtime_ms: i64,
+    pub origin: String,
+}
+
+/// One change of a store's change log (a put, or a delete that deleted).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+pub struct Change {
+    /// Increases with every change of the store.
+    pub seq: i64,
+    pub key: String,
+    pub deleted: bool,
+    pub mtime_ms: i64,
+    pub origin: String,
+}
+
+/// The data service's errors (OpenHarmony's `Status` codes where one fits).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum KvError {
+    /// `INVALID_ARGUMENT`: an empty key, a bad page size, …
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// A store name that is not 1–128 of `[A-Za-z0-9_.-]` starting with a
+    /// letter or digit (so never `..`, never a path).
+    #[error("{0:?} is not a store name (1-128 of A-Z a-z 0-9 _ . - starting with a letter or digit)")]
+    InvalidStoreName(String),
+    /// `KEY_NOT_FOUND`.
+    #[error("no key {0:?}")]
+    NotFound(String),
+    /// `STORE_NOT_FOUND`: read from a store never written.
+    #[error("no store {0:?}")]
+    NoSuchStore(String),
+    /// `INVALID_KEY` (longer than 1 KiB).
+    #[error("the key is {0} bytes; at most 1024")]
+    KeyTooLong(usize),
+    /// `INVALID_VALUE` (bigger than 4 MiB).
+    #[error("the value is {0} bytes; at most 4194304")]
+    ValueTooBig(u64),
+    /// The uid has [`MAX_STORES_PER_UID`] stores already.
+    #[error("uid {0} has {MAX_STORES_PER_UID} stores already")]
+    TooManyStores(u32),
+    /// The store reached its size limit.
+    #[error("store {0:?} is full (64 MiB)")]
+    StoreFull(String),
+    /// The data partition is full: nothing was written.
+    #[error("disk full, nothing written: {0}")]
+    DiskFull(String),
+    /// The store's file is damaged; it is left as it is for repair.
+    #[error("store {store:?} is damaged: {why}")]
+    Corrupted { store: String, why: String },
+    /// `PERMISSION_DENIED`: naming another uid's store.
+    #[error("uid {0} may not open another uid's store")]
+    PermissionDenied(u32),
+    /// A storage error not listed above.
+    #[error("{0}")]
+    Storage(String),
+}
+
+/// The data service's interface (SA [`ID`]): the KV part of OpenHarmony's
+/// `DistributedKvDataManager` and `SingleKvStore`, on one connection.
+/// Store names are the caller's own (see the crate doc).
+#[interface(name = "ohos.distributedkv.KvStoreDataService")]
+pub trait KvDataService {
+    /// Stores `value` under `key` in `store` (created on first write),
+    /// durably: on disk when this returns.
+    fn put(&self, caller: &Caller, store: &str, key: &str, value: Blob) -> Result<(), KvError>;
+    /// The value under `key` ([`KvError::NotFound`] if none).
+    fn get(&self, caller: &Caller, store: &str, key: &str) -> Result<Blob, KvError>;
+    /// Deletes `key`; whether it was there.
+    fn delete(&self, caller: &Caller, store: &str, key: &str) -> Result<bool, KvError>;
+    /// Stores every entry in one transaction (all or none).
+    fn put_batch(&self, caller: &Caller, store: &str, entries: Vec<(String, ByteBuf)>) -> Result<(), KvError>;
+    /// Deletes every key in one transaction; how many were there.
+    fn delete_batch(&self, caller: &Caller, store: &str, keys: Vec<String>) -> Result<u32, KvError>;
+    /// A page of the entries whose key starts with `prefix`, in key order,
+    /// after key `after` (the last of the previous page; "" for the first
+    /// page: no key is empty); at most `limit` entries and about 1 MiB. An
+    /// empty page is the end.
+    fn entries(&self, caller: &Caller, store: &str, prefix: &str, after: &str, limit: u32) -> Result<Vec<Entry>, KvError>;
+    /// The change log after sequence number `after` (at most `limit`).
+    fn changes(&self, caller: &Caller, store: &str, after: i64, limit: u32) -> Result<Vec<Change>, KvError>;
+    /// The caller's stores, sorted.
+    fn stores(&self, caller: &Caller) -> Result<Vec<String>, KvError>;
+    /// Deletes the store and its files; whether it existed.
+    fn delete_store(&self, caller: &Caller, store: &str) -> Result<bool, KvError>;
+}
+
+/// An open store, shared by the connections using it.
+type Shared = Arc<Mutex<Store>>;
+
+/// The data service: see the crate doc.
+pub struct KvService {
+    root: PathBuf,
+    origin: String,
+    open: Mutex<HashMap<(u32, String), Shared>>,
+    /// Held while a store may be created (so a uid's store count holds).
+    creating: Mutex<()>,
+}
+
+/// Whether `name` is a store name (see [`KvError::InvalidStoreName`]).
+pub fn valid_store_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty() && b.len() <= MAX_STORE_NAME && b[0].is_ascii_alphanumeric() && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+impl KvService {
+    /// A service keeping its stores under `root` (created if missing;
+    /// the image's is [`DEFAULT_ROOT`]); `origin` names this device in
+    /// entries and changes.
+    pub fn new(root: &Path, origin: &str) -> std::io::Result<KvService> {
+        std::fs::create_dir_all(root)?;
+        Ok(KvService { root: root.to_owned(), origin: origin.to_owned(), open: Mutex::default(), creating: Mutex::default() })
+    }
+
+    /// The uid and name a caller's store name means.
+    fn resolve(caller: &Caller, store: &str) -> Result<(u32, String), KvError> {
+        let (uid, name) = match store.split_once(':') {
+            Some((u, n)) => {
+                let uid: u32 = u.parse().map_err(|_| KvError::InvalidStoreName(store.to_owned()))?;
+                if uid != caller.uid() && !matches!(caller.uid(), 0 | 1000) {
+                    return Err(KvError::PermissionDenied(caller.uid()));
+                }
+                (uid, n)
+            }
+            None => (caller.uid(), store),
+        };
+        if !valid_store_name(name) {
+            return Err(KvError::InvalidStoreName(store.to_owned()));
+        }
+        Ok((uid, name.to_owned()))
+    }
+
+    fn uid_dir(&self, uid: u32) -> PathBuf {
+        self.root.join(uid.to_string())
+    }
+
+    /// The open store, opening it (creating it if `create`) when needed.
+    fn store(&self, caller: &Caller, store: &str, create: bool) -> Result<Shared, KvError> {
+        let (uid, name) = Self::resolve(caller, store)?;
+        let key = (uid, name.clone());
+        if let Some(s) = accord_safwk::lock(&self.open).get(&key) {
+            return Ok(s.clone());
+        }
+        let dir = self.uid_dir(uid);
+        let path = dir.join(format!("{name}.db"));
+        let _creating = create.then(|| accord_safwk::lock(&self.creating));
+        if !path.exists() {
+            if !create {
+                return Err(KvError::NoSuchStore(store.to_owned()));
+            }
+            if let Err(e) = std::fs::create_dir(&dir) {
+                if e.kind() != std::io::ErrorKind::AlreadyExists {
+                    return Err(KvError::Storage(format!("{}: {e}", dir.display())));
+                }
+            }
+            if Self::names_in(&dir).len() >= MAX_STORES_PER_UID {
+                return Err(KvError::TooManyStores(uid));
+            }
+        }
+        let opened = Arc::new(Mutex::new(Store::open(&path, &name, create)?));
+        let mut open = accord_safwk::lock(&self.open);
+        if open.len() >= MAX_OPEN {
+            // Close the idle ones (nobody holds them but the map).
+            open.retain(|_, s| Arc::strong_count(s) > 1);
+        }
+        Ok(open.entry(key).or_insert(opened).clone())
+    }
+
+    /// The store names in a uid's directory, sorted.
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".db").map(str::to_owned)).filter(|n| valid_store_name(n)).collect())
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    fn with<T>(&self, caller: &Caller, store: &str, create: bool, f: impl FnOnce(&mut Store) -> Result<T, KvError>) -> Result<T, KvError> {
+        let s = self.store(caller, store, create)?;
+        let mut s = accord_safwk::lock(&s);
+        f(&mut s)
+    }
+}
+
+impl KvDataService for KvService {
+    fn put(&self, caller: &Caller, store: &str, key: &str, value: Blob) -> Result<(), KvError> {
+        store::check_key(key)?;
+        // A shared value is mapped, not copied, and its size checked first.
+        let value = value.map().map_err(|e| KvError::InvalidArgument(format!("the value: {e}")))?;
+        store::check_value(value.len())?;
+        self.with(caller, store, true, |s| s.put(key, &value, &self.origin))
+    }
+
+    fn get(&self, caller: &Caller, store: &str, key: &str) -> Result<Blob, KvError> {
+        let v = self.with(caller, store, false, |s| s.get(key))?.ok_or_else(|| KvError::NotFound(key.to_owned()))?;
+        Blob::new(v).map_err(|e| KvError::Storage(format!("the value of {key:?}: {e}")))
+    }
+
+    fn delete(&self, caller: &Caller, store: &str, key: &str) -> Result<bool, KvError> {
+        match self.with(caller, store, false, |s| s.delete(key, &self.origin)) {
+            Err(KvError::NoSuchStore(_)) => Ok(false),
+            r => r,
+        }
+    }
+
+    fn put_batch(&self, caller: &Caller, store: &str, entries: Vec<(String, ByteBuf)>) -> Result<(), KvError> {
+        let entries: Vec<(String, &[u8])> = entries.iter().map(|(k, v)| (k.clone(), v.as_slice())).collect();
+        self.with(caller, store, true, |s| s.put_batch(&entries, &self.origin))
+    }
+
+    fn delete_batch(&self, caller: &Caller, store: &str, keys: Vec<String>) -> Result<u32, KvError> {
+        match self.with(caller, store, false, |s| s.delete_batch(&keys, &self.origin)) {
+            Err(KvError::NoSuchStore(_)) => Ok(0),
+            r => r,
+        }
+    }
+
+    fn entries(&self, caller: &Caller, store: &str, prefix: &str, after: &str, limit: u32) -> Result<Vec<Entry>, KvError> {
+        if limit == 0 {
+            return Err(KvError::InvalidArgument("a page of 0 entries".into()));
+        }
+        self.with(caller, store, false, |s| s.entries(prefix, (!after.is_empty()).then_some(after), limit))
+    }
+
+    fn changes(&self, caller: &Caller, store: &str, after: i64, limit: u32) -> Result<Vec<Change>, KvError> {
+        self.with(caller, store, false, |s| s.changes(after, limit))
+    }
+
+    fn stores(&self, caller: &Caller) -> Result<Vec<String>, KvError> {
+        Ok(Self::names_in(&self.uid_dir(caller.uid())))
+    }
+
+    fn delete_store(&self, caller: &Caller, store: &str) -> Result<bool, KvError> {
+        let (uid, name) = Self::resolve(caller, store)?;
+        // Closed first: an open handle would keep writing to a removed file.
+        accord_safwk::lock(&self.open).remove(&(uid, name.clone()));
+        let base = self.uid_dir(uid).join(format!("{name}.db"));
+        let existed = base.exists();
+        for suffix in ["", "-wal", "-shm"] {
+            let p = PathBuf::from(format!("{}{suffix}", base.display()));
+            if let Err(e) = std::fs::remove_file(&p) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    return Err(KvError::Storage(format!("{}: {e}", p.display())));
+                }
+            }
+        }
+        Ok(existed)
+    }
+
+    fn on_dump(&self, _args: &[String]) -> String {
+        let open = accord_safwk::lock(&self.open);
+        let mut out = format!("data service (SA {ID}): stores under {}, {} open\n", self.root.display(), open.len());
+        let mut uids: Vec<u32> =
+            std::fs::read_dir(&self.root).map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect()).unwrap_or_default();
+        uids.sort();
+        for uid in uids {
+            out.push_str(&format!("uid {uid}: {}\n", Self::names_in(&self.uid_dir(uid)).join(" ")));
+        }
+        out
+    }
+}

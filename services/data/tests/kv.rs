@@ -1,0 +1,215 @@
+//! The data service (SA 1301) through the real samgr: every method, the
+//! limits as clear errors, isolation between uids (attacked from threads
+//! running as uids 2000 and 2001, the identity samgr takes from the
+//! kernel), a restart keeping every acknowledged write, and a damaged
+//! store that is named while the others go on serving.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use accord_data::{KvDataServiceProxy, KvError, KvService, ID};
+use accord_safwk::typed::{Blob, CallError, RemoteError};
+use accord_safwk::{SaHost, Samgr};
+use serde_bytes::ByteBuf;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+const POLICY: &str = r#"{"rules": [{"ids": "1301", "register": {"uids": [0]}, "get": {"uids": [0, 2000, 2001]}}]}"#;
+
+/// samgr on a socket any uid may reach, the data service published in
+/// this process with its stores under `root`.
+async fn setup(root: &Path) -> (tempfile::TempDir, PathBuf, SaHost) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sock = dir.path().join("samgr");
+    let listener = tokio::net::UnixListener::bind(&sock).unwrap();
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let policy = accord_safwk::policy::Policy::parse(POLICY, "test policy").unwrap();
+    tokio::spawn(accord_samgr::serve(listener, accord_samgr::Registry::new(policy, Vec::new(), Arc::new(accord_samgr::InitStarter))));
+    let host = publish(&sock, root).await;
+    (dir, sock, host)
+}
+
+async fn publish(sock: &Path, root: &Path) -> SaHost {
+    use accord_data::KvDataService;
+    let host = SaHost::connect(sock).await.unwrap();
+    host.publish_remote(ID, KvService::new(root, "test-device").unwrap().into_remote(), None).await.unwrap();
+    host
+}
+
+async fn kv(sock: &Path) -> KvDataServiceProxy {
+    Samgr::connect(sock).await.unwrap().get_proxy::<KvDataServiceProxy>(ID).await.unwrap()
+}
+
+fn blob(v: &[u8]) -> Blob {
+    Blob::new(v.to_vec()).unwrap()
+}
+
+async fn get(k: &KvDataServiceProxy, store: &str, key: &str) -> Result<Vec<u8>, CallError<KvError>> {
+    Ok(k.get(store, key).await?.into_bytes().unwrap())
+}
+
+/// Runs `f` on a thread of its own whose credentials are `uid`/`uid`
+/// (raw system calls: only that thread changes), on a runtime of its own.
+fn as_uid<T: Send + 'static>(uid: u32, sock: &Path, f: impl AsyncFnOnce(KvDataServiceProxy) -> T + Send + 'static) -> std::thread::JoinHandle<T> {
+    let sock = sock.to_owned();
+    std::thread::spawn(move || {
+        // SAFETY: credential system calls on this thread only.
+        unsafe {
+            assert_eq!(libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<u32>()), 0);
+            assert_eq!(libc::syscall(libc::SYS_setresgid, uid, uid, uid), 0);
+            assert_eq!(libc::syscall(libc::SYS_setresuid, uid, uid, uid), 0);
+        }
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move { f(kv(&sock).await).await })
+    })
+}
+
+async fn join<T: Send + 'static>(h: std::thread::JoinHandle<T>) -> T {
+    tokio::time::timeout(DEADLINE, tokio::task::spawn_blocking(move || h.join().unwrap())).await.expect("the uid's thread ended").unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_method_and_every_limit_through_samgr() {
+    let root = tempfile::tempdir().unwrap();
+    let (_dir, sock, _host) = setup(root.path()).await;
+    let k = kv(&sock).await;
+
+    assert!(matches!(k.get("notes", "a").await, Err(CallError::Sa(KvError::NoSuchStore(_)))), "a read creates nothing");
+    k.put("notes", "a", blob(b"1")).await.unwrap();
+    k.put("notes", "a", blob(b"2")).await.unwrap();
+    assert_eq!(get(&k, "notes", "a").await.unwrap(), b"2");
+    assert!(matches!(get(&k, "notes", "zz").await, Err(CallError::Sa(KvError::NotFound(key))) if key == "zz"));
+    let batch: Vec<(String, ByteBuf)> = (0..600).map(|i| (format!("item/{i:04}"), ByteBuf::from(vec![b'x'; 10]))).collect();
+    k.put_batch("notes", batch).await.unwrap();
+    // Pages, in key order, each after the last key of the one before.
+    let (mut after, mut seen) = (String::new(), Vec::new());
+    loop {
+        let page = k.entries("notes", "item/", &after, 256).await.unwrap();
+        let Some(last) = page.last() else { break };
+        assert!(page.len() <= 256);
+        after = last.key.clone();
+        seen.extend(page.into_iter().map(|e| {
+            assert_eq!((e.origin.as_str(), e.value.len()), ("test-device", 10));
+            assert!(e.mtime_ms > 0);
+            e.key
+        }));
+    }
+    assert_eq!(seen, (0..600).map(|i| format!("item/{i:04}")).collect::<Vec<_>>());
+    assert!(k.delete("notes", "a").await.unwrap());
+    assert!(!k.delete("notes", "a").await.unwrap());
+    assert_eq!(k.delete_batch("notes", vec!["item/0000".into(), "item/9999".into()]).await.unwrap(), 1);
+    let changes = k.changes("notes", 0, 10_000).await.unwrap();
+    assert_eq!(changes.len(), 2 + 600 + 1 + 1);
+    assert!(changes.last().unwrap().deleted && changes.last().unwrap().key == "item/0000");
+    assert_eq!(k.changes("notes", changes[600].seq, 10).await.unwrap()[0].seq, changes[601].seq, "read from where a sync stopped");
+
+    // A value above 1 MiB travels in a sealed memfd; 4 MiB is the limit.
+    let big: Vec<u8> = (0..4u32 << 20).map(|i| i as u8).collect();
+    k.put("notes", "big", blob(&big)).await.unwrap();
+    assert_eq!(get(&k, "notes", "big").await.unwrap(), big);
+    let mut too_big = big.clone();
+    too_big.push(0);
+    assert!(matches!(k.put("notes", "big", blob(&too_big)).await, Err(CallError::Sa(KvError::ValueTooBig(n))) if n == 4 * 1024 * 1024 + 1));
+    assert!(matches!(k.put("notes", &"k".repeat(1025), blob(b"")).await, Err(CallError::Sa(KvError::KeyTooLong(1025)))));
+    assert!(matches!(k.put("notes", "", blob(b"")).await, Err(CallError::Sa(KvError::InvalidArgument(_)))));
+    for bad in ["../x", "a/b", "", ".hidden", "x".repeat(129).as_str()] {
+        assert!(matches!(k.put(bad, "k", blob(b"v")).await, Err(CallError::Sa(KvError::InvalidStoreName(_)))), "store name {bad:?}");
+    }
+    assert!(std::fs::read_dir(root.path()).unwrap().all(|e| e.unwrap().file_name() == "0"), "nothing written outside the uid's directory");
+
+    // A key that is not UTF-8 (the wire carries a str as bytes): a clear
+    // error naming the argument, and the connection goes on.
+    let mut req = Vec::new();
+    accord_safwk::typed::encode_request(&("notes", serde_bytes::Bytes::new(b"\xff\xfekey")), &mut req).unwrap();
+    match k.remote().send_request(KvDataServiceProxy::CODE_GET, &req).await {
+        Err(RemoteError::Remote { name, message }) => {
+            assert!(name.ends_with("InvalidArgs") && message.contains("key"), "{name}: {message}")
+        }
+        other => panic!("want InvalidArgs, got {other:?}"),
+    }
+    assert_eq!(get(&k, "notes", "item/0001").await.unwrap(), b"xxxxxxxxxx");
+
+    assert_eq!(k.stores().await.unwrap(), ["notes"]);
+    assert!(k.delete_store("notes").await.unwrap());
+    assert!(k.stores().await.unwrap().is_empty());
+    assert!(matches!(k.get("notes", "item/0001").await, Err(CallError::Sa(KvError::NoSuchStore(_)))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_uid_never_reaches_another_s_stores() {
+    let root = tempfile::tempdir().unwrap();
+    let (_dir, sock, _host) = setup(root.path()).await;
+    join(as_uid(2000, &sock, async |k| {
+        k.put("private", "secret", blob(b"mine")).await.unwrap();
+        assert_eq!(k.stores().await.unwrap(), ["private"]);
+    }))
+    .await;
+    join(as_uid(2001, &sock, async |k| {
+        assert!(matches!(k.get("private", "secret").await, Err(CallError::Sa(KvError::NoSuchStore(_)))), "its own namespace");
+        assert!(k.stores().await.unwrap().is_empty());
+        for name in ["2000:private", "0:private"] {
+            assert!(matches!(k.get(name, "secret").await, Err(CallError::Sa(KvError::PermissionDenied(2001)))), "{name}");
+            assert!(matches!(k.put(name, "secret", blob(b"theirs")).await, Err(CallError::Sa(KvError::PermissionDenied(2001)))), "{name}");
+            assert!(matches!(k.delete_store(name).await, Err(CallError::Sa(KvError::PermissionDenied(2001)))), "{name}");
+        }
+        for name in ["../2000/private", "..", "2000/private"] {
+            assert!(matches!(k.get(name, "secret").await, Err(CallError::Sa(KvError::InvalidStoreName(_)))), "{name}");
+        }
+        k.put("private", "secret", blob(b"other")).await.unwrap();
+        // Its share of stores.
+        for i in 1..accord_data::MAX_STORES_PER_UID {
+            k.put(&format!("s{i}"), "k", blob(b"v")).await.unwrap();
+        }
+        assert!(matches!(k.put("one-more", "k", blob(b"v")).await, Err(CallError::Sa(KvError::TooManyStores(2001)))));
+        k.put("s1", "k2", blob(b"v")).await.expect("its own stores still take writes");
+    }))
+    .await;
+    // Root names any uid's store; each uid kept its own value.
+    let k = kv(&sock).await;
+    assert_eq!(get(&k, "2000:private", "secret").await.unwrap(), b"mine");
+    assert_eq!(get(&k, "2001:private", "secret").await.unwrap(), b"other");
+    assert!(matches!(k.get("private", "secret").await, Err(CallError::Sa(KvError::NoSuchStore(_)))), "root's own namespace is apart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_what_was_acknowledged_and_a_damaged_store_is_named() {
+    let root = tempfile::tempdir().unwrap();
+    let (_dir, sock, host) = setup(root.path()).await;
+    let k = kv(&sock).await;
+    for i in 0..50 {
+        k.put("kept", &format!("k{i}"), blob(format!("v{i}").as_bytes())).await.unwrap();
+    }
+    k.put("doomed", "k", blob(b"v")).await.unwrap();
+    drop(k);
+    drop(host);
+    // Withdrawn; its files stay. One of them is damaged meanwhile.
+    let samgr = Samgr::connect(&sock).await.unwrap();
+    tokio::time::timeout(DEADLINE, async {
+        while samgr.check(ID).await.unwrap() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("SA 1301 withdrawn");
+    let doomed = root.path().join("0/doomed.db");
+    for f in [doomed.clone(), root.path().join("0/doomed.db-wal")] {
+        if f.exists() {
+            std::fs::write(&f, vec![0x5a; 8192]).unwrap();
+        }
+    }
+    let _host = publish(&sock, root.path()).await;
+    let k = kv(&sock).await;
+    for i in 0..50 {
+        assert_eq!(get(&k, "kept", &format!("k{i}")).await.unwrap(), format!("v{i}").as_bytes());
+    }
+    match k.get("doomed", "k").await {
+        Err(CallError::Sa(KvError::Corrupted { store, why })) => assert!(store == "doomed" && why.contains("doomed.db"), "{why}"),
+        other => panic!("want Corrupted, got {other:?}"),
+    }
+    assert!(std::fs::metadata(&doomed).unwrap().len() > 0, "the damaged file is kept for repair");
+    k.put("kept", "after", blob(b"yes")).await.expect("the other stores go on serving");
+    assert_eq!(get(&k, "kept", "after").await.unwrap(), b"yes");
+}
