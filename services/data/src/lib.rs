@@ -19,7 +19,8 @@
 //! Bounds (each a clear [`KvError`]): keys 1..=1 KiB, values up to 4 MiB
 //! (bigger ones travel in a sealed memfd, [`accord_safwk::typed::Blob`],
 //! checked before they are read), [`MAX_STORES_PER_UID`] stores per uid,
-//! [`store::MAX_STORE_BYTES`] per store, pages of at most
+//! [`store::MAX_STORE_BYTES`] per store and [`DEFAULT_QUOTA`] of disk per
+//! uid but root, pages of at most
 //! [`store::PAGE_BYTES`]; a request is bounded by the fast path's message
 //! and decoding budgets.
 //!
@@ -49,6 +50,11 @@ pub const ID: u32 = 1301;
 pub const DEFAULT_ROOT: &str = "/data/service/el1/public/database/distributeddata/kv";
 /// Most stores one uid may have.
 pub const MAX_STORES_PER_UID: usize = 16;
+/// Most bytes of store files (with their write-ahead logs) one uid other
+/// than root may have on the data partition ([`KvService::with_quota`]
+/// sets another): a write that finds the uid at it is
+/// [`KvError::QuotaExceeded`]; deleting keys or a store gives room back.
+pub const DEFAULT_QUOTA: u64 = 32 << 20;
 /// Most stores kept open at once (idle ones are closed past it).
 pub const MAX_OPEN: usize = 128;
 /// Longest store name.
@@ -109,6 +115,9 @@ pub enum KvError {
     /// The store's file is damaged; it is left as it is for repair.
     #[error("store {store:?} is damaged: {why}")]
     Corrupted { store: String, why: String },
+    /// The uid's stores take its whole share of the data partition.
+    #[error("uid {uid}'s stores take {used} bytes, its share is {quota}: delete keys or a store")]
+    QuotaExceeded { uid: u32, used: u64, quota: u64 },
     /// `PERMISSION_DENIED`: naming another uid's store.
     #[error("uid {0} may not open another uid's store")]
     PermissionDenied(u32),
@@ -156,6 +165,7 @@ pub struct KvService {
     open: Mutex<HashMap<(u32, String), Shared>>,
     /// Held while a store may be created (so a uid's store count holds).
     creating: Mutex<()>,
+    quota: u64,
 }
 
 /// Whether `name` is a store name (see [`KvError::InvalidStoreName`]).
@@ -170,7 +180,27 @@ impl KvService {
     /// entries and changes.
     pub fn new(root: &Path, origin: &str) -> std::io::Result<KvService> {
         std::fs::create_dir_all(root)?;
-        Ok(KvService { root: root.to_owned(), origin: origin.to_owned(), open: Mutex::default(), creating: Mutex::default() })
+        Ok(KvService { root: root.to_owned(), origin: origin.to_owned(), open: Mutex::default(), creating: Mutex::default(), quota: DEFAULT_QUOTA })
+    }
+
+    /// The same with another per-uid share of the disk, in bytes.
+    pub fn with_quota(mut self, bytes: u64) -> KvService {
+        self.quota = bytes;
+        self
+    }
+
+    /// Refuses a write of a uid at its share (root has none).
+    fn check_quota(&self, caller: &Caller, store: &str) -> Result<(), KvError> {
+        let (uid, _) = Self::resolve(caller, store)?;
+        if uid == 0 {
+            return Ok(());
+        }
+        let used: u64 =
+            std::fs::read_dir(self.uid_dir(uid)).map(|d| d.filter_map(|e| e.ok()?.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum()).unwrap_or(0);
+        if used >= self.quota {
+            return Err(KvError::QuotaExceeded { uid, used, quota: self.quota });
+        }
+        Ok(())
     }
 
     /// The uid and name a caller's store name means.
@@ -249,6 +279,7 @@ impl KvDataService for KvService {
         // A shared value is mapped, not copied, and its size checked first.
         let value = value.map().map_err(|e| KvError::InvalidArgument(format!("the value: {e}")))?;
         store::check_value(value.len())?;
+        self.check_quota(caller, store)?;
         self.with(caller, store, true, |s| s.put(key, &value, &self.origin))
     }
 
@@ -266,6 +297,7 @@ impl KvDataService for KvService {
 
     fn put_batch(&self, caller: &Caller, store: &str, entries: Vec<(String, ByteBuf)>) -> Result<(), KvError> {
         let entries: Vec<(String, &[u8])> = entries.iter().map(|(k, v)| (k.clone(), v.as_slice())).collect();
+        self.check_quota(caller, store)?;
         self.with(caller, store, true, |s| s.put_batch(&entries, &self.origin))
     }
 

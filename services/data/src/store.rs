@@ -81,6 +81,9 @@ impl Store {
 
     fn setup(&self) -> rusqlite::Result<()> {
         self.conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Pages freed by deletes go back to the disk (and the uid's share);
+        // takes effect only on a new file, before anything is in it.
+        self.conn.execute_batch("PRAGMA auto_vacuum=FULL;")?;
         let mode: String = self.conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::warn!("store {} ({}): journal mode {mode}, not WAL", self.name, self.path.display());
@@ -200,14 +203,21 @@ impl Store {
     }
 
     /// Changes after sequence number `after`, oldest first, at most
-    /// `limit`.
+    /// `limit` and about [`PAGE_BYTES`].
     pub fn changes(&self, after: i64, limit: u32) -> Result<Vec<Change>, KvError> {
         let r = (|| -> rusqlite::Result<Vec<Change>> {
             let mut st = self.conn.prepare_cached("SELECT seq, key, deleted, mtime, origin FROM changes WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
-            let rows = st.query_map(params![after, limit.clamp(1, 100_000)], |r| {
-                Ok(Change { seq: r.get(0)?, key: r.get(1)?, deleted: r.get(2)?, mtime_ms: r.get(3)?, origin: r.get(4)? })
-            })?;
-            rows.collect()
+            let mut rows = st.query(params![after, limit.clamp(1, 100_000)])?;
+            let (mut out, mut bytes) = (Vec::new(), 0usize);
+            while let Some(r) = rows.next()? {
+                let c = Change { seq: r.get(0)?, key: r.get(1)?, deleted: r.get(2)?, mtime_ms: r.get(3)?, origin: r.get(4)? };
+                bytes += c.key.len() + c.origin.len() + 32;
+                out.push(c);
+                if bytes >= PAGE_BYTES {
+                    break;
+                }
+            }
+            Ok(out)
         })();
         r.map_err(|e| self.error(e))
     }

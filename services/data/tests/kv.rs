@@ -20,6 +20,11 @@ const POLICY: &str = r#"{"rules": [{"ids": "1301", "register": {"uids": [0]}, "g
 /// samgr on a socket any uid may reach, the data service published in
 /// this process with its stores under `root`.
 async fn setup(root: &Path) -> (tempfile::TempDir, PathBuf, SaHost) {
+    setup_with(root, accord_data::DEFAULT_QUOTA).await
+}
+
+/// [`setup`] with a share of the disk of `quota` bytes per uid.
+async fn setup_with(root: &Path, quota: u64) -> (tempfile::TempDir, PathBuf, SaHost) {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -28,14 +33,14 @@ async fn setup(root: &Path) -> (tempfile::TempDir, PathBuf, SaHost) {
     std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
     let policy = accord_safwk::policy::Policy::parse(POLICY, "test policy").unwrap();
     tokio::spawn(accord_samgr::serve(listener, accord_samgr::Registry::new(policy, Vec::new(), Arc::new(accord_samgr::InitStarter))));
-    let host = publish(&sock, root).await;
+    let host = publish(&sock, root, quota).await;
     (dir, sock, host)
 }
 
-async fn publish(sock: &Path, root: &Path) -> SaHost {
+async fn publish(sock: &Path, root: &Path, quota: u64) -> SaHost {
     use accord_data::KvDataService;
     let host = SaHost::connect(sock).await.unwrap();
-    host.publish_remote(ID, KvService::new(root, "test-device").unwrap().into_remote(), None).await.unwrap();
+    host.publish_remote(ID, KvService::new(root, "test-device").unwrap().with_quota(quota).into_remote(), None).await.unwrap();
     host
 }
 
@@ -200,7 +205,7 @@ async fn a_restart_keeps_what_was_acknowledged_and_a_damaged_store_is_named() {
             std::fs::write(&f, vec![0x5a; 8192]).unwrap();
         }
     }
-    let _host = publish(&sock, root.path()).await;
+    let _host = publish(&sock, root.path(), accord_data::DEFAULT_QUOTA).await;
     let k = kv(&sock).await;
     for i in 0..50 {
         assert_eq!(get(&k, "kept", &format!("k{i}")).await.unwrap(), format!("v{i}").as_bytes());
@@ -212,4 +217,37 @@ async fn a_restart_keeps_what_was_acknowledged_and_a_damaged_store_is_named() {
     assert!(std::fs::metadata(&doomed).unwrap().len() > 0, "the damaged file is kept for repair");
     k.put("kept", "after", blob(b"yes")).await.expect("the other stores go on serving");
     assert_eq!(get(&k, "kept", "after").await.unwrap(), b"yes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_uid_s_share_of_the_disk_holds_and_deleting_gives_it_back() {
+    let root = tempfile::tempdir().unwrap();
+    // A 2 MiB share per uid.
+    let (_dir, sock, _host) = setup_with(root.path(), 2 << 20).await;
+    join(as_uid(2000, &sock, async |k| {
+        let v = vec![7u8; 256 << 10];
+        let mut written = 0;
+        let refused = loop {
+            match k.put("fill", &format!("k{written}"), blob(&v)).await {
+                Ok(()) => written += 1,
+                Err(e) => break e,
+            }
+            assert!(written < 64, "never refused");
+        };
+        assert!(matches!(&refused, CallError::Sa(KvError::QuotaExceeded { uid: 2000, quota, .. }) if *quota == 2 << 20), "{refused:?}");
+        assert!(written >= 4, "only {written} values of 256 KiB under a 2 MiB share");
+        assert!(
+            matches!(k.put("another", "k", blob(b"v")).await, Err(CallError::Sa(KvError::QuotaExceeded { .. }))),
+            "the share is the uid's, not the store's"
+        );
+        assert_eq!(get(&k, "fill", "k0").await.unwrap(), v, "reads go on");
+        assert!(k.delete_store("fill").await.unwrap());
+        k.put("another", "k", blob(b"v")).await.expect("room again");
+    }))
+    .await;
+    // Root has no share.
+    let k = kv(&sock).await;
+    for i in 0..12 {
+        k.put("big", &format!("k{i}"), blob(&vec![1u8; 256 << 10])).await.unwrap();
+    }
 }
