@@ -1829,7 +1829,13 @@ mod tests {
         let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
         let settled = || proxies.iter().filter(|(p, _)| p.is_dead()).count() == 1 && crate::budget::held(UID).0 == 4 * PART;
         while !settled() {
-            assert!(std::time::Instant::now() < end, "never one cut and the rest held: {:?}", crate::budget::held(UID));
+            assert!(
+                std::time::Instant::now() < end,
+                "never one cut and the rest held: {} cut, held {:?} (want 1 and {})",
+                proxies.iter().filter(|(p, _)| p.is_dead()).count(),
+                crate::budget::held(UID),
+                4 * PART
+            );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         assert_eq!(crate::budget::listeners_held(UID), 5);
