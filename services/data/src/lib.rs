@@ -166,6 +166,9 @@ pub struct KvService {
     /// Held while a store may be created (so a uid's store count holds).
     creating: Mutex<()>,
     quota: u64,
+    /// One writer at a time per uid, so its share holds however many
+    /// connections write at once (a write may pass it by one value).
+    writers: Mutex<HashMap<u32, Arc<Mutex<()>>>>,
 }
 
 /// Whether `name` is a store name (see [`KvError::InvalidStoreName`]).
@@ -180,7 +183,14 @@ impl KvService {
     /// entries and changes.
     pub fn new(root: &Path, origin: &str) -> std::io::Result<KvService> {
         std::fs::create_dir_all(root)?;
-        Ok(KvService { root: root.to_owned(), origin: origin.to_owned(), open: Mutex::default(), creating: Mutex::default(), quota: DEFAULT_QUOTA })
+        Ok(KvService {
+            root: root.to_owned(),
+            origin: origin.to_owned(),
+            open: Mutex::default(),
+            creating: Mutex::default(),
+            quota: DEFAULT_QUOTA,
+            writers: Mutex::default(),
+        })
     }
 
     /// The same with another per-uid share of the disk, in bytes.
@@ -189,9 +199,18 @@ impl KvService {
         self
     }
 
-    /// Refuses a write of a uid at its share (root has none).
-    fn check_quota(&self, caller: &Caller, store: &str) -> Result<(), KvError> {
+    /// Runs write `f` to `store` as the uid's only writer, if the uid is
+    /// not at its share (root has none).
+    fn write<T>(&self, caller: &Caller, store: &str, f: impl FnOnce(&mut Store) -> Result<T, KvError>) -> Result<T, KvError> {
         let (uid, _) = Self::resolve(caller, store)?;
+        let turn = accord_safwk::lock(&self.writers).entry(uid).or_default().clone();
+        let _turn = accord_safwk::lock(&turn);
+        self.check_quota(uid)?;
+        self.with(caller, store, true, f)
+    }
+
+    /// Refuses a write of a uid at its share (root has none).
+    fn check_quota(&self, uid: u32) -> Result<(), KvError> {
         if uid == 0 {
             return Ok(());
         }
@@ -279,8 +298,7 @@ impl KvDataService for KvService {
         // A shared value is mapped, not copied, and its size checked first.
         let value = value.map().map_err(|e| KvError::InvalidArgument(format!("the value: {e}")))?;
         store::check_value(value.len())?;
-        self.check_quota(caller, store)?;
-        self.with(caller, store, true, |s| s.put(key, &value, &self.origin))
+        self.write(caller, store, |s| s.put(key, &value, &self.origin))
     }
 
     fn get(&self, caller: &Caller, store: &str, key: &str) -> Result<Blob, KvError> {
@@ -297,8 +315,7 @@ impl KvDataService for KvService {
 
     fn put_batch(&self, caller: &Caller, store: &str, entries: Vec<(String, ByteBuf)>) -> Result<(), KvError> {
         let entries: Vec<(String, &[u8])> = entries.iter().map(|(k, v)| (k.clone(), v.as_slice())).collect();
-        self.check_quota(caller, store)?;
-        self.with(caller, store, true, |s| s.put_batch(&entries, &self.origin))
+        self.write(caller, store, |s| s.put_batch(&entries, &self.origin))
     }
 
     fn delete_batch(&self, caller: &Caller, store: &str, keys: Vec<String>) -> Result<u32, KvError> {

@@ -245,6 +245,32 @@ async fn a_uid_s_share_of_the_disk_holds_and_deleting_gives_it_back() {
         k.put("another", "k", blob(b"v")).await.expect("room again");
     }))
     .await;
+    // Sixteen connections writing at once pass the share by one value
+    // at most: writes of a uid take turns.
+    let dir = root.path().join("2001");
+    let sock2 = sock.clone();
+    join(as_uid(2001, &sock, async move |_| {
+        let mut writers = Vec::new();
+        for t in 0..16 {
+            let k = kv(&sock2).await;
+            writers.push(tokio::spawn(async move {
+                let v = vec![t as u8; 256 << 10];
+                for i in 0.. {
+                    match k.put(&format!("s{t}"), &format!("k{i}"), blob(&v)).await {
+                        Ok(()) => {}
+                        Err(CallError::Sa(KvError::QuotaExceeded { .. })) => return,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }));
+        }
+        for w in writers {
+            w.await.unwrap();
+        }
+    }))
+    .await;
+    let used: u64 = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+    assert!(used <= (2 << 20) + (1 << 20), "uid 2001 holds {used} bytes under a 2 MiB share");
     // Root has no share.
     let k = kv(&sock).await;
     for i in 0..12 {
