@@ -19,7 +19,10 @@
 //! `host.publish_remote(ID, MyCounter::default().into_remote(), None)` or
 //! [`crate::run_remote`]; a client does `samgr.get_proxy::<CounterProxy>(ID)`.
 //! A method's first argument may be `caller: &Caller` (who samgr verified;
-//! it is not sent by the client).
+//! it is not sent by the client). Arguments are values, or shared borrows
+//! without a named lifetime (`&str`, `&serde_bytes::Bytes`): those are
+//! read where the request was received, not copied (OpenHarmony's
+//! `ReadBuffer`), on the fast path and the D-Bus face alike.
 //!
 //! Results: a plain `T` comes back as `Result<T, RemoteError>`; a
 //! `Result<T, E>` as `Result<T, CallError<E>>`, the SA's own error
