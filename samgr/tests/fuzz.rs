@@ -105,12 +105,19 @@ async fn samgr_under_the_shipped_policy_survives_uid_2000() {
     .unwrap();
     assert!(status.success(), "the uid 2000 fuzzer failed: {status}");
 
-    // Nothing uid 2000 did stuck: the image's one profile SA, not loaded
-    // (its process cannot start here), and nothing registered.
+    // Nothing uid 2000 did stuck: the image's profile SAs, not loaded
+    // (their processes cannot start here), and nothing registered.
+    let mut want: Vec<(u32, String)> = accord_safwk::profile::Profile::load_dir(&files.join("system/profile"))
+        .into_iter()
+        .flat_map(|p| p.expect("the image's profiles load").abilities)
+        .map(|sa| (sa.id, "NOT_LOADED".to_owned()))
+        .collect();
+    want.sort();
+    assert!(!want.is_empty());
     let end = tokio::time::Instant::now() + DEADLINE;
     loop {
         let list = root.list().await.unwrap();
-        if list == vec![(9001, "NOT_LOADED".to_owned())] {
+        if list == want {
             break;
         }
         assert!(tokio::time::Instant::now() < end, "registry after the fuzz: {list:?}");
