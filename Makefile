@@ -15,7 +15,7 @@ help:
 	@echo "make qemu-test  boot headless and check the running system (ARCH=...)"
 	@echo "make lint       cargo fmt --check and clippy -D warnings (part of make test)"
 	@echo "make flake-hunt N=30  run cargo test N times, half with the CPUs kept busy"
-	@echo "make bench      boot time, RSS, image size, parameter latency"
+	@echo "make bench      boot time, RSS, image size, parameter, IPC and KV latency"
 	@echo "make reset-data fresh, empty /data for ARCH"
 	@echo "make setup      install host packages and rust targets (done on demand)"
 
@@ -71,6 +71,8 @@ bench: .host-ready
 	taskset -c 0 cargo bench -q -p accord-safwk --bench call_path </dev/null
 	@echo "== IPC call path, unpinned =="
 	cargo bench -q -p accord-safwk --bench call_path </dev/null
+	@echo "== data service (SA 1301) vs the same store in-process =="
+	cargo bench -q -p accord-data --bench kv </dev/null
 	@$(MAKE) --no-print-directory rootfs ARCH=$(ARCH)
 	@echo "== boot ($(ARCH), TCG, 5 boots) =="
 	cargo run --release -q -p accord-systest --bin boot-bench -- $(ARCH) 5 </dev/null
