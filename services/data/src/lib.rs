@@ -163,8 +163,9 @@ pub struct KvService {
     root: PathBuf,
     origin: String,
     open: Mutex<HashMap<(u32, String), Shared>>,
-    /// Held while a store may be created (so a uid's store count holds).
-    creating: Mutex<()>,
+    /// Held while a store is opened, created or deleted (so a uid's store
+    /// count holds, and no handle outlives its files).
+    opening: Mutex<()>,
     quota: u64,
     /// One writer at a time per uid, so its share holds however many
     /// connections write at once (a write may pass it by one value).
@@ -187,7 +188,7 @@ impl KvService {
             root: root.to_owned(),
             origin: origin.to_owned(),
             open: Mutex::default(),
-            creating: Mutex::default(),
+            opening: Mutex::default(),
             quota: DEFAULT_QUOTA,
             writers: Mutex::default(),
         })
@@ -251,9 +252,14 @@ impl KvService {
         if let Some(s) = accord_safwk::lock(&self.open).get(&key) {
             return Ok(s.clone());
         }
+        // Opening, creating and deleting stores take turns (a store is
+        // never opened while its files are being removed).
+        let _opening = accord_safwk::lock(&self.opening);
+        if let Some(s) = accord_safwk::lock(&self.open).get(&key) {
+            return Ok(s.clone());
+        }
         let dir = self.uid_dir(uid);
         let path = dir.join(format!("{name}.db"));
-        let _creating = create.then(|| accord_safwk::lock(&self.creating));
         if !path.exists() {
             if !create {
                 return Err(KvError::NoSuchStore(store.to_owned()));
@@ -286,9 +292,15 @@ impl KvService {
     }
 
     fn with<T>(&self, caller: &Caller, store: &str, create: bool, f: impl FnOnce(&mut Store) -> Result<T, KvError>) -> Result<T, KvError> {
-        let s = self.store(caller, store, create)?;
-        let mut s = accord_safwk::lock(&s);
-        f(&mut s)
+        // A handle taken just before its store was deleted is dropped and
+        // the store looked up again (a write never lands in a removed file).
+        loop {
+            let s = self.store(caller, store, create)?;
+            let mut s = accord_safwk::lock(&s);
+            if !s.deleted {
+                return f(&mut s);
+            }
+        }
     }
 }
 
@@ -342,8 +354,14 @@ impl KvDataService for KvService {
 
     fn delete_store(&self, caller: &Caller, store: &str) -> Result<bool, KvError> {
         let (uid, name) = Self::resolve(caller, store)?;
-        // Closed first: an open handle would keep writing to a removed file.
-        accord_safwk::lock(&self.open).remove(&(uid, name.clone()));
+        let _opening = accord_safwk::lock(&self.opening);
+        // Out of the map, then closed under its lock before its files go
+        // (SQLite removes its log by name when it closes): a call that took
+        // the handle before waits for this, finds it deleted and looks again.
+        let open = accord_safwk::lock(&self.open).remove(&(uid, name.clone()));
+        if let Some(s) = &open {
+            accord_safwk::lock(s).close();
+        }
         let base = self.uid_dir(uid).join(format!("{name}.db"));
         let existed = base.exists();
         for suffix in ["", "-wal", "-shm"] {

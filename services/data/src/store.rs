@@ -34,6 +34,9 @@ pub struct Store {
     conn: Connection,
     name: String,
     path: PathBuf,
+    /// Its files were removed (`delete_store`): this handle is not to be
+    /// used any more.
+    pub deleted: bool,
 }
 
 /// Milliseconds since the epoch (0 if the clock is before it).
@@ -74,7 +77,7 @@ impl Store {
             Some(ErrorCode::CannotOpen) if !create => KvError::NoSuchStore(name.to_owned()),
             _ => db_error(name, path, e),
         })?;
-        let s = Store { conn, name: name.to_owned(), path: path.to_owned() };
+        let s = Store { conn, name: name.to_owned(), path: path.to_owned(), deleted: false };
         s.setup().map_err(|e| s.error(e))?;
         Ok(s)
     }
@@ -100,6 +103,15 @@ impl Store {
             "CREATE TABLE IF NOT EXISTS entries(key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL, mtime INTEGER NOT NULL, origin TEXT NOT NULL) WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS changes(seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, deleted INTEGER NOT NULL, mtime INTEGER NOT NULL, origin TEXT NOT NULL);",
         )
+    }
+
+    /// Closes the file (its log checkpointed and removed) and marks the
+    /// handle deleted; it is not to be used any more.
+    pub fn close(&mut self) {
+        if let Ok(mem) = Connection::open_in_memory() {
+            drop(std::mem::replace(&mut self.conn, mem));
+        }
+        self.deleted = true;
     }
 
     /// What a SQLite error means for this store.

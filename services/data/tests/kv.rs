@@ -277,3 +277,53 @@ async fn a_uid_s_share_of_the_disk_holds_and_deleting_gives_it_back() {
         k.put("big", &format!("k{i}"), blob(&vec![1u8; 256 << 10])).await.unwrap();
     }
 }
+
+/// A store deleted while another connection writes to it: every write
+/// that started after a delete returned is readable at the end (no
+/// handle keeps writing to removed files).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_after_a_store_is_deleted_are_kept() {
+    let root = tempfile::tempdir().unwrap();
+    let (_dir, sock, _host) = setup(root.path()).await;
+    let (writer, deleter) = (kv(&sock).await, kv(&sock).await);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let w = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let mut log = Vec::new();
+            let mut i = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                let started = std::time::Instant::now();
+                writer.put("race", &format!("k{i}"), blob(b"v")).await.unwrap();
+                log.push((i, started));
+                i += 1;
+            }
+            (writer, log)
+        }
+    });
+    let mut last_delete = std::time::Instant::now();
+    for _ in 0..40 {
+        deleter.delete_store("race").await.unwrap();
+        last_delete = std::time::Instant::now();
+        tokio::task::yield_now().await;
+    }
+    // A few more writes after the last delete, then stop.
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            let n = deleter.entries("race", "", "", 100).await.map(|e| e.len()).unwrap_or(0);
+            if n >= 5 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("writes after the last delete");
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let (writer, log) = w.await.unwrap();
+    let after: Vec<u32> = log.iter().filter(|(_, t)| *t > last_delete).map(|(i, _)| *i).collect();
+    assert!(!after.is_empty());
+    for i in after {
+        assert_eq!(get(&writer, "race", &format!("k{i}")).await.unwrap(), b"v", "k{i}, written after the last delete");
+    }
+}
