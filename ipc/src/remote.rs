@@ -1861,6 +1861,11 @@ mod tests {
         use std::io::{Read, Write};
         const SMALL: usize = 3900;
         let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+        // A small send buffer, so the queued requests (390 KB) can never
+        // all fit in the socket while the server does not read: the
+        // writer must still be flushing when its reply comes (found by
+        // make flake-hunt: with the default buffer it once finished first).
+        nix::sys::socket::setsockopt(&a, nix::sys::socket::sockopt::SndBuf, &(32 * 1024)).unwrap();
         let (read_first, first_read) = std::sync::mpsc::channel::<()>();
         let (go_on, gone_on) = std::sync::mpsc::channel::<()>();
         let server = std::thread::spawn(move || {

@@ -199,12 +199,18 @@ async fn a_restart_keeps_what_was_acknowledged_and_a_damaged_store_is_named() {
     })
     .await
     .expect("SA 1301 withdrawn");
-    let doomed = root.path().join("0/doomed.db");
-    for f in [doomed.clone(), root.path().join("0/doomed.db-wal")] {
-        if f.exists() {
-            std::fs::write(&f, vec![0x5a; 8192]).unwrap();
+    // The old service lets go of its files when its last connection's
+    // thread ends: SQLite removes a store's log when it closes it (and
+    // checkpoints first, which would write over the damage below).
+    tokio::time::timeout(DEADLINE, async {
+        while ["kept", "doomed"].iter().any(|s| root.path().join(format!("0/{s}.db-wal")).exists()) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    }
+    })
+    .await
+    .expect("the old service closed its stores");
+    let doomed = root.path().join("0/doomed.db");
+    std::fs::write(&doomed, vec![0x5a; 8192]).unwrap();
     let _host = publish(&sock, root.path(), accord_data::DEFAULT_QUOTA).await;
     let k = kv(&sock).await;
     for i in 0..50 {
