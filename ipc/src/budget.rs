@@ -176,28 +176,26 @@ impl Charge {
     }
 
     /// Records that the connection now holds `bytes` and `fds`; `Err`
-    /// names the budget it took its uid (or everyone) past. What is held
-    /// is recorded either way, until the charge is dropped.
+    /// names the budget it took its uid (or everyone) past. A refused
+    /// connection ends, so what it holds is let go at once, in the same
+    /// turn of the ledger: another connection of the uid reading at the
+    /// same moment is not refused for bytes that are about to go.
     pub(crate) fn set(&mut self, bytes: usize, fds: usize) -> Result<(), String> {
         let Some(uid) = self.uid else { return Ok(()) };
         if (bytes, fds) == (self.bytes, self.fds) {
             return Ok(());
         }
         let (old_b, old_f) = (self.bytes, self.fds);
-        (self.bytes, self.fds) = (bytes, fds);
-        with(|l| {
+        let r = with(|l| {
             let lim = l.limits.unwrap_or_default();
             let mine = l.per_uid.entry(uid).or_default();
             mine.0 = mine.0 - old_b + bytes;
             mine.1 = mine.1 - old_f + fds;
             let (mb, mf) = *mine;
-            if mine == &(0, 0) {
-                l.per_uid.remove(&uid);
-            }
             l.total.0 = l.total.0 - old_b + bytes;
             l.total.1 = l.total.1 - old_f + fds;
             let grew = bytes > old_b || fds > old_f;
-            if !grew {
+            let verdict = if !grew {
                 Ok(())
             } else if mb > lim.bytes_per_uid {
                 Err(format!("uid {uid} holds {mb} bytes of unfinished requests in this process, past its share of {}", lim.bytes_per_uid))
@@ -209,8 +207,22 @@ impl Charge {
                 Err(format!("clients hold {} unclaimed descriptors in this process, past the limit of {}", l.total.1, lim.fds_total))
             } else {
                 Ok(())
+            };
+            if verdict.is_err() {
+                if let Some(mine) = l.per_uid.get_mut(&uid) {
+                    mine.0 -= bytes;
+                    mine.1 -= fds;
+                }
+                l.total.0 -= bytes;
+                l.total.1 -= fds;
             }
-        })
+            if l.per_uid.get(&uid) == Some(&(0, 0)) {
+                l.per_uid.remove(&uid);
+            }
+            verdict
+        });
+        (self.bytes, self.fds) = if r.is_ok() { (bytes, fds) } else { (0, 0) };
+        r
     }
 }
 
@@ -233,8 +245,10 @@ mod tests {
         assert!(a.set(lim.bytes_per_uid - 10, 3).is_ok());
         let e = b.set(11, 0).unwrap_err();
         assert!(e.contains("uid 70001") && e.contains("share"), "{e}");
-        assert_eq!(held(70_001), (lim.bytes_per_uid + 1, 3));
-        assert!(b.set(5, 0).is_ok(), "shrinking is never refused");
+        assert_eq!(held(70_001), (lim.bytes_per_uid - 10, 3), "the refused connection holds nothing any more");
+        assert!(b.set(5, 0).is_ok(), "within the share again");
+        assert!(a.set(1, 3).is_ok(), "shrinking is never refused");
+        assert_eq!(held(70_001), (6, 3));
         drop(a);
         drop(b);
         assert_eq!(held(70_001), (0, 0));
