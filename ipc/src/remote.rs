@@ -1246,8 +1246,12 @@ impl RemoteProxy {
         impl Drop for Orphans<'_> {
             fn drop(&mut self) {
                 if self.1 && !self.0.is_dead() && !crate::lock(&self.0.shared.queue).is_empty() {
-                    let p = self.0.clone();
-                    tokio::spawn(async move { p.flush_queue(p.due()).await });
+                    // (Dropped outside a runtime, there is nobody to spawn on: the
+                    // queued calls then end at their deadlines.)
+                    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                        let p = self.0.clone();
+                        rt.spawn(async move { p.flush_queue(p.due()).await });
+                    }
                 }
             }
         }
