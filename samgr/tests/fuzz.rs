@@ -17,6 +17,8 @@ use std::time::Duration;
 use accord_safwk::Samgr;
 use proptest::prelude::*;
 
+mod common;
+
 const DEADLINE: Duration = Duration::from_secs(30);
 
 fn workspace() -> PathBuf {
@@ -114,15 +116,7 @@ async fn samgr_under_the_shipped_policy_survives_uid_2000() {
         .collect();
     want.sort();
     assert!(!want.is_empty());
-    let end = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        let list = root.list().await.unwrap();
-        if list == want {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < end, "registry after the fuzz: {list:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::until_listed(&root, &want, "registry after the fuzz").await;
     assert!(root.running_processes().await.unwrap().is_empty());
 }
 

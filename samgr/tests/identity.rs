@@ -133,16 +133,7 @@ async fn a_profile_sa_is_registered_only_by_its_process() {
     let client = Samgr::connect(&sock).await.unwrap();
     // samgr sees the helper's connection close in its own time (found by
     // make flake-hunt: one busy run in 30 listed 4501 still LOADED).
-    let want = vec![(4500, "NOT_LOADED".to_owned())];
-    let end = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        let now = client.list().await.unwrap();
-        if now == want {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < end, "4501 should leave with its helper, 4500 never come: {now:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::until_listed(&client, &[(4500, "NOT_LOADED".to_owned())], "4501 should leave with its helper, 4500 never come").await;
 }
 
 /// Helper (uid 2000, allowed to register 4500-4599 by the policy): 4500

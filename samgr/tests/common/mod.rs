@@ -83,3 +83,17 @@ pub fn as_uid(uid: u32, helper: &str, sock: &std::path::Path) -> std::process::C
     c.args(["--ignored", "--exact", helper, "--nocapture", "--test-threads=1"]).env("ACCORD_ATTACK_SOCK", sock).uid(uid).gid(uid);
     c
 }
+
+/// Waits (at most 30 s) until samgr lists exactly `want`, ids and states
+/// sorted as samgr lists them; panics with `what` and the last list.
+pub async fn until_listed(client: &accord_safwk::Samgr, want: &[(u32, String)], what: &str) {
+    let end = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = client.list().await.unwrap();
+        if now == want {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < end, "{what}: {now:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
