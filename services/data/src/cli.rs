@@ -16,7 +16,7 @@ use std::io::Write;
 
 use accord_safwk::typed::{Blob, CallError};
 use accord_safwk::Samgr;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use crate::{KvDataServiceProxy, KvError, ID};
 
@@ -33,30 +33,48 @@ fn why(e: CallError<KvError>) -> anyhow::Error {
     }
 }
 
+/// A command line, checked before samgr is dialled.
+enum Cmd<'a> {
+    Ls,
+    Get(&'a str, &'a str),
+    Put(&'a str, &'a str, &'a str),
+    Rm(&'a str, &'a str),
+    Dump(&'a str, &'a str),
+}
+
+fn parse<'a>(rest: &[&'a str]) -> Option<Cmd<'a>> {
+    Some(match *rest {
+        ["ls"] => Cmd::Ls,
+        ["get", store, key] => Cmd::Get(store, key),
+        ["put", store, key, value] => Cmd::Put(store, key, value),
+        ["rm", store, key] => Cmd::Rm(store, key),
+        ["dump", store] => Cmd::Dump(store, ""),
+        ["dump", store, prefix] => Cmd::Dump(store, prefix),
+        _ => return None,
+    })
+}
+
 /// Runs `kv` with `args` (`args[0]` is the program name).
 pub fn main(args: Vec<String>) -> Result<()> {
     let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+    // A wrong command line needs no samgr.
+    let Some(cmd) = parse(&rest) else {
+        eprintln!("{USAGE}");
+        std::process::exit(2);
+    };
     let socket = accord_safwk::samgr_socket();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
-        // Usage first: a wrong command line needs no samgr.
-        match rest.as_slice() {
-            ["ls"] | ["get", _, _] | ["put", _, _, _] | ["rm", _, _] | ["dump", _] | ["dump", _, _] => {}
-            _ => {
-                eprintln!("{USAGE}");
-                std::process::exit(2);
-            }
-        }
         let samgr = Samgr::connect(&socket).await.with_context(|| format!("cannot reach samgr at {}", socket.display()))?;
         let kv = samgr.get_proxy::<KvDataServiceProxy>(ID).await.with_context(|| format!("data service (SA {ID})"))?;
         let mut out = std::io::stdout().lock();
-        match rest.as_slice() {
-            ["ls"] => {
+        match cmd {
+            Cmd::Ls => {
                 for s in kv.stores().await.map_err(why)? {
                     writeln!(out, "{s}")?;
                 }
             }
-            ["get", store, key] => {
+            Cmd::Get(store, key) => {
                 let v = kv.get(store, key).await.map_err(why)?;
                 let v = v.map().context("the value")?;
                 out.write_all(&v)?;
@@ -64,18 +82,17 @@ pub fn main(args: Vec<String>) -> Result<()> {
                     writeln!(out)?;
                 }
             }
-            ["put", store, key, value] => {
+            Cmd::Put(store, key, value) => {
                 let blob = Blob::new(value.as_bytes().to_vec()).context("the value")?;
                 kv.put(store, key, blob).await.map_err(why)?;
             }
-            ["rm", store, key] => {
+            Cmd::Rm(store, key) => {
                 if !kv.delete(store, key).await.map_err(why)? {
                     eprintln!("kv: no key {key:?} in {store}");
                     std::process::exit(1);
                 }
             }
-            ["dump", store, prefix @ ..] => {
-                let prefix = prefix.first().copied().unwrap_or("");
+            Cmd::Dump(store, prefix) => {
                 let mut after = String::new();
                 loop {
                     let page = kv.entries(store, prefix, &after, PAGE).await.map_err(why)?;
@@ -86,7 +103,6 @@ pub fn main(args: Vec<String>) -> Result<()> {
                     }
                 }
             }
-            _ => bail!("{USAGE}"),
         }
         out.flush()?;
         Ok(())

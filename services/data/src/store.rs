@@ -37,6 +37,9 @@ pub struct Store {
     /// Its files were removed (`delete_store`): this handle is not to be
     /// used any more.
     pub deleted: bool,
+    /// The change number past which the log is trimmed next (0: at the
+    /// first write after opening).
+    next_trim: i64,
 }
 
 /// Milliseconds since the epoch (0 if the clock is before it).
@@ -77,7 +80,7 @@ impl Store {
             Some(ErrorCode::CannotOpen) if !create => KvError::NoSuchStore(name.to_owned()),
             _ => db_error(name, path, e),
         })?;
-        let s = Store { conn, name: name.to_owned(), path: path.to_owned(), deleted: false };
+        let s = Store { conn, name: name.to_owned(), path: path.to_owned(), deleted: false, next_trim: 0 };
         s.setup().map_err(|e| s.error(e))?;
         Ok(s)
     }
@@ -170,18 +173,22 @@ impl Store {
     /// Runs `f` in one immediate transaction and commits it (then trims
     /// the change log now and then).
     fn write(&mut self, f: impl FnOnce(&rusqlite::Transaction<'_>, i64) -> rusqlite::Result<()>) -> Result<(), KvError> {
+        let next_trim = self.next_trim;
         let r = (|| {
             let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             f(&tx, now_ms())?;
-            // Trimmed in steps of a thousand, not at every write.
-            let last: i64 = tx.query_row("SELECT ifnull(max(seq), 0) FROM changes", [], |r| r.get(0))?;
-            let first: i64 = tx.query_row("SELECT ifnull(min(seq), 0) FROM changes", [], |r| r.get(0))?;
-            if last - first >= CHANGES_KEPT as i64 + 1000 {
+            // Trimmed in steps of a thousand, not at every write: the
+            // newest change's number is known without a query.
+            let last = tx.last_insert_rowid();
+            let trimmed = last >= next_trim;
+            if trimmed {
                 tx.execute("DELETE FROM changes WHERE seq <= ?1", params![last - CHANGES_KEPT as i64])?;
             }
-            tx.commit()
+            tx.commit()?;
+            Ok(if trimmed { last + 1000 } else { next_trim })
         })();
-        r.map_err(|e| self.error(e))
+        self.next_trim = r.map_err(|e| self.error(e))?;
+        Ok(())
     }
 
     /// The value under `key`, if any.
@@ -324,6 +331,21 @@ mod tests {
         drop(s);
         let s = Store::open(&p, "s", false).unwrap();
         assert_eq!(s.count().unwrap(), 49, "on disk");
+    }
+
+    #[test]
+    fn the_change_log_keeps_its_last_ten_thousand_in_steps_of_a_thousand() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("s.db"), "s", true).unwrap();
+        let batch = |from: usize, n: usize| -> Vec<(String, &'static [u8])> { (from..from + n).map(|i| (format!("k{i}"), &b"v"[..])).collect() };
+        let logged = |s: &Store| s.conn.query_row("SELECT count(*), min(seq) FROM changes", [], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))).unwrap();
+        s.put_batch(&batch(0, 12_000), "x").unwrap();
+        assert_eq!(logged(&s), (10_000, 2_001), "trimmed at the first write");
+        s.put_batch(&batch(12_000, 500), "x").unwrap();
+        assert_eq!(logged(&s).0, 10_500, "not at every write");
+        s.put_batch(&batch(12_500, 600), "x").unwrap();
+        assert_eq!(logged(&s), (10_000, 3_101), "a thousand on");
+        assert_eq!(s.changes(3_100, 1).unwrap()[0].seq, 3_101, "read from where a sync stopped");
     }
 
     #[test]
