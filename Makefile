@@ -6,13 +6,15 @@ TEST_ARCHES ?= aarch64 x86_64
 
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help setup build rootfs qemu qemu-test test unit-test lint flake-hunt bench reset-data clean
+.PHONY: help setup build rootfs qemu qemu-test power-cut soak-power test unit-test lint flake-hunt bench reset-data clean
 
 help:
 	@echo "make qemu       build the image and boot it (ARCH=$(ARCH)); poweroff exits"
 	@echo "make test       unit + namespace tests, then the QEMU system test ($(TEST_ARCHES))"
 	@echo "make rootfs     build out/\$$ARCH/{vmlinuz,initramfs.img,data.img} (OVERLAY=dir lays dir over it)"
 	@echo "make qemu-test  boot headless and check the running system (ARCH=...)"
+	@echo "make power-cut  ROUNDS=20 power cuts (QEMU killed) against every store, each write checked (ARCH=$(POWER_ARCH))"
+	@echo "make soak-power the same, 200 rounds"
 	@echo "make lint       cargo fmt --check and clippy -D warnings (part of make test)"
 	@echo "make flake-hunt N=30  run cargo test N times, half with the CPUs kept busy"
 	@echo "make bench      boot time, RSS, image size, parameter, IPC and KV latency"
@@ -43,6 +45,18 @@ qemu-test: OVERLAY := $(or $(OVERLAY),tests/systest/overlay)
 qemu-test: rootfs
 	cargo run --release -q -p accord-systest --bin qemu-test -- $(ARCH) </dev/null
 
+# Power cuts: the test image on a /data disk of its own, QEMU killed at
+# random moments while a writer on the device logs every acknowledged write;
+# each boot checks they are all there (tests/systest/src/bin/power-cut.rs).
+POWER_ARCH ?= x86_64
+ROUNDS ?= 20
+power-cut:
+	@$(MAKE) --no-print-directory rootfs ARCH=$(POWER_ARCH) OVERLAY=tests/systest/overlay
+	cargo run --release -q -p accord-systest --bin power-cut -- $(POWER_ARCH) $(ROUNDS) $(SEED) </dev/null
+
+soak-power:
+	@$(MAKE) --no-print-directory power-cut ROUNDS=200
+
 # Formatting and clippy are part of the tests: a warning fails them.
 lint: .host-ready
 	cargo fmt --all --check
@@ -59,6 +73,7 @@ flake-hunt: .host-ready
 
 test: unit-test
 	@for a in $(TEST_ARCHES); do $(MAKE) --no-print-directory qemu-test ARCH=$$a || exit 1; done
+	@$(MAKE) --no-print-directory power-cut
 
 bench: .host-ready
 	@echo "== parameter get latency, pinned to CPU 0 (headline) =="
@@ -73,6 +88,8 @@ bench: .host-ready
 	cargo bench -q -p accord-safwk --bench call_path </dev/null
 	@echo "== data service (SA 1301) vs the same store in-process =="
 	cargo bench -q -p accord-data --bench kv </dev/null
+	@echo "== relational store vs bare rusqlite =="
+	cargo bench -q -p accord-rdb --bench rdb </dev/null
 	@$(MAKE) --no-print-directory rootfs ARCH=$(ARCH)
 	@echo "== boot ($(ARCH), TCG, 5 boots) =="
 	cargo run --release -q -p accord-systest --bin boot-bench -- $(ARCH) 5 </dev/null

@@ -8,7 +8,8 @@
 //! path is `sa_main <profile>`) when samgr asks; it exits when it holds no
 //! SA any more (all unloaded when idle).
 //!
-//! Run as `samgr`, `hidumper` or `kv` (links in the image) it is those:
+//! Run as `samgr`, `hidumper` or `kv` (links in the image) it is those
+//! (and `datawriter`, linked by the system test's overlay only):
 //! one static binary instead of several that are mostly the same zbus and
 //! tokio (their processes share its pages).
 
@@ -49,6 +50,8 @@ fn main() -> Result<()> {
     match args.first().and_then(|a| a.rsplit('/').next()) {
         Some("samgr" | "hidumper") => return accord_samgr::cli::main(args),
         Some("kv") => return accord_data::cli::main(args),
+        // The power-cut test's writer: only the test overlay links this name.
+        Some("datawriter") => return accord_datawriter::main(args),
         _ => {}
     }
     let path = args.get(1).context("usage: sa_main <profile.json>")?;

@@ -8,19 +8,21 @@
 //! kv put <store> <key> <value>   stores it (durably, when kv returns)
 //! kv rm <store> <key>            deletes it (exit 1 if it was not there)
 //! kv dump <store> [prefix]       every entry: key, tab, value (lossy UTF-8)
+//! kv watch <store>               each committed change: store, tab, key
+//!                                (until interrupted; "lost N" if it fell behind)
 //! ```
 //! `SAMGR_SOCKET` overrides samgr's socket path. Errors name the store or
 //! key and what the service said; exit status 2 for usage, 1 otherwise.
 
 use std::io::Write;
 
-use accord_safwk::typed::{Blob, CallError};
+use accord_safwk::typed::{Blob, CallError, Listener};
 use accord_safwk::Samgr;
 use anyhow::{Context, Result};
 
-use crate::{KvDataServiceProxy, KvError, ID};
+use crate::{KvDataServiceProxy, KvError, KvObserver, ID};
 
-const USAGE: &str = "usage: kv ls | kv get STORE KEY | kv put STORE KEY VALUE | kv rm STORE KEY | kv dump STORE [PREFIX]";
+const USAGE: &str = "usage: kv ls | kv get STORE KEY | kv put STORE KEY VALUE | kv rm STORE KEY | kv dump STORE [PREFIX] | kv watch STORE";
 
 /// Entries per page of `kv dump`.
 const PAGE: u32 = 256;
@@ -40,6 +42,7 @@ enum Cmd<'a> {
     Put(&'a str, &'a str, &'a str),
     Rm(&'a str, &'a str),
     Dump(&'a str, &'a str),
+    Watch(&'a str),
 }
 
 fn parse<'a>(rest: &[&'a str]) -> Option<Cmd<'a>> {
@@ -50,6 +53,7 @@ fn parse<'a>(rest: &[&'a str]) -> Option<Cmd<'a>> {
         ["rm", store, key] => Cmd::Rm(store, key),
         ["dump", store] => Cmd::Dump(store, ""),
         ["dump", store, prefix] => Cmd::Dump(store, prefix),
+        ["watch", store] => Cmd::Watch(store),
         _ => return None,
     })
 }
@@ -103,10 +107,41 @@ pub fn main(args: Vec<String>) -> Result<()> {
                     }
                 }
             }
+            Cmd::Watch(store) => {
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+                kv.subscribe(store, Listener::new(Printer(tx).into_remote())).await.map_err(why)?;
+                // Said on stderr once the subscription holds, so a script
+                // knows when changes start being reported.
+                eprintln!("kv: watching {store}");
+                loop {
+                    tokio::select! {
+                        note = rx.recv() => {
+                            let Some((store, keys, lost)) = note else { break };
+                            if lost > 0 {
+                                writeln!(out, "lost {lost}")?;
+                            }
+                            for k in keys {
+                                writeln!(out, "{store}\t{k}")?;
+                            }
+                            out.flush()?;
+                        }
+                        () = kv.died() => anyhow::bail!("the data service (SA {ID}) went away"),
+                    }
+                }
+            }
         }
         out.flush()?;
         Ok(())
     })
+}
+
+/// `kv watch`'s observer: hands each change to the printing loop.
+struct Printer(tokio::sync::mpsc::UnboundedSender<(String, Vec<String>, u32)>);
+
+impl KvObserver for Printer {
+    fn on_change(&self, store: String, keys: Vec<String>, lost: u32) {
+        let _ = self.0.send((store, keys, lost));
+    }
 }
 
 fn out_is_tty() -> bool {

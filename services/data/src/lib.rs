@@ -35,7 +35,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use accord_safwk::typed::Blob;
+use accord_safwk::typed::{Blob, Listener};
 use accord_safwk::{interface, Caller};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
@@ -59,6 +59,16 @@ pub const DEFAULT_QUOTA: u64 = 32 << 20;
 pub const MAX_OPEN: usize = 128;
 /// Longest store name.
 pub const MAX_STORE_NAME: usize = 128;
+/// Most observers of one store (OpenHarmony allows 8 per store).
+pub const MAX_OBSERVERS_PER_STORE: usize = 8;
+/// Most subscriptions one uid holds, over all stores.
+pub const MAX_OBSERVERS_PER_UID: usize = 32;
+/// Notifications waiting for one observer before newer ones are dropped
+/// (and counted in the next one's `lost`).
+pub const MAX_PENDING_NOTES: usize = 64;
+/// Bytes of keys waiting for one observer before newer notifications are
+/// dropped.
+pub const MAX_PENDING_BYTES: usize = 1 << 20;
 
 /// An entry of a store, with what a sync between devices needs: when it
 /// was last written (ms since the epoch) and on which device.
@@ -118,6 +128,14 @@ pub enum KvError {
     /// The uid's stores take its whole share of the data partition.
     #[error("uid {uid}'s stores take {used} bytes, its share is {quota}: delete keys or a store")]
     QuotaExceeded { uid: u32, used: u64, quota: u64 },
+    /// The store has [`MAX_OBSERVERS_PER_STORE`] observers, or the uid
+    /// [`MAX_OBSERVERS_PER_UID`] subscriptions.
+    #[error("too many observers: {0}")]
+    TooManyObservers(String),
+    /// The observer given to `subscribe` could not be reached (its
+    /// handshake failed or the uid has too many under way): not subscribed.
+    #[error("the observer cannot be called: {0}")]
+    ObserverFailed(String),
     /// `PERMISSION_DENIED`: naming another uid's store.
     #[error("uid {0} may not open another uid's store")]
     PermissionDenied(u32),
@@ -153,6 +171,26 @@ pub trait KvDataService {
     fn stores(&self, caller: &Caller) -> Result<Vec<String>, KvError>;
     /// Deletes the store and its files; whether it existed.
     fn delete_store(&self, caller: &Caller, store: &str) -> Result<bool, KvError>;
+    /// Calls `observer` back with the keys of every write committed to
+    /// `store` from now on (OpenHarmony's `SubscribeKvStore`), in commit
+    /// order, until it is unsubscribed or its process goes; returns the
+    /// subscription's id. The store need not exist yet. At most
+    /// [`MAX_OBSERVERS_PER_STORE`] per store and [`MAX_OBSERVERS_PER_UID`]
+    /// per subscribing uid ([`KvError::TooManyObservers`]).
+    fn subscribe(&self, caller: &Caller, store: &str, observer: Listener<KvObserverProxy>) -> Result<u64, KvError>;
+    /// Ends a subscription of the caller's uid; whether it was there.
+    fn unsubscribe(&self, caller: &Caller, id: u64) -> Result<bool, KvError>;
+}
+
+/// What a subscriber implements (OpenHarmony's `KvStoreObserver`).
+#[interface(name = "ohos.distributedkv.KvStoreObserver")]
+pub trait KvObserver {
+    /// One committed write to `store` changed `keys` (put or deleted; a
+    /// batch gives them all). `lost`: notifications dropped before this one
+    /// because this observer fell behind (more than
+    /// [`MAX_PENDING_NOTES`] or [`MAX_PENDING_BYTES`] of keys waiting); when
+    /// it is not 0, read the store again.
+    fn on_change(&self, store: String, keys: Vec<String>, lost: u32);
 }
 
 /// An open store, shared by the connections using it.
@@ -170,6 +208,66 @@ pub struct KvService {
     /// One writer at a time per uid, so its share holds however many
     /// connections write at once (a write may pass it by one value).
     writers: Mutex<HashMap<u32, Arc<Mutex<()>>>>,
+    observers: Arc<Observers>,
+    /// Where observers are called back (the runtime `new` ran in).
+    rt: Option<tokio::runtime::Handle>,
+}
+
+/// A store as the service names it: (owner uid, name).
+type StoreKey = (u32, String);
+
+/// The subscriptions, by store.
+#[derive(Default)]
+struct Observers {
+    next_id: std::sync::atomic::AtomicU64,
+    subs: Mutex<HashMap<StoreKey, Vec<Arc<Sub>>>>,
+}
+
+/// One subscription: its queue of notifications and what it dropped.
+struct Sub {
+    id: u64,
+    /// The subscribing uid.
+    uid: u32,
+    tx: tokio::sync::mpsc::Sender<Vec<String>>,
+    /// Bytes of keys queued and not yet delivered.
+    pending: std::sync::atomic::AtomicUsize,
+    lost: std::sync::atomic::AtomicU32,
+    /// Told when the subscription is ended by `unsubscribe`.
+    end: tokio::sync::Notify,
+}
+
+impl Observers {
+    /// Queues `keys` for every observer of the store, never waiting: a
+    /// full queue drops the notification and counts it. Called with the
+    /// store's lock held, so queues fill in commit order.
+    fn notify(&self, uid: u32, name: &str, keys: &[String]) {
+        if keys.is_empty() {
+            return;
+        }
+        let subs = accord_safwk::lock(&self.subs);
+        let Some(list) = subs.get(&(uid, name.to_owned())) else { return };
+        let bytes: usize = keys.iter().map(|k| k.len() + 8).sum();
+        for sub in list {
+            use std::sync::atomic::Ordering::Relaxed;
+            let fits = sub.pending.load(Relaxed) + bytes <= MAX_PENDING_BYTES;
+            if fits && sub.tx.try_send(keys.to_vec()).is_ok() {
+                sub.pending.fetch_add(bytes, Relaxed);
+            } else {
+                sub.lost.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    fn remove(&self, key: &StoreKey, id: u64) -> Option<Arc<Sub>> {
+        let mut subs = accord_safwk::lock(&self.subs);
+        let list = subs.get_mut(key)?;
+        let at = list.iter().position(|s| s.id == id)?;
+        let sub = list.remove(at);
+        if list.is_empty() {
+            subs.remove(key);
+        }
+        Some(sub)
+    }
 }
 
 /// Whether `name` is a store name (see [`KvError::InvalidStoreName`]).
@@ -181,7 +279,8 @@ pub fn valid_store_name(name: &str) -> bool {
 impl KvService {
     /// A service keeping its stores under `root` (created if missing;
     /// the image's is [`DEFAULT_ROOT`]); `origin` names this device in
-    /// entries and changes.
+    /// entries and changes. Made inside a tokio runtime, it calls its
+    /// observers back there (outside one, `subscribe` is refused).
     pub fn new(root: &Path, origin: &str) -> std::io::Result<KvService> {
         std::fs::create_dir_all(root)?;
         Ok(KvService {
@@ -191,6 +290,8 @@ impl KvService {
             opening: Mutex::default(),
             quota: DEFAULT_QUOTA,
             writers: Mutex::default(),
+            observers: Arc::default(),
+            rt: tokio::runtime::Handle::try_current().ok(),
         })
     }
 
@@ -310,7 +411,12 @@ impl KvDataService for KvService {
         // A shared value is mapped, not copied, and its size checked first.
         let value = value.map().map_err(|e| KvError::InvalidArgument(format!("the value: {e}")))?;
         store::check_value(value.len())?;
-        self.write(caller, store, |s| s.put(key, &value, &self.origin))
+        let (uid, name) = Self::resolve(caller, store)?;
+        self.write(caller, store, |s| {
+            s.put(key, &value, &self.origin)?;
+            self.observers.notify(uid, &name, &[key.to_owned()]);
+            Ok(())
+        })
     }
 
     fn get(&self, caller: &Caller, store: &str, key: &str) -> Result<Blob, KvError> {
@@ -319,19 +425,41 @@ impl KvDataService for KvService {
     }
 
     fn delete(&self, caller: &Caller, store: &str, key: &str) -> Result<bool, KvError> {
-        match self.with(caller, store, false, |s| s.delete(key, &self.origin)) {
+        let (uid, name) = Self::resolve(caller, store)?;
+        let deleted = self.with(caller, store, false, |s| {
+            let gone = s.delete(key, &self.origin)?;
+            if gone {
+                self.observers.notify(uid, &name, &[key.to_owned()]);
+            }
+            Ok(gone)
+        });
+        match deleted {
             Err(KvError::NoSuchStore(_)) => Ok(false),
             r => r,
         }
     }
 
     fn put_batch(&self, caller: &Caller, store: &str, entries: Vec<(String, ByteBuf)>) -> Result<(), KvError> {
+        let (uid, name) = Self::resolve(caller, store)?;
         let entries: Vec<(String, &[u8])> = entries.iter().map(|(k, v)| (k.clone(), v.as_slice())).collect();
-        self.write(caller, store, |s| s.put_batch(&entries, &self.origin))
+        self.write(caller, store, |s| {
+            s.put_batch(&entries, &self.origin)?;
+            let keys: Vec<String> = entries.iter().map(|(k, _)| k.clone()).collect();
+            self.observers.notify(uid, &name, &keys);
+            Ok(())
+        })
     }
 
     fn delete_batch(&self, caller: &Caller, store: &str, keys: Vec<String>) -> Result<u32, KvError> {
-        match self.with(caller, store, false, |s| s.delete_batch(&keys, &self.origin)) {
+        let (uid, name) = Self::resolve(caller, store)?;
+        let deleted = self.with(caller, store, false, |s| {
+            // Only the keys that were there changed.
+            let there: Vec<String> = keys.iter().filter(|k| matches!(s.get(k), Ok(Some(_)))).cloned().collect();
+            let n = s.delete_batch(&keys, &self.origin)?;
+            self.observers.notify(uid, &name, &there);
+            Ok(n)
+        });
+        match deleted {
             Err(KvError::NoSuchStore(_)) => Ok(0),
             r => r,
         }
@@ -375,9 +503,96 @@ impl KvDataService for KvService {
         Ok(existed)
     }
 
+    fn subscribe(&self, caller: &Caller, store: &str, observer: Listener<KvObserverProxy>) -> Result<u64, KvError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let key = Self::resolve(caller, store)?;
+        let Some(rt) = &self.rt else {
+            return Err(KvError::Storage("this service was made outside a tokio runtime: it cannot call observers".into()));
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::channel(MAX_PENDING_NOTES);
+        let sub = Arc::new(Sub {
+            id: self.observers.next_id.fetch_add(1, Relaxed) + 1,
+            uid: caller.uid(),
+            tx,
+            pending: Default::default(),
+            lost: Default::default(),
+            end: tokio::sync::Notify::new(),
+        });
+        {
+            let mut subs = accord_safwk::lock(&self.observers.subs);
+            let held = subs.values().flatten().filter(|s| s.uid == caller.uid()).count();
+            if held >= MAX_OBSERVERS_PER_UID {
+                return Err(KvError::TooManyObservers(format!("uid {} holds {held} subscriptions", caller.uid())));
+            }
+            let list = subs.entry(key.clone()).or_default();
+            if list.len() >= MAX_OBSERVERS_PER_STORE {
+                return Err(KvError::TooManyObservers(format!("store {store:?} has {} observers", list.len())));
+            }
+            list.push(sub.clone());
+        }
+        let observers = self.observers.clone();
+        let id = sub.id;
+        // The handshake with the observer's process ends before the reply,
+        // so an id is given only for an observer that can be called.
+        let (connected_tx, connected) = std::sync::mpsc::sync_channel(1);
+        rt.spawn(async move {
+            let name = key.1.clone();
+            let ended = async {
+                let proxy = match observer.connect().await {
+                    Ok(p) => {
+                        let _ = connected_tx.send(Ok(()));
+                        p
+                    }
+                    Err(e) => {
+                        let _ = connected_tx.send(Err(e.to_string()));
+                        return Ok(());
+                    }
+                };
+                loop {
+                    let keys = tokio::select! {
+                        k = rx.recv() => match k { Some(k) => k, None => return Ok(()) },
+                        () = proxy.died() => return Ok(()),
+                        () = sub.end.notified() => return Ok(()),
+                    };
+                    let bytes: usize = keys.iter().map(|k| k.len() + 8).sum();
+                    sub.pending.fetch_sub(bytes, Relaxed);
+                    let lost = sub.lost.swap(0, Relaxed);
+                    proxy.on_change(name.clone(), keys, lost).await?;
+                }
+            };
+            let r: Result<(), accord_ipc::remote::RemoteError> = ended.await;
+            if let Err(e) = r {
+                tracing::info!("observer {id} of {}:{}: {e}; subscription ended", key.0, key.1);
+            }
+            observers.remove(&key, id);
+        });
+        // Typed methods run on the connection's own thread (listeners come
+        // only through the fast path), never on the runtime: waiting here
+        // does not stop the handshake. Its own deadline is 10 s.
+        match connected.recv_timeout(std::time::Duration::from_secs(30)) {
+            Ok(Ok(())) => Ok(id),
+            Ok(Err(e)) => Err(KvError::ObserverFailed(e)),
+            Err(_) => Err(KvError::ObserverFailed("no handshake with the observer".into())),
+        }
+    }
+
+    fn unsubscribe(&self, caller: &Caller, id: u64) -> Result<bool, KvError> {
+        let key = {
+            let subs = accord_safwk::lock(&self.observers.subs);
+            subs.iter().find(|(_, l)| l.iter().any(|s| s.id == id && s.uid == caller.uid())).map(|(k, _)| k.clone())
+        };
+        let Some(key) = key else { return Ok(false) };
+        let sub = self.observers.remove(&key, id);
+        if let Some(sub) = &sub {
+            sub.end.notify_one();
+        }
+        Ok(sub.is_some())
+    }
+
     fn on_dump(&self, _args: &[String]) -> String {
         let open = accord_safwk::lock(&self.open);
-        let mut out = format!("data service (SA {ID}): stores under {}, {} open\n", self.root.display(), open.len());
+        let observers: usize = accord_safwk::lock(&self.observers.subs).values().map(Vec::len).sum();
+        let mut out = format!("data service (SA {ID}): stores under {}, {} open, {observers} observers\n", self.root.display(), open.len());
         let mut uids: Vec<u32> =
             std::fs::read_dir(&self.root).map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect()).unwrap_or_default();
         uids.sort();

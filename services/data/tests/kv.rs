@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use accord_data::{KvDataServiceProxy, KvError, KvService, ID};
-use accord_safwk::typed::{Blob, CallError, RemoteError};
+use accord_data::{KvDataServiceProxy, KvError, KvObserver, KvObserverProxy, KvService, ID};
+use accord_safwk::typed::{Blob, CallError, Listener, RemoteError};
 use accord_safwk::{SaHost, Samgr};
 use serde_bytes::ByteBuf;
 
@@ -332,4 +332,156 @@ async fn writes_after_a_store_is_deleted_are_kept() {
     for i in after {
         assert_eq!(get(&writer, "race", &format!("k{i}")).await.unwrap(), b"v", "k{i}, written after the last delete");
     }
+}
+
+/// What an observer heard: (store, keys, lost) per call.
+type Heard = tokio::sync::mpsc::UnboundedReceiver<(String, Vec<String>, u32)>;
+
+struct Collect(tokio::sync::mpsc::UnboundedSender<(String, Vec<String>, u32)>);
+
+impl KvObserver for Collect {
+    fn on_change(&self, store: String, keys: Vec<String>, lost: u32) {
+        let _ = self.0.send((store, keys, lost));
+    }
+}
+
+fn observer() -> (Listener<KvObserverProxy>, Heard) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    (Listener::new(Collect(tx).into_remote()), rx)
+}
+
+async fn next(heard: &mut Heard) -> (String, Vec<String>, u32) {
+    tokio::time::timeout(DEADLINE, heard.recv()).await.expect("a notification in time").expect("the observer is served")
+}
+
+/// The number of observers the service's dump reports.
+async fn observers_in_dump(sock: &Path) -> usize {
+    let dump = Samgr::connect(sock).await.unwrap().dump_sa(ID, Vec::new()).await.unwrap();
+    let first = dump.lines().next().unwrap_or_default();
+    let n = first.strip_suffix(" observers").and_then(|h| h.rsplit(' ').next()).and_then(|n| n.parse().ok());
+    n.unwrap_or_else(|| panic!("no observer count in {dump:?}"))
+}
+
+async fn until_observers(sock: &Path, n: usize) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let now = observers_in_dump(sock).await;
+        if now == n {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{now} observers, waited for {n}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// An observer in another connection hears each committed write's keys,
+/// in commit order, only for its store, only keys that changed; it stops
+/// hearing when unsubscribed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observers_hear_committed_keys_in_order() {
+    let root = tempfile::tempdir().unwrap();
+    let (_dir, sock, _host) = setup(root.path()).await;
+    let k = kv(&sock).await;
+    let (l, mut heard) = observer();
+    let id = k.subscribe("watched", l).await.unwrap();
+    k.put("watched", "k1", blob(b"1")).await.unwrap();
+    k.put_batch("watched", vec![("k2".into(), ByteBuf::from(b"2".to_vec())), ("k3".into(), ByteBuf::from(b"3".to_vec()))]).await.unwrap();
+    k.put("other", "x", blob(b"x")).await.unwrap();
+    assert!(k.delete("watched", "k1").await.unwrap());
+    assert!(!k.delete("watched", "nope").await.unwrap());
+    assert_eq!(k.delete_batch("watched", vec!["k2".into(), "nope".into()]).await.unwrap(), 1);
+    k.put("watched", "end", blob(b"e")).await.unwrap();
+    let w = |keys: &[&str]| ("watched".to_owned(), keys.iter().map(|s| s.to_string()).collect::<Vec<_>>(), 0u32);
+    assert_eq!(next(&mut heard).await, w(&["k1"]));
+    assert_eq!(next(&mut heard).await, w(&["k2", "k3"]));
+    assert_eq!(next(&mut heard).await, w(&["k1"]), "the other store's write and the delete of a missing key are not changes here");
+    assert_eq!(next(&mut heard).await, w(&["k2"]));
+    assert_eq!(next(&mut heard).await, w(&["end"]));
+    assert_eq!(observers_in_dump(&sock).await, 1);
+    assert!(k.unsubscribe(id).await.unwrap());
+    assert!(!k.unsubscribe(id).await.unwrap());
+    until_observers(&sock, 0).await;
+    k.put("watched", "after", blob(b"a")).await.unwrap();
+    // The subscription's connection is closed (the object's channel ends)
+    // and nothing arrived for the write after it.
+    assert_eq!(tokio::time::timeout(DEADLINE, heard.recv()).await.expect("the channel ends in time"), None);
+}
+
+/// An observer that does not answer costs the writers nothing: every write
+/// is acknowledged while it is stuck, what it missed is counted, and it
+/// hears again once it answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_observer_never_holds_writes_back() {
+    struct Stuck(std::sync::Mutex<std::sync::mpsc::Receiver<()>>, tokio::sync::mpsc::UnboundedSender<(Vec<String>, u32)>);
+    impl KvObserver for Stuck {
+        fn on_change(&self, _store: String, keys: Vec<String>, lost: u32) {
+            // The first call waits to be let go.
+            let _ = self.0.lock().unwrap().recv();
+            let _ = self.1.send((keys, lost));
+        }
+    }
+    let root = tempfile::tempdir().unwrap();
+    let (_dir, sock, _host) = setup(root.path()).await;
+    let k = kv(&sock).await;
+    let (go, gate) = std::sync::mpsc::channel();
+    let (tx, mut heard) = tokio::sync::mpsc::unbounded_channel();
+    k.subscribe("s", Listener::new(Stuck(std::sync::Mutex::new(gate), tx).into_remote())).await.unwrap();
+    let writes = accord_data::MAX_PENDING_NOTES * 3;
+    for i in 0..writes {
+        k.put("s", &format!("k{i}"), blob(b"v")).await.unwrap();
+    }
+    // Let every call through. A write made while the queue is still full
+    // is dropped too, so writes go on (last0, last1, ...) until one is
+    // heard: it carries the count of every one dropped before it.
+    drop(go);
+    let (mut total, mut seen, mut lost) = (writes, 0, 0);
+    'writing: for j in 0.. {
+        assert!(j < 150, "no write heard after {j} tries");
+        k.put("s", &format!("last{j}"), blob(b"v")).await.unwrap();
+        total += 1;
+        // Only paces the next write; nothing depends on how long it is.
+        while let Ok(note) = tokio::time::timeout(Duration::from_millis(200), heard.recv()).await {
+            let (keys, l) = note.expect("the observer is served");
+            seen += 1;
+            lost += l as usize;
+            if keys == [format!("last{j}")] {
+                break 'writing;
+            }
+        }
+    }
+    assert_eq!(seen + lost, total, "each write heard or counted as lost");
+    assert!(lost > 0, "{writes} writes queued behind a stuck observer, none dropped");
+}
+
+/// Observers are bounded per store and per uid (attacked as uid 2000), and
+/// end with the subscriber's process (here its runtime).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observers_are_bounded_and_end_with_their_subscriber() {
+    let root = tempfile::tempdir().unwrap();
+    let (_dir, sock, _host) = setup(root.path()).await;
+    join(as_uid(2000, &sock, async |k| {
+        let mut keep = Vec::new();
+        for i in 0..accord_data::MAX_OBSERVERS_PER_STORE {
+            let (l, h) = observer();
+            k.subscribe("s", l).await.unwrap_or_else(|e| panic!("observer {i}: {e:?}"));
+            keep.push(h);
+        }
+        let (l, _h) = observer();
+        assert!(matches!(k.subscribe("s", l).await, Err(CallError::Sa(KvError::TooManyObservers(_)))));
+        let per_store = accord_data::MAX_OBSERVERS_PER_STORE;
+        for i in per_store..accord_data::MAX_OBSERVERS_PER_UID {
+            let (l, h) = observer();
+            k.subscribe(&format!("t{}", i / per_store), l).await.unwrap_or_else(|e| panic!("observer {i}: {e:?}"));
+            keep.push(h);
+        }
+        let (l, _h) = observer();
+        let e = k.subscribe("u", l).await;
+        assert!(matches!(&e, Err(CallError::Sa(KvError::TooManyObservers(w))) if w.contains("uid 2000")), "{e:?}");
+        // Another uid's store is not its to watch.
+        let (l, _h) = observer();
+        assert!(matches!(k.subscribe("0:s", l).await, Err(CallError::Sa(KvError::PermissionDenied(2000)))));
+    }))
+    .await;
+    // The uid's runtime is gone with its thread: so are its observers.
+    until_observers(&sock, 0).await;
 }

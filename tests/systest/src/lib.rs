@@ -43,8 +43,19 @@ pub struct Qemu {
 impl Qemu {
     /// Starts QEMU for `arch`; `log_path` receives the console transcript.
     pub fn boot(arch: &str, log_path: &Path) -> Result<Qemu> {
+        Qemu::boot_with_data(arch, log_path, None)
+    }
+
+    /// As [`Qemu::boot`], with `data_img` as the /data disk instead of
+    /// out/<arch>/data.img.
+    pub fn boot_with_data(arch: &str, log_path: &Path, data_img: Option<&Path>) -> Result<Qemu> {
         let repo = repo_root();
-        let out = Command::new(repo.join("rootfs/qemu.sh")).args([arch, "--print"]).output().context("run rootfs/qemu.sh --print")?;
+        let mut print = Command::new(repo.join("rootfs/qemu.sh"));
+        print.args([arch, "--print"]);
+        if let Some(img) = data_img {
+            print.env("ACCORD_DATA_IMG", img);
+        }
+        let out = print.output().context("run rootfs/qemu.sh --print")?;
         if !out.status.success() {
             bail!("rootfs/qemu.sh --print failed: {}", String::from_utf8_lossy(&out.stderr));
         }
@@ -172,6 +183,15 @@ impl Qemu {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// Kills QEMU with SIGKILL (a power cut for the guest: what it had not
+    /// handed to its virtual disk is lost) and waits for it to go.
+    pub fn kill(&mut self) -> Result<()> {
+        self.child.kill().context("kill QEMU")?;
+        self.child.wait().context("wait for QEMU")?;
+        self.save_log();
+        Ok(())
     }
 
     pub fn save_log(&self) {

@@ -189,6 +189,25 @@ fn first_boot(q: &mut Qemu, r: &mut Report) -> Result<()> {
         })(),
     );
     r.check(
+        "kv watch hears a change another process commits",
+        (|| {
+            out(q, "kv watch notes >/tmp/watch.out 2>/tmp/watch.err & echo $! >/tmp/watch.pid")?;
+            // Generous waits, each ending as soon as its line is there.
+            let until = |q: &mut Qemu, file: &str, text: &str| -> Result<()> {
+                let (rc, o) =
+                    q.run(&format!("i=0; until grep -q '{text}' {file}; do i=$((i+1)); [ $i -gt 600 ] && exit 1; sleep 0.1; done"), Duration::from_secs(90))?;
+                ensure!(rc == 0, "no {text:?} in {file}: {o}; {}", out(q, &format!("cat {file} /tmp/watch.err"))?);
+                Ok(())
+            };
+            until(q, "/tmp/watch.err", "watching notes")?;
+            out(q, "kv put notes color blue")?;
+            until(q, "/tmp/watch.out", "color")?;
+            let w = out(q, "cat /tmp/watch.out; kill $(cat /tmp/watch.pid)")?;
+            ensure!(w == "notes\tcolor", "{w:?}");
+            Ok(())
+        })(),
+    );
+    r.check(
         "the boot trace is written",
         (|| {
             let t = out(q, "head -c 200 /data/log/startup/bootup.trace")?;
