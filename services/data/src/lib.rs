@@ -67,8 +67,11 @@ pub const MAX_OBSERVERS_PER_UID: usize = 32;
 /// (and counted in the next one's `lost`).
 pub const MAX_PENDING_NOTES: usize = 64;
 /// Bytes of keys waiting for one observer before newer notifications are
-/// dropped.
-pub const MAX_PENDING_BYTES: usize = 1 << 20;
+/// dropped (a key counts its length plus 8).
+pub const MAX_PENDING_BYTES: usize = 256 << 10;
+/// Bytes of keys waiting for all the observers of one subscribing uid
+/// together: what a uid's slow observers can make the service hold.
+pub const MAX_PENDING_BYTES_PER_UID: usize = 1 << 20;
 
 /// An entry of a store, with what a sync between devices needs: when it
 /// was last written (ms since the epoch) and on which device.
@@ -221,6 +224,14 @@ type StoreKey = (u32, String);
 struct Observers {
     next_id: std::sync::atomic::AtomicU64,
     subs: Mutex<HashMap<StoreKey, Vec<Arc<Sub>>>>,
+    /// Bytes queued for each subscribing uid's observers (taken inside
+    /// `subs`' lock, never the other way round).
+    pending_by_uid: Mutex<HashMap<u32, usize>>,
+}
+
+/// What a notification of `keys` counts against the queues' bounds.
+fn note_bytes(keys: &[String]) -> usize {
+    keys.iter().map(|k| k.len() + 8).sum()
 }
 
 /// One subscription: its queue of notifications and what it dropped.
@@ -246,14 +257,28 @@ impl Observers {
         }
         let subs = accord_safwk::lock(&self.subs);
         let Some(list) = subs.get(&(uid, name.to_owned())) else { return };
-        let bytes: usize = keys.iter().map(|k| k.len() + 8).sum();
+        let bytes = note_bytes(keys);
+        let mut by_uid = accord_safwk::lock(&self.pending_by_uid);
         for sub in list {
             use std::sync::atomic::Ordering::Relaxed;
-            let fits = sub.pending.load(Relaxed) + bytes <= MAX_PENDING_BYTES;
+            let uid_total = by_uid.get(&sub.uid).copied().unwrap_or(0);
+            let fits = sub.pending.load(Relaxed) + bytes <= MAX_PENDING_BYTES && uid_total + bytes <= MAX_PENDING_BYTES_PER_UID;
             if fits && sub.tx.try_send(keys.to_vec()).is_ok() {
                 sub.pending.fetch_add(bytes, Relaxed);
+                *by_uid.entry(sub.uid).or_default() += bytes;
             } else {
                 sub.lost.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    /// `bytes` of `uid`'s queue were delivered or dropped.
+    fn release(&self, uid: u32, bytes: usize) {
+        let mut by_uid = accord_safwk::lock(&self.pending_by_uid);
+        if let Some(n) = by_uid.get_mut(&uid) {
+            *n = n.saturating_sub(bytes);
+            if *n == 0 {
+                by_uid.remove(&uid);
             }
         }
     }
@@ -554,8 +579,9 @@ impl KvDataService for KvService {
                         () = proxy.died() => return Ok(()),
                         () = sub.end.notified() => return Ok(()),
                     };
-                    let bytes: usize = keys.iter().map(|k| k.len() + 8).sum();
+                    let bytes = note_bytes(&keys);
                     sub.pending.fetch_sub(bytes, Relaxed);
+                    observers.release(sub.uid, bytes);
                     let lost = sub.lost.swap(0, Relaxed);
                     proxy.on_change(name.clone(), keys, lost).await?;
                 }
@@ -564,7 +590,11 @@ impl KvDataService for KvService {
             if let Err(e) = r {
                 tracing::info!("observer {id} of {}:{}: {e}; subscription ended", key.0, key.1);
             }
+            // Out of the list first (no notification is queued after),
+            // then what is still queued is given back.
             observers.remove(&key, id);
+            drop(rx);
+            observers.release(sub.uid, sub.pending.swap(0, Relaxed));
         });
         // Typed methods run on the connection's own thread (listeners come
         // only through the fast path), never on the runtime: waiting here

@@ -485,3 +485,65 @@ async fn observers_are_bounded_and_end_with_their_subscriber() {
     // The uid's runtime is gone with its thread: so are its observers.
     until_observers(&sock, 0).await;
 }
+
+/// What a uid's stuck observers make the service hold is bounded for the
+/// uid as a whole (attacked as uid 2000: eight observers that never
+/// answer, then batches of long keys): only about
+/// `MAX_PENDING_BYTES_PER_UID` of notifications wait; the rest are counted
+/// as lost, and the writes are all acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_uid_s_stuck_observers_hold_a_bounded_queue() {
+    struct Stuck(usize, Arc<std::sync::Mutex<std::sync::mpsc::Receiver<()>>>, tokio::sync::mpsc::UnboundedSender<(usize, usize, u32)>);
+    impl KvObserver for Stuck {
+        fn on_change(&self, _store: String, keys: Vec<String>, lost: u32) {
+            let _ = self.1.lock().unwrap().recv();
+            let _ = self.2.send((self.0, keys.len(), lost));
+        }
+    }
+    let root = tempfile::tempdir().unwrap();
+    let (_dir, sock, _host) = setup(root.path()).await;
+    let (heard_total, lost_total, batches) = join(as_uid(2000, &sock, async |k| {
+        let (go, gate) = std::sync::mpsc::channel();
+        let gate = Arc::new(std::sync::Mutex::new(gate));
+        let (tx, mut heard) = tokio::sync::mpsc::unbounded_channel();
+        let observers = accord_data::MAX_OBSERVERS_PER_STORE;
+        for o in 0..observers {
+            k.subscribe("s", Listener::new(Stuck(o, gate.clone(), tx.clone()).into_remote())).await.unwrap();
+        }
+        // 100 keys of 1,000 bytes a batch: ~100 KB a notification.
+        let batches = 40;
+        for b in 0..batches {
+            let entries = (0..100).map(|i| (format!("{b:03}-{i:03}-{}", "k".repeat(990)), ByteBuf::from(vec![1u8]))).collect();
+            k.put_batch("s", entries).await.unwrap();
+        }
+        drop(go);
+        // One last small write per try until every observer heard one
+        // (each then carries what it lost).
+        let (mut heard_total, mut lost_total) = (0usize, 0usize);
+        let mut done = std::collections::HashSet::new();
+        'writing: for j in 0.. {
+            assert!(j < 150, "not every observer heard a write");
+            k.put("s", &format!("last{j}"), blob(b"v")).await.unwrap();
+            while let Ok(note) = tokio::time::timeout(Duration::from_millis(200), heard.recv()).await {
+                let (o, keys, lost) = note.expect("served");
+                lost_total += lost as usize;
+                if keys == 100 {
+                    heard_total += 1;
+                } else {
+                    done.insert(o);
+                    if done.len() == observers {
+                        break 'writing;
+                    }
+                }
+            }
+        }
+        (heard_total, lost_total, batches)
+    }))
+    .await;
+    let note = 100 * (1000 + 8);
+    // Each observer took one off its queue before it stuck; beyond those,
+    // the uid's share of the queue.
+    let bound = accord_data::MAX_OBSERVERS_PER_STORE + accord_data::MAX_PENDING_BYTES_PER_UID / note;
+    assert!(heard_total <= bound, "{heard_total} big notifications were kept for the uid's stuck observers, bound {bound}");
+    assert!(heard_total + lost_total >= batches * accord_data::MAX_OBSERVERS_PER_STORE, "{heard_total} heard + {lost_total} lost");
+}
