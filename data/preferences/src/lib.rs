@@ -172,7 +172,7 @@ pub struct Preferences {
     observers: Mutex<(u64, Vec<(ObserverId, Observer)>)>,
     recovered: Option<String>,
     /// The `flock` that makes this process the file's owner.
-    _lock: File,
+    lock: Option<File>,
 }
 
 /// The files open in this process, so one file has one instance.
@@ -277,17 +277,32 @@ impl Preferences {
         check_name(name)?;
         let dir = dir.canonicalize().map_err(io_err(dir))?;
         let path = dir.join(format!("{name}.prefs"));
-        let mut open = open_files();
-        if let Some(p) = open.get(&path).and_then(Weak::upgrade) {
-            return Ok(p);
-        }
         let lock_path = dir.join(format!("{name}.prefs.lock"));
-        let lock_file = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(&lock_path).map_err(io_err(&lock_path))?;
-        // SAFETY: flock on a descriptor this function owns.
-        if unsafe { libc::flock(lock_file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let started = std::time::Instant::now();
+        let (mut open, lock_file) = loop {
+            let open = open_files();
+            if let Some(p) = open.get(&path).and_then(Weak::upgrade) {
+                return Ok(p);
+            }
+            let lock_file = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(&lock_path).map_err(io_err(&lock_path))?;
+            // SAFETY: flock on a descriptor this function owns.
+            if unsafe { libc::flock(lock_file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                break (open, lock_file);
+            }
             let e = io::Error::last_os_error();
-            return Err(if e.raw_os_error() == Some(libc::EWOULDBLOCK) { PrefsError::Locked(path) } else { PrefsError::Io { path: lock_path, source: e } });
-        }
+            if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                return Err(PrefsError::Io { path: lock_path, source: e });
+            }
+            // An instance of this process being dropped still holds the
+            // lock until its `Drop` takes it out of the table: wait for
+            // that (it is quick); anyone else's lock is `Locked`.
+            let dying = open.get(&path).is_some_and(|w| w.strong_count() == 0);
+            if !dying || started.elapsed() > std::time::Duration::from_secs(5) {
+                return Err(PrefsError::Locked(path));
+            }
+            drop(open);
+            std::thread::yield_now();
+        };
         let backup = dir.join(format!("{name}.prefs.bak"));
         let (values, main_ok, recovered) = match load(&path) {
             Ok(Some(v)) => (v, true, None),
@@ -321,7 +336,7 @@ impl Preferences {
             flushing: Mutex::new(()),
             observers: Mutex::new((0, Vec::new())),
             recovered,
-            _lock: lock_file,
+            lock: Some(lock_file),
         });
         open.insert(path, Arc::downgrade(&prefs));
         Ok(prefs)
@@ -444,6 +459,9 @@ impl Preferences {
             return Err(e);
         }
         lock(&self.state).main_ok = true;
+        // Observers are called after the turn is given back, so one may
+        // flush (or put) itself.
+        drop(_turn);
         let observers: Vec<Observer> = self.observers.lock().unwrap_or_else(|p| p.into_inner()).1.iter().map(|(_, o)| o.clone()).collect();
         for key in &changed {
             for o in &observers {
@@ -506,17 +524,27 @@ impl Drop for Preferences {
         if n > 0 {
             warn!("{}: closed with {n} unflushed changes; they are not kept", self.path.display());
         }
+        // Out of the table and the lock let go together, under the table's
+        // mutex: an `open` of this file sees either this instance or no
+        // lock of this process.
+        let mut open = open_files();
+        if open.get(&self.path).is_some_and(|w| w.strong_count() == 0) {
+            open.remove(&self.path);
+        }
+        drop(self.lock.take());
     }
 }
 
 /// Removes the preferences `name` in `dir` from disk, its backup with it
-/// (OpenHarmony's `deletePreferences`). Refused with `Locked` while it is
+/// (OpenHarmony's `deletePreferences`; the empty `.lock` file stays). Refused with `Locked` while it is
 /// open, in this process or another.
 pub fn delete(dir: &Path, name: &str) -> Result<(), PrefsError> {
     check_name(name)?;
     let dir = dir.canonicalize().map_err(io_err(dir))?;
     let path = dir.join(format!("{name}.prefs"));
-    if open_files().get(&path).and_then(Weak::upgrade).is_some() {
+    // Held to the end: no open of this file in this process meanwhile.
+    let open = open_files();
+    if open.get(&path).is_some_and(|w| w.strong_count() > 0) {
         return Err(PrefsError::Locked(path));
     }
     let lock_path = dir.join(format!("{name}.prefs.lock"));
@@ -531,14 +559,19 @@ pub fn delete(dir: &Path, name: &str) -> Result<(), PrefsError> {
             return Err(PrefsError::Locked(path));
         }
     }
-    for p in [path.clone(), dir.join(format!("{name}.prefs.bak")), dir.join(format!("{name}.prefs.tmp")), lock_path] {
+    // The lock file stays: removing it would let a process that opened it
+    // just before lock a file nobody else can find any more, while a third
+    // creates a new one (two owners).
+    for p in [path.clone(), dir.join(format!("{name}.prefs.bak")), dir.join(format!("{name}.prefs.tmp"))] {
         match fs::remove_file(&p) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(PrefsError::Io { path: p, source: e }),
         }
     }
-    File::open(&dir).and_then(|d| d.sync_all()).map_err(io_err(&dir))
+    let synced = File::open(&dir).and_then(|d| d.sync_all()).map_err(io_err(&dir));
+    drop(open);
+    synced
 }
 
 #[cfg(test)]

@@ -245,6 +245,10 @@ pub enum RdbError {
     VersionTooNew { path: PathBuf, stored: u32, asked: u32 },
     #[error("{path}: {why}")]
     Callback { path: PathBuf, why: String },
+    #[error("{path}: all {readers} readers stayed taken for 10 s (result sets still open?)")]
+    NoReader { path: PathBuf, readers: usize },
+    #[error("{0}: the store's own methods were called inside its transaction (use the Transaction given to the closure)")]
+    Reentrant(PathBuf),
     #[error("{path}: {source}")]
     Sqlite { path: PathBuf, source: rusqlite::Error },
     #[error("{path}: {source}")]
@@ -302,8 +306,11 @@ pub(crate) struct Pool {
 
 impl Pool {
     /// A reader: an idle one, a new one while fewer than `max` are open,
-    /// else the next one given back.
+    /// else the next one given back within [`BUSY_TIMEOUT`]
+    /// ([`RdbError::NoReader`]: every reader is held, e.g. by result sets
+    /// this thread keeps).
     pub(crate) fn take(self: &Arc<Pool>) -> Result<Connection, RdbError> {
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
         let mut g = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             if let Some(c) = g.0.pop() {
@@ -316,7 +323,11 @@ impl Pool {
                     self.idle.lock().unwrap_or_else(|p| p.into_inner()).1 -= 1;
                 });
             }
-            g = self.freed.wait(g).unwrap_or_else(|p| p.into_inner());
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(RdbError::NoReader { path: self.path.clone(), readers: self.max });
+            }
+            g = self.freed.wait_timeout(g, left).unwrap_or_else(|p| p.into_inner()).0;
         }
     }
 
@@ -334,8 +345,19 @@ impl Pool {
 
 fn open_reader(path: &Path) -> Result<Connection, RdbError> {
     let c = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX).map_err(sql_err(path))?;
+    strict(&c).map_err(sql_err(path))?;
     c.busy_timeout(BUSY_TIMEOUT).map_err(sql_err(path))?;
     Ok(c)
+}
+
+/// Turns off SQLite's "double-quoted string" fallback: a quoted name that
+/// is no column is an error, never the string literal it would otherwise
+/// become (a misspelt column in a predicate would match every row).
+fn strict(c: &Connection) -> rusqlite::Result<()> {
+    use rusqlite::config::DbConfig;
+    c.set_db_config(DbConfig::SQLITE_DBCONFIG_DQS_DML, false)?;
+    c.set_db_config(DbConfig::SQLITE_DBCONFIG_DQS_DDL, false)?;
+    Ok(())
 }
 
 /// An open store. `Send + Sync`: share it with an `Arc`.
@@ -354,6 +376,34 @@ pub struct Transaction<'a> {
 
 const META: &str = "accord_rdb_meta";
 
+thread_local! {
+    /// The stores whose transaction this thread is running.
+    static IN_TRANSACTION: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Marks a store as in a transaction on this thread while it lives (a
+/// panic included).
+struct InTransaction(usize);
+
+impl InTransaction {
+    fn enter(store: &RdbStore) -> InTransaction {
+        let me = store as *const RdbStore as usize;
+        IN_TRANSACTION.with(|t| t.borrow_mut().push(me));
+        InTransaction(me)
+    }
+}
+
+impl Drop for InTransaction {
+    fn drop(&mut self) {
+        IN_TRANSACTION.with(|t| {
+            let mut t = t.borrow_mut();
+            if let Some(i) = t.iter().rposition(|x| *x == self.0) {
+                t.remove(i);
+            }
+        });
+    }
+}
+
 impl RdbStore {
     /// Opens (creating it if needed) the store `config.path` at schema
     /// `version` (≥ 1), running `callback` as its version asks. Errors:
@@ -365,6 +415,7 @@ impl RdbStore {
         let existed = path.exists();
         let writer = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
             .map_err(&e)?;
+        strict(&writer).map_err(&e)?;
         if !existed {
             fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).map_err(|source| RdbError::Io { path: path.clone(), source })?;
         }
@@ -428,16 +479,25 @@ impl RdbStore {
         &self.path
     }
 
-    fn writer(&self) -> MutexGuard<'_, Connection> {
-        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    /// The writer; [`RdbError::Reentrant`] inside this store's own
+    /// transaction on this thread (waiting would deadlock).
+    fn writer(&self) -> Result<MutexGuard<'_, Connection>, RdbError> {
+        let me = self as *const RdbStore as usize;
+        if IN_TRANSACTION.with(|t| t.borrow().contains(&me)) {
+            return Err(RdbError::Reentrant(self.path.clone()));
+        }
+        Ok(self.writer.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Runs `f` in one transaction on the writer: committed if it returns
     /// `Ok` (durably, under `Sync::Full`), rolled back if it returns `Err`
-    /// or panics.
+    /// or panics. Inside `f`, write through the `Transaction` it is given:
+    /// the store's own methods there are [`RdbError::Reentrant`] (they
+    /// would wait for the writer `f` holds).
     pub fn transaction<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T, RdbError>) -> Result<T, RdbError> {
-        let mut w = self.writer();
+        let mut w = self.writer()?;
         let tx = w.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(sql_err(&self.path))?;
+        let _inside = InTransaction::enter(self);
         let out = f(&Transaction { conn: &tx, path: &self.path })?;
         tx.commit().map_err(sql_err(&self.path))?;
         Ok(out)
@@ -446,12 +506,12 @@ impl RdbStore {
     /// Runs SQL with bound `args` on the writer (one statement; DDL or
     /// DML); returns the rows it changed.
     pub fn execute(&self, sql: &str, args: &[Value]) -> Result<usize, RdbError> {
-        Transaction { conn: &self.writer(), path: &self.path }.execute(sql, args)
+        Transaction { conn: &*self.writer()?, path: &self.path }.execute(sql, args)
     }
 
     /// Inserts a row; returns its rowid.
     pub fn insert(&self, table: &str, values: &ValuesBucket) -> Result<i64, RdbError> {
-        Transaction { conn: &self.writer(), path: &self.path }.insert(table, values)
+        Transaction { conn: &*self.writer()?, path: &self.path }.insert(table, values)
     }
 
     /// Inserts rows in one transaction (all or none); returns how many.
@@ -466,12 +526,12 @@ impl RdbStore {
 
     /// Sets `values` on the rows `predicates` match; returns how many.
     pub fn update(&self, values: &ValuesBucket, predicates: &RdbPredicates) -> Result<usize, RdbError> {
-        Transaction { conn: &self.writer(), path: &self.path }.update(values, predicates)
+        Transaction { conn: &*self.writer()?, path: &self.path }.update(values, predicates)
     }
 
     /// Deletes the rows `predicates` match; returns how many.
     pub fn delete(&self, predicates: &RdbPredicates) -> Result<usize, RdbError> {
-        Transaction { conn: &self.writer(), path: &self.path }.delete(predicates)
+        Transaction { conn: &*self.writer()?, path: &self.path }.delete(predicates)
     }
 
     /// The rows `predicates` match, `columns` of them (all when empty), in
@@ -488,17 +548,23 @@ impl RdbStore {
 
     /// The schema version (`PRAGMA user_version`).
     pub fn version(&self) -> Result<u32, RdbError> {
-        Transaction { conn: &self.writer(), path: &self.path }.version()
+        Transaction { conn: &*self.writer()?, path: &self.path }.version()
     }
 
     /// Copies the store, consistent as of one moment, to `dest` (replaced
     /// atomically: written beside it, synced, renamed).
     pub fn backup(&self, dest: &Path) -> Result<(), RdbError> {
+        if dest.canonicalize().ok().is_some_and(|d| self.path.canonicalize().is_ok_and(|p| p == d)) {
+            return Err(RdbError::Io {
+                path: dest.to_owned(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "a backup cannot replace the store itself"),
+            });
+        }
         let tmp = dest.with_extension("backup-tmp");
         let _ = fs::remove_file(&tmp);
         let de = sql_err(dest);
         {
-            let w = self.writer();
+            let w = self.writer()?;
             let mut out = Connection::open(&tmp).map_err(&de)?;
             Backup::new(&w, &mut out).map_err(&de)?.run_to_completion(256, Duration::ZERO, None).map_err(&de)?;
             out.pragma_update(None, "journal_mode", "DELETE").map_err(&de)?;
@@ -522,7 +588,7 @@ impl RdbStore {
         if check != "ok" {
             return Err(RdbError::Corrupted { path: src.to_owned(), why: check });
         }
-        let mut w = self.writer();
+        let mut w = self.writer()?;
         Backup::new(&from, &mut w).map_err(sql_err(&self.path))?.run_to_completion(256, Duration::from_millis(10), None).map_err(sql_err(&self.path))?;
         info!("{}: restored from {}", self.path.display(), src.display());
         Ok(())
@@ -530,7 +596,7 @@ impl RdbStore {
 
     /// `PRAGMA integrity_check` on the store: `Ok` or the problems found.
     pub fn integrity_check(&self) -> Result<Result<(), String>, RdbError> {
-        let w = self.writer();
+        let w = self.writer()?;
         let mut st = w.prepare("PRAGMA integrity_check").map_err(sql_err(&self.path))?;
         let lines: Vec<String> = st.query_map([], |r| r.get(0)).and_then(|m| m.collect()).map_err(sql_err(&self.path))?;
         Ok(if lines == ["ok"] { Ok(()) } else { Err(lines.join("; ")) })

@@ -36,9 +36,12 @@ pub struct ResultSet {
 impl ResultSet {
     pub(crate) fn start(pool: Arc<Pool>, sql: String, args: Vec<Value>, limit: Option<i64>, offset: i64) -> Result<ResultSet, RdbError> {
         let conn = pool.take()?;
+        if let Err(e) = conn.prepare_cached("BEGIN").and_then(|mut st| st.execute([])) {
+            pool.give_back(conn);
+            return Err(sql_err(&pool.path)(e));
+        }
         let mut rs =
             ResultSet { conn: None, sql, args, limit, offset, columns: Vec::new(), page: Vec::new(), width: 0, page_start: 0, total: None, pos: None, pool };
-        conn.prepare_cached("BEGIN").and_then(|mut st| st.execute([])).map_err(sql_err(&rs.pool.path))?;
         rs.conn = Some(conn);
         rs.load(0)?;
         Ok(rs)
@@ -54,8 +57,8 @@ impl ResultSet {
             want = want.min(l - start as i64).max(0);
         }
         if want == 0 && !self.columns.is_empty() {
-            // Past the query's own limit: nothing to ask SQLite.
-            self.total = Some(start);
+            // Past the query's own limit: nothing to ask SQLite (and no
+            // total learnt: the query may have fewer rows than its limit).
             self.page.clear();
             self.page_start = start;
             return Ok(());
@@ -73,7 +76,9 @@ impl ResultSet {
         if want == 0 {
             // A query of no rows (`limit(0)`): prepared for its column
             // names only.
-            self.total = Some(start);
+            if start == 0 {
+                self.total = Some(0);
+            }
             self.page.clear();
             self.page_start = start;
             return Ok(());
@@ -95,7 +100,9 @@ impl ResultSet {
             }
         }
         let got = page.len().checked_div(n).unwrap_or(0);
-        if !cut && (got as i64) < want {
+        // A short page ends the rows, unless it is empty past the start
+        // (a jump beyond the end says nothing of where the end is).
+        if !cut && (got as i64) < want && (got > 0 || start == 0) {
             self.total = Some(start + got);
         }
         self.page = page;
@@ -121,8 +128,8 @@ impl ResultSet {
     /// Moves the cursor to row `row` (from 0); false (and the cursor past
     /// the end) when there is no such row.
     pub fn go_to_row(&mut self, row: usize) -> Result<bool, RdbError> {
-        if self.total.is_some_and(|t| row >= t) {
-            self.pos = self.total;
+        if self.total.is_some_and(|t| row >= t) || self.limit.is_some_and(|l| row as i64 >= l) {
+            self.pos = None;
             return Ok(false);
         }
         if row < self.page_start || row >= self.page_start + self.rows_in_page() {
@@ -132,7 +139,7 @@ impl ResultSet {
             self.pos = Some(row);
             Ok(true)
         } else {
-            self.pos = self.total;
+            self.pos = None;
             Ok(false)
         }
     }

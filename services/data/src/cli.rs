@@ -8,6 +8,9 @@
 //! kv put <store> <key> <value>   stores it (durably, when kv returns)
 //! kv rm <store> <key>            deletes it (exit 1 if it was not there)
 //! kv dump <store> [prefix]       every entry: key, tab, value (lossy UTF-8)
+//! kv backup <store> <name>       copies the store into its backup <name>
+//! kv restore <store> <name>      makes the store its backup <name> again
+//! kv backups <store>             the store's backups
 //! kv watch <store>               each committed change: store, tab, key
 //!                                (until interrupted; "lost N" if it fell behind)
 //! ```
@@ -43,6 +46,9 @@ enum Cmd<'a> {
     Rm(&'a str, &'a str),
     Dump(&'a str, &'a str),
     Watch(&'a str),
+    Backup(&'a str, &'a str),
+    Restore(&'a str, &'a str),
+    Backups(&'a str),
 }
 
 fn parse<'a>(rest: &[&'a str]) -> Option<Cmd<'a>> {
@@ -54,6 +60,9 @@ fn parse<'a>(rest: &[&'a str]) -> Option<Cmd<'a>> {
         ["dump", store] => Cmd::Dump(store, ""),
         ["dump", store, prefix] => Cmd::Dump(store, prefix),
         ["watch", store] => Cmd::Watch(store),
+        ["backup", store, name] => Cmd::Backup(store, name),
+        ["restore", store, name] => Cmd::Restore(store, name),
+        ["backups", store] => Cmd::Backups(store),
         _ => return None,
     })
 }
@@ -105,6 +114,16 @@ pub fn main(args: Vec<String>) -> Result<()> {
                     for e in &page {
                         writeln!(out, "{}\t{}", e.key, String::from_utf8_lossy(&e.value))?;
                     }
+                }
+            }
+            Cmd::Backup(store, name) => kv.backup(store, name).await.map_err(why)?,
+            Cmd::Restore(store, name) => {
+                let n = kv.restore(store, name).await.map_err(why)?;
+                writeln!(out, "{n} keys changed")?;
+            }
+            Cmd::Backups(store) => {
+                for b in kv.backups(store).await.map_err(why)? {
+                    writeln!(out, "{b}")?;
                 }
             }
             Cmd::Watch(store) => {

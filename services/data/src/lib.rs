@@ -59,6 +59,8 @@ pub const DEFAULT_QUOTA: u64 = 32 << 20;
 pub const MAX_OPEN: usize = 128;
 /// Longest store name.
 pub const MAX_STORE_NAME: usize = 128;
+/// Most backups of one store.
+pub const MAX_BACKUPS_PER_STORE: usize = 5;
 /// Most observers of one store (OpenHarmony allows 8 per store).
 pub const MAX_OBSERVERS_PER_STORE: usize = 8;
 /// Most subscriptions one uid holds, over all stores.
@@ -66,11 +68,13 @@ pub const MAX_OBSERVERS_PER_UID: usize = 32;
 /// Notifications waiting for one observer before newer ones are dropped
 /// (and counted in the next one's `lost`).
 pub const MAX_PENDING_NOTES: usize = 64;
-/// Bytes of keys waiting for one observer before newer notifications are
-/// dropped (a key counts its length plus 8).
+/// Bytes of keys waiting for one observer (queued or being delivered)
+/// before newer notifications are dropped (a key counts its length plus
+/// 48, what its `String` costs).
 pub const MAX_PENDING_BYTES: usize = 256 << 10;
-/// Bytes of keys waiting for all the observers of one subscribing uid
-/// together: what a uid's slow observers can make the service hold.
+/// Bytes of keys waiting (queued or being delivered) for all the
+/// observers of one subscribing uid together: what a uid's slow observers
+/// can make the service hold.
 pub const MAX_PENDING_BYTES_PER_UID: usize = 1 << 20;
 
 /// An entry of a store, with what a sync between devices needs: when it
@@ -135,6 +139,12 @@ pub enum KvError {
     /// [`MAX_OBSERVERS_PER_UID`] subscriptions.
     #[error("too many observers: {0}")]
     TooManyObservers(String),
+    /// The store has [`MAX_BACKUPS_PER_STORE`] backups already.
+    #[error("store {0:?} has {MAX_BACKUPS_PER_STORE} backups already: delete one")]
+    TooManyBackups(String),
+    /// No backup of that name.
+    #[error("no backup {0:?}")]
+    NoSuchBackup(String),
     /// The observer given to `subscribe` could not be reached (its
     /// handshake failed or the uid has too many under way): not subscribed.
     #[error("the observer cannot be called: {0}")]
@@ -176,13 +186,28 @@ pub trait KvDataService {
     fn delete_store(&self, caller: &Caller, store: &str) -> Result<bool, KvError>;
     /// Calls `observer` back with the keys of every write committed to
     /// `store` from now on (OpenHarmony's `SubscribeKvStore`), in commit
-    /// order, until it is unsubscribed or its process goes; returns the
-    /// subscription's id. The store need not exist yet. At most
+    /// order, until it is unsubscribed, its process goes, or a notification
+    /// fails or goes unanswered for 30 s (the call deadline; the service
+    /// logs why); returns the subscription's id. The store need not exist yet. At most
     /// [`MAX_OBSERVERS_PER_STORE`] per store and [`MAX_OBSERVERS_PER_UID`]
     /// per subscribing uid ([`KvError::TooManyObservers`]).
     fn subscribe(&self, caller: &Caller, store: &str, observer: Listener<KvObserverProxy>) -> Result<u64, KvError>;
     /// Ends a subscription of the caller's uid; whether it was there.
     fn unsubscribe(&self, caller: &Caller, id: u64) -> Result<bool, KvError>;
+    /// Copies `store` as it is now into its backup `name` (replacing a
+    /// backup of that name; OpenHarmony's `backup`). Backups count against
+    /// the uid's share of the disk; at most [`MAX_BACKUPS_PER_STORE`] per
+    /// store ([`KvError::TooManyBackups`]); they outlive `delete_store`.
+    fn backup(&self, caller: &Caller, store: &str, name: &str) -> Result<(), KvError>;
+    /// Makes `store`'s entries those of its backup `name`, in one
+    /// transaction written to the change log and told to observers;
+    /// returns how many keys changed ([`KvError::NoSuchBackup`],
+    /// [`KvError::Corrupted`] for a damaged backup: the store is untouched).
+    fn restore(&self, caller: &Caller, store: &str, name: &str) -> Result<u32, KvError>;
+    /// The names of `store`'s backups, sorted.
+    fn backups(&self, caller: &Caller, store: &str) -> Result<Vec<String>, KvError>;
+    /// Deletes `store`'s backup `name`; whether it existed.
+    fn delete_backup(&self, caller: &Caller, store: &str, name: &str) -> Result<bool, KvError>;
 }
 
 /// What a subscriber implements (OpenHarmony's `KvStoreObserver`).
@@ -229,9 +254,11 @@ struct Observers {
     pending_by_uid: Mutex<HashMap<u32, usize>>,
 }
 
-/// What a notification of `keys` counts against the queues' bounds.
+/// What a notification of `keys` counts against the queues' bounds: what
+/// it holds in memory (each key's bytes, its `String` and the allocator's
+/// share, and the `Vec`).
 fn note_bytes(keys: &[String]) -> usize {
-    keys.iter().map(|k| k.len() + 8).sum()
+    64 + keys.iter().map(|k| k.len() + 48).sum::<usize>()
 }
 
 /// One subscription: its queue of notifications and what it dropped.
@@ -408,6 +435,26 @@ impl KvService {
         Ok(open.entry(key).or_insert(opened).clone())
     }
 
+    /// Where backup `name` of a uid's store lives: beside its stores, as
+    /// `<store>~<name>.bak` (`~` is in no name, so the split is one).
+    fn backup_path(&self, uid: u32, store: &str, name: &str) -> PathBuf {
+        self.uid_dir(uid).join(format!("{store}~{name}.bak"))
+    }
+
+    /// The names of a store's backups, sorted.
+    fn backup_names(&self, uid: u32, store: &str) -> Vec<String> {
+        let prefix = format!("{store}~");
+        let mut names: Vec<String> = std::fs::read_dir(self.uid_dir(uid))
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.file_name().to_str()?.strip_prefix(&prefix)?.strip_suffix(".bak").map(str::to_owned))
+                    .filter(|n| valid_store_name(n))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
     /// The store names in a uid's directory, sorted.
     fn names_in(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -579,11 +626,18 @@ impl KvDataService for KvService {
                         () = proxy.died() => return Ok(()),
                         () = sub.end.notified() => return Ok(()),
                     };
+                    // The note's bytes stay counted until its call is
+                    // over: a note in flight is held as much as a queued one.
                     let bytes = note_bytes(&keys);
+                    let lost = sub.lost.swap(0, Relaxed);
+                    let answered = tokio::select! {
+                        r = proxy.on_change(name.clone(), keys, lost) => r,
+                        () = proxy.died() => return Ok(()),
+                        () = sub.end.notified() => return Ok(()),
+                    };
                     sub.pending.fetch_sub(bytes, Relaxed);
                     observers.release(sub.uid, bytes);
-                    let lost = sub.lost.swap(0, Relaxed);
-                    proxy.on_change(name.clone(), keys, lost).await?;
+                    answered?;
                 }
             };
             let r: Result<(), accord_ipc::remote::RemoteError> = ended.await;
@@ -617,6 +671,56 @@ impl KvDataService for KvService {
             sub.end.notify_one();
         }
         Ok(sub.is_some())
+    }
+
+    fn backup(&self, caller: &Caller, store: &str, name: &str) -> Result<(), KvError> {
+        let (uid, sname) = Self::resolve(caller, store)?;
+        if !valid_store_name(name) {
+            return Err(KvError::InvalidStoreName(name.to_owned()));
+        }
+        let path = self.backup_path(uid, &sname, name);
+        if !path.exists() && self.backup_names(uid, &sname).len() >= MAX_BACKUPS_PER_STORE {
+            return Err(KvError::TooManyBackups(store.to_owned()));
+        }
+        // A backup is a write of the uid's share: its turn, its quota.
+        let turn = accord_safwk::lock(&self.writers).entry(uid).or_default().clone();
+        let _turn = accord_safwk::lock(&turn);
+        self.check_quota(uid)?;
+        self.with(caller, store, false, |s| s.backup_into(&path))
+    }
+
+    fn restore(&self, caller: &Caller, store: &str, name: &str) -> Result<u32, KvError> {
+        let (uid, sname) = Self::resolve(caller, store)?;
+        if !valid_store_name(name) {
+            return Err(KvError::InvalidStoreName(name.to_owned()));
+        }
+        let path = self.backup_path(uid, &sname, name);
+        if !path.is_file() {
+            return Err(KvError::NoSuchBackup(name.to_owned()));
+        }
+        self.write(caller, store, |s| {
+            let keys = s.restore_from(&path, &self.origin)?;
+            self.observers.notify(uid, &sname, &keys);
+            Ok(u32::try_from(keys.len()).unwrap_or(u32::MAX))
+        })
+    }
+
+    fn backups(&self, caller: &Caller, store: &str) -> Result<Vec<String>, KvError> {
+        let (uid, sname) = Self::resolve(caller, store)?;
+        Ok(self.backup_names(uid, &sname))
+    }
+
+    fn delete_backup(&self, caller: &Caller, store: &str, name: &str) -> Result<bool, KvError> {
+        let (uid, sname) = Self::resolve(caller, store)?;
+        if !valid_store_name(name) {
+            return Err(KvError::InvalidStoreName(name.to_owned()));
+        }
+        let path = self.backup_path(uid, &sname, name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(KvError::Storage(format!("{}: {e}", path.display()))),
+        }
     }
 
     fn on_dump(&self, _args: &[String]) -> String {

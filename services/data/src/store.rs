@@ -241,6 +241,73 @@ impl Store {
         r.map_err(|e| self.error(e))
     }
 
+    /// Writes a copy of the store as it is now to `dest` (SQLite's
+    /// `VACUUM INTO` a file beside it, synced, renamed over `dest`, the
+    /// directory synced): `dest` is the old copy or the new one, never
+    /// half of one.
+    pub fn backup_into(&self, dest: &Path) -> Result<(), KvError> {
+        let tmp = dest.with_extension("bak-tmp");
+        let _ = std::fs::remove_file(&tmp);
+        let io = |e: std::io::Error, p: &Path| KvError::Storage(format!("backup of {}: {}: {e}", self.name, p.display()));
+        let tmp_str = tmp.to_str().ok_or_else(|| KvError::Storage(format!("{} is not UTF-8", tmp.display())))?;
+        self.conn.execute("VACUUM INTO ?1", params![tmp_str]).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            self.error(e)
+        })?;
+        std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| io(e, &tmp))?;
+        std::fs::rename(&tmp, dest).map_err(|e| io(e, dest))?;
+        if let Some(dir) = dest.parent() {
+            std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io(e, dir))?;
+        }
+        Ok(())
+    }
+
+    /// Makes the store's entries those of the backup `src`, in one
+    /// transaction: keys not in the backup are deleted, keys whose value
+    /// differs are put, each with its change-log record (so a sync sees a
+    /// restore as the changes it is). A backup that is not a sound store is
+    /// [`KvError::Corrupted`] naming it, and the store is left as it was.
+    /// Returns the keys that changed.
+    pub fn restore_from(&mut self, src: &Path, origin: &str) -> Result<Vec<String>, KvError> {
+        let bad = |why: String| KvError::Corrupted { store: self.name.clone(), why: format!("backup {}: {why}", src.display()) };
+        {
+            let b = Connection::open_with_flags(src, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX).map_err(|e| bad(e.to_string()))?;
+            let check: String = b.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(|e| bad(e.to_string()))?;
+            if check != "ok" {
+                return Err(bad(check));
+            }
+            b.query_row("SELECT count(*) FROM entries", [], |r| r.get::<_, i64>(0)).map_err(|e| bad(e.to_string()))?;
+        }
+        let src_str = src.to_str().ok_or_else(|| KvError::Storage(format!("{} is not UTF-8", src.display())))?;
+        self.conn.execute("ATTACH DATABASE ?1 AS b", params![src_str]).map_err(|e| self.error(e))?;
+        let before: Result<i64, KvError> = self.conn.query_row("SELECT coalesce(max(seq), 0) FROM changes", [], |r| r.get(0)).map_err(|e| self.error(e));
+        let r = before.and_then(|before| {
+            self.write(|tx, mtime| {
+                tx.execute(
+                    "INSERT INTO changes(key, deleted, mtime, origin) SELECT key, 1, ?1, ?2 FROM entries WHERE key NOT IN (SELECT key FROM b.entries)",
+                    params![mtime, origin],
+                )?;
+                tx.execute("DELETE FROM entries WHERE key NOT IN (SELECT key FROM b.entries)", [])?;
+                tx.execute(
+                    "INSERT INTO changes(key, deleted, mtime, origin) SELECT s.key, 0, ?1, ?2 FROM b.entries s LEFT JOIN entries m ON m.key = s.key WHERE m.key IS NULL OR m.value IS NOT s.value",
+                    params![mtime, origin],
+                )?;
+                tx.execute(
+                    "INSERT OR REPLACE INTO entries(key, value, mtime, origin) SELECT s.key, s.value, ?1, ?2 FROM b.entries s LEFT JOIN entries m ON m.key = s.key WHERE m.key IS NULL OR m.value IS NOT s.value",
+                    params![mtime, origin],
+                )?;
+                Ok(())
+            })?;
+            let mut st = self.conn.prepare("SELECT key FROM changes WHERE seq > ?1 ORDER BY seq").map_err(|e| self.error(e))?;
+            let keys = st.query_map(params![before], |r| r.get(0)).and_then(|m| m.collect()).map_err(|e| self.error(e));
+            keys
+        });
+        let detached = self.conn.execute("DETACH DATABASE b", []);
+        let keys = r?;
+        detached.map_err(|e| self.error(e))?;
+        Ok(keys)
+    }
+
     /// How many entries the store holds.
     pub fn count(&self) -> Result<u64, KvError> {
         self.conn.query_row("SELECT count(*) FROM entries", [], |r| r.get::<_, i64>(0)).map(|n| n as u64).map_err(|e| self.error(e))

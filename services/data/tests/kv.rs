@@ -540,10 +540,70 @@ async fn a_uid_s_stuck_observers_hold_a_bounded_queue() {
         (heard_total, lost_total, batches)
     }))
     .await;
-    let note = 100 * (1000 + 8);
-    // Each observer took one off its queue before it stuck; beyond those,
-    // the uid's share of the queue.
-    let bound = accord_data::MAX_OBSERVERS_PER_STORE + accord_data::MAX_PENDING_BYTES_PER_UID / note;
+    // A note being delivered counts as much as a queued one: the uid's
+    // share holds them all.
+    let key_len = format!("{:03}-{:03}-{}", 0, 0, "k".repeat(990)).len();
+    let note = 64 + 100 * (key_len + 48);
+    let bound = accord_data::MAX_PENDING_BYTES_PER_UID / note;
     assert!(heard_total <= bound, "{heard_total} big notifications were kept for the uid's stuck observers, bound {bound}");
     assert!(heard_total + lost_total >= batches * accord_data::MAX_OBSERVERS_PER_STORE, "{heard_total} heard + {lost_total} lost");
+}
+
+/// A backup is the store at one moment; a restore brings it back as
+/// changes (the change log and observers see them); damaged or missing
+/// backups and bad names are named errors that leave the store alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_and_restore_through_samgr() {
+    let root = tempfile::tempdir().unwrap();
+    let (_dir, sock, _host) = setup(root.path()).await;
+    let k = kv(&sock).await;
+    k.put("notes", "a", blob(b"1")).await.unwrap();
+    k.put("notes", "b", blob(b"2")).await.unwrap();
+    k.backup("notes", "b1").await.unwrap();
+    k.put("notes", "a", blob(b"9")).await.unwrap();
+    k.put("notes", "c", blob(b"3")).await.unwrap();
+    assert!(k.delete("notes", "b").await.unwrap());
+    let (l, mut heard) = observer();
+    k.subscribe("notes", l).await.unwrap();
+    let seq = k.changes("notes", 0, 1000).await.unwrap().last().unwrap().seq;
+    assert_eq!(k.restore("notes", "b1").await.unwrap(), 3);
+    assert_eq!(get(&k, "notes", "a").await.unwrap(), b"1");
+    assert_eq!(get(&k, "notes", "b").await.unwrap(), b"2");
+    assert!(matches!(get(&k, "notes", "c").await, Err(CallError::Sa(KvError::NotFound(_)))));
+    let (_, mut keys, _) = next(&mut heard).await;
+    keys.sort();
+    assert_eq!(keys, ["a", "b", "c"], "one notification with every key the restore changed");
+    let changed: Vec<(String, bool)> = k.changes("notes", seq, 100).await.unwrap().into_iter().map(|c| (c.key, c.deleted)).collect();
+    assert_eq!(changed.len(), 3, "{changed:?}");
+    assert!(changed.contains(&("c".into(), true)) && changed.contains(&("b".into(), false)));
+    // Restoring the same backup again changes nothing.
+    assert_eq!(k.restore("notes", "b1").await.unwrap(), 0);
+
+    assert_eq!(k.backups("notes").await.unwrap(), ["b1"]);
+    for i in 2..=accord_data::MAX_BACKUPS_PER_STORE {
+        k.backup("notes", &format!("b{i}")).await.unwrap();
+    }
+    assert!(matches!(k.backup("notes", "one-more").await, Err(CallError::Sa(KvError::TooManyBackups(_)))));
+    k.backup("notes", "b1").await.expect("replacing a backup is not one more");
+    assert!(matches!(k.backup("notes", "../x").await, Err(CallError::Sa(KvError::InvalidStoreName(_)))));
+    assert!(matches!(k.restore("notes", "nope").await, Err(CallError::Sa(KvError::NoSuchBackup(_)))));
+    assert!(matches!(k.backup("absent", "x").await, Err(CallError::Sa(KvError::NoSuchStore(_)))));
+
+    // A damaged backup is named; the store keeps its entries.
+    let file = root.path().join("0").join("notes~b2.bak");
+    std::fs::write(&file, vec![0x42u8; 8192]).unwrap();
+    let e = k.restore("notes", "b2").await.unwrap_err();
+    assert!(matches!(&e, CallError::Sa(KvError::Corrupted { why, .. }) if why.contains("notes~b2.bak")), "{e:?}");
+    assert_eq!(get(&k, "notes", "a").await.unwrap(), b"1");
+    assert!(k.delete_backup("notes", "b2").await.unwrap());
+    assert!(!k.delete_backup("notes", "b2").await.unwrap());
+    assert_eq!(k.backups("notes").await.unwrap().len(), accord_data::MAX_BACKUPS_PER_STORE - 1);
+
+    // Another uid can neither list nor restore these.
+    join(as_uid(2000, &sock, async |k| {
+        assert!(matches!(k.backups("0:notes").await, Err(CallError::Sa(KvError::PermissionDenied(2000)))));
+        assert!(matches!(k.restore("0:notes", "b1").await, Err(CallError::Sa(KvError::PermissionDenied(2000)))));
+        assert!(k.backups("notes").await.unwrap().is_empty(), "its own namespace");
+    }))
+    .await;
 }

@@ -2,7 +2,9 @@
 //! prints the median wall time from QEMU's start to init's start, to
 //! `bootevent.boot.completed` and to the shell prompt, the userland share
 //! (completed − init start), and the time from `poweroff` to QEMU's exit.
-//! Also init's RSS at idle and the image size.
+//! Also init's RSS at idle, the proportional set size (PSS: shared pages
+//! divided among the processes sharing them) of samgr and of the data
+//! service's process after a `kv put`, and the image size.
 //!
 //! Guest times come from init's own boot-time parameters (µs since the
 //! kernel started); the kernel's start is placed on the host clock by
@@ -19,6 +21,15 @@ struct Sample {
     prompt: f64,
     poweroff: f64,
     rss_kb: u64,
+    samgr_pss_kb: u64,
+    data_pss_kb: u64,
+}
+
+/// `Pss:` of a process, in kB, from its smaps_rollup.
+fn pss(q: &mut Qemu, pid_cmd: &str) -> Result<u64> {
+    let (rc, out) = q.run(&format!("grep '^Pss:' /proc/$({pid_cmd})/smaps_rollup"), Duration::from_secs(20))?;
+    ensure!(rc == 0, "no smaps_rollup for `{pid_cmd}`: {out}");
+    out.split_whitespace().nth(1).context("Pss")?.parse().context("Pss value")
 }
 
 fn ms(d: Duration) -> f64 {
@@ -37,6 +48,11 @@ fn one(arch: &str, i: usize) -> Result<Sample> {
     let init_us: f64 = lines[0].parse()?;
     let done_us: f64 = lines[1].parse()?;
     let rss_kb: u64 = lines[2].split_whitespace().nth(1).context("rss")?.parse()?;
+    // The data service started on demand by one call, then idle.
+    let (rc, out) = q.run("kv put bench k v", Duration::from_secs(40))?;
+    ensure!(rc == 0, "kv put: {out}");
+    let data_pss_kb = pss(&mut q, "hidumper -ls | awk '$1 == 1301 {print $4}'")?;
+    let samgr_pss_kb = pss(&mut q, "pidof samgr")?;
     // The guest clock against the host's: the uptime read is the last thing
     // the command does, so its output arrives right after it is taken.
     let (_, up) = q.run("cat /proc/uptime", Duration::from_secs(20))?;
@@ -55,6 +71,8 @@ fn one(arch: &str, i: usize) -> Result<Sample> {
         prompt: ms(prompt.duration_since(q.started)),
         poweroff: ms(exited.duration_since(t_off)),
         rss_kb,
+        samgr_pss_kb,
+        data_pss_kb,
     })
 }
 
@@ -87,6 +105,11 @@ fn main() -> Result<()> {
     println!("  userland share         {:7.0} ms  (completed - init start)", col(|s| s.completed - s.init));
     println!("  poweroff -> QEMU exit  {:7.0} ms", col(|s| s.poweroff));
     println!("  init VmRSS at idle     {:7} kB", samples.iter().map(|s| s.rss_kb).max().unwrap_or(0));
+    println!("  samgr PSS at idle      {:7} kB", samples.iter().map(|s| s.samgr_pss_kb).max().unwrap_or(0));
+    println!(
+        "  data service PSS       {:7} kB  (SA 1301's process after one kv put; issue 9's target: with the storage manager <= 2560 kB)",
+        samples.iter().map(|s| s.data_pss_kb).max().unwrap_or(0)
+    );
     let out = repo_root().join("out").join(&arch);
     for f in ["initramfs.img", "vmlinuz"] {
         if let Ok(m) = std::fs::metadata(out.join(f)) {

@@ -208,6 +208,20 @@ fn first_boot(q: &mut Qemu, r: &mut Report) -> Result<()> {
         })(),
     );
     r.check(
+        "kv backup and restore bring a store back",
+        (|| {
+            out(q, "kv backup notes before")?;
+            out(q, "kv put notes color red")?;
+            let n = out(q, "kv restore notes before")?;
+            ensure!(n == "1 keys changed", "{n:?}");
+            let v = out(q, "kv get notes color")?;
+            ensure!(v == "blue", "after the restore: {v:?}");
+            let b = out(q, "kv backups notes")?;
+            ensure!(b == "before", "{b:?}");
+            Ok(())
+        })(),
+    );
+    r.check(
         "the boot trace is written",
         (|| {
             let t = out(q, "head -c 200 /data/log/startup/bootup.trace")?;
