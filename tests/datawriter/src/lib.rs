@@ -110,17 +110,32 @@ async fn run(gen: u32) -> Result<()> {
     let params = accord_param::Client::connect().context("the parameter service")?;
     let mut out = std::io::stdout().lock();
     for i in 0u64.. {
-        kv.put(STORE, &format!("g{gen}-{i}"), Blob::new(format!("v{i}").into_bytes())?).await.map_err(kv_err)?;
-        writeln!(out, "ACK kv {gen} {i}")?;
-        rdb.insert("acks", &ValuesBucket::new().put("gen", gen).put("i", i as i64).put("payload", format!("v{i}")))?;
-        writeln!(out, "ACK rdb {gen} {i}")?;
-        prefs.put(&format!("g{gen}"), i as i64)?;
-        prefs.flush()?;
-        writeln!(out, "ACK pref {gen} {i}")?;
-        params.set(&format!("persist.powercut.g{gen}"), &i.to_string())?;
-        writeln!(out, "ACK param {gen} {i}")?;
-        out.flush()?;
+        step(&kv, &rdb, &prefs, &params, &mut out, gen, i).await?;
     }
+    Ok(())
+}
+
+/// Write `i` of generation `gen` to each store, each acknowledged on `out`
+/// once the store returned.
+async fn step(
+    kv: &KvDataServiceProxy,
+    rdb: &RdbStore,
+    prefs: &Preferences,
+    params: &accord_param::Client,
+    out: &mut impl Write,
+    gen: u32,
+    i: u64,
+) -> Result<()> {
+    kv.put(STORE, &format!("g{gen}-{i}"), Blob::new(format!("v{i}").into_bytes())?).await.map_err(kv_err)?;
+    writeln!(out, "ACK kv {gen} {i}")?;
+    rdb.insert("acks", &ValuesBucket::new().put("gen", gen).put("i", i as i64).put("payload", format!("v{i}")))?;
+    writeln!(out, "ACK rdb {gen} {i}")?;
+    prefs.put(&format!("g{gen}"), i as i64)?;
+    prefs.flush()?;
+    writeln!(out, "ACK pref {gen} {i}")?;
+    params.set(&format!("persist.powercut.g{gen}"), &i.to_string())?;
+    writeln!(out, "ACK param {gen} {i}")?;
+    out.flush()?;
     Ok(())
 }
 
@@ -226,16 +241,7 @@ async fn recovered(gen: u32) -> Result<()> {
     let params = accord_param::Client::connect().context("the parameter service")?;
     let mut out = std::io::stdout().lock();
     // A generation of its own (the host passes the next one).
-    let i = 0u64;
-    kv.put(STORE, &format!("g{gen}-{i}"), Blob::new(format!("v{i}").into_bytes())?).await.map_err(kv_err)?;
-    writeln!(out, "ACK kv {gen} {i}")?;
-    rdb.insert("acks", &ValuesBucket::new().put("gen", gen).put("i", i as i64).put("payload", format!("v{i}")))?;
-    writeln!(out, "ACK rdb {gen} {i}")?;
-    prefs.put(&format!("g{gen}"), i as i64)?;
-    prefs.flush()?;
-    writeln!(out, "ACK pref {gen} {i}")?;
-    params.set(&format!("persist.powercut.g{gen}"), &i.to_string())?;
-    writeln!(out, "ACK param {gen} {i}")?;
+    step(&kv, &rdb, &prefs, &params, &mut out, gen, 0).await?;
     writeln!(out, "DONE")?;
     Ok(())
 }

@@ -35,18 +35,6 @@ const KINDS: [&str; 4] = ["kv", "rdb", "pref", "param"];
 /// (kind, generation) -> the highest acknowledged i.
 type Acked = BTreeMap<(String, u32), i64>;
 
-/// xorshift64*: enough to pick moments, and replayable from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
-
 /// Every complete `ACK kind gen i` line of `text` for generation `gen`.
 fn acks(text: &str, gen: u32, into: &mut Acked) {
     // The last line may be cut by the kill: only lines that ended count.
@@ -119,7 +107,8 @@ fn run() -> Result<()> {
         None => SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1,
     };
     println!("power-cut: {rounds} rounds on {arch}, seed {seed}");
-    let mut rng = Rng(seed);
+    // fastrand: small, seedable, so a run replays from its seed.
+    let mut rng = fastrand::Rng::with_seed(seed);
     let dir = repo_root().join("out").join(&arch).join("power-cut");
     std::fs::create_dir_all(&dir)?;
     let img = dir.join("data.img");
@@ -151,7 +140,7 @@ fn run() -> Result<()> {
         }
         q.send(&format!("datawriter run {round}"))?;
         q.wait_for(&format!("ACK kv {round} 0\n"), CMD).with_context(|| format!("round {round}: the writer's first write"))?;
-        let delay = rng.next() % (MAX_DELAY_MS + 1);
+        let delay = rng.u64(0..=MAX_DELAY_MS);
         std::thread::sleep(Duration::from_millis(delay));
         q.kill()?;
         let before = acked.len();
