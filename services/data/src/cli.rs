@@ -25,7 +25,7 @@ use anyhow::{Context, Result};
 
 use crate::{KvDataServiceProxy, KvError, KvObserver, ID};
 
-const USAGE: &str = "usage: kv ls | kv get STORE KEY | kv put STORE KEY VALUE | kv rm STORE KEY | kv dump STORE [PREFIX] | kv watch STORE";
+const USAGE: &str = "usage: kv ls | kv get STORE KEY | kv put STORE KEY VALUE | kv rm STORE KEY | kv dump STORE [PREFIX] | kv watch STORE | kv backup STORE NAME | kv restore STORE NAME | kv backups STORE";
 
 /// Entries per page of `kv dump`.
 const PAGE: u32 = 256;

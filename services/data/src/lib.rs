@@ -322,6 +322,15 @@ impl Observers {
     }
 }
 
+/// Checks a backup's name: the rule of store names, said of a backup.
+fn check_backup_name(name: &str) -> Result<(), KvError> {
+    if valid_store_name(name) {
+        Ok(())
+    } else {
+        Err(KvError::InvalidArgument(format!("{name:?} is not a backup name (1-128 of A-Z a-z 0-9 _ . - starting with a letter or digit)")))
+    }
+}
+
 /// Whether `name` is a store name (see [`KvError::InvalidStoreName`]).
 pub fn valid_store_name(name: &str) -> bool {
     let b = name.as_bytes();
@@ -675,9 +684,7 @@ impl KvDataService for KvService {
 
     fn backup(&self, caller: &Caller, store: &str, name: &str) -> Result<(), KvError> {
         let (uid, sname) = Self::resolve(caller, store)?;
-        if !valid_store_name(name) {
-            return Err(KvError::InvalidStoreName(name.to_owned()));
-        }
+        check_backup_name(name)?;
         let path = self.backup_path(uid, &sname, name);
         if !path.exists() && self.backup_names(uid, &sname).len() >= MAX_BACKUPS_PER_STORE {
             return Err(KvError::TooManyBackups(store.to_owned()));
@@ -691,9 +698,7 @@ impl KvDataService for KvService {
 
     fn restore(&self, caller: &Caller, store: &str, name: &str) -> Result<u32, KvError> {
         let (uid, sname) = Self::resolve(caller, store)?;
-        if !valid_store_name(name) {
-            return Err(KvError::InvalidStoreName(name.to_owned()));
-        }
+        check_backup_name(name)?;
         let path = self.backup_path(uid, &sname, name);
         if !path.is_file() {
             return Err(KvError::NoSuchBackup(name.to_owned()));
@@ -712,9 +717,7 @@ impl KvDataService for KvService {
 
     fn delete_backup(&self, caller: &Caller, store: &str, name: &str) -> Result<bool, KvError> {
         let (uid, sname) = Self::resolve(caller, store)?;
-        if !valid_store_name(name) {
-            return Err(KvError::InvalidStoreName(name.to_owned()));
-        }
+        check_backup_name(name)?;
         let path = self.backup_path(uid, &sname, name);
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(true),
