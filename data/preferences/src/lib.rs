@@ -30,11 +30,9 @@
 //! `<name>.prefs.lock`, and a second process gets [`PrefsError::Locked`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
@@ -263,10 +261,6 @@ fn load(path: &Path) -> Result<Option<BTreeMap<String, Value>>, String> {
     decode(&bytes).map(Some)
 }
 
-fn cstr(p: &Path) -> Result<CString, PrefsError> {
-    CString::new(p.as_os_str().as_bytes()).map_err(|_| PrefsError::Io { path: p.to_owned(), source: io::Error::from(io::ErrorKind::InvalidInput) })
-}
-
 impl Preferences {
     /// Opens (or starts, if it has no file yet) the preferences `name` in
     /// `dir`, which must exist. Within a process the same file gives the
@@ -491,11 +485,7 @@ impl Preferences {
                 Err(e) => return Err(PrefsError::Io { path: bak_tmp, source: e }),
             }
         }
-        let (from, to) = (cstr(tmp)?, cstr(&self.path)?);
-        // SAFETY: two NUL-terminated paths.
-        if unsafe { libc::rename(from.as_ptr(), to.as_ptr()) } != 0 {
-            return Err(PrefsError::Io { path: self.path.clone(), source: io::Error::last_os_error() });
-        }
+        fs::rename(tmp, &self.path).map_err(io_err(&self.path))?;
         File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io_err(&self.dir))
     }
 

@@ -535,10 +535,9 @@ impl KvDataService for KvService {
         let (uid, name) = Self::resolve(caller, store)?;
         let deleted = self.with(caller, store, false, |s| {
             // Only the keys that were there changed.
-            let there: Vec<String> = keys.iter().filter(|k| matches!(s.get(k), Ok(Some(_)))).cloned().collect();
-            let n = s.delete_batch(&keys, &self.origin)?;
-            self.observers.notify(uid, &name, &there);
-            Ok(n)
+            let gone = s.delete_batch(&keys, &self.origin)?;
+            self.observers.notify(uid, &name, &gone);
+            Ok(u32::try_from(gone.len()).unwrap_or(u32::MAX))
         });
         match deleted {
             Err(KvError::NoSuchStore(_)) => Ok(0),

@@ -155,19 +155,21 @@ impl Store {
         Ok(gone)
     }
 
-    /// Deletes every key in one transaction; how many were there.
-    pub fn delete_batch(&mut self, keys: &[String], origin: &str) -> Result<u32, KvError> {
+    /// Deletes every key in one transaction; the keys that were there.
+    pub fn delete_batch(&mut self, keys: &[String], origin: &str) -> Result<Vec<String>, KvError> {
         for k in keys {
             check_key(k)?;
         }
-        let mut n = 0;
+        let mut gone = Vec::new();
         self.write(|tx, mtime| {
             for k in keys {
-                n += u32::from(delete_in(tx, k, mtime, origin)?);
+                if delete_in(tx, k, mtime, origin)? {
+                    gone.push(k.clone());
+                }
             }
             Ok(())
         })?;
-        Ok(n)
+        Ok(gone)
     }
 
     /// Runs `f` in one immediate transaction and commits it (then trims
@@ -389,7 +391,7 @@ mod tests {
         assert!(s.entries("p?", None, 10).unwrap().is_empty(), "glob characters are literal");
         assert!(s.delete("a", "here").unwrap());
         assert!(!s.delete("a", "here").unwrap());
-        assert_eq!(s.delete_batch(&["p*000".into(), "nope".into()], "here").unwrap(), 1);
+        assert_eq!(s.delete_batch(&["p*000".into(), "nope".into()], "here").unwrap(), ["p*000"]);
         assert_eq!(s.count().unwrap(), 49);
         let ch = s.changes(0, 1000).unwrap();
         assert_eq!(ch.len(), 2 + 50 + 1 + 1, "every put and every delete that deleted");
