@@ -6,7 +6,7 @@ TEST_ARCHES ?= aarch64 x86_64
 
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help setup build rootfs qemu qemu-test power-cut soak-power test unit-test lint flake-hunt bench reset-data clean
+.PHONY: help setup build rootfs qemu qemu-test power-cut soak-power storage-test test unit-test lint flake-hunt bench reset-data clean
 
 help:
 	@echo "make qemu       build the image and boot it (ARCH=$(ARCH)); poweroff exits"
@@ -15,6 +15,7 @@ help:
 	@echo "make qemu-test  boot headless and check the running system (ARCH=...)"
 	@echo "make power-cut  ROUNDS=20 power cuts (QEMU killed) against every store, each write checked (ARCH=$(POWER_ARCH))"
 	@echo "make soak-power the same, 200 rounds"
+	@echo "make storage-test  volumes, hot-plugged USB disks and a damaged /data in QEMU (ARCH=$(STORAGE_ARCH))"
 	@echo "make lint       cargo fmt --check and clippy -D warnings (part of make test)"
 	@echo "make flake-hunt N=30  run cargo test N times, half with the CPUs kept busy"
 	@echo "make bench      boot time, RSS, image size, parameter, IPC and KV latency"
@@ -35,6 +36,7 @@ build: .host-ready
 rootfs: .host-ready
 	@rootfs/fetch-kernel.sh $(ARCH)
 	@rootfs/fetch-busybox.sh $(ARCH)
+	@rootfs/fetch-fstools.sh $(ARCH)
 	@rootfs/mkrootfs.sh $(ARCH) $(OVERLAY)
 
 qemu: rootfs
@@ -57,6 +59,14 @@ power-cut:
 soak-power:
 	@$(MAKE) --no-print-directory power-cut ROUNDS=200
 
+# The storage manager and daemon in QEMU: a blank /data formatted at first
+# boot, USB disks plugged and pulled through QMP, a damaged superblock
+# repaired, a disk of garbage DAMAGED (tests/systest/src/bin/storage-test.rs).
+STORAGE_ARCH ?= x86_64
+storage-test:
+	@$(MAKE) --no-print-directory rootfs ARCH=$(STORAGE_ARCH) OVERLAY=tests/systest/overlay
+	cargo run --release -q -p accord-systest --bin storage-test -- $(STORAGE_ARCH) </dev/null
+
 # Formatting and clippy are part of the tests: a warning fails them.
 lint: .host-ready
 	cargo fmt --all --check
@@ -74,6 +84,7 @@ flake-hunt: .host-ready
 test: unit-test
 	@for a in $(TEST_ARCHES); do $(MAKE) --no-print-directory qemu-test ARCH=$$a || exit 1; done
 	@$(MAKE) --no-print-directory power-cut
+	@$(MAKE) --no-print-directory storage-test
 
 bench: .host-ready
 	@echo "== parameter get latency, pinned to CPU 0 (headline) =="

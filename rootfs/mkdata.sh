@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Creates out/<arch>/data.img, the /data disk (ext4 labelled "data",
-# 256 MiB sparse), if it does not exist. With --reset, an existing one is
-# deleted first (all persisted state is lost).
+# Creates out/<arch>/data.img, the /data disk (256 MiB sparse, blank), if it
+# does not exist. The system formats a blank disk on its first boot (the
+# storage daemon's recovery path, services/storage/src/data.rs), so a fresh
+# image takes that path. With --reset, an existing one is deleted first
+# (all persisted state is lost).
 #
 #   rootfs/mkdata.sh aarch64|x86_64 [--reset]
 set -euo pipefail
@@ -16,7 +18,6 @@ if [[ -f $DATA ]]; then
     exit 0
 fi
 mkdir -p "$OUT_DIR"
-empty=$(mktemp -d)
-trap 'rmdir "$empty"' EXIT
-mkfs.ext4 -q -F -L data -E root_owner=0:0 -d "$empty" "$DATA" 256M
-log "created $DATA (ext4, 256 MiB sparse)"
+truncate -s 256M "$DATA.tmp"
+mv "$DATA.tmp" "$DATA"
+log "created $DATA (256 MiB sparse, blank: formatted as ext4 at first boot)"

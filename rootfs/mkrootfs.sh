@@ -7,7 +7,8 @@
 #
 #   rootfs/mkrootfs.sh aarch64|x86_64 [overlay_dir]
 #
-# Needs fetch-kernel.sh and fetch-busybox.sh to have run (make rootfs does).
+# Needs fetch-kernel.sh, fetch-busybox.sh and fetch-fstools.sh to have run
+# (make rootfs does).
 # Environment:
 #   ACCORD_BIN_DIR=<dir>   take init and begetctl from <dir> instead of
 #                          building them with cargo
@@ -24,6 +25,8 @@ EPOCH=${SOURCE_DATE_EPOCH:-0}
 [[ -z $OVERLAY ]] || OVERLAY=$(realpath "$OVERLAY")
 [[ -f $KERNEL_CACHE/release ]] || die "no kernel in $KERNEL_CACHE: run rootfs/fetch-kernel.sh $ARCH"
 [[ -x $BUSYBOX_CACHE/root/bin/busybox ]] || die "no busybox in $BUSYBOX_CACHE: run rootfs/fetch-busybox.sh $ARCH"
+FSTOOLS=$CACHE_DIR/fstools/$ARCH/root
+[[ -x $FSTOOLS/sbin/e2fsck ]] || die "no filesystem tools in $FSTOOLS: run rootfs/fetch-fstools.sh $ARCH"
 command -v busybox >/dev/null || die "the host has no busybox (package busybox-static): run rootfs/setup-host.sh"
 KVER=$(<"$KERNEL_CACHE/release")
 KROOT=$KERNEL_CACHE/root
@@ -67,6 +70,16 @@ install -m 0755 "$BIN_DIR/sa_main" system/bin/sa_main
 ln -s sa_main system/bin/samgr
 ln -s sa_main system/bin/hidumper
 ln -s sa_main system/bin/kv
+ln -s sa_main system/bin/storage
+ln -s sa_main system/bin/storage_daemon
+
+# The storage daemon's filesystem tools (Debian's e2fsprogs and dosfstools
+# with their libraries and loader, in Debian's layout); the usual aliases.
+cp -a "$FSTOOLS/." .
+ln -s mke2fs sbin/mkfs.ext4
+ln -s e2fsck sbin/fsck.ext4
+ln -s mkfs.fat sbin/mkfs.vfat
+ln -s fsck.fat sbin/fsck.vfat
 
 # The repo's files, verbatim.
 cp -a "$REPO/rootfs/files/." .

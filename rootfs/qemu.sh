@@ -9,6 +9,12 @@
 #              ACCORD_MEM     guest memory in MiB (default 512)
 #              ACCORD_DATA_IMG  the /data disk (default out/<arch>/data.img)
 # Power off from the shell (`poweroff`) and QEMU exits with status 0.
+# A USB controller (id "usb") takes hot-plugged disks: with
+# `-qmp unix:/tmp/q.sock,server=on,wait=off` as an extra argument,
+#   {"execute":"blockdev-add","arguments":{"node-name":"d1","driver":"raw",
+#     "file":{"driver":"file","filename":"disk.img"}}}
+#   {"execute":"device_add","arguments":{"driver":"usb-storage","id":"u1","drive":"d1"}}
+# plugs one in and {"execute":"device_del","arguments":{"id":"u1"}} pulls it.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 set_arch "${1:-}"
@@ -51,6 +57,7 @@ cmd+=(
     -netdev user,id=n0 -device virtio-net-pci,netdev=n0
     -device virtio-rng-pci
     -device virtio-gpu-pci
+    -device qemu-xhci,id=usb
     "$@"
 )
 if [[ $PRINT -eq 1 ]]; then

@@ -14,7 +14,7 @@ CHECK_ONLY=0
 # handled apart: its version must equal qemu-system-common's (see below).
 PACKAGES=(
     qemu-system-arm qemu-system-x86 qemu-system-common qemu-system-data ipxe-qemu
-    musl-tools cpio e2fsprogs busybox-static kmod zstd xz-utils gzip dbus util-linux
+    musl-tools cpio e2fsprogs busybox-static kmod zstd xz-utils gzip dbus util-linux binutils dosfstools
 )
 FOREIGN_ARCH=arm64
 FOREIGN_PACKAGES=(musl-dev:arm64)

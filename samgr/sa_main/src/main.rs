@@ -8,7 +8,8 @@
 //! path is `sa_main <profile>`) when samgr asks; it exits when it holds no
 //! SA any more (all unloaded when idle).
 //!
-//! Run as `samgr`, `hidumper` or `kv` (links in the image) it is those
+//! Run as `samgr`, `hidumper`, `kv`, `storage` or `storage_daemon` (links
+//! in the image) it is those
 //! (and `datawriter`, linked by the system test's overlay only):
 //! one static binary instead of several that are mostly the same zbus and
 //! tokio (their processes share its pages).
@@ -34,6 +35,22 @@ fn makers() -> Vec<(u32, Maker)> {
                 Ok(Published::remote(kv.into_remote()))
             }),
         ),
+        (
+            accord_storage::DAEMON_ID,
+            Box::new(|| {
+                use accord_storage::StorageDaemon;
+                let d = accord_storage::daemon::Daemon::start(Default::default())?;
+                Ok(Published::remote(d.into_remote()))
+            }),
+        ),
+        (
+            accord_storage::ID,
+            Box::new(|| {
+                use accord_storage::StorageManager;
+                let m = accord_storage::manager::Manager::start(accord_safwk::samgr_socket())?;
+                Ok(Published::remote(m.into_remote()))
+            }),
+        ),
     ]
 }
 
@@ -50,6 +67,8 @@ fn main() -> Result<()> {
     match args.first().and_then(|a| a.rsplit('/').next()) {
         Some("samgr" | "hidumper") => return accord_samgr::cli::main(args),
         Some("kv") => return accord_data::cli::main(args),
+        Some("storage") => return accord_storage::cli::main(args),
+        Some("storage_daemon") => return accord_storage::cli::daemon_main(args),
         // The power-cut test's writer: only the test overlay links this name.
         Some("datawriter") => return accord_datawriter::main(args),
         _ => {}

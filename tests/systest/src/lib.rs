@@ -49,9 +49,15 @@ impl Qemu {
     /// As [`Qemu::boot`], with `data_img` as the /data disk instead of
     /// out/<arch>/data.img.
     pub fn boot_with_data(arch: &str, log_path: &Path, data_img: Option<&Path>) -> Result<Qemu> {
+        Qemu::boot_with(arch, log_path, data_img, &[])
+    }
+
+    /// As [`Qemu::boot_with_data`], with `extra` QEMU arguments (a QMP
+    /// socket: [`Qmp`]).
+    pub fn boot_with(arch: &str, log_path: &Path, data_img: Option<&Path>, extra: &[String]) -> Result<Qemu> {
         let repo = repo_root();
         let mut print = Command::new(repo.join("rootfs/qemu.sh"));
-        print.args([arch, "--print"]);
+        print.args([arch, "--print"]).args(extra);
         if let Some(img) = data_img {
             print.env("ACCORD_DATA_IMG", img);
         }
@@ -204,6 +210,59 @@ impl Drop for Qemu {
         self.save_log();
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// QEMU's machine protocol on a unix socket (QEMU started with
+/// `-qmp unix:<path>,server=on,wait=off`): hot-plugging disks.
+pub struct Qmp {
+    reader: std::io::BufReader<std::os::unix::net::UnixStream>,
+    writer: std::os::unix::net::UnixStream,
+}
+
+impl Qmp {
+    /// Connects (waiting up to 30 s for QEMU to listen) and leaves the
+    /// capabilities negotiation.
+    pub fn connect(path: &Path) -> Result<Qmp> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let stream = loop {
+            match std::os::unix::net::UnixStream::connect(path) {
+                Ok(s) => break s,
+                Err(e) if Instant::now() > deadline => bail!("QMP socket {}: {e}", path.display()),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        };
+        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+        let writer = stream.try_clone()?;
+        let mut q = Qmp { reader: std::io::BufReader::new(stream), writer };
+        q.line().context("QMP greeting")?;
+        q.execute("qmp_capabilities", serde_json::json!({}))?;
+        Ok(q)
+    }
+
+    fn line(&mut self) -> Result<serde_json::Value> {
+        use std::io::BufRead;
+        let mut l = String::new();
+        if self.reader.read_line(&mut l)? == 0 {
+            bail!("QMP: QEMU closed the socket");
+        }
+        serde_json::from_str(&l).with_context(|| format!("QMP: {l:?}"))
+    }
+
+    /// Runs `command` with `arguments`; its `return` value, or its error.
+    pub fn execute(&mut self, command: &str, arguments: serde_json::Value) -> Result<serde_json::Value> {
+        let req = serde_json::json!({"execute": command, "arguments": arguments});
+        writeln!(self.writer, "{req}")?;
+        loop {
+            let v = self.line()?;
+            if let Some(r) = v.get("return") {
+                return Ok(r.clone());
+            }
+            if let Some(e) = v.get("error") {
+                bail!("QMP {command}: {e}");
+            }
+            // An event: not the answer.
+        }
     }
 }
 

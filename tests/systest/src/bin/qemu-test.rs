@@ -222,6 +222,19 @@ fn first_boot(q: &mut Qemu, r: &mut Report) -> Result<()> {
         })(),
     );
     r.check(
+        "the storage manager lists /data MOUNTED, checked at boot, and hidumper -s 5003 shows it",
+        (|| {
+            let t = out(q, "storage volumes")?;
+            let line = t.lines().find(|l| l.starts_with("data ")).ok_or_else(|| anyhow!("no data volume in:\n{t}"))?;
+            ensure!(line.contains("EMULATED") && line.contains("MOUNTED") && line.contains("/data"), "{t}");
+            let d = out(q, "hidumper -s 5003")?;
+            ensure!(d.contains("linked to the daemon") && d.contains("data "), "{d}");
+            let dirs = out(q, "stat -c '%a %U' /data/service/el1/100 /data/app/el1/100/base")?;
+            ensure!(dirs == "711 root\n711 root", "{dirs:?}");
+            Ok(())
+        })(),
+    );
+    r.check(
         "the boot trace is written",
         (|| {
             let t = out(q, "head -c 200 /data/log/startup/bootup.trace")?;

@@ -1,0 +1,322 @@
+//! The storage manager (SA 5003): the volume table as clients see it,
+//! permissions, and volume change callbacks. It runs as its own uid
+//! ([`crate::MANAGER_UID`]) with no capabilities; what needs privilege it
+//! asks of the storage daemon (SA 5002), to which it stays subscribed
+//! (again after the daemon restarts).
+//!
+//! Reads (`volumes`, the dump) answer from the table the daemon's changes
+//! keep, with sizes read now; mount, unmount and format wait for the
+//! daemon, up to [`OP_DEADLINE`].
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use accord_safwk::typed::{CallError, Listener};
+use accord_safwk::{Caller, Samgr};
+
+use crate::{
+    StorageDaemonProxy, StorageError, StorageManager, Volume, VolumeListener, VolumeListenerProxy, VolumeState, DAEMON_ID, MAX_PENDING, MAX_SUBS,
+    MAX_SUBS_PER_UID, PERM_FORMAT, PERM_MOUNT,
+};
+
+/// Longest a mount, unmount or format may take (a check or format of a
+/// big disk is slow).
+pub const OP_DEADLINE: Duration = Duration::from_secs(600);
+/// How long a call waits for the manager to link to the daemon.
+pub const LINK_WAIT: Duration = Duration::from_secs(15);
+
+struct Sub {
+    id: u64,
+    uid: u32,
+    tx: tokio::sync::mpsc::Sender<Volume>,
+    lost: AtomicU32,
+    end: tokio::sync::Notify,
+}
+
+struct Shared {
+    /// Whether the manager is subscribed to the daemon and has its table.
+    linked: tokio::sync::watch::Sender<bool>,
+    volumes: Mutex<BTreeMap<String, Volume>>,
+    daemon: Mutex<Option<StorageDaemonProxy>>,
+    subs: Mutex<Vec<Arc<Sub>>>,
+    next_id: AtomicU64,
+    /// Told when a change was lost on the way from the daemon: read the
+    /// whole table again.
+    refresh: tokio::sync::Notify,
+}
+
+impl Shared {
+    fn apply(&self, v: Volume) {
+        let mut vols = accord_safwk::lock(&self.volumes);
+        if matches!(v.state, VolumeState::Removed | VolumeState::BadRemoval) {
+            vols.remove(&v.id);
+        } else {
+            vols.insert(v.id.clone(), v.clone());
+        }
+        drop(vols);
+        for s in accord_safwk::lock(&self.subs).iter() {
+            if s.tx.try_send(v.clone()).is_err() {
+                s.lost.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// What the daemon calls back: changes go into the table and out to the
+/// subscribers.
+struct Relay(Arc<Shared>);
+
+impl VolumeListener for Relay {
+    fn on_volume_change(&self, volume: Volume, lost: u32) {
+        if lost > 0 {
+            tracing::warn!("{lost} volume changes from the daemon were lost; reading the table again");
+            self.0.refresh.notify_one();
+        }
+        self.0.apply(volume);
+    }
+}
+
+/// The storage manager: see the module doc.
+pub struct Manager {
+    shared: Arc<Shared>,
+    rt: tokio::runtime::Handle,
+    class_block: PathBuf,
+}
+
+impl Manager {
+    /// The manager, linked to the daemon through samgr at `socket` (in
+    /// the background: until the daemon answers, the table is empty and
+    /// operations are [`StorageError::Daemon`]). Call it inside a tokio
+    /// runtime.
+    ///
+    /// # Errors
+    /// Not inside a runtime.
+    pub fn start(socket: PathBuf) -> Result<Manager, String> {
+        Manager::start_with(socket, "/sys/class/block".into())
+    }
+
+    /// [`Manager::start`] reading device sizes under `class_block`
+    /// instead of `/sys/class/block` (tests).
+    ///
+    /// # Errors
+    /// Not inside a runtime.
+    pub fn start_with(socket: PathBuf, class_block: PathBuf) -> Result<Manager, String> {
+        let rt = tokio::runtime::Handle::try_current().map_err(|e| format!("storage manager: {e}"))?;
+        let shared = Arc::new(Shared {
+            linked: tokio::sync::watch::Sender::new(false),
+            volumes: Mutex::default(),
+            daemon: Mutex::default(),
+            subs: Mutex::default(),
+            next_id: AtomicU64::new(0),
+            refresh: tokio::sync::Notify::new(),
+        });
+        rt.spawn(link(socket, shared.clone()));
+        Ok(Manager { shared, rt, class_block })
+    }
+
+    /// Waits (up to [`LINK_WAIT`]) for the link to the daemon: right
+    /// after boot a client may come first.
+    fn wait_linked(&self) -> Result<(), StorageError> {
+        let mut rx = self.shared.linked.subscribe();
+        let linked = self.rt.block_on(async { tokio::time::timeout(LINK_WAIT, rx.wait_for(|l| *l)).await.is_ok_and(|r| r.is_ok()) });
+        if linked {
+            Ok(())
+        } else {
+            Err(StorageError::Daemon(format!("not linked after {} s", LINK_WAIT.as_secs())))
+        }
+    }
+
+    fn daemon(&self) -> Result<StorageDaemonProxy, StorageError> {
+        self.wait_linked()?;
+        accord_safwk::lock(&self.shared.daemon).clone().ok_or_else(|| StorageError::Daemon("not linked".into()))
+    }
+
+    /// Runs `op` on the daemon and puts the volume it returns in the table.
+    fn op<F, Fut>(&self, op: F) -> Result<Volume, StorageError>
+    where
+        F: FnOnce(StorageDaemonProxy) -> Fut,
+        Fut: std::future::Future<Output = Result<Volume, CallError<StorageError>>>,
+    {
+        let d = self.daemon()?.with_timeout(OP_DEADLINE);
+        match self.rt.block_on(op(d)) {
+            Ok(v) => {
+                let v = self.sized(v);
+                accord_safwk::lock(&self.shared.volumes).insert(v.id.clone(), v.clone());
+                Ok(v)
+            }
+            Err(CallError::Sa(e)) => Err(e),
+            Err(CallError::Ipc(e)) => Err(StorageError::Daemon(e.to_string())),
+        }
+    }
+
+    fn sized(&self, v: Volume) -> Volume {
+        crate::fs::with_sizes(v, &self.class_block)
+    }
+
+    fn list(&self) -> Vec<Volume> {
+        let vols: Vec<Volume> = accord_safwk::lock(&self.shared.volumes).values().cloned().collect();
+        vols.into_iter().map(|v| self.sized(v)).collect()
+    }
+}
+
+fn need(caller: &Caller, permission: &str) -> Result<(), StorageError> {
+    if caller.has_permission(permission) {
+        Ok(())
+    } else {
+        Err(StorageError::PermissionDenied { uid: caller.uid(), permission: permission.into() })
+    }
+}
+
+/// Keeps the manager subscribed to the daemon and its table current,
+/// again after the daemon goes and comes back.
+async fn link(socket: PathBuf, shared: Arc<Shared>) {
+    let mut said = false;
+    let mut tries = 0u32;
+    loop {
+        let linked = async {
+            let samgr = Samgr::connect(&socket).await.map_err(|e| format!("samgr: {e}"))?;
+            let d = samgr.get_proxy::<StorageDaemonProxy>(DAEMON_ID).await.map_err(|e| format!("SA {DAEMON_ID}: {e}"))?;
+            d.subscribe(Listener::new(Relay(shared.clone()).into_remote())).await.map_err(|e| format!("subscribing: {e:?}"))?;
+            Ok::<_, String>(d)
+        };
+        let d = match linked.await {
+            Ok(d) => d,
+            Err(e) => {
+                // At boot the daemon is moments away: try often at first.
+                tries += 1;
+                if tries > 50 && !said {
+                    tracing::warn!("storage daemon not reachable yet ({e}); trying every second");
+                    said = true;
+                }
+                tokio::time::sleep(Duration::from_millis(if tries > 50 { 1000 } else { 100 })).await;
+                continue;
+            }
+        };
+        said = false;
+        tries = 0;
+        tracing::info!("linked to the storage daemon");
+        *accord_safwk::lock(&shared.daemon) = Some(d.clone());
+        loop {
+            match d.volumes().await {
+                Ok(all) => {
+                    let mut vols = accord_safwk::lock(&shared.volumes);
+                    vols.clear();
+                    vols.extend(all.into_iter().map(|v| (v.id.clone(), v)));
+                }
+                Err(e) => tracing::warn!("reading the volumes: {e:?}"),
+            }
+            shared.linked.send_replace(true);
+            tokio::select! {
+                () = d.died() => break,
+                () = shared.refresh.notified() => {}
+            }
+        }
+        tracing::warn!("the storage daemon went away; linking again");
+        shared.linked.send_replace(false);
+        *accord_safwk::lock(&shared.daemon) = None;
+    }
+}
+
+impl StorageManager for Manager {
+    fn volumes(&self, _caller: &Caller) -> Result<Vec<Volume>, StorageError> {
+        self.wait_linked()?;
+        Ok(self.list())
+    }
+
+    fn mount(&self, caller: &Caller, id: &str) -> Result<Volume, StorageError> {
+        need(caller, PERM_MOUNT)?;
+        let id = id.to_owned();
+        self.op(|d| async move { d.mount(&id).await })
+    }
+
+    fn unmount(&self, caller: &Caller, id: &str, eject: bool) -> Result<Volume, StorageError> {
+        need(caller, PERM_MOUNT)?;
+        let id = id.to_owned();
+        self.op(|d| async move { d.unmount(&id, eject).await })
+    }
+
+    fn format(&self, caller: &Caller, id: &str, fs_type: &str) -> Result<Volume, StorageError> {
+        need(caller, PERM_FORMAT)?;
+        let (id, fs_type) = (id.to_owned(), fs_type.to_owned());
+        self.op(|d| async move { d.format(&id, &fs_type).await })
+    }
+
+    fn subscribe(&self, caller: &Caller, listener: Listener<VolumeListenerProxy>) -> Result<u64, StorageError> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(MAX_PENDING);
+        let sub = Arc::new(Sub {
+            id: self.shared.next_id.fetch_add(1, Ordering::Relaxed) + 1,
+            uid: caller.uid(),
+            tx,
+            lost: AtomicU32::new(0),
+            end: tokio::sync::Notify::new(),
+        });
+        {
+            let mut subs = accord_safwk::lock(&self.shared.subs);
+            let held = subs.iter().filter(|s| s.uid == caller.uid()).count();
+            if held >= MAX_SUBS_PER_UID {
+                return Err(StorageError::TooMany(format!("uid {} holds {held}", caller.uid())));
+            }
+            if subs.len() >= MAX_SUBS {
+                return Err(StorageError::TooMany(format!("the manager holds {}", subs.len())));
+            }
+            subs.push(sub.clone());
+        }
+        let shared = self.shared.clone();
+        let id = sub.id;
+        let (connected_tx, connected) = std::sync::mpsc::sync_channel(1);
+        self.rt.spawn(async move {
+            let ended = async {
+                let proxy = match listener.connect().await {
+                    Ok(p) => {
+                        let _ = connected_tx.send(Ok(()));
+                        p
+                    }
+                    Err(e) => {
+                        let _ = connected_tx.send(Err(e.to_string()));
+                        return Ok(());
+                    }
+                };
+                loop {
+                    let v = tokio::select! {
+                        v = rx.recv() => match v { Some(v) => v, None => return Ok(()) },
+                        () = proxy.died() => return Ok(()),
+                        () = sub.end.notified() => return Ok(()),
+                    };
+                    let lost = sub.lost.swap(0, Ordering::Relaxed);
+                    tokio::select! {
+                        r = proxy.on_volume_change(v, lost) => r?,
+                        () = proxy.died() => return Ok(()),
+                        () = sub.end.notified() => return Ok(()),
+                    }
+                }
+            };
+            let r: Result<(), accord_ipc::remote::RemoteError> = ended.await;
+            if let Err(e) = r {
+                tracing::info!("volume subscription {id}: {e}; ended");
+            }
+            accord_safwk::lock(&shared.subs).retain(|s| s.id != id);
+        });
+        match connected.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(())) => Ok(id),
+            Ok(Err(e)) => Err(StorageError::Failed(format!("the listener cannot be called: {e}"))),
+            Err(_) => Err(StorageError::Failed("no handshake with the listener".into())),
+        }
+    }
+
+    fn unsubscribe(&self, caller: &Caller, id: u64) -> Result<bool, StorageError> {
+        let mut subs = accord_safwk::lock(&self.shared.subs);
+        let Some(at) = subs.iter().position(|s| s.id == id && s.uid == caller.uid()) else { return Ok(false) };
+        let sub = subs.remove(at);
+        sub.end.notify_one();
+        Ok(true)
+    }
+
+    fn on_dump(&self, _args: &[String]) -> String {
+        let linked = if accord_safwk::lock(&self.shared.daemon).is_some() { "linked to the daemon" } else { "NOT linked to the daemon" };
+        let subs = accord_safwk::lock(&self.shared.subs).len();
+        format!("storage manager (SA {}): {linked}, {subs} subscribers\n{}", crate::ID, crate::table(&self.list()))
+    }
+}
