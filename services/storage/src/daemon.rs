@@ -59,10 +59,10 @@ impl Default for Config {
 
 struct Entry {
     vol: Volume,
+    /// The block device's numbers (major, minor).
+    devnum: (u32, u32),
     /// The block device's name (`vdb`), "" for the data partition.
     name: String,
-    /// Its sysfs directory.
-    sys: PathBuf,
     gen: u64,
 }
 
@@ -76,13 +76,30 @@ struct Subscriber {
 pub struct Daemon {
     cfg: Config,
     table: Mutex<BTreeMap<String, Entry>>,
+    /// The change number ([`Volume::seq`]): raised only with `table`
+    /// held, so a read of both under it is consistent.
+    seq: AtomicU64,
     /// Mount, unmount and format take turns.
     ops: Mutex<()>,
     next_gen: AtomicU64,
     /// The data partition's device name (`vda`): never an external volume.
+    /// Unknown (no boot outcome, nothing on /data), the daemon mounts and
+    /// formats nothing: it cannot tell the data disk from a stick.
     data_dev: Option<String>,
     subscriber: Mutex<Option<Subscriber>>,
     rt: tokio::runtime::Handle,
+}
+
+/// Microseconds since boot (CLOCK_BOOTTIME): where a daemon's change
+/// numbers start, so a restarted daemon's are above its predecessor's
+/// (which made far fewer than one change a microsecond).
+fn boot_micros() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes the timespec this frame owns.
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
+        return 0;
+    }
+    (ts.tv_sec as u64).saturating_mul(1_000_000).saturating_add(ts.tv_nsec as u64 / 1000)
 }
 
 fn wrong(v: &Volume, why: &str) -> StorageError {
@@ -112,9 +129,22 @@ impl Daemon {
                 None
             }
         };
-        let data_dev = data.as_ref().map(|d| d.device.rsplit('/').next().unwrap_or_default().to_owned());
-        let daemon =
-            Arc::new(Daemon { cfg, table: Mutex::default(), ops: Mutex::default(), next_gen: AtomicU64::new(1), data_dev, subscriber: Mutex::default(), rt });
+        // Without the boot step's word, the disk mounted on /data is the
+        // data disk (and a mounted disk is never an external volume).
+        let data_dev = data.as_ref().map(|d| d.device.rsplit('/').next().unwrap_or_default().to_owned()).or_else(|| {
+            let dev = fs::source_mounted_on(Path::new("/data"))?;
+            Some(dev.rsplit('/').next()?.to_owned())
+        });
+        let daemon = Arc::new(Daemon {
+            cfg,
+            table: Mutex::default(),
+            seq: AtomicU64::new(boot_micros()),
+            ops: Mutex::default(),
+            next_gen: AtomicU64::new(1),
+            data_dev,
+            subscriber: Mutex::default(),
+            rt,
+        });
         if let Some(d) = data {
             let mounted = d.state == VolumeState::Mounted;
             let vol = Volume {
@@ -129,10 +159,14 @@ impl Daemon {
                 total_bytes: 0,
                 free_bytes: 0,
                 detail: d.detail.clone(),
+                seq: 0,
             };
             let name = d.device.rsplit('/').next().unwrap_or_default().to_owned();
-            let sys = daemon.cfg.class_block.join(&name);
-            accord_safwk::lock(&daemon.table).insert(DATA_VOLUME.into(), Entry { vol, name, sys, gen: 0 });
+            let devnum = uevent::device(&daemon.cfg.class_block, &name).map_or((0, 0), |b| (b.major, b.minor));
+            let mut table = accord_safwk::lock(&daemon.table);
+            let mut vol = vol;
+            vol.seq = daemon.seq.fetch_add(1, Ordering::Relaxed) + 1;
+            table.insert(DATA_VOLUME.into(), Entry { vol, devnum, name, gen: 0 });
         }
         // A uevent socket opened before the scan misses nothing between.
         let sock = if daemon.cfg.uevents { Some(uevent::Socket::open().map_err(|e| format!("uevent socket: {e}"))?) } else { None };
@@ -200,6 +234,17 @@ impl Daemon {
         }
         let id = format!("vol-{}-{}", dev.major, dev.minor);
         let path = self.cfg.dev_dir.join(&dev.name);
+        // Mounted already: on our mount point, it is ours from before a
+        // restart (adopted, not checked again); anywhere else, not a
+        // volume of ours at all.
+        let ours = self.cfg.external_root.join(&id);
+        let mounted = fs::mount_point_of(dev.major, dev.minor);
+        if let Some(mp) = &mounted {
+            if Path::new(mp) != ours {
+                tracing::info!("{}: mounted on {mp}, not by the storage daemon: not a volume", path.display());
+                return;
+            }
+        }
         let content = fs::probe(&path);
         let vol = {
             let mut table = accord_safwk::lock(&self.table);
@@ -218,26 +263,28 @@ impl Daemon {
                 Ok(Content::Unknown) => (String::new(), String::new(), String::new(), "no filesystem Accord knows (ext4, vfat)".to_owned()),
                 Err(e) => (String::new(), String::new(), String::new(), format!("cannot read {}: {e}", path.display())),
             };
+            let adopted = mounted.is_some();
             let vol = Volume {
                 id: id.clone(),
                 kind: VolumeType::External,
-                state: VolumeState::Unmounted,
+                state: if adopted { VolumeState::Mounted } else { VolumeState::Unmounted },
                 device: path.display().to_string(),
                 fs_type,
                 fs_uuid,
                 label,
-                path: String::new(),
+                path: if adopted { ours.display().to_string() } else { String::new() },
                 total_bytes: 0,
                 free_bytes: 0,
-                detail,
+                detail: if adopted { "mounted (found mounted when the daemon started)".into() } else { detail },
+                seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
             };
             let gen = self.next_gen.fetch_add(1, Ordering::Relaxed);
-            table.insert(id.clone(), Entry { vol: vol.clone(), name: dev.name.clone(), sys: dev.sys.clone(), gen });
+            table.insert(id.clone(), Entry { vol: vol.clone(), devnum: (dev.major, dev.minor), name: dev.name.clone(), gen });
             vol
         };
         tracing::info!("volume {id} ({}): appeared, {}", vol.device, if vol.fs_type.is_empty() { "no filesystem" } else { &vol.fs_type });
         self.notify(self.sized(vol.clone()));
-        if !vol.fs_type.is_empty() {
+        if !vol.fs_type.is_empty() && vol.state == VolumeState::Unmounted && self.data_dev.is_some() {
             let d = self.clone();
             let spawned = std::thread::Builder::new().name(format!("mount {id}")).spawn(move || {
                 if let Err(e) = d.do_mount(&id) {
@@ -257,7 +304,11 @@ impl Daemon {
         let entry = {
             let mut table = accord_safwk::lock(&self.table);
             let Some(id) = table.iter().find(|(_, e)| e.name == name && e.vol.kind == VolumeType::External).map(|(id, _)| id.clone()) else { return };
-            table.remove(&id)
+            let mut e = table.remove(&id);
+            if let Some(e) = &mut e {
+                e.vol.seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+            }
+            e
         };
         let Some(mut e) = entry else { return };
         if e.vol.path.is_empty() {
@@ -300,6 +351,7 @@ impl Daemon {
             let mut table = accord_safwk::lock(&self.table);
             let e = table.get_mut(id).filter(|e| e.gen == gen)?;
             f(&mut e.vol);
+            e.vol.seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
             e.vol.clone()
         };
         let v = self.sized(v);
@@ -307,22 +359,44 @@ impl Daemon {
         Some(v)
     }
 
-    fn entry(&self, id: &str) -> Result<(Volume, u64, PathBuf), StorageError> {
+    fn entry(&self, id: &str) -> Result<(Volume, u64, (u32, u32)), StorageError> {
         let table = accord_safwk::lock(&self.table);
         let e = table.get(id).ok_or_else(|| StorageError::NoSuchVolume(id.to_owned()))?;
-        Ok((e.vol.clone(), e.gen, e.sys.clone()))
+        Ok((e.vol.clone(), e.gen, e.devnum))
+    }
+
+    /// Refuses to check, mount or format a device mounted anywhere.
+    fn not_mounted(vol: &Volume, devnum: (u32, u32)) -> Result<(), StorageError> {
+        match fs::mount_point_of(devnum.0, devnum.1) {
+            Some(mp) => Err(wrong(vol, &format!("its device is mounted on {mp}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Refuses what writes to a disk while the data disk is not known.
+    fn data_known(&self) -> Result<(), StorageError> {
+        if self.data_dev.is_some() {
+            Ok(())
+        } else {
+            Err(StorageError::Failed(format!(
+                "the data disk is not known ({} is missing and nothing is mounted on /data): mounting and formatting are off",
+                self.cfg.data_state.display()
+            )))
+        }
     }
 
     /// Checks and mounts external volume `id`.
     fn do_mount(&self, id: &str) -> Result<Volume, StorageError> {
+        self.data_known()?;
         let _turn = accord_safwk::lock(&self.ops);
-        let (vol, gen, _) = self.entry(id)?;
+        let (vol, gen, devnum) = self.entry(id)?;
         if vol.kind == VolumeType::Emulated {
             return Err(wrong(&vol, "the data partition is mounted at boot only (reboot)"));
         }
         if !matches!(vol.state, VolumeState::Unmounted | VolumeState::Damaged) {
             return Err(wrong(&vol, "only an unmounted or damaged volume is mounted"));
         }
+        Self::not_mounted(&vol, devnum)?;
         let dev = PathBuf::from(&vol.device);
         let content = fs::probe(&dev).map_err(|e| StorageError::Failed(format!("cannot read {}: {e}", dev.display())))?;
         if content.fs_type().is_empty() {
@@ -352,7 +426,7 @@ impl Daemon {
         let mounted = std::fs::create_dir_all(&target).map_err(|e| format!("{}: {e}", target.display())).and_then(|()| {
             use nix::mount::MsFlags;
             let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_NOATIME;
-            let opts = (content.fs_type() == "vfat").then(|| format!("uid=0,gid={MEDIA_RW_GID},fmask=0002,dmask=0002,iocharset=utf8"));
+            let opts = (content.fs_type() == "vfat").then(|| format!("uid=0,gid={MEDIA_RW_GID},fmask=0113,dmask=0002,iocharset=utf8"));
             nix::mount::mount(Some(&dev), &target, Some(content.fs_type()), flags, opts.as_deref())
                 .map_err(|e| format!("mounting {} on {}: {e}", dev.display(), target.display()))
         });
@@ -424,7 +498,9 @@ impl Daemon {
 
     fn do_format(&self, id: &str, fs_type: &str) -> Result<Volume, StorageError> {
         let _turn = accord_safwk::lock(&self.ops);
-        let (vol, gen, _) = self.entry(id)?;
+        self.data_known()?;
+        let (vol, gen, devnum) = self.entry(id)?;
+        Self::not_mounted(&vol, devnum)?;
         let label = if vol.kind == VolumeType::Emulated {
             if vol.state != VolumeState::Damaged {
                 return Err(wrong(&vol, "the data partition is formatted only when it is damaged"));
@@ -441,6 +517,11 @@ impl Daemon {
         };
         if !fs::FORMATS.contains(&fs_type) {
             return Err(StorageError::Unsupported(format!("cannot format as {fs_type:?}: Accord makes {}", fs::FORMATS.join(", "))));
+        }
+        // Still the same disk (a stick swapped under the same device
+        // name is another volume of the same id).
+        if self.entry(id)?.1 != gen {
+            return Err(StorageError::NoSuchVolume(id.to_owned()));
         }
         tracing::warn!("volume {id} ({}): formatting as {fs_type}", vol.device);
         fs::format(&self.cfg.tools, Path::new(&vol.device), fs_type, label).map_err(StorageError::Failed)?;
@@ -478,6 +559,15 @@ impl StorageDaemon for Arc<Daemon> {
     fn volumes(&self, caller: &Caller) -> Result<Vec<Volume>, StorageError> {
         self.allow(caller)?;
         Ok(self.list())
+    }
+
+    fn table(&self, caller: &Caller) -> Result<(u64, Vec<Volume>), StorageError> {
+        self.allow(caller)?;
+        let (seq, vols) = {
+            let table = accord_safwk::lock(&self.table);
+            (self.seq.load(Ordering::Relaxed), table.values().map(|e| e.vol.clone()).collect::<Vec<_>>())
+        };
+        Ok((seq, vols.into_iter().map(|v| self.sized(v)).collect()))
     }
 
     fn mount(&self, caller: &Caller, id: &str) -> Result<Volume, StorageError> {

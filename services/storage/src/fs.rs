@@ -125,20 +125,49 @@ pub struct Run {
     pub took: Duration,
 }
 
-/// Runs `tool` (in [`Tools::dir`]) with `args`, stdin closed, collecting
-/// its output.
+/// Most bytes of a tool's output kept (its last lines name the problem;
+/// a tool that prints without end costs no more than this).
+const OUTPUT_KEPT: usize = 16 << 10;
+
+/// Runs `tool` (in [`Tools::dir`]) with `args`, stdin closed, keeping the
+/// last [`OUTPUT_KEPT`] bytes of what it prints (stdout and stderr, in
+/// the order written).
 ///
 /// # Errors
 /// The tool cannot be started (it is named in the message).
 pub fn run(tools: &Tools, tool: &str, args: &[&str]) -> Result<Run, String> {
+    use std::io::Read;
     let path = tools.dir.join(tool);
     let start = Instant::now();
-    let out = Command::new(&path).args(args).stdin(std::process::Stdio::null()).output().map_err(|e| format!("cannot run {}: {e}", path.display()))?;
-    let mut all = String::from_utf8_lossy(&out.stdout).into_owned();
-    all.push_str(&String::from_utf8_lossy(&out.stderr));
+    let (mut reader, writer) = std::io::pipe().map_err(|e| format!("cannot run {}: {e}", path.display()))?;
+    let writer2 = writer.try_clone().map_err(|e| format!("cannot run {}: {e}", path.display()))?;
+    let mut child = Command::new(&path)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(writer)
+        .stderr(writer2)
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", path.display()))?;
+    let mut kept: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                kept.extend_from_slice(&buf[..n]);
+                if kept.len() > 2 * OUTPUT_KEPT {
+                    kept.drain(..kept.len() - OUTPUT_KEPT);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    let status = child.wait().map_err(|e| format!("{}: {e}", path.display()))?;
+    let all = String::from_utf8_lossy(&kept);
     let lines: Vec<&str> = all.lines().filter(|l| !l.trim().is_empty()).collect();
     let tail = lines[lines.len().saturating_sub(4)..].join(" | ");
-    Ok(Run { code: out.status.code(), tail, took: start.elapsed() })
+    Ok(Run { code: status.code(), tail, took: start.elapsed() })
 }
 
 /// Checks the ext filesystem on `dev`: first `e2fsck -p` (preen: fixes
@@ -263,6 +292,52 @@ pub fn with_sizes(mut v: crate::Volume, class_block: &Path) -> crate::Volume {
         }
     }
     v
+}
+
+/// The mounts of this process's namespace: (device numbers, mount point,
+/// source), from `/proc/self/mountinfo`.
+fn mounts() -> Vec<((u32, u32), String, String)> {
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else { return Vec::new() };
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let (maj, min) = f.get(2)?.split_once(':')?;
+            let dash = f.iter().position(|x| *x == "-")?;
+            Some(((maj.parse().ok()?, min.parse().ok()?), unescape(f.get(4)?), unescape(f.get(dash + 2)?)))
+        })
+        .collect()
+}
+
+/// A mountinfo field with its octal escapes (`\040` for a space) undone.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let code = (b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)))
+            .then(|| b[i + 1..i + 4].iter().fold(0u32, |v, c| v * 8 + u32::from(c - b'0')))
+            .and_then(|v| u8::try_from(v).ok());
+        if let Some(c) = code {
+            out.push(c);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Where the block device `major:minor` is mounted (the first place), if
+/// it is.
+pub fn mount_point_of(major: u32, minor: u32) -> Option<String> {
+    mounts().into_iter().find(|(dev, _, _)| *dev == (major, minor)).map(|(_, mp, _)| mp)
+}
+
+/// What is mounted on `path` (its source, `/dev/vda`), if anything.
+pub fn source_mounted_on(path: &Path) -> Option<String> {
+    let want = path.to_string_lossy();
+    mounts().into_iter().rev().find(|(_, mp, _)| *mp == want).map(|(_, _, src)| src)
 }
 
 /// Whether the kernel lists filesystem `name` in `/proc/filesystems`,

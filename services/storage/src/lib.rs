@@ -131,6 +131,13 @@ pub struct Volume {
     pub free_bytes: u64,
     /// The last check, mount or failure, in words.
     pub detail: String,
+    /// The daemon's change number: it grows with every change of its
+    /// table (and a restarted daemon goes on above its predecessor: it
+    /// starts at the microseconds since boot), so of two reports of a
+    /// volume the one with the higher `seq` is newer. A listener ignores a change whose `seq` is not above the
+    /// last it applied for that volume (after a loss it reads the volumes
+    /// again, and what was queued before is then older).
+    pub seq: u64,
 }
 
 /// The storage SAs' errors.
@@ -167,6 +174,10 @@ pub enum StorageError {
 pub trait StorageDaemon {
     /// Every volume, by id.
     fn volumes(&self, caller: &Caller) -> Result<Vec<Volume>, StorageError>;
+    /// The table as of change number `.0` (no change is missing from it
+    /// and none above `.0` is in it): what the manager reads after it
+    /// (re)subscribes or lost changes.
+    fn table(&self, caller: &Caller) -> Result<(u64, Vec<Volume>), StorageError>;
     /// Checks and mounts an external volume (UNMOUNTED or DAMAGED).
     fn mount(&self, caller: &Caller, id: &str) -> Result<Volume, StorageError>;
     /// Unmounts a volume; `eject`: as for taking it out (EJECTING while it
@@ -203,9 +214,11 @@ pub trait StorageManager {
 /// What a volume subscriber implements.
 #[interface(name = "ohos.storage.VolumeListener")]
 pub trait VolumeListener {
-    /// `volume` changed (state, or it appeared). `lost`: changes dropped
-    /// before this one because the listener fell behind; when not 0, read
-    /// the volumes again.
+    /// `volume` changed (state, or it appeared; REMOVED and BAD_REMOVAL
+    /// say it left). `lost`: newer changes were dropped because the
+    /// listener fell behind; when not 0, read the volumes again, and ignore
+    /// the changes still queued that are older (a lower `seq`) than what
+    /// the read gave.
     fn on_volume_change(&self, volume: Volume, lost: u32);
 }
 

@@ -39,7 +39,7 @@ struct Sub {
 struct Shared {
     /// Whether the manager is subscribed to the daemon and has its table.
     linked: tokio::sync::watch::Sender<bool>,
-    volumes: Mutex<BTreeMap<String, Volume>>,
+    view: Mutex<View>,
     daemon: Mutex<Option<StorageDaemonProxy>>,
     subs: Mutex<Vec<Arc<Sub>>>,
     next_id: AtomicU64,
@@ -48,19 +48,84 @@ struct Shared {
     refresh: tokio::sync::Notify,
 }
 
-impl Shared {
-    fn apply(&self, v: Volume) {
-        let mut vols = accord_safwk::lock(&self.volumes);
-        if matches!(v.state, VolumeState::Removed | VolumeState::BadRemoval) {
-            vols.remove(&v.id);
-        } else {
-            vols.insert(v.id.clone(), v.clone());
+/// Most ids of gone volumes remembered (with the change that removed
+/// them, so an older report does not bring them back).
+const MAX_GONE: usize = 256;
+
+/// The manager's copy of the daemon's table.
+#[derive(Default)]
+struct View {
+    vols: BTreeMap<String, Volume>,
+    /// Volumes that left, with the change number that said so.
+    gone: BTreeMap<String, u64>,
+}
+
+impl View {
+    /// Takes `v` if it is newer than what is known of its volume.
+    fn take(&mut self, v: &Volume) -> bool {
+        let known = self.vols.get(&v.id).map(|k| k.seq).or_else(|| self.gone.get(&v.id).copied()).unwrap_or(0);
+        if v.seq <= known {
+            return false;
         }
-        drop(vols);
+        if matches!(v.state, VolumeState::Removed | VolumeState::BadRemoval) {
+            self.vols.remove(&v.id);
+            self.gone.insert(v.id.clone(), v.seq);
+            if self.gone.len() > MAX_GONE {
+                if let Some(oldest) = self.gone.iter().min_by_key(|(_, s)| **s).map(|(id, _)| id.clone()) {
+                    self.gone.remove(&oldest);
+                }
+            }
+        } else {
+            self.gone.remove(&v.id);
+            self.vols.insert(v.id.clone(), v.clone());
+        }
+        true
+    }
+}
+
+impl Shared {
+    /// A change from the daemon (or an operation's reply): into the table
+    /// and out to the subscribers if it is newer than what is known.
+    fn apply(&self, v: Volume) {
+        if !accord_safwk::lock(&self.view).take(&v) {
+            return;
+        }
+        self.tell(&v);
+    }
+
+    fn tell(&self, v: &Volume) {
         for s in accord_safwk::lock(&self.subs).iter() {
             if s.tx.try_send(v.clone()).is_err() {
                 s.lost.fetch_add(1, Ordering::Relaxed);
             }
+        }
+    }
+
+    /// The daemon's whole table as of change `seq`: what is newer is
+    /// taken; a volume it lacks that nothing newer mentions has left.
+    fn reload(&self, seq: u64, all: Vec<Volume>) {
+        let mut told = Vec::new();
+        {
+            let mut view = accord_safwk::lock(&self.view);
+            let present: std::collections::BTreeSet<String> = all.iter().map(|v| v.id.clone()).collect();
+            for v in all {
+                if view.take(&v) {
+                    told.push(v);
+                }
+            }
+            let left: Vec<Volume> = view.vols.values().filter(|v| !present.contains(&v.id) && v.seq <= seq).cloned().collect();
+            for mut v in left {
+                v.state = VolumeState::Removed;
+                v.path.clear();
+                v.detail = "removed".into();
+                v.seq = seq;
+                view.vols.remove(&v.id);
+                view.gone.insert(v.id.clone(), seq);
+                told.push(v);
+            }
+        }
+        for v in &told {
+            self.tell(v);
         }
     }
 }
@@ -107,7 +172,7 @@ impl Manager {
         let rt = tokio::runtime::Handle::try_current().map_err(|e| format!("storage manager: {e}"))?;
         let shared = Arc::new(Shared {
             linked: tokio::sync::watch::Sender::new(false),
-            volumes: Mutex::default(),
+            view: Mutex::default(),
             daemon: Mutex::default(),
             subs: Mutex::default(),
             next_id: AtomicU64::new(0),
@@ -141,13 +206,23 @@ impl Manager {
         Fut: std::future::Future<Output = Result<Volume, CallError<StorageError>>>,
     {
         let d = self.daemon()?.with_timeout(OP_DEADLINE);
-        match self.rt.block_on(op(d)) {
+        match self.rt.block_on(op(d.clone())) {
             Ok(v) => {
-                let v = self.sized(v);
-                accord_safwk::lock(&self.shared.volumes).insert(v.id.clone(), v.clone());
-                Ok(v)
+                // The daemon told its change on the other connection too;
+                // whichever comes second is ignored (its `seq`), so a
+                // volume that left meanwhile is not brought back.
+                self.shared.apply(v.clone());
+                Ok(self.sized(v))
             }
-            Err(CallError::Sa(e)) => Err(e),
+            Err(CallError::Sa(e)) => {
+                // A failed operation may have changed the volume (a failed
+                // check makes it DAMAGED): the table is read again, so
+                // what the caller reads next includes it.
+                if let Ok((seq, all)) = self.rt.block_on(d.table()) {
+                    self.shared.reload(seq, all);
+                }
+                Err(e)
+            }
             Err(CallError::Ipc(e)) => Err(StorageError::Daemon(e.to_string())),
         }
     }
@@ -157,7 +232,7 @@ impl Manager {
     }
 
     fn list(&self) -> Vec<Volume> {
-        let vols: Vec<Volume> = accord_safwk::lock(&self.shared.volumes).values().cloned().collect();
+        let vols: Vec<Volume> = accord_safwk::lock(&self.shared.view).vols.values().cloned().collect();
         vols.into_iter().map(|v| self.sized(v)).collect()
     }
 }
@@ -200,12 +275,8 @@ async fn link(socket: PathBuf, shared: Arc<Shared>) {
         tracing::info!("linked to the storage daemon");
         *accord_safwk::lock(&shared.daemon) = Some(d.clone());
         loop {
-            match d.volumes().await {
-                Ok(all) => {
-                    let mut vols = accord_safwk::lock(&shared.volumes);
-                    vols.clear();
-                    vols.extend(all.into_iter().map(|v| (v.id.clone(), v)));
-                }
+            match d.table().await {
+                Ok((seq, all)) => shared.reload(seq, all),
                 Err(e) => tracing::warn!("reading the volumes: {e:?}"),
             }
             shared.linked.send_replace(true);
