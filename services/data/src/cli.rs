@@ -7,7 +7,8 @@
 //! kv get <store> <key>           the value, as it is (bytes) on stdout
 //! kv put <store> <key> <value>   stores it (durably, when kv returns)
 //! kv rm <store> <key>            deletes it (exit 1 if it was not there)
-//! kv dump <store> [prefix]       every entry: key, tab, value (lossy UTF-8)
+//! kv dump <store> [prefix]       every entry: key, tab, value (lossy UTF-8),
+//!                                as the store was when the dump began
 //! kv backup <store> <name>       copies the store into its backup <name>
 //! kv restore <store> <name>      makes the store its backup <name> again
 //! kv backups <store>             the store's backups
@@ -106,15 +107,21 @@ pub fn main(args: Vec<String>) -> Result<()> {
                 }
             }
             Cmd::Dump(store, prefix) => {
-                let mut after = String::new();
-                loop {
-                    let page = kv.entries(store, prefix, &after, PAGE).await.map_err(why)?;
-                    let Some(last) = page.last() else { break };
-                    after = last.key.clone();
+                // One result set: the store as it was when the dump began,
+                // however long printing takes and whatever is written.
+                let (id, count) = kv.result_set(store, prefix).await.map_err(why)?;
+                let mut at = 0u64;
+                while at < count {
+                    let page = kv.result_set_entries(id, at, PAGE).await.map_err(why)?;
+                    if page.is_empty() {
+                        break;
+                    }
+                    at += page.len() as u64;
                     for e in &page {
                         writeln!(out, "{}\t{}", e.key, String::from_utf8_lossy(&e.value))?;
                     }
                 }
+                kv.close_result_set(id).await.map_err(why)?;
             }
             Cmd::Backup(store, name) => kv.backup(store, name).await.map_err(why)?,
             Cmd::Restore(store, name) => {

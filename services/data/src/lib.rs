@@ -77,6 +77,15 @@ pub const MAX_PENDING_BYTES: usize = 256 << 10;
 /// can make the service hold.
 pub const MAX_PENDING_BYTES_PER_UID: usize = 1 << 20;
 
+/// Most result sets one uid holds open (OpenHarmony's limit per store is
+/// 8; here per uid, over all its stores).
+pub const MAX_RESULT_SETS_PER_UID: usize = 8;
+/// Most result sets open at once.
+pub const MAX_RESULT_SETS: usize = 128;
+/// A result set not read for this long is closed (its snapshot released),
+/// so one whose client went away holds nothing for long.
+pub const RESULT_SET_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// An entry of a store, with what a sync between devices needs: when it
 /// was last written (ms since the epoch) and on which device.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
@@ -145,6 +154,14 @@ pub enum KvError {
     /// No backup of that name.
     #[error("no backup {0:?}")]
     NoSuchBackup(String),
+    /// The uid holds [`MAX_RESULT_SETS_PER_UID`] result sets (or the
+    /// service [`MAX_RESULT_SETS`]): close one.
+    #[error("too many result sets: {0}")]
+    TooManyResultSets(String),
+    /// No open result set of that id for this uid (never opened, closed,
+    /// or closed after [`RESULT_SET_IDLE`] unused).
+    #[error("no result set {0} (closed, or idle for 60 s)")]
+    NoSuchResultSet(u64),
     /// The observer given to `subscribe` could not be reached (its
     /// handshake failed or the uid has too many under way): not subscribed.
     #[error("the observer cannot be called: {0}")]
@@ -208,6 +225,20 @@ pub trait KvDataService {
     fn backups(&self, caller: &Caller, store: &str) -> Result<Vec<String>, KvError>;
     /// Deletes `store`'s backup `name`; whether it existed.
     fn delete_backup(&self, caller: &Caller, store: &str, name: &str) -> Result<bool, KvError>;
+    /// Opens a result set (OpenHarmony's `GetResultSet`): the entries of
+    /// `store` whose key starts with `prefix`, as they are now, read page
+    /// by page with [`KvDataService::result_set_entries`] whatever is
+    /// written meanwhile. Returns its id and how many entries it has. At
+    /// most [`MAX_RESULT_SETS_PER_UID`] per uid
+    /// ([`KvError::TooManyResultSets`]); closed by `close_result_set` or
+    /// after [`RESULT_SET_IDLE`] unread.
+    fn result_set(&self, caller: &Caller, store: &str, prefix: &str) -> Result<(u64, u64), KvError>;
+    /// Entries of result set `id` from `position` (0-based, key order): at
+    /// most `limit` and about 1 MiB; empty past the end.
+    fn result_set_entries(&self, caller: &Caller, id: u64, position: u64, limit: u32) -> Result<Vec<Entry>, KvError>;
+    /// Closes result set `id` (OpenHarmony's `CloseResultSet`); whether it
+    /// was open.
+    fn close_result_set(&self, caller: &Caller, id: u64) -> Result<bool, KvError>;
 }
 
 /// What a subscriber implements (OpenHarmony's `KvStoreObserver`).
@@ -239,6 +270,16 @@ pub struct KvService {
     observers: Arc<Observers>,
     /// Where observers are called back (the runtime `new` ran in).
     rt: Option<tokio::runtime::Handle>,
+    result_sets: Mutex<HashMap<u64, Arc<ResultSet>>>,
+    next_result_set: std::sync::atomic::AtomicU64,
+    result_set_idle: std::time::Duration,
+}
+
+/// An open result set.
+struct ResultSet {
+    uid: u32,
+    snapshot: Mutex<store::Snapshot>,
+    last_used: Mutex<std::time::Instant>,
 }
 
 /// A store as the service names it: (owner uid, name).
@@ -353,7 +394,22 @@ impl KvService {
             writers: Mutex::default(),
             observers: Arc::default(),
             rt: tokio::runtime::Handle::try_current().ok(),
+            result_sets: Mutex::default(),
+            next_result_set: Default::default(),
+            result_set_idle: RESULT_SET_IDLE,
         })
+    }
+
+    /// The same with result sets closed after `idle` unread (tests).
+    pub fn with_result_set_idle(mut self, idle: std::time::Duration) -> KvService {
+        self.result_set_idle = idle;
+        self
+    }
+
+    /// Closes the result sets unread for longer than the idle time.
+    fn reap_result_sets(&self) {
+        let idle = self.result_set_idle;
+        accord_safwk::lock(&self.result_sets).retain(|_, rs| accord_safwk::lock(&rs.last_used).elapsed() < idle);
     }
 
     /// The same with another per-uid share of the disk, in bytes.
@@ -723,6 +779,67 @@ impl KvDataService for KvService {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(KvError::Storage(format!("{}: {e}", path.display()))),
         }
+    }
+
+    fn result_set(&self, caller: &Caller, store: &str, prefix: &str) -> Result<(u64, u64), KvError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (uid, name) = Self::resolve(caller, store)?;
+        self.reap_result_sets();
+        {
+            let sets = accord_safwk::lock(&self.result_sets);
+            let held = sets.values().filter(|r| r.uid == caller.uid()).count();
+            if held >= MAX_RESULT_SETS_PER_UID {
+                return Err(KvError::TooManyResultSets(format!("uid {} holds {held}", caller.uid())));
+            }
+            if sets.len() >= MAX_RESULT_SETS {
+                return Err(KvError::TooManyResultSets(format!("the service holds {}", sets.len())));
+            }
+        }
+        // The store must exist (and be sound) before a snapshot of it.
+        self.with(caller, store, false, |_| Ok(()))?;
+        let path = self.uid_dir(uid).join(format!("{name}.db"));
+        let snapshot = store::Snapshot::open(&path, &name, prefix)?;
+        let count = snapshot.count;
+        let id = self.next_result_set.fetch_add(1, Relaxed) + 1;
+        let rs = Arc::new(ResultSet { uid: caller.uid(), snapshot: Mutex::new(snapshot), last_used: Mutex::new(std::time::Instant::now()) });
+        let mut sets = accord_safwk::lock(&self.result_sets);
+        // Counted again: another connection of the uid may have opened one.
+        if sets.values().filter(|r| r.uid == caller.uid()).count() >= MAX_RESULT_SETS_PER_UID || sets.len() >= MAX_RESULT_SETS {
+            return Err(KvError::TooManyResultSets(format!("uid {}", caller.uid())));
+        }
+        sets.insert(id, rs);
+        Ok((id, count))
+    }
+
+    fn result_set_entries(&self, caller: &Caller, id: u64, position: u64, limit: u32) -> Result<Vec<Entry>, KvError> {
+        if limit == 0 {
+            return Err(KvError::InvalidArgument("a page of 0 entries".into()));
+        }
+        let rs = {
+            let sets = accord_safwk::lock(&self.result_sets);
+            sets.get(&id).filter(|r| r.uid == caller.uid()).cloned().ok_or(KvError::NoSuchResultSet(id))?
+        };
+        {
+            let mut used = accord_safwk::lock(&rs.last_used);
+            if used.elapsed() >= self.result_set_idle {
+                drop(used);
+                accord_safwk::lock(&self.result_sets).remove(&id);
+                return Err(KvError::NoSuchResultSet(id));
+            }
+            *used = std::time::Instant::now();
+        }
+        let page = accord_safwk::lock(&rs.snapshot).entries(position, limit);
+        *accord_safwk::lock(&rs.last_used) = std::time::Instant::now();
+        page
+    }
+
+    fn close_result_set(&self, caller: &Caller, id: u64) -> Result<bool, KvError> {
+        let mut sets = accord_safwk::lock(&self.result_sets);
+        if sets.get(&id).is_some_and(|r| r.uid == caller.uid()) {
+            sets.remove(&id);
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     fn on_dump(&self, _args: &[String]) -> String {

@@ -367,6 +367,67 @@ fn db_error(name: &str, path: &Path, e: rusqlite::Error) -> KvError {
     }
 }
 
+/// A read snapshot of a store's entries under a prefix (OpenHarmony's
+/// `KvStoreResultSet`): its own read-only connection holding one read
+/// transaction, so every page comes from the same moment whatever is
+/// written meanwhile. While it is open, the store's write-ahead log cannot
+/// be checkpointed past it (it grows with the writes made meanwhile).
+pub struct Snapshot {
+    conn: Connection,
+    name: String,
+    path: PathBuf,
+    glob: String,
+    /// Entries in the snapshot.
+    pub count: u64,
+}
+
+impl Snapshot {
+    /// Opens a snapshot of the entries of store `name` (file `path`) whose
+    /// key starts with `prefix`.
+    ///
+    /// # Errors
+    /// No such store, or SQLite's error named with the store.
+    pub fn open(path: &Path, name: &str, prefix: &str) -> Result<Snapshot, KvError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| match e.sqlite_error_code() {
+            Some(ErrorCode::CannotOpen) => KvError::NoSuchStore(name.to_owned()),
+            _ => db_error(name, path, e),
+        })?;
+        let glob = glob_prefix(prefix);
+        let r = (|| -> rusqlite::Result<u64> {
+            conn.busy_timeout(std::time::Duration::from_secs(5))?;
+            conn.execute_batch("BEGIN")?;
+            // The first read fixes the snapshot.
+            let n: i64 = conn.query_row("SELECT count(*) FROM entries WHERE key GLOB ?1", params![glob], |r| r.get(0))?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })();
+        let count = r.map_err(|e| db_error(name, path, e))?;
+        Ok(Snapshot { conn, name: name.to_owned(), path: path.to_owned(), glob, count })
+    }
+
+    /// The entries from `position` (0-based, in key order): at most
+    /// `limit` and about [`PAGE_BYTES`] (at least one if any is left);
+    /// empty past the end.
+    pub fn entries(&self, position: u64, limit: u32) -> Result<Vec<Entry>, KvError> {
+        let r = (|| {
+            let mut st = self.conn.prepare_cached("SELECT key, value, mtime, origin FROM entries WHERE key GLOB ?1 ORDER BY key LIMIT ?2 OFFSET ?3")?;
+            let offset = i64::try_from(position).unwrap_or(i64::MAX);
+            let mut rows = st.query(params![self.glob, limit.clamp(1, 100_000), offset])?;
+            let (mut out, mut bytes) = (Vec::new(), 0usize);
+            while let Some(row) = rows.next()? {
+                let e = Entry { key: row.get(0)?, value: serde_bytes::ByteBuf::from(row.get::<_, Vec<u8>>(1)?), mtime_ms: row.get(2)?, origin: row.get(3)? };
+                bytes += e.key.len() + e.value.len();
+                out.push(e);
+                if bytes >= PAGE_BYTES {
+                    break;
+                }
+            }
+            Ok(out)
+        })();
+        r.map_err(|e| db_error(&self.name, &self.path, e))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

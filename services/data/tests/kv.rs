@@ -607,3 +607,88 @@ async fn backup_and_restore_through_samgr() {
     }))
     .await;
 }
+
+/// Result sets: a snapshot of the entries under a prefix as they were
+/// when it was opened, paged by position whatever is written meanwhile;
+/// closed, it is gone; a uid holds at most 8 and never reads another's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn result_sets_are_snapshots_and_bounded() {
+    let root = tempfile::tempdir().unwrap();
+    let (_dir, sock, _host) = setup(root.path()).await;
+    let k = kv(&sock).await;
+    let batch: Vec<(String, ByteBuf)> = (0..300).map(|i| (format!("k{i:03}"), ByteBuf::from(format!("v{i}").into_bytes()))).collect();
+    k.put_batch("rs", batch).await.unwrap();
+    k.put("rs", "other", blob(b"x")).await.unwrap();
+    let (id, count) = k.result_set("rs", "k").await.unwrap();
+    assert_eq!(count, 300);
+    // Written after the snapshot: not in it.
+    k.put("rs", "k999", blob(b"new")).await.unwrap();
+    assert!(k.delete("rs", "k000").await.unwrap());
+    let mut keys = Vec::new();
+    loop {
+        let page = k.result_set_entries(id, keys.len() as u64, 128).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 128);
+        keys.extend(page.into_iter().map(|e| e.key));
+    }
+    let want: Vec<String> = (0..300).map(|i| format!("k{i:03}")).collect();
+    assert_eq!(keys, want);
+    // A new one sees the store as it is now.
+    let (id2, count2) = k.result_set("rs", "k").await.unwrap();
+    assert_eq!(count2, 300);
+    assert_eq!(k.result_set_entries(id2, 299, 10).await.unwrap()[0].key, "k999");
+    assert!(k.close_result_set(id).await.unwrap());
+    assert!(!k.close_result_set(id).await.unwrap());
+    assert!(matches!(k.result_set_entries(id, 0, 1).await, Err(CallError::Sa(KvError::NoSuchResultSet(i))) if i == id));
+    assert!(matches!(k.result_set("nope", "").await, Err(CallError::Sa(KvError::NoSuchStore(_)))));
+    assert!(matches!(k.result_set_entries(id2, 0, 0).await, Err(CallError::Sa(KvError::InvalidArgument(_)))));
+
+    // uid 2000: its own store, at most 8 open, root's id is not its own.
+    let r = join(as_uid(2000, &sock, async move |k: KvDataServiceProxy| {
+        k.put("mine", "a", blob(b"1")).await.unwrap();
+        let mut ids = Vec::new();
+        for _ in 0..accord_data::MAX_RESULT_SETS_PER_UID {
+            ids.push(k.result_set("mine", "").await.unwrap().0);
+        }
+        let over = k.result_set("mine", "").await;
+        let theirs = k.result_set_entries(id2, 0, 1).await;
+        let close_theirs = k.close_result_set(id2).await.unwrap();
+        let freed = k.close_result_set(ids[0]).await.unwrap();
+        let again = k.result_set("mine", "").await.is_ok();
+        (
+            matches!(over, Err(CallError::Sa(KvError::TooManyResultSets(_)))),
+            matches!(theirs, Err(CallError::Sa(KvError::NoSuchResultSet(_)))),
+            close_theirs,
+            freed,
+            again,
+        )
+    }))
+    .await;
+    assert_eq!(r, (true, true, false, true, true));
+    // Root's is still open.
+    assert_eq!(k.result_set_entries(id2, 0, 1).await.unwrap().len(), 1);
+}
+
+/// A result set not read for the idle time is closed (its client may be
+/// gone), and the place it took is free again.
+#[test]
+fn an_idle_result_set_is_closed() {
+    use accord_data::KvDataService;
+    use accord_safwk::{Caller, Identity};
+    let root = tempfile::tempdir().unwrap();
+    let svc = KvService::new(root.path(), "test-device").unwrap().with_result_set_idle(Duration::from_millis(50));
+    let c = Caller::new(Identity { uid: 2000, gid: 2000, pid: 1 });
+    svc.put(&c, "s", "a", blob(b"1")).unwrap();
+    let (id, _) = svc.result_set(&c, "s", "").unwrap();
+    for _ in 1..accord_data::MAX_RESULT_SETS_PER_UID {
+        svc.result_set(&c, "s", "").unwrap();
+    }
+    assert!(matches!(svc.result_set(&c, "s", ""), Err(KvError::TooManyResultSets(_))));
+    // Longer than the idle time, whatever the machine's load.
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(matches!(svc.result_set_entries(&c, id, 0, 1), Err(KvError::NoSuchResultSet(_))));
+    // The idle ones are closed when a new one is asked for.
+    svc.result_set(&c, "s", "").unwrap();
+}

@@ -190,6 +190,13 @@ impl Daemon {
                         }
                     }
                     "remove" => self.removed(&ev.name),
+                    // A card reader's medium comes and goes as a change of
+                    // the disk (its size).
+                    "change" => match uevent::device(&self.cfg.class_block, &ev.name) {
+                        Some(dev) if fs::device_bytes(&dev.sys) == 0 => self.removed(&ev.name),
+                        Some(dev) => self.added(dev),
+                        None => {}
+                    },
                     other => tracing::debug!("uevent {other} for {}: not acted on", ev.name),
                 },
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {

@@ -11,6 +11,7 @@
 //!
 //! | the disk holds                | what happens                                       | state    |
 //! |-------------------------------|----------------------------------------------------|----------|
+//! | zeros at the start, a backup superblock further on | rebuilt with `e2fsck -b`; mounted | MOUNTED |
 //! | only zeros (first boot)       | `mke2fs -t ext4`, then mounted                     | MOUNTED  |
 //! | ext4, clean                   | `e2fsck -p`, mounted                               | MOUNTED  |
 //! | ext4 with errors              | `e2fsck -p`, then `e2fsck -f -y` if needed; mounted | MOUNTED  |
@@ -102,13 +103,18 @@ pub fn prepare(tools: &Tools, dev: &Path, mnt: &Path) -> DataOutcome {
     };
     let step = Instant::now();
     let how = match &content {
-        Content::Blank => {
-            if let Err(e) = fs::format(tools, dev, "ext4", "data") {
-                out.detail = format!("blank disk, and formatting it failed: {e}");
-                return done(out);
+        // Zeros where the superblock belongs: a new disk, or one whose
+        // start was wiped; a backup superblock tells them apart.
+        Content::Blank => match fs::check_ext_backup(tools, dev) {
+            CheckOutcome::Clean | CheckOutcome::Repaired { .. } => "its start was zeroed: the filesystem was rebuilt from a backup superblock".to_owned(),
+            CheckOutcome::Failed { .. } => {
+                if let Err(e) = fs::format(tools, dev, "ext4", "data") {
+                    out.detail = format!("blank disk, and formatting it failed: {e}");
+                    return done(out);
+                }
+                "blank disk (first boot): formatted as ext4".to_owned()
             }
-            "blank disk (first boot): formatted as ext4".to_owned()
-        }
+        },
         Content::Ext { .. } => match fs::check_ext(tools, dev) {
             CheckOutcome::Clean => "checked: clean".to_owned(),
             CheckOutcome::Repaired { how } => format!("checked: errors repaired ({how})"),

@@ -51,7 +51,8 @@ pub const PERM_MOUNT: &str = "ohos.permission.MOUNT_UNMOUNT_MANAGER";
 pub const PERM_FORMAT: &str = "ohos.permission.MOUNT_FORMAT_MANAGER";
 /// Most volume subscriptions one uid holds at the manager.
 pub const MAX_SUBS_PER_UID: usize = 4;
-/// Most volume subscriptions the manager holds.
+/// Most volume subscriptions the manager holds for uids other than root
+/// and system (which have only their per-uid share).
 pub const MAX_SUBS: usize = 64;
 /// Changes waiting for one subscriber before newer ones are dropped (and
 /// counted in the next one's `lost`).

@@ -11,7 +11,9 @@
 //!    and the console keeps answering. The shell uid may list but not
 //!    format. Every change reaches `storage watch`.
 //! 2. The primary superblock zeroed: e2fsck repairs from a backup, the
-//!    file written in boot 1 is there.
+//!    file written in boot 1 is there; with the whole first MiB zeroed
+//!    (it looks blank) the filesystem is rebuilt, not formatted (the same
+//!    uuid).
 //! 3. The whole disk overwritten: DAMAGED, said on the console, /data an
 //!    empty read-only tmpfs (writes fail); `storage format data`, and
 //! 4. the next boot mounts it clean.
@@ -100,7 +102,17 @@ fn host(cmd: &mut std::process::Command) -> Result<()> {
     Ok(())
 }
 
-fn first_boot(arch: &str, dir: &Path, r: &mut Report) -> Result<()> {
+/// The uuid of the filesystem on /data, from the boot step's outcome.
+fn data_uuid(m: &mut Machine) -> Result<String> {
+    let js = ok(m, "cat /run/storage/data.json")?;
+    let v: serde_json::Value = serde_json::from_str(js.trim()).with_context(|| format!("{js:?}"))?;
+    let u = v.get("uuid").and_then(|u| u.as_str()).unwrap_or_default().to_owned();
+    ensure!(u.len() == 36, "no uuid in {js}");
+    Ok(u)
+}
+
+/// Boot 1; returns the uuid of the filesystem it made on /data.
+fn first_boot(arch: &str, dir: &Path, r: &mut Report) -> Result<String> {
     let mut m = boot(arch, dir, 1)?;
     let text = m.q.transcript();
     r.check("a blank /data disk is formatted at first boot and mounted", {
@@ -216,7 +228,9 @@ fn first_boot(arch: &str, dir: &Path, r: &mut Report) -> Result<()> {
             Ok(())
         })(),
     );
-    poweroff(&mut m)
+    let uuid = data_uuid(&mut m)?;
+    poweroff(&mut m)?;
+    Ok(uuid)
 }
 
 fn main() -> ExitCode {
@@ -245,7 +259,7 @@ fn run(arch: &str, r: &mut Report) -> Result<()> {
     host(std::process::Command::new("mkfs.ext4").args(["-q", "-F", "-L", "stick", "-d"]).arg(&files).arg(dir.join("stick-ext4.img")).arg("32M"))?;
 
     let t0 = Instant::now();
-    first_boot(arch, &dir, r)?;
+    let uuid = first_boot(arch, &dir, r)?;
 
     // 2. The primary superblock zeroed.
     {
@@ -263,6 +277,29 @@ fn run(arch: &str, r: &mut Report) -> Result<()> {
             ensure!(line.contains("repaired") && line.ends_with("mounted"), "console said {line:?}");
             let out = ok(&mut m, "cat /data/marker")?;
             ensure!(out.contains("kept"), "{out}");
+            Ok(())
+        })(),
+    );
+    poweroff(&mut m)?;
+
+    // 2b. The whole first MiB zeroed: a blank start, a filesystem behind.
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(&data)?;
+        f.write_all_at(&vec![0u8; 1 << 20], 0)?;
+        f.sync_all()?;
+    }
+    let mut m = boot(arch, &dir, 5)?;
+    r.check(
+        "a disk whose first MiB was zeroed is rebuilt from a backup, not formatted",
+        (|| {
+            let text = m.q.transcript();
+            let line = text.lines().find(|l| l.contains("storage: /data:")).unwrap_or_default().to_owned();
+            ensure!(line.contains("rebuilt from a backup superblock") && line.ends_with("mounted"), "console said {line:?}");
+            // What lived in the zeroed MiB is gone (e2fsck keeps what it
+            // can in lost+found); the filesystem is the same one.
+            let now = data_uuid(&mut m)?;
+            ensure!(now == uuid, "the filesystem is {now}, was {uuid}: it was formatted");
             Ok(())
         })(),
     );
@@ -307,6 +344,6 @@ fn run(arch: &str, r: &mut Report) -> Result<()> {
         })(),
     );
     poweroff(&mut m)?;
-    println!("# storage-test: 4 boots in {:.0} s", t0.elapsed().as_secs_f64());
+    println!("# storage-test: 5 boots in {:.0} s", t0.elapsed().as_secs_f64());
     Ok(())
 }
