@@ -1,10 +1,12 @@
 //! Result sets (OpenHarmony's `ResultSet`): a cursor over a query's rows
 //! that holds one page in memory ([`PAGE_ROWS`] rows or [`PAGE_BYTES`] of
 //! values, whichever comes first) and reads the next when the cursor moves
-//! past it. It keeps a reader connection and a read transaction on it, so
-//! every page and [`ResultSet::row_count`] see the same snapshot of the
-//! store however the writer changes it meanwhile; dropping the result set
-//! ends the transaction and gives the reader back.
+//! past it. Every page and [`ResultSet::row_count`] see the same snapshot
+//! of the store however the writer changes it meanwhile: a result whose
+//! first page holds every row is that one statement's snapshot and gives
+//! its reader back at once; one with more rows keeps a reader and a read
+//! transaction on it (its first page read again inside it), which
+//! dropping the result set ends.
 
 use std::sync::Arc;
 
@@ -31,18 +33,43 @@ pub struct ResultSet {
     total: Option<usize>,
     /// The cursor's row; `None` before the first.
     pos: Option<usize>,
+    /// Whether `conn` holds a read transaction of ours.
+    in_txn: bool,
 }
 
 impl ResultSet {
     pub(crate) fn start(pool: Arc<Pool>, sql: String, args: Vec<Value>, limit: Option<i64>, offset: i64) -> Result<ResultSet, RdbError> {
         let conn = pool.take()?;
-        if let Err(e) = conn.prepare_cached("BEGIN").and_then(|mut st| st.execute([])) {
-            pool.give_back(conn);
-            return Err(sql_err(&pool.path)(e));
+        let mut rs = ResultSet {
+            conn: Some(conn),
+            sql,
+            args,
+            limit,
+            offset,
+            columns: Vec::new(),
+            page: Vec::new(),
+            width: 0,
+            page_start: 0,
+            total: None,
+            pos: None,
+            pool,
+            in_txn: false,
+        };
+        // One statement reads one snapshot: a first page that holds every
+        // row needs no transaction, and its reader goes back now.
+        rs.load(0)?;
+        if rs.total.is_some() {
+            if let Some(c) = rs.conn.take() {
+                rs.pool.give_back(c);
+            }
+            return Ok(rs);
         }
-        let mut rs =
-            ResultSet { conn: None, sql, args, limit, offset, columns: Vec::new(), page: Vec::new(), width: 0, page_start: 0, total: None, pos: None, pool };
-        rs.conn = Some(conn);
+        // More pages to come: they must agree with the first, so it is
+        // read again inside a read transaction they all share.
+        if let Some(c) = rs.conn.as_ref() {
+            c.prepare_cached("BEGIN").and_then(|mut st| st.execute([])).map_err(sql_err(&rs.pool.path))?;
+            rs.in_txn = true;
+        }
         rs.load(0)?;
         Ok(rs)
     }
@@ -102,7 +129,9 @@ impl ResultSet {
         let got = page.len().checked_div(n).unwrap_or(0);
         // A short page ends the rows, unless it is empty past the start
         // (a jump beyond the end says nothing of where the end is).
-        if !cut && (got as i64) < want && (got > 0 || start == 0) {
+        // A page that reaches the query's own limit ends the rows too.
+        let at_limit = self.limit.is_some_and(|l| (start + got) as i64 == l);
+        if !cut && (((got as i64) < want && (got > 0 || start == 0)) || at_limit) {
             self.total = Some(start + got);
         }
         self.page = page;
@@ -199,7 +228,9 @@ impl ResultSet {
 impl Drop for ResultSet {
     fn drop(&mut self) {
         if let Some(c) = self.conn.take() {
-            let _ = c.prepare_cached("ROLLBACK").and_then(|mut st| st.execute([]));
+            if self.in_txn {
+                let _ = c.prepare_cached("ROLLBACK").and_then(|mut st| st.execute([]));
+            }
             self.pool.give_back(c);
         }
     }

@@ -85,7 +85,8 @@ fn paging_with_ties_in_order_by() {
 fn more_result_sets_than_readers_is_an_error() {
     let d = tempfile::tempdir().unwrap();
     let s = Arc::new(open(d.path(), 2));
-    fill(&s, 3);
+    // More rows than a page: each result set keeps its reader.
+    fill(&s, 600);
     let (tx, rx) = std::sync::mpsc::channel();
     let s2 = s.clone();
     std::thread::spawn(move || {
@@ -132,6 +133,25 @@ fn a_backup_over_the_store_itself_is_refused() {
     let n = s.query(&RdbPredicates::new("t"), &[]).unwrap().row_count().unwrap();
     assert!(r.is_err(), "a backup onto the store itself was accepted");
     assert_eq!(n, 6, "and the store kept its rows");
+}
+
+/// A result that fits in its first page holds no reader: with one reader,
+/// many such result sets live at once and the rows are all there.
+#[test]
+fn a_one_page_result_holds_no_reader() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path(), 1);
+    fill(&s, 20);
+    let mut held: Vec<_> = (0..5).map(|_| s.query(&RdbPredicates::new("t").order_by_asc("id").limit(20), &["id"]).unwrap()).collect();
+    s.delete(&RdbPredicates::new("t")).unwrap();
+    for rs in &mut held {
+        assert_eq!(rs.row_count().unwrap(), 20);
+        let mut n = 0;
+        while rs.next_row().unwrap().is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 20);
+    }
 }
 
 /// Pages read after the writer changed the table come from the result

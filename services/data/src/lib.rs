@@ -85,6 +85,8 @@ pub const MAX_RESULT_SETS: usize = 128;
 /// A result set not read for this long is closed (its snapshot released),
 /// so one whose client went away holds nothing for long.
 pub const RESULT_SET_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+/// How often idle result sets are looked for.
+const RESULT_SET_SWEEP: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// An entry of a store, with what a sync between devices needs: when it
 /// was last written (ms since the epoch) and on which device.
@@ -270,14 +272,18 @@ pub struct KvService {
     observers: Arc<Observers>,
     /// Where observers are called back (the runtime `new` ran in).
     rt: Option<tokio::runtime::Handle>,
-    result_sets: Mutex<HashMap<u64, Arc<ResultSet>>>,
+    /// Shared with the sweep that closes idle ones.
+    result_sets: Arc<Mutex<HashMap<u64, Arc<ResultSet>>>>,
     next_result_set: std::sync::atomic::AtomicU64,
-    result_set_idle: std::time::Duration,
+    /// Milliseconds a result set may stay unread (shared with the sweep).
+    result_set_idle: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// An open result set.
 struct ResultSet {
     uid: u32,
+    /// Closed once unread this long.
+    idle: std::time::Duration,
     snapshot: Mutex<store::Snapshot>,
     last_used: Mutex<std::time::Instant>,
 }
@@ -385,6 +391,24 @@ impl KvService {
     /// observers back there (outside one, `subscribe` is refused).
     pub fn new(root: &Path, origin: &str) -> std::io::Result<KvService> {
         std::fs::create_dir_all(root)?;
+        let rt = tokio::runtime::Handle::try_current().ok();
+        let result_sets: Arc<Mutex<HashMap<u64, Arc<ResultSet>>>> = Arc::default();
+        let result_set_idle = Arc::new(std::sync::atomic::AtomicU64::new(RESULT_SET_IDLE.as_millis() as u64));
+        if let Some(rt) = &rt {
+            // Every 15 s (or the idle time, if shorter), result sets unread
+            // for their idle time are closed (their client may be gone);
+            // ends with the service.
+            let sets = Arc::downgrade(&result_sets);
+            let idle = result_set_idle.clone();
+            rt.spawn(async move {
+                loop {
+                    let ms = idle.load(std::sync::atomic::Ordering::Relaxed);
+                    tokio::time::sleep(RESULT_SET_SWEEP.min(std::time::Duration::from_millis(ms.max(10)))).await;
+                    let Some(sets) = sets.upgrade() else { return };
+                    accord_safwk::lock(&sets).retain(|_, rs| accord_safwk::lock(&rs.last_used).elapsed() < rs.idle);
+                }
+            });
+        }
         Ok(KvService {
             root: root.to_owned(),
             origin: origin.to_owned(),
@@ -393,23 +417,22 @@ impl KvService {
             quota: DEFAULT_QUOTA,
             writers: Mutex::default(),
             observers: Arc::default(),
-            rt: tokio::runtime::Handle::try_current().ok(),
-            result_sets: Mutex::default(),
+            rt,
+            result_sets,
             next_result_set: Default::default(),
-            result_set_idle: RESULT_SET_IDLE,
+            result_set_idle,
         })
     }
 
     /// The same with result sets closed after `idle` unread (tests).
-    pub fn with_result_set_idle(mut self, idle: std::time::Duration) -> KvService {
-        self.result_set_idle = idle;
+    pub fn with_result_set_idle(self, idle: std::time::Duration) -> KvService {
+        self.result_set_idle.store(idle.as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
         self
     }
 
     /// Closes the result sets unread for longer than the idle time.
     fn reap_result_sets(&self) {
-        let idle = self.result_set_idle;
-        accord_safwk::lock(&self.result_sets).retain(|_, rs| accord_safwk::lock(&rs.last_used).elapsed() < idle);
+        accord_safwk::lock(&self.result_sets).retain(|_, rs| accord_safwk::lock(&rs.last_used).elapsed() < rs.idle);
     }
 
     /// The same with another per-uid share of the disk, in bytes.
@@ -801,7 +824,8 @@ impl KvDataService for KvService {
         let snapshot = store::Snapshot::open(&path, &name, prefix)?;
         let count = snapshot.count;
         let id = self.next_result_set.fetch_add(1, Relaxed) + 1;
-        let rs = Arc::new(ResultSet { uid: caller.uid(), snapshot: Mutex::new(snapshot), last_used: Mutex::new(std::time::Instant::now()) });
+        let idle = std::time::Duration::from_millis(self.result_set_idle.load(Relaxed));
+        let rs = Arc::new(ResultSet { uid: caller.uid(), idle, snapshot: Mutex::new(snapshot), last_used: Mutex::new(std::time::Instant::now()) });
         let mut sets = accord_safwk::lock(&self.result_sets);
         // Counted again: another connection of the uid may have opened one.
         if sets.values().filter(|r| r.uid == caller.uid()).count() >= MAX_RESULT_SETS_PER_UID || sets.len() >= MAX_RESULT_SETS {
@@ -821,7 +845,7 @@ impl KvDataService for KvService {
         };
         {
             let mut used = accord_safwk::lock(&rs.last_used);
-            if used.elapsed() >= self.result_set_idle {
+            if used.elapsed() >= rs.idle {
                 drop(used);
                 accord_safwk::lock(&self.result_sets).remove(&id);
                 return Err(KvError::NoSuchResultSet(id));
@@ -846,6 +870,7 @@ impl KvDataService for KvService {
         let open = accord_safwk::lock(&self.open);
         let observers: usize = accord_safwk::lock(&self.observers.subs).values().map(Vec::len).sum();
         let mut out = format!("data service (SA {ID}): stores under {}, {} open, {observers} observers\n", self.root.display(), open.len());
+        out.push_str(&format!("result sets: {} open\n", accord_safwk::lock(&self.result_sets).len()));
         let mut uids: Vec<u32> =
             std::fs::read_dir(&self.root).map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect()).unwrap_or_default();
         uids.sort();

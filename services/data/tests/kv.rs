@@ -692,3 +692,28 @@ fn an_idle_result_set_is_closed() {
     // The idle ones are closed when a new one is asked for.
     svc.result_set(&c, "s", "").unwrap();
 }
+
+/// Result sets whose client went away are closed by the service's sweep
+/// once idle, without anyone opening or reading another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweep_closes_idle_result_sets() {
+    use accord_data::KvDataService;
+    use accord_safwk::{Caller, Identity};
+    let root = tempfile::tempdir().unwrap();
+    let svc = KvService::new(root.path(), "test-device").unwrap().with_result_set_idle(Duration::from_millis(100));
+    let c = Caller::new(Identity { uid: 2000, gid: 2000, pid: 1 });
+    let svc = tokio::task::spawn_blocking(move || {
+        svc.put(&c, "s", "a", blob(b"1")).unwrap();
+        svc.result_set(&c, "s", "").unwrap();
+        svc
+    })
+    .await
+    .unwrap();
+    // (Not asserted open here: under load the sweep may already have
+    // closed it, which is what is being waited for.)
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while !svc.on_dump(&[]).contains("result sets: 0 open") {
+        assert!(std::time::Instant::now() < deadline, "the idle result set was never closed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
