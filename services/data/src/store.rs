@@ -209,16 +209,7 @@ impl Store {
                 .conn
                 .prepare_cached("SELECT key, value, mtime, origin FROM entries WHERE key GLOB ?1 AND (?2 IS NULL OR key > ?2) ORDER BY key LIMIT ?3")?;
             let mut rows = st.query(params![glob_prefix(prefix), after, limit.clamp(1, 100_000)])?;
-            let (mut out, mut bytes) = (Vec::new(), 0usize);
-            while let Some(row) = rows.next()? {
-                let e = Entry { key: row.get(0)?, value: serde_bytes::ByteBuf::from(row.get::<_, Vec<u8>>(1)?), mtime_ms: row.get(2)?, origin: row.get(3)? };
-                bytes += e.key.len() + e.value.len();
-                out.push(e);
-                if bytes >= PAGE_BYTES {
-                    break;
-                }
-            }
-            Ok(out)
+            page_of(&mut rows)
         })();
         r.map_err(|e| self.error(e))
     }
@@ -332,6 +323,21 @@ fn delete_in(tx: &rusqlite::Transaction<'_>, key: &str, mtime: i64, origin: &str
 
 /// A GLOB pattern matching keys that start with `prefix` (its `*`, `?`
 /// and `[` taken literally). SQLite uses the key's index for it.
+/// Entries from rows of (key, value, mtime, origin) until they run out or
+/// hold [`PAGE_BYTES`] (at least one, if any).
+fn page_of(rows: &mut rusqlite::Rows<'_>) -> rusqlite::Result<Vec<Entry>> {
+    let (mut out, mut bytes) = (Vec::new(), 0usize);
+    while let Some(row) = rows.next()? {
+        let e = Entry { key: row.get(0)?, value: serde_bytes::ByteBuf::from(row.get::<_, Vec<u8>>(1)?), mtime_ms: row.get(2)?, origin: row.get(3)? };
+        bytes += e.key.len() + e.value.len();
+        out.push(e);
+        if bytes >= PAGE_BYTES {
+            break;
+        }
+    }
+    Ok(out)
+}
+
 fn glob_prefix(prefix: &str) -> String {
     let mut g = String::with_capacity(prefix.len() + 1);
     for c in prefix.chars() {
@@ -413,16 +419,7 @@ impl Snapshot {
             let mut st = self.conn.prepare_cached("SELECT key, value, mtime, origin FROM entries WHERE key GLOB ?1 ORDER BY key LIMIT ?2 OFFSET ?3")?;
             let offset = i64::try_from(position).unwrap_or(i64::MAX);
             let mut rows = st.query(params![self.glob, limit.clamp(1, 100_000), offset])?;
-            let (mut out, mut bytes) = (Vec::new(), 0usize);
-            while let Some(row) = rows.next()? {
-                let e = Entry { key: row.get(0)?, value: serde_bytes::ByteBuf::from(row.get::<_, Vec<u8>>(1)?), mtime_ms: row.get(2)?, origin: row.get(3)? };
-                bytes += e.key.len() + e.value.len();
-                out.push(e);
-                if bytes >= PAGE_BYTES {
-                    break;
-                }
-            }
-            Ok(out)
+            page_of(&mut rows)
         })();
         r.map_err(|e| db_error(&self.name, &self.path, e))
     }

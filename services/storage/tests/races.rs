@@ -5,96 +5,23 @@
 //! stand-in daemon (SA 5002) stages the interleavings the real one allows
 //! but a test cannot time; the rest run the real daemon and manager.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use accord_safwk::typed::Listener;
-use accord_safwk::{Caller, Identity, SaHost, Samgr};
+use accord_safwk::{Caller, Identity, SaHost};
 use accord_storage::daemon::{Config, Daemon};
 use accord_storage::data::DataOutcome;
 use accord_storage::manager::Manager;
-use accord_storage::{
-    StorageDaemon, StorageError, StorageManager, StorageManagerProxy, Volume, VolumeListener, VolumeListenerProxy, VolumeState, VolumeType, DAEMON_ID, ID,
-};
-
-const DEADLINE: Duration = Duration::from_secs(30);
-
-const POLICY: &str = r#"{
-    "rules": [
-        {"ids": "5002", "register": {"uids": [0]}, "get": {"uids": [2001]}},
-        {"ids": "5003", "register": {"uids": [0]}, "get": {"uids": [2000, 2001]}}
-    ],
-    "permissions": {"ohos.permission.MOUNT_UNMOUNT_MANAGER": {"uids": [2001]}}
-}"#;
+use accord_storage::{StorageDaemon, StorageError, StorageManager, Volume, VolumeListener, VolumeListenerProxy, VolumeState, VolumeType, DAEMON_ID, ID};
+use common::{manager, samgr, setup, Seen, World, DEADLINE};
 
 fn root() -> Caller {
     Caller::new(Identity { uid: 0, gid: 0, pid: 1 })
-}
-
-struct World {
-    _dir: tempfile::TempDir,
-    sock: PathBuf,
-    _hosts: Vec<SaHost>,
-}
-
-/// samgr on a socket in `dir`.
-fn samgr(dir: &Path) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let sock = dir.join("samgr");
-    let listener = tokio::net::UnixListener::bind(&sock).unwrap();
-    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let policy = accord_safwk::policy::Policy::parse(POLICY, "test policy").unwrap();
-    tokio::spawn(accord_samgr::serve(listener, accord_samgr::Registry::new(policy, Vec::new(), Arc::new(accord_samgr::InitStarter))));
-    sock
-}
-
-/// As `tests/storage.rs`: data disk `vda` (mounted at boot), blank `vdb`.
-async fn setup() -> World {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let cb = dir.path().join("class_block");
-    let dev = dir.path().join("dev");
-    std::fs::create_dir_all(&dev).unwrap();
-    for (name, num, mb) in [("vda", "253:0", 64u64), ("vdb", "253:16", 32)] {
-        std::fs::create_dir_all(cb.join(name)).unwrap();
-        std::fs::write(cb.join(name).join("dev"), format!("{num}\n")).unwrap();
-        std::fs::write(cb.join(name).join("size"), format!("{}\n", (mb << 20) / 512)).unwrap();
-        std::fs::File::create(dev.join(name)).unwrap().set_len(mb << 20).unwrap();
-    }
-    let state = dir.path().join("data.json");
-    let outcome = DataOutcome {
-        device: dev.join("vda").display().to_string(),
-        mount_point: dir.path().display().to_string(),
-        state: VolumeState::Mounted,
-        uuid: "0f0e0d0c-0000-4000-8000-000000000000".into(),
-        detail: "checked: clean".into(),
-        check_ms: 1,
-        total_ms: 2,
-    };
-    std::fs::write(&state, serde_json::to_vec(&outcome).unwrap()).unwrap();
-    let sock = samgr(dir.path());
-    let cfg = Config {
-        class_block: cb.clone(),
-        dev_dir: dev.clone(),
-        external_root: dir.path().join("external"),
-        data_state: state,
-        uevents: false,
-        ..Config::default()
-    };
-    let daemon = Daemon::start(cfg).unwrap();
-    let h1 = SaHost::connect(&sock).await.unwrap();
-    h1.publish_remote(DAEMON_ID, daemon.into_remote(), None).await.unwrap();
-    let manager = Manager::start_with(sock.clone(), cb).unwrap();
-    let h2 = SaHost::connect(&sock).await.unwrap();
-    h2.publish_remote(ID, manager.into_remote(), None).await.unwrap();
-    World { _dir: dir, sock, _hosts: vec![h1, h2] }
-}
-
-async fn manager(sock: &Path) -> StorageManagerProxy {
-    Samgr::connect(sock).await.unwrap().get_proxy::<StorageManagerProxy>(ID).await.unwrap()
 }
 
 async fn until<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
@@ -105,14 +32,6 @@ async fn until<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
         }
         assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-struct Seen(tokio::sync::mpsc::UnboundedSender<(Volume, u32)>);
-
-impl VolumeListener for Seen {
-    fn on_volume_change(&self, volume: Volume, lost: u32) {
-        let _ = self.0.send((volume, lost));
     }
 }
 
@@ -245,7 +164,7 @@ async fn fake_world_racing(truth: Vec<Volume>, during_read: Option<Volume>) -> (
     let manager = Manager::start_with(sock.clone(), dir.path().join("no_class_block")).unwrap();
     let h2 = SaHost::connect(&sock).await.unwrap();
     h2.publish_remote(ID, manager.into_remote(), None).await.unwrap();
-    (World { _dir: dir, sock, _hosts: vec![h1, h2] }, fake)
+    (World { dev: dir.path().to_owned(), _dir: dir, sock, _hosts: vec![h1, h2] }, fake)
 }
 
 /// ARCHITECTURE.md: "A volume that goes away during a check or mount is

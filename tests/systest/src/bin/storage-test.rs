@@ -102,6 +102,11 @@ fn host(cmd: &mut std::process::Command) -> Result<()> {
     Ok(())
 }
 
+/// What the boot step said of /data on the console ("" if nothing).
+fn data_line(m: &Machine) -> String {
+    m.q.transcript().lines().find(|l| l.contains("storage: /data:")).unwrap_or_default().to_owned()
+}
+
 /// The uuid of the filesystem on /data, from the boot step's outcome.
 fn data_uuid(m: &mut Machine) -> Result<String> {
     let js = ok(m, "cat /run/storage/data.json")?;
@@ -114,9 +119,8 @@ fn data_uuid(m: &mut Machine) -> Result<String> {
 /// Boot 1; returns the uuid of the filesystem it made on /data.
 fn first_boot(arch: &str, dir: &Path, r: &mut Report) -> Result<String> {
     let mut m = boot(arch, dir, 1)?;
-    let text = m.q.transcript();
     r.check("a blank /data disk is formatted at first boot and mounted", {
-        let line = text.lines().find(|l| l.contains("storage: /data:")).unwrap_or_default().to_owned();
+        let line = data_line(&m);
         if line.contains("blank disk (first boot): formatted as ext4") && line.ends_with("mounted") {
             Ok(())
         } else {
@@ -272,8 +276,7 @@ fn run(arch: &str, r: &mut Report) -> Result<()> {
     r.check(
         "a zeroed superblock is repaired from a backup and the data is there",
         (|| {
-            let text = m.q.transcript();
-            let line = text.lines().find(|l| l.contains("storage: /data:")).unwrap_or_default().to_owned();
+            let line = data_line(&m);
             ensure!(line.contains("repaired") && line.ends_with("mounted"), "console said {line:?}");
             let out = ok(&mut m, "cat /data/marker")?;
             ensure!(out.contains("kept"), "{out}");
@@ -293,8 +296,7 @@ fn run(arch: &str, r: &mut Report) -> Result<()> {
     r.check(
         "a disk whose first MiB was zeroed is rebuilt from a backup, not formatted",
         (|| {
-            let text = m.q.transcript();
-            let line = text.lines().find(|l| l.contains("storage: /data:")).unwrap_or_default().to_owned();
+            let line = data_line(&m);
             ensure!(line.contains("rebuilt from a backup superblock") && line.ends_with("mounted"), "console said {line:?}");
             // What lived in the zeroed MiB is gone (e2fsck keeps what it
             // can in lost+found); the filesystem is the same one.
@@ -320,8 +322,7 @@ fn run(arch: &str, r: &mut Report) -> Result<()> {
     r.check(
         "a disk of garbage is DAMAGED, said on the console, /data read-only and empty",
         (|| {
-            let text = m.q.transcript();
-            let line = text.lines().find(|l| l.contains("storage: /data:")).unwrap_or_default().to_owned();
+            let line = data_line(&m);
             ensure!(line.contains("DAMAGED and not mounted") && line.contains("storage format data"), "console said {line:?}");
             refused(&mut m, "touch /data/x", "Read-only file system")?;
             let t = until(&mut m, "storage volumes", &["data "])?;
@@ -336,8 +337,7 @@ fn run(arch: &str, r: &mut Report) -> Result<()> {
     r.check(
         "after storage format data, the next boot mounts it clean",
         (|| {
-            let text = m.q.transcript();
-            let line = text.lines().find(|l| l.contains("storage: /data:")).unwrap_or_default().to_owned();
+            let line = data_line(&m);
             ensure!(line.contains("checked: clean") && line.ends_with("mounted"), "console said {line:?}");
             ok(&mut m, "touch /data/x")?;
             Ok(())
