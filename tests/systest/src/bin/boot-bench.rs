@@ -24,6 +24,9 @@ struct Sample {
     samgr_pss_kb: u64,
     data_pss_kb: u64,
     storage_pss_kb: u64,
+    /// Private (unshared) memory of the data service and the two storage
+    /// SAs together: what running them costs beyond the shared binary.
+    uss_kb: u64,
     /// The boot step's check (and mount) of /data, ms.
     data_check_ms: u64,
     data_total_ms: u64,
@@ -34,6 +37,13 @@ fn pss(q: &mut Qemu, pid_cmd: &str) -> Result<u64> {
     let (rc, out) = q.run(&format!("grep '^Pss:' /proc/$({pid_cmd})/smaps_rollup"), Duration::from_secs(20))?;
     ensure!(rc == 0, "no smaps_rollup for `{pid_cmd}`: {out}");
     out.split_whitespace().nth(1).context("Pss")?.parse().context("Pss value")
+}
+
+/// Private memory of a process (USS: Private_Clean + Private_Dirty), in kB.
+fn uss(q: &mut Qemu, pid_cmd: &str) -> Result<u64> {
+    let (rc, out) = q.run(&format!("grep '^Private' /proc/$({pid_cmd})/smaps_rollup"), Duration::from_secs(20))?;
+    ensure!(rc == 0, "no smaps_rollup for `{pid_cmd}`: {out}");
+    out.lines().map(|l| l.split_whitespace().nth(1).context("Private")?.parse::<u64>().context("Private value")).sum()
 }
 
 fn ms(d: Duration) -> f64 {
@@ -58,6 +68,10 @@ fn one(arch: &str, i: usize) -> Result<Sample> {
     let data_pss_kb = pss(&mut q, "hidumper -ls | awk '$1 == 1301 {print $4}'")?;
     let samgr_pss_kb = pss(&mut q, "pidof samgr")?;
     let storage_pss_kb = pss(&mut q, "hidumper -ls | awk '$1 == 5003 {print $4}'")? + pss(&mut q, "hidumper -ls | awk '$1 == 5002 {print $4}'")?;
+    let mut uss_kb = 0;
+    for id in [1301, 5003, 5002] {
+        uss_kb += uss(&mut q, &format!("hidumper -ls | awk '$1 == {id} {{print $4}}'"))?;
+    }
     let (rc, js) = q.run("cat /run/storage/data.json", Duration::from_secs(20))?;
     ensure!(rc == 0, "no /run/storage/data.json: {js}");
     let field = |name: &str| -> Result<u64> {
@@ -86,6 +100,7 @@ fn one(arch: &str, i: usize) -> Result<Sample> {
         samgr_pss_kb,
         data_pss_kb,
         storage_pss_kb,
+        uss_kb,
         data_check_ms,
         data_total_ms,
     })
@@ -128,6 +143,10 @@ fn main() -> Result<()> {
     println!(
         "  storage PSS            {:7} kB  (the manager, 5003, and the daemon, 5002, together)",
         samples.iter().map(|s| s.storage_pss_kb).max().unwrap_or(0)
+    );
+    println!(
+        "  data + storage USS     {:7} kB  (private memory of SAs 1301, 5003 and 5002; the rest of their PSS is the shared sa_main binary)",
+        samples.iter().map(|s| s.uss_kb).max().unwrap_or(0)
     );
     println!("  /data check at boot    {:7.0} ms  (e2fsck -p; {:.0} ms to mounted)", col(|s| s.data_check_ms as f64), col(|s| s.data_total_ms as f64));
     let out = repo_root().join("out").join(&arch);
