@@ -223,7 +223,8 @@ pub trait VolumeListener {
     fn on_volume_change(&self, volume: Volume, lost: u32);
 }
 
-/// The table `storage volumes` and `hidumper -s 5003` print.
+/// The table `storage volumes` and `hidumper -s 5003` print, then a line
+/// saying why for each volume that is not mounted.
 pub fn table(volumes: &[Volume]) -> String {
     let mut out = format!("{:<12} {:<9} {:<12} {:<10} {:<6} {:>10} {:>10}  {}\n", "ID", "TYPE", "STATE", "DEVICE", "FS", "TOTAL", "FREE", "PATH");
     for v in volumes {
@@ -238,6 +239,10 @@ pub fn table(volumes: &[Volume]) -> String {
             if v.state == VolumeState::Mounted { human(v.free_bytes) } else { "-".into() },
             if v.path.is_empty() { "-" } else { &v.path },
         ));
+    }
+    // Why a volume is not mounted, under the table.
+    for v in volumes.iter().filter(|v| v.state != VolumeState::Mounted && !v.detail.is_empty()) {
+        out.push_str(&format!("  {}: {}\n", v.id, v.detail));
     }
     out
 }

@@ -327,6 +327,8 @@ fn run(arch: &str, r: &mut Report) -> Result<()> {
             refused(&mut m, "touch /data/x", "Read-only file system")?;
             let t = until(&mut m, "storage volumes", &["data "])?;
             ensure!(volume_line(&t, "data").unwrap_or_default().contains("DAMAGED"), "{t}");
+            // And why, under the table.
+            ensure!(t.lines().any(|l| l.trim_start().starts_with("data: ") && l.contains("storage format data")), "{t}");
             let out = ok(&mut m, "storage format data")?;
             ensure!(out.contains("reboot"), "{out}");
             Ok(())
