@@ -389,6 +389,6 @@ impl StorageManager for Manager {
     fn on_dump(&self, _args: &[String]) -> String {
         let linked = if accord_safwk::lock(&self.shared.daemon).is_some() { "linked to the daemon" } else { "NOT linked to the daemon" };
         let subs = accord_safwk::lock(&self.shared.subs).len();
-        format!("storage manager (SA {}): {linked}, {subs} subscribers\n{}", crate::ID, crate::table(&self.list()))
+        format!("storage manager (SA {}): {linked}, subscribers: {subs}\n{}", crate::ID, crate::table(&self.list()))
     }
 }

@@ -228,7 +228,7 @@ fn first_boot(arch: &str, dir: &Path, r: &mut Report) -> Result<String> {
         "hidumper -s 5003 shows the manager linked and the volumes",
         (|| {
             let out = ok(&mut m, "hidumper -s 5003")?;
-            ensure!(out.contains("linked to the daemon") && out.contains("data ") && out.contains("1 subscribers"), "{out}");
+            ensure!(out.contains("linked to the daemon") && out.contains("data ") && out.contains("subscribers: 1"), "{out}");
             Ok(())
         })(),
     );
