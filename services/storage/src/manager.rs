@@ -25,6 +25,9 @@ use crate::{
 /// Longest a mount, unmount or format may take (a check or format of a
 /// big disk is slow).
 pub const OP_DEADLINE: Duration = Duration::from_secs(600);
+/// How often the manager reads the daemon's whole table besides its
+/// change notifications.
+pub const RECONCILE: Duration = Duration::from_secs(30);
 /// How long a call waits for the manager to link to the daemon.
 pub const LINK_WAIT: Duration = Duration::from_secs(15);
 
@@ -160,15 +163,16 @@ impl Manager {
     /// # Errors
     /// Not inside a runtime.
     pub fn start(socket: PathBuf) -> Result<Manager, String> {
-        Manager::start_with(socket, "/sys/class/block".into())
+        Manager::start_with(socket, "/sys/class/block".into(), RECONCILE)
     }
 
     /// [`Manager::start`] reading device sizes under `class_block`
-    /// instead of `/sys/class/block` (tests).
+    /// instead of `/sys/class/block` and reading the daemon's whole table
+    /// every `reconcile` instead of [`RECONCILE`] (tests).
     ///
     /// # Errors
     /// Not inside a runtime.
-    pub fn start_with(socket: PathBuf, class_block: PathBuf) -> Result<Manager, String> {
+    pub fn start_with(socket: PathBuf, class_block: PathBuf, reconcile: Duration) -> Result<Manager, String> {
         let rt = tokio::runtime::Handle::try_current().map_err(|e| format!("storage manager: {e}"))?;
         let shared = Arc::new(Shared {
             linked: tokio::sync::watch::Sender::new(false),
@@ -178,7 +182,7 @@ impl Manager {
             next_id: AtomicU64::new(0),
             refresh: tokio::sync::Notify::new(),
         });
-        rt.spawn(link(socket, shared.clone()));
+        rt.spawn(link(socket, shared.clone(), reconcile));
         Ok(Manager { shared, rt, class_block })
     }
 
@@ -247,7 +251,7 @@ fn need(caller: &Caller, permission: &str) -> Result<(), StorageError> {
 
 /// Keeps the manager subscribed to the daemon and its table current,
 /// again after the daemon goes and comes back.
-async fn link(socket: PathBuf, shared: Arc<Shared>) {
+async fn link(socket: PathBuf, shared: Arc<Shared>, reconcile: Duration) {
     let mut said = false;
     let mut tries = 0u32;
     loop {
@@ -283,6 +287,11 @@ async fn link(socket: PathBuf, shared: Arc<Shared>) {
             tokio::select! {
                 () = d.died() => break,
                 () = shared.refresh.notified() => {}
+                // Whatever notification went missing without a trace (a
+                // delivery that failed while both sides live), the table
+                // is read again now and then: the copy heals, and what it
+                // learns is told to the subscribers.
+                () = tokio::time::sleep(reconcile) => {}
             }
         }
         tracing::warn!("the storage daemon went away; linking again");

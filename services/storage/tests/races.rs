@@ -145,8 +145,18 @@ async fn fake_world(truth: Vec<Volume>) -> (World, Arc<Fake>) {
     fake_world_racing(truth, None).await
 }
 
-/// [`fake_world`] whose first table read races `during_read`.
+/// [`fake_world`] whose manager reads the whole table every 100 ms.
+async fn fake_world_reconciling(truth: Vec<Volume>) -> (World, Arc<Fake>) {
+    fake_world_with(truth, None, Duration::from_millis(100)).await
+}
+
 async fn fake_world_racing(truth: Vec<Volume>, during_read: Option<Volume>) -> (World, Arc<Fake>) {
+    fake_world_with(truth, during_read, accord_storage::manager::RECONCILE).await
+}
+
+/// [`fake_world`] whose first table read races `during_read`, and whose
+/// manager reads the whole table every `reconcile`.
+async fn fake_world_with(truth: Vec<Volume>, during_read: Option<Volume>, reconcile: Duration) -> (World, Arc<Fake>) {
     let dir = tempfile::tempdir().unwrap();
     let sock = samgr(dir.path());
     let fake = Arc::new(Fake {
@@ -161,7 +171,7 @@ async fn fake_world_racing(truth: Vec<Volume>, during_read: Option<Volume>) -> (
     *accord_safwk::lock(&fake.truth) = stamped;
     let h1 = SaHost::connect(&sock).await.unwrap();
     h1.publish_remote(DAEMON_ID, FakeSa(fake.clone()).into_remote(), None).await.unwrap();
-    let manager = Manager::start_with(sock.clone(), dir.path().join("no_class_block")).unwrap();
+    let manager = Manager::start_with(sock.clone(), dir.path().join("no_class_block"), reconcile).unwrap();
     let h2 = SaHost::connect(&sock).await.unwrap();
     h2.publish_remote(ID, manager.into_remote(), None).await.unwrap();
     (World { dev: dir.path().to_owned(), _dir: dir, sock, _hosts: vec![h1, h2] }, fake)
@@ -437,4 +447,22 @@ async fn without_data_json_nothing_is_mounted_or_formatted() {
         }
     }
     assert_eq!(std::fs::read(dir.path().join("dev/vda")).unwrap(), before, "the disk was written");
+}
+
+/// A change whose notification never came (and no loss was counted: the
+/// daemon's delivery to the manager failed while both live) still reaches
+/// the manager's table, and its subscribers, by the periodic read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_never_notified_still_arrives() {
+    let (w, fake) = fake_world_reconciling(vec![vol("vol-8-16", VolumeState::Unmounted, "")]).await;
+    let m = manager(&w.sock).await;
+    assert_eq!(m.volumes().await.unwrap()[0].state, VolumeState::Unmounted);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    m.subscribe(Listener::new(Seen(tx).into_remote())).await.unwrap();
+    // The daemon's table changes; nobody is told.
+    let mounted = fake.stamp(vol("vol-8-16", VolumeState::Mounted, "/nonexistent/mnt"));
+    *accord_safwk::lock(&fake.truth) = vec![mounted];
+    let (v, _) = tokio::time::timeout(DEADLINE, rx.recv()).await.expect("the subscriber was told").unwrap();
+    assert_eq!((v.id.as_str(), v.state), ("vol-8-16", VolumeState::Mounted));
+    until("the manager's table", async || (m.volumes().await.unwrap()[0].state == VolumeState::Mounted).then_some(())).await;
 }

@@ -84,7 +84,7 @@ pub async fn setup() -> World {
     let daemon = Daemon::start(cfg).unwrap();
     let h1 = SaHost::connect(&sock).await.unwrap();
     h1.publish_remote(DAEMON_ID, daemon.into_remote(), None).await.unwrap();
-    let manager = Manager::start_with(sock.clone(), cb).unwrap();
+    let manager = Manager::start_with(sock.clone(), cb, accord_storage::manager::RECONCILE).unwrap();
     let h2 = SaHost::connect(&sock).await.unwrap();
     h2.publish_remote(ID, manager.into_remote(), None).await.unwrap();
     World { _dir: dir, sock, dev, _hosts: vec![h1, h2] }
