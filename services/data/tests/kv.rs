@@ -61,12 +61,7 @@ async fn get(k: &KvDataServiceProxy, store: &str, key: &str) -> Result<Vec<u8>, 
 fn as_uid<T: Send + 'static>(uid: u32, sock: &Path, f: impl AsyncFnOnce(KvDataServiceProxy) -> T + Send + 'static) -> std::thread::JoinHandle<T> {
     let sock = sock.to_owned();
     std::thread::spawn(move || {
-        // SAFETY: credential system calls on this thread only.
-        unsafe {
-            assert_eq!(libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<u32>()), 0);
-            assert_eq!(libc::syscall(libc::SYS_setresgid, uid, uid, uid), 0);
-            assert_eq!(libc::syscall(libc::SYS_setresuid, uid, uid, uid), 0);
-        }
+        accord_testkit::become_on_this_thread(uid, uid, &[]).expect("tests run as root");
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async move { f(kv(&sock).await).await })
     })

@@ -240,6 +240,10 @@ impl Daemon {
             return;
         }
         let id = format!("vol-{}-{}", dev.major, dev.minor);
+        // Known already (a rescan, a repeated event): nothing is read.
+        if accord_safwk::lock(&self.table).contains_key(&id) {
+            return;
+        }
         let path = self.cfg.dev_dir.join(&dev.name);
         // Mounted already: on our mount point, it is ours from before a
         // restart (adopted, not checked again); anywhere else, not a
@@ -446,9 +450,10 @@ impl Daemon {
             return Err(StorageError::Failed(why));
         }
         let path = target.display().to_string();
-        let (uuid, label) = match fs::probe(&dev) {
-            Ok(Content::Ext { uuid, label, .. } | Content::Fat { uuid, label }) => (uuid, label),
-            _ => (String::new(), String::new()),
+        // A check changes neither (the probe before it is current).
+        let (uuid, label) = match content {
+            Content::Ext { uuid, label, .. } | Content::Fat { uuid, label } => (uuid, label),
+            Content::Blank | Content::Unknown => (String::new(), String::new()),
         };
         match self.update(id, gen, |v| {
             v.state = VolumeState::Mounted;

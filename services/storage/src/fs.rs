@@ -122,7 +122,6 @@ pub enum CheckOutcome {
 pub struct Run {
     pub code: Option<i32>,
     pub tail: String,
-    pub took: Duration,
 }
 
 /// Most bytes of a tool's output kept (its last lines name the problem;
@@ -138,7 +137,6 @@ const OUTPUT_KEPT: usize = 16 << 10;
 pub fn run(tools: &Tools, tool: &str, args: &[&str]) -> Result<Run, String> {
     use std::io::Read;
     let path = tools.dir.join(tool);
-    let start = Instant::now();
     let (mut reader, writer) = std::io::pipe().map_err(|e| format!("cannot run {}: {e}", path.display()))?;
     let writer2 = writer.try_clone().map_err(|e| format!("cannot run {}: {e}", path.display()))?;
     let mut child = Command::new(&path)
@@ -167,7 +165,7 @@ pub fn run(tools: &Tools, tool: &str, args: &[&str]) -> Result<Run, String> {
     let all = String::from_utf8_lossy(&kept);
     let lines: Vec<&str> = all.lines().filter(|l| !l.trim().is_empty()).collect();
     let tail = lines[lines.len().saturating_sub(4)..].join(" | ");
-    Ok(Run { code: status.code(), tail, took: start.elapsed() })
+    Ok(Run { code: status.code(), tail })
 }
 
 /// Checks the ext filesystem on `dev`: first `e2fsck -p` (preen: fixes
