@@ -18,7 +18,7 @@ help:
 	@echo "make storage-test  volumes, hot-plugged USB disks and a damaged /data in QEMU (ARCH=$(STORAGE_ARCH))"
 	@echo "make lint       cargo fmt --check and clippy -D warnings (part of make test)"
 	@echo "make flake-hunt N=30  run cargo test N times, half with the CPUs kept busy"
-	@echo "make bench      boot time, RSS, image size, parameter, IPC and KV latency"
+	@echo "make bench      boot time, RSS, image size, parameter, IPC, KV and hilog figures"
 	@echo "make reset-data fresh, empty /data for ARCH"
 	@echo "make setup      install host packages and rust targets (done on demand)"
 
@@ -101,6 +101,8 @@ bench: .host-ready
 	cargo bench -q -p accord-data --bench kv </dev/null
 	@echo "== relational store vs bare rusqlite =="
 	cargo bench -q -p accord-rdb --bench rdb </dev/null
+	@echo "== hilog: 4 writers through the tracing layer vs a discarding reader; event-to-follower latency =="
+	cargo bench -q -p accord-hilog --bench hilog </dev/null
 	@$(MAKE) --no-print-directory rootfs ARCH=$(ARCH)
 	@echo "== boot ($(ARCH), TCG, 5 boots) =="
 	cargo run --release -q -p accord-systest --bin boot-bench -- $(ARCH) 5 </dev/null

@@ -37,11 +37,11 @@ if [[ -n ${ACCORD_BIN_DIR:-} ]]; then
     BIN_DIR=$ACCORD_BIN_DIR
     log "taking init and begetctl from $BIN_DIR (ACCORD_BIN_DIR)"
 else
-    log "cargo build --release --target $RUST_TARGET -p accord-init -p accord-begetctl -p accord-sa-main"
-    (cd "$REPO" && cargo build --release --target "$RUST_TARGET" -p accord-init -p accord-begetctl -p accord-sa-main </dev/null)
+    log "cargo build --release --target $RUST_TARGET -p accord-init -p accord-begetctl -p accord-sa-main -p accord-hilog"
+    (cd "$REPO" && cargo build --release --target "$RUST_TARGET" -p accord-init -p accord-begetctl -p accord-sa-main -p accord-hilog </dev/null)
     BIN_DIR=${CARGO_TARGET_DIR:-$REPO/target}/$RUST_TARGET/release
 fi
-for b in init begetctl sa_main; do
+for b in init begetctl sa_main hilogd; do
     [[ -x $BIN_DIR/$b ]] || die "$BIN_DIR/$b is missing"
 done
 
@@ -72,6 +72,10 @@ ln -s sa_main system/bin/hidumper
 ln -s sa_main system/bin/kv
 ln -s sa_main system/bin/storage
 ln -s sa_main system/bin/storage_daemon
+# hilogd is small on purpose (no runtime, no IPC framework): its own binary,
+# and the hilog command by argv[0].
+install -m 0755 "$BIN_DIR/hilogd" system/bin/hilogd
+ln -s hilogd system/bin/hilog
 
 # The storage daemon's filesystem tools (Debian's e2fsprogs and dosfstools
 # with their libraries and loader, in Debian's layout); the usual aliases.

@@ -208,6 +208,7 @@ pub fn main(args: Vec<String>) -> Result<()> {
         }
         _ => {}
     }
-    tracing_subscriber::fmt().with_target(false).without_time().with_ansi(false).init();
+    // OpenHarmony's samgr logs under domain 0xD001800.
+    accord_hilog::init_tracing("samgr", 0xD001800);
     daemon(&args)
 }

@@ -9,8 +9,15 @@
 //!   start/exit, mounts, shutdown.
 //! - `debug!`/`trace!`: for developers; off unless `ACCORD_LOG_LEVEL` says so.
 //!
-//! The sink is `/dev/kmsg` (the kernel log, visible with `dmesg` and on the
-//! console for warnings and above) until a log daemon exists. Setting
+//! The sink is hilogd once its input socket accepts a connection (init
+//! makes that socket when it starts hilogd): services' output lines become
+//! `core` records tagged with the service's name and pid, init's own
+//! messages `init` records, and warnings and errors are also copied to the
+//! kernel log for the console (with facility `daemon`, which hilogd skips
+//! when it reads the kernel log). Until then, when hilogd is behind (its
+//! socket full) or gone, lines go to `/dev/kmsg` (visible with `dmesg`),
+//! where hilogd finds them when it (re)starts: nothing is lost at boot or
+//! across a hilogd restart. Setting
 //! `ACCORD_LOG=stderr` in init's environment (the kernel command line can)
 //! sends everything to init's stderr instead; the host integration tests use
 //! that.
@@ -92,8 +99,58 @@ pub fn service_output(service: &str, pid: i32, pending: &mut Vec<u8>, data: &[u8
     }
 }
 
+/// hilogd's input socket, tried at most once a second until it answers.
+fn hilog() -> Option<&'static accord_hilog::Writer> {
+    static W: OnceLock<accord_hilog::Writer> = OnceLock::new();
+    match sink() {
+        Sink::Kmsg(_) => Some(W.get_or_init(|| accord_hilog::Writer::new(accord_hilog::INPUT_SOCKET).keeping_refused())),
+        Sink::Stderr => None,
+    }
+}
+
+/// Hands a record to hilogd; false when it did not take it.
+fn to_hilog(ty: accord_hilog::LogType, level: accord_hilog::Level, tag: &str, msg: &[u8], pid: i32) -> bool {
+    let Some(w) = hilog() else { return false };
+    let r = accord_hilog::writer::Record { ty, level, domain: 0, tag, msg, for_pid: pid.max(0) as u32 };
+    w.send(&r).is_ok()
+}
+
+/// Most service processes with a connection of their own at once; past it
+/// they are all closed (they reconnect on their next line).
+const MAX_SERVICE_LINKS: usize = 256;
+
+/// One connection to hilogd per service process, so each has its own queue
+/// there: a service that floods fills only its own (its excess is dropped
+/// and counted, and hilogd says so in its stream) and every other
+/// service's lines still get through.
+fn service_links() -> &'static std::sync::Mutex<std::collections::HashMap<i32, accord_hilog::Writer>> {
+    static L: OnceLock<std::sync::Mutex<std::collections::HashMap<i32, accord_hilog::Writer>>> = OnceLock::new();
+    L.get_or_init(Default::default)
+}
+
 /// Writes one line of a service's output, attributed to it.
 pub fn service_line(service: &str, pid: i32, line: &[u8]) {
+    if hilog().is_some() {
+        if let Ok(mut links) = service_links().lock() {
+            if links.len() >= MAX_SERVICE_LINKS && !links.contains_key(&pid) {
+                links.clear();
+            }
+            let w = links.entry(pid).or_insert_with(|| accord_hilog::Writer::new(accord_hilog::INPUT_SOCKET));
+            let r = accord_hilog::writer::Record {
+                ty: accord_hilog::LogType::Core,
+                level: accord_hilog::Level::Info,
+                domain: 0,
+                tag: service,
+                msg: line,
+                for_pid: pid.max(0) as u32,
+            };
+            match w.send(&r) {
+                // Full: dropped, counted, and announced with its next line.
+                Ok(()) | Err(accord_hilog::writer::SendError::Full) => return,
+                Err(accord_hilog::writer::SendError::Unreachable) => {}
+            }
+        }
+    }
     let mut buf = Vec::with_capacity(line.len() + service.len() + 16);
     match sink() {
         Sink::Kmsg(_) => buf.extend_from_slice(b"<6>"),
@@ -105,6 +162,29 @@ pub fn service_line(service: &str, pid: i32, line: &[u8]) {
     buf.extend_from_slice(&line[..line.len().min(room)]);
     buf.push(b'\n');
     emit(&buf);
+}
+
+/// Closes the connection of a service process that exited, after its last
+/// lines; lines it could not send that no later line reported are said.
+pub fn service_gone(service: &str, pid: i32) {
+    let Some(w) = service_links().lock().ok().and_then(|mut l| l.remove(&pid)) else { return };
+    let n = w.dropped();
+    if n > 0 {
+        let msg = format!("init: {n} more lines of this process were not sent: hilogd was behind");
+        let r = accord_hilog::writer::Record {
+            ty: accord_hilog::LogType::Core,
+            level: accord_hilog::Level::Warn,
+            domain: 0,
+            tag: service,
+            msg: msg.as_bytes(),
+            for_pid: pid.max(0) as u32,
+        };
+        if w.send(&r).is_err() {
+            let mut buf = Vec::new();
+            let _ = writeln!(buf, "<4>{service}[{pid}]: {msg}");
+            emit(&buf);
+        }
+    }
 }
 
 fn emit(buf: &[u8]) {
@@ -144,8 +224,24 @@ impl Drop for LineWriter {
             return;
         }
         let mut out = Vec::with_capacity(self.buf.len() + 12);
+        let level = match self.prio {
+            0..=3 => accord_hilog::Level::Error,
+            4 => accord_hilog::Level::Warn,
+            5 | 6 => accord_hilog::Level::Info,
+            _ => accord_hilog::Level::Debug,
+        };
+        let text = self.buf.strip_suffix(b"\n").unwrap_or(&self.buf);
+        let mut facility = 0;
+        if to_hilog(accord_hilog::LogType::Init, level, "init", text, 1) {
+            if self.prio > 4 {
+                return;
+            }
+            // Warnings and errors also reach the console, as a copy
+            // hilogd knows to skip (facility daemon).
+            facility = 3 << 3;
+        }
         if matches!(sink(), Sink::Kmsg(_)) {
-            let _ = write!(out, "<{}>", self.prio);
+            let _ = write!(out, "<{}>", facility | self.prio);
         }
         out.extend_from_slice(b"init: ");
         out.extend_from_slice(&self.buf);

@@ -74,8 +74,11 @@ fn main() -> Result<()> {
         _ => {}
     }
     let path = args.get(1).context("usage: sa_main <profile.json>")?;
-    tracing_subscriber::fmt().with_target(false).without_time().with_ansi(false).init();
     let profile = Profile::load(Path::new(path))?;
+    // Tagged with the process's name; the domain is Accord's convention for
+    // SA hosts: 0xD000000 plus the first SA's id.
+    let domain = 0xD00_0000 | profile.abilities.first().map(|a| a.id & 0xF_FFFF).unwrap_or(0);
+    accord_hilog::init_tracing(&profile.process, domain);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(accord_safwk::run_profile(&profile, makers())).with_context(|| format!("process {}", profile.process))?;
     tracing::info!("process {}: no SA left, exiting", profile.process);

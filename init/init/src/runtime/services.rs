@@ -362,6 +362,7 @@ impl Init {
         }
         self.flush_pending_line(idx);
         let name = self.services[idx].cfg.name.clone();
+        crate::log::service_gone(&name, pid);
         let stopped_by_init = self.services[idx].stop_requested;
         self.services[idx].pid = None;
         if stopped_by_init {
@@ -517,6 +518,7 @@ impl Init {
                         if !out.pending.is_empty() {
                             crate::log::service_line(&out.name, out.pid, &out.pending);
                         }
+                        crate::log::service_gone(&out.name, out.pid);
                     }
                     break;
                 }

@@ -24,6 +24,7 @@ struct Sample {
     samgr_pss_kb: u64,
     data_pss_kb: u64,
     storage_pss_kb: u64,
+    hilogd_pss_kb: u64,
     /// Private (unshared) memory of the data service and the two storage
     /// SAs together: what running them costs beyond the shared binary.
     uss_kb: u64,
@@ -67,6 +68,7 @@ fn one(arch: &str, i: usize) -> Result<Sample> {
     ensure!(rc == 0, "kv put: {out}");
     let data_pss_kb = pss(&mut q, "hidumper -ls | awk '$1 == 1301 {print $4}'")?;
     let samgr_pss_kb = pss(&mut q, "pidof samgr")?;
+    let hilogd_pss_kb = pss(&mut q, "pidof hilogd")?;
     let storage_pss_kb = pss(&mut q, "hidumper -ls | awk '$1 == 5003 {print $4}'")? + pss(&mut q, "hidumper -ls | awk '$1 == 5002 {print $4}'")?;
     let mut uss_kb = 0;
     for id in [1301, 5003, 5002] {
@@ -100,6 +102,7 @@ fn one(arch: &str, i: usize) -> Result<Sample> {
         samgr_pss_kb,
         data_pss_kb,
         storage_pss_kb,
+        hilogd_pss_kb,
         uss_kb,
         data_check_ms,
         data_total_ms,
@@ -136,6 +139,10 @@ fn main() -> Result<()> {
     println!("  poweroff -> QEMU exit  {:7.0} ms", col(|s| s.poweroff));
     println!("  init VmRSS at idle     {:7} kB", samples.iter().map(|s| s.rss_kb).max().unwrap_or(0));
     println!("  samgr PSS at idle      {:7} kB", samples.iter().map(|s| s.samgr_pss_kb).max().unwrap_or(0));
+    println!(
+        "  hilogd PSS at idle     {:7} kB  (issue 10's target: with power, battery and thermal <= 2560 kB)",
+        samples.iter().map(|s| s.hilogd_pss_kb).max().unwrap_or(0)
+    );
     println!(
         "  data service PSS       {:7} kB  (SA 1301's process after one kv put; issue 9's target: with the storage manager <= 2560 kB)",
         samples.iter().map(|s| s.data_pss_kb).max().unwrap_or(0)

@@ -154,11 +154,66 @@ fn first_boot(q: &mut Qemu, r: &mut Report) -> Result<()> {
         })(),
     );
     r.check(
-        "service output reaches the kernel log with its name",
+        "hilog holds services' output, init's messages, SA hosts' events and the kernel's log",
         (|| {
-            let d = out(q, "dmesg | grep 'demo\\[' | head -1")?;
-            ensure!(d.contains("demo service up"), "{d:?}");
+            // The demo service's echo, relayed by init under its name.
+            let d = out(q, "hilog -x -T demo -e 'demo service up'")?;
+            ensure!(d.contains("C00000/demo: demo service up"), "{d:?}");
+            let i = out(q, "hilog -x -t init -e 'service samgr started'")?;
+            ensure!(i.contains("I00000/init: service samgr started"), "{i:?}");
+            // samgr logs through the tracing layer, under its domain.
+            let s = out(q, "hilog -x -T samgr -D 0xD001800 -a 1")?;
+            ensure!(s.contains("C01800/samgr:"), "{s:?}");
+            let k = out(q, "hilog -x -t kmsg -e 'Linux version' -a 1")?;
+            ensure!(k.contains("K00000/kernel: Linux version"), "{k:?}");
+            let st = out(q, "hilog -s")?;
+            ensure!(st.contains("flow control: on") && st.contains("malformed packets 0"), "{st}");
+            let who = out(q, "ps -o user,comm | grep hilogd")?;
+            ensure!(who.contains("logd"), "hilogd does not run as logd: {who}");
             Ok(())
+        })(),
+    );
+    r.check(
+        "a service flooding hilog is held to its rate and announced, and another's lines still arrive",
+        (|| {
+            // A follower records the ticker's lines as they arrive (under
+            // the flood the ring keeps only seconds of history).
+            out(q, "hilog -T ticker > /tmp/ticks & echo $! > /tmp/follower")?;
+            out(q, "begetctl start_service flooder")?;
+            out(q, "begetctl start_service ticker")?;
+            let deadline = Instant::now() + Duration::from_secs(90);
+            let mut all = String::new();
+            while Instant::now() < deadline {
+                all = out(q, "grep -c 'C00000/ticker: tick' /tmp/ticks || true")?;
+                if all == "30" {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            let flood = out(q, "hilog -x -T flooder -L W -e 'over its limit' -a 1")?;
+            out(q, "kill $(cat /tmp/follower)")?;
+            out(q, "begetctl stop_service flooder")?;
+            out(q, "begetctl stop_service ticker")?;
+            ensure!(all == "30", "the ticker's lines did not all arrive: {all} of 30");
+            ensure!(flood.contains("W C00000/flooder: hilogd: dropped"), "no announcement of the flooder's drops: {flood:?}");
+            Ok(())
+        })(),
+    );
+    r.check(
+        "hilog -w start persists the buffers to /data/log/hilog",
+        (|| {
+            let s = out(q, "hilog -w start -f qt -l 1M -n 3")?;
+            ensure!(s.contains("persisting app,init,core to qt.*"), "{s}");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let (rc, f) = q.run("grep -l 'I00000/init: service samgr started' /data/log/hilog/qt.000.*", CMD)?;
+                if rc == 0 {
+                    ensure!(f.contains("/data/log/hilog/qt.000."), "{f}");
+                    return Ok(());
+                }
+                ensure!(Instant::now() < deadline, "no boot lines in /data/log/hilog: {}", out(q, "ls -l /data/log/hilog; hilog -w query")?);
+                std::thread::sleep(Duration::from_millis(500));
+            }
         })(),
     );
     r.check(
@@ -305,6 +360,25 @@ fn main() -> ExitCode {
                 (|| {
                     let v = out(&mut q, "kv get notes greeting")?;
                     ensure!(v == "hello", "kv get after the reboot = {v:?}");
+                    Ok(())
+                })(),
+            );
+            r.check(
+                "hilog's files survive a reboot and the persisting job resumes",
+                (|| {
+                    let l = out(&mut q, "ls -1 /data/log/hilog")?;
+                    ensure!(l.lines().any(|f| f.starts_with("qt.000.")), "{l}");
+                    let deadline = Instant::now() + Duration::from_secs(30);
+                    loop {
+                        let (rc, _) = q.run("grep -l 'I00000/init: boot completed' /data/log/hilog/qt.001.*", CMD)?;
+                        if rc == 0 {
+                            break;
+                        }
+                        ensure!(Instant::now() < deadline, "the job did not resume: {}", out(&mut q, "ls -l /data/log/hilog; hilog -w query")?);
+                        std::thread::sleep(Duration::from_millis(500));
+                    }
+                    let w = out(&mut q, "hilog -w query")?;
+                    ensure!(w.starts_with("persisting app,init,core to qt.*"), "{w}");
                     Ok(())
                 })(),
             );

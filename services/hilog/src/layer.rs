@@ -1,0 +1,104 @@
+//! The `tracing` layer that sends a process's events to hilogd: the way
+//! every Accord process logs (OpenHarmony's `HiLog::Info(label, …)`).
+//!
+//! Each event becomes one record: the process's tag and domain, the
+//! event's level (TRACE and DEBUG → DEBUG), its message followed by its
+//! other fields as `key=value`, the thread id and the time. When hilogd
+//! cannot be reached the line goes to stderr instead (init relays it), so
+//! nothing is lost at boot or while hilogd restarts; when hilogd is behind
+//! the record is dropped and counted ([`crate::writer`]).
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::layer::{Context, Layer};
+
+use crate::writer::{Record, SendError, Writer};
+use crate::{Level, LogType};
+
+/// Sends events to hilogd under one tag and domain.
+#[derive(Debug)]
+pub struct HilogLayer {
+    writer: &'static Writer,
+    tag: String,
+    domain: u32,
+    ty: LogType,
+}
+
+impl HilogLayer {
+    /// A layer for this process, writing through [`Writer::global`]; the
+    /// type is `app` for uids ≥ 10000 and `core` otherwise.
+    pub fn new(tag: &str, domain: u32) -> HilogLayer {
+        HilogLayer::with_writer(Writer::global(), tag, domain)
+    }
+
+    /// A layer writing through `writer`.
+    pub fn with_writer(writer: &'static Writer, tag: &str, domain: u32) -> HilogLayer {
+        // SAFETY: getuid cannot fail.
+        let uid = unsafe { libc::getuid() };
+        let ty = if uid >= 10000 { LogType::App } else { LogType::Core };
+        HilogLayer { writer, tag: crate::truncate_utf8(tag, crate::MAX_TAG).to_owned(), domain, ty }
+    }
+}
+
+/// The hilog level of a tracing level.
+pub fn level_of(l: &tracing::Level) -> Level {
+    match *l {
+        tracing::Level::ERROR => Level::Error,
+        tracing::Level::WARN => Level::Warn,
+        tracing::Level::INFO => Level::Info,
+        _ => Level::Debug,
+    }
+}
+
+struct Message(String);
+
+impl Visit for Message {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.0.insert_str(0, value);
+        } else {
+            let _ = write!(self.0, " {}={value:?}", field.name());
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            let m = format!("{value:?}");
+            self.0.insert_str(0, &m);
+        } else {
+            let _ = write!(self.0, " {}={value:?}", field.name());
+        }
+    }
+}
+
+impl<S: Subscriber> Layer<S> for HilogLayer {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let mut m = Message(String::new());
+        event.record(&mut m);
+        let level = level_of(event.metadata().level());
+        let r = Record { ty: self.ty, level, domain: self.domain, tag: &self.tag, msg: m.0.as_bytes(), for_pid: 0 };
+        if let Err(SendError::Unreachable) = self.writer.send(&r) {
+            let line = format!("{} {}\n", level.letter(), m.0);
+            let _ = std::io::stderr().write_all(line.as_bytes());
+        }
+    }
+}
+
+/// Installs the process's `tracing` subscriber: events at or above
+/// `ACCORD_LOG_LEVEL` (trace, debug, info (default), warn, error) go to
+/// hilogd under `tag` and `domain`. A second call does nothing.
+pub fn init_tracing(tag: &str, domain: u32) {
+    use tracing_subscriber::layer::SubscriberExt;
+    let level = match std::env::var("ACCORD_LOG_LEVEL").as_deref() {
+        Ok("trace") => tracing::Level::TRACE,
+        Ok("debug") => tracing::Level::DEBUG,
+        Ok("warn") => tracing::Level::WARN,
+        Ok("error") => tracing::Level::ERROR,
+        _ => tracing::Level::INFO,
+    };
+    let sub = tracing_subscriber::registry().with(tracing_subscriber::filter::LevelFilter::from_level(level)).with(HilogLayer::new(tag, domain));
+    let _ = tracing::subscriber::set_global_default(sub);
+}
