@@ -19,12 +19,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use accord_safwk::Samgr;
-use anyhow::{bail, Context, Result};
+use std::fmt::Write as _;
+
+use anyhow::{bail, ensure, Context, Result};
 
 const USAGE: &str = "usage: samgr [--socket PATH] [--policy FILE] [--profiles DIR]     run the registry
        samgr --check ID | --get ID | --load ID | --unload ID | --list | --procs";
 const HIDUMPER_USAGE: &str = "usage: hidumper -ls                 list system abilities
-       hidumper -s ID [-a \"ARGS\"]    print system ability ID's dump";
+       hidumper -s ID [-a \"ARGS\"]    print system ability ID's dump
+       hidumper --mem [PID]          a process's memory by mapping class (kB); without PID, every process's PSS
+       hidumper --cpuusage [PID]     CPU use over the next second, of all and per process
+       hidumper -p [PID]             processes: pid, ppid, uid, state, threads, RSS, command
+       hidumper -c                   system information: parameters, kernel, uptime, load, memory";
 
 fn listener(args: &[String]) -> Result<std::os::unix::net::UnixListener> {
     if let Some(path) = opt(args, "--socket")? {
@@ -90,8 +96,139 @@ fn hidumper(args: &[String]) -> Result<()> {
                 Ok(())
             })
         }
+        Some("--mem") => dump_mem(args.get(1)),
+        Some("--cpuusage") => dump_cpu(args.get(1)),
+        Some("-p") => dump_procs(args.get(1)),
+        Some("-c") => dump_system(),
         _ => bail!("{HIDUMPER_USAGE}"),
     }
+}
+
+const PROC: &str = "/proc";
+
+/// Prints `text`; a reader that went away (`| head`) is not an error.
+fn emit(text: &str) {
+    use std::io::Write as _;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+fn parse_pid(arg: &str) -> Result<u32> {
+    arg.parse().with_context(|| format!("{arg:?} is not a pid"))
+}
+
+/// `hidumper --mem [PID]`.
+fn dump_mem(pid: Option<&String>) -> Result<()> {
+    let mut o = String::new();
+    use crate::procinfo;
+    let proc = std::path::Path::new(PROC);
+    match pid {
+        Some(p) => {
+            let pid = parse_pid(p)?;
+            let (rows, total) = procinfo::mem(proc, pid).with_context(|| format!("memory of pid {pid}"))?;
+            let name = procinfo::process(proc, pid).map(|p| p.stat.comm).unwrap_or_default();
+            writeln!(o, "memory of pid {pid} ({name}), kB")?;
+            writeln!(
+                o,
+                "{:<12} {:>8} {:>8} {:>12} {:>12} {:>13} {:>13} {:>8}",
+                "class", "PSS", "RSS", "SharedClean", "SharedDirty", "PrivateClean", "PrivateDirty", "Swap"
+            )?;
+            for r in rows.iter().chain(std::iter::once(&total)) {
+                writeln!(
+                    o,
+                    "{:<12} {:>8} {:>8} {:>12} {:>12} {:>13} {:>13} {:>8}",
+                    r.class, r.pss, r.rss, r.shared_clean, r.shared_dirty, r.private_clean, r.private_dirty, r.swap
+                )?;
+            }
+        }
+        None => {
+            writeln!(o, "{:>7} {:>8} {:>8} {:>8}  name", "pid", "PSS kB", "USS kB", "RSS kB")?;
+            let mut all: Vec<_> = procinfo::processes(proc)
+                .into_iter()
+                .filter_map(|p| procinfo::mem(proc, p.stat.pid).ok().map(|(_, t)| (p, t)))
+                .filter(|(_, t)| t.rss > 0)
+                .collect();
+            all.sort_by_key(|(_, t)| std::cmp::Reverse(t.pss));
+            for (p, t) in &all {
+                writeln!(o, "{:>7} {:>8} {:>8} {:>8}  {}", p.stat.pid, t.pss, t.uss(), t.rss, p.stat.comm)?;
+            }
+            writeln!(o, "{:>7} {:>8}", "total", all.iter().map(|(_, t)| t.pss).sum::<u64>())?;
+        }
+    }
+    emit(&o);
+    Ok(())
+}
+
+/// `hidumper --cpuusage [PID]`.
+fn dump_cpu(pid: Option<&String>) -> Result<()> {
+    let mut o = String::new();
+    let pid = pid.map(|p| parse_pid(p)).transpose()?;
+    let u = crate::procinfo::cpu_usage(std::path::Path::new(PROC), std::time::Duration::from_secs(1)).context("CPU use")?;
+    writeln!(o, "total CPU use over 1 s: {:.1}% of {} CPUs", u.total, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))?;
+    writeln!(o, "{:>7} {:>8}  name", "pid", "% of CPU")?;
+    let mut shown = 0;
+    for (p, name, pct) in &u.procs {
+        if pid.is_some_and(|want| want != *p) || (pid.is_none() && (shown >= 20 || *pct <= 0.0)) {
+            continue;
+        }
+        writeln!(o, "{p:>7} {pct:>8.1}  {name}")?;
+        shown += 1;
+    }
+    if let Some(want) = pid {
+        ensure!(u.procs.iter().any(|(p, _, _)| *p == want), "no process {want}");
+    }
+    emit(&o);
+    Ok(())
+}
+
+/// `hidumper -p [PID]`.
+fn dump_procs(pid: Option<&String>) -> Result<()> {
+    let mut o = String::new();
+    use crate::procinfo;
+    let proc = std::path::Path::new(PROC);
+    let list = match pid {
+        Some(p) => {
+            let pid = parse_pid(p)?;
+            vec![procinfo::process(proc, pid).with_context(|| format!("no process {pid}"))?]
+        }
+        None => procinfo::processes(proc),
+    };
+    // SAFETY: sysconf has no preconditions.
+    let page_kb = (unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64) / 1024;
+    writeln!(o, "{:>7} {:>7} {:>6} {:>1} {:>7} {:>8}  command", "pid", "ppid", "uid", "S", "threads", "RSS kB")?;
+    for p in list {
+        let cmd = if p.cmdline.is_empty() { format!("[{}]", p.stat.comm) } else { p.cmdline };
+        writeln!(o, "{:>7} {:>7} {:>6} {:>1} {:>7} {:>8}  {cmd}", p.stat.pid, p.stat.ppid, p.uid, p.stat.state, p.stat.threads, p.stat.rss_pages * page_kb)?;
+    }
+    emit(&o);
+    Ok(())
+}
+
+/// `hidumper -c`.
+fn dump_system() -> Result<()> {
+    let mut o = String::new();
+    let read = |p: &str| std::fs::read_to_string(p).map(|s| s.trim().to_owned()).unwrap_or_else(|e| format!("({p}: {e})"));
+    writeln!(o, "-- device --")?;
+    for name in ["const.product.name", "const.product.brand", "const.build.version", "const.ohos.apiversion", "bootevent.boot.completed"] {
+        let v = accord_param::client::get(name).unwrap_or_else(|e| format!("({e})"));
+        writeln!(o, "{name} = {v}")?;
+    }
+    writeln!(o, "-- kernel --")?;
+    writeln!(o, "release {}", read("/proc/sys/kernel/osrelease"))?;
+    writeln!(o, "version {}", read("/proc/sys/kernel/version"))?;
+    writeln!(o, "hostname {}", read("/proc/sys/kernel/hostname"))?;
+    writeln!(o, "-- running --")?;
+    let up: f64 = read("/proc/uptime").split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    writeln!(o, "uptime {:.0} s", up)?;
+    writeln!(o, "load {}", read("/proc/loadavg"))?;
+    let mem = read("/proc/meminfo");
+    for key in ["MemTotal:", "MemFree:", "MemAvailable:", "Cached:", "SwapTotal:"] {
+        if let Some(l) = mem.lines().find(|l| l.starts_with(key)) {
+            writeln!(o, "{l}")?;
+        }
+    }
+    writeln!(o, "processes {}", crate::procinfo::processes(std::path::Path::new(PROC)).len())?;
+    emit(&o);
+    Ok(())
 }
 
 /// `samgr --check ID` etc.; exit status 1 for "not registered".

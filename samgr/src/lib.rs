@@ -14,6 +14,7 @@
 //! generation counter bumped after each change.
 
 pub mod cli;
+pub mod procinfo;
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};

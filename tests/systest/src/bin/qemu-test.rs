@@ -174,6 +174,22 @@ fn first_boot(q: &mut Qemu, r: &mut Report) -> Result<()> {
         })(),
     );
     r.check(
+        "hidumper shows a process's memory by class, CPU use, processes and system information",
+        (|| {
+            let m = out(q, "hidumper --mem $(pidof hilogd)")?;
+            ensure!(m.contains("memory of pid") && m.contains("(hilogd)") && m.lines().any(|l| l.starts_with("Total")), "{m}");
+            let all = out(q, "hidumper --mem")?;
+            ensure!(all.lines().any(|l| l.ends_with(" hilogd")) && all.lines().last().is_some_and(|l| l.trim_start().starts_with("total")), "{all}");
+            let c = out(q, "hidumper --cpuusage")?;
+            ensure!(c.starts_with("total CPU use over 1 s:"), "{c}");
+            let p = out(q, "hidumper -p")?;
+            ensure!(p.lines().any(|l| l.ends_with("/system/bin/hilogd") && l.contains(" 1036 ")), "{p}");
+            let sys = out(q, "hidumper -c")?;
+            ensure!(sys.contains("const.product.name = Accord") && sys.contains("release 6.12") && sys.contains("MemTotal:"), "{sys}");
+            Ok(())
+        })(),
+    );
+    r.check(
         "a service flooding hilog is held to its rate and announced, and another's lines still arrive",
         (|| {
             // A follower records the ticker's lines as they arrive (under
