@@ -96,6 +96,10 @@ fn hidumper(args: &[String]) -> Result<()> {
                 Ok(())
             })
         }
+        Some("-h" | "--help") => {
+            println!("{HIDUMPER_USAGE}");
+            Ok(())
+        }
         Some("--mem") => dump_mem(args.get(1)),
         Some("--cpuusage") => dump_cpu(args.get(1)),
         Some("-p") => dump_procs(args.get(1)),
@@ -113,7 +117,7 @@ fn emit(text: &str) {
 }
 
 fn parse_pid(arg: &str) -> Result<u32> {
-    arg.parse().with_context(|| format!("{arg:?} is not a pid"))
+    arg.parse().map_err(|_| anyhow::anyhow!("{arg:?} is not a pid"))
 }
 
 /// `hidumper --mem [PID]`.
@@ -124,7 +128,11 @@ fn dump_mem(pid: Option<&String>) -> Result<()> {
     match pid {
         Some(p) => {
             let pid = parse_pid(p)?;
-            let (rows, total) = procinfo::mem(proc, pid).with_context(|| format!("memory of pid {pid}"))?;
+            let (rows, total) = procinfo::mem(proc, pid).map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => anyhow::anyhow!("no process {pid}"),
+                std::io::ErrorKind::PermissionDenied => anyhow::anyhow!("no permission to read the memory of pid {pid} (its owner or root only)"),
+                _ => anyhow::anyhow!("memory of pid {pid}: {e}"),
+            })?;
             let name = procinfo::process(proc, pid).map(|p| p.stat.comm).unwrap_or_default();
             writeln!(o, "memory of pid {pid} ({name}), kB")?;
             writeln!(
@@ -164,7 +172,7 @@ fn dump_cpu(pid: Option<&String>) -> Result<()> {
     let pid = pid.map(|p| parse_pid(p)).transpose()?;
     let u = crate::procinfo::cpu_usage(std::path::Path::new(PROC), std::time::Duration::from_secs(1)).context("CPU use")?;
     writeln!(o, "total CPU use over 1 s: {:.1}% of {} CPUs", u.total, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))?;
-    writeln!(o, "{:>7} {:>8}  name", "pid", "% of CPU")?;
+    writeln!(o, "{:>7} {:>8}  name  (per process: % of one CPU)", "pid", "CPU %")?;
     let mut shown = 0;
     for (p, name, pct) in &u.procs {
         if pid.is_some_and(|want| want != *p) || (pid.is_none() && (shown >= 20 || *pct <= 0.0)) {

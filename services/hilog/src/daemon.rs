@@ -127,9 +127,35 @@ pub const MAX_REFUSED: usize = 16;
 /// How long a refused connection is kept.
 pub const REFUSED_LINGER: Duration = Duration::from_secs(2);
 
-/// Whether a peer may read the logs: root, the shell, primary group log.
-pub fn may_read(uid: u32, gid: u32) -> bool {
-    uid == 0 || uid == SHELL_UID || gid == LOG_GID
+/// Whether a peer may read the logs: root, the shell, or a member of group
+/// log (as its primary group or a supplementary one, as the kernel gave
+/// them at connect time).
+pub fn may_read(uid: u32, gid: u32, groups: &[u32]) -> bool {
+    uid == 0 || uid == SHELL_UID || gid == LOG_GID || groups.contains(&LOG_GID)
+}
+
+/// `SO_PEERGROUPS` (asm-generic, so on x86_64 and aarch64 alike): the
+/// supplementary groups the peer had when it connected.
+const SO_PEERGROUPS: libc::c_int = 59;
+
+/// The peer's supplementary groups (empty if the kernel does not say).
+fn peer_groups(fd: &OwnedFd) -> Vec<u32> {
+    let mut buf = vec![0u32; 64];
+    loop {
+        let mut len = (buf.len() * 4) as libc::socklen_t;
+        // SAFETY: buf is valid for len bytes; the kernel writes at most len.
+        let r = unsafe { libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, SO_PEERGROUPS, buf.as_mut_ptr().cast(), &mut len) };
+        if r == 0 {
+            buf.truncate(len as usize / 4);
+            return buf;
+        }
+        if Errno::last() == Errno::ERANGE && buf.len() < 65_536 {
+            let want = (len as usize / 4).max(buf.len() * 2);
+            buf.resize(want, 0);
+            continue;
+        }
+        return Vec::new();
+    }
 }
 
 /// Whether a peer may change hilog's settings: root and the shell.
@@ -179,7 +205,8 @@ struct Conn {
     fd: OwnedFd,
     pid: u32,
     uid: u32,
-    gid: u32,
+    /// A reader allowed to read (decided at connect time).
+    may_read: bool,
     kind: Kind,
 }
 
@@ -440,8 +467,9 @@ impl Daemon {
             let (per_uid, total) = if writer { (self.cfg.writers_per_uid, self.cfg.writers) } else { (self.cfg.readers_per_uid, self.cfg.readers) };
             let mine = self.conns.values().filter(|c| c.uid == uid && is(c)).count();
             let all = self.conns.values().filter(|c| is(c)).count();
-            let refusal = if !writer && !may_read(uid, gid) {
-                Some(format!("uid {uid} may not read the logs (root, the shell, or primary group log only)"))
+            let log_member = !writer && may_read(uid, gid, &peer_groups(&fd));
+            let refusal = if !writer && !log_member {
+                Some(format!("uid {uid} may not read the logs (root, the shell, or group log only)"))
             } else if all >= total || (uid != 0 && mine >= per_uid) {
                 let what = if writer { "writers" } else { "readers" };
                 Some(format!("too many {what} (uid {uid}: {mine} of {per_uid}; all: {all} of {total})"))
@@ -460,7 +488,7 @@ impl Daemon {
                 // Kept a moment so what the client already sent is read
                 // (and, from a writer, counted) instead of resetting it.
                 if lingering < MAX_REFUSED && self.epoll.add(fd.as_fd(), EpollEvent::new(flags, tok)).is_ok() {
-                    self.conns.insert(tok, Conn { fd, pid, uid, gid, kind: Kind::Refused { writer, message, since: Instant::now() } });
+                    self.conns.insert(tok, Conn { fd, pid, uid, may_read: false, kind: Kind::Refused { writer, message, since: Instant::now() } });
                 } else if writer {
                     self.drain_refused(&fd);
                 }
@@ -477,7 +505,7 @@ impl Daemon {
             } else {
                 Kind::Reader(Box::new(Reader { state: None, out: None, queued: Default::default(), want_out: false }))
             };
-            self.conns.insert(tok, Conn { fd, pid, uid, gid, kind });
+            self.conns.insert(tok, Conn { fd, pid, uid, may_read: log_member, kind });
         }
     }
 
@@ -803,8 +831,7 @@ impl Daemon {
 
     fn handle(&mut self, tok: u64, req: Request) {
         let Some(c) = self.conns.get(&tok) else { return };
-        let (uid, gid) = (c.uid, c.gid);
-        let may_read = may_read(uid, gid);
+        let (uid, may_read) = (c.uid, c.may_read);
         let may_manage = may_manage(uid);
         let manage = matches!(
             req,
@@ -817,7 +844,7 @@ impl Daemon {
             let message = if manage {
                 format!("uid {uid} may not change hilog's settings (root or the shell only)")
             } else {
-                format!("uid {uid} may not read the logs (root, the shell, or primary group log only)")
+                format!("uid {uid} may not read the logs (root, the shell, or group log only)")
             };
             return self.reply(tok, &Response::Error { message });
         }
@@ -874,7 +901,13 @@ impl Daemon {
                         if !dir.is_dir() {
                             return self.reply(tok, &Response::Error { message: format!("{} does not exist (is /data mounted?)", dir.display()) });
                         }
+                        // A bad request changes nothing: the running job
+                        // goes on.
+                        if let Err(e) = spec.check() {
+                            return self.reply(tok, &Response::Error { message: e });
+                        }
                         if let Some(mut j) = self.persist.take() {
+                            let _ = j.pump(&self.store, true);
                             j.finish();
                         }
                         match Job::start(&dir, spec, true) {

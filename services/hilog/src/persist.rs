@@ -169,7 +169,34 @@ impl Job {
                 .map_err(|e| format!("cannot save the job in {}: {e}", dir.display()))?;
         }
         let index = files(dir, &spec.name).last().map(|(i, _)| i + 1).unwrap_or(0) % 1000;
-        Ok(Job { dir: dir.to_owned(), types: spec.types(), spec, cursor: 0, reported: [0; 4], file: None, index, buf: Vec::new(), lines: 0 })
+        let job = Job { dir: dir.to_owned(), types: spec.types(), spec, cursor: 0, reported: [0; 4], file: None, index, buf: Vec::new(), lines: 0 };
+        // Files left by an earlier run (a restart, a reboot) are closed ones:
+        // kept to the job's count and compressed like any rotated file.
+        job.prune();
+        if job.spec.compress {
+            let plain: Vec<PathBuf> = files(dir, &job.spec.name).into_iter().map(|(_, p)| p).filter(|p| !p.to_string_lossy().ends_with(".gz")).collect();
+            if !plain.is_empty() {
+                let _ = std::thread::Builder::new().name("hilog-gzip".into()).spawn(move || {
+                    for p in plain {
+                        let _ = compress(&p);
+                    }
+                });
+            }
+        }
+        Ok(job)
+    }
+
+    /// Keeps the newest `files - 1` closed files (the one being written or
+    /// about to be makes `files`). An index is one file however many names
+    /// it has for a moment (plain, `.gz.tmp`, `.gz`).
+    fn prune(&self) {
+        let all = file_groups(&self.dir, &self.spec.name);
+        let excess = all.len().saturating_sub(self.spec.files as usize - 1);
+        for (_, paths) in all.into_iter().take(excess) {
+            for p in paths {
+                let _ = std::fs::remove_file(p);
+            }
+        }
     }
 
     /// The job saved in `dir`, if any.
@@ -257,16 +284,7 @@ impl Job {
             }
         }
         self.index = (self.index + 1) % 1000;
-        // Keep the newest `files - 1` indices besides the one to come; an
-        // index is one file however many names it has for a moment (plain,
-        // `.gz.tmp`, `.gz`).
-        let all = file_groups(&self.dir, &self.spec.name);
-        let excess = all.len().saturating_sub(self.spec.files as usize - 1);
-        for (_, paths) in all.into_iter().take(excess) {
-            for p in paths {
-                let _ = std::fs::remove_file(p);
-            }
-        }
+        self.prune();
     }
 
     /// Writes what is gathered and syncs the file (the job stops or hilogd

@@ -89,8 +89,14 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
 
 /// Runs `f` on a thread acting as `uid`/`gid`.
 fn as_uid<T: Send + 'static>(uid: u32, gid: u32, f: impl FnOnce() -> T + Send + 'static) -> T {
+    as_member(uid, gid, &[], f)
+}
+
+/// Runs `f` on a thread acting as `uid`/`gid` with supplementary `groups`.
+fn as_member<T: Send + 'static>(uid: u32, gid: u32, groups: &[u32], f: impl FnOnce() -> T + Send + 'static) -> T {
+    let groups = groups.to_vec();
     std::thread::spawn(move || {
-        accord_testkit::become_on_this_thread(uid, gid, &[]).unwrap();
+        accord_testkit::become_on_this_thread(uid, gid, &groups).unwrap();
         f()
     })
     .join()
@@ -321,6 +327,10 @@ fn who_may_read_and_manage_is_the_kernels_word() {
         (read, clear)
     });
     assert_eq!(read.unwrap().len(), 1);
+    // A member of group log through a supplementary group reads too.
+    let c = d.control.clone();
+    let member = as_member(1000, 1000, &[accord_hilog::LOG_GID], move || query(&c, tag("secret"), None, None));
+    assert_eq!(member.unwrap().len(), 1);
     match clear.unwrap() {
         Response::Error { message } => assert!(message.contains("may not change"), "{message}"),
         other => panic!("the log group cleared the buffers: {other:?}"),
@@ -418,6 +428,11 @@ fn persisting_rotates_compresses_keeps_n_files_and_resumes_after_a_restart() {
     Writer::new(&d2.input).send(&out("second", "after the restart")).unwrap();
     wait_for("the resumed job writes", || files(&dir, "t").iter().any(|(_, p)| std::fs::read_to_string(p).is_ok_and(|s| s.contains("after the restart"))));
     let mut c2 = client(&d2.control).unwrap();
+    // A bad request changes nothing: the running job goes on.
+    let bad = c2.call(&Request::Persist { action: PersistAction::Start(Spec { files: 1, ..Spec::default() }) }).unwrap();
+    assert!(matches!(bad, Response::Error { ref message } if message.contains("number of files")), "{bad:?}");
+    let Response::Persist { status } = c2.call(&Request::Persist { action: PersistAction::Query }).unwrap() else { panic!() };
+    assert!(status.running && status.spec.is_some_and(|s| s.name == "t"), "a refused start stopped the job");
     let Response::Persist { status } = c2.call(&Request::Persist { action: PersistAction::Stop }).unwrap() else { panic!() };
     assert!(!status.running);
     assert!(!dir.join(accord_hilog::persist::JOB_FILE).exists());
