@@ -3,9 +3,10 @@
 //!
 //! - throughput: 4 writer threads, each with its own connection, log
 //!   100-byte messages through the `tracing` layer to hilogd (flow control
-//!   off, rings of 16 MiB), against the floor: the same 4 threads sending
-//!   the same encoded packets to a reader that discards them. Both count
-//!   what a full socket refused; the rate is what arrived per second.
+//!   off, rings of 16 MiB) for 2 s as fast as they can, against the floor:
+//!   the same 4 threads sending the same encoded packets to a reader that
+//!   discards them. Both count what a full socket refused; the rate is what
+//!   arrived per second, until the reader has taken everything.
 //! - latency: a `tracing` event to the line reaching a follower (`hilog`'s
 //!   query with follow), one at a time, p50/p99.
 
@@ -22,7 +23,8 @@ use accord_hilog::{HilogLayer, Level, LogType};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 
 const WRITERS: usize = 4;
-const PER_WRITER: u64 = 50_000;
+/// How long the writers write, each as fast as it can.
+const RUN: Duration = Duration::from_secs(2);
 const MSG: &str = "0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789";
 
 struct Outcome {
@@ -69,26 +71,29 @@ fn floor(dir: &Path) -> Outcome {
     let mut packet = Vec::new();
     accord_hilog::wire::encode(&accord_hilog::wire::Fields::plain("bench", MSG.as_bytes()), &mut packet);
     let t = Instant::now();
-    let refused: u64 = (0..WRITERS)
+    let (sent, refused): (u64, u64) = (0..WRITERS)
         .map(|_| {
             let path = path.clone();
             let packet = packet.clone();
             std::thread::spawn(move || {
                 let s = accord_hilog::writer::connect(&path).expect("connect");
-                let mut refused = 0;
-                for _ in 0..PER_WRITER {
+                let (mut sent, mut refused) = (0u64, 0u64);
+                let t = Instant::now();
+                while t.elapsed() < RUN {
                     if nix::sys::socket::send(s.as_raw_fd(), &packet, nix::sys::socket::MsgFlags::MSG_DONTWAIT).is_err() {
                         refused += 1;
+                    } else {
+                        sent += 1;
                     }
                 }
-                refused
+                (sent, refused)
             })
         })
         .collect::<Vec<_>>()
         .into_iter()
-        .map(|h| h.join().unwrap_or(0))
-        .sum();
-    let want = WRITERS as u64 * PER_WRITER - refused;
+        .map(|h| h.join().unwrap_or((0, 0)))
+        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    let want = sent;
     while got.load(Ordering::Relaxed) < want {
         std::thread::sleep(Duration::from_micros(200));
     }
@@ -111,6 +116,7 @@ fn start_hilogd(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathB
 fn through_hilog(dir: &Path) -> Outcome {
     let (input, control) = start_hilogd(dir, "tp");
     let t = Instant::now();
+    let mut total = 0;
     for h in (0..WRITERS)
         .map(|_| {
             let input = input.clone();
@@ -118,9 +124,12 @@ fn through_hilog(dir: &Path) -> Outcome {
                 use tracing_subscriber::layer::SubscriberExt;
                 let w: &'static Writer = Box::leak(Box::new(Writer::new(&input)));
                 let sub = tracing_subscriber::registry().with(HilogLayer::with_writer(w, "bench", 0));
+                let mut n = 0u64;
                 tracing::subscriber::with_default(sub, || {
-                    for _ in 0..PER_WRITER {
+                    let t = Instant::now();
+                    while t.elapsed() < RUN {
                         tracing::info!("{MSG}");
+                        n += 1;
                     }
                 });
                 // One more record, sent until taken, carries the count of
@@ -129,15 +138,15 @@ fn through_hilog(dir: &Path) -> Outcome {
                 while let Err(SendError::Full) = w.send(&end) {
                     std::thread::sleep(Duration::from_micros(100));
                 }
+                n + 1
             })
         })
         .collect::<Vec<_>>()
     {
-        let _ = h.join();
+        total += h.join().unwrap_or(0);
     }
     // Every record is in the rings or counted as refused (the writers are
     // one process: one line of hilogd's statistics).
-    let total = WRITERS as u64 * (PER_WRITER + 1);
     let pid = std::process::id();
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
@@ -190,7 +199,8 @@ fn main() {
     let hl = through_hilog(dir.path());
     let rate = |o: &Outcome| o.arrived as f64 / o.secs;
     println!(
-        "hilog throughput, {WRITERS} writers x {PER_WRITER} messages of 100 B: {:.0} msg/s ({:.1} MB/s), {} refused by a full socket (counted)",
+        "hilog throughput, {WRITERS} writers of 100 B messages for {} s: {:.0} msg/s ({:.1} MB/s), {} refused by a full socket (counted)",
+        RUN.as_secs(),
         rate(&hl),
         rate(&hl) * 100.0 / 1e6,
         hl.refused

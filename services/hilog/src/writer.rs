@@ -66,8 +66,50 @@ pub struct Record<'a> {
 
 /// The calling thread's kernel id.
 pub fn gettid() -> u32 {
-    // SAFETY: gettid has no arguments and cannot fail.
-    unsafe { libc::syscall(libc::SYS_gettid) as u32 }
+    thread_local! {
+        // A thread keeps its id; a forked child's thread is a new thread
+        // only for the kernel, so the cache is reset after a fork.
+        static TID: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    }
+    let pid = current_pid();
+    TID.with(|t| {
+        let cached = t.get();
+        if cached != 0 && LAST_PID_FOR_TID.with(|p| p.get()) == pid {
+            return cached;
+        }
+        // SAFETY: gettid has no arguments and cannot fail.
+        let tid = unsafe { libc::syscall(libc::SYS_gettid) as u32 };
+        t.set(tid);
+        LAST_PID_FOR_TID.with(|p| p.set(pid));
+        tid
+    })
+}
+
+thread_local! {
+    static LAST_PID_FOR_TID: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// This process's pid without a system call per record: cached, and
+/// refreshed in a forked child by a `pthread_atfork` handler.
+pub fn current_pid() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static PID: AtomicU32 = AtomicU32::new(0);
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    extern "C" fn forked() {
+        PID.store(0, Ordering::Relaxed);
+    }
+    HOOK.call_once(|| {
+        // SAFETY: registers a handler that only stores to an atomic.
+        unsafe { libc::pthread_atfork(None, None, Some(forked)) };
+    });
+    match PID.load(Ordering::Relaxed) {
+        0 => {
+            let p = std::process::id();
+            PID.store(p, Ordering::Relaxed);
+            p
+        }
+        p => p,
+    }
 }
 
 fn now_ns() -> u64 {
@@ -110,7 +152,7 @@ impl Writer {
     }
 
     fn ensure(&self, i: &mut Inner) -> bool {
-        let pid = std::process::id();
+        let pid = current_pid();
         if i.sock.is_some() && i.pid == pid {
             return true;
         }
