@@ -93,8 +93,12 @@ async fn samgr_under_the_shipped_policy_survives_uid_2000() {
     .unwrap();
     // The helper holds its share of connections, many of them with a
     // message under way: samgr's memory stays bounded, root is served.
+    // The bound: 256 connections of one uid, each allowed a 64 KiB message
+    // under way plus zbus's own buffers, about 250 KiB a connection as
+    // measured (63 MiB in all before samgr logged through hilog's layer,
+    // 65 MiB since); a limit not enforced shows as far more.
     let held = rss_kib(samgr.0.id());
-    assert!(held < before + 64 * 1024, "samgr grew from {before} KiB to {held} KiB");
+    assert!(held < before + 96 * 1024, "samgr grew from {before} KiB to {held} KiB");
     let root = Samgr::connect(&sock).await.unwrap();
     assert!(root.list().await.is_ok());
     child.stdin.take();
