@@ -55,6 +55,16 @@ pub fn classify(name: &str, exe: &str) -> &'static str {
     }
 }
 
+/// The name of a mapping from its header line (`range perms offset dev
+/// inode [name]`; the name may hold spaces, as `/memfd:x (deleted)`).
+fn mapping_name(header: &str) -> &str {
+    let mut rest = header;
+    for _ in 0..5 {
+        rest = rest.trim_start().split_once(char::is_whitespace).map(|(_, r)| r).unwrap_or("");
+    }
+    rest.trim()
+}
+
 /// Sums `smaps` text by mapping class; rows by PSS, largest first, then
 /// the total.
 pub fn parse_smaps(text: &str, exe: &str) -> (Vec<MemRow>, MemRow) {
@@ -74,16 +84,8 @@ pub fn parse_smaps(text: &str, exe: &str) -> (Vec<MemRow>, MemRow) {
         if first.contains('-') && !first.ends_with(':') {
             // A mapping's header: range perms offset dev inode [name].
             flush(&mut cur, &mut rows);
-            let name = line.split_whitespace().nth(5).map(|_| {
-                // The name is the rest after the fifth field (it may hold spaces).
-                let mut rest = line;
-                for _ in 0..5 {
-                    rest = rest.trim_start();
-                    rest = rest.split_once(char::is_whitespace).map(|(_, r)| r).unwrap_or("");
-                }
-                rest.trim()
-            });
-            cur = Some(MemRow { class: classify(name.unwrap_or(""), exe).to_owned(), ..MemRow::default() });
+            let name = mapping_name(line);
+            cur = Some(MemRow { class: classify(name, exe).to_owned(), ..MemRow::default() });
             continue;
         }
         let (Some(m), Some(v)) = (cur.as_mut(), it.next().and_then(|v| v.parse::<u64>().ok())) else { continue };

@@ -60,13 +60,7 @@ pub fn init() {
         }
     };
     let _ = SINK.set(chosen);
-    let level = match std::env::var("ACCORD_LOG_LEVEL").as_deref() {
-        Ok("trace") => Level::TRACE,
-        Ok("debug") => Level::DEBUG,
-        Ok("warn") => Level::WARN,
-        Ok("error") => Level::ERROR,
-        _ => Level::INFO,
-    };
+    let level = accord_hilog::layer::level_from_env();
     let _ = tracing_subscriber::fmt()
         .with_max_level(level)
         .without_time()

@@ -528,7 +528,7 @@ impl Daemon {
                 if let Some(p) = self.procs.get_mut(&c.pid) {
                     p.conns = p.conns.saturating_sub(1);
                 }
-                self.announce(c.pid, true);
+                self.announce(c.pid);
             }
         }
     }
@@ -641,7 +641,7 @@ impl Daemon {
         p.bytes += input.msg.len() as u64;
         let due = (p.pending_rate > 0 || p.pending_writer > 0) && p.last_notice.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
         if due {
-            self.announce(pid, false);
+            self.announce(pid);
         }
         self.push(Record {
             seq: 0,
@@ -658,7 +658,7 @@ impl Daemon {
     }
 
     /// Puts the drops of `pid` not yet announced into its stream.
-    fn announce(&mut self, pid: u32, closing: bool) {
+    fn announce(&mut self, pid: u32) {
         let rate = self.cfg.rate;
         let Some(p) = self.procs.get_mut(&pid) else { return };
         let mut msgs = Vec::new();
@@ -672,7 +672,6 @@ impl Daemon {
         p.pending_writer = 0;
         p.last_notice = Some(Instant::now());
         let (uid, tag) = (p.uid, p.tag.clone());
-        let _ = closing;
         for msg in msgs {
             let ty = if uid >= 10000 { LogType::App } else { LogType::Core };
             self.push(Record { seq: 0, time_ns: now_ns(), ty, level: Level::Warn, domain: 0, pid, tid: pid, uid, tag: tag.clone(), msg });
@@ -688,7 +687,7 @@ impl Daemon {
             .map(|(pid, _)| *pid)
             .collect();
         for pid in due {
-            self.announce(pid, false);
+            self.announce(pid);
         }
         let old: Vec<u64> =
             self.conns.iter().filter(|(_, c)| matches!(c.kind, Kind::Refused { since, .. } if since.elapsed() >= REFUSED_LINGER)).map(|(t, _)| *t).collect();
@@ -787,10 +786,16 @@ impl Daemon {
     }
 
     fn read_request(&mut self, tok: u64) {
-        let mut buf = vec![0u8; MAX_REQUEST + 1];
+        // The writers' packet buffer serves (it is larger than a request).
+        let mut buf = std::mem::take(&mut self.buf);
+        self.read_requests(tok, &mut buf[..MAX_REQUEST + 1]);
+        self.buf = buf;
+    }
+
+    fn read_requests(&mut self, tok: u64, buf: &mut [u8]) {
         loop {
             let Some(c) = self.conns.get(&tok) else { return };
-            let n = match recv_packet(c.fd.as_raw_fd(), &mut buf) {
+            let n = match recv_packet(c.fd.as_raw_fd(), buf) {
                 Ok(None) => return,
                 Ok(Some(0)) | Err(_) => return self.close(tok),
                 Ok(Some(n)) => n,
@@ -1115,15 +1120,7 @@ fn next_packet(store: &Store, q: &mut Query, deadline: Instant) -> Step {
         };
         q.tail = None;
     }
-    let mut lost = 0;
-    for t in &q.m.types {
-        let r = store.ring(*t);
-        let from = q.cursor.max(q.reported[t.index()]);
-        if r.gone_upto > from {
-            lost += r.gone_upto - from;
-            q.reported[t.index()] = r.gone_upto;
-        }
-    }
+    let lost = store.lost_since(&q.m.types, q.cursor, &mut q.reported);
     if lost > 0 {
         return Step { packet: Some(response(&Response::Lost { count: lost })), done: false, more: false };
     }

@@ -87,18 +87,24 @@ impl<S: Subscriber> Layer<S> for HilogLayer {
     }
 }
 
-/// Installs the process's `tracing` subscriber: events at or above
-/// `ACCORD_LOG_LEVEL` (trace, debug, info (default), warn, error) go to
-/// hilogd under `tag` and `domain`. A second call does nothing.
-pub fn init_tracing(tag: &str, domain: u32) {
-    use tracing_subscriber::layer::SubscriberExt;
-    let level = match std::env::var("ACCORD_LOG_LEVEL").as_deref() {
+/// The level `ACCORD_LOG_LEVEL` asks for (trace, debug, info, warn,
+/// error; INFO when unset or unknown): every Accord process's log level.
+pub fn level_from_env() -> tracing::Level {
+    match std::env::var("ACCORD_LOG_LEVEL").as_deref() {
         Ok("trace") => tracing::Level::TRACE,
         Ok("debug") => tracing::Level::DEBUG,
         Ok("warn") => tracing::Level::WARN,
         Ok("error") => tracing::Level::ERROR,
         _ => tracing::Level::INFO,
-    };
+    }
+}
+
+/// Installs the process's `tracing` subscriber: events at or above
+/// `ACCORD_LOG_LEVEL` (trace, debug, info (default), warn, error) go to
+/// hilogd under `tag` and `domain`. A second call does nothing.
+pub fn init_tracing(tag: &str, domain: u32) {
+    use tracing_subscriber::layer::SubscriberExt;
+    let level = level_from_env();
     let sub = tracing_subscriber::registry().with(tracing_subscriber::filter::LevelFilter::from_level(level)).with(HilogLayer::new(tag, domain));
     let _ = tracing::subscriber::set_global_default(sub);
 }

@@ -230,14 +230,9 @@ impl Job {
     /// # Errors
     /// A write error (the job should stop).
     pub fn pump(&mut self, store: &Store, flush: bool) -> Result<(), String> {
-        for t in &self.types {
-            let r = store.ring(*t);
-            let from = self.cursor.max(self.reported[t.index()]);
-            if r.gone_upto > from {
-                let n = r.gone_upto - from;
-                self.reported[t.index()] = r.gone_upto;
-                let _ = writeln!(self.buf, "hilog: up to {n} lines were overwritten before the persister wrote them");
-            }
+        let n = store.lost_since(&self.types, self.cursor, &mut self.reported);
+        if n > 0 {
+            let _ = writeln!(self.buf, "hilog: up to {n} lines were overwritten before the persister wrote them");
         }
         let buf = &mut self.buf;
         let mut n = 0;

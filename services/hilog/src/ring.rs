@@ -172,23 +172,20 @@ impl Store {
     }
 
     /// Records of `types` that a reader at `cursor` can no longer get
-    /// (overwritten or cleared): an upper bound, 0 when none.
-    pub fn missed(&self, types: &[LogType], cursor: u64) -> u64 {
-        types
-            .iter()
-            .map(|t| {
-                let r = &self.rings[t.index()];
-                if r.gone_upto > cursor {
-                    let first_held = r.recs.front().map(|x| x.seq).unwrap_or(self.next);
-                    // Sequence numbers are shared, so this counts every type's
-                    // records in the gap: an upper bound for this type.
-                    first_held.min(r.gone_upto + 1).saturating_sub(cursor + 1).max(1)
-                } else {
-                    0
-                }
-            })
-            .max()
-            .unwrap_or(0)
+    /// (overwritten or cleared) and has not been told of: an upper bound
+    /// (sequence numbers are shared, so a gap counts every type's records),
+    /// 0 when none. `reported` keeps, per type, what was told already.
+    pub fn lost_since(&self, types: &[LogType], cursor: u64, reported: &mut [u64; 4]) -> u64 {
+        let mut lost = 0;
+        for t in types {
+            let gone = self.rings[t.index()].gone_upto;
+            let from = cursor.max(reported[t.index()]);
+            if gone > from {
+                lost += gone - from;
+                reported[t.index()] = gone;
+            }
+        }
+        lost
     }
 
     /// Walks the records of `types` after `cursor` in sequence order,
@@ -289,9 +286,11 @@ mod tests {
         assert!(r.used() <= MIN_SIZE, "{}", r.used());
         assert!(r.evicted > 0);
         assert_eq!(r.evicted as usize + r.len(), 200);
-        assert!(s.missed(&[LogType::Core], 0) > 0);
-        assert_eq!(s.missed(&[LogType::Core], 199), 0);
-        assert_eq!(s.missed(&[LogType::App], 0), 0);
+        let mut told = [0; 4];
+        assert!(s.lost_since(&[LogType::Core], 0, &mut told) > 0);
+        assert_eq!(s.lost_since(&[LogType::Core], 0, &mut told), 0, "told once");
+        assert_eq!(s.lost_since(&[LogType::Core], 199, &mut [0; 4]), 0);
+        assert_eq!(s.lost_since(&[LogType::App], 0, &mut [0; 4]), 0);
         // Stopping part way returns the last accepted record.
         let mut n = 0;
         let last = s.walk(&[LogType::Core], 0, |_| {
@@ -309,7 +308,7 @@ mod tests {
         }
         s.ring_mut(LogType::App).clear();
         assert!(s.ring(LogType::App).is_empty());
-        assert!(s.missed(&[LogType::App], 0) > 0);
+        assert!(s.lost_since(&[LogType::App], 0, &mut [0; 4]) > 0);
         for _ in 0..2000 {
             s.push(rec(LogType::App, &"z".repeat(100)));
         }

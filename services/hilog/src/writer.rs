@@ -142,15 +142,6 @@ impl Writer {
         self.inner.lock().map(|i| i.dropped).unwrap_or(0)
     }
 
-    /// Whether a connection is up (made now if none and not retried too
-    /// recently).
-    pub fn connected(&self) -> bool {
-        match self.inner.lock() {
-            Ok(mut i) => self.ensure(&mut i),
-            Err(_) => false,
-        }
-    }
-
     fn ensure(&self, i: &mut Inner) -> bool {
         let pid = current_pid();
         if i.sock.is_some() && i.pid == pid {

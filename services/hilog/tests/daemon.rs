@@ -349,35 +349,33 @@ fn who_may_read_and_manage_is_the_kernels_word() {
 fn writers_and_readers_are_bounded_per_uid() {
     let d = start(Config { writers_per_uid: 4, readers_per_uid: 2, ..Config::default() });
     let (input, control) = (d.input.clone(), d.control.clone());
-    let (writers_ok, reader_err) = as_uid(2000, 2000, move || {
-        let ws: Vec<_> = (0..8).map(|_| accord_hilog::writer::connect(&input).unwrap()).collect();
-        let mut ok = 0;
-        // Refused connections are closed by hilogd: a send there fails
-        // (after hilogd got to them).
-        std::thread::sleep(Duration::from_millis(200));
+    let (writers, reader_err) = as_uid(2000, 2000, move || {
+        use std::os::fd::AsRawFd;
+        // Eight writers, one record each: four are over the bound.
         let mut buf = Vec::new();
         accord_hilog::wire::encode(&accord_hilog::wire::Fields::plain("bounded", b"x"), &mut buf);
-        for w in &ws {
-            let t = Instant::now();
-            // A refused one sees EPIPE/ECONNRESET once hilogd closed it.
-            loop {
-                use std::os::fd::AsRawFd;
-                match nix::sys::socket::send(w.as_raw_fd(), &buf, nix::sys::socket::MsgFlags::MSG_NOSIGNAL) {
-                    Ok(_) if t.elapsed() > Duration::from_secs(2) => {
-                        ok += 1;
-                        break;
-                    }
-                    Ok(_) => std::thread::sleep(Duration::from_millis(100)),
-                    Err(_) => break,
-                }
-            }
-        }
+        let ws: Vec<_> = (0..8)
+            .map(|_| {
+                let w = accord_hilog::writer::connect(&input).unwrap();
+                nix::sys::socket::send(w.as_raw_fd(), &buf, nix::sys::socket::MsgFlags::MSG_NOSIGNAL).unwrap();
+                w
+            })
+            .collect();
         let readers: Vec<_> = (0..2).map(|_| client(&control).unwrap()).collect();
         let mut third = client(&control).unwrap();
         let r = third.recv();
         drop(readers);
-        (ok, r)
+        (ws, r)
     });
+    // The four kept writers' records are stored; the four refused ones are
+    // read and counted, not stored (five connections refused: the four
+    // writers and the third reader).
+    wait_for("the refused writers counted", || {
+        let mut c = client(&d.control).unwrap();
+        matches!(c.call(&Request::Stats), Ok(Response::Stats { stats }) if stats.refused_connections == 5 && stats.refused_records == 4)
+    });
+    let writers_ok = dump(&d.control, tag("bounded")).len();
+    drop(writers);
     assert_eq!(writers_ok, 4, "writers kept for one uid");
     match reader_err {
         Ok(Some(Response::Error { message })) => assert!(message.contains("too many readers"), "{message}"),
@@ -540,7 +538,6 @@ fn empty_packets_and_refused_writers_are_counted_not_lost() {
         for _ in 0..5 {
             send(refused.as_raw_fd(), &ok, MsgFlags::empty()).unwrap();
         }
-        std::thread::sleep(Duration::from_millis(100));
         std::mem::forget(s);
         std::mem::forget(refused);
     });
