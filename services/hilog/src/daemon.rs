@@ -302,6 +302,15 @@ fn recv_packet(fd: RawFd, buf: &mut [u8]) -> nix::Result<Option<usize>> {
     Ok(Some(n as usize))
 }
 
+/// Whether the peer of `fd` has shut its end (asked now, not when epoll
+/// last looked).
+fn hung_up(fd: RawFd) -> bool {
+    let mut p = libc::pollfd { fd, events: libc::POLLRDHUP, revents: 0 };
+    // SAFETY: one valid pollfd, no wait.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n > 0 && p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
+}
+
 fn send_packet(fd: RawFd, b: &[u8]) -> nix::Result<bool> {
     // SAFETY: b is valid for b.len() bytes.
     let n = unsafe { libc::send(fd, b.as_ptr().cast(), b.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
@@ -575,9 +584,9 @@ impl Daemon {
             let Some(c) = self.conns.get(&tok) else { break };
             match recv_packet(c.fd.as_raw_fd(), &mut buf) {
                 Ok(None) => break,
-                // Zero bytes: the writer hung up, or sent an empty packet
-                // (malformed) while still connected.
-                Ok(Some(0)) if ev.intersects(EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLHUP) => {
+                // Zero bytes: the writer hung up (maybe after epoll looked),
+                // or sent an empty packet (malformed) while still connected.
+                Ok(Some(0)) if hung_up(c.fd.as_raw_fd()) => {
                     gone = true;
                     break;
                 }
@@ -1283,6 +1292,22 @@ impl Kmsg<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zero_byte_read_is_told_apart_by_asking_the_socket_now() {
+        use nix::sys::socket::{socketpair, MsgFlags};
+        let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::empty()).unwrap();
+        // An empty packet from a writer still there: not a hang-up.
+        socket::send(b.as_raw_fd(), b"", MsgFlags::empty()).unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(recv_packet(a.as_raw_fd(), &mut buf).unwrap(), Some(0));
+        assert!(!hung_up(a.as_raw_fd()));
+        // The writer gone after epoll looked: the next zero-byte read is
+        // its hang-up, whatever epoll said before.
+        drop(b);
+        assert_eq!(recv_packet(a.as_raw_fd(), &mut buf).unwrap(), Some(0));
+        assert!(hung_up(a.as_raw_fd()));
+    }
 
     #[test]
     fn kmsg_records_are_parsed_and_sorted_by_origin() {
