@@ -8,7 +8,8 @@
 //! path is `sa_main <profile>`) when samgr asks; it exits when it holds no
 //! SA any more (all unloaded when idle).
 //!
-//! Run as `samgr`, `hidumper`, `kv`, `storage` or `storage_daemon` (links
+//! Run as `samgr`, `hidumper`, `kv`, `storage`, `storage_daemon` or
+//! `power-shell` (links
 //! in the image) it is those
 //! (and `datawriter`, linked by the system test's overlay only):
 //! one static binary instead of several that are mostly the same zbus and
@@ -51,7 +52,52 @@ fn makers() -> Vec<(u32, Maker)> {
                 Ok(Published::remote(m.into_remote()))
             }),
         ),
+        (
+            accord_power::ID,
+            Box::new(|| {
+                use accord_power::PowerManager;
+                let cfg = accord_power::power::Config { config: power_config(), ..Default::default() };
+                Ok(Published::remote(accord_power::power::Power::start(cfg)?.into_remote()))
+            }),
+        ),
+        (
+            accord_power::BATTERY_ID,
+            Box::new(|| {
+                use accord_power::BatteryService;
+                let root = accord_power::battery::DEFAULT_ROOT.into();
+                let b = accord_power::battery::Battery::start(root, power_config().battery, accord_safwk::samgr_socket())?;
+                Ok(Published::remote(b.into_remote()))
+            }),
+        ),
+        (
+            accord_power::THERMAL_ID,
+            Box::new(|| {
+                use accord_power::ThermalManager;
+                let root = accord_power::thermal::DEFAULT_ROOT.into();
+                let t = accord_power::thermal::Thermal::start(root, power_config().thermal, accord_safwk::samgr_socket())?;
+                Ok(Published::remote(t.into_remote()))
+            }),
+        ),
     ]
+}
+
+/// `/etc/power/powermgr.json`, read once per process; what is wrong with
+/// it is logged and the defaults used.
+fn power_config() -> accord_power::config::PowerConfig {
+    static CFG: std::sync::OnceLock<accord_power::config::PowerConfig> = std::sync::OnceLock::new();
+    CFG.get_or_init(|| match accord_power::config::PowerConfig::load(Path::new(accord_power::config::DEFAULT_PATH)) {
+        Ok((cfg, warnings)) => {
+            for w in warnings {
+                tracing::warn!("{w}");
+            }
+            cfg
+        }
+        Err(e) => {
+            tracing::error!("{e}; using the defaults");
+            accord_power::config::PowerConfig::default()
+        }
+    })
+    .clone()
 }
 
 /// This device's name in the data service's entries (its hostname until
@@ -69,6 +115,7 @@ fn main() -> Result<()> {
         Some("kv") => return accord_data::cli::main(args),
         Some("storage") => return accord_storage::cli::main(args),
         Some("storage_daemon") => return accord_storage::cli::daemon_main(args),
+        Some("power-shell") => return accord_power::cli::main(args),
         // The power-cut test's writer: only the test overlay links this name.
         Some("datawriter") => return accord_datawriter::main(args),
         _ => {}

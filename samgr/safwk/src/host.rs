@@ -24,12 +24,21 @@ use crate::policy::Policy;
 use crate::profile::{Profile, SaProfile};
 use crate::{SaError, SaProps, StartError, SystemAbilityManagerProxy, HOST_PATH};
 
+static HOST_POLICY: std::sync::OnceLock<Arc<Policy>> = std::sync::OnceLock::new();
+
+/// Makes `policy` the one this process's hosts and callers check
+/// permissions against, instead of [`crate::policy::POLICY_PATH`] (for a
+/// process whose policy comes from elsewhere: tests). Only before any host
+/// or caller read it: returns whether it was installed.
+pub fn set_host_policy(policy: Policy) -> bool {
+    HOST_POLICY.set(Arc::new(policy)).is_ok()
+}
+
 /// The SA policy's permissions as this process reads them: the file is
 /// read once (the first host or caller that needs it); without it, fail
 /// closed: only root holds a permission.
 fn host_policy() -> Arc<Policy> {
-    static POLICY: std::sync::OnceLock<Arc<Policy>> = std::sync::OnceLock::new();
-    POLICY
+    HOST_POLICY
         .get_or_init(|| {
             Arc::new(Policy::load(Path::new(crate::policy::POLICY_PATH)).unwrap_or_else(|e| {
                 warn!("{e}; SA permissions fall back to root only");

@@ -35,7 +35,7 @@ pub use accord_safwk_macros::interface;
 pub use accord_ipc::{is_dead, lock, Identity};
 pub use client::{get, get_proxy, Remote, SaEvent, Samgr};
 pub use host::{
-    run, run_profile, run_profile_at, run_remote, serve_remote, Caller, HostLimits, Maker, Published, RemoteObject, SaHost, SystemAbility,
+    run, run_profile, run_profile_at, run_remote, serve_remote, set_host_policy, Caller, HostLimits, Maker, Published, RemoteObject, SaHost, SystemAbility,
     MAX_HOST_CONNECTIONS, MAX_HOST_CONNECTIONS_PER_UID,
 };
 

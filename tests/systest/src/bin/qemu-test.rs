@@ -314,6 +314,49 @@ fn first_boot(q: &mut Qemu, r: &mut Report) -> Result<()> {
         })(),
     );
     r.check(
+        "power, battery and thermal (SAs 3301-3303) run in powermgr, and power-shell drives them",
+        (|| {
+            // Started with the other boot services: waited for, generously.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let ls = out(q, "hidumper -ls")?;
+                let loaded = ["3301", "3302", "3303"]
+                    .iter()
+                    .all(|id| ls.lines().any(|x| x.starts_with(id) && x.contains(" LOADED") && x.contains("powermgr") && x.contains("5528")));
+                if loaded {
+                    break;
+                }
+                ensure!(Instant::now() < deadline, "SAs 3301-3303 not loaded in powermgr (uid 5528):\n{ls}");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            let d = out(q, "power-shell dump")?;
+            ensure!(d.contains("state: AWAKE  display: ON") && d.contains("mode: 600 (NORMAL_MODE)") && d.contains("running locks: 0"), "{d}");
+            ensure!(d.contains("previous boot ended: unknown"), "a first boot: {d}");
+            let b = out(q, "power-shell battery")?;
+            ensure!(b == "battery: none on this device (plugged: NONE)", "{b:?}");
+            let t = out(q, "hidumper -s 3303")?;
+            ensure!(t.contains("thermal level: NORMAL"), "{t}");
+            // A lock is listed with its holder and let go when the holder
+            // is killed.
+            out(q, "power-shell hold BACKGROUND 600000 qt-lock >/tmp/hold.out 2>&1 & echo $! >/tmp/hold.pid")?;
+            let (rc, o) = q.run(
+                "i=0; until power-shell lock | grep -q 'qt-lock.*BACKGROUND.*pid '$(cat /tmp/hold.pid); do i=$((i+1)); [ $i -gt 300 ] && exit 1; sleep 0.1; done",
+                Duration::from_secs(90),
+            )?;
+            ensure!(rc == 0, "the lock is not listed: {o} {}", out(q, "power-shell lock; cat /tmp/hold.out")?);
+            out(q, "kill -9 $(cat /tmp/hold.pid)")?;
+            let (rc, o) =
+                q.run("i=0; until power-shell lock | grep -q 'running locks: 0'; do i=$((i+1)); [ $i -gt 300 ] && exit 1; sleep 0.1; done", Duration::from_secs(90))?;
+            ensure!(rc == 0, "the lock outlived its holder: {o} {}", out(q, "power-shell lock")?);
+            // The shell's uid holds the mode permission; nobody does not.
+            let (rc, o) = q.run("su nobody -s /bin/sh -c 'power-shell setmode 602'", CMD)?;
+            ensure!(rc != 0 && o.contains("may not get SA 3301"), "rc {rc}: {o}");
+            out(q, "su shell -s /bin/sh -c 'power-shell setmode 602'")?;
+            ensure!(out(q, "power-shell dump")?.contains("mode: 602 (PERFORMANCE_MODE)"), "setmode did not take");
+            Ok(())
+        })(),
+    );
+    r.check(
         "init stays small (VmRSS <= 2 MiB)",
         (|| {
             let s = out(q, "grep VmRSS /proc/1/status")?;
@@ -323,6 +366,73 @@ fn first_boot(q: &mut Qemu, r: &mut Report) -> Result<()> {
             Ok(())
         })(),
     );
+    Ok(())
+}
+
+/// The system suspends and wakes up, with the states in order. On aarch64
+/// it goes to sleep by itself, idle, and the PL031's alarm wakes it; on
+/// x86_64 (whose RTC does not wake a freeze under QEMU) `power-shell
+/// suspend` puts it to sleep and a PS/2 key sent through QMP wakes it.
+fn suspend_and_wake(q: &mut Qemu, arch: &str, qmp_sock: &std::path::Path) -> Result<()> {
+    // Every state change, one per line; on aarch64 the alarm is set when
+    // the display dims (4 s before the suspend), and once awake again a
+    // BACKGROUND lock keeps it from going back to sleep.
+    out(
+        q,
+        "rm -f /tmp/pw.*; power-shell wakeup >/dev/null; (power-shell watch 2>/tmp/pw.err | while read -r w s x d; do echo \"$w $s\" >>/tmp/pw.out; \
+         case \"$w $s\" in \
+           'state DIM') [ -f /tmp/pw.armed ] || [ ! -f /tmp/pw.idle ] || { echo +14 >/sys/class/rtc/rtc0/wakealarm; touch /tmp/pw.armed; };; \
+           'state AWAKE') [ -f /tmp/pw.slept ] && [ ! -f /tmp/pw.held ] && { touch /tmp/pw.held; power-shell hold BACKGROUND 600000 qt-awake >/dev/null 2>&1 & };; \
+           'state SLEEP') touch /tmp/pw.slept;; \
+         esac; done) >/dev/null 2>&1 &",
+    )?;
+    let (rc, o) = q.run("i=0; until grep -q 'state AWAKE' /tmp/pw.out 2>/dev/null; do i=$((i+1)); [ $i -gt 300 ] && exit 1; sleep 0.1; done", Duration::from_secs(60))?;
+    ensure!(rc == 0, "power-shell watch printed nothing: {o} {}", out(q, "cat /tmp/pw.out /tmp/pw.err")?);
+    let keys = if arch == "aarch64" {
+        // Power-save mode (dim 2 s before display off, sleep 2 s after),
+        // display off 4 s after this wake-up.
+        out(q, "touch /tmp/pw.idle; power-shell wakeup && power-shell setmode 601 && power-shell timeout -o 4000")?;
+        None
+    } else {
+        out(q, "echo enabled >/sys/devices/platform/i8042/serio0/power/wakeup")?;
+        out(q, "power-shell suspend")?;
+        // Keys until the guest is awake again: one that comes before the
+        // freeze is only a key press, one that comes during it wakes it.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut qmp = accord_systest::Qmp::connect(qmp_sock)?;
+        let stop2 = stop.clone();
+        let t = std::thread::spawn(move || -> Result<()> {
+            while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                for down in [true, false] {
+                    let ev = serde_json::json!({"events": [{"type": "key", "data": {"down": down, "key": {"type": "qcode", "data": "shift"}}}]});
+                    qmp.execute("input-send-event", ev)?;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Ok(())
+        });
+        Some((stop, t))
+    };
+    let waited = q.run(
+        "i=0; until awk '/state SLEEP/{s=1} s && /state AWAKE/{f=1} END{exit !f}' /tmp/pw.out; do i=$((i+1)); [ $i -gt 1200 ] && exit 1; sleep 0.1; done",
+        Duration::from_secs(180),
+    );
+    if let Some((stop, t)) = keys {
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        t.join().map_err(|_| anyhow!("the key thread panicked"))??;
+    }
+    let (rc, o) = waited?;
+    ensure!(rc == 0, "no SLEEP then AWAKE: {o}\n{}\n{}", out(q, "cat /tmp/pw.out")?, out(q, "power-shell dump; dmesg | tail -20")?);
+    let states: Vec<String> = out(q, "grep '^state ' /tmp/pw.out")?.lines().map(|l| l.trim_start_matches("state ").to_owned()).collect();
+    let from = states.iter().position(|s| s != "AWAKE").ok_or_else(|| anyhow!("only AWAKE: {states:?}"))?;
+    let expect: &[&str] = if arch == "aarch64" { &["DIM", "INACTIVE", "SLEEP", "AWAKE"] } else { &["SLEEP", "AWAKE"] };
+    ensure!(states[from..].starts_with(&expect.iter().map(|s| s.to_string()).collect::<Vec<_>>()), "states {states:?}, expected {expect:?} after AWAKE");
+    let d = out(q, "power-shell dump")?;
+    ensure!(d.contains("suspends: 1") && d.contains("last suspend: freeze: resumed"), "{d}");
+    let k = out(q, "dmesg | grep -c 'PM: suspend exit' || true")?;
+    ensure!(k != "0", "the kernel did not suspend: {}", out(q, "dmesg | tail -30")?);
+    // Back as the previous check left it.
+    out(q, "kill $(pidof power-shell) 2>/dev/null; power-shell timeout -r; power-shell setmode 602")?;
     Ok(())
 }
 
@@ -340,16 +450,29 @@ fn main() -> ExitCode {
         },
     );
 
-    match Qemu::boot(&arch, &log_dir.join("qemu-test-1.log")) {
+    // The first boot has a QMP socket: a key pressed through it wakes the
+    // x86 guest from suspend.
+    let qmp_sock = log_dir.join("qemu-test-qmp.sock");
+    let _ = std::fs::remove_file(&qmp_sock);
+    let extra = vec!["-qmp".to_owned(), format!("unix:{},server=on,wait=off", qmp_sock.display())];
+    match Qemu::boot_with(&arch, &log_dir.join("qemu-test-1.log"), None, &extra) {
         Err(e) => r.check("QEMU starts", Err(e)),
         Ok(mut q) => {
             if let Err(e) = first_boot(&mut q, &mut r) {
                 r.check("first boot", Err(e));
             }
             r.check(
-                "poweroff exits QEMU with status 0",
+                if arch == "aarch64" {
+                    "idle: DIM, INACTIVE, SLEEP (the system suspends), then AWAKE when the RTC alarm wakes it"
+                } else {
+                    "power-shell suspend: SLEEP (the system suspends), then AWAKE when a key pressed through QMP wakes it"
+                },
+                suspend_and_wake(&mut q, &arch, &qmp_sock),
+            );
+            r.check(
+                "power-shell shutdown (through init) exits QEMU with status 0",
                 (|| {
-                    q.send("poweroff")?;
+                    q.send("power-shell shutdown qemu-test")?;
                     let (st, _) = q.wait_exit(Duration::from_secs(30))?;
                     ensure!(st.success(), "QEMU exited with {st}");
                     Ok(())
@@ -399,9 +522,19 @@ fn main() -> ExitCode {
                 })(),
             );
             r.check(
-                "begetctl reboot shutdown powers off",
+                "the power mode and the shutdown reason survive the reboot",
                 (|| {
-                    q.send("begetctl reboot shutdown")?;
+                    let r = out(&mut q, "power-shell reason")?;
+                    ensure!(r.starts_with("previous boot: shutdown reason=qemu-test uid=0"), "{r}");
+                    let d = out(&mut q, "power-shell dump")?;
+                    ensure!(d.contains("mode: 602 (PERFORMANCE_MODE)"), "{d}");
+                    Ok(())
+                })(),
+            );
+            r.check(
+                "poweroff exits QEMU with status 0",
+                (|| {
+                    q.send("poweroff")?;
                     let (st, _) = q.wait_exit(Duration::from_secs(30))?;
                     ensure!(st.success(), "QEMU exited with {st}");
                     Ok(())
