@@ -386,7 +386,8 @@ fn suspend_and_wake(q: &mut Qemu, arch: &str, qmp_sock: &std::path::Path) -> Res
            'state SLEEP') touch /tmp/pw.slept;; \
          esac; done) >/dev/null 2>&1 &",
     )?;
-    let (rc, o) = q.run("i=0; until grep -q 'state AWAKE' /tmp/pw.out 2>/dev/null; do i=$((i+1)); [ $i -gt 300 ] && exit 1; sleep 0.1; done", Duration::from_secs(60))?;
+    let (rc, o) =
+        q.run("i=0; until grep -q 'state AWAKE' /tmp/pw.out 2>/dev/null; do i=$((i+1)); [ $i -gt 300 ] && exit 1; sleep 0.1; done", Duration::from_secs(60))?;
     ensure!(rc == 0, "power-shell watch printed nothing: {o} {}", out(q, "cat /tmp/pw.out /tmp/pw.err")?);
     let keys = if arch == "aarch64" {
         // Power-save mode (dim 2 s before display off, sleep 2 s after),
