@@ -25,6 +25,9 @@ struct Sample {
     data_pss_kb: u64,
     storage_pss_kb: u64,
     hilogd_pss_kb: u64,
+    /// powermgr (SAs 3301-3303), PSS and USS.
+    power_pss_kb: u64,
+    power_uss_kb: u64,
     /// Private (unshared) memory of the data service and the two storage
     /// SAs together: what running them costs beyond the shared binary.
     uss_kb: u64,
@@ -69,6 +72,11 @@ fn one(arch: &str, i: usize) -> Result<Sample> {
     let data_pss_kb = pss(&mut q, "hidumper -ls | awk '$1 == 1301 {print $4}'")?;
     let samgr_pss_kb = pss(&mut q, "pidof samgr")?;
     let hilogd_pss_kb = pss(&mut q, "pidof hilogd")?;
+    // powermgr is a boot service: waited for (its SAs LOADED).
+    let (rc, out) = q.run("i=0; until hidumper -ls | grep -q '^3303 *LOADED'; do i=$((i+1)); [ $i -gt 300 ] && exit 1; sleep 0.1; done", Duration::from_secs(60))?;
+    ensure!(rc == 0, "powermgr never loaded SA 3303: {out}");
+    let power_pss_kb = pss(&mut q, "hidumper -ls | awk '$1 == 3301 {print $4}'")?;
+    let power_uss_kb = uss(&mut q, "hidumper -ls | awk '$1 == 3301 {print $4}'")?;
     let storage_pss_kb = pss(&mut q, "hidumper -ls | awk '$1 == 5003 {print $4}'")? + pss(&mut q, "hidumper -ls | awk '$1 == 5002 {print $4}'")?;
     let mut uss_kb = 0;
     for id in [1301, 5003, 5002] {
@@ -103,6 +111,8 @@ fn one(arch: &str, i: usize) -> Result<Sample> {
         data_pss_kb,
         storage_pss_kb,
         hilogd_pss_kb,
+        power_pss_kb,
+        power_uss_kb,
         uss_kb,
         data_check_ms,
         data_total_ms,
@@ -142,6 +152,12 @@ fn main() -> Result<()> {
     println!(
         "  hilogd PSS at idle     {:7} kB  (issue 10's target: with power, battery and thermal <= 2560 kB)",
         samples.iter().map(|s| s.hilogd_pss_kb).max().unwrap_or(0)
+    );
+    println!(
+        "  powermgr PSS at idle   {:7} kB  (SAs 3301-3303 in one process; USS {} kB; with hilogd: {} kB)",
+        samples.iter().map(|s| s.power_pss_kb).max().unwrap_or(0),
+        samples.iter().map(|s| s.power_uss_kb).max().unwrap_or(0),
+        samples.iter().map(|s| s.power_pss_kb + s.hilogd_pss_kb).max().unwrap_or(0)
     );
     println!(
         "  data service PSS       {:7} kB  (SA 1301's process after one kv put; issue 9's target: with the storage manager <= 2560 kB)",

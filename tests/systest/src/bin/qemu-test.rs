@@ -329,6 +329,9 @@ fn first_boot(q: &mut Qemu, r: &mut Report) -> Result<()> {
                 ensure!(Instant::now() < deadline, "SAs 3301-3303 not loaded in powermgr (uid 5528):\n{ls}");
                 std::thread::sleep(Duration::from_millis(500));
             }
+            // Idle since boot, the display may be off already: a wake-up
+            // turns it on.
+            out(q, "power-shell wakeup")?;
             let d = out(q, "power-shell dump")?;
             ensure!(d.contains("state: AWAKE  display: ON") && d.contains("mode: 600 (NORMAL_MODE)") && d.contains("running locks: 0"), "{d}");
             ensure!(d.contains("previous boot ended: unknown"), "a first boot: {d}");
@@ -384,7 +387,7 @@ fn suspend_and_wake(q: &mut Qemu, arch: &str, qmp_sock: &std::path::Path) -> Res
            'state DIM') [ -f /tmp/pw.armed ] || [ ! -f /tmp/pw.idle ] || { echo +14 >/sys/class/rtc/rtc0/wakealarm; touch /tmp/pw.armed; };; \
            'state AWAKE') [ -f /tmp/pw.slept ] && [ ! -f /tmp/pw.held ] && { touch /tmp/pw.held; power-shell hold BACKGROUND 600000 qt-awake >/dev/null 2>&1 & };; \
            'state SLEEP') touch /tmp/pw.slept;; \
-         esac; done) >/dev/null 2>&1 &",
+         esac; done) >/dev/null 2>&1 & :",
     )?;
     let (rc, o) =
         q.run("i=0; until grep -q 'state AWAKE' /tmp/pw.out 2>/dev/null; do i=$((i+1)); [ $i -gt 300 ] && exit 1; sleep 0.1; done", Duration::from_secs(60))?;
