@@ -73,7 +73,8 @@ fn one(arch: &str, i: usize) -> Result<Sample> {
     let samgr_pss_kb = pss(&mut q, "pidof samgr")?;
     let hilogd_pss_kb = pss(&mut q, "pidof hilogd")?;
     // powermgr is a boot service: waited for (its SAs LOADED).
-    let (rc, out) = q.run("i=0; until hidumper -ls | grep -q '^3303 *LOADED'; do i=$((i+1)); [ $i -gt 300 ] && exit 1; sleep 0.1; done", Duration::from_secs(60))?;
+    let (rc, out) =
+        q.run("i=0; until hidumper -ls | grep -q '^3303 *LOADED'; do i=$((i+1)); [ $i -gt 300 ] && exit 1; sleep 0.1; done", Duration::from_secs(60))?;
     ensure!(rc == 0, "powermgr never loaded SA 3303: {out}");
     let power_pss_kb = pss(&mut q, "hidumper -ls | awk '$1 == 3301 {print $4}'")?;
     let power_uss_kb = uss(&mut q, "hidumper -ls | awk '$1 == 3301 {print $4}'")?;
