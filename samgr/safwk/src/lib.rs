@@ -28,6 +28,7 @@ mod client;
 mod host;
 pub mod policy;
 pub mod profile;
+pub mod subscribers;
 pub mod typed;
 
 pub use accord_safwk_macros::interface;

@@ -168,10 +168,14 @@ impl<P: TypedProxy> Listener<P> {
             ListenerState::Received(fd, hold) => (fd, hold),
             ListenerState::Local(_) => return Err(RemoteError::failed("this listener was made here, not received: send it to connect to it")),
         };
-        struct InFlight(Option<u32>);
+        /// The uid it is counted for (per uid), and whether it is counted
+        /// in the process's pool.
+        struct InFlight(Option<u32>, bool);
         impl Drop for InFlight {
             fn drop(&mut self) {
-                LISTENER_HANDSHAKES.fetch_sub(1, Ordering::AcqRel);
+                if self.1 {
+                    LISTENER_HANDSHAKES.fetch_sub(1, Ordering::AcqRel);
+                }
                 if let Some(uid) = self.0 {
                     let mut per = HANDSHAKES_PER_UID.lock().unwrap_or_else(|p| p.into_inner());
                     if let Some(n) = per.get_mut(&uid) {
@@ -197,8 +201,12 @@ impl<P: TypedProxy> Listener<P> {
             }
             *n += 1;
         }
-        let in_flight = InFlight(uid);
-        if LISTENER_HANDSHAKES.fetch_add(1, Ordering::AcqRel) >= MAX_LISTENER_HANDSHAKES {
+        // Root's and system's listeners (and those that came in replies,
+        // counted for nobody) are not in the pool other uids can fill: a
+        // crowd of uids with silent listeners cannot shut them out.
+        let pooled = uid.is_some_and(|u| u != SYSTEM_UID);
+        let in_flight = InFlight(uid, pooled);
+        if pooled && LISTENER_HANDSHAKES.fetch_add(1, Ordering::AcqRel) >= MAX_LISTENER_HANDSHAKES {
             drop(in_flight);
             return Err(limits(format!("{MAX_LISTENER_HANDSHAKES} listener handshakes already under way in this process")));
         }
@@ -268,8 +276,13 @@ impl<P> zvariant::Type for Listener<P> {
     const SIGNATURE: &'static zvariant::Signature = &zvariant::Signature::Fd;
 }
 
-/// Most [`Listener::connect`] handshakes under way at once in a process.
+/// Most [`Listener::connect`] handshakes under way at once in a process
+/// for listeners of uids other than root and system (each of which has
+/// only its per-uid share, [`MAX_LISTENER_HANDSHAKES_PER_UID`]).
 pub const MAX_LISTENER_HANDSHAKES: usize = 64;
+
+/// OpenHarmony's system uid.
+const SYSTEM_UID: u32 = 1000;
 
 static LISTENER_HANDSHAKES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 

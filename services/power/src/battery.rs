@@ -20,8 +20,8 @@ use accord_safwk::typed::Listener;
 use accord_safwk::Caller;
 
 use crate::config::BatteryLevels;
-use crate::notify::Subscribers;
 use crate::{BatteryInfo, BatteryListenerProxy, BatteryService, CapacityLevel, ChargeState, Health, PluggedType, PowerError};
+use accord_safwk::subscribers::Subscribers;
 
 /// The default poll period (the config file sets it).
 pub const POLL: Duration = Duration::from_secs(5);
@@ -129,7 +129,13 @@ impl Battery {
         } else {
             tracing::info!("no battery under {} (plugged: {})", root.display(), first.plugged.name());
         }
-        let b = Battery { root, levels, subs: Arc::new(Subscribers::new("battery listeners")), rt: rt.clone(), last: Arc::new(Mutex::new(first)) };
+        let b = Battery {
+            root,
+            levels,
+            subs: Arc::new(Subscribers::new("battery listeners", crate::SUB_BOUNDS)),
+            rt: rt.clone(),
+            last: Arc::new(Mutex::new(first)),
+        };
         let (root, levels, subs, last) = (b.root.clone(), b.levels, b.subs.clone(), b.last.clone());
         rt.spawn(async move {
             let mut asked = false;
@@ -166,7 +172,9 @@ impl BatteryService for Battery {
     }
 
     fn subscribe(&self, caller: &Caller, listener: Listener<BatteryListenerProxy>) -> Result<u64, PowerError> {
-        self.subs.add(&self.rt, caller, listener, BatteryListenerProxy::remote, |p, info, lost| async move { p.on_battery(info, lost).await })
+        self.subs
+            .add(&self.rt, caller, listener, BatteryListenerProxy::remote, |p, info, lost| async move { p.on_battery(info, lost).await })
+            .map_err(PowerError::from)
     }
 
     fn unsubscribe(&self, caller: &Caller, id: u64) -> Result<bool, PowerError> {

@@ -23,7 +23,6 @@ pub mod battery;
 pub mod cli;
 pub mod config;
 pub mod input;
-pub mod notify;
 pub mod policy;
 pub mod power;
 pub mod sleep;
@@ -55,7 +54,8 @@ pub const PERM_POWER_OPTIMIZATION: &str = "ohos.permission.POWER_OPTIMIZATION";
 
 /// Most running locks one uid holds at once (root excepted).
 pub const MAX_LOCKS_PER_UID: usize = 64;
-/// Most running locks held at once by all uids but root.
+/// Most running locks held at once by all uids but root and system (which
+/// have their own place whatever the others hold).
 pub const MAX_LOCKS: usize = 1024;
 /// Most subscriptions (state, battery or thermal listeners, shutdown
 /// callbacks) one uid holds at one SA.
@@ -213,6 +213,19 @@ pub enum PowerError {
     NotPresent(String),
 }
 
+impl From<accord_safwk::subscribers::SubscribeError> for PowerError {
+    fn from(e: accord_safwk::subscribers::SubscribeError) -> Self {
+        match e {
+            accord_safwk::subscribers::SubscribeError::TooMany(m) => PowerError::TooMany(m),
+            accord_safwk::subscribers::SubscribeError::Failed(m) => PowerError::Failed(m),
+        }
+    }
+}
+
+/// The bounds of every subscriber table of the power SAs.
+pub(crate) const SUB_BOUNDS: accord_safwk::subscribers::Bounds =
+    accord_safwk::subscribers::Bounds { per_uid: MAX_SUBS_PER_UID, total: MAX_SUBS, pending: MAX_PENDING };
+
 impl PowerError {
     pub(crate) fn denied(caller: &Caller, permission: &str) -> PowerError {
         PowerError::PermissionDenied { uid: caller.uid(), permission: permission.into() }
@@ -237,7 +250,10 @@ pub(crate) fn check_name(what: &str, s: &str, empty_ok: bool) -> Result<(), Powe
     Ok(())
 }
 
-/// The power manager (SA [`ID`], OpenHarmony's `IPowerMgr`).
+/// The power manager (SA [`ID`], OpenHarmony's `IPowerMgr`). A method
+/// that changes an input of the state machine (activity, wake-up, suspend,
+/// mode, timeout, locks) returns after the new state was taken: `state()`
+/// right after it reads it.
 #[interface(name = "ohos.powermgr.PowerManager")]
 pub trait PowerManager {
     /// The power state now.
@@ -247,8 +263,9 @@ pub trait PowerManager {
     /// Whether the display is on (ON or DIM).
     fn is_screen_on(&self) -> bool;
     /// User activity (OpenHarmony's `RefreshActivity`): the idle timers
-    /// start again. Any process may; it does not wake a display that is off
-    /// (that is `wakeup_device`).
+    /// start again. Any process may (the choice; OpenHarmony gates
+    /// it): it does not wake a display that is off (that is
+    /// `wakeup_device`), so it can only keep one that is on from dimming.
     fn refresh_activity(&self, caller: &Caller);
     /// Turns the display on and counts as activity ([`PERM_POWER_MANAGER`]).
     fn wakeup_device(&self, caller: &Caller, reason: &str) -> Result<(), PowerError>;
@@ -259,7 +276,10 @@ pub trait PowerManager {
     /// The power mode now.
     fn mode(&self) -> PowerMode;
     /// Sets the power mode ([`PERM_POWER_OPTIMIZATION`]); kept across
-    /// reboots (written before this returns).
+    /// reboots (written before this returns). At most
+    /// [`power::MODE_CHANGES_PER_SECOND`] changes a second per uid (root
+    /// excepted; each is an fsync'd write); refused once a shutdown is
+    /// under way.
     fn set_mode(&self, caller: &Caller, mode: PowerMode) -> Result<(), PowerError>;
     /// Takes a running lock ([`PERM_RUNNING_LOCK`]); `timeout_ms` 0: until
     /// unlocked or the holder's process exits. Returns its id.
@@ -288,7 +308,9 @@ pub trait PowerManager {
     /// Ends a subscription or shutdown callback of the caller's uid.
     fn unsubscribe(&self, caller: &Caller, id: u64) -> Result<bool, PowerError>;
     /// Calls `callback` before a shutdown or reboot, by `priority`
-    /// ([`PERM_REBOOT`]: only system services that must save something).
+    /// ([`PERM_REBOOT`]: only system services that must save something);
+    /// [`MAX_SUBS_PER_UID`] per uid, [`MAX_SUBS`] in all but root and
+    /// system; gone with `unsubscribe` or its process.
     fn add_shutdown_callback(&self, caller: &Caller, callback: Listener<ShutdownCallbackProxy>, priority: ShutdownPriority) -> Result<u64, PowerError>;
 }
 

@@ -8,7 +8,7 @@
 //!   caller's connection): a pidfd of that process is watched, and its
 //!   locks are let go when it exits. A lock with a timeout lets go by
 //!   itself. Bounds: [`MAX_LOCKS_PER_UID`] per uid, [`MAX_LOCKS`] in all
-//!   (root's not counted).
+//!   (root's and system's not counted).
 //! - The mode is kept in [`Config::state_file`] (written with a temporary
 //!   file, fsync and rename before `set_mode` answers), with the reason of
 //!   a shutdown or reboot this manager was asked for; the next start
@@ -34,7 +34,6 @@ use accord_safwk::Caller;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{PowerConfig, MAX_TIMEOUT_MS, MIN_TIMEOUT_MS};
-use crate::notify::Subscribers;
 use crate::policy::{decide, Inputs};
 use crate::sleep::Suspender;
 use crate::{
@@ -42,6 +41,11 @@ use crate::{
     ShutdownCallbackProxy, ShutdownPriority, ShutdownReason, MAX_LOCKS, MAX_LOCKS_PER_UID, MAX_SUBS_PER_UID, PERM_POWER_MANAGER, PERM_POWER_OPTIMIZATION,
     PERM_REBOOT, PERM_RUNNING_LOCK,
 };
+use accord_safwk::subscribers::Subscribers;
+
+/// OpenHarmony's system uid: its locks and callbacks are not counted in
+/// the totals others can fill.
+const SYSTEM_UID: u32 = 1000;
 
 /// Where the mode and the shutdown reason are kept in the image.
 pub const STATE_FILE: &str = "/data/service/el1/public/power_manager/power.json";
@@ -136,6 +140,9 @@ struct Core {
     suspends: u64,
     suspending: bool,
     shutting_down: bool,
+    /// The shutdown or reboot under way, written with every save so a
+    /// later save cannot erase it.
+    pending: Option<ShutdownReason>,
 }
 
 impl Core {
@@ -152,7 +159,18 @@ struct Callback {
     id: u64,
     uid: u32,
     priority: ShutdownPriority,
-    proxy: ShutdownCallbackProxy,
+    /// `None` while its handshake runs (the place is taken already).
+    proxy: Option<ShutdownCallbackProxy>,
+    /// The task that drops it when its process goes.
+    watch: Option<tokio::task::AbortHandle>,
+}
+
+impl Drop for Callback {
+    fn drop(&mut self) {
+        if let Some(w) = &self.watch {
+            w.abort();
+        }
+    }
 }
 
 struct Shared {
@@ -166,7 +184,18 @@ struct Shared {
     powerctl: PowerCtl,
     previous: ShutdownReason,
     input_devices: std::sync::atomic::AtomicU32,
+    /// Taken around every write of the state file, so writes land in the
+    /// order of the changes they carry (the core's lock is not held across
+    /// the fsyncs).
+    save_lock: Mutex<()>,
+    rt: tokio::runtime::Handle,
+    /// Mode changes (durable writes) per uid in the current second.
+    mode_writes: Mutex<std::collections::HashMap<u32, (Instant, u32)>>,
 }
+
+/// Most mode changes one uid (root excepted) makes per second: each is an
+/// fsync'd write.
+pub const MODE_CHANGES_PER_SECOND: u32 = 10;
 
 /// The power manager: see the module doc.
 pub struct Power {
@@ -237,9 +266,10 @@ impl Power {
                 suspends: 0,
                 suspending: false,
                 shutting_down: false,
+                pending: None,
             }),
             wake: tokio::sync::Notify::new(),
-            subs: Arc::new(Subscribers::new("power listeners")),
+            subs: Arc::new(Subscribers::new("power listeners", crate::SUB_BOUNDS)),
             callbacks: Mutex::default(),
             next_callback: std::sync::atomic::AtomicU64::new(0),
             suspender,
@@ -247,10 +277,13 @@ impl Power {
             powerctl: cfg.powerctl.clone(),
             previous,
             input_devices: std::sync::atomic::AtomicU32::new(0),
+            save_lock: Mutex::new(()),
+            rt: rt.clone(),
+            mode_writes: Mutex::default(),
         });
         // The reason is the previous boot's: cleared, so a boot that ends
         // without one does not repeat it.
-        if let Err(e) = shared.save(mode, None) {
+        if let Err(e) = shared.save() {
             tracing::error!("{}: {e}: the power mode will not survive a reboot", cfg.state_file.display());
         }
         tracing::info!("power mode {} ({}); suspend state: {}", mode.code(), mode.name(), shared.suspender.state().unwrap_or_else(|e| format!("none ({e})")));
@@ -267,14 +300,26 @@ impl Power {
 }
 
 impl Shared {
-    fn save(&self, mode: PowerMode, pending: Option<ShutdownReason>) -> std::io::Result<()> {
-        let bytes = serde_json::to_vec_pretty(&Saved { mode: mode.code(), pending }).map_err(std::io::Error::other)?;
+    /// Writes the core's mode and pending reason.
+    fn save(&self) -> std::io::Result<()> {
+        let _turn = accord_safwk::lock(&self.save_lock);
+        self.save_locked(None)
+    }
+
+    /// [`Shared::save`] with `save_lock` held; `mode` instead of the
+    /// core's if given.
+    fn save_locked(&self, mode: Option<PowerMode>) -> std::io::Result<()> {
+        let saved = {
+            let c = accord_safwk::lock(&self.core);
+            Saved { mode: mode.unwrap_or(c.mode).code(), pending: c.pending.clone() }
+        };
+        let bytes = serde_json::to_vec_pretty(&saved).map_err(std::io::Error::other)?;
         write_durably(&self.state_file, &bytes)
     }
 
     /// User activity: the timers start again; `wake` turns a display that
     /// is off back on (an activity that is not a wake-up does not).
-    fn activity(&self, reason: &str, wake: bool) {
+    fn activity(self: &Arc<Self>, reason: &str, wake: bool) {
         let mut c = accord_safwk::lock(&self.core);
         if c.shutting_down || (!wake && c.display == DisplayState::Off) {
             return;
@@ -286,18 +331,26 @@ impl Shared {
         c.forced = false;
         c.refused = false;
         drop(c);
+        self.changed();
+    }
+
+    /// An input of the state machine changed: the new state is taken now
+    /// (so a caller reads it when its call returns), and the state task
+    /// looks again at when the next change is due.
+    fn changed(self: &Arc<Self>) {
+        self.step();
         self.wake.notify_one();
     }
 
     /// One turn of the state machine: expired locks go, the decision is
-    /// taken and applied. Returns when to look again and whether to
-    /// suspend now.
-    fn step(&self) -> (Option<Duration>, bool) {
+    /// taken and applied (and told, in order: notifications are queued
+    /// under the core's lock), a suspend is started if due. Returns when
+    /// to look again.
+    fn step(self: &Arc<Self>) -> Option<Duration> {
         let now = Instant::now();
-        let mut events = Vec::new();
         let mut c = accord_safwk::lock(&self.core);
         if c.shutting_down {
-            return (None, false);
+            return None;
         }
         let expired: Vec<u64> = c.locks.iter().filter(|(_, l)| l.until.is_some_and(|u| u <= now)).map(|(id, _)| *id).collect();
         for id in expired {
@@ -307,7 +360,7 @@ impl Shared {
                 if l.kind.keeps_screen() && c.display != DisplayState::Off {
                     c.last_activity = now;
                 }
-                events.push(PowerEvent::Lock(l.info(id, now), false));
+                self.subs.send(&PowerEvent::Lock(l.info(id, now), false));
             }
         }
         let inputs = Inputs {
@@ -324,7 +377,7 @@ impl Shared {
             tracing::info!("power state {} -> {} (display {})", c.state.name(), state.name(), d.display.name());
             c.state = state;
             c.display = d.display;
-            events.push(PowerEvent::State(state, d.display));
+            self.subs.send(&PowerEvent::State(state, d.display));
         }
         let suspend = d.suspend && !c.suspending;
         if suspend {
@@ -332,17 +385,23 @@ impl Shared {
         }
         let next_lock = c.locks.values().filter_map(|l| l.until).min().map(|u| u.saturating_duration_since(now));
         drop(c);
-        for e in &events {
-            self.subs.send(e);
+        if suspend {
+            let s = self.clone();
+            self.rt.spawn(async move {
+                let sus = s.suspender.clone();
+                let r = tokio::task::spawn_blocking(move || sus.suspend())
+                    .await
+                    .unwrap_or_else(|e| Err(crate::sleep::SuspendError::Io { file: "(suspend thread)".into(), why: e.to_string() }));
+                s.suspended(r);
+            });
         }
-        let next = match (d.next, next_lock) {
+        match (d.next, next_lock) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
-        };
-        (next, suspend)
+        }
     }
 
-    fn suspended(&self, r: Result<String, crate::sleep::SuspendError>) {
+    fn suspended(self: &Arc<Self>, r: Result<String, crate::sleep::SuspendError>) {
         let mut c = accord_safwk::lock(&self.core);
         c.suspending = false;
         match r {
@@ -358,18 +417,18 @@ impl Shared {
                 c.last_suspend = format!("refused: {e}");
                 drop(c);
                 tracing::warn!("suspend refused: {e}; not retried until the next activity");
-                self.wake.notify_one();
+                self.changed();
             }
         }
     }
 
     fn lock_count(c: &Core, uid: u32) -> (usize, usize) {
         let of_uid = c.locks.values().filter(|l| l.uid == uid).count();
-        let all = c.locks.values().filter(|l| l.uid != 0).count();
+        let all = c.locks.values().filter(|l| l.uid != 0 && l.uid != SYSTEM_UID).count();
         (of_uid, all)
     }
 
-    fn release(&self, id: u64) -> bool {
+    fn release(self: &Arc<Self>, id: u64) -> bool {
         let now = Instant::now();
         let mut c = accord_safwk::lock(&self.core);
         let Some(l) = c.locks.remove(&id) else { return false };
@@ -378,9 +437,9 @@ impl Shared {
             // The display-off time counts from when the screen was let go.
             c.last_activity = now;
         }
-        drop(c);
         self.subs.send(&PowerEvent::Lock(l.info(id, now), false));
-        self.wake.notify_one();
+        drop(c);
+        self.changed();
         true
     }
 }
@@ -388,17 +447,7 @@ impl Shared {
 /// The state task.
 async fn drive(shared: Arc<Shared>) {
     loop {
-        let (next, suspend) = shared.step();
-        if suspend {
-            let s = shared.clone();
-            tokio::spawn(async move {
-                let sus = s.suspender.clone();
-                let r = tokio::task::spawn_blocking(move || sus.suspend())
-                    .await
-                    .unwrap_or_else(|e| Err(crate::sleep::SuspendError::Io { file: "(suspend thread)".into(), why: e.to_string() }));
-                s.suspended(r);
-            });
-        }
+        let next = shared.step();
         match next {
             // A millisecond more, so the deadline has passed when it is
             // looked at again.
@@ -475,7 +524,7 @@ impl PowerManager for Power {
         c.forced = true;
         c.refused = false;
         drop(c);
-        self.shared.wake.notify_one();
+        self.shared.changed();
         Ok(())
     }
 
@@ -485,17 +534,37 @@ impl PowerManager for Power {
 
     fn set_mode(&self, caller: &Caller, mode: PowerMode) -> Result<(), PowerError> {
         need(caller, PERM_POWER_OPTIMIZATION)?;
-        let mut c = accord_safwk::lock(&self.shared.core);
-        if c.mode == mode {
+        // Written before the answer, in turn with every other write of the
+        // file; the core's lock is not held across the fsyncs.
+        let _turn = accord_safwk::lock(&self.shared.save_lock);
+        let was = {
+            let c = accord_safwk::lock(&self.shared.core);
+            if c.shutting_down {
+                return Err(PowerError::Failed("shutting down: the mode is not changed any more".into()));
+            }
+            c.mode
+        };
+        if was == mode {
             return Ok(());
         }
-        // Written before the answer; the lock keeps two sets in order.
-        self.shared.save(mode, None).map_err(|e| PowerError::Failed(format!("{}: {e}", self.shared.state_file.display())))?;
-        tracing::info!("power mode {} -> {} ({}) by uid {}", c.mode.code(), mode.code(), mode.name(), caller.uid());
-        c.mode = mode;
-        drop(c);
-        self.shared.subs.send(&PowerEvent::Mode(mode));
-        self.shared.wake.notify_one();
+        if caller.uid() != 0 {
+            let mut w = accord_safwk::lock(&self.shared.mode_writes);
+            let now = Instant::now();
+            w.retain(|_, (since, _)| now.duration_since(*since) < Duration::from_secs(1));
+            let (_, n) = w.entry(caller.uid()).or_insert((now, 0));
+            if *n >= MODE_CHANGES_PER_SECOND {
+                return Err(PowerError::TooMany(format!("uid {} changed the mode {n} times this second, its share", caller.uid())));
+            }
+            *n += 1;
+        }
+        self.shared.save_locked(Some(mode)).map_err(|e| PowerError::Failed(format!("{}: {e}", self.shared.state_file.display())))?;
+        tracing::info!("power mode {} -> {} ({}) by uid {}", was.code(), mode.code(), mode.name(), caller.uid());
+        {
+            let mut c = accord_safwk::lock(&self.shared.core);
+            c.mode = mode;
+            self.shared.subs.send(&PowerEvent::Mode(mode));
+        }
+        self.shared.changed();
         Ok(())
     }
 
@@ -513,7 +582,8 @@ impl PowerManager for Power {
             if of_uid >= MAX_LOCKS_PER_UID {
                 return Err(PowerError::TooMany(format!("uid {} holds {of_uid} running locks, its share", caller.uid())));
             }
-            if all >= MAX_LOCKS {
+            // System has its own share whatever the others hold.
+            if all >= MAX_LOCKS && caller.uid() != SYSTEM_UID {
                 return Err(PowerError::TooMany(format!("{all} running locks held in all")));
             }
         }
@@ -554,10 +624,10 @@ impl PowerManager for Power {
         };
         let info = lock.info(id, now);
         c.locks.insert(id, lock);
+        self.shared.subs.send(&PowerEvent::Lock(info, true));
         drop(c);
         tracing::info!("running lock {id} {name:?} ({}) taken by pid {pid} uid {}", kind.name(), caller.uid());
-        self.shared.subs.send(&PowerEvent::Lock(info, true));
-        self.shared.wake.notify_one();
+        self.shared.changed();
         Ok(id)
     }
 
@@ -588,14 +658,14 @@ impl PowerManager for Power {
         }
         accord_safwk::lock(&self.shared.core).override_ms = Some(display_off_ms);
         tracing::info!("display-off time overridden to {display_off_ms} ms by uid {}", caller.uid());
-        self.shared.wake.notify_one();
+        self.shared.changed();
         Ok(())
     }
 
     fn restore_timeout(&self, caller: &Caller) -> Result<(), PowerError> {
         need(caller, PERM_POWER_MANAGER)?;
         accord_safwk::lock(&self.shared.core).override_ms = None;
-        self.shared.wake.notify_one();
+        self.shared.changed();
         Ok(())
     }
 
@@ -612,47 +682,79 @@ impl PowerManager for Power {
     }
 
     fn subscribe(&self, caller: &Caller, listener: Listener<PowerListenerProxy>) -> Result<u64, PowerError> {
-        self.shared.subs.add(&self.rt, caller, listener, PowerListenerProxy::remote, |p, e, lost| async move {
-            match e {
-                PowerEvent::State(s, d) => p.on_state(s, d, lost).await,
-                PowerEvent::Mode(m) => p.on_mode(m, lost).await,
-                PowerEvent::Lock(l, held) => p.on_lock(l, held, lost).await,
-            }
-        })
+        self.shared
+            .subs
+            .add(&self.rt, caller, listener, PowerListenerProxy::remote, |p, e, lost| async move {
+                match e {
+                    PowerEvent::State(s, d) => p.on_state(s, d, lost).await,
+                    PowerEvent::Mode(m) => p.on_mode(m, lost).await,
+                    PowerEvent::Lock(l, held) => p.on_lock(l, held, lost).await,
+                }
+            })
+            .map_err(PowerError::from)
     }
 
     fn unsubscribe(&self, caller: &Caller, id: u64) -> Result<bool, PowerError> {
         if self.shared.subs.remove(caller.uid(), id) {
             return Ok(true);
         }
+        // Dropped here: its watch ends and its connection with it.
         let mut cbs = accord_safwk::lock(&self.shared.callbacks);
         let before = cbs.len();
-        cbs.retain(|c| !(c.id == id && c.uid == caller.uid()));
+        cbs.retain(|c| !(c.id == id && c.uid == caller.uid() && c.proxy.is_some()));
         Ok(cbs.len() != before)
     }
 
     fn add_shutdown_callback(&self, caller: &Caller, callback: Listener<ShutdownCallbackProxy>, priority: ShutdownPriority) -> Result<u64, PowerError> {
         need(caller, PERM_REBOOT)?;
-        let held = accord_safwk::lock(&self.shared.callbacks).iter().filter(|c| c.uid == caller.uid()).count();
-        if held >= MAX_SUBS_PER_UID {
-            return Err(PowerError::TooMany(format!("uid {} holds {held} shutdown callbacks, its share", caller.uid())));
+        let id = self.shared.next_callback.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1 + (1 << 40);
+        {
+            // The place is taken before the handshake, so callers racing
+            // on many connections cannot pass the share.
+            let mut cbs = accord_safwk::lock(&self.shared.callbacks);
+            let held = cbs.iter().filter(|c| c.uid == caller.uid()).count();
+            if held >= MAX_SUBS_PER_UID {
+                return Err(PowerError::TooMany(format!("uid {} holds {held} shutdown callbacks, its share", caller.uid())));
+            }
+            let others = cbs.iter().filter(|c| !matches!(c.uid, 0 | SYSTEM_UID)).count();
+            if others >= crate::MAX_SUBS && !matches!(caller.uid(), 0 | SYSTEM_UID) {
+                return Err(PowerError::TooMany(format!("{others} shutdown callbacks held in all")));
+            }
+            cbs.push(Callback { id, uid: caller.uid(), priority, proxy: None, watch: None });
         }
-        let proxy = self
+        let connected = self
             .rt
             .block_on(async { tokio::time::timeout(Duration::from_secs(30), callback.connect()).await })
-            .map_err(|_| PowerError::Failed("no handshake with the callback".into()))?
-            .map_err(|e| PowerError::Failed(format!("the callback cannot be called: {e}")))?;
-        let id = self.shared.next_callback.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1 + (1 << 40);
-        let remote = proxy.remote().clone();
-        accord_safwk::lock(&self.shared.callbacks).push(Callback { id, uid: caller.uid(), priority, proxy });
-        // Gone with its process.
-        let s = Arc::downgrade(&self.shared);
-        self.rt.spawn(async move {
-            remote.died().await;
-            if let Some(s) = s.upgrade() {
-                accord_safwk::lock(&s.callbacks).retain(|c| c.id != id);
+            .map_err(|_| PowerError::Failed("no handshake with the callback".into()))
+            .and_then(|r| r.map_err(|e| PowerError::Failed(format!("the callback cannot be called: {e}"))));
+        let proxy = match connected {
+            Ok(p) => p,
+            Err(e) => {
+                accord_safwk::lock(&self.shared.callbacks).retain(|c| c.id != id);
+                return Err(e);
             }
-        });
+        };
+        // Gone with its process.
+        let remote = proxy.remote().clone();
+        let s = Arc::downgrade(&self.shared);
+        let watch = self
+            .rt
+            .spawn(async move {
+                remote.died().await;
+                if let Some(s) = s.upgrade() {
+                    accord_safwk::lock(&s.callbacks).retain(|c| c.id != id);
+                }
+            })
+            .abort_handle();
+        let mut cbs = accord_safwk::lock(&self.shared.callbacks);
+        match cbs.iter_mut().find(|c| c.id == id) {
+            Some(c) => {
+                c.proxy = Some(proxy);
+                c.watch = Some(watch);
+            }
+            None => watch.abort(),
+        }
+        drop(cbs);
         tracing::info!("shutdown callback {id} ({priority:?}) added by uid {} pid {}", caller.uid(), caller.pid());
         Ok(id)
     }
@@ -665,7 +767,11 @@ impl PowerManager for Power {
             accord_safwk::lock(&self.shared.core).locks.iter().map(|(id, l)| l.info(*id, now)).collect()
         };
         out.push_str(&locks_text(&locks));
-        out.push_str(&format!("listeners: {}  shutdown callbacks: {}\n", self.shared.subs.len(), accord_safwk::lock(&self.shared.callbacks).len()));
+        out.push_str(&format!(
+            "listeners: {}  shutdown callbacks: {}\n",
+            self.shared.subs.len(),
+            accord_safwk::lock(&self.shared.callbacks).iter().filter(|c| c.proxy.is_some()).count()
+        ));
         out
     }
 }
@@ -683,20 +789,21 @@ impl Power {
             c.shutting_down = true;
             c.state = PowerState::Shutdown;
             c.display = DisplayState::Off;
+            self.shared.subs.send(&PowerEvent::State(PowerState::Shutdown, DisplayState::Off));
         }
         tracing::warn!("{kind} asked by uid {} pid {} (reason {reason:?})", caller.uid(), caller.pid());
-        self.shared.subs.send(&PowerEvent::State(PowerState::Shutdown, DisplayState::Off));
         self.run_callbacks(reboot, reason);
-        let mode = accord_safwk::lock(&self.shared.core).mode;
         let record = ShutdownReason { kind: kind.into(), reason: reason.into(), uid: caller.uid(), unix_ms: unix_ms() };
-        if let Err(e) = self.shared.save(mode, Some(record)) {
+        accord_safwk::lock(&self.shared.core).pending = Some(record);
+        if let Err(e) = self.shared.save() {
             tracing::error!("{}: {e}: the next boot will not know why this one ended", self.shared.state_file.display());
         }
         let value = if reboot { "reboot" } else { "reboot,shutdown" };
         if let Err(e) = (self.shared.powerctl)(value) {
             tracing::error!("init refused the {kind}: {e}");
             // Nothing will stop: serve on, and forget the reason.
-            let _ = self.shared.save(mode, None);
+            accord_safwk::lock(&self.shared.core).pending = None;
+            let _ = self.shared.save();
             accord_safwk::lock(&self.shared.core).shutting_down = false;
             self.shared.activity("shutdown refused", true);
             return Err(PowerError::Failed(e));
@@ -709,7 +816,7 @@ impl Power {
     fn run_callbacks(&self, reboot: bool, reason: &str) {
         for priority in [ShutdownPriority::High, ShutdownPriority::Default, ShutdownPriority::Low] {
             let group: Vec<(u64, ShutdownCallbackProxy)> =
-                accord_safwk::lock(&self.shared.callbacks).iter().filter(|c| c.priority == priority).map(|c| (c.id, c.proxy.clone())).collect();
+                accord_safwk::lock(&self.shared.callbacks).iter().filter(|c| c.priority == priority).filter_map(|c| Some((c.id, c.proxy.clone()?))).collect();
             if group.is_empty() {
                 continue;
             }

@@ -17,8 +17,8 @@ use accord_safwk::typed::Listener;
 use accord_safwk::Caller;
 
 use crate::config::ThermalLevels;
-use crate::notify::Subscribers;
 use crate::{PowerError, ThermalInfo, ThermalLevel, ThermalListenerProxy, ThermalManager, Zone};
+use accord_safwk::subscribers::Subscribers;
 
 /// The image's `thermal` class.
 pub const DEFAULT_ROOT: &str = "/sys/class/thermal";
@@ -82,7 +82,7 @@ impl Thermal {
             first.zones.len(),
             if first.detail.is_empty() { String::new() } else { format!(" ({})", first.detail) }
         );
-        let t = Thermal { root, levels, subs: Arc::new(Subscribers::new("thermal listeners")), rt: rt.clone(), was };
+        let t = Thermal { root, levels, subs: Arc::new(Subscribers::new("thermal listeners", crate::SUB_BOUNDS)), rt: rt.clone(), was };
         let (root, levels, subs, was) = (t.root.clone(), t.levels.clone(), t.subs.clone(), t.was.clone());
         rt.spawn(async move {
             let mut level = first.level;
@@ -125,7 +125,9 @@ impl ThermalManager for Thermal {
     }
 
     fn subscribe(&self, caller: &Caller, listener: Listener<ThermalListenerProxy>) -> Result<u64, PowerError> {
-        self.subs.add(&self.rt, caller, listener, ThermalListenerProxy::remote, |p, info, lost| async move { p.on_level(info, lost).await })
+        self.subs
+            .add(&self.rt, caller, listener, ThermalListenerProxy::remote, |p, info, lost| async move { p.on_level(info, lost).await })
+            .map_err(PowerError::from)
     }
 
     fn unsubscribe(&self, caller: &Caller, id: u64) -> Result<bool, PowerError> {

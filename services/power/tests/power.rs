@@ -6,46 +6,22 @@
 //! next start reads, the bounds and permissions as other uids, and a
 //! critical battery or thermal level asking for a shutdown.
 
+mod common;
+
+use common::{as_uid, config, pm, quick, sa_err, samgr, write, DEADLINE};
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use accord_power::config::{ModeTimes, PowerConfig};
-use accord_power::power::{Config, Power};
+use accord_power::config::PowerConfig;
+use accord_power::power::Power;
 use accord_power::{
     BatteryListener, BatteryService, BatteryServiceProxy, DisplayState, LockInfo, LockType, PowerError, PowerListener, PowerManager, PowerManagerProxy,
     PowerMode, PowerState, ShutdownCallback, ShutdownPriority, ThermalLevel, ThermalListener, ThermalManager, ThermalManagerProxy, BATTERY_ID, ID, THERMAL_ID,
 };
-use accord_safwk::typed::{CallError, Listener};
+use accord_safwk::typed::Listener;
 use accord_safwk::{SaHost, Samgr};
-
-const DEADLINE: Duration = Duration::from_secs(30);
-
-/// Root registers; 2000 holds every power permission; 2001 may get the
-/// SAs and take locks, nothing more.
-const POLICY: &str = r#"{
-    "rules": [{"ids": "3301-3303", "register": {"uids": [0]}, "get": {"uids": [2000, 2001]}}],
-    "permissions": {
-        "ohos.permission.POWER_MANAGER": {"uids": [2000]},
-        "ohos.permission.POWER_OPTIMIZATION": {"uids": [2000]},
-        "ohos.permission.REBOOT": {"uids": [2000]},
-        "ohos.permission.RUNNING_LOCK": {"uids": [2000, 2001]}
-    }
-}"#;
-
-fn samgr(dir: &Path) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    // The SAs check permissions against the same policy (every test
-    // installs the same one; the first wins).
-    accord_safwk::set_host_policy(accord_safwk::policy::Policy::parse(POLICY, "test policy").unwrap());
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let sock = dir.join("samgr");
-    let listener = tokio::net::UnixListener::bind(&sock).unwrap();
-    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let policy = accord_safwk::policy::Policy::parse(POLICY, "test policy").unwrap();
-    tokio::spawn(accord_samgr::serve(listener, accord_samgr::Registry::new(policy, Vec::new(), Arc::new(accord_samgr::InitStarter))));
-    sock
-}
 
 /// A fake `/sys/power`: the state file lists `offered`.
 fn sys_power(dir: &Path, offered: &str) -> PathBuf {
@@ -64,28 +40,6 @@ struct World {
     _host: SaHost,
 }
 
-/// Short timeouts for mode 600: dim at 200 ms, off at 400 ms, sleep 300 ms
-/// after.
-fn quick() -> PowerConfig {
-    let mut c = PowerConfig::default();
-    c.modes.insert(600, ModeTimes { display_off_ms: 400, dim_ms: 200, sleep_ms: 300 });
-    c
-}
-
-fn config(dir: &Path, cfg: PowerConfig, asked: &Arc<Mutex<Vec<String>>>) -> Config {
-    let asked = asked.clone();
-    Config {
-        config: cfg,
-        sys_power: dir.join("sys_power"),
-        state_file: dir.join("power.json"),
-        input_dir: None,
-        powerctl: Arc::new(move |v: &str| {
-            asked.lock().unwrap().push(v.to_owned());
-            Ok(())
-        }),
-    }
-}
-
 async fn world(cfg: PowerConfig, offered: &str) -> World {
     let dir = tempfile::tempdir().unwrap();
     let sock = samgr(dir.path());
@@ -95,10 +49,6 @@ async fn world(cfg: PowerConfig, offered: &str) -> World {
     let host = SaHost::connect(&sock).await.unwrap();
     host.publish_remote(ID, power.into_remote(), None).await.unwrap();
     World { dir, sock, asked, _host: host }
-}
-
-async fn pm(sock: &Path) -> PowerManagerProxy {
-    Samgr::connect(sock).await.unwrap().get_proxy::<PowerManagerProxy>(ID).await.unwrap()
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -147,26 +97,6 @@ async fn next_state(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Ev>) -> PowerS
         Ev::State(s, _) => s,
         _ => unreachable!(),
     }
-}
-
-fn sa_err<T: std::fmt::Debug>(r: Result<T, CallError<PowerError>>) -> PowerError {
-    match r {
-        Err(CallError::Sa(e)) => e,
-        other => panic!("expected the SA's error, got {other:?}"),
-    }
-}
-
-/// Runs `f` on a thread whose credentials are `uid`, on a runtime of its
-/// own.
-fn as_uid<T: Send + 'static>(uid: u32, sock: &Path, f: impl AsyncFnOnce(Samgr) -> T + Send + 'static) -> T {
-    let sock = sock.to_owned();
-    std::thread::spawn(move || {
-        accord_testkit::become_on_this_thread(uid, uid, &[]).expect("tests run as root");
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async move { f(Samgr::connect(&sock).await.unwrap()).await })
-    })
-    .join()
-    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -426,14 +356,6 @@ impl ThermalListener for ThermSeen {
     fn on_level(&self, info: accord_power::ThermalInfo, _lost: u32) {
         let _ = self.0.send(info);
     }
-}
-
-fn write(p: &Path, text: &str) {
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    // Replaced whole, as sysfs reads are.
-    let tmp = p.with_extension("tmp");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(tmp, p).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

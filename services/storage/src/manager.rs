@@ -10,10 +10,10 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use accord_safwk::subscribers::{Bounds, SubscribeError, Subscribers};
 use accord_safwk::typed::{CallError, Listener};
 use accord_safwk::{Caller, Samgr};
 
@@ -31,21 +31,12 @@ pub const RECONCILE: Duration = Duration::from_secs(30);
 /// How long a call waits for the manager to link to the daemon.
 pub const LINK_WAIT: Duration = Duration::from_secs(15);
 
-struct Sub {
-    id: u64,
-    uid: u32,
-    tx: tokio::sync::mpsc::Sender<Volume>,
-    lost: AtomicU32,
-    end: tokio::sync::Notify,
-}
-
 struct Shared {
     /// Whether the manager is subscribed to the daemon and has its table.
     linked: tokio::sync::watch::Sender<bool>,
     view: Mutex<View>,
     daemon: Mutex<Option<StorageDaemonProxy>>,
-    subs: Mutex<Vec<Arc<Sub>>>,
-    next_id: AtomicU64,
+    subs: Arc<Subscribers<Volume>>,
     /// Told when a change was lost on the way from the daemon: read the
     /// whole table again.
     refresh: tokio::sync::Notify,
@@ -97,11 +88,7 @@ impl Shared {
     }
 
     fn tell(&self, v: &Volume) {
-        for s in accord_safwk::lock(&self.subs).iter() {
-            if s.tx.try_send(v.clone()).is_err() {
-                s.lost.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        self.subs.send(v);
     }
 
     /// The daemon's whole table as of change `seq`: what is newer is
@@ -178,8 +165,7 @@ impl Manager {
             linked: tokio::sync::watch::Sender::new(false),
             view: Mutex::default(),
             daemon: Mutex::default(),
-            subs: Mutex::default(),
-            next_id: AtomicU64::new(0),
+            subs: Arc::new(Subscribers::new("volume subscriptions", Bounds { per_uid: MAX_SUBS_PER_UID, total: MAX_SUBS, pending: MAX_PENDING })),
             refresh: tokio::sync::Notify::new(),
         });
         rt.spawn(link(socket, shared.clone(), reconcile));
@@ -325,79 +311,21 @@ impl StorageManager for Manager {
     }
 
     fn subscribe(&self, caller: &Caller, listener: Listener<VolumeListenerProxy>) -> Result<u64, StorageError> {
-        let (tx, mut rx) = tokio::sync::mpsc::channel(MAX_PENDING);
-        let sub = Arc::new(Sub {
-            id: self.shared.next_id.fetch_add(1, Ordering::Relaxed) + 1,
-            uid: caller.uid(),
-            tx,
-            lost: AtomicU32::new(0),
-            end: tokio::sync::Notify::new(),
-        });
-        {
-            let mut subs = accord_safwk::lock(&self.shared.subs);
-            let held = subs.iter().filter(|s| s.uid == caller.uid()).count();
-            if held >= MAX_SUBS_PER_UID {
-                return Err(StorageError::TooMany(format!("uid {} holds {held}", caller.uid())));
-            }
-            // Root and system keep their places whatever apps hold.
-            if subs.len() >= MAX_SUBS && !matches!(caller.uid(), 0 | 1000) {
-                return Err(StorageError::TooMany(format!("the manager holds {}", subs.len())));
-            }
-            subs.push(sub.clone());
-        }
-        let shared = self.shared.clone();
-        let id = sub.id;
-        let (connected_tx, connected) = std::sync::mpsc::sync_channel(1);
-        self.rt.spawn(async move {
-            let ended = async {
-                let proxy = match listener.connect().await {
-                    Ok(p) => {
-                        let _ = connected_tx.send(Ok(()));
-                        p
-                    }
-                    Err(e) => {
-                        let _ = connected_tx.send(Err(e.to_string()));
-                        return Ok(());
-                    }
-                };
-                loop {
-                    let v = tokio::select! {
-                        v = rx.recv() => match v { Some(v) => v, None => return Ok(()) },
-                        () = proxy.died() => return Ok(()),
-                        () = sub.end.notified() => return Ok(()),
-                    };
-                    let lost = sub.lost.swap(0, Ordering::Relaxed);
-                    tokio::select! {
-                        r = proxy.on_volume_change(v, lost) => r?,
-                        () = proxy.died() => return Ok(()),
-                        () = sub.end.notified() => return Ok(()),
-                    }
-                }
-            };
-            let r: Result<(), accord_ipc::remote::RemoteError> = ended.await;
-            if let Err(e) = r {
-                tracing::info!("volume subscription {id}: {e}; ended");
-            }
-            accord_safwk::lock(&shared.subs).retain(|s| s.id != id);
-        });
-        match connected.recv_timeout(Duration::from_secs(30)) {
-            Ok(Ok(())) => Ok(id),
-            Ok(Err(e)) => Err(StorageError::Failed(format!("the listener cannot be called: {e}"))),
-            Err(_) => Err(StorageError::Failed("no handshake with the listener".into())),
-        }
+        self.shared.subs.add(&self.rt, caller, listener, VolumeListenerProxy::remote, |p, v, lost| async move { p.on_volume_change(v, lost).await }).map_err(
+            |e| match e {
+                SubscribeError::TooMany(m) => StorageError::TooMany(m),
+                SubscribeError::Failed(m) => StorageError::Failed(m),
+            },
+        )
     }
 
     fn unsubscribe(&self, caller: &Caller, id: u64) -> Result<bool, StorageError> {
-        let mut subs = accord_safwk::lock(&self.shared.subs);
-        let Some(at) = subs.iter().position(|s| s.id == id && s.uid == caller.uid()) else { return Ok(false) };
-        let sub = subs.remove(at);
-        sub.end.notify_one();
-        Ok(true)
+        Ok(self.shared.subs.remove(caller.uid(), id))
     }
 
     fn on_dump(&self, _args: &[String]) -> String {
         let linked = if accord_safwk::lock(&self.shared.daemon).is_some() { "linked to the daemon" } else { "NOT linked to the daemon" };
-        let subs = accord_safwk::lock(&self.shared.subs).len();
+        let subs = self.shared.subs.len();
         format!("storage manager (SA {}): {linked}, subscribers: {subs}\n{}", crate::ID, crate::table(&self.list()))
     }
 }
