@@ -30,7 +30,8 @@ use crate::{
     BATTERY_ID, ID, THERMAL_ID,
 };
 
-const USAGE: &str = "usage: power-shell dump | setmode 600|601|602|603 | wakeup | suspend | lock | timeout -o MS | timeout -r | reason | reboot [REASON] | shutdown [REASON] | hold TYPE MS [NAME] | watch | battery | thermal";
+const USAGE: &str = "usage: power-shell dump | setmode 600|601|602|603 | wakeup | suspend | lock | timeout -o MS | timeout -r | reason | reboot [REASON] | shutdown [REASON] | hold TYPE MS [NAME] | watch | battery | thermal
+  TYPE: SCREEN, BACKGROUND, PHONE, NOTIFICATION, AUDIO, SPORT, NAVIGATION, TASK, PROXIMITY_SCREEN_CONTROL; timeout -o -1: never";
 
 fn why(e: CallError<PowerError>) -> anyhow::Error {
     match e {
@@ -55,27 +56,55 @@ enum Cmd {
     Thermal,
 }
 
-fn parse(rest: &[&str]) -> Option<Cmd> {
-    Some(match *rest {
+/// The command, or why the line is not one (printed above the usage).
+fn parse(rest: &[&str]) -> Result<Cmd, String> {
+    let mode = |m: &str| {
+        m.parse()
+            .ok()
+            .and_then(PowerMode::from_code)
+            .ok_or_else(|| format!("{m:?} is not a mode: 600 normal, 601 power save, 602 performance, 603 extreme power save"))
+    };
+    let kind = |t: &str| {
+        LockType::parse(t).ok_or_else(|| format!("{t:?} is not a lock type: {}", LockType::ALL.iter().map(|t| t.name()).collect::<Vec<_>>().join(", ")))
+    };
+    let ms = |v: &str| v.parse::<u64>().map_err(|_| format!("{v:?} is not a number of milliseconds"));
+    Ok(match *rest {
         ["dump"] | ["-a"] => Cmd::Dump,
-        ["setmode", m] => Cmd::SetMode(PowerMode::from_code(m.parse().ok()?)?),
+        ["setmode", m] => Cmd::SetMode(mode(m)?),
         ["wakeup"] => Cmd::Wakeup,
         ["suspend"] => Cmd::Suspend,
         ["lock"] => Cmd::Locks,
-        ["timeout", "-o", ms] => Cmd::Override(ms.parse().ok()?),
+        ["timeout", "-o", v] => Cmd::Override(v.parse().map_err(|_| format!("{v:?} is not a number of milliseconds (-1: never)"))?),
         ["timeout", "-r"] => Cmd::Restore,
         ["reason"] => Cmd::Reason,
         ["reboot"] => Cmd::Down { reboot: true, reason: "power-shell".into() },
         ["shutdown"] => Cmd::Down { reboot: false, reason: "power-shell".into() },
         ["reboot", r] => Cmd::Down { reboot: true, reason: r.into() },
         ["shutdown", r] => Cmd::Down { reboot: false, reason: r.into() },
-        ["hold", t, ms] => Cmd::Hold { kind: LockType::parse(t)?, ms: ms.parse().ok()?, name: "power-shell".into() },
-        ["hold", t, ms, n] => Cmd::Hold { kind: LockType::parse(t)?, ms: ms.parse().ok()?, name: n.into() },
+        ["hold", t, v] => Cmd::Hold { kind: kind(t)?, ms: ms(v)?, name: "power-shell".into() },
+        ["hold", t, v, n] => Cmd::Hold { kind: kind(t)?, ms: ms(v)?, name: n.into() },
         ["watch"] => Cmd::Watch,
         ["battery"] => Cmd::Battery,
         ["thermal"] => Cmd::Thermal,
-        _ => return None,
+        _ => return Err(String::new()),
     })
+}
+
+/// `unix_ms` as `YYYY-MM-DD HH:MM:SS UTC`.
+fn utc(unix_ms: u64) -> String {
+    let secs = unix_ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's days-to-civil.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 enum Seen {
@@ -101,10 +130,24 @@ impl PowerListener for Printer {
 /// Runs `power-shell` with `args` (`args[0]` is the program name).
 pub fn main(args: Vec<String>) -> Result<()> {
     let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
-    let Some(cmd) = parse(&rest) else {
-        eprintln!("{USAGE}");
-        std::process::exit(2);
+    let cmd = match parse(&rest) {
+        Ok(cmd) => cmd,
+        Err(why) => {
+            if !why.is_empty() {
+                eprintln!("power-shell: {why}");
+            }
+            eprintln!("{USAGE}");
+            std::process::exit(2);
+        }
     };
+    // `power-shell dump | head`: a reader that went away is not an error.
+    match run(cmd) {
+        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) => Ok(()),
+        r => r,
+    }
+}
+
+fn run(cmd: Cmd) -> Result<()> {
     let socket = accord_safwk::samgr_socket();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
@@ -156,16 +199,20 @@ pub fn main(args: Vec<String>) -> Result<()> {
                 if r.kind.is_empty() {
                     writeln!(out, "previous boot: unknown (did not end through the power manager)")?;
                 } else {
-                    writeln!(out, "previous boot: {} reason={} uid={} at={}", r.kind, r.reason, r.uid, r.unix_ms)?;
+                    writeln!(out, "previous boot: {} reason={:?} uid={} at {}", r.kind, r.reason, r.uid, utc(r.unix_ms))?;
                 }
             }
             Cmd::Down { reboot, reason } => {
+                // Said first: once init has it, this process is stopped
+                // with the others.
+                writeln!(out, "{}: running the shutdown callbacks, then asking init (reason {reason:?})", if reboot { "reboot" } else { "shutdown" })?;
+                out.flush()?;
                 if reboot {
                     pm.reboot(&reason).await.map_err(why)?;
                 } else {
                     pm.shutdown(&reason).await.map_err(why)?;
                 }
-                writeln!(out, "{}: asked of init (reason {reason})", if reboot { "reboot" } else { "shutdown" })?;
+                writeln!(out, "{}: asked of init", if reboot { "reboot" } else { "shutdown" })?;
             }
             Cmd::Hold { kind, ms, name } => {
                 let id = pm.lock(&name, kind, ms).await.map_err(why)?;
@@ -210,4 +257,25 @@ pub fn main(args: Vec<String>) -> Result<()> {
         out.flush()?;
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wrong_line_says_why() {
+        assert!(parse(&["setmode", "604"]).err().unwrap().contains("600 normal"));
+        assert!(parse(&["hold", "FOO", "1"]).err().unwrap().contains("BACKGROUND"));
+        assert!(parse(&["hold", "SCREEN", "-5"]).err().unwrap().contains("milliseconds"));
+        assert_eq!(parse(&["nonsense"]).err().unwrap(), "");
+        assert!(matches!(parse(&["timeout", "-o", "-1"]), Ok(Cmd::Override(-1))));
+    }
+
+    #[test]
+    fn times_read_as_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(1_796_025_669_026), "2026-11-30 08:01:09 UTC");
+        assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00 UTC");
+    }
 }

@@ -163,6 +163,9 @@ pub struct PowerStatus {
     pub suspend_state: String,
     /// Input devices watched for user activity.
     pub input_devices: u32,
+    /// A suspend was asked (`suspend_device`) and has not happened: a
+    /// running lock keeps the system awake (or the kernel refused it).
+    pub suspend_asked: bool,
 }
 
 /// How the previous boot ended, as far as the power manager knows
@@ -270,8 +273,10 @@ pub trait PowerManager {
     /// Turns the display on and counts as activity ([`PERM_POWER_MANAGER`]).
     fn wakeup_device(&self, caller: &Caller, reason: &str) -> Result<(), PowerError>;
     /// Turns the display off and suspends the system as soon as no running
-    /// lock keeps it awake ([`PERM_POWER_MANAGER`]). Returns once that is
-    /// under way; the state callbacks tell how it goes.
+    /// lock keeps it awake ([`PERM_POWER_MANAGER`]): asked while a lock is
+    /// held, the suspend waits for its release (`status().suspend_asked`).
+    /// Returns once that is under way; the state callbacks tell how it
+    /// goes. Activity or a wake-up cancels it.
     fn suspend_device(&self, caller: &Caller, reason: &str) -> Result<(), PowerError>;
     /// The power mode now.
     fn mode(&self) -> PowerMode;

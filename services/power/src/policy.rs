@@ -14,6 +14,8 @@
 //!   (not retried until the next activity: no loop of refused suspends).
 //! - A forced suspend (`SuspendDevice`) turns the display off at once and
 //!   suspends as soon as no lock keeps the system awake.
+//! - A display that is off stays off until a wake-up: longer timeouts (a
+//!   mode change, a restored override) do not turn it back on.
 
 use std::time::Duration;
 
@@ -80,14 +82,20 @@ pub fn decide(t: &Timeouts, i: &Inputs) -> Decision {
         return Decision { display: DisplayState::On, suspend: false, next: None };
     }
     let Some(off) = t.display_off else {
-        return Decision { display: DisplayState::On, suspend: false, next: None };
+        // Never off by itself; one that is off stays off until woken.
+        let display = if i.display_off { DisplayState::Off } else { DisplayState::On };
+        return Decision { display, suspend: false, next: None };
     };
     let dim_at = off.saturating_sub(t.dim);
-    if i.idle < dim_at {
-        return Decision { display: DisplayState::On, suspend: false, next: Some(dim_at - i.idle) };
-    }
-    if i.idle < off {
-        return Decision { display: DisplayState::Dim, suspend: false, next: Some(off - i.idle) };
+    // A display that is off stays off until a wake-up (longer timeouts
+    // from a mode change or a restored override do not turn it on).
+    if !i.display_off {
+        if i.idle < dim_at {
+            return Decision { display: DisplayState::On, suspend: false, next: Some(dim_at - i.idle) };
+        }
+        if i.idle < off {
+            return Decision { display: DisplayState::Dim, suspend: false, next: Some(off - i.idle) };
+        }
     }
     let Some(sleep) = t.sleep else {
         return Decision { display: DisplayState::Off, suspend: false, next: None };
@@ -154,6 +162,18 @@ mod tests {
         assert_eq!(decide(&T, &r), Decision { display: DisplayState::Off, suspend: false, next: None });
         let rf = Inputs { forced: true, refused: true, ..Inputs::default() };
         assert!(!decide(&T, &rf).suspend);
+    }
+
+    #[test]
+    fn an_off_display_stays_off_until_woken() {
+        // Longer timeouts (a mode change, a restored override) do not turn
+        // it on; the suspend still counts from the last activity.
+        let off = Inputs { idle: ms(5_000), display_off: true, ..Inputs::default() };
+        assert_eq!(decide(&T, &off), Decision { display: DisplayState::Off, suspend: false, next: Some(ms(35_000)) });
+        let off = Inputs { idle: ms(40_000), display_off: true, ..Inputs::default() };
+        assert_eq!(decide(&T, &off), Decision { display: DisplayState::Off, suspend: true, next: None });
+        let t = Timeouts { display_off: None, ..T };
+        assert_eq!(decide(&t, &Inputs { display_off: true, ..Inputs::default() }).display, DisplayState::Off);
     }
 
     #[test]

@@ -330,6 +330,11 @@ impl Shared {
         }
         c.forced = false;
         c.refused = false;
+        if wake && c.display == DisplayState::Off {
+            // Woken: the policy keeps an off display off otherwise. The
+            // state change (and its notification) is the step's.
+            c.display = DisplayState::On;
+        }
         drop(c);
         self.changed();
     }
@@ -494,6 +499,7 @@ impl PowerManager for Power {
             suspends: c.suspends,
             suspend_state: self.shared.suspender.state().unwrap_or_default(),
             input_devices: self.shared.input_devices.load(std::sync::atomic::Ordering::Relaxed),
+            suspend_asked: c.forced,
         }
     }
 
@@ -882,7 +888,11 @@ pub fn dump_text(s: &PowerStatus, previous: &ShutdownReason) -> String {
         if s.last_suspend.is_empty() { "-" } else { &s.last_suspend },
         s.input_devices,
         if previous.kind.is_empty() { "unknown (not through the power manager)".to_owned() } else { format!("{} (reason {:?}, uid {})", previous.kind, previous.reason, previous.uid) },
-    )
+    ) + if s.suspend_asked && s.state != PowerState::Sleep {
+        "  suspend asked: waiting until no running lock keeps the system awake (a wake-up cancels it)\n"
+    } else {
+        ""
+    }
 }
 
 /// `power-shell lock`'s text.

@@ -544,7 +544,7 @@ fn main() -> ExitCode {
                 "the power mode and the shutdown reason survive the reboot",
                 (|| {
                     let r = out(&mut q, "power-shell reason")?;
-                    ensure!(r.starts_with("previous boot: shutdown reason=qemu-test uid=0"), "{r}");
+                    ensure!(r.starts_with("previous boot: shutdown reason=\"qemu-test\" uid=0 at 20"), "{r}");
                     let d = out(&mut q, "power-shell dump")?;
                     ensure!(d.contains("mode: 602 (PERFORMANCE_MODE)"), "{d}");
                     Ok(())
