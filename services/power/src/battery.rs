@@ -97,14 +97,6 @@ fn differs(a: &BatteryInfo, b: &BatteryInfo) -> bool {
     (a.present, a.capacity, a.level, a.status, a.health, a.plugged) != (b.present, b.capacity, b.level, b.status, b.health, b.plugged)
 }
 
-/// Asks the power manager, through samgr at `socket`, to shut down with
-/// `reason` (a critical battery or thermal level).
-pub(crate) async fn ask_shutdown(socket: &Path, reason: &str) -> Result<(), String> {
-    let samgr = accord_safwk::Samgr::connect(socket).await.map_err(|e| format!("samgr: {e}"))?;
-    let pm = samgr.get_proxy::<crate::PowerManagerProxy>(crate::ID).await.map_err(|e| format!("the power manager (SA {}): {e}", crate::ID))?;
-    pm.shutdown(reason).await.map_err(|e| e.to_string())
-}
-
 /// The battery service: see the module doc.
 pub struct Battery {
     root: PathBuf,
@@ -138,7 +130,7 @@ impl Battery {
         };
         let (root, levels, subs, last) = (b.root.clone(), b.levels, b.subs.clone(), b.last.clone());
         rt.spawn(async move {
-            let mut asked = false;
+            let mut shutdown = crate::Critical::default();
             loop {
                 tokio::time::sleep(levels.poll).await;
                 let now = read(&root, &levels);
@@ -149,17 +141,7 @@ impl Battery {
                     subs.send(&now);
                 }
                 let critical = now.present && now.level == CapacityLevel::Shutdown && now.status == ChargeState::None;
-                if critical && !asked {
-                    let reason = format!("battery: capacity {}%", now.capacity);
-                    tracing::error!("{reason}, at the shutdown level: asking the power manager to shut down");
-                    match ask_shutdown(&samgr, &reason).await {
-                        Ok(()) => asked = true,
-                        Err(e) => tracing::error!("the power manager did not shut down ({e}); asking again at the next reading"),
-                    }
-                }
-                if !critical {
-                    asked = false;
-                }
+                shutdown.reading(critical, &samgr, || format!("battery: capacity {}%", now.capacity)).await;
             }
         });
         Ok(b)

@@ -1,10 +1,12 @@
 //! User activity from the kernel's input devices (`/dev/input/event*`,
 //! evdev): a key, a button, a pointer or touch movement is activity that
 //! wakes the display (OpenHarmony's multimodal input tells its power
-//! manager the same). Devices are looked for every [`RESCAN`], so one
-//! plugged in later is watched too; one that goes away (`ENODEV`) is
-//! dropped. A device that cannot be opened (permissions) is named in the
-//! log once, not retried in a loop.
+//! manager the same). The directory is looked at again when inotify says
+//! a node came, went or changed its permissions (every [`RESCAN`] only
+//! while the directory does not exist yet): an idle device is not woken
+//! to look. A device plugged in later is watched too; one that goes away
+//! (`ENODEV`) is dropped. A device that cannot be opened (permissions) is
+//! named in the log once, and tried again when its node changes.
 
 use std::collections::BTreeSet;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -12,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// How often the directory is looked at again for new devices.
+/// How often a directory that does not exist yet is looked for.
 pub const RESCAN: Duration = Duration::from_secs(2);
 /// `struct input_event` on a 64-bit kernel: a timeval, type, code, value.
 const EVENT_SIZE: usize = 24;
@@ -26,6 +28,8 @@ const EV_ABS: u16 = 3;
 pub async fn watch(dir: PathBuf, count: Arc<dyn Fn(u32) + Send + Sync>, activity: Arc<dyn Fn() + Send + Sync>) {
     let open: Arc<Mutex<BTreeSet<String>>> = Arc::default();
     let mut refused: BTreeSet<String> = BTreeSet::new();
+    let mut warned: BTreeSet<String> = BTreeSet::new();
+    let mut changes = inotify(&dir).ok();
     loop {
         if let Ok(rd) = std::fs::read_dir(&dir) {
             for e in rd.flatten() {
@@ -46,14 +50,67 @@ pub async fn watch(dir: PathBuf, count: Arc<dyn Fn(u32) + Send + Sync>, activity
                         });
                     }
                     Err(err) => {
-                        tracing::warn!("{}: {err}: activity from it is not seen", e.path().display());
+                        if warned.insert(name.clone()) {
+                            tracing::warn!("{}: {err}: activity from it is not seen", e.path().display());
+                        }
                         refused.insert(name);
                     }
                 }
             }
         }
         count(accord_safwk::lock(&open).len() as u32);
-        tokio::time::sleep(RESCAN).await;
+        match &changes {
+            Some(fd) => {
+                if wait_changes(fd).await.is_err() {
+                    changes = None;
+                }
+                // A node that changed may be readable now.
+                refused.clear();
+            }
+            None => {
+                tokio::time::sleep(RESCAN).await;
+                changes = inotify(&dir).ok();
+            }
+        }
+    }
+}
+
+/// An inotify descriptor on `dir` for nodes that come, go or change.
+fn inotify(dir: &Path) -> std::io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain system calls; the descriptor is owned at once.
+    let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).map_err(std::io::Error::other)?;
+    // SAFETY: a valid descriptor and C string.
+    if unsafe { libc::inotify_add_watch(fd.as_raw_fd(), path.as_ptr(), libc::IN_CREATE | libc::IN_DELETE | libc::IN_ATTRIB | libc::IN_MOVED_TO) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the OwnedFd is ours and stays open as long as the AsyncFd.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }.map_err(std::io::Error::from)
+}
+
+/// Waits for changes and reads every queued event (their contents do not
+/// matter: the directory is read again).
+async fn wait_changes(fd: &tokio::io::unix::AsyncFd<OwnedFd>) -> std::io::Result<()> {
+    let mut buf = [0u8; 4096];
+    let mut guard = fd.readable().await?;
+    loop {
+        // SAFETY: reading into a buffer we own, of its length.
+        let n = unsafe { libc::read(fd.get_ref().as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n > 0 {
+            continue;
+        }
+        let e = std::io::Error::last_os_error();
+        if n < 0 && e.kind() == std::io::ErrorKind::WouldBlock {
+            guard.clear_ready();
+            return Ok(());
+        }
+        return Err(if n == 0 { std::io::Error::from(std::io::ErrorKind::UnexpectedEof) } else { e });
     }
 }
 
@@ -135,6 +192,24 @@ mod tests {
         let mut w = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         std::io::Write::write_all(&mut w, &[ev(EV_KEY), ev(0)].concat()).unwrap();
         tokio::time::timeout(deadline, rx.recv()).await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_device_that_comes_later_is_watched() {
+        let d = tempfile::tempdir().unwrap();
+        let (ctx, mut crx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(watch(
+            d.path().into(),
+            Arc::new(move |n| {
+                let _ = ctx.send(n);
+            }),
+            Arc::new(|| {}),
+        ));
+        // The first scan finds nothing; the node's creation is told by
+        // inotify, and the next count is 1.
+        assert_eq!(tokio::time::timeout(Duration::from_secs(30), crx.recv()).await.unwrap(), Some(0));
+        nix_mkfifo(&d.path().join("event3"));
+        tokio::time::timeout(Duration::from_secs(30), async { while crx.recv().await != Some(1) {} }).await.unwrap();
     }
 
     fn nix_mkfifo(p: &Path) {

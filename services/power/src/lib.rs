@@ -229,10 +229,41 @@ impl From<accord_safwk::subscribers::SubscribeError> for PowerError {
 pub(crate) const SUB_BOUNDS: accord_safwk::subscribers::Bounds =
     accord_safwk::subscribers::Bounds { per_uid: MAX_SUBS_PER_UID, total: MAX_SUBS, pending: MAX_PENDING };
 
-impl PowerError {
-    pub(crate) fn denied(caller: &Caller, permission: &str) -> PowerError {
-        PowerError::PermissionDenied { uid: caller.uid(), permission: permission.into() }
+/// A critical condition (the battery's SHUTDOWN level while discharging,
+/// the ESCAPE thermal level) and whether the power manager has been asked
+/// to shut down for this episode: once it accepted, not again until the
+/// condition ended; a refusal is asked again at the next reading.
+#[derive(Default)]
+pub(crate) struct Critical {
+    asked: bool,
+}
+
+impl Critical {
+    /// One reading: `reason` is called only when the power manager is to
+    /// be asked, through samgr at `socket`.
+    pub(crate) async fn reading(&mut self, critical: bool, socket: &std::path::Path, reason: impl FnOnce() -> String) {
+        if !critical {
+            self.asked = false;
+            return;
+        }
+        if self.asked {
+            return;
+        }
+        let reason = reason();
+        tracing::error!("{reason}: asking the power manager to shut down");
+        match ask_shutdown(socket, &reason).await {
+            Ok(()) => self.asked = true,
+            Err(e) => tracing::error!("the power manager did not shut down ({e}); asking again at the next reading"),
+        }
     }
+}
+
+/// Asks the power manager, through samgr at `socket`, to shut down with
+/// `reason`.
+async fn ask_shutdown(socket: &std::path::Path, reason: &str) -> Result<(), String> {
+    let samgr = accord_safwk::Samgr::connect(socket).await.map_err(|e| format!("samgr: {e}"))?;
+    let pm = samgr.get_proxy::<PowerManagerProxy>(ID).await.map_err(|e| format!("the power manager (SA {}): {e}", ID))?;
+    pm.shutdown(reason).await.map_err(|e| e.to_string())
 }
 
 /// Checks `permission` for `caller`.
@@ -240,7 +271,7 @@ pub(crate) fn need(caller: &Caller, permission: &str) -> Result<(), PowerError> 
     if caller.has_permission(permission) {
         Ok(())
     } else {
-        Err(PowerError::denied(caller, permission))
+        Err(PowerError::PermissionDenied { uid: caller.uid(), permission: permission.into() })
     }
 }
 

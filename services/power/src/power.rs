@@ -180,6 +180,9 @@ struct Shared {
     callbacks: Mutex<Vec<Callback>>,
     next_callback: std::sync::atomic::AtomicU64,
     suspender: Suspender,
+    /// The state a suspend writes, as the kernel offered at start (it
+    /// does not change while the system runs); for `status`.
+    suspend_state: Result<String, String>,
     state_file: PathBuf,
     powerctl: PowerCtl,
     previous: ShutdownReason,
@@ -272,6 +275,7 @@ impl Power {
             subs: Arc::new(Subscribers::new("power listeners", crate::SUB_BOUNDS)),
             callbacks: Mutex::default(),
             next_callback: std::sync::atomic::AtomicU64::new(0),
+            suspend_state: suspender.state().map_err(|e| e.to_string()),
             suspender,
             state_file: cfg.state_file.clone(),
             powerctl: cfg.powerctl.clone(),
@@ -286,7 +290,15 @@ impl Power {
         if let Err(e) = shared.save() {
             tracing::error!("{}: {e}: the power mode will not survive a reboot", cfg.state_file.display());
         }
-        tracing::info!("power mode {} ({}); suspend state: {}", mode.code(), mode.name(), shared.suspender.state().unwrap_or_else(|e| format!("none ({e})")));
+        tracing::info!(
+            "power mode {} ({}); suspend state: {}",
+            mode.code(),
+            mode.name(),
+            match &shared.suspend_state {
+                Ok(s) => s.clone(),
+                Err(e) => format!("none ({e})"),
+            }
+        );
         rt.spawn(drive(shared.clone()));
         if let Some(dir) = cfg.input_dir {
             let s = shared.clone();
@@ -497,7 +509,7 @@ impl PowerManager for Power {
             last_activity: c.last_reason.clone(),
             last_suspend: c.last_suspend.clone(),
             suspends: c.suspends,
-            suspend_state: self.shared.suspender.state().unwrap_or_default(),
+            suspend_state: self.shared.suspend_state.clone().unwrap_or_default(),
             input_devices: self.shared.input_devices.load(std::sync::atomic::Ordering::Relaxed),
             suspend_asked: c.forced,
         }

@@ -40,10 +40,6 @@ impl Suspender {
         Suspender { root: root.into(), wanted: wanted.into() }
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// The state that will be written: the configured one if the kernel
     /// lists it; for `auto`, `mem` if listed, else `freeze`.
     ///

@@ -86,7 +86,7 @@ impl Thermal {
         let (root, levels, subs, was) = (t.root.clone(), t.levels.clone(), t.subs.clone(), t.was.clone());
         rt.spawn(async move {
             let mut level = first.level;
-            let mut asked = false;
+            let mut shutdown = crate::Critical::default();
             loop {
                 tokio::time::sleep(levels.poll).await;
                 let now = read(&root, &levels, &mut accord_safwk::lock(&was));
@@ -101,18 +101,12 @@ impl Thermal {
                     level = now.level;
                     subs.send(&now);
                 }
-                if level == ThermalLevel::Escape && !asked {
-                    let z = now.zones.iter().max_by_key(|z| z.temp_mc);
-                    let reason = format!("thermal: {} at {:.0} C", z.map_or("?", |z| z.name.as_str()), z.map_or(0.0, |z| z.temp_mc as f64 / 1000.0));
-                    tracing::error!("{reason}, ESCAPE: asking the power manager to shut down");
-                    match crate::battery::ask_shutdown(&samgr, &reason).await {
-                        Ok(()) => asked = true,
-                        Err(e) => tracing::error!("the power manager did not shut down ({e}); asking again at the next reading"),
-                    }
-                }
-                if level != ThermalLevel::Escape {
-                    asked = false;
-                }
+                shutdown
+                    .reading(level == ThermalLevel::Escape, &samgr, || {
+                        let z = now.zones.iter().max_by_key(|z| z.temp_mc);
+                        format!("thermal: {} at {:.0} C", z.map_or("?", |z| z.name.as_str()), z.map_or(0.0, |z| z.temp_mc as f64 / 1000.0))
+                    })
+                    .await;
             }
         });
         Ok(t)
