@@ -1872,8 +1872,13 @@ mod tests {
         nix::sys::socket::setsockopt(&a, nix::sys::socket::sockopt::SndBuf, &(32 * 1024)).unwrap();
         let (read_first, first_read) = std::sync::mpsc::channel::<()>();
         let (go_on, gone_on) = std::sync::mpsc::channel::<()>();
+        // The server reads nothing until the hundred are queued: were it
+        // to read, a fast machine could write the whole big request, and
+        // drain the queue, before the hundred were all there (CI once).
+        let (start, started) = std::sync::mpsc::channel::<()>();
         let server = std::thread::spawn(move || {
             fake_handshake(&mut b);
+            started.recv().unwrap();
             let mut buf = Vec::new();
             let mut answered = 0;
             let mut released = false;
@@ -1936,6 +1941,7 @@ mod tests {
                 .collect();
             let q = p.clone();
             until("a hundred small requests queued", Box::new(move || crate::lock(&q.shared.queue).len() >= 100 * SMALL)).await;
+            start.send(()).unwrap();
             tokio::task::spawn_blocking(move || first_read.recv().unwrap()).await.unwrap();
             // The big call's reply was read and handed over, while its
             // writer took the queue to write it.
