@@ -61,6 +61,8 @@ chmod 0700 root
 
 install -m 0755 "$BIN_DIR/init" init
 ln -s /init sbin/init
+# ueventd (device nodes' owners and modes) is init run under that name.
+ln -s /init system/bin/ueventd
 install -m 0755 "$BIN_DIR/begetctl" bin/begetctl
 ln -s begetctl bin/param
 install -m 0755 "$BUSYBOX_CACHE/root/bin/busybox" bin/busybox

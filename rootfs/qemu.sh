@@ -57,6 +57,7 @@ cmd+=(
     -netdev user,id=n0 -device virtio-net-pci,netdev=n0
     -device virtio-rng-pci
     -device virtio-gpu-pci
+    -device virtio-keyboard-pci -device virtio-tablet-pci
     -device qemu-xhci,id=usb
     "$@"
 )

@@ -15,4 +15,5 @@ pub mod restart;
 pub mod runtime;
 pub mod spawn;
 pub mod trace;
+pub mod ueventd;
 pub mod users;

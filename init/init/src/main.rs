@@ -1,9 +1,14 @@
-//! The `init` binary: PID 1.
+//! The `init` binary: PID 1; run under the name `ueventd` (a link), the
+//! device-permission daemon of [`accord_init::ueventd`].
 
 use accord_init::runtime::{Init, Paths};
 use tracing::{error, info};
 
 fn main() {
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    if std::path::Path::new(&argv0).file_name().is_some_and(|n| n == "ueventd") {
+        std::process::exit(accord_init::ueventd::main());
+    }
     if std::process::id() != 1 {
         eprintln!("init: must run as PID 1 (this is pid {}); use `begetctl` to talk to the running init", std::process::id());
         std::process::exit(1);

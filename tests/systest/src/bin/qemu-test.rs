@@ -372,6 +372,59 @@ fn first_boot(q: &mut Qemu, r: &mut Report) -> Result<()> {
     Ok(())
 }
 
+/// ueventd gives device nodes the owners and modes of /etc/ueventd.config,
+/// at boot and when a device is plugged in; the power manager (group
+/// input) then reads the input devices, and a key pressed through QMP is
+/// user activity that turns the display back on.
+fn devices_and_input(q: &mut Qemu, qmp_sock: &std::path::Path) -> Result<()> {
+    let v = out(q, "param get bootevent.ueventd.ready")?;
+    ensure!(v == "true", "bootevent.ueventd.ready = {v:?}");
+    let nodes = out(q, "stat -c '%a %u %g %n' /dev/input/event* /dev/dri/card0")?;
+    let lines: Vec<&str> = nodes.lines().collect();
+    ensure!(lines.len() >= 3, "want two input devices (virtio keyboard and tablet) and a card: {nodes}");
+    for l in &lines {
+        let want = if l.ends_with("card0") { "660 0 1003 " } else { "660 0 1004 " };
+        ensure!(l.starts_with(want), "{l}: want {want}(ueventd.config)\n{nodes}");
+    }
+    // The power manager watches them (it may have started before ueventd
+    // changed a node: it tries again when the node's permissions change).
+    let (rc, o) = q.run(
+        "i=0; until power-shell dump | grep -q 'input devices watched: [1-9]'; do i=$((i+1)); [ $i -gt 300 ] && exit 1; sleep 0.1; done",
+        Duration::from_secs(90),
+    )?;
+    ensure!(rc == 0, "the power manager watches no input device: {o}\n{}", out(q, "power-shell dump; hilog -x -T powermgr | tail -5")?);
+    // Display off after 3 s idle, then a key: the power manager reads it
+    // from the input device (QEMU's virtio keyboard, or the PS/2 one).
+    out(q, "power-shell wakeup >/dev/null && power-shell timeout -o 3000")?;
+    let (rc, o) =
+        q.run("i=0; until power-shell dump | grep -q 'display: OFF'; do i=$((i+1)); [ $i -gt 600 ] && exit 1; sleep 0.1; done", Duration::from_secs(120))?;
+    ensure!(rc == 0, "the display did not go off: {o}\n{}", out(q, "power-shell dump")?);
+    let mut qmp = accord_systest::Qmp::connect(qmp_sock)?;
+    for down in [true, false] {
+        let ev = serde_json::json!({"events": [{"type": "key", "data": {"down": down, "key": {"type": "qcode", "data": "shift"}}}]});
+        qmp.execute("input-send-event", ev)?;
+    }
+    let (rc, o) = q.run(
+        "i=0; until power-shell dump | grep -q 'last activity: input'; do i=$((i+1)); [ $i -gt 300 ] && exit 1; sleep 0.1; done; power-shell dump | grep -o 'display: [A-Z]*'",
+        Duration::from_secs(150),
+    )?;
+    // The display is on again, or dimmed at once: this short display-off
+    // time is shorter than the mode's dim time.
+    ensure!(rc == 0 && !o.contains("display: OFF"), "a key was not user activity: {o}\n{}", out(q, "power-shell dump")?);
+    out(q, "power-shell timeout -r")?;
+    // A USB keyboard plugged in: its node gets the same owner and mode.
+    out(q, "ls /dev/input >/tmp/input.before")?;
+    qmp.execute("device_add", serde_json::json!({"driver": "usb-kbd", "id": "qt-kbd"}))?;
+    let (rc, o) = q.run(
+        "i=0; until n=$(ls /dev/input | grep -vxF -f /tmp/input.before | grep event); [ -n \"$n\" ] && [ \"$(stat -c '%a %g' /dev/input/$n)\" = '660 1004' ]; do i=$((i+1)); [ $i -gt 600 ] && exit 1; sleep 0.1; done; echo $n",
+        Duration::from_secs(120),
+    )?;
+    let after = out(q, "stat -c '%a %u %g %n' /dev/input/event*; dmesg | grep -i 'usb\\|hid' | tail -5")?;
+    qmp.execute("device_del", serde_json::json!({"id": "qt-kbd"}))?;
+    ensure!(rc == 0, "no node with 660 root:input for the USB keyboard: {o}\n{after}");
+    Ok(())
+}
+
 /// The system suspends and wakes up, with the states in order. On aarch64
 /// it goes to sleep by itself, idle, and the PL031's alarm wakes it; on
 /// x86_64 (whose RTC does not wake a freeze under QEMU) `power-shell
@@ -480,6 +533,10 @@ fn main() -> ExitCode {
             if let Err(e) = first_boot(&mut q, &mut r) {
                 r.check("first boot", Err(e));
             }
+            r.check(
+                "ueventd sets device nodes' owners (at boot and on hot-plug); a key through QMP is user activity for the power manager",
+                devices_and_input(&mut q, &qmp_sock),
+            );
             r.check(
                 if arch == "aarch64" {
                     "idle: DIM, INACTIVE, SLEEP (the system suspends), then AWAKE when the RTC alarm wakes it"

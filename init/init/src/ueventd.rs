@@ -1,0 +1,795 @@
+//! `ueventd`: who owns the device nodes and sysfs attributes, and with what
+//! mode, from OpenHarmony's `ueventd.config` files; at start for what is
+//! already there (the cold boot) and then as the kernel's uevents announce
+//! devices. The kernel's devtmpfs makes every node root's, mode 0600: without
+//! this, a service running under its own uid (the power manager reading
+//! `/dev/input/event*`, the compositor opening `/dev/dri/card0`) cannot open
+//! anything.
+//!
+//! It is the init binary run under the name `ueventd` (a link), as a service
+//! of init, as root. There is no udevd: nothing else on the system listens
+//! for device events to set permissions.
+//!
+//! # The configuration (OpenHarmony's format)
+//! `/etc/ueventd.config`, then `/vendor/etc/ueventd.config`; lines are read in
+//! that order and, for a path that several lines match, the last one counts.
+//! `#` starts a comment.
+//! ```text
+//! [device]
+//! # <device node> <mode> <uid> <gid> [<parameter>]
+//! /dev/input/event* 0660 root input
+//! /dev/rtc0 0660 system system startup.dev.rtc0
+//! [sysfs]
+//! # <sysfs device path> <attribute> <mode> <uid> <gid>
+//! /sys/devices/platform/*/power wakeup 0664 root powerctrl
+//! [firmware]
+//! /lib/firmware
+//! ```
+//! - Paths may hold `*` (any run of characters within one path component)
+//!   and `?` (one character).
+//! - Modes are octal, at most 0777: a device node has no use for set-id bits.
+//! - Owners are names from `/etc/passwd` and `/etc/group`, or numbers.
+//! - The optional parameter of a `[device]` line is set to `added` when such a
+//!   node is there (at the cold boot or when the kernel adds it) and to
+//!   `removed` when the kernel removes it, so a cfg's job can wait for a
+//!   device with `param:<name>=added`.
+//! - `[firmware]` lines are read and logged as not carried out: the kernel
+//!   loads firmware itself from `/lib/firmware`.
+//! - A line that is wrong is skipped with a warning naming the file and the
+//!   line; the other lines still apply.
+//!
+//! # What it trusts
+//! Only messages the kernel sent (netlink port id 0); only device names that
+//! stay under `/dev` (no `..`, not absolute); only character and block
+//! devices for `[device]` lines, only regular files for `[sysfs]` lines,
+//! never following a symbolic link. When the socket overflows (ENOBUFS: a
+//! burst of events lost), every rule is applied again, as at the cold boot.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use tracing::{debug, info, warn};
+
+use crate::users::Users;
+
+/// The configuration files, read in this order.
+pub const CONFIG_FILES: &[&str] = &["/etc/ueventd.config", "/vendor/etc/ueventd.config"];
+
+/// The boot event ueventd sets once the cold boot is applied: services
+/// that need devices can wait for it, and the boot does.
+pub const READY_EVENT: &str = "bootevent.ueventd.ready";
+
+/// At most this many paths come from expanding one pattern at the cold boot
+/// (a pattern like `/sys/devices/*/*/*` could otherwise walk all of sysfs).
+pub const MAX_EXPANDED: usize = 4096;
+
+/// Biggest uevent read; the kernel's are at most 2 KiB of variables.
+const MAX_MESSAGE: usize = 8192;
+
+/// A `[device]` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRule {
+    /// `/dev/...`, possibly with `*` and `?`.
+    pub pattern: String,
+    /// Permission bits, at most 0o777.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Set to `added` / `removed` as such a node comes and goes.
+    pub parameter: Option<String>,
+    /// `file:line`, for messages.
+    pub origin: String,
+}
+
+/// A `[sysfs]` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SysfsRule {
+    /// `/sys/...`: a device's directory, possibly with `*` and `?`.
+    pub pattern: String,
+    /// The attribute file in it (one component).
+    pub attr: String,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub origin: String,
+}
+
+/// Every rule, in the order read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rules {
+    pub devices: Vec<DeviceRule>,
+    pub sysfs: Vec<SysfsRule>,
+}
+
+/// A line that was skipped or not carried out, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// `file:line`.
+    pub origin: String,
+    pub what: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.origin, self.what)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Section {
+    None,
+    Device,
+    Sysfs,
+    Firmware,
+}
+
+fn parse_mode(s: &str) -> Result<u32, String> {
+    let m = u32::from_str_radix(s, 8).map_err(|_| format!("mode {s:?} is not an octal number"))?;
+    if m > 0o777 {
+        return Err(format!("mode {s} is more than 0777 (set-id and sticky bits have no use here)"));
+    }
+    Ok(m)
+}
+
+fn owner(users: &Users, s: &str, group: bool) -> Result<u32, String> {
+    let id = if group { users.gid_str(s) } else { users.uid_str(s) };
+    id.ok_or_else(|| format!("no {} {s:?} (not a number, not in /etc/{})", if group { "group" } else { "user" }, if group { "group" } else { "passwd" }))
+}
+
+/// Whether `p` is an absolute path under `root` (`/dev` or `/sys`) with no
+/// `.` or `..` components.
+fn clean_under(p: &str, root: &str) -> bool {
+    let path = Path::new(p);
+    path.starts_with(root) && path.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_))) && p.len() > root.len() + 1
+}
+
+/// Reads one configuration file's text into `rules`; `file` names it in
+/// the problems returned (one per skipped or not-carried-out line).
+pub fn parse_into(rules: &mut Rules, text: &str, file: &str, users: &Users) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut section = Section::None;
+    for (n, raw) in text.lines().enumerate() {
+        let origin = format!("{file}:{}", n + 1);
+        let line = raw.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let mut problem = |what: String| problems.push(Problem { origin: origin.clone(), what });
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = match name.trim() {
+                "device" => Section::Device,
+                "sysfs" => Section::Sysfs,
+                "firmware" => Section::Firmware,
+                other => {
+                    problem(format!("unknown section [{other}] (known: [device], [sysfs], [firmware]); its lines are skipped"));
+                    Section::None
+                }
+            };
+            continue;
+        }
+        let f: Vec<&str> = line.split_whitespace().collect();
+        match section {
+            Section::None => problem(format!("{line:?} is outside a known section; skipped")),
+            Section::Firmware => problem(format!("firmware directory {line:?} not carried out: the kernel loads firmware itself from /lib/firmware")),
+            Section::Device => {
+                let parsed = (|| {
+                    if f.len() < 4 || f.len() > 5 {
+                        return Err(format!("want <device node> <mode> <uid> <gid> [<parameter>], got {} field(s)", f.len()));
+                    }
+                    if !clean_under(f[0], "/dev") {
+                        return Err(format!("{:?} is not a path under /dev (without . or ..)", f[0]));
+                    }
+                    Ok(DeviceRule {
+                        pattern: f[0].to_owned(),
+                        mode: parse_mode(f[1])?,
+                        uid: owner(users, f[2], false)?,
+                        gid: owner(users, f[3], true)?,
+                        parameter: f.get(4).map(|p| (*p).to_owned()),
+                        origin: origin.clone(),
+                    })
+                })();
+                match parsed {
+                    Ok(r) => rules.devices.push(r),
+                    Err(e) => problem(format!("{e}; line skipped")),
+                }
+            }
+            Section::Sysfs => {
+                let parsed = (|| {
+                    if f.len() != 5 {
+                        return Err(format!("want <sysfs path> <attribute> <mode> <uid> <gid>, got {} field(s)", f.len()));
+                    }
+                    if !clean_under(f[0], "/sys") {
+                        return Err(format!("{:?} is not a path under /sys (without . or ..)", f[0]));
+                    }
+                    if f[1].contains('/') || f[1] == "." || f[1] == ".." {
+                        return Err(format!("attribute {:?} must be one file name", f[1]));
+                    }
+                    Ok(SysfsRule {
+                        pattern: f[0].to_owned(),
+                        attr: f[1].to_owned(),
+                        mode: parse_mode(f[2])?,
+                        uid: owner(users, f[3], false)?,
+                        gid: owner(users, f[4], true)?,
+                        origin: origin.clone(),
+                    })
+                })();
+                match parsed {
+                    Ok(r) => rules.sysfs.push(r),
+                    Err(e) => problem(format!("{e}; line skipped")),
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// Whether `name` matches the glob `pat`: `*` is any run of characters but
+/// `/`, `?` one character but `/`.
+pub fn glob_match(pat: &str, name: &str) -> bool {
+    let (p, s) = (pat.as_bytes(), name.as_bytes());
+    let (mut pi, mut si) = (0, 0);
+    // Where the last `*` was, and where in `s` it currently ends.
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        if pi < p.len() && (p[pi] == s[si] || (p[pi] == b'?' && s[si] != b'/')) {
+            pi += 1;
+            si += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, si));
+            pi += 1;
+        } else if let Some((sp, ss)) = star {
+            if s[ss] == b'/' {
+                return false;
+            }
+            pi = sp + 1;
+            si = ss + 1;
+            star = Some((sp, ss + 1));
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == b'*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+/// The existing paths a pattern names, read from the file system with
+/// `/dev` or `/sys` replaced by `root`; at most [`MAX_EXPANDED`], in order.
+pub fn expand(pattern: &str, prefix: &str, root: &Path) -> Vec<PathBuf> {
+    let rest = pattern.strip_prefix(prefix).unwrap_or(pattern).trim_start_matches('/');
+    let mut found = vec![root.to_path_buf()];
+    for comp in rest.split('/').filter(|c| !c.is_empty()) {
+        let mut next = Vec::new();
+        for dir in &found {
+            if comp.contains(['*', '?']) {
+                let Ok(entries) = std::fs::read_dir(dir) else { continue };
+                let mut names: Vec<_> = entries.filter_map(Result::ok).map(|e| e.file_name()).collect();
+                names.sort();
+                for n in names {
+                    if let Some(s) = n.to_str() {
+                        if glob_match(comp, s) && next.len() < MAX_EXPANDED {
+                            next.push(dir.join(s));
+                        }
+                    }
+                }
+            } else {
+                let p = dir.join(comp);
+                if std::fs::symlink_metadata(&p).is_ok() {
+                    next.push(p);
+                }
+            }
+        }
+        found = next;
+        if found.is_empty() {
+            break;
+        }
+    }
+    found
+}
+
+/// Where device nodes and sysfs are: `/dev` and `/sys`, or a test's trees.
+#[derive(Debug, Clone)]
+pub struct Roots {
+    pub dev: PathBuf,
+    pub sys: PathBuf,
+}
+
+impl Default for Roots {
+    fn default() -> Roots {
+        Roots { dev: "/dev".into(), sys: "/sys".into() }
+    }
+}
+
+impl Rules {
+    /// Reads the configuration files that exist; a missing file is no
+    /// problem, an unreadable one is.
+    pub fn load(files: &[&str], users: &Users) -> (Rules, Vec<Problem>) {
+        let mut rules = Rules::default();
+        let mut problems = Vec::new();
+        for f in files {
+            match std::fs::read_to_string(f) {
+                Ok(text) => problems.extend(parse_into(&mut rules, &text, f, users)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => problems.push(Problem { origin: (*f).to_owned(), what: format!("cannot read it: {e}") }),
+            }
+        }
+        (rules, problems)
+    }
+
+    /// The rule for a device node (`/dev/...`): the last that matches.
+    pub fn device(&self, node: &str) -> Option<&DeviceRule> {
+        self.devices.iter().rev().find(|r| glob_match(&r.pattern, node))
+    }
+
+    /// The sysfs rules for a device directory (`/sys/...`), one per
+    /// attribute: the last that matches.
+    pub fn sysfs_for(&self, dir: &str) -> Vec<&SysfsRule> {
+        let mut by_attr: BTreeMap<&str, &SysfsRule> = BTreeMap::new();
+        for r in self.sysfs.iter().filter(|r| glob_match(&r.pattern, dir)) {
+            by_attr.insert(&r.attr, r);
+        }
+        by_attr.into_values().collect()
+    }
+}
+
+/// What applying a rule to a path found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// Owner and mode set.
+    Done,
+    /// The path is not what the rule is for (not a device node, not a
+    /// regular file, a symbolic link): left alone.
+    WrongKind,
+}
+
+fn set_owner_mode(path: &Path, uid: u32, gid: u32, mode: u32, want_device: bool) -> std::io::Result<Applied> {
+    let md = std::fs::symlink_metadata(path)?;
+    let ft = md.file_type();
+    let right = if want_device { ft.is_char_device() || ft.is_block_device() } else { ft.is_file() };
+    if !right {
+        return Ok(Applied::WrongKind);
+    }
+    nix::unistd::fchownat(None, path, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)?;
+    // Not a symbolic link (checked above; only root writes /dev and /sys).
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    Ok(Applied::Done)
+}
+
+/// The work ueventd does, apart from its socket: applying rules.
+pub struct Ueventd {
+    pub rules: Rules,
+    pub roots: Roots,
+    /// Sets a rule's parameter (`name`, `value`); the real one talks to
+    /// init's parameter service.
+    pub set_param: Box<dyn FnMut(&str, &str) + Send>,
+}
+
+impl Ueventd {
+    fn dev_path(&self, node: &str) -> PathBuf {
+        self.roots.dev.join(node.strip_prefix("/dev/").unwrap_or(node))
+    }
+
+    fn apply_device(&mut self, node: &str, rule: &DeviceRule) -> bool {
+        let path = self.dev_path(node);
+        match set_owner_mode(&path, rule.uid, rule.gid, rule.mode, true) {
+            Ok(Applied::Done) => {
+                debug!("{node}: {}:{} {:04o} ({})", rule.uid, rule.gid, rule.mode, rule.origin);
+                if let Some(p) = rule.parameter.clone() {
+                    (self.set_param)(&p, "added");
+                }
+                true
+            }
+            Ok(Applied::WrongKind) => {
+                warn!("{node}: not a device node, left alone ({})", rule.origin);
+                false
+            }
+            // Gone again before we got to it: nothing to do.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => {
+                warn!("{node}: cannot set {}:{} {:04o} ({}): {e}", rule.uid, rule.gid, rule.mode, rule.origin);
+                false
+            }
+        }
+    }
+
+    fn apply_sysfs(&self, dir: &Path, shown: &str, rule: &SysfsRule) -> bool {
+        let path = dir.join(&rule.attr);
+        match set_owner_mode(&path, rule.uid, rule.gid, rule.mode, false) {
+            Ok(Applied::Done) => {
+                debug!("{shown}/{}: {}:{} {:04o} ({})", rule.attr, rule.uid, rule.gid, rule.mode, rule.origin);
+                true
+            }
+            Ok(Applied::WrongKind) => {
+                warn!("{shown}/{}: not a regular file, left alone ({})", rule.attr, rule.origin);
+                false
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => {
+                warn!("{shown}/{}: cannot set {}:{} {:04o} ({}): {e}", rule.attr, rule.uid, rule.gid, rule.mode, rule.origin);
+                false
+            }
+        }
+    }
+
+    /// Applies every rule to what is there now; returns how many paths
+    /// were set.
+    pub fn coldboot(&mut self) -> usize {
+        let mut done = 0;
+        let mut nodes: Vec<String> = Vec::new();
+        for r in &self.rules.devices {
+            for p in expand(&r.pattern, "/dev", &self.roots.dev) {
+                if let Ok(rel) = p.strip_prefix(&self.roots.dev) {
+                    let node = format!("/dev/{}", rel.display());
+                    if !nodes.contains(&node) {
+                        nodes.push(node);
+                    }
+                }
+            }
+        }
+        for node in nodes {
+            if let Some(rule) = self.rules.device(&node).cloned() {
+                done += usize::from(self.apply_device(&node, &rule));
+            }
+        }
+        let mut dirs: Vec<(PathBuf, String)> = Vec::new();
+        for r in &self.rules.sysfs {
+            for p in expand(&r.pattern, "/sys", &self.roots.sys) {
+                if let Ok(rel) = p.strip_prefix(&self.roots.sys) {
+                    let shown = format!("/sys/{}", rel.display());
+                    if !dirs.iter().any(|(_, s)| *s == shown) {
+                        dirs.push((p.clone(), shown));
+                    }
+                }
+            }
+        }
+        for (dir, shown) in dirs {
+            for rule in self.rules.sysfs_for(&shown) {
+                done += usize::from(self.apply_sysfs(&dir, &shown, rule));
+            }
+        }
+        done
+    }
+
+    /// Handles one uevent message (`action@devpath\0KEY=VALUE\0…`);
+    /// returns how many paths were set. Malformed or hostile messages
+    /// (a device name with `..`) do nothing.
+    pub fn handle(&mut self, msg: &[u8]) -> usize {
+        let Some(ev) = Event::parse(msg) else { return 0 };
+        let mut done = 0;
+        match ev.action.as_str() {
+            "add" | "change" | "bind" | "online" => {
+                if let Some(name) = &ev.devname {
+                    let node = format!("/dev/{name}");
+                    if let Some(rule) = self.rules.device(&node).cloned() {
+                        done += usize::from(self.apply_device(&node, &rule));
+                    }
+                }
+                if ev.action == "add" || ev.action == "change" {
+                    let shown = format!("/sys{}", ev.devpath);
+                    let dir = self.roots.sys.join(ev.devpath.trim_start_matches('/'));
+                    for rule in self.rules.sysfs_for(&shown) {
+                        done += usize::from(self.apply_sysfs(&dir, &shown, rule));
+                    }
+                }
+            }
+            "remove" => {
+                if let Some(name) = &ev.devname {
+                    let node = format!("/dev/{name}");
+                    if let Some(p) = self.rules.device(&node).and_then(|r| r.parameter.clone()) {
+                        (self.set_param)(&p, "removed");
+                    }
+                }
+            }
+            _ => {}
+        }
+        done
+    }
+}
+
+/// The fields of a uevent that ueventd uses.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Event {
+    pub action: String,
+    /// Under /sys, starting with `/`, without `.` or `..`.
+    pub devpath: String,
+    /// Relative to /dev, without `.` or `..`.
+    pub devname: Option<String>,
+}
+
+impl Event {
+    /// `None` for a message that is not a kernel uevent, or names a path
+    /// that would leave /dev or /sys.
+    pub fn parse(msg: &[u8]) -> Option<Event> {
+        let mut parts = msg.split(|&b| b == 0);
+        let head = std::str::from_utf8(parts.next()?).ok()?;
+        // libudev's re-broadcasts start "libudev"; only the kernel's count.
+        head.split_once('@')?;
+        let mut action = None;
+        let mut devpath = None;
+        let mut devname = None;
+        for kv in parts.filter_map(|p| std::str::from_utf8(p).ok()) {
+            match kv.split_once('=') {
+                Some(("ACTION", v)) => action = Some(v.to_owned()),
+                Some(("DEVPATH", v)) => devpath = Some(v.to_owned()),
+                Some(("DEVNAME", v)) => devname = Some(v.strip_prefix("/dev/").unwrap_or(v).to_owned()),
+                _ => {}
+            }
+        }
+        let devpath = devpath?;
+        if !devpath.starts_with('/') || !Path::new(&devpath).components().all(|c| matches!(c, Component::RootDir | Component::Normal(_))) {
+            return None;
+        }
+        let devname = match devname {
+            Some(n) if !n.is_empty() && Path::new(&n).components().all(|c| matches!(c, Component::Normal(_))) => Some(n),
+            Some(_) => return None,
+            None => None,
+        };
+        Some(Event { action: action?, devpath, devname })
+    }
+}
+
+/// A socket bound to the kernel's uevent group.
+struct Socket(std::os::fd::OwnedFd);
+
+impl Socket {
+    fn open() -> std::io::Result<Socket> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain socket calls on a descriptor this function owns.
+        unsafe {
+            let fd = libc::socket(libc::AF_NETLINK, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, libc::NETLINK_KOBJECT_UEVENT);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let fd = std::os::fd::OwnedFd::from_raw_fd(fd);
+            // Room for a burst (a hub with many devices); FORCE as root.
+            let size: libc::c_int = 4 << 20;
+            let p = (&size as *const libc::c_int).cast();
+            let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            use std::os::fd::AsRawFd;
+            if libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, p, len) != 0 {
+                libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, p, len);
+            }
+            let mut addr: libc::sockaddr_nl = std::mem::zeroed();
+            addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+            addr.nl_groups = 1;
+            if libc::bind(fd.as_raw_fd(), (&addr as *const libc::sockaddr_nl).cast(), std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(Socket(fd))
+        }
+    }
+
+    /// The next message from the kernel: `Ok(None)` for one dropped (not
+    /// the kernel's, or truncated).
+    fn recv(&self, buf: &mut [u8]) -> std::io::Result<Option<usize>> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: recvfrom into a buffer and an address this function owns.
+        unsafe {
+            let mut addr: libc::sockaddr_nl = std::mem::zeroed();
+            let mut alen = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+            let n = libc::recvfrom(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_TRUNC, (&mut addr as *mut libc::sockaddr_nl).cast(), &mut alen);
+            if n < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let n = n as usize;
+            if addr.nl_pid != 0 || n > buf.len() {
+                return Ok(None);
+            }
+            Ok(Some(n))
+        }
+    }
+}
+
+/// `ueventd`'s main: never returns unless the socket cannot be made.
+pub fn main() -> i32 {
+    accord_hilog::init_tracing("ueventd", 0xD002C00);
+    let users = Users::load();
+    let (rules, problems) = Rules::load(CONFIG_FILES, &users);
+    for p in &problems {
+        warn!("{p}");
+    }
+    let mut d = Ueventd {
+        rules,
+        roots: Roots::default(),
+        set_param: Box::new(|name, value| {
+            if let Err(e) = accord_param::client::set(name, value) {
+                warn!("cannot set {name}={value}: {e}");
+            }
+        }),
+    };
+    // The socket first: a device added during the cold boot is not missed.
+    let sock = match Socket::open() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot listen for uevents: {e}");
+            eprintln!("ueventd: cannot listen for uevents: {e}");
+            return 1;
+        }
+    };
+    let n = d.coldboot();
+    info!("cold boot: {n} path(s) set from {} device and {} sysfs rule(s)", d.rules.devices.len(), d.rules.sysfs.len());
+    if let Err(e) = accord_param::client::set(READY_EVENT, "true") {
+        warn!("cannot set {READY_EVENT}: {e}");
+    }
+    let mut buf = vec![0u8; MAX_MESSAGE];
+    let mut dropped: u64 = 0;
+    loop {
+        match sock.recv(&mut buf) {
+            Ok(Some(n)) => {
+                d.handle(&buf[..n]);
+            }
+            Ok(None) => {
+                dropped += 1;
+                debug!("dropped a message not from the kernel or too long ({dropped} so far)");
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                let n = d.coldboot();
+                warn!("uevents were lost (the socket overflowed): every rule applied again, {n} path(s) set");
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                warn!("reading uevents: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn users() -> Users {
+        Users::parse("root:x:0:0::/:/bin/sh\nsystem:x:1000:1000::/:/bin/sh\n", "root:x:0:\ninput:x:1004:\nsystem:x:1000:\n")
+    }
+
+    #[test]
+    fn lines_become_rules_and_wrong_lines_name_their_place() {
+        let text = "# top\n[device]\n/dev/input/event* 0660 root input\n/dev/rtc0 660 system 1000 startup.dev.rtc0 # trailing\n\
+                    /dev/bad 0668 root root\n/dev/x 04755 root root\n/dev/y 0600 nobody root\n/dev/z 0600 root nogroup\n/etc/passwd 0666 root root\n\
+                    /dev/../etc/shadow 0666 root root\n/dev/w 0600 root\n[sysfs]\n/sys/devices/platform/*/power wakeup 0664 root input\n\
+                    /sys/devices/x ../../etc 0664 root input\n[firmware]\n/lib/firmware\n[bogus]\nwhatever\n";
+        let mut r = Rules::default();
+        let p = parse_into(&mut r, text, "/etc/ueventd.config", &users());
+        assert_eq!(
+            r.devices,
+            vec![
+                DeviceRule { pattern: "/dev/input/event*".into(), mode: 0o660, uid: 0, gid: 1004, parameter: None, origin: "/etc/ueventd.config:3".into() },
+                DeviceRule { pattern: "/dev/rtc0".into(), mode: 0o660, uid: 1000, gid: 1000, parameter: Some("startup.dev.rtc0".into()), origin: "/etc/ueventd.config:4".into() },
+            ]
+        );
+        assert_eq!(r.sysfs.len(), 1);
+        assert_eq!((r.sysfs[0].attr.as_str(), r.sysfs[0].gid), ("wakeup", 1004));
+        let lines: Vec<&str> = p.iter().map(|p| p.origin.rsplit(':').next().unwrap_or("")).collect();
+        assert_eq!(lines, ["5", "6", "7", "8", "9", "10", "11", "14", "16", "17", "18"], "{p:#?}");
+        let text: Vec<String> = p.iter().map(ToString::to_string).collect();
+        assert!(text[0].contains("/etc/ueventd.config:5") && text[0].contains("0668"), "{text:?}");
+        assert!(text[2].contains("no user \"nobody\""), "{text:?}");
+        assert!(text[5].contains("not a path under /dev"), "{text:?}");
+        assert!(text[8].contains("not carried out"), "{text:?}");
+        assert!(text[9].contains("unknown section [bogus]"), "{text:?}");
+    }
+
+    #[test]
+    fn globs_stay_within_a_component() {
+        assert!(glob_match("/dev/input/event*", "/dev/input/event0"));
+        assert!(glob_match("/dev/input/event*", "/dev/input/event"));
+        assert!(!glob_match("/dev/input/event*", "/dev/input/event0/x"));
+        assert!(!glob_match("/dev/*", "/dev/input/event0"));
+        assert!(glob_match("/dev/tty?", "/dev/tty1"));
+        assert!(!glob_match("/dev/tty?", "/dev/tty12"));
+        assert!(glob_match("/dev/*/card*", "/dev/dri/card0"));
+        assert!(glob_match("/dev/**", "/dev/abc"));
+        assert!(!glob_match("/dev/rtc", "/dev/rtc0"));
+    }
+
+    #[test]
+    fn the_last_matching_line_counts() {
+        let mut r = Rules::default();
+        let u = users();
+        parse_into(&mut r, "[device]\n/dev/input/* 0600 root root\n", "/etc/ueventd.config", &u);
+        parse_into(&mut r, "[device]\n/dev/input/event* 0660 root input\n", "/vendor/etc/ueventd.config", &u);
+        assert_eq!(r.device("/dev/input/event3").map(|r| r.gid), Some(1004));
+        assert_eq!(r.device("/dev/input/mice").map(|r| r.gid), Some(0));
+        assert!(r.device("/dev/null").is_none());
+    }
+
+    #[test]
+    fn hostile_events_name_nothing() {
+        let ok = b"add@/devices/virtual/input/input3/event3\0ACTION=add\0DEVPATH=/devices/virtual/input/input3/event3\0SUBSYSTEM=input\0DEVNAME=input/event3\0";
+        assert_eq!(
+            Event::parse(ok),
+            Some(Event { action: "add".into(), devpath: "/devices/virtual/input/input3/event3".into(), devname: Some("input/event3".into()) })
+        );
+        for bad in [
+            &b"libudev\0ACTION=add\0DEVPATH=/devices/x\0"[..],
+            b"add@/x\0ACTION=add\0DEVPATH=/devices/../../etc\0",
+            b"add@/x\0ACTION=add\0DEVPATH=/devices/x\0DEVNAME=../etc/shadow\0",
+            b"add@/x\0ACTION=add\0DEVPATH=/devices/x\0DEVNAME=/etc/shadow\0",
+            b"add@/x\0ACTION=add\0DEVNAME=null\0",
+            b"add@/x\0DEVPATH=/devices/x\0",
+            b"\xff\xfe@\0",
+            b"",
+        ] {
+            assert_eq!(Event::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    /// On a fake /dev and /sys (real device nodes, made with mknod as
+    /// root): the cold boot sets what is there, an event what comes, a
+    /// symbolic link or a regular file in /dev is left alone, and the
+    /// parameter follows the node.
+    #[test]
+    fn rules_apply_at_cold_boot_and_on_events() {
+        use nix::sys::stat::{mknod, Mode, SFlag};
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: mknod needs root");
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let dev = t.path().join("dev");
+        let sys = t.path().join("sys");
+        std::fs::create_dir_all(dev.join("input")).unwrap();
+        std::fs::create_dir_all(sys.join("devices/platform/i8042")).unwrap();
+        std::fs::write(sys.join("devices/platform/i8042/wakeup"), "disabled\n").unwrap();
+        let node = |p: &Path| mknod(p, SFlag::S_IFCHR, Mode::from_bits_truncate(0o600), nix::sys::stat::makedev(1, 3)).unwrap();
+        node(&dev.join("input/event0"));
+        std::os::unix::fs::symlink("/etc/passwd", dev.join("input/event9")).unwrap();
+        std::fs::write(dev.join("input/event8"), "").unwrap();
+        let mut rules = Rules::default();
+        let p = parse_into(
+            &mut rules,
+            "[device]\n/dev/input/event* 0660 root input ueventd.test.event\n[sysfs]\n/sys/devices/platform/* wakeup 0664 system input\n",
+            "test",
+            &users(),
+        );
+        assert!(p.is_empty(), "{p:?}");
+        let params = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = params.clone();
+        let mut d = Ueventd {
+            rules,
+            roots: Roots { dev: dev.clone(), sys: sys.clone() },
+            set_param: Box::new(move |n, v| seen.lock().unwrap().push(format!("{n}={v}"))),
+        };
+        let owner_mode = |p: &Path| {
+            use std::os::unix::fs::MetadataExt;
+            let m = std::fs::symlink_metadata(p).unwrap();
+            (m.uid(), m.gid(), m.mode() & 0o7777)
+        };
+        let passwd = owner_mode(Path::new("/etc/passwd"));
+        let file = owner_mode(&dev.join("input/event8"));
+        assert_eq!(d.coldboot(), 2);
+        assert_eq!(owner_mode(&dev.join("input/event0")), (0, 1004, 0o660));
+        assert_eq!(owner_mode(&sys.join("devices/platform/i8042/wakeup")), (1000, 1004, 0o664));
+        assert_eq!(owner_mode(&dev.join("input/event8")), file, "a regular file in /dev is left alone");
+        assert_eq!(owner_mode(Path::new("/etc/passwd")), passwd, "a symbolic link is not followed");
+        // The kernel adds a node, and a device with the attribute.
+        node(&dev.join("input/event1"));
+        std::fs::create_dir_all(sys.join("devices/platform/serio1")).unwrap();
+        std::fs::write(sys.join("devices/platform/serio1/wakeup"), "disabled\n").unwrap();
+        let n = d.handle(b"add@/devices/platform/i8042/serio1/input/input1/event1\0ACTION=add\0DEVPATH=/devices/platform/i8042/serio1/input/input1/event1\0DEVNAME=input/event1\0");
+        assert_eq!(n, 1);
+        assert_eq!(owner_mode(&dev.join("input/event1")), (0, 1004, 0o660));
+        assert_eq!(d.handle(b"add@/devices/platform/serio1\0ACTION=add\0DEVPATH=/devices/platform/serio1\0"), 1);
+        assert_eq!(owner_mode(&sys.join("devices/platform/serio1/wakeup")), (1000, 1004, 0o664));
+        assert_eq!(d.handle(b"remove@/x\0ACTION=remove\0DEVPATH=/devices/x\0DEVNAME=input/event1\0"), 0);
+        assert_eq!(*params.lock().unwrap(), ["ueventd.test.event=added", "ueventd.test.event=added", "ueventd.test.event=removed"]);
+        // A name that would leave /dev does nothing.
+        assert_eq!(d.handle(b"add@/x\0ACTION=add\0DEVPATH=/devices/x\0DEVNAME=input/../../../etc/passwd\0"), 0);
+        assert_eq!(owner_mode(Path::new("/etc/passwd")), passwd);
+    }
+
+    #[test]
+    fn a_pattern_expands_to_what_exists() {
+        let t = tempfile::tempdir().unwrap();
+        for d in ["a/x1/p", "a/x2/p", "a/y1/p", "b/x3"] {
+            std::fs::create_dir_all(t.path().join(d)).unwrap();
+        }
+        let got = expand("/sys/a/x*/p", "/sys", t.path());
+        assert_eq!(got, vec![t.path().join("a/x1/p"), t.path().join("a/x2/p")]);
+        assert!(expand("/sys/c/*", "/sys", t.path()).is_empty());
+        assert_eq!(expand("/sys/b/x3", "/sys", t.path()), vec![t.path().join("b/x3")]);
+    }
+}
