@@ -38,6 +38,16 @@ impl Frame {
         }
         self.pixels.get(y as usize * self.width as usize + x as usize).copied()
     }
+
+    /// The frame as a binary PPM (P6) image, for screenshots.
+    pub fn to_ppm(&self) -> Vec<u8> {
+        let mut out = format!("P6\n{} {}\n255\n", self.width, self.height).into_bytes();
+        out.reserve(self.pixels.len() * 3);
+        for &p in &self.pixels {
+            out.extend_from_slice(&[(p >> 16) as u8, (p >> 8) as u8, p as u8]);
+        }
+        out
+    }
 }
 
 /// Renders into an offscreen XRGB8888 image.
@@ -96,5 +106,19 @@ impl HeadlessBackend {
             pixels.extend(row[..w * 4].chunks_exact(4).map(|p| u32::from_le_bytes([p[0], p[1], p[2], p[3]]) & 0x00ff_ffff));
         }
         Ok(Some(Frame { width: width as u32, height: height as u32, pixels }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pixel_and_ppm() {
+        let frame = Frame { width: 2, height: 1, pixels: vec![0x102030, 0xa0b0c0] };
+        assert_eq!(frame.pixel(1, 0), Some(0xa0b0c0));
+        assert_eq!(frame.pixel(2, 0), None);
+        assert_eq!(frame.pixel(0, 1), None);
+        assert_eq!(frame.to_ppm(), b"P6\n2 1\n255\n\x10\x20\x30\xa0\xb0\xc0".to_vec());
     }
 }

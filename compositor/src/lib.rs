@@ -270,3 +270,25 @@ impl Compositor {
         self.state.frames_rendered
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_path_and_sizes() {
+        let config = SocketConfig { dir: "/tmp/x".into(), name: "wayland-3".into() };
+        assert_eq!(config.path(), PathBuf::from("/tmp/x/wayland-3"));
+        let config = SocketConfig { dir: "/nonexistent-dir-for-test".into(), name: "w".into() };
+        assert!(matches!(Compositor::headless(0, 10, &config), Err(Error::InvalidSize(0, 10))));
+        assert!(matches!(Compositor::headless(10, MAX_HEADLESS_SIDE + 1, &config), Err(Error::InvalidSize(..))));
+        assert!(matches!(Compositor::headless(10, 10, &config), Err(Error::Socket { .. })));
+    }
+
+    #[test]
+    fn background_colour_round_trips() {
+        let c = render::background_color();
+        let to8 = |f: f32| (f * 255.0).round() as u32;
+        assert_eq!(to8(c.r()) << 16 | to8(c.g()) << 8 | to8(c.b()), BACKGROUND);
+    }
+}

@@ -80,10 +80,14 @@ impl Harness {
         rx.recv_timeout(DEADLINE).expect("compositor thread did not answer")
     }
 
-    fn spawn_client(&self, program: &str) -> ClientProcess {
-        let log = self.dir.path().join(format!("client-{}.log", std::process::id()));
+    fn spawn_client(&self, program: &str, debug: bool) -> ClientProcess {
+        let log = self.dir.path().join("client.log");
         let stderr = std::fs::File::create(&log).expect("client log");
-        let child = Command::new(program)
+        let mut command = Command::new(program);
+        if debug {
+            command.env("WAYLAND_DEBUG", "1");
+        }
+        let child = command
             .env("XDG_RUNTIME_DIR", self.dir.path())
             .env("WAYLAND_DISPLAY", &self.socket_name)
             .stdin(Stdio::null())
@@ -217,16 +221,26 @@ fn background_before_any_client() {
 #[test]
 fn simple_shm_window_is_drawn() {
     let harness = Harness::start();
-    let mut client = harness.spawn_client(SIMPLE_SHM);
+    let mut client = harness.spawn_client(SIMPLE_SHM, true);
     let first = wait_for_window(&harness, &mut client);
     // The pattern moves: new frames keep coming.
     wait_for_change(&harness, &mut client, &first);
+
+    // The client's protocol log (WAYLAND_DEBUG): the globals it was
+    // offered and the maximised configure with the output's size.
+    let log = read_log(&client.log);
+    for global in ["wl_compositor", "wl_subcompositor", "wl_shm", "xdg_wm_base", "zxdg_output_manager_v1", "wl_output"] {
+        assert!(log.contains(&format!("\"{global}\"")), "{global} not offered:\n{log}");
+    }
+    assert!(log.contains("\"wl_seat\""), "no wl_seat offered");
+    let configure = format!(".configure({WIDTH}, {HEIGHT}, array[");
+    assert!(log.lines().any(|l| l.contains("xdg_toplevel@") && l.contains(&configure)), "no {WIDTH}x{HEIGHT} toplevel configure:\n{log}");
 }
 
 #[test]
 fn garbage_client_is_disconnected_and_others_keep_going() {
     let harness = Harness::start();
-    let mut client = harness.spawn_client(SIMPLE_SHM);
+    let mut client = harness.spawn_client(SIMPLE_SHM, false);
     wait_for_window(&harness, &mut client);
 
     let mut bad = UnixStream::connect(harness.socket_path()).expect("connecting");
@@ -256,4 +270,86 @@ fn garbage_client_is_disconnected_and_others_keep_going() {
     wait_for_change(&harness, &mut client, &before);
     let later = harness.frame().expect("a frame");
     wait_for_change(&harness, &mut client, &later);
+}
+
+/// A child process killed and reaped on drop.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn render_service_binary_serves_a_client() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("render_service.log");
+    let service = Command::new(env!("CARGO_BIN_EXE_render_service"))
+        .args(["--headless", "320x240", "--socket", "wl-bin"])
+        .env("XDG_RUNTIME_DIR", dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("spawning render_service");
+    let mut service = KillOnDrop(service);
+
+    let socket = dir.path().join("wl-bin");
+    let start = Instant::now();
+    while !socket.exists() {
+        if let Ok(Some(status)) = service.0.try_wait() {
+            panic!("render_service exited ({status}):\n{}", read_log(&log));
+        }
+        assert!(start.elapsed() < DEADLINE, "no socket after {DEADLINE:?}:\n{}", read_log(&log));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    let client_log = dir.path().join("client.log");
+    let client = Command::new(SIMPLE_SHM)
+        .env("XDG_RUNTIME_DIR", dir.path())
+        .env("WAYLAND_DISPLAY", "wl-bin")
+        .env("WAYLAND_DEBUG", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&client_log).expect("client log"))
+        .spawn()
+        .expect("spawning weston-simple-shm");
+    let mut client = KillOnDrop(client);
+
+    // The client gets frame callbacks (it asks for the next one each
+    // time), the service stays up.
+    let start = Instant::now();
+    loop {
+        let text = read_log(&client_log);
+        // Each frame request after the first answers a frame callback.
+        let frames_requested = text.lines().filter(|l| l.contains("-> wl_surface@") && l.contains(".frame(")).count();
+        if frames_requested >= 10 {
+            break;
+        }
+        if let Ok(Some(status)) = client.0.try_wait() {
+            panic!("weston-simple-shm exited ({status}):\n{text}");
+        }
+        if let Ok(Some(status)) = service.0.try_wait() {
+            panic!("render_service exited ({status}):\n{}", read_log(&log));
+        }
+        assert!(start.elapsed() < DEADLINE, "no frame callbacks after {DEADLINE:?}:\n{text}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(service.0.try_wait().expect("try_wait").is_none(), "render_service exited");
+}
+
+#[test]
+fn render_service_rejects_bad_arguments() {
+    for args in [&["--headless", "0x10"][..], &["--headless", "big"], &["--socket", "a/b"], &["--bogus"]] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let output = Command::new(env!("CARGO_BIN_EXE_render_service"))
+            .args(args)
+            .env("XDG_RUNTIME_DIR", dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("running render_service");
+        assert!(!output.status.success(), "{args:?} accepted");
+    }
 }

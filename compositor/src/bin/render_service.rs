@@ -53,3 +53,23 @@ fn main() -> anyhow::Result<()> {
     compositor.run()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> anyhow::Result<Args> {
+        parse_args(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn arguments() {
+        let a = parse(&[]).unwrap();
+        assert_eq!((a.headless, a.socket.as_str()), (None, "wayland-0"));
+        let a = parse(&["--headless", "800x600", "--socket", "wl-x"]).unwrap();
+        assert_eq!((a.headless, a.socket.as_str()), (Some((800, 600)), "wl-x"));
+        for bad in [&["--headless"][..], &["--headless", "800"], &["--headless", "ax2"], &["--socket", ""], &["--socket", "../x"], &["x"]] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}
