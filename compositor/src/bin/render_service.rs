@@ -1,0 +1,75 @@
+//! `render_service [--headless WxH] [--socket NAME]`: Accord's Wayland
+//! compositor. Without `--headless` it drives the first DRM card with a
+//! connected display. The socket (default `wayland-0`) goes in
+//! `$XDG_RUNTIME_DIR`, or in `/run/render_service` when that is unset.
+
+use accord_compositor::{Compositor, SocketConfig, DEFAULT_SOCKET_NAME};
+use anyhow::{bail, Context};
+use tracing::info;
+
+struct Args {
+    headless: Option<(u32, u32)>,
+    socket: String,
+}
+
+const USAGE: &str = "usage: render_service [--headless WxH] [--socket NAME]";
+
+fn parse_size(s: &str) -> anyhow::Result<(u32, u32)> {
+    let (w, h) = s.split_once('x').with_context(|| format!("size {s:?} is not WxH"))?;
+    Ok((w.parse().with_context(|| format!("width in {s:?}"))?, h.parse().with_context(|| format!("height in {s:?}"))?))
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
+    let mut parsed = Args { headless: None, socket: DEFAULT_SOCKET_NAME.into() };
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--headless" => parsed.headless = Some(parse_size(&args.next().context("--headless needs WxH")?)?),
+            "--socket" => {
+                let name = args.next().context("--socket needs a name")?;
+                if name.is_empty() || name.contains('/') {
+                    bail!("socket name {name:?} must be a plain file name");
+                }
+                parsed.socket = name;
+            }
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other:?}\n{USAGE}"),
+        }
+    }
+    Ok(parsed)
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+    let args = parse_args(std::env::args().skip(1))?;
+    let socket = SocketConfig::from_env(&args.socket)?;
+    let compositor = match args.headless {
+        Some((w, h)) => Compositor::headless(w, h, &socket)?,
+        None => Compositor::drm(&socket)?,
+    };
+    info!(socket = %compositor.socket_path().display(), "render_service running");
+    compositor.run()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> anyhow::Result<Args> {
+        parse_args(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn arguments() {
+        let a = parse(&[]).unwrap();
+        assert_eq!((a.headless, a.socket.as_str()), (None, "wayland-0"));
+        let a = parse(&["--headless", "800x600", "--socket", "wl-x"]).unwrap();
+        assert_eq!((a.headless, a.socket.as_str()), (Some((800, 600)), "wl-x"));
+        for bad in [&["--headless"][..], &["--headless", "800"], &["--headless", "ax2"], &["--socket", ""], &["--socket", "../x"], &["x"]] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! Compositor: `render_service`, Accord's Wayland compositor (OpenHarmony's
+//! render service). This crate owns:
+//!
+//! - the Wayland server side ([`state`]): the listening socket, the globals
+//!   clients see (`wl_compositor`, `wl_subcompositor`, `wl_shm`,
+//!   `xdg_wm_base`, `wl_output` with `zxdg_output_manager_v1`, and a
+//!   `wl_seat` named `seat0` with no input devices yet), the window list
+//!   (every toplevel maximised to the output, popups where their client
+//!   asks), frame callbacks after each render;
+//! - rendering ([`render`]): one pixman (CPU) renderer, damage-tracked so
+//!   only the regions that changed are drawn again, windows over a dark
+//!   blue background ([`BACKGROUND`]);
+//! - two backends sharing that rendering code: [`headless`] (an offscreen
+//!   image, for tests and screenshots) and [`drm`] (DRM/KMS with two dumb
+//!   buffers, for the device's display);
+//! - [`Compositor`], the event loop (calloop) that ties them together.
+//!
+//! Frames are paced by a timer ([`FRAME_INTERVAL`]) and only drawn when
+//! something changed. A client that breaks the protocol gets a protocol
+//! error and is disconnected; nothing a client sends panics the compositor.
+
+pub mod drm;
+pub mod headless;
+pub mod render;
+pub mod state;
+
+use std::{
+    os::unix::fs::DirBuilderExt,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use smithay::reexports::{
+    calloop::{generic::Generic, EventLoop, Interest, LoopSignal, Mode, PostAction},
+    wayland_server::{Display, ListeningSocket},
+};
+use tracing::{info, warn};
+
+pub use headless::Frame;
+use state::{Backend, ClientState, State};
+
+/// The background colour behind the windows, as `0xRRGGBB`.
+pub const BACKGROUND: u32 = 0x1b2b45;
+
+/// The shortest time between two frames: 60 Hz.
+pub const FRAME_INTERVAL: Duration = Duration::from_micros(16_667);
+
+/// Where the compositor's Wayland socket should go when `XDG_RUNTIME_DIR`
+/// is not set.
+pub const FALLBACK_RUNTIME_DIR: &str = "/run/render_service";
+
+/// The default socket name (`WAYLAND_DISPLAY` for clients).
+pub const DEFAULT_SOCKET_NAME: &str = "wayland-0";
+
+/// The largest headless output accepted, in pixels on each side.
+pub const MAX_HEADLESS_SIDE: u32 = 16384;
+
+/// Everything that can go wrong while setting the compositor up or running it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The Wayland socket could not be created (name taken, directory missing...).
+    #[error("cannot listen on the Wayland socket {path}: {source}")]
+    Socket {
+        /// The socket's full path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: smithay::reexports::wayland_server::BindError,
+    },
+    /// A file system or system call failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The event loop could not be created or a source not added to it.
+    #[error("event loop: {0}")]
+    EventLoop(#[source] smithay::reexports::calloop::Error),
+    /// The pixman renderer failed (creation, binding a buffer, reading pixels).
+    #[error("renderer: {0}")]
+    Renderer(#[from] smithay::backend::renderer::pixman::PixmanError),
+    /// Rendering a frame failed.
+    #[error("rendering a frame: {0}")]
+    Render(String),
+    /// A headless size out of range (each side 1..=[`MAX_HEADLESS_SIDE`]).
+    #[error("invalid output size {0}x{1} (each side must be 1..={MAX_HEADLESS_SIDE})")]
+    InvalidSize(u32, u32),
+    /// No `/dev/dri/card*` has a connected display (the message says what was tried).
+    #[error("no usable DRM device: {0}")]
+    NoDisplay(String),
+    /// A DRM/KMS operation failed.
+    #[error("DRM: {context}: {source}")]
+    Drm {
+        /// What was being done.
+        context: &'static str,
+        /// Why it failed.
+        #[source]
+        source: smithay::backend::drm::DrmError,
+    },
+    /// A dumb buffer could not be created or exported.
+    #[error("dumb buffer: {context}: {source}")]
+    Buffer {
+        /// What was being done.
+        context: &'static str,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Where the Wayland socket is created.
+#[derive(Debug, Clone)]
+pub struct SocketConfig {
+    /// The directory (normally `$XDG_RUNTIME_DIR`).
+    pub dir: PathBuf,
+    /// The socket's name inside it (what clients put in `WAYLAND_DISPLAY`).
+    pub name: String,
+}
+
+impl SocketConfig {
+    /// `name` in `$XDG_RUNTIME_DIR`, or in [`FALLBACK_RUNTIME_DIR`] (created
+    /// with mode 0755 if missing) when that variable is unset or empty.
+    pub fn from_env(name: &str) -> Result<Self, Error> {
+        let dir = match std::env::var_os("XDG_RUNTIME_DIR") {
+            Some(d) if !d.is_empty() => PathBuf::from(d),
+            _ => {
+                let dir = PathBuf::from(FALLBACK_RUNTIME_DIR);
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o755)
+                    .create(&dir)
+                    .map_err(|source| Error::Io { context: format!("creating {}", dir.display()), source })?;
+                dir
+            }
+        };
+        Ok(SocketConfig { dir, name: name.to_owned() })
+    }
+
+    /// The socket's full path.
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(&self.name)
+    }
+}
+
+/// A running compositor: its event loop, Wayland display and backend.
+///
+/// Drive it with [`Compositor::dispatch`] (tests) or [`Compositor::run`]
+/// (the service). It is not `Send`: create it on the thread that runs it.
+pub struct Compositor {
+    event_loop: EventLoop<'static, State>,
+    state: State,
+    socket_path: PathBuf,
+}
+
+impl std::fmt::Debug for Compositor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compositor").field("socket_path", &self.socket_path).finish_non_exhaustive()
+    }
+}
+
+impl Compositor {
+    /// A compositor rendering into an offscreen image of `width` x `height`
+    /// pixels (each side 1..=[`MAX_HEADLESS_SIDE`]), listening on `socket`.
+    pub fn headless(width: u32, height: u32, socket: &SocketConfig) -> Result<Self, Error> {
+        if width == 0 || height == 0 || width > MAX_HEADLESS_SIDE || height > MAX_HEADLESS_SIDE {
+            return Err(Error::InvalidSize(width, height));
+        }
+        let backend = headless::HeadlessBackend::new(width as i32, height as i32)?;
+        Self::with_backend(|_| Ok(Backend::Headless(backend)), socket)
+    }
+
+    /// A compositor on the first `/dev/dri/card*` with a connected display
+    /// (see [`drm`] for how the card, connector and mode are chosen),
+    /// listening on `socket`.
+    pub fn drm(socket: &SocketConfig) -> Result<Self, Error> {
+        Self::with_backend(|handle| drm::DrmBackend::open(handle).map(Backend::Drm), socket)
+    }
+
+    fn with_backend(
+        make_backend: impl FnOnce(&smithay::reexports::calloop::LoopHandle<'static, State>) -> Result<Backend, Error>,
+        socket: &SocketConfig,
+    ) -> Result<Self, Error> {
+        let event_loop: EventLoop<'static, State> = EventLoop::try_new().map_err(Error::EventLoop)?;
+        let display: Display<State> =
+            Display::new().map_err(|e| Error::Io { context: "creating the Wayland display".into(), source: std::io::Error::other(e.to_string()) })?;
+        let handle = event_loop.handle();
+        let backend = make_backend(&handle)?;
+        let state = State::new(&display, handle.clone(), backend);
+
+        let socket_path = socket.path();
+        let listener = ListeningSocket::bind_absolute(socket_path.clone()).map_err(|source| Error::Socket { path: socket_path.clone(), source })?;
+        info!(socket = %socket_path.display(), "listening");
+        handle
+            .insert_source(Generic::new(listener, Interest::READ, Mode::Level), |_, listener, state: &mut State| {
+                loop {
+                    match listener.accept() {
+                        Ok(Some(stream)) => {
+                            if let Err(err) = state.display_handle.insert_client(stream, std::sync::Arc::new(ClientState::default())) {
+                                warn!(%err, "cannot add a client");
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(err) => {
+                            warn!(%err, "accepting a client");
+                            break;
+                        }
+                    }
+                }
+                Ok(PostAction::Continue)
+            })
+            .map_err(|e| Error::EventLoop(e.error))?;
+        handle
+            .insert_source(Generic::new(display, Interest::READ, Mode::Level), |_, display, state: &mut State| {
+                // SAFETY: the display is not dropped while the event loop dispatches it.
+                if let Err(err) = unsafe { display.get_mut().dispatch_clients(state) } {
+                    warn!(%err, "dispatching clients");
+                }
+                Ok(PostAction::Continue)
+            })
+            .map_err(|e| Error::EventLoop(e.error))?;
+
+        let mut compositor = Compositor { event_loop, state, socket_path };
+        compositor.state.schedule_redraw();
+        Ok(compositor)
+    }
+
+    /// The Wayland socket's full path.
+    pub fn socket_path(&self) -> &Path {
+        &self.socket_path
+    }
+
+    /// Runs the event loop once: waits up to `timeout` (`None`: until
+    /// something happens) for events, handles them, flushes clients.
+    pub fn dispatch(&mut self, timeout: Option<Duration>) -> Result<(), Error> {
+        self.event_loop
+            .dispatch(timeout, &mut self.state)
+            .map_err(|e| Error::Io { context: "dispatching the event loop".into(), source: std::io::Error::other(e.to_string()) })?;
+        self.state.after_dispatch();
+        Ok(())
+    }
+
+    /// A signal that makes [`Compositor::run`] return; it can be sent from
+    /// another thread.
+    pub fn stop_signal(&self) -> LoopSignal {
+        self.event_loop.get_signal()
+    }
+
+    /// Runs until [`Compositor::stop_signal`] is used.
+    pub fn run(mut self) -> Result<(), Error> {
+        let Compositor { event_loop, state, .. } = &mut self;
+        event_loop
+            .run(None, state, |state| state.after_dispatch())
+            .map_err(|e| Error::Io { context: "running the event loop".into(), source: std::io::Error::other(e.to_string()) })
+    }
+
+    /// The last rendered frame, headless only (`None` on DRM, or before the
+    /// first frame).
+    pub fn frame(&mut self) -> Result<Option<Frame>, Error> {
+        match &mut self.state.backend {
+            Backend::Headless(h) => h.frame(),
+            Backend::Drm(_) => Ok(None),
+        }
+    }
+
+    /// The number of frames rendered so far (ones with damage).
+    pub fn frames_rendered(&self) -> u64 {
+        self.state.frames_rendered
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_path_and_sizes() {
+        let config = SocketConfig { dir: "/tmp/x".into(), name: "wayland-3".into() };
+        assert_eq!(config.path(), PathBuf::from("/tmp/x/wayland-3"));
+        let config = SocketConfig { dir: "/nonexistent-dir-for-test".into(), name: "w".into() };
+        assert!(matches!(Compositor::headless(0, 10, &config), Err(Error::InvalidSize(0, 10))));
+        assert!(matches!(Compositor::headless(10, MAX_HEADLESS_SIDE + 1, &config), Err(Error::InvalidSize(..))));
+        assert!(matches!(Compositor::headless(10, 10, &config), Err(Error::Socket { .. })));
+    }
+
+    #[test]
+    fn background_colour_round_trips() {
+        let c = render::background_color();
+        let to8 = |f: f32| (f * 255.0).round() as u32;
+        assert_eq!(to8(c.r()) << 16 | to8(c.g()) << 8 | to8(c.b()), BACKGROUND);
+    }
+}

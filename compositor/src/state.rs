@@ -1,0 +1,367 @@
+//! The compositor's Wayland state: globals, windows, frame scheduling.
+//!
+//! Every toplevel is mapped at the output's origin and configured
+//! maximised to the output's size; popups are placed exactly where their
+//! positioner puts them (no constraint adjustment yet). There is one
+//! output and one seat (`seat0`, no capabilities until input devices come).
+
+use std::time::{Duration, Instant};
+
+use smithay::{
+    backend::renderer::utils::on_commit_buffer_handler,
+    delegate_compositor, delegate_output, delegate_seat, delegate_shm, delegate_xdg_shell,
+    desktop::{PopupKind, PopupManager, Space, Window},
+    input::{Seat, SeatHandler, SeatState},
+    output::{Mode as OutputMode, Output, PhysicalProperties, Scale, Subpixel},
+    reexports::{
+        calloop::{
+            timer::{TimeoutAction, Timer},
+            LoopHandle,
+        },
+        wayland_protocols::xdg::shell::server::xdg_toplevel,
+        wayland_server::{
+            backend::{ClientData, ClientId, DisconnectReason},
+            protocol::{wl_buffer::WlBuffer, wl_seat::WlSeat, wl_surface::WlSurface},
+            Client, Display, DisplayHandle,
+        },
+    },
+    utils::{Logical, Serial, Size, Transform},
+    wayland::{
+        buffer::BufferHandler,
+        compositor::{get_parent, is_sync_subsurface, CompositorClientState, CompositorHandler, CompositorState},
+        output::{OutputHandler, OutputManagerState},
+        shell::xdg::{PopupSurface, PositionerState, ToplevelSurface, XdgShellHandler, XdgShellState},
+        shm::{ShmHandler, ShmState},
+    },
+};
+use tracing::{debug, info, warn};
+
+use crate::{drm::DrmBackend, headless::HeadlessBackend, FRAME_INTERVAL};
+
+/// What a backend says about its display, used to describe the `wl_output`.
+#[derive(Debug, Clone)]
+pub struct OutputInfo {
+    /// The output's name (`headless-1`, or the connector's, e.g. `Virtual-1`).
+    pub name: String,
+    /// Manufacturer, as shown to clients.
+    pub make: String,
+    /// Model, as shown to clients.
+    pub model: String,
+    /// Size in pixels.
+    pub size: (i32, i32),
+    /// Refresh rate in mHz.
+    pub refresh_mhz: i32,
+    /// Physical size in millimetres (0 when unknown).
+    pub physical_mm: (i32, i32),
+}
+
+/// The result of asking a backend to draw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RenderStatus {
+    /// Drawn (or found nothing to draw: `damaged` false).
+    Rendered { damaged: bool },
+    /// The backend cannot take a frame now (a page flip is pending); it
+    /// calls [`State::frame_done`] when it can.
+    Busy,
+}
+
+// One per process: the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Backend {
+    Headless(HeadlessBackend),
+    Drm(DrmBackend),
+}
+
+impl Backend {
+    fn output_info(&self) -> OutputInfo {
+        match self {
+            Backend::Headless(b) => b.output_info(),
+            Backend::Drm(b) => b.output_info(),
+        }
+    }
+}
+
+/// Per-client data.
+#[derive(Debug, Default)]
+pub(crate) struct ClientState {
+    compositor_state: CompositorClientState,
+}
+
+impl ClientData for ClientState {
+    fn initialized(&self, client_id: ClientId) {
+        debug!(?client_id, "client connected");
+    }
+
+    fn disconnected(&self, client_id: ClientId, reason: DisconnectReason) {
+        debug!(?client_id, ?reason, "client disconnected");
+    }
+}
+
+/// The compositor's state, the event loop's data.
+pub struct State {
+    pub(crate) display_handle: DisplayHandle,
+    loop_handle: LoopHandle<'static, State>,
+    compositor_state: CompositorState,
+    shm_state: ShmState,
+    xdg_shell_state: XdgShellState,
+    _output_manager_state: OutputManagerState,
+    seat_state: SeatState<State>,
+    _seat: Seat<State>,
+    space: Space<Window>,
+    popups: PopupManager,
+    output: Output,
+    pub(crate) backend: Backend,
+    needs_redraw: bool,
+    timer_armed: bool,
+    last_frame: Option<Instant>,
+    start: Instant,
+    pub(crate) frames_rendered: u64,
+}
+
+impl State {
+    pub(crate) fn new(display: &Display<State>, loop_handle: LoopHandle<'static, State>, backend: Backend) -> State {
+        let dh = display.handle();
+        let compositor_state = CompositorState::new::<State>(&dh);
+        let shm_state = ShmState::new::<State>(&dh, Vec::new());
+        let xdg_shell_state = XdgShellState::new::<State>(&dh);
+        let output_manager_state = OutputManagerState::new_with_xdg_output::<State>(&dh);
+        let mut seat_state = SeatState::new();
+        let seat = seat_state.new_wl_seat(&dh, "seat0");
+
+        let info = backend.output_info();
+        let output = Output::new(
+            info.name.clone(),
+            PhysicalProperties { size: info.physical_mm.into(), subpixel: Subpixel::Unknown, make: info.make.clone(), model: info.model.clone() },
+        );
+        let mode = OutputMode { size: info.size.into(), refresh: info.refresh_mhz };
+        output.change_current_state(Some(mode), Some(Transform::Normal), Some(Scale::Integer(1)), Some((0, 0).into()));
+        output.set_preferred(mode);
+        output.create_global::<State>(&dh);
+        let mut space = Space::default();
+        space.map_output(&output, (0, 0));
+        info!(output = %info.name, width = info.size.0, height = info.size.1, refresh_mhz = info.refresh_mhz, "output ready");
+
+        State {
+            display_handle: dh,
+            loop_handle,
+            compositor_state,
+            shm_state,
+            xdg_shell_state,
+            _output_manager_state: output_manager_state,
+            seat_state,
+            _seat: seat,
+            space,
+            popups: PopupManager::default(),
+            output,
+            backend,
+            needs_redraw: false,
+            timer_armed: false,
+            last_frame: None,
+            start: Instant::now(),
+            frames_rendered: 0,
+        }
+    }
+
+    /// The output's size in logical coordinates (scale is 1).
+    fn output_size(&self) -> Size<i32, Logical> {
+        self.output.current_mode().map(|m| m.size.to_logical(1)).unwrap_or_default()
+    }
+
+    /// Asks for a frame: drawn when the frame timer fires, at most one per
+    /// [`FRAME_INTERVAL`].
+    pub(crate) fn schedule_redraw(&mut self) {
+        self.needs_redraw = true;
+        if self.timer_armed {
+            return;
+        }
+        let now = Instant::now();
+        let deadline = self.last_frame.map(|t| t + FRAME_INTERVAL).filter(|d| *d > now).unwrap_or(now);
+        match self.loop_handle.insert_source(Timer::from_deadline(deadline), |_, _, state| {
+            state.timer_armed = false;
+            state.redraw();
+            TimeoutAction::Drop
+        }) {
+            Ok(_) => self.timer_armed = true,
+            Err(err) => warn!(error = %err.error, "cannot arm the frame timer"),
+        }
+    }
+
+    /// The backend can take a frame again (its page flip completed).
+    pub(crate) fn frame_done(&mut self) {
+        if self.needs_redraw {
+            self.schedule_redraw();
+        }
+    }
+
+    fn redraw(&mut self) {
+        if !self.needs_redraw {
+            return;
+        }
+        let result = match &mut self.backend {
+            Backend::Headless(b) => b.render(&self.space, &self.output),
+            Backend::Drm(b) => b.render(&self.space, &self.output),
+        };
+        match result {
+            Ok(RenderStatus::Busy) => return,
+            Ok(RenderStatus::Rendered { damaged }) => {
+                if damaged {
+                    self.frames_rendered += 1;
+                }
+            }
+            Err(err) => warn!(%err, "frame not rendered"),
+        }
+        self.needs_redraw = false;
+        self.last_frame = Some(Instant::now());
+        self.send_frame_callbacks();
+    }
+
+    fn send_frame_callbacks(&self) {
+        let now = self.start.elapsed();
+        let output = &self.output;
+        for window in self.space.elements() {
+            window.send_frame(output, now, Some(Duration::ZERO), |_, _| Some(output.clone()));
+        }
+    }
+
+    /// Housekeeping after each event-loop dispatch: drop dead windows and
+    /// popups, send what is queued to clients.
+    pub(crate) fn after_dispatch(&mut self) {
+        self.space.refresh();
+        self.popups.cleanup();
+        if let Err(err) = self.display_handle.flush_clients() {
+            debug!(%err, "flushing clients");
+        }
+    }
+
+    fn window_for_root(&self, root: &WlSurface) -> Option<Window> {
+        self.space.elements().find(|w| w.toplevel().is_some_and(|t| t.wl_surface() == root)).cloned()
+    }
+}
+
+impl CompositorHandler for State {
+    fn compositor_state(&mut self) -> &mut CompositorState {
+        &mut self.compositor_state
+    }
+
+    fn client_compositor_state<'a>(&self, client: &'a Client) -> &'a CompositorClientState {
+        // Every client is inserted by `Compositor` with a `ClientState`.
+        &client.get_data::<ClientState>().expect("every client is inserted with ClientState").compositor_state
+    }
+
+    fn commit(&mut self, surface: &WlSurface) {
+        on_commit_buffer_handler::<Self>(surface);
+        if !is_sync_subsurface(surface) {
+            let mut root = surface.clone();
+            while let Some(parent) = get_parent(&root) {
+                root = parent;
+            }
+            if let Some(window) = self.window_for_root(&root) {
+                window.on_commit();
+                if let Some(toplevel) = window.toplevel() {
+                    if !toplevel.is_initial_configure_sent() {
+                        toplevel.send_configure();
+                    }
+                }
+            }
+        }
+        self.popups.commit(surface);
+        if let Some(PopupKind::Xdg(popup)) = self.popups.find_popup(surface) {
+            if !popup.is_initial_configure_sent() {
+                if let Err(err) = popup.send_configure() {
+                    debug!(?err, "popup configure not sent");
+                }
+            }
+        }
+        self.schedule_redraw();
+    }
+}
+
+impl BufferHandler for State {
+    fn buffer_destroyed(&mut self, _buffer: &WlBuffer) {}
+}
+
+impl ShmHandler for State {
+    fn shm_state(&self) -> &ShmState {
+        &self.shm_state
+    }
+}
+
+impl XdgShellHandler for State {
+    fn xdg_shell_state(&mut self) -> &mut XdgShellState {
+        &mut self.xdg_shell_state
+    }
+
+    fn new_toplevel(&mut self, surface: ToplevelSurface) {
+        let size = self.output_size();
+        surface.with_pending_state(|state| {
+            state.size = Some(size);
+            state.states.set(xdg_toplevel::State::Maximized);
+        });
+        let window = Window::new_wayland_window(surface);
+        self.space.map_element(window, (0, 0), true);
+    }
+
+    fn toplevel_destroyed(&mut self, surface: ToplevelSurface) {
+        if let Some(window) = self.window_for_root(surface.wl_surface()) {
+            self.space.unmap_elem(&window);
+        }
+        self.schedule_redraw();
+    }
+
+    fn new_popup(&mut self, surface: PopupSurface, positioner: PositionerState) {
+        surface.with_pending_state(|state| {
+            state.geometry = positioner.get_geometry();
+        });
+        if let Err(err) = self.popups.track_popup(PopupKind::Xdg(surface)) {
+            debug!(?err, "popup not tracked");
+        }
+    }
+
+    fn popup_destroyed(&mut self, _surface: PopupSurface) {
+        self.schedule_redraw();
+    }
+
+    fn reposition_request(&mut self, surface: PopupSurface, positioner: PositionerState, token: u32) {
+        surface.with_pending_state(|state| {
+            state.geometry = positioner.get_geometry();
+            state.positioner = positioner;
+        });
+        surface.send_repositioned(token);
+    }
+
+    fn grab(&mut self, _surface: PopupSurface, _seat: WlSeat, _serial: Serial) {
+        // No input devices yet, so nothing to grab.
+    }
+
+    fn maximize_request(&mut self, surface: ToplevelSurface) {
+        // Already maximised; the protocol wants a configure in reply.
+        if surface.is_initial_configure_sent() {
+            surface.send_configure();
+        }
+    }
+
+    fn unmaximize_request(&mut self, surface: ToplevelSurface) {
+        // Windows stay maximised; answer with the unchanged state.
+        if surface.is_initial_configure_sent() {
+            surface.send_configure();
+        }
+    }
+}
+
+impl OutputHandler for State {}
+
+impl SeatHandler for State {
+    type KeyboardFocus = WlSurface;
+    type PointerFocus = WlSurface;
+    type TouchFocus = WlSurface;
+
+    fn seat_state(&mut self) -> &mut SeatState<Self> {
+        &mut self.seat_state
+    }
+}
+
+delegate_compositor!(State);
+delegate_shm!(State);
+delegate_xdg_shell!(State);
+delegate_output!(State);
+delegate_seat!(State);

@@ -1,0 +1,355 @@
+//! The headless compositor against Debian's stock `weston-simple-shm`: its
+//! window's pixels reach the frame, and a client sending garbage is cut
+//! off without disturbing it.
+
+use std::{
+    io::{Read, Write},
+    os::unix::net::UnixStream,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc, Arc,
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use accord_compositor::{Compositor, Frame, SocketConfig, BACKGROUND};
+
+const WIDTH: u32 = 640;
+const HEIGHT: u32 = 480;
+/// weston-simple-shm's window, mapped at the output's origin.
+const WINDOW: u32 = 250;
+const DEADLINE: Duration = Duration::from_secs(30);
+const SIMPLE_SHM: &str = "/usr/bin/weston-simple-shm";
+
+type FrameRequest = mpsc::Sender<Option<Frame>>;
+
+/// A headless compositor on its own thread, stopped and joined on drop.
+struct Harness {
+    dir: tempfile::TempDir,
+    socket_name: String,
+    requests: mpsc::Sender<FrameRequest>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Harness {
+    fn start() -> Harness {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let socket_name = "wayland-test".to_string();
+        let config = SocketConfig { dir: dir.path().to_path_buf(), name: socket_name.clone() };
+        let stop = Arc::new(AtomicBool::new(false));
+        let (requests, incoming) = mpsc::channel::<FrameRequest>();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let thread_stop = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut compositor = match Compositor::headless(WIDTH, HEIGHT, &config) {
+                Ok(c) => c,
+                Err(err) => {
+                    let _ = ready_tx.send(Err(err.to_string()));
+                    return;
+                }
+            };
+            let _ = ready_tx.send(Ok(()));
+            while !thread_stop.load(Ordering::SeqCst) {
+                if let Err(err) = compositor.dispatch(Some(Duration::from_millis(5))) {
+                    panic!("dispatch: {err}");
+                }
+                while let Ok(reply) = incoming.try_recv() {
+                    let frame = compositor.frame().expect("reading the frame");
+                    let _ = reply.send(frame);
+                }
+            }
+        });
+        let ready = ready_rx.recv_timeout(DEADLINE).expect("compositor thread did not start");
+        if let Err(err) = ready {
+            panic!("compositor: {err}");
+        }
+        Harness { dir, socket_name, requests, stop, thread: Some(thread) }
+    }
+
+    fn socket_path(&self) -> PathBuf {
+        self.dir.path().join(&self.socket_name)
+    }
+
+    fn frame(&self) -> Option<Frame> {
+        let (tx, rx) = mpsc::channel();
+        self.requests.send(tx).expect("compositor thread gone");
+        rx.recv_timeout(DEADLINE).expect("compositor thread did not answer")
+    }
+
+    fn spawn_client(&self, program: &str, debug: bool) -> ClientProcess {
+        let log = self.dir.path().join("client.log");
+        let stderr = std::fs::File::create(&log).expect("client log");
+        let mut command = Command::new(program);
+        if debug {
+            command.env("WAYLAND_DEBUG", "1");
+        }
+        let child = command
+            .env("XDG_RUNTIME_DIR", self.dir.path())
+            .env("WAYLAND_DISPLAY", &self.socket_name)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {program}: {e}"));
+        ClientProcess { child, log }
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let result = thread.join();
+            if result.is_err() && !std::thread::panicking() {
+                panic!("the compositor thread panicked");
+            }
+        }
+    }
+}
+
+/// A client process, killed and reaped on drop.
+struct ClientProcess {
+    child: Child,
+    log: PathBuf,
+}
+
+impl ClientProcess {
+    /// Panics (with the client's stderr) if it has exited.
+    fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("client exited ({status}); its stderr:\n{}", read_log(&self.log));
+        }
+    }
+}
+
+impl Drop for ClientProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn read_log(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// How many pixels of the window's area differ from the background.
+fn window_pixels(frame: &Frame) -> usize {
+    (0..WINDOW).flat_map(|y| (0..WINDOW).map(move |x| (x, y))).filter(|&(x, y)| frame.pixel(x, y) != Some(BACKGROUND)).count()
+}
+
+/// Pixels well outside the window that are not background.
+fn stray_pixels(frame: &Frame) -> Vec<(u32, u32, Option<u32>)> {
+    let mut stray = Vec::new();
+    for y in 0..HEIGHT {
+        for x in 0..WIDTH {
+            let outside = x >= WINDOW + 50 || y >= WINDOW + 50;
+            if outside && frame.pixel(x, y) != Some(BACKGROUND) {
+                stray.push((x, y, frame.pixel(x, y)));
+            }
+        }
+    }
+    stray
+}
+
+fn window_shown(frame: &Frame) -> bool {
+    window_pixels(frame) * 2 >= (WINDOW * WINDOW) as usize && stray_pixels(frame).is_empty()
+}
+
+/// Polls until the client's window is in the frame; returns that frame.
+fn wait_for_window(harness: &Harness, client: &mut ClientProcess) -> Frame {
+    let start = Instant::now();
+    let mut last = None;
+    while start.elapsed() < DEADLINE {
+        client.assert_running();
+        if let Some(frame) = harness.frame() {
+            if window_shown(&frame) {
+                return frame;
+            }
+            last = Some(frame);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    match last {
+        None => panic!("no frame rendered in {DEADLINE:?}"),
+        Some(frame) => panic!(
+            "window not shown in {DEADLINE:?}: {} of {} window pixels differ from the background, stray pixels outside: {:?}; client stderr:\n{}",
+            window_pixels(&frame),
+            WINDOW * WINDOW,
+            stray_pixels(&frame).iter().take(10).collect::<Vec<_>>(),
+            read_log(&client.log)
+        ),
+    }
+}
+
+/// Polls until the window's pixels differ from `before` (the client is
+/// still getting frame callbacks and its new buffers are drawn).
+fn wait_for_change(harness: &Harness, client: &mut ClientProcess, before: &Frame) {
+    let start = Instant::now();
+    while start.elapsed() < DEADLINE {
+        client.assert_running();
+        if let Some(frame) = harness.frame() {
+            let changed = (0..WINDOW).any(|y| (0..WINDOW).any(|x| frame.pixel(x, y) != before.pixel(x, y)));
+            if changed && window_shown(&frame) {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("the window's pixels did not change in {DEADLINE:?}; client stderr:\n{}", read_log(&client.log));
+}
+
+#[test]
+fn background_before_any_client() {
+    let harness = Harness::start();
+    let start = Instant::now();
+    let frame = loop {
+        if let Some(frame) = harness.frame() {
+            break frame;
+        }
+        assert!(start.elapsed() < DEADLINE, "no first frame");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!((frame.width, frame.height), (WIDTH, HEIGHT));
+    assert!(frame.pixels.iter().all(|&p| p == BACKGROUND), "first frame is not all background: {:06x}", frame.pixels[0]);
+}
+
+#[test]
+fn simple_shm_window_is_drawn() {
+    let harness = Harness::start();
+    let mut client = harness.spawn_client(SIMPLE_SHM, true);
+    let first = wait_for_window(&harness, &mut client);
+    // The pattern moves: new frames keep coming.
+    wait_for_change(&harness, &mut client, &first);
+
+    // The client's protocol log (WAYLAND_DEBUG): the globals it was
+    // offered and the maximised configure with the output's size.
+    let log = read_log(&client.log);
+    for global in ["wl_compositor", "wl_subcompositor", "wl_shm", "xdg_wm_base", "zxdg_output_manager_v1", "wl_output"] {
+        assert!(log.contains(&format!("\"{global}\"")), "{global} not offered:\n{log}");
+    }
+    assert!(log.contains("\"wl_seat\""), "no wl_seat offered");
+    let configure = format!(".configure({WIDTH}, {HEIGHT}, array[");
+    assert!(log.lines().any(|l| l.contains("xdg_toplevel@") && l.contains(&configure)), "no {WIDTH}x{HEIGHT} toplevel configure:\n{log}");
+}
+
+#[test]
+fn garbage_client_is_disconnected_and_others_keep_going() {
+    let harness = Harness::start();
+    let mut client = harness.spawn_client(SIMPLE_SHM, false);
+    wait_for_window(&harness, &mut client);
+
+    let mut bad = UnixStream::connect(harness.socket_path()).expect("connecting");
+    bad.set_read_timeout(Some(DEADLINE)).expect("read timeout");
+    // A header for wl_display (object 1) with an opcode it does not have,
+    // then noise.
+    let mut garbage = Vec::new();
+    garbage.extend_from_slice(&1u32.to_ne_bytes());
+    garbage.extend_from_slice(&((8u32 << 16) | 0x7777).to_ne_bytes());
+    garbage.extend((0..248u32).map(|i| (i.wrapping_mul(37) ^ 0xa5) as u8));
+    bad.write_all(&garbage).expect("writing garbage");
+
+    // The compositor closes the connection (after, perhaps, an error event).
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        match bad.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("the garbage client was not disconnected: {e} after {:?}", start.elapsed()),
+        }
+    }
+
+    // The well-behaved client is unaffected: its frames keep changing.
+    let before = harness.frame().expect("a frame");
+    wait_for_change(&harness, &mut client, &before);
+    let later = harness.frame().expect("a frame");
+    wait_for_change(&harness, &mut client, &later);
+}
+
+/// A child process killed and reaped on drop.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn render_service_binary_serves_a_client() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("render_service.log");
+    let service = Command::new(env!("CARGO_BIN_EXE_render_service"))
+        .args(["--headless", "320x240", "--socket", "wl-bin"])
+        .env("XDG_RUNTIME_DIR", dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("spawning render_service");
+    let mut service = KillOnDrop(service);
+
+    let socket = dir.path().join("wl-bin");
+    let start = Instant::now();
+    while !socket.exists() {
+        if let Ok(Some(status)) = service.0.try_wait() {
+            panic!("render_service exited ({status}):\n{}", read_log(&log));
+        }
+        assert!(start.elapsed() < DEADLINE, "no socket after {DEADLINE:?}:\n{}", read_log(&log));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    let client_log = dir.path().join("client.log");
+    let client = Command::new(SIMPLE_SHM)
+        .env("XDG_RUNTIME_DIR", dir.path())
+        .env("WAYLAND_DISPLAY", "wl-bin")
+        .env("WAYLAND_DEBUG", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&client_log).expect("client log"))
+        .spawn()
+        .expect("spawning weston-simple-shm");
+    let mut client = KillOnDrop(client);
+
+    // The client gets frame callbacks (it asks for the next one each
+    // time), the service stays up.
+    let start = Instant::now();
+    loop {
+        let text = read_log(&client_log);
+        // Each frame request after the first answers a frame callback.
+        let frames_requested = text.lines().filter(|l| l.contains("-> wl_surface@") && l.contains(".frame(")).count();
+        if frames_requested >= 10 {
+            break;
+        }
+        if let Ok(Some(status)) = client.0.try_wait() {
+            panic!("weston-simple-shm exited ({status}):\n{text}");
+        }
+        if let Ok(Some(status)) = service.0.try_wait() {
+            panic!("render_service exited ({status}):\n{}", read_log(&log));
+        }
+        assert!(start.elapsed() < DEADLINE, "no frame callbacks after {DEADLINE:?}:\n{text}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(service.0.try_wait().expect("try_wait").is_none(), "render_service exited");
+}
+
+#[test]
+fn render_service_rejects_bad_arguments() {
+    for args in [&["--headless", "0x10"][..], &["--headless", "big"], &["--socket", "a/b"], &["--bogus"]] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let output = Command::new(env!("CARGO_BIN_EXE_render_service"))
+            .args(args)
+            .env("XDG_RUNTIME_DIR", dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("running render_service");
+        assert!(!output.status.success(), "{args:?} accepted");
+    }
+}
