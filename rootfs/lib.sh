@@ -24,11 +24,20 @@ set_arch() {
             DEB_ARCH=arm64
             KERNEL_FLAVOUR=arm64
             RUST_TARGET=aarch64-unknown-linux-musl
+            # The compositor is built for glibc (fetch-gfxlibs.sh says why).
+            GNU_TARGET=aarch64-unknown-linux-gnu
+            GNU_TRIPLET=aarch64-linux-gnu
+            GNU_LOADER=lib/ld-linux-aarch64.so.1
+            GNU_LINKER=aarch64-linux-gnu-gcc
             ;;
         x86_64)
             DEB_ARCH=amd64
             KERNEL_FLAVOUR=amd64
             RUST_TARGET=x86_64-unknown-linux-musl
+            GNU_TARGET=x86_64-unknown-linux-gnu
+            GNU_TRIPLET=x86_64-linux-gnu
+            GNU_LOADER=lib64/ld-linux-x86-64.so.2
+            GNU_LINKER=cc
             ;;
         *) die "unknown architecture '${ARCH}' (want aarch64 or x86_64)" ;;
     esac

@@ -45,6 +45,25 @@ for b in init begetctl sa_main hilogd; do
     [[ -x $BIN_DIR/$b ]] || die "$BIN_DIR/$b is missing"
 done
 
+# The compositor links pixman and xkbcommon (C): built for glibc against
+# Debian's libraries from fetch-gfxlibs.sh, which go into the image with it.
+"$REPO/rootfs/fetch-gfxlibs.sh" "$ARCH"
+GFX=$CACHE_DIR/gfx/$ARCH
+if [[ -n ${ACCORD_BIN_DIR:-} && -x $ACCORD_BIN_DIR/render_service ]]; then
+    GFX_BIN=$ACCORD_BIN_DIR/render_service
+else
+    log "cargo build --release --target $GNU_TARGET -p accord-compositor"
+    linker_var=CARGO_TARGET_$(echo "$GNU_TARGET" | tr 'a-z-' 'A-Z_')_LINKER
+    flags_var=CARGO_TARGET_$(echo "$GNU_TARGET" | tr 'a-z-' 'A-Z_')_RUSTFLAGS
+    (cd "$REPO" && env "$linker_var=$GNU_LINKER" "$flags_var=-L native=$GFX/link" \
+        cargo build --release --target "$GNU_TARGET" -p accord-compositor </dev/null)
+    GFX_BIN=${CARGO_TARGET_DIR:-$REPO/target}/$GNU_TARGET/release/render_service
+fi
+[[ -x $GFX_BIN ]] || die "$GFX_BIN is missing"
+for need in $(objdump -p "$GFX_BIN" | awk '/NEEDED/ {print $2}'); do
+    [[ -e $GFX/root/lib/$GNU_TRIPLET/$need ]] || die "render_service needs $need, which fetch-gfxlibs.sh does not fetch"
+done
+
 # --- the root tree ----------------------------------------------------------
 ROOT=$OUT_DIR/root
 log "staging $ROOT"
@@ -87,6 +106,10 @@ ln -s mke2fs sbin/mkfs.ext4
 ln -s e2fsck sbin/fsck.ext4
 ln -s mkfs.fat sbin/mkfs.vfat
 ln -s fsck.fat sbin/fsck.vfat
+
+# The compositor and its libraries (glibc's are the filesystem tools' too).
+cp -a "$GFX/root/." .
+install -m 0755 "$GFX_BIN" system/bin/render_service
 
 # The repo's files, verbatim.
 cp -a "$REPO/rootfs/files/." .

@@ -15,10 +15,14 @@ CHECK_ONLY=0
 PACKAGES=(
     qemu-system-arm qemu-system-x86 qemu-system-common qemu-system-data ipxe-qemu
     musl-tools cpio e2fsprogs busybox-static kmod zstd xz-utils gzip dbus util-linux binutils dosfstools
+    # The compositor: pixman and xkbcommon to link the host build against,
+    # the aarch64 glibc cross linker for the image's build, and weston's
+    # demo clients for the compositor's tests.
+    libpixman-1-dev libxkbcommon-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross weston
 )
 FOREIGN_ARCH=arm64
 FOREIGN_PACKAGES=(musl-dev:arm64)
-RUST_TARGETS=(aarch64-unknown-linux-musl x86_64-unknown-linux-musl)
+RUST_TARGETS=(aarch64-unknown-linux-musl x86_64-unknown-linux-musl aarch64-unknown-linux-gnu x86_64-unknown-linux-gnu)
 
 if [[ $(id -u) -eq 0 ]]; then
     SUDO=()

@@ -87,7 +87,12 @@ impl std::fmt::Debug for DrmBackend {
 
 /// The card nodes in `/dev/dri`, in numeric order (`card0`, `card1`, ..., `card10`).
 fn card_nodes() -> Result<Vec<PathBuf>, Error> {
-    let entries = std::fs::read_dir(DRI_DIR).map_err(|source| Error::Io { context: format!("listing {DRI_DIR}"), source })?;
+    let entries = match std::fs::read_dir(DRI_DIR) {
+        Ok(e) => e,
+        // No GPU driver loaded (yet): no card.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(Error::Io { context: format!("listing {DRI_DIR}"), source }),
+    };
     let mut cards: Vec<(u32, PathBuf)> = entries
         .filter_map(|e| e.ok())
         .filter_map(|e| {

@@ -41,13 +41,36 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
     Ok(parsed)
 }
 
+/// How often a display that is not there yet (its driver still loading, or
+/// its node not yet given to the graphics group) is looked for again.
+const DISPLAY_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
+
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+    // OpenHarmony's graphics domain.
+    accord_hilog::init_tracing("render_service", 0xD001400);
     let args = parse_args(std::env::args().skip(1))?;
     let socket = SocketConfig::from_env(&args.socket)?;
     let compositor = match args.headless {
         Some((w, h)) => Compositor::headless(w, h, &socket)?,
-        None => Compositor::drm(&socket)?,
+        None => {
+            // At boot the GPU's module may still be loading: wait for a
+            // display instead of exiting (and being restarted) in a loop.
+            let mut said = false;
+            loop {
+                match Compositor::drm(&socket) {
+                    Ok(c) => break c,
+                    Err(e @ (accord_compositor::Error::NoDisplay(_) | accord_compositor::Error::Drm { .. })) => {
+                        if !said {
+                            tracing::warn!("no display to drive yet ({e}); looking again every {DISPLAY_RETRY:?}");
+                            said = true;
+                        }
+                        let _ = std::fs::remove_file(socket.path());
+                        std::thread::sleep(DISPLAY_RETRY);
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
     };
     info!(socket = %compositor.socket_path().display(), "render_service running");
     compositor.run()?;

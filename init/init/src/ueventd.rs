@@ -357,13 +357,16 @@ fn set_owner_mode(path: &Path, uid: u32, gid: u32, mode: u32, want_device: bool)
     Ok(Applied::Done)
 }
 
+/// Sets a parameter (`name`, `value`).
+pub type SetParam = Box<dyn FnMut(&str, &str) + Send>;
+
 /// The work ueventd does, apart from its socket: applying rules.
 pub struct Ueventd {
     pub rules: Rules,
     pub roots: Roots,
     /// Sets a rule's parameter (`name`, `value`); the real one talks to
     /// init's parameter service.
-    pub set_param: Box<dyn FnMut(&str, &str) + Send>,
+    pub set_param: SetParam,
 }
 
 impl Ueventd {
@@ -569,7 +572,14 @@ impl Socket {
         unsafe {
             let mut addr: libc::sockaddr_nl = std::mem::zeroed();
             let mut alen = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
-            let n = libc::recvfrom(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_TRUNC, (&mut addr as *mut libc::sockaddr_nl).cast(), &mut alen);
+            let n = libc::recvfrom(
+                self.0.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_TRUNC,
+                (&mut addr as *mut libc::sockaddr_nl).cast(),
+                &mut alen,
+            );
             if n < 0 {
                 return Err(std::io::Error::last_os_error());
             }
@@ -657,7 +667,14 @@ mod tests {
             r.devices,
             vec![
                 DeviceRule { pattern: "/dev/input/event*".into(), mode: 0o660, uid: 0, gid: 1004, parameter: None, origin: "/etc/ueventd.config:3".into() },
-                DeviceRule { pattern: "/dev/rtc0".into(), mode: 0o660, uid: 1000, gid: 1000, parameter: Some("startup.dev.rtc0".into()), origin: "/etc/ueventd.config:4".into() },
+                DeviceRule {
+                    pattern: "/dev/rtc0".into(),
+                    mode: 0o660,
+                    uid: 1000,
+                    gid: 1000,
+                    parameter: Some("startup.dev.rtc0".into()),
+                    origin: "/etc/ueventd.config:4".into()
+                },
             ]
         );
         assert_eq!(r.sysfs.len(), 1);

@@ -381,7 +381,7 @@ fn devices_and_input(q: &mut Qemu, qmp_sock: &std::path::Path) -> Result<()> {
     ensure!(v == "true", "bootevent.ueventd.ready = {v:?}");
     let nodes = out(q, "stat -c '%a %u %g %n' /dev/input/event* /dev/dri/card0")?;
     let lines: Vec<&str> = nodes.lines().collect();
-    ensure!(lines.len() >= 3, "want two input devices (virtio keyboard and tablet) and a card: {nodes}");
+    ensure!(lines.len() >= 3, "want a keyboard, a pointer and a card: {nodes}");
     for l in &lines {
         let want = if l.ends_with("card0") { "660 0 1003 " } else { "660 0 1004 " };
         ensure!(l.starts_with(want), "{l}: want {want}(ueventd.config)\n{nodes}");
@@ -422,6 +422,73 @@ fn devices_and_input(q: &mut Qemu, qmp_sock: &std::path::Path) -> Result<()> {
     let after = out(q, "stat -c '%a %u %g %n' /dev/input/event*; dmesg | grep -i 'usb\\|hid' | tail -5")?;
     qmp.execute("device_del", serde_json::json!({"id": "qt-kbd"}))?;
     ensure!(rc == 0, "no node with 660 root:input for the USB keyboard: {o}\n{after}");
+    Ok(())
+}
+
+/// The share of a PPM (P6) screenshot's pixels that are `rgb`, and its size.
+fn share_of(ppm: &[u8], rgb: [u8; 3]) -> Result<(f64, usize, usize)> {
+    // "P6\n<w> <h>\n255\n" then the pixels.
+    let mut fields = Vec::new();
+    let mut at = 0;
+    while fields.len() < 4 {
+        while at < ppm.len() && ppm[at].is_ascii_whitespace() {
+            at += 1;
+        }
+        let start = at;
+        while at < ppm.len() && !ppm[at].is_ascii_whitespace() {
+            at += 1;
+        }
+        ensure!(at > start, "a truncated PPM header");
+        fields.push(String::from_utf8_lossy(&ppm[start..at]).into_owned());
+    }
+    ensure!(fields[0] == "P6" && fields[3] == "255", "not a P6 PPM: {fields:?}");
+    let (w, h): (usize, usize) = (fields[1].parse()?, fields[2].parse()?);
+    let px = ppm.get(at + 1..).ok_or_else(|| anyhow!("no pixels"))?;
+    ensure!(px.len() >= w * h * 3, "{} bytes of pixels for {w}x{h}", px.len());
+    let same = px.chunks_exact(3).take(w * h).filter(|p| *p == rgb).count();
+    Ok((same as f64 / (w * h).max(1) as f64, w, h))
+}
+
+/// Takes screenshots through QMP until most of the screen is the
+/// compositor's background (or the deadline passes); returns the last share.
+fn wait_for_background(qmp: &mut accord_systest::Qmp, shot: &std::path::Path, deadline: Duration) -> Result<f64> {
+    let until = Instant::now() + deadline;
+    loop {
+        let _ = std::fs::remove_file(shot);
+        qmp.execute("screendump", serde_json::json!({"filename": shot.display().to_string()}))?;
+        let (share, _, _) = share_of(&std::fs::read(shot)?, [0x1b, 0x2b, 0x45])?;
+        if share >= 0.9 || Instant::now() >= until {
+            return Ok(share);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// render_service, started by init once ueventd has given the graphics
+/// group the DRM card, drives virtio-gpu as uid graphics: a screenshot
+/// through QMP shows its background; killed, it is restarted and the
+/// screen is its again.
+fn compositor_on_screen(q: &mut Qemu, qmp_sock: &std::path::Path, shot: &std::path::Path) -> Result<()> {
+    let (rc, o) = q.run(
+        "i=0; until pidof render_service >/dev/null; do i=$((i+1)); [ $i -gt 300 ] && exit 1; sleep 0.1; done; pidof render_service",
+        Duration::from_secs(60),
+    )?;
+    ensure!(rc == 0, "render_service is not running: {o}\n{}", out(q, "begetctl dump_service render_service; hilog -x -T render_service | tail")?);
+    let pid = o.trim().to_owned();
+    let uid = out(q, &format!("awk '/^Uid:/ {{print $2}}' /proc/{pid}/status"))?;
+    ensure!(uid == "1003", "render_service runs as uid {uid}, not graphics (1003)");
+    let mut qmp = accord_systest::Qmp::connect(qmp_sock)?;
+    let share = wait_for_background(&mut qmp, shot, Duration::from_secs(60))?;
+    ensure!(share >= 0.9, "{:.0}% of the screen is the compositor's background\n{}", share * 100.0, out(q, "hilog -x -T render_service | tail")?);
+    println!("# {:.1}% of the screen is the background; screenshot in {}", share * 100.0, shot.display());
+    out(q, &format!("kill -9 {pid}"))?;
+    let (rc, o) = q.run(
+        &format!("i=0; until p=$(pidof render_service) && [ \"$p\" != {pid} ]; do i=$((i+1)); [ $i -gt 300 ] && exit 1; sleep 0.1; done; echo $p"),
+        Duration::from_secs(60),
+    )?;
+    ensure!(rc == 0, "render_service was not restarted: {o}");
+    let share = wait_for_background(&mut qmp, shot, Duration::from_secs(60))?;
+    ensure!(share >= 0.9, "after the restart {:.0}% of the screen is the background", share * 100.0);
     Ok(())
 }
 
@@ -533,6 +600,10 @@ fn main() -> ExitCode {
             if let Err(e) = first_boot(&mut q, &mut r) {
                 r.check("first boot", Err(e));
             }
+            r.check(
+                "render_service (uid graphics) draws on virtio-gpu: a QMP screenshot shows it, and again after kill -9",
+                compositor_on_screen(&mut q, &qmp_sock, &log_dir.join("screen.ppm")),
+            );
             r.check(
                 "ueventd sets device nodes' owners (at boot and on hot-plug); a key through QMP is user activity for the power manager",
                 devices_and_input(&mut q, &qmp_sock),
