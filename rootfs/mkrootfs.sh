@@ -61,7 +61,7 @@ else
 fi
 [[ -x $GFX_BIN ]] || die "$GFX_BIN is missing"
 for need in $(objdump -p "$GFX_BIN" | awk '/NEEDED/ {print $2}'); do
-    [[ -e $GFX/root/lib/$GNU_TRIPLET/$need ]] || die "render_service needs $need, which fetch-gfxlibs.sh does not fetch"
+    [[ -e $GFX/root/lib/$GNU_TRIPLET/$need || $need == "${GNU_LOADER##*/}" ]] || die "render_service needs $need, which fetch-gfxlibs.sh does not fetch"
 done
 
 # --- the root tree ----------------------------------------------------------
