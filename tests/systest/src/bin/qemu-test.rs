@@ -514,7 +514,26 @@ fn compositor_on_screen(q: &mut Qemu, qmp_sock: &std::path::Path, shot: &std::pa
     out(q, "kill $(cat /tmp/shm.pid)")?;
     let gone = screenshots_until(&mut qmp, shot, Duration::from_secs(60), all_background)?;
     ensure!(gone, "the client's window stayed after it exited");
-    println!("# the background, then weston-simple-shm's window, then the background again; screenshots in {}", shot.parent().map(|p| p.display().to_string()).unwrap_or_default());
+    println!(
+        "# the background, then weston-simple-shm's window, then the background again; screenshots in {}",
+        shot.parent().map(|p| p.display().to_string()).unwrap_or_default()
+    );
+    // Screen power follows the power manager: display off after 3 s idle
+    // turns the CRTC off (QEMU then shows no scan-out), a key turns it on.
+    out(q, "power-shell wakeup >/dev/null && power-shell timeout -o 3000")?;
+    let (rc, o) =
+        q.run("i=0; until power-shell dump | grep -q 'display: OFF'; do i=$((i+1)); [ $i -gt 600 ] && exit 1; sleep 0.1; done", Duration::from_secs(120))?;
+    ensure!(rc == 0, "the display did not go off: {o}");
+    let dark = screenshots_until(&mut qmp, shot, Duration::from_secs(60), |ppm| Ok(background_share(ppm, |_, _| true)? < 0.1))?;
+    ensure!(dark, "the screen stayed on after the display-off time: {}", out(q, "hilog -x -T render_service | tail -5")?);
+    std::fs::copy(shot, shot.with_file_name("screen-off.ppm"))?;
+    for down in [true, false] {
+        let ev = serde_json::json!({"events": [{"type": "key", "data": {"down": down, "key": {"type": "qcode", "data": "shift"}}}]});
+        qmp.execute("input-send-event", ev)?;
+    }
+    let lit = screenshots_until(&mut qmp, shot, Duration::from_secs(60), all_background)?;
+    ensure!(lit, "a key did not turn the screen back on: {}", out(q, "power-shell dump; hilog -x -T render_service | tail -5")?);
+    out(q, "power-shell timeout -r")?;
     out(q, &format!("kill -9 {pid}"))?;
     let (rc, o) = q.run(
         &format!("i=0; until p=$(pidof render_service) && [ \"$p\" != {pid} ]; do i=$((i+1)); [ $i -gt 300 ] && exit 1; sleep 0.1; done; echo $p"),
@@ -635,7 +654,7 @@ fn main() -> ExitCode {
                 r.check("first boot", Err(e));
             }
             r.check(
-                "render_service (uid graphics) draws on virtio-gpu, with a stock client's window (weston-simple-shm): QMP screenshots show them, and the screen is back after kill -9",
+                "render_service (uid graphics) draws on virtio-gpu, with a stock client's window (weston-simple-shm); the screen goes off with the display-off time and on at a key; it is back after kill -9 (QMP screenshots)",
                 compositor_on_screen(&mut q, &qmp_sock, &log_dir.join("screen.ppm")),
             );
             r.check(
