@@ -447,6 +447,19 @@ fn ppm_pixels(ppm: &[u8]) -> Result<(usize, usize, &[u8])> {
     Ok((w, h, px))
 }
 
+/// Saves a PPM screenshot as PNG.
+fn save_png(ppm: &[u8], path: &std::path::Path) -> Result<()> {
+    let (w, h, px) = ppm_pixels(ppm)?;
+    let file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut enc = png::Encoder::new(file, u32::try_from(w)?, u32::try_from(h)?);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    let mut writer = enc.write_header()?;
+    writer.write_image_data(px)?;
+    writer.finish()?;
+    Ok(())
+}
+
 /// The compositor's background colour.
 const BACKGROUND: [u8; 3] = [0x1b, 0x2b, 0x45];
 
@@ -510,7 +523,7 @@ fn compositor_on_screen(q: &mut Qemu, qmp_sock: &std::path::Path, shot: &std::pa
     };
     let drawn = screenshots_until(&mut qmp, shot, Duration::from_secs(60), window)?;
     ensure!(drawn, "weston-simple-shm's window is not on the screen: {}", out(q, "cat /tmp/shm.log; hilog -x -T render_service | tail")?);
-    std::fs::copy(shot, shot.with_file_name("screen-client.ppm"))?;
+    save_png(&std::fs::read(shot)?, &shot.with_file_name("screen.png"))?;
     out(q, "kill $(cat /tmp/shm.pid)")?;
     let gone = screenshots_until(&mut qmp, shot, Duration::from_secs(60), all_background)?;
     ensure!(gone, "the client's window stayed after it exited");
@@ -526,7 +539,7 @@ fn compositor_on_screen(q: &mut Qemu, qmp_sock: &std::path::Path, shot: &std::pa
     ensure!(rc == 0, "the display did not go off: {o}");
     let dark = screenshots_until(&mut qmp, shot, Duration::from_secs(60), |ppm| Ok(background_share(ppm, |_, _| true)? < 0.1))?;
     ensure!(dark, "the screen stayed on after the display-off time: {}", out(q, "hilog -x -T render_service | tail -5")?);
-    std::fs::copy(shot, shot.with_file_name("screen-off.ppm"))?;
+    save_png(&std::fs::read(shot)?, &shot.with_file_name("screen-off.png"))?;
     for down in [true, false] {
         let ev = serde_json::json!({"events": [{"type": "key", "data": {"down": down, "key": {"type": "qcode", "data": "shift"}}}]});
         qmp.execute("input-send-event", ev)?;
