@@ -57,6 +57,8 @@ pub struct HeadlessBackend {
     tracker: OutputDamageTracker,
     size: (i32, i32),
     frames: u64,
+    /// The screen is off: frames read back black, as a dark panel would be.
+    off: bool,
 }
 
 impl std::fmt::Debug for HeadlessBackend {
@@ -71,14 +73,27 @@ impl HeadlessBackend {
         let mut renderer = PixmanRenderer::new()?;
         let image = renderer.create_buffer(Fourcc::Xrgb8888, (width, height).into())?;
         let tracker = OutputDamageTracker::new((width, height), 1.0, Transform::Normal);
-        Ok(HeadlessBackend { renderer, image, tracker, size: (width, height), frames: 0 })
+        Ok(HeadlessBackend { renderer, image, tracker, size: (width, height), frames: 0, off: false })
     }
 
     pub(crate) fn output_info(&self) -> OutputInfo {
         OutputInfo { name: "headless-1".into(), make: "Accord".into(), model: "headless".into(), size: self.size, refresh_mhz: 60_000, physical_mm: (0, 0) }
     }
 
+    /// Turns the (simulated) screen off or on; on again, the next frame is
+    /// drawn whole.
+    pub(crate) fn set_power(&mut self, on: bool) {
+        self.off = !on;
+        if on {
+            self.tracker = OutputDamageTracker::new(self.size, 1.0, Transform::Normal);
+            self.frames = 0;
+        }
+    }
+
     pub(crate) fn render(&mut self, space: &Space<Window>, output: &Output) -> Result<RenderStatus, Error> {
+        if self.off {
+            return Ok(RenderStatus::Rendered { damaged: false });
+        }
         // One image, so after the first frame it always holds the last one.
         let age = if self.frames == 0 { 0 } else { 1 };
         let mut target = self.renderer.bind(&mut self.image)?;
@@ -87,12 +102,16 @@ impl HeadlessBackend {
         Ok(RenderStatus::Rendered { damaged })
     }
 
-    /// A copy of the image, `None` before the first frame.
+    /// A copy of the image (all black while the screen is off), `None`
+    /// before the first frame.
     pub(crate) fn frame(&mut self) -> Result<Option<Frame>, Error> {
+        let (width, height) = self.size;
+        if self.off {
+            return Ok(Some(Frame { width: width as u32, height: height as u32, pixels: vec![0; (width * height) as usize] }));
+        }
         if self.frames == 0 {
             return Ok(None);
         }
-        let (width, height) = self.size;
         let target = self.renderer.bind(&mut self.image)?;
         let mapping = self.renderer.copy_framebuffer(&target, Rectangle::from_size((width, height).into()), Fourcc::Xrgb8888)?;
         let bytes = self.renderer.map_texture(&mapping)?;

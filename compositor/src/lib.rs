@@ -20,6 +20,7 @@
 //! error and is disconnected; nothing a client sends panics the compositor.
 
 pub mod drm;
+pub mod follow_power;
 pub mod headless;
 pub mod render;
 pub mod state;
@@ -153,7 +154,22 @@ pub struct Compositor {
     event_loop: EventLoop<'static, State>,
     state: State,
     socket_path: PathBuf,
+    power: ScreenPowerSender,
 }
+
+/// Screen power (OpenHarmony's display power states as far as a screen
+/// without a backlight has them: DIM counts as on). Off disables the
+/// CRTC (DRM) and withholds frame callbacks, so clients stop drawing; on
+/// again, the whole output is drawn anew.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScreenPower {
+    On,
+    Off,
+}
+
+/// Sends [`ScreenPower`] changes to a running compositor from any thread;
+/// sending fails once the compositor is gone.
+pub type ScreenPowerSender = smithay::reexports::calloop::channel::Sender<ScreenPower>;
 
 impl std::fmt::Debug for Compositor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -222,9 +238,29 @@ impl Compositor {
             })
             .map_err(|e| Error::EventLoop(e.error))?;
 
-        let mut compositor = Compositor { event_loop, state, socket_path };
+        let (power, power_rx) = smithay::reexports::calloop::channel::channel::<ScreenPower>();
+        handle
+            .insert_source(power_rx, |event, _, state: &mut State| {
+                if let smithay::reexports::calloop::channel::Event::Msg(p) = event {
+                    state.set_screen_power(p == ScreenPower::On);
+                }
+            })
+            .map_err(|e| Error::EventLoop(e.error))?;
+
+        let mut compositor = Compositor { event_loop, state, socket_path, power };
         compositor.state.schedule_redraw();
         Ok(compositor)
+    }
+
+    /// A handle that turns the screen on and off from another thread (the
+    /// binary's power-manager listener).
+    pub fn screen_power(&self) -> ScreenPowerSender {
+        self.power.clone()
+    }
+
+    /// Whether the screen is on.
+    pub fn screen_on(&self) -> bool {
+        self.state.screen_on
     }
 
     /// The Wayland socket's full path.

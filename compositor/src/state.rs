@@ -116,6 +116,8 @@ pub struct State {
     last_frame: Option<Instant>,
     start: Instant,
     pub(crate) frames_rendered: u64,
+    /// Whether the screen is on (screen power, following the power manager).
+    pub(crate) screen_on: bool,
 }
 
 impl State {
@@ -159,6 +161,7 @@ impl State {
             last_frame: None,
             start: Instant::now(),
             frames_rendered: 0,
+            screen_on: true,
         }
     }
 
@@ -186,6 +189,27 @@ impl State {
         }
     }
 
+    /// Turns the screen on or off ([`crate::ScreenPower`]); on again, the
+    /// whole output is drawn anew.
+    pub(crate) fn set_screen_power(&mut self, on: bool) {
+        let result = match &mut self.backend {
+            Backend::Headless(b) => {
+                b.set_power(on);
+                Ok(())
+            }
+            Backend::Drm(b) => b.set_power(on),
+        };
+        match result {
+            Ok(()) => {
+                self.screen_on = on;
+                if on {
+                    self.schedule_redraw();
+                }
+            }
+            Err(err) => warn!(%err, on, "screen power not changed"),
+        }
+    }
+
     /// The backend can take a frame again (its page flip completed).
     pub(crate) fn frame_done(&mut self) {
         if self.needs_redraw {
@@ -194,7 +218,9 @@ impl State {
     }
 
     fn redraw(&mut self) {
-        if !self.needs_redraw {
+        // Off: no frame, and no frame callbacks (clients stop drawing);
+        // the frame is drawn when the screen comes back on.
+        if !self.needs_redraw || !self.screen_on {
             return;
         }
         let result = match &mut self.backend {

@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use accord_compositor::{Compositor, Frame, SocketConfig, BACKGROUND};
+use accord_compositor::{Compositor, Frame, ScreenPower, ScreenPowerSender, SocketConfig, BACKGROUND};
 
 const WIDTH: u32 = 640;
 const HEIGHT: u32 = 480;
@@ -33,6 +33,7 @@ struct Harness {
     requests: mpsc::Sender<FrameRequest>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    power: ScreenPowerSender,
 }
 
 impl Harness {
@@ -52,7 +53,7 @@ impl Harness {
                     return;
                 }
             };
-            let _ = ready_tx.send(Ok(()));
+            let _ = ready_tx.send(Ok(compositor.screen_power()));
             while !thread_stop.load(Ordering::SeqCst) {
                 if let Err(err) = compositor.dispatch(Some(Duration::from_millis(5))) {
                     panic!("dispatch: {err}");
@@ -64,10 +65,11 @@ impl Harness {
             }
         });
         let ready = ready_rx.recv_timeout(DEADLINE).expect("compositor thread did not start");
-        if let Err(err) = ready {
-            panic!("compositor: {err}");
-        }
-        Harness { dir, socket_name, requests, stop, thread: Some(thread) }
+        let power = match ready {
+            Ok(power) => power,
+            Err(err) => panic!("compositor: {err}"),
+        };
+        Harness { dir, socket_name, requests, stop, thread: Some(thread), power }
     }
 
     fn socket_path(&self) -> PathBuf {
@@ -216,6 +218,24 @@ fn background_before_any_client() {
     };
     assert_eq!((frame.width, frame.height), (WIDTH, HEIGHT));
     assert!(frame.pixels.iter().all(|&p| p == BACKGROUND), "first frame is not all background: {:06x}", frame.pixels[0]);
+}
+
+/// Screen power off: the frame is black (a dark panel) while the client
+/// waits; on again, the whole output, its window included, is drawn anew.
+#[test]
+fn screen_power_off_and_on() {
+    let harness = Harness::start();
+    let mut client = harness.spawn_client(SIMPLE_SHM, false);
+    wait_for_window(&harness, &mut client);
+    harness.power.send(ScreenPower::Off).expect("compositor gone");
+    let start = Instant::now();
+    while !harness.frame().is_some_and(|f| f.pixels.iter().all(|&p| p == 0)) {
+        assert!(start.elapsed() < DEADLINE, "the screen did not go dark");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    harness.power.send(ScreenPower::On).expect("compositor gone");
+    let again = wait_for_window(&harness, &mut client);
+    assert!(again.pixels.iter().skip((HEIGHT as usize - 1) * WIDTH as usize).all(|&p| p == BACKGROUND), "the background is drawn again");
 }
 
 #[test]

@@ -73,6 +73,9 @@ fn main() -> anyhow::Result<()> {
         }
     };
     info!(socket = %compositor.socket_path().display(), "render_service running");
+    if args.headless.is_none() {
+        accord_compositor::follow_power::spawn(compositor.screen_power())?;
+    }
     compositor.run()?;
     Ok(())
 }

@@ -425,8 +425,8 @@ fn devices_and_input(q: &mut Qemu, qmp_sock: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-/// The share of a PPM (P6) screenshot's pixels that are `rgb`, and its size.
-fn share_of(ppm: &[u8], rgb: [u8; 3]) -> Result<(f64, usize, usize)> {
+/// A PPM (P6) screenshot's size and RGB pixels.
+fn ppm_pixels(ppm: &[u8]) -> Result<(usize, usize, &[u8])> {
     // "P6\n<w> <h>\n255\n" then the pixels.
     let mut fields = Vec::new();
     let mut at = 0;
@@ -443,25 +443,60 @@ fn share_of(ppm: &[u8], rgb: [u8; 3]) -> Result<(f64, usize, usize)> {
     }
     ensure!(fields[0] == "P6" && fields[3] == "255", "not a P6 PPM: {fields:?}");
     let (w, h): (usize, usize) = (fields[1].parse()?, fields[2].parse()?);
-    let px = ppm.get(at + 1..).ok_or_else(|| anyhow!("no pixels"))?;
-    ensure!(px.len() >= w * h * 3, "{} bytes of pixels for {w}x{h}", px.len());
-    let same = px.chunks_exact(3).take(w * h).filter(|p| *p == rgb).count();
-    Ok((same as f64 / (w * h).max(1) as f64, w, h))
+    let px = ppm.get(at + 1..at + 1 + w * h * 3).ok_or_else(|| anyhow!("fewer pixels than {w}x{h}"))?;
+    Ok((w, h, px))
 }
 
-/// Takes screenshots through QMP until most of the screen is the
-/// compositor's background (or the deadline passes); returns the last share.
-fn wait_for_background(qmp: &mut accord_systest::Qmp, shot: &std::path::Path, deadline: Duration) -> Result<f64> {
+/// Saves a PPM screenshot as PNG.
+fn save_png(ppm: &[u8], path: &std::path::Path) -> Result<()> {
+    let (w, h, px) = ppm_pixels(ppm)?;
+    let file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut enc = png::Encoder::new(file, u32::try_from(w)?, u32::try_from(h)?);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    let mut writer = enc.write_header()?;
+    writer.write_image_data(px)?;
+    writer.finish()?;
+    Ok(())
+}
+
+/// The compositor's background colour.
+const BACKGROUND: [u8; 3] = [0x1b, 0x2b, 0x45];
+
+/// Of the pixels for which `inside(x, y)` holds, the share that is the
+/// background.
+fn background_share(ppm: &[u8], inside: impl Fn(usize, usize) -> bool) -> Result<f64> {
+    let (w, _, px) = ppm_pixels(ppm)?;
+    let (mut n, mut bg) = (0usize, 0usize);
+    for (i, p) in px.chunks_exact(3).enumerate() {
+        if inside(i % w, i / w) {
+            n += 1;
+            bg += usize::from(p == BACKGROUND);
+        }
+    }
+    Ok(bg as f64 / n.max(1) as f64)
+}
+
+/// Takes screenshots through QMP until `done(screenshot)` holds or the
+/// deadline passes; returns whether it held.
+fn screenshots_until(qmp: &mut accord_systest::Qmp, shot: &std::path::Path, deadline: Duration, done: impl Fn(&[u8]) -> Result<bool>) -> Result<bool> {
     let until = Instant::now() + deadline;
     loop {
         let _ = std::fs::remove_file(shot);
         qmp.execute("screendump", serde_json::json!({"filename": shot.display().to_string()}))?;
-        let (share, _, _) = share_of(&std::fs::read(shot)?, [0x1b, 0x2b, 0x45])?;
-        if share >= 0.9 || Instant::now() >= until {
-            return Ok(share);
+        if done(&std::fs::read(shot)?)? {
+            return Ok(true);
+        }
+        if Instant::now() >= until {
+            return Ok(false);
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// Most of the screen is the background.
+fn all_background(ppm: &[u8]) -> Result<bool> {
+    Ok(background_share(ppm, |_, _| true)? >= 0.9)
 }
 
 /// render_service, started by init once ueventd has given the graphics
@@ -478,17 +513,48 @@ fn compositor_on_screen(q: &mut Qemu, qmp_sock: &std::path::Path, shot: &std::pa
     let uid = out(q, &format!("awk '/^Uid:/ {{print $2}}' /proc/{pid}/status"))?;
     ensure!(uid == "1003", "render_service runs as uid {uid}, not graphics (1003)");
     let mut qmp = accord_systest::Qmp::connect(qmp_sock)?;
-    let share = wait_for_background(&mut qmp, shot, Duration::from_secs(60))?;
-    ensure!(share >= 0.9, "{:.0}% of the screen is the compositor's background\n{}", share * 100.0, out(q, "hilog -x -T render_service | tail")?);
-    println!("# {:.1}% of the screen is the background; screenshot in {}", share * 100.0, shot.display());
+    let shown = screenshots_until(&mut qmp, shot, Duration::from_secs(60), all_background)?;
+    ensure!(shown, "the screen is not the compositor's background\n{}", out(q, "hilog -x -T render_service | tail")?);
+    // Debian's stock demo client: its 250x250 window, at the top left,
+    // drawn by the client in shared memory and composited on the screen.
+    out(q, "WAYLAND_DISPLAY=/run/render_service/wayland-0 weston-simple-shm >/tmp/shm.log 2>&1 & echo $! >/tmp/shm.pid")?;
+    let window = |ppm: &[u8]| -> Result<bool> {
+        Ok(background_share(ppm, |x, y| x < 250 && y < 250)? < 0.5 && background_share(ppm, |x, y| x >= 300 || y >= 300)? >= 0.9)
+    };
+    let drawn = screenshots_until(&mut qmp, shot, Duration::from_secs(60), window)?;
+    ensure!(drawn, "weston-simple-shm's window is not on the screen: {}", out(q, "cat /tmp/shm.log; hilog -x -T render_service | tail")?);
+    save_png(&std::fs::read(shot)?, &shot.with_file_name("screen.png"))?;
+    out(q, "kill $(cat /tmp/shm.pid)")?;
+    let gone = screenshots_until(&mut qmp, shot, Duration::from_secs(60), all_background)?;
+    ensure!(gone, "the client's window stayed after it exited");
+    println!(
+        "# the background, then weston-simple-shm's window, then the background again; screenshots in {}",
+        shot.parent().map(|p| p.display().to_string()).unwrap_or_default()
+    );
+    // Screen power follows the power manager: display off after 3 s idle
+    // turns the CRTC off (QEMU then shows no scan-out), a key turns it on.
+    out(q, "power-shell wakeup >/dev/null && power-shell timeout -o 3000")?;
+    let (rc, o) =
+        q.run("i=0; until power-shell dump | grep -q 'display: OFF'; do i=$((i+1)); [ $i -gt 600 ] && exit 1; sleep 0.1; done", Duration::from_secs(120))?;
+    ensure!(rc == 0, "the display did not go off: {o}");
+    let dark = screenshots_until(&mut qmp, shot, Duration::from_secs(60), |ppm| Ok(background_share(ppm, |_, _| true)? < 0.1))?;
+    ensure!(dark, "the screen stayed on after the display-off time: {}", out(q, "hilog -x -T render_service | tail -5")?);
+    save_png(&std::fs::read(shot)?, &shot.with_file_name("screen-off.png"))?;
+    for down in [true, false] {
+        let ev = serde_json::json!({"events": [{"type": "key", "data": {"down": down, "key": {"type": "qcode", "data": "shift"}}}]});
+        qmp.execute("input-send-event", ev)?;
+    }
+    let lit = screenshots_until(&mut qmp, shot, Duration::from_secs(60), all_background)?;
+    ensure!(lit, "a key did not turn the screen back on: {}", out(q, "power-shell dump; hilog -x -T render_service | tail -5")?);
+    out(q, "power-shell timeout -r")?;
     out(q, &format!("kill -9 {pid}"))?;
     let (rc, o) = q.run(
         &format!("i=0; until p=$(pidof render_service) && [ \"$p\" != {pid} ]; do i=$((i+1)); [ $i -gt 300 ] && exit 1; sleep 0.1; done; echo $p"),
         Duration::from_secs(60),
     )?;
     ensure!(rc == 0, "render_service was not restarted: {o}");
-    let share = wait_for_background(&mut qmp, shot, Duration::from_secs(60))?;
-    ensure!(share >= 0.9, "after the restart {:.0}% of the screen is the background", share * 100.0);
+    let back = screenshots_until(&mut qmp, shot, Duration::from_secs(60), all_background)?;
+    ensure!(back, "after the restart the screen is not the compositor's");
     Ok(())
 }
 
@@ -601,7 +667,7 @@ fn main() -> ExitCode {
                 r.check("first boot", Err(e));
             }
             r.check(
-                "render_service (uid graphics) draws on virtio-gpu: a QMP screenshot shows it, and again after kill -9",
+                "render_service (uid graphics) draws on virtio-gpu, with a stock client's window (weston-simple-shm); the screen goes off with the display-off time and on at a key; it is back after kill -9 (QMP screenshots)",
                 compositor_on_screen(&mut q, &qmp_sock, &log_dir.join("screen.ppm")),
             );
             r.check(
