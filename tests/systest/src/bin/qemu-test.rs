@@ -512,6 +512,9 @@ fn compositor_on_screen(q: &mut Qemu, qmp_sock: &std::path::Path, shot: &std::pa
     let pid = o.trim().to_owned();
     let uid = out(q, &format!("awk '/^Uid:/ {{print $2}}' /proc/{pid}/status"))?;
     ensure!(uid == "1003", "render_service runs as uid {uid}, not graphics (1003)");
+    // The screen follows the power manager: keep the display on (no
+    // display-off time) until this check turns it off on purpose.
+    out(q, "power-shell wakeup >/dev/null && power-shell timeout -o -1")?;
     let mut qmp = accord_systest::Qmp::connect(qmp_sock)?;
     let shown = screenshots_until(&mut qmp, shot, Duration::from_secs(60), all_background)?;
     ensure!(shown, "the screen is not the compositor's background\n{}", out(q, "hilog -x -T render_service | tail")?);
@@ -528,7 +531,7 @@ fn compositor_on_screen(q: &mut Qemu, qmp_sock: &std::path::Path, shot: &std::pa
     let gone = screenshots_until(&mut qmp, shot, Duration::from_secs(60), all_background)?;
     ensure!(gone, "the client's window stayed after it exited");
     println!(
-        "# the background, then weston-simple-shm's window, then the background again; screenshots in {}",
+        "# the background, then weston-simple-shm's window (screen.png), then the background again; screenshots in {}",
         shot.parent().map(|p| p.display().to_string()).unwrap_or_default()
     );
     // Screen power follows the power manager: display off after 3 s idle
@@ -546,7 +549,7 @@ fn compositor_on_screen(q: &mut Qemu, qmp_sock: &std::path::Path, shot: &std::pa
     }
     let lit = screenshots_until(&mut qmp, shot, Duration::from_secs(60), all_background)?;
     ensure!(lit, "a key did not turn the screen back on: {}", out(q, "power-shell dump; hilog -x -T render_service | tail -5")?);
-    out(q, "power-shell timeout -r")?;
+    out(q, "power-shell timeout -o -1")?;
     out(q, &format!("kill -9 {pid}"))?;
     let (rc, o) = q.run(
         &format!("i=0; until p=$(pidof render_service) && [ \"$p\" != {pid} ]; do i=$((i+1)); [ $i -gt 300 ] && exit 1; sleep 0.1; done; echo $p"),
@@ -555,6 +558,7 @@ fn compositor_on_screen(q: &mut Qemu, qmp_sock: &std::path::Path, shot: &std::pa
     ensure!(rc == 0, "render_service was not restarted: {o}");
     let back = screenshots_until(&mut qmp, shot, Duration::from_secs(60), all_background)?;
     ensure!(back, "after the restart the screen is not the compositor's");
+    out(q, "power-shell timeout -r")?;
     Ok(())
 }
 
