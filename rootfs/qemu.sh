@@ -46,7 +46,7 @@ case "$ARCH" in
         # Its keyboard is the PS/2 one (QMP key events go to it, and it can
         # wake a suspended guest; a virtio keyboard would take the keys and
         # cannot).
-        cmd=(qemu-system-x86_64 -M q35 -accel tcg,thread=single)
+        cmd=(qemu-system-x86_64 -M q35 -accel tcg,thread=single -vga none)
         append="console=ttyS0 $append"
         ;;
 esac
