@@ -1,0 +1,139 @@
+//! One client must not be able to take all of the compositor's file
+//! descriptors: render_service runs with the kernel's default soft limit
+//! of 1024 (what init gives services), a client holds shm pools (one
+//! descriptor each in the compositor) up to that limit, and another
+//! client must still be served.
+
+mod common;
+
+use std::{
+    os::{fd::AsRawFd, unix::process::CommandExt},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::{fd_count, memfd, Arg, Gone, RawClient, DEADLINE};
+
+const LIMIT: u64 = 1024;
+const SIMPLE_SHM: &str = "/usr/bin/weston-simple-shm";
+
+/// A child process killed and reaped on drop.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn one_client_cannot_take_every_descriptor_with_pools() {
+    attack(false);
+}
+
+/// The same with buffers keeping their pools' files open after the pools
+/// are destroyed.
+#[test]
+fn one_client_cannot_take_every_descriptor_with_buffers() {
+    attack(true);
+}
+
+fn attack(destroy_pools: bool) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("render_service.log");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_render_service"));
+    command
+        .args(["--headless", "320x240", "--socket", "wl"])
+        .env("XDG_RUNTIME_DIR", dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"));
+    // SAFETY: setrlimit only, between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            let lim = libc::rlimit { rlim_cur: LIMIT, rlim_max: 4096 };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut service = KillOnDrop(command.spawn().expect("spawning render_service"));
+    let pid = service.0.id().to_string();
+    let socket = dir.path().join("wl");
+    let start = Instant::now();
+    while !socket.exists() {
+        assert!(service.0.try_wait().expect("try_wait").is_none(), "render_service exited");
+        assert!(start.elapsed() < DEADLINE, "no socket");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    // The attacker: pools until the compositor is at its limit (or the
+    // attacker is cut off, which is fine).
+    let mut c = RawClient::connect(&socket);
+    let shm = c.bind("wl_shm", 1);
+    let mut pools = 0;
+    let mut cut_off = false;
+    while (fd_count(&pid) as u64) < LIMIT {
+        let fd = memfd(4096);
+        let pool = c.new_id();
+        if c.try_send(shm, 0, &[Arg::U(pool), Arg::Fd(fd.as_raw_fd()), Arg::I(4096)]).is_err() {
+            cut_off = true;
+            break;
+        }
+        pools += 1;
+        if destroy_pools {
+            let buffer = c.new_id();
+            let made = c.try_send(pool, 0, &[Arg::U(buffer), Arg::I(0), Arg::I(16), Arg::I(16), Arg::I(64), Arg::U(1)]);
+            if made.and_then(|()| c.try_send(pool, 1, &[])).is_err() {
+                cut_off = true;
+                break;
+            }
+        }
+        if let Err(Gone::Disconnected(_)) = c.roundtrip() {
+            cut_off = true;
+            break;
+        }
+        assert!(pools < 10 * LIMIT, "{pools} pools and the compositor has only {} descriptors", fd_count(&pid));
+    }
+    eprintln!("{pools} pools, compositor at {} descriptors, attacker cut off: {cut_off}", fd_count(&pid));
+
+    // Another client is served: weston-simple-shm gets frame callbacks.
+    let client_log = dir.path().join("client.log");
+    let mut client = KillOnDrop(
+        Command::new(SIMPLE_SHM)
+            .env("XDG_RUNTIME_DIR", dir.path())
+            .env("WAYLAND_DISPLAY", "wl")
+            .env("WAYLAND_DEBUG", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&client_log).expect("client log"))
+            .spawn()
+            .expect("spawning weston-simple-shm"),
+    );
+    let cpu_before = common::cpu_ticks(&pid);
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&client_log).unwrap_or_default();
+        let frames = text.lines().filter(|l| l.contains("-> wl_surface@") && l.contains(".frame(")).count();
+        if frames >= 10 {
+            break;
+        }
+        if let Ok(Some(status)) = client.0.try_wait() {
+            panic!(
+                "weston-simple-shm exited ({status}) while another client holds {pools} pools; cpu used meanwhile {} ticks; its log:\n{}",
+                common::cpu_ticks(&pid) - cpu_before,
+                text.lines().rev().take(5).collect::<Vec<_>>().join("\n")
+            );
+        }
+        assert!(service.0.try_wait().expect("try_wait").is_none(), "render_service exited");
+        assert!(
+            start.elapsed() < DEADLINE,
+            "weston-simple-shm not served in {DEADLINE:?} while another client holds {pools} pools; render_service used {} CPU ticks meanwhile",
+            common::cpu_ticks(&pid) - cpu_before
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(c);
+}
