@@ -140,7 +140,7 @@ impl ClientData for ClientState {
 /// The compositor's state, the event loop's data.
 pub struct State {
     pub(crate) display_handle: DisplayHandle,
-    loop_handle: LoopHandle<'static, State>,
+    pub(crate) loop_handle: LoopHandle<'static, State>,
     compositor_state: CompositorState,
     shm_state: ShmState,
     xdg_shell_state: XdgShellState,

@@ -8,6 +8,7 @@ mod common;
 
 use std::{
     os::{fd::AsRawFd, unix::process::CommandExt},
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -39,16 +40,17 @@ fn one_client_cannot_take_every_descriptor_with_buffers() {
     attack(true);
 }
 
-fn attack(destroy_pools: bool) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let log = dir.path().join("render_service.log");
+/// render_service, headless, at RLIMIT_NOFILE [`LIMIT`]: the process,
+/// its pid, its socket.
+fn spawn_service(dir: &Path) -> (KillOnDrop, String, PathBuf) {
+    let log = dir.join("render_service.log");
     let mut command = Command::new(env!("CARGO_BIN_EXE_render_service"));
     command
         .args(["--headless", "320x240", "--socket", "wl"])
-        .env("XDG_RUNTIME_DIR", dir.path())
+        .env("XDG_RUNTIME_DIR", dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log"));
+        .stderr(std::fs::File::create(log).expect("log"));
     // SAFETY: setrlimit only, between fork and exec.
     unsafe {
         command.pre_exec(|| {
@@ -61,13 +63,54 @@ fn attack(destroy_pools: bool) {
     }
     let mut service = KillOnDrop(command.spawn().expect("spawning render_service"));
     let pid = service.0.id().to_string();
-    let socket = dir.path().join("wl");
+    let socket = dir.join("wl");
     let start = Instant::now();
     while !socket.exists() {
         assert!(service.0.try_wait().expect("try_wait").is_none(), "render_service exited");
         assert!(start.elapsed() < DEADLINE, "no socket");
         std::thread::sleep(Duration::from_millis(10));
     }
+    (service, pid, socket)
+}
+
+/// Clients connect until render_service cannot accept more (every
+/// descriptor taken) and a few more wait: it must not spin on the
+/// listening socket meanwhile.
+#[test]
+fn a_full_descriptor_table_does_not_make_it_spin() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut service, pid, socket) = spawn_service(dir.path());
+    let mut clients = Vec::new();
+    let start = Instant::now();
+    while (fd_count(&pid) as u64) < LIMIT {
+        clients.push(std::os::unix::net::UnixStream::connect(&socket).expect("connecting"));
+        // Accepted before the next (so the count above is right).
+        while fd_count(&pid) < clients.len() {
+            assert!(start.elapsed() < DEADLINE, "connections not accepted");
+            std::thread::yield_now();
+        }
+    }
+    for _ in 0..10 {
+        clients.push(std::os::unix::net::UnixStream::connect(&socket).expect("connecting"));
+    }
+    let before = common::cpu_ticks(&pid);
+    let measured = Instant::now();
+    while measured.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let used = common::cpu_ticks(&pid) - before;
+    assert!(service.0.try_wait().expect("try_wait").is_none(), "render_service exited");
+    // A core busy for 3 s is 300 ticks (at 100 Hz).
+    assert!(used < 60, "render_service used {used} CPU ticks in 3 s with {} clients waiting to be accepted", 10);
+    // Descriptors free again: clients are accepted again.
+    clients.truncate(clients.len() / 2);
+    let mut c = RawClient::connect(&socket);
+    c.roundtrip().expect("a client after descriptors were freed");
+}
+
+fn attack(destroy_pools: bool) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut service, pid, socket) = spawn_service(dir.path());
 
     // The attacker: pools until the compositor is at its limit (or the
     // attacker is cut off, which is fine).
