@@ -133,7 +133,8 @@ fn parse_mode(s: &str) -> Result<u32, String> {
 }
 
 fn owner(users: &Users, s: &str, group: bool) -> Result<u32, String> {
-    let id = if group { users.gid_str(s) } else { users.uid_str(s) };
+    // -1 (4294967295) would mean "leave the owner as it is" to chown.
+    let id = if group { users.gid_str(s) } else { users.uid_str(s) }.filter(|&id| id != u32::MAX);
     id.ok_or_else(|| format!("no {} {s:?} (not a number, not in /etc/{})", if group { "group" } else { "user" }, if group { "group" } else { "passwd" }))
 }
 
@@ -309,8 +310,19 @@ impl Rules {
         let mut rules = Rules::default();
         let mut problems = Vec::new();
         for f in files {
-            match std::fs::read_to_string(f) {
-                Ok(text) => problems.extend(parse_into(&mut rules, &text, f, users)),
+            match std::fs::read(f) {
+                Ok(bytes) => {
+                    // A line that is not UTF-8 is skipped, not the file.
+                    let mut text = String::with_capacity(bytes.len());
+                    for (n, line) in bytes.split(|&b| b == b'\n').enumerate() {
+                        match std::str::from_utf8(line) {
+                            Ok(line) => text.push_str(line),
+                            Err(_) => problems.push(Problem { origin: format!("{f}:{}", n + 1), what: "not UTF-8; line skipped".into() }),
+                        }
+                        text.push('\n');
+                    }
+                    problems.extend(parse_into(&mut rules, &text, f, users));
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => problems.push(Problem { origin: (*f).to_owned(), what: format!("cannot read it: {e}") }),
             }
@@ -922,6 +934,20 @@ mod tests {
         }
         let status = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None).unwrap();
         assert_eq!(status, nix::sys::wait::WaitStatus::Exited(nix::unistd::Pid::from_raw(pid), 0), "an unprivileged send went through");
+    }
+
+    /// A line that is not UTF-8 (here a comment) costs that line, not the
+    /// file; -1 is no owner.
+    #[test]
+    fn a_line_not_utf8_skips_only_that_line() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("ueventd.config");
+        std::fs::write(&f, b"[device]\n# caf\xe9\n/dev/rtc0 0660 root input\n/dev/x 0600 4294967295 root\n").unwrap();
+        let name = f.to_str().unwrap();
+        let (rules, problems) = Rules::load(&[name], &users());
+        assert_eq!(rules.devices.iter().map(|r| r.pattern.as_str()).collect::<Vec<_>>(), ["/dev/rtc0"], "{problems:?}");
+        let origins: Vec<String> = problems.iter().map(|p| p.origin.clone()).collect();
+        assert_eq!(origins, [format!("{name}:2"), format!("{name}:4")], "{problems:?}");
     }
 
     #[test]
