@@ -257,6 +257,41 @@ fn odd_destruction_orders_and_wrong_serials() {
             c.send(g.shm, 0, &[Arg::U(pool), Arg::Fd(a.as_raw_fd()), Arg::I(4096)]);
             let _ = c.roundtrip();
         }),
+        ("subsurface cycles", |c, g| {
+            let sub = c.bind("wl_subcompositor", 1);
+            let a = c.new_id();
+            c.send(g.compositor, 0, &[Arg::U(a)]);
+            let b = c.new_id();
+            c.send(g.compositor, 0, &[Arg::U(b)]);
+            let ab = c.new_id();
+            c.send(sub, 1, &[Arg::U(ab), Arg::U(b), Arg::U(a)]);
+            let ba = c.new_id();
+            c.send(sub, 1, &[Arg::U(ba), Arg::U(a), Arg::U(b)]);
+            let _ = c.roundtrip();
+        }),
+        ("a subsurface of itself", |c, g| {
+            let sub = c.bind("wl_subcompositor", 1);
+            let a = c.new_id();
+            c.send(g.compositor, 0, &[Arg::U(a)]);
+            let aa = c.new_id();
+            c.send(sub, 1, &[Arg::U(aa), Arg::U(a), Arg::U(a)]);
+            let _ = c.roundtrip();
+        }),
+        ("the pool's file shrunk after the commit", |c, g| {
+            let t = toplevel(c, g.compositor, g.wm_base);
+            let fd = memfd(256 * 1024);
+            let pool = c.new_id();
+            c.send(g.shm, 0, &[Arg::U(pool), Arg::Fd(fd.as_raw_fd()), Arg::I(256 * 1024)]);
+            let buffer = c.new_id();
+            c.send(pool, 0, &[Arg::U(buffer), Arg::I(0), Arg::I(256), Arg::I(256), Arg::I(1024), Arg::U(1)]);
+            c.send(t.surface, 1, &[Arg::U(buffer), Arg::I(0), Arg::I(0)]);
+            c.send(t.surface, 2, &[Arg::I(0), Arg::I(0), Arg::I(256), Arg::I(256)]);
+            let _ = wait_frame_done(c, t.surface);
+            // SAFETY: ftruncate on a descriptor this test owns.
+            unsafe { libc::ftruncate(fd.as_raw_fd(), 0) };
+            c.send(t.surface, 2, &[Arg::I(0), Arg::I(0), Arg::I(256), Arg::I(256)]);
+            let _ = wait_frame_done(c, t.surface);
+        }),
     ];
     for (name, attack) in attacks {
         let mut c = RawClient::connect(&h.socket());
