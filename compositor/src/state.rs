@@ -352,6 +352,33 @@ impl ShmHandler for State {
     }
 }
 
+/// How deep popups may nest (a popup whose parent is a popup whose parent
+/// is ...); a client that goes deeper gets a protocol error.
+pub const MAX_POPUP_DEPTH: usize = 16;
+
+/// How many popups deep `surface` is (1: its parent is not a popup),
+/// counted up to one past [`MAX_POPUP_DEPTH`].
+fn popup_depth(surface: &PopupSurface) -> usize {
+    let mut depth = 1;
+    let mut parent = surface.get_parent_surface();
+    while let Some(p) = parent {
+        if depth > MAX_POPUP_DEPTH {
+            break;
+        }
+        parent = match smithay::wayland::compositor::with_states(&p, |states| {
+            states.data_map.get::<smithay::wayland::shell::xdg::XdgPopupSurfaceData>().and_then(|d| d.lock().ok().map(|a| a.parent.clone()))
+        }) {
+            // The parent is a popup: one level more.
+            Some(grandparent) => {
+                depth += 1;
+                grandparent
+            }
+            None => None,
+        };
+    }
+    depth
+}
+
 impl XdgShellHandler for State {
     fn xdg_shell_state(&mut self) -> &mut XdgShellState {
         &mut self.xdg_shell_state
@@ -375,6 +402,18 @@ impl XdgShellHandler for State {
     }
 
     fn new_popup(&mut self, surface: PopupSurface, positioner: PositionerState) {
+        // A chain of popups, each the parent of the next, costs more per
+        // popup the deeper it goes (tracking, drawing): menus nest a few
+        // deep, so past MAX_POPUP_DEPTH the client is cut off.
+        let depth = popup_depth(&surface);
+        if depth > MAX_POPUP_DEPTH {
+            debug!(depth, "popup nested too deep: client disconnected");
+            surface.xdg_popup().post_error(
+                smithay::reexports::wayland_protocols::xdg::shell::server::xdg_popup::Error::InvalidGrab,
+                format!("popups nest at most {MAX_POPUP_DEPTH} deep"),
+            );
+            return;
+        }
         surface.with_pending_state(|state| {
             state.geometry = positioner.get_geometry();
         });
