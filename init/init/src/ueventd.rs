@@ -33,6 +33,9 @@
 //!   node is there (at the cold boot or when the kernel adds it) and to
 //!   `removed` when the kernel removes it, so a cfg's job can wait for a
 //!   device with `param:<name>=added`.
+//! - No symbolic link is followed anywhere in a path: a `[sysfs]` line names
+//!   a device's real directory under `/sys/devices`, not a `/sys/class`
+//!   link to it.
 //! - `[firmware]` lines are read and logged as not carried out: the kernel
 //!   loads firmware itself from `/lib/firmware`.
 //! - A line that is wrong is skipped with a warning naming the file and the
