@@ -32,7 +32,11 @@ use std::{
 };
 
 use smithay::reexports::{
-    calloop::{generic::Generic, EventLoop, Interest, LoopSignal, Mode, PostAction},
+    calloop::{
+        generic::Generic,
+        timer::{TimeoutAction, Timer},
+        EventLoop, Interest, LoopSignal, Mode, PostAction, RegistrationToken,
+    },
     wayland_server::{Display, ListeningSocket},
 };
 use tracing::{info, warn};
@@ -45,6 +49,10 @@ pub const BACKGROUND: u32 = 0x1b2b45;
 
 /// The shortest time between two frames: 60 Hz.
 pub const FRAME_INTERVAL: Duration = Duration::from_micros(16_667);
+
+/// How long no client is accepted after accepting one failed (out of
+/// descriptors, most likely).
+pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// Where the compositor's Wayland socket should go when `XDG_RUNTIME_DIR`
 /// is not set.
@@ -209,8 +217,11 @@ impl Compositor {
         let socket_path = socket.path();
         let listener = ListeningSocket::bind_absolute(socket_path.clone()).map_err(|source| Error::Socket { path: socket_path.clone(), source })?;
         info!(socket = %socket_path.display(), "listening");
-        handle
-            .insert_source(Generic::new(listener, Interest::READ, Mode::Level), |_, listener, state: &mut State| {
+        // The listener's token, for the callback to enable it again after a pause.
+        let listener_token: std::rc::Rc<std::cell::Cell<Option<RegistrationToken>>> = std::rc::Rc::default();
+        let token_in_callback = listener_token.clone();
+        let token = handle
+            .insert_source(Generic::new(listener, Interest::READ, Mode::Level), move |_, listener, state: &mut State| {
                 loop {
                     match listener.accept() {
                         Ok(Some(stream)) => {
@@ -220,7 +231,20 @@ impl Compositor {
                         }
                         Ok(None) => break,
                         Err(err) => {
-                            warn!(%err, "accepting a client");
+                            // Out of descriptors (EMFILE, ENFILE): the
+                            // connection still waits, the socket stays
+                            // readable; paused, the loop does not spin.
+                            warn!(%err, "accepting a client; not accepting for {ACCEPT_PAUSE:?}");
+                            let Some(token) = token_in_callback.get() else { break };
+                            let resume = state.loop_handle.insert_source(Timer::from_duration(ACCEPT_PAUSE), move |_, _, state: &mut State| {
+                                if let Err(err) = state.loop_handle.enable(&token) {
+                                    warn!(%err, "cannot accept clients again");
+                                }
+                                TimeoutAction::Drop
+                            });
+                            if resume.is_ok() {
+                                return Ok(PostAction::Disable);
+                            }
                             break;
                         }
                     }
@@ -228,6 +252,7 @@ impl Compositor {
                 Ok(PostAction::Continue)
             })
             .map_err(|e| Error::EventLoop(e.error))?;
+        listener_token.set(Some(token));
         handle
             .insert_source(Generic::new(display, Interest::READ, Mode::Level), |_, display, state: &mut State| {
                 // SAFETY: the display is not dropped while the event loop dispatches it.

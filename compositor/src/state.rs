@@ -5,11 +5,14 @@
 //! positioner puts them (no constraint adjustment yet). There is one
 //! output and one seat (`seat0`, no capabilities until input devices come).
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::atomic::{AtomicUsize, Ordering},
+    time::{Duration, Instant},
+};
 
 use smithay::{
     backend::renderer::utils::on_commit_buffer_handler,
-    delegate_compositor, delegate_output, delegate_seat, delegate_shm, delegate_xdg_shell,
+    delegate_compositor, delegate_output, delegate_seat, delegate_xdg_shell,
     desktop::{PopupKind, PopupManager, Space, Window},
     input::{Seat, SeatHandler, SeatState},
     output::{Mode as OutputMode, Output, PhysicalProperties, Scale, Subpixel},
@@ -21,8 +24,15 @@ use smithay::{
         wayland_protocols::xdg::shell::server::xdg_toplevel,
         wayland_server::{
             backend::{ClientData, ClientId, DisconnectReason},
-            protocol::{wl_buffer::WlBuffer, wl_seat::WlSeat, wl_surface::WlSurface},
-            Client, Display, DisplayHandle,
+            delegate_global_dispatch,
+            protocol::{
+                wl_buffer::{self, WlBuffer},
+                wl_seat::WlSeat,
+                wl_shm::{self, WlShm},
+                wl_shm_pool::{self, WlShmPool},
+                wl_surface::WlSurface,
+            },
+            Client, DataInit, Dispatch, Display, DisplayHandle, Resource,
         },
     },
     utils::{Logical, Serial, Size, Transform},
@@ -31,7 +41,7 @@ use smithay::{
         compositor::{get_parent, is_sync_subsurface, CompositorClientState, CompositorHandler, CompositorState},
         output::{OutputHandler, OutputManagerState},
         shell::xdg::{PopupSurface, PositionerState, ToplevelSurface, XdgShellHandler, XdgShellState},
-        shm::{ShmHandler, ShmState},
+        shm::{ShmBufferUserData, ShmHandler, ShmPoolUserData, ShmState},
     },
 };
 use tracing::{debug, info, warn};
@@ -85,6 +95,36 @@ impl Backend {
 #[derive(Debug, Default)]
 pub(crate) struct ClientState {
     compositor_state: CompositorClientState,
+    /// The client's live shm pools and buffers: each may hold one of the
+    /// compositor's descriptors (a pool's file), at most
+    /// [`MAX_SHM_OBJECTS_PER_CLIENT`].
+    shm_objects: AtomicUsize,
+}
+
+/// The most shm pools and buffers one client may have at once. A buffer
+/// keeps its pool's file open after the pool is destroyed, so both count:
+/// without a bound, one client could take every descriptor the compositor
+/// may open (1024 by default) and no other client could connect.
+pub const MAX_SHM_OBJECTS_PER_CLIENT: usize = 256;
+
+/// Counts one more shm pool or buffer for `client`; past the bound, a
+/// protocol error on `resource` (the client is disconnected) and `false`.
+fn take_shm_slot(client: &Client, resource: &impl Resource) -> bool {
+    let Some(data) = client.get_data::<ClientState>() else { return true };
+    if data.shm_objects.fetch_add(1, Ordering::Relaxed) >= MAX_SHM_OBJECTS_PER_CLIENT {
+        resource.post_error(wl_shm::Error::InvalidFd, format!("more than {MAX_SHM_OBJECTS_PER_CLIENT} shm pools and buffers"));
+        return false;
+    }
+    true
+}
+
+/// An shm pool or buffer of `client` is gone.
+fn release_shm_slot(state: &State, client: ClientId) {
+    if let Ok(data) = state.display_handle.backend_handle().get_client_data(client) {
+        if let Some(data) = data.downcast_ref::<ClientState>() {
+            let _ = data.shm_objects.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        }
+    }
 }
 
 impl ClientData for ClientState {
@@ -100,7 +140,7 @@ impl ClientData for ClientState {
 /// The compositor's state, the event loop's data.
 pub struct State {
     pub(crate) display_handle: DisplayHandle,
-    loop_handle: LoopHandle<'static, State>,
+    pub(crate) loop_handle: LoopHandle<'static, State>,
     compositor_state: CompositorState,
     shm_state: ShmState,
     xdg_shell_state: XdgShellState,
@@ -312,6 +352,33 @@ impl ShmHandler for State {
     }
 }
 
+/// How deep popups may nest (a popup whose parent is a popup whose parent
+/// is ...); a client that goes deeper gets a protocol error.
+pub const MAX_POPUP_DEPTH: usize = 16;
+
+/// How many popups deep `surface` is (1: its parent is not a popup),
+/// counted up to one past [`MAX_POPUP_DEPTH`].
+fn popup_depth(surface: &PopupSurface) -> usize {
+    let mut depth = 1;
+    let mut parent = surface.get_parent_surface();
+    while let Some(p) = parent {
+        if depth > MAX_POPUP_DEPTH {
+            break;
+        }
+        parent = match smithay::wayland::compositor::with_states(&p, |states| {
+            states.data_map.get::<smithay::wayland::shell::xdg::XdgPopupSurfaceData>().and_then(|d| d.lock().ok().map(|a| a.parent.clone()))
+        }) {
+            // The parent is a popup: one level more.
+            Some(grandparent) => {
+                depth += 1;
+                grandparent
+            }
+            None => None,
+        };
+    }
+    depth
+}
+
 impl XdgShellHandler for State {
     fn xdg_shell_state(&mut self) -> &mut XdgShellState {
         &mut self.xdg_shell_state
@@ -335,6 +402,18 @@ impl XdgShellHandler for State {
     }
 
     fn new_popup(&mut self, surface: PopupSurface, positioner: PositionerState) {
+        // A chain of popups, each the parent of the next, costs more per
+        // popup the deeper it goes (tracking, drawing): menus nest a few
+        // deep, so past MAX_POPUP_DEPTH the client is cut off.
+        let depth = popup_depth(&surface);
+        if depth > MAX_POPUP_DEPTH {
+            debug!(depth, "popup nested too deep: client disconnected");
+            surface.xdg_popup().post_error(
+                smithay::reexports::wayland_protocols::xdg::shell::server::xdg_popup::Error::InvalidGrab,
+                format!("popups nest at most {MAX_POPUP_DEPTH} deep"),
+            );
+            return;
+        }
         surface.with_pending_state(|state| {
             state.geometry = positioner.get_geometry();
         });
@@ -387,7 +466,59 @@ impl SeatHandler for State {
 }
 
 delegate_compositor!(State);
-delegate_shm!(State);
+// wl_shm as smithay does it (`delegate_shm!`), with the pools and buffers
+// counted per client.
+delegate_global_dispatch!(State: [WlShm: ()] => ShmState);
+
+impl Dispatch<WlShm, ()> for State {
+    fn request(state: &mut Self, client: &Client, shm: &WlShm, request: wl_shm::Request, data: &(), dh: &DisplayHandle, init: &mut DataInit<'_, Self>) {
+        if matches!(request, wl_shm::Request::CreatePool { .. }) && !take_shm_slot(client, shm) {
+            return;
+        }
+        <ShmState as Dispatch<WlShm, (), State>>::request(state, client, shm, request, data, dh, init);
+    }
+}
+
+impl Dispatch<WlShmPool, ShmPoolUserData> for State {
+    fn request(
+        state: &mut Self,
+        client: &Client,
+        pool: &WlShmPool,
+        request: wl_shm_pool::Request,
+        data: &ShmPoolUserData,
+        dh: &DisplayHandle,
+        init: &mut DataInit<'_, Self>,
+    ) {
+        if matches!(request, wl_shm_pool::Request::CreateBuffer { .. }) && !take_shm_slot(client, pool) {
+            return;
+        }
+        <ShmState as Dispatch<WlShmPool, ShmPoolUserData, State>>::request(state, client, pool, request, data, dh, init);
+    }
+
+    fn destroyed(state: &mut Self, client: ClientId, pool: &WlShmPool, data: &ShmPoolUserData) {
+        release_shm_slot(state, client.clone());
+        <ShmState as Dispatch<WlShmPool, ShmPoolUserData, State>>::destroyed(state, client, pool, data);
+    }
+}
+
+impl Dispatch<WlBuffer, ShmBufferUserData> for State {
+    fn request(
+        state: &mut Self,
+        client: &Client,
+        buffer: &WlBuffer,
+        request: wl_buffer::Request,
+        data: &ShmBufferUserData,
+        dh: &DisplayHandle,
+        init: &mut DataInit<'_, Self>,
+    ) {
+        <ShmState as Dispatch<WlBuffer, ShmBufferUserData, State>>::request(state, client, buffer, request, data, dh, init);
+    }
+
+    fn destroyed(state: &mut Self, client: ClientId, buffer: &WlBuffer, data: &ShmBufferUserData) {
+        release_shm_slot(state, client.clone());
+        <ShmState as Dispatch<WlBuffer, ShmBufferUserData, State>>::destroyed(state, client, buffer, data);
+    }
+}
 delegate_xdg_shell!(State);
 delegate_output!(State);
 delegate_seat!(State);

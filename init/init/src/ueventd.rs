@@ -33,6 +33,9 @@
 //!   node is there (at the cold boot or when the kernel adds it) and to
 //!   `removed` when the kernel removes it, so a cfg's job can wait for a
 //!   device with `param:<name>=added`.
+//! - No symbolic link is followed anywhere in a path: a `[sysfs]` line names
+//!   a device's real directory under `/sys/devices`, not a `/sys/class`
+//!   link to it.
 //! - `[firmware]` lines are read and logged as not carried out: the kernel
 //!   loads firmware itself from `/lib/firmware`.
 //! - A line that is wrong is skipped with a warning naming the file and the
@@ -46,7 +49,7 @@
 //! burst of events lost), every rule is applied again, as at the cold boot.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use tracing::{debug, info, warn};
@@ -133,7 +136,8 @@ fn parse_mode(s: &str) -> Result<u32, String> {
 }
 
 fn owner(users: &Users, s: &str, group: bool) -> Result<u32, String> {
-    let id = if group { users.gid_str(s) } else { users.uid_str(s) };
+    // -1 (4294967295) would mean "leave the owner as it is" to chown.
+    let id = if group { users.gid_str(s) } else { users.uid_str(s) }.filter(|&id| id != u32::MAX);
     id.ok_or_else(|| format!("no {} {s:?} (not a number, not in /etc/{})", if group { "group" } else { "user" }, if group { "group" } else { "passwd" }))
 }
 
@@ -309,8 +313,19 @@ impl Rules {
         let mut rules = Rules::default();
         let mut problems = Vec::new();
         for f in files {
-            match std::fs::read_to_string(f) {
-                Ok(text) => problems.extend(parse_into(&mut rules, &text, f, users)),
+            match std::fs::read(f) {
+                Ok(bytes) => {
+                    // A line that is not UTF-8 is skipped, not the file.
+                    let mut text = String::with_capacity(bytes.len());
+                    for (n, line) in bytes.split(|&b| b == b'\n').enumerate() {
+                        match std::str::from_utf8(line) {
+                            Ok(line) => text.push_str(line),
+                            Err(_) => problems.push(Problem { origin: format!("{f}:{}", n + 1), what: "not UTF-8; line skipped".into() }),
+                        }
+                        text.push('\n');
+                    }
+                    problems.extend(parse_into(&mut rules, &text, f, users));
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => problems.push(Problem { origin: (*f).to_owned(), what: format!("cannot read it: {e}") }),
             }
@@ -344,16 +359,51 @@ pub enum Applied {
     WrongKind,
 }
 
+/// Opens `path` as `O_PATH` without following a symbolic link anywhere in
+/// it (`RESOLVE_NO_SYMLINKS`: not the last component, not a directory on
+/// the way), so the checks and changes below are all on the one inode.
+fn open_no_symlinks(path: &Path) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    // SAFETY: open_how is plain integers; all zero is valid.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_NO_SYMLINKS;
+    // SAFETY: openat2 with a NUL-terminated path and an open_how this
+    // function owns; the descriptor returned is owned by the OwnedFd.
+    let fd = unsafe { libc::syscall(libc::SYS_openat2, libc::AT_FDCWD, c.as_ptr(), &how as *const libc::open_how, std::mem::size_of::<libc::open_how>()) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor, owned by nothing else.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}
+
 fn set_owner_mode(path: &Path, uid: u32, gid: u32, mode: u32, want_device: bool) -> std::io::Result<Applied> {
-    let md = std::fs::symlink_metadata(path)?;
-    let ft = md.file_type();
-    let right = if want_device { ft.is_char_device() || ft.is_block_device() } else { ft.is_file() };
+    use std::os::fd::AsRawFd;
+    let fd = match open_no_symlinks(path) {
+        Ok(fd) => fd,
+        // A symbolic link on the way (ELOOP) is not what a rule is for.
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Ok(Applied::WrongKind),
+        Err(e) => return Err(e),
+    };
+    let st = nix::sys::stat::fstat(fd.as_raw_fd())?;
+    let kind = st.st_mode & libc::S_IFMT;
+    let right = if want_device { kind == libc::S_IFCHR || kind == libc::S_IFBLK } else { kind == libc::S_IFREG };
     if !right {
         return Ok(Applied::WrongKind);
     }
-    nix::unistd::fchownat(None, path, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)?;
-    // Not a symbolic link (checked above; only root writes /dev and /sys).
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    nix::unistd::fchownat(
+        Some(fd.as_raw_fd()),
+        "",
+        Some(nix::unistd::Uid::from_raw(uid)),
+        Some(nix::unistd::Gid::from_raw(gid)),
+        nix::fcntl::AtFlags::AT_EMPTY_PATH,
+    )?;
+    // An O_PATH descriptor has no fchmod; its /proc link names the same
+    // inode, whatever is at `path` by now.
+    std::fs::set_permissions(format!("/proc/self/fd/{}", fd.as_raw_fd()), std::fs::Permissions::from_mode(mode))?;
     Ok(Applied::Done)
 }
 
@@ -796,6 +846,111 @@ mod tests {
         // A name that would leave /dev does nothing.
         assert_eq!(d.handle(b"add@/x\0ACTION=add\0DEVPATH=/devices/x\0DEVNAME=input/../../../etc/passwd\0"), 0);
         assert_eq!(owner_mode(Path::new("/etc/passwd")), passwd);
+    }
+
+    /// A symbolic link to a directory in the middle of a path (`/dev/input`
+    /// pointing elsewhere, a sysfs device directory pointing elsewhere) is
+    /// not followed either: neither at the cold boot nor on an event.
+    #[test]
+    fn a_symlinked_directory_on_the_way_is_not_followed() {
+        use nix::sys::stat::{mknod, Mode, SFlag};
+        use std::os::unix::fs::MetadataExt;
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: mknod needs root");
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let (dev, sys, elsewhere) = (t.path().join("dev"), t.path().join("sys"), t.path().join("elsewhere"));
+        std::fs::create_dir_all(&dev).unwrap();
+        std::fs::create_dir_all(sys.join("devices/platform")).unwrap();
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        mknod(&elsewhere.join("event0"), SFlag::S_IFCHR, Mode::from_bits_truncate(0o600), nix::sys::stat::makedev(1, 3)).unwrap();
+        std::fs::write(elsewhere.join("wakeup"), "").unwrap();
+        std::fs::set_permissions(elsewhere.join("wakeup"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, dev.join("input")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, sys.join("devices/platform/evil")).unwrap();
+        let mut rules = Rules::default();
+        let p = parse_into(
+            &mut rules,
+            "[device]\n/dev/input/event* 0666 root input\n[sysfs]\n/sys/devices/platform/* wakeup 0666 system input\n",
+            "test",
+            &users(),
+        );
+        assert!(p.is_empty(), "{p:?}");
+        let mut d = Ueventd { rules, roots: Roots { dev, sys }, set_param: Box::new(|_, _| {}) };
+        let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().mode() & 0o7777;
+        assert_eq!(d.handle(b"add@/x\0ACTION=add\0DEVPATH=/devices/x\0DEVNAME=input/event0\0"), 0);
+        assert_eq!(mode(&elsewhere.join("event0")), 0o600, "followed /dev/input, a symbolic link, on an event");
+        assert_eq!(d.handle(b"add@/devices/platform/evil\0ACTION=add\0DEVPATH=/devices/platform/evil\0"), 0);
+        assert_eq!(mode(&elsewhere.join("wakeup")), 0o600, "followed a symbolic link in /sys on an event");
+        assert_eq!(d.coldboot(), 0);
+        assert_eq!(mode(&elsewhere.join("event0")), 0o600, "followed /dev/input, a symbolic link, at the cold boot");
+        assert_eq!(mode(&elsewhere.join("wakeup")), 0o600, "followed a symbolic link in /sys at the cold boot");
+    }
+
+    /// Only the kernel (and root) may send to the uevent group: a process
+    /// without privileges cannot make ueventd see a message.
+    #[test]
+    fn an_unprivileged_process_cannot_send_uevents() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root to drop privileges");
+            return;
+        }
+        // The child drops to nobody and tries to multicast to group 1, and
+        // to send to port 0 (the kernel) and to an arbitrary port; its exit
+        // status has a bit set for each send that went through. Only
+        // async-signal-safe calls after the fork.
+        let msg = b"add@/x\0ACTION=add\0DEVPATH=/devices/x\0DEVNAME=null\0";
+        // SAFETY: fork in a test; the child makes plain system calls and exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+        if pid == 0 {
+            // SAFETY: system calls on memory this child owns; _exit at the end.
+            unsafe {
+                if libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
+                    libc::_exit(100);
+                }
+                let fd = libc::socket(libc::AF_NETLINK, libc::SOCK_DGRAM, libc::NETLINK_KOBJECT_UEVENT);
+                if fd < 0 {
+                    libc::_exit(101);
+                }
+                let mut status = 0;
+                for (bit, (pid, groups)) in [(0u32, 1u32), (1, 0), (12345, 0)].into_iter().enumerate() {
+                    let mut addr: libc::sockaddr_nl = std::mem::zeroed();
+                    addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+                    addr.nl_pid = pid;
+                    addr.nl_groups = groups;
+                    let n = libc::sendto(
+                        fd,
+                        msg.as_ptr().cast(),
+                        msg.len(),
+                        0,
+                        (&addr as *const libc::sockaddr_nl).cast(),
+                        std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+                    );
+                    if n >= 0 {
+                        status |= 1 << bit;
+                    }
+                }
+                libc::_exit(status);
+            }
+        }
+        let status = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None).unwrap();
+        assert_eq!(status, nix::sys::wait::WaitStatus::Exited(nix::unistd::Pid::from_raw(pid), 0), "an unprivileged send went through");
+    }
+
+    /// A line that is not UTF-8 (here a comment) costs that line, not the
+    /// file; -1 is no owner.
+    #[test]
+    fn a_line_not_utf8_skips_only_that_line() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("ueventd.config");
+        std::fs::write(&f, b"[device]\n# caf\xe9\n/dev/rtc0 0660 root input\n/dev/x 0600 4294967295 root\n").unwrap();
+        let name = f.to_str().unwrap();
+        let (rules, problems) = Rules::load(&[name], &users());
+        assert_eq!(rules.devices.iter().map(|r| r.pattern.as_str()).collect::<Vec<_>>(), ["/dev/rtc0"], "{problems:?}");
+        let origins: Vec<String> = problems.iter().map(|p| p.origin.clone()).collect();
+        assert_eq!(origins, [format!("{name}:2"), format!("{name}:4")], "{problems:?}");
     }
 
     #[test]

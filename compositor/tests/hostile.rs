@@ -1,0 +1,381 @@
+//! Hostile clients against the headless compositor: whatever they send,
+//! the compositor does not crash or panic, and other clients keep being
+//! served.
+
+mod common;
+
+use std::{
+    os::fd::AsRawFd,
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc, Arc,
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use accord_compositor::{Compositor, SocketConfig};
+use common::{memfd, toplevel, Arg, Gone, RawClient, DEADLINE};
+
+/// A headless compositor on its own thread, stopped and joined on drop
+/// (a panic in it fails the test).
+struct Harness {
+    dir: tempfile::TempDir,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    frames: mpsc::Sender<mpsc::Sender<u64>>,
+}
+
+impl Harness {
+    fn start() -> Harness {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = SocketConfig { dir: dir.path().to_path_buf(), name: "wl".into() };
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (frames, incoming) = mpsc::channel::<mpsc::Sender<u64>>();
+        let thread_stop = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut compositor = Compositor::headless(320, 240, &config).expect("compositor");
+            ready_tx.send(()).unwrap();
+            while !thread_stop.load(Ordering::SeqCst) {
+                compositor.dispatch(Some(Duration::from_millis(5))).expect("dispatch");
+                while let Ok(reply) = incoming.try_recv() {
+                    let _ = reply.send(compositor.frames_rendered());
+                }
+            }
+        });
+        ready_rx.recv_timeout(DEADLINE).expect("compositor did not start");
+        Harness { dir, stop, thread: Some(thread), frames }
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("wl")
+    }
+
+    /// A fresh client still gets answers.
+    fn assert_serving(&self) {
+        let mut c = RawClient::connect(&self.socket());
+        assert!(c.globals.contains_key("wl_compositor"), "a new client got no globals");
+        c.roundtrip().expect("a new client's round trip");
+    }
+
+    fn frames_rendered(&self) -> u64 {
+        let (tx, rx) = mpsc::channel();
+        self.frames.send(tx).expect("compositor thread gone");
+        rx.recv_timeout(DEADLINE).expect("compositor thread did not answer")
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() && !std::thread::panicking() {
+                panic!("the compositor thread panicked");
+            }
+        }
+    }
+}
+
+struct Globals {
+    compositor: u32,
+    shm: u32,
+    wm_base: u32,
+}
+
+fn bind_all(c: &mut RawClient) -> Globals {
+    Globals { compositor: c.bind("wl_compositor", 4), shm: c.bind("wl_shm", 1), wm_base: c.bind("xdg_wm_base", 1) }
+}
+
+/// Waits for a frame callback on `surface` (asked for here, then a commit).
+fn wait_frame_done(c: &mut RawClient, surface: u32) -> Result<(), Gone> {
+    let cb = c.new_id();
+    c.send(surface, 3, &[Arg::U(cb)]);
+    c.send(surface, 6, &[]);
+    c.wait_for(|e| e.object == cb && e.opcode == 0).map(|_| ())
+}
+
+/// A well-behaved client: a toplevel with a buffer that fits its pool.
+struct GoodClient {
+    c: RawClient,
+    surface: u32,
+    buffer: u32,
+}
+
+impl GoodClient {
+    fn start(h: &Harness) -> GoodClient {
+        let mut c = RawClient::connect(&h.socket());
+        let g = bind_all(&mut c);
+        let t = toplevel(&mut c, g.compositor, g.wm_base);
+        let fd = memfd(64 * 64 * 4);
+        let pool = c.new_id();
+        c.send(g.shm, 0, &[Arg::U(pool), Arg::Fd(fd.as_raw_fd()), Arg::I(64 * 64 * 4)]);
+        let buffer = c.new_id();
+        c.send(pool, 0, &[Arg::U(buffer), Arg::I(0), Arg::I(64), Arg::I(64), Arg::I(256), Arg::U(1)]);
+        GoodClient { c, surface: t.surface, buffer }
+    }
+
+    /// Draws once more and waits for the frame callback.
+    fn draw(&mut self) -> Result<(), Gone> {
+        self.c.send(self.surface, 1, &[Arg::U(self.buffer), Arg::I(0), Arg::I(0)]);
+        self.c.send(self.surface, 2, &[Arg::I(0), Arg::I(0), Arg::I(64), Arg::I(64)]);
+        wait_frame_done(&mut self.c, self.surface)
+    }
+}
+
+/// A pool that claims more bytes than its file has, and a buffer in the
+/// part past the file's end: reading it is SIGBUS. The compositor must
+/// neither crash nor stop drawing for everyone else: another client's
+/// window keeps being drawn and keeps getting frame callbacks.
+#[test]
+fn a_pool_bigger_than_its_file_does_not_stop_the_compositor() {
+    let h = Harness::start();
+    let mut c = RawClient::connect(&h.socket());
+    let g = bind_all(&mut c);
+    let t = toplevel(&mut c, g.compositor, g.wm_base);
+    let fd = memfd(4096);
+    let pool = c.new_id();
+    c.send(g.shm, 0, &[Arg::U(pool), Arg::Fd(fd.as_raw_fd()), Arg::I(16 << 20)]);
+    drop(fd);
+    let buffer = c.new_id();
+    // 256x256 XRGB8888 (format 1) at 1 MiB: all of it past the file.
+    c.send(pool, 0, &[Arg::U(buffer), Arg::I(1 << 20), Arg::I(256), Arg::I(256), Arg::I(1024), Arg::U(1)]);
+    c.send(t.surface, 1, &[Arg::U(buffer), Arg::I(0), Arg::I(0)]);
+    c.send(t.surface, 2, &[Arg::I(0), Arg::I(0), Arg::I(256), Arg::I(256)]);
+    c.send(t.surface, 6, &[]);
+    // Cut off or not, the client's round trip ends.
+    let _ = c.roundtrip();
+
+    // Another client, its window on top: its frames are drawn (the first
+    // may be lost to the failed one; five in all).
+    let mut good = GoodClient::start(&h);
+    let before = h.frames_rendered();
+    let start = Instant::now();
+    while h.frames_rendered() < before + 5 {
+        assert!(start.elapsed() < DEADLINE, "the good client's frames were not rendered: {} of 5", h.frames_rendered() - before);
+        good.draw().expect("the good client's frame callback");
+    }
+    // The client whose buffer could not be read was cut off.
+    assert!(matches!(c.roundtrip(), Err(Gone::Disconnected(_))), "the client with the bad buffer was not disconnected");
+    h.assert_serving();
+}
+
+/// Objects destroyed in odd orders, wrong serials, popups whose parent is
+/// gone: protocol errors at most, never a crash; others still served.
+#[test]
+fn odd_destruction_orders_and_wrong_serials() {
+    let h = Harness::start();
+    type Attack = fn(&mut RawClient, &Globals);
+    let attacks: &[(&str, Attack)] = &[
+        ("buffer destroyed while attached", |c, g| {
+            let t = toplevel(c, g.compositor, g.wm_base);
+            let fd = memfd(256 * 1024);
+            let pool = c.new_id();
+            c.send(g.shm, 0, &[Arg::U(pool), Arg::Fd(fd.as_raw_fd()), Arg::I(256 * 1024)]);
+            let buffer = c.new_id();
+            c.send(pool, 0, &[Arg::U(buffer), Arg::I(0), Arg::I(256), Arg::I(256), Arg::I(1024), Arg::U(1)]);
+            c.send(pool, 1, &[]);
+            c.send(t.surface, 1, &[Arg::U(buffer), Arg::I(0), Arg::I(0)]);
+            c.send(buffer, 0, &[]);
+            let _ = wait_frame_done(c, t.surface);
+            c.send(t.surface, 6, &[]);
+            let _ = c.roundtrip();
+        }),
+        ("xdg_surface before its toplevel", |c, g| {
+            let t = toplevel(c, g.compositor, g.wm_base);
+            c.send(t.xdg_surface, 0, &[]);
+            c.send(t.surface, 6, &[]);
+            let _ = c.roundtrip();
+        }),
+        ("wl_surface before its xdg_surface", |c, g| {
+            let t = toplevel(c, g.compositor, g.wm_base);
+            c.send(t.surface, 0, &[]);
+            c.send(t.toplevel, 0, &[]);
+            c.send(t.xdg_surface, 0, &[]);
+            let _ = c.roundtrip();
+        }),
+        ("ack_configure with wrong serials", |c, g| {
+            let t = toplevel(c, g.compositor, g.wm_base);
+            for serial in [0, 1, u32::MAX, 0x7fff_ffff] {
+                c.send(t.xdg_surface, 4, &[Arg::U(serial)]);
+            }
+            let _ = c.roundtrip();
+        }),
+        ("popup whose parent is gone", |c, g| {
+            let parent = toplevel(c, g.compositor, g.wm_base);
+            let positioner = c.new_id();
+            c.send(g.wm_base, 1, &[Arg::U(positioner)]);
+            c.send(positioner, 1, &[Arg::I(10), Arg::I(10)]);
+            c.send(positioner, 2, &[Arg::I(0), Arg::I(0), Arg::I(5), Arg::I(5)]);
+            let surface = c.new_id();
+            c.send(g.compositor, 0, &[Arg::U(surface)]);
+            let xs = c.new_id();
+            c.send(g.wm_base, 2, &[Arg::U(xs), Arg::U(surface)]);
+            let popup = c.new_id();
+            c.send(xs, 2, &[Arg::U(popup), Arg::U(parent.xdg_surface), Arg::U(positioner)]);
+            c.send(surface, 6, &[]);
+            let _ = c.roundtrip();
+            c.send(parent.toplevel, 0, &[]);
+            c.send(parent.xdg_surface, 0, &[]);
+            c.send(parent.surface, 0, &[]);
+            c.send(surface, 6, &[]);
+            let _ = c.roundtrip();
+            c.send(popup, 1, &[Arg::U(0), Arg::U(0)]);
+            let _ = c.roundtrip();
+        }),
+        ("popup with a null parent and one with itself as parent", |c, g| {
+            let positioner = c.new_id();
+            c.send(g.wm_base, 1, &[Arg::U(positioner)]);
+            c.send(positioner, 1, &[Arg::I(10), Arg::I(10)]);
+            c.send(positioner, 2, &[Arg::I(0), Arg::I(0), Arg::I(5), Arg::I(5)]);
+            let surface = c.new_id();
+            c.send(g.compositor, 0, &[Arg::U(surface)]);
+            let xs = c.new_id();
+            c.send(g.wm_base, 2, &[Arg::U(xs), Arg::U(surface)]);
+            let popup = c.new_id();
+            c.send(xs, 2, &[Arg::U(popup), Arg::U(0), Arg::U(positioner)]);
+            c.send(surface, 6, &[]);
+            let _ = c.roundtrip();
+        }),
+        ("wm_base destroyed with surfaces alive", |c, g| {
+            let _t = toplevel(c, g.compositor, g.wm_base);
+            c.send(g.wm_base, 0, &[]);
+            let _ = c.roundtrip();
+        }),
+        ("pool of size 0, negative, and a buffer overflowing", |c, g| {
+            let fd = memfd(4096);
+            let pool = c.new_id();
+            c.send(g.shm, 0, &[Arg::U(pool), Arg::Fd(fd.as_raw_fd()), Arg::I(4096)]);
+            let buffer = c.new_id();
+            c.send(pool, 0, &[Arg::U(buffer), Arg::I(i32::MAX), Arg::I(i32::MAX), Arg::I(i32::MAX), Arg::I(i32::MAX), Arg::U(1)]);
+            let _ = c.roundtrip();
+        }),
+        ("a pool with a descriptor that cannot be mapped", |c, g| {
+            let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+            let pool = c.new_id();
+            c.send(g.shm, 0, &[Arg::U(pool), Arg::Fd(a.as_raw_fd()), Arg::I(4096)]);
+            let _ = c.roundtrip();
+        }),
+        ("subsurface cycles", |c, g| {
+            let sub = c.bind("wl_subcompositor", 1);
+            let a = c.new_id();
+            c.send(g.compositor, 0, &[Arg::U(a)]);
+            let b = c.new_id();
+            c.send(g.compositor, 0, &[Arg::U(b)]);
+            let ab = c.new_id();
+            c.send(sub, 1, &[Arg::U(ab), Arg::U(b), Arg::U(a)]);
+            let ba = c.new_id();
+            c.send(sub, 1, &[Arg::U(ba), Arg::U(a), Arg::U(b)]);
+            let _ = c.roundtrip();
+        }),
+        ("a subsurface of itself", |c, g| {
+            let sub = c.bind("wl_subcompositor", 1);
+            let a = c.new_id();
+            c.send(g.compositor, 0, &[Arg::U(a)]);
+            let aa = c.new_id();
+            c.send(sub, 1, &[Arg::U(aa), Arg::U(a), Arg::U(a)]);
+            let _ = c.roundtrip();
+        }),
+        ("the pool's file shrunk after the commit", |c, g| {
+            let t = toplevel(c, g.compositor, g.wm_base);
+            let fd = memfd(256 * 1024);
+            let pool = c.new_id();
+            c.send(g.shm, 0, &[Arg::U(pool), Arg::Fd(fd.as_raw_fd()), Arg::I(256 * 1024)]);
+            let buffer = c.new_id();
+            c.send(pool, 0, &[Arg::U(buffer), Arg::I(0), Arg::I(256), Arg::I(256), Arg::I(1024), Arg::U(1)]);
+            c.send(t.surface, 1, &[Arg::U(buffer), Arg::I(0), Arg::I(0)]);
+            c.send(t.surface, 2, &[Arg::I(0), Arg::I(0), Arg::I(256), Arg::I(256)]);
+            let _ = wait_frame_done(c, t.surface);
+            // SAFETY: ftruncate on a descriptor this test owns.
+            unsafe { libc::ftruncate(fd.as_raw_fd(), 0) };
+            c.send(t.surface, 2, &[Arg::I(0), Arg::I(0), Arg::I(256), Arg::I(256)]);
+            let _ = wait_frame_done(c, t.surface);
+        }),
+    ];
+    for (name, attack) in attacks {
+        let mut c = RawClient::connect(&h.socket());
+        let g = bind_all(&mut c);
+        attack(&mut c, &g);
+        drop(c);
+        eprintln!("{name}: held");
+        h.assert_serving();
+    }
+}
+
+/// A client that sends requests and never reads its events: the
+/// compositor's buffer for it is bounded (it is cut off), memory does not
+/// grow without end, others are served meanwhile.
+#[test]
+fn a_client_that_never_reads_is_cut_off() {
+    let h = Harness::start();
+    let mut c = RawClient::connect(&h.socket());
+    let rss_before = common::rss_kib("self");
+    c.stream.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+    // wl_display.sync: two events each, none read.
+    let mut sent = 0u32;
+    let start = Instant::now();
+    let mut cut_off = false;
+    while start.elapsed() < DEADLINE {
+        let id = c.new_id();
+        if c.try_send(1, 0, &[Arg::U(id)]).is_err() {
+            cut_off = true;
+            break;
+        }
+        sent += 1;
+        if sent.is_multiple_of(10_000) {
+            h.assert_serving();
+        }
+    }
+    let grown = common::rss_kib("self").saturating_sub(rss_before);
+    eprintln!("sent {sent} syncs, cut off: {cut_off}, RSS grew {grown} KiB");
+    assert!(grown < 64 * 1024, "RSS grew {grown} KiB for {sent} unread syncs");
+    h.assert_serving();
+}
+
+/// Thousands of toplevels from one client: memory per window stays
+/// modest and the compositor keeps serving others.
+#[test]
+fn thousands_of_toplevels() {
+    let h = Harness::start();
+    let mut c = RawClient::connect(&h.socket());
+    let g = bind_all(&mut c);
+    let rss_before = common::rss_kib("self");
+    for _ in 0..2000 {
+        let surface = c.new_id();
+        c.send(g.compositor, 0, &[Arg::U(surface)]);
+        let xs = c.new_id();
+        c.send(g.wm_base, 2, &[Arg::U(xs), Arg::U(surface)]);
+        let tl = c.new_id();
+        c.send(xs, 1, &[Arg::U(tl)]);
+        c.send(surface, 6, &[]);
+    }
+    c.roundtrip().expect("round trip after 2000 toplevels");
+    let grown = common::rss_kib("self").saturating_sub(rss_before);
+    eprintln!("2000 toplevels: RSS grew {grown} KiB");
+    let start = Instant::now();
+    h.assert_serving();
+    eprintln!("a new client served in {:?}", start.elapsed());
+}
+
+/// Pools and buffers made and destroyed again and again (a client that
+/// resizes its window) are not counted against it once gone.
+#[test]
+fn pools_and_buffers_destroyed_are_not_counted() {
+    let h = Harness::start();
+    let mut c = RawClient::connect(&h.socket());
+    let g = bind_all(&mut c);
+    for i in 0..4 * accord_compositor::state::MAX_SHM_OBJECTS_PER_CLIENT {
+        let fd = memfd(4096);
+        let pool = c.new_id();
+        c.send(g.shm, 0, &[Arg::U(pool), Arg::Fd(fd.as_raw_fd()), Arg::I(4096)]);
+        let buffer = c.new_id();
+        c.send(pool, 0, &[Arg::U(buffer), Arg::I(0), Arg::I(16), Arg::I(16), Arg::I(64), Arg::U(1)]);
+        c.send(pool, 1, &[]);
+        c.send(buffer, 0, &[]);
+        if i.is_multiple_of(64) {
+            c.roundtrip().unwrap_or_else(|e| panic!("cut off after {i} pools made and destroyed: {e:?}"));
+        }
+    }
+    c.roundtrip().expect("round trip");
+}
