@@ -73,12 +73,28 @@ fn main() -> anyhow::Result<()> {
         }
     };
     info!(socket = %compositor.socket_path().display(), "render_service running");
-    if args.headless.is_none() {
-        accord_compositor::follow_power::spawn(compositor.screen_power())?;
+    if args.headless.is_some() {
+        compositor.run()?;
+        return Ok(());
     }
-    compositor.run()?;
-    Ok(())
+    accord_compositor::follow_power::spawn(compositor.screen_power())?;
+    let mut compositor = compositor;
+    let mut announced = false;
+    loop {
+        compositor.dispatch(None)?;
+        if !announced && compositor.frames_rendered() > 0 {
+            // The boot waits for the first frame on the screen, and its
+            // time goes into the boot trace (ohos.boot.time.render_service.ready).
+            announced = true;
+            if let Err(e) = accord_param::client::set(FIRST_FRAME_EVENT, "true") {
+                tracing::warn!("cannot set {FIRST_FRAME_EVENT}: {e}");
+            }
+        }
+    }
 }
+
+/// The boot event set once the first frame is on the screen.
+const FIRST_FRAME_EVENT: &str = "bootevent.render_service.ready";
 
 #[cfg(test)]
 mod tests {

@@ -28,6 +28,12 @@ struct Sample {
     /// powermgr (SAs 3301-3303), PSS and USS.
     power_pss_kb: u64,
     power_uss_kb: u64,
+    /// render_service at idle (the background on the screen), PSS and USS.
+    render_pss_kb: u64,
+    render_uss_kb: u64,
+    /// The first frame on the screen (bootevent.render_service.ready),
+    /// host ms since QEMU started; 0 when the image has no render_service.
+    first_frame: f64,
     /// Private (unshared) memory of the data service and the two storage
     /// SAs together: what running them costs beyond the shared binary.
     uss_kb: u64,
@@ -85,6 +91,10 @@ fn one(arch: &str, i: usize) -> Result<Sample> {
         println!("# no powermgr service in this image");
         (0, 0)
     };
+    let (rc, ff) = q.run("param get ohos.boot.time.render_service.ready", Duration::from_secs(20))?;
+    let first_frame_us: Option<f64> = if rc == 0 { ff.trim().parse().ok() } else { None };
+    let (render_pss_kb, render_uss_kb) =
+        if first_frame_us.is_some() { (pss(&mut q, "pidof render_service")?, uss(&mut q, "pidof render_service")?) } else { (0, 0) };
     let storage_pss_kb = pss(&mut q, "hidumper -ls | awk '$1 == 5003 {print $4}'")? + pss(&mut q, "hidumper -ls | awk '$1 == 5002 {print $4}'")?;
     let mut uss_kb = 0;
     for id in [1301, 5003, 5002] {
@@ -112,6 +122,9 @@ fn one(arch: &str, i: usize) -> Result<Sample> {
     Ok(Sample {
         init: kernel_start + init_us / 1000.0,
         completed: kernel_start + done_us / 1000.0,
+        first_frame: first_frame_us.map(|us| kernel_start + us / 1000.0).unwrap_or(0.0),
+        render_pss_kb,
+        render_uss_kb,
         prompt: ms(prompt.duration_since(q.started)),
         poweroff: ms(exited.duration_since(t_off)),
         rss_kb,
@@ -154,6 +167,10 @@ fn main() -> Result<()> {
     println!("  boot.completed         {:7.0} ms", col(|s| s.completed));
     println!("  shell prompt           {:7.0} ms", col(|s| s.prompt));
     println!("  userland share         {:7.0} ms  (completed - init start)", col(|s| s.completed - s.init));
+    println!(
+        "  first frame            {:7.0} ms  (render_service's first frame on the screen, after init start; 0: no render_service)",
+        col(|s| if s.first_frame > 0.0 { s.first_frame - s.init } else { 0.0 })
+    );
     println!("  poweroff -> QEMU exit  {:7.0} ms", col(|s| s.poweroff));
     println!("  init VmRSS at idle     {:7} kB", samples.iter().map(|s| s.rss_kb).max().unwrap_or(0));
     println!("  samgr PSS at idle      {:7} kB", samples.iter().map(|s| s.samgr_pss_kb).max().unwrap_or(0));
@@ -166,6 +183,11 @@ fn main() -> Result<()> {
         samples.iter().map(|s| s.power_pss_kb).max().unwrap_or(0),
         samples.iter().map(|s| s.power_uss_kb).max().unwrap_or(0),
         samples.iter().map(|s| s.power_pss_kb + s.hilogd_pss_kb).max().unwrap_or(0)
+    );
+    println!(
+        "  render_service PSS     {:7} kB  (idle, the background on the screen; USS {} kB; issue 11's target: <= 8192 kB)",
+        samples.iter().map(|s| s.render_pss_kb).max().unwrap_or(0),
+        samples.iter().map(|s| s.render_uss_kb).max().unwrap_or(0)
     );
     println!(
         "  data service PSS       {:7} kB  (SA 1301's process after one kv put; issue 9's target: with the storage manager <= 2560 kB)",
