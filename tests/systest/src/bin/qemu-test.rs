@@ -593,13 +593,16 @@ fn suspend_and_wake(q: &mut Qemu, arch: &str, qmp_sock: &std::path::Path) -> Res
         // A key that comes while processes are being frozen makes the
         // kernel refuse the suspend (a wake-up event): the power manager
         // reports it and does not retry, so this test's loop asks again.
-        out(q, "touch /tmp/pw.retry; power-shell suspend")?;
         // Keys until the guest is awake again: one that comes before the
         // freeze is only a key press, one that comes during it wakes it.
+        // (`power-shell suspend` is sent on the same line as the wait
+        // below: a line typed while the guest freezes loses characters.)
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut qmp = accord_systest::Qmp::connect(qmp_sock)?;
         let stop2 = stop.clone();
         let t = std::thread::spawn(move || -> Result<()> {
+            // The line with the suspend is typed first.
+            std::thread::sleep(Duration::from_secs(3));
             while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
                 // Paced, not timed: a key too early only costs an attempt.
                 std::thread::sleep(Duration::from_secs(1));
@@ -612,8 +615,9 @@ fn suspend_and_wake(q: &mut Qemu, arch: &str, qmp_sock: &std::path::Path) -> Res
         });
         Some((stop, t))
     };
+    let suspend = if arch == "aarch64" { "" } else { "touch /tmp/pw.retry; power-shell suspend >/dev/null; " };
     let waited = q.run(
-        "i=0; until awk '/state SLEEP/{s=1} s && /state AWAKE/{f=1} END{exit !f}' /tmp/pw.out; do i=$((i+1)); [ $i -gt 1200 ] && exit 1; sleep 0.1; done",
+        &format!("{suspend}i=0; until awk '/state SLEEP/{{s=1}} s && /state AWAKE/{{f=1}} END{{exit !f}}' /tmp/pw.out; do i=$((i+1)); [ $i -gt 1200 ] && exit 1; sleep 0.1; done"),
         Duration::from_secs(180),
     );
     if let Some((stop, t)) = keys {
