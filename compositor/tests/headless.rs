@@ -15,7 +15,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod common;
+
 use accord_compositor::{Compositor, Frame, ScreenPower, ScreenPowerSender, SocketConfig, BACKGROUND};
+use common::KillOnDrop;
 
 const WIDTH: u32 = 640;
 const HEIGHT: u32 = 480;
@@ -290,16 +293,6 @@ fn garbage_client_is_disconnected_and_others_keep_going() {
     wait_for_change(&harness, &mut client, &before);
     let later = harness.frame().expect("a frame");
     wait_for_change(&harness, &mut client, &later);
-}
-
-/// A child process killed and reaped on drop.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]

@@ -16,7 +16,7 @@ use std::{
 };
 
 use accord_compositor::{Compositor, SocketConfig};
-use common::{memfd, toplevel, Arg, Gone, RawClient, DEADLINE};
+use common::{memfd, popup, positioner, toplevel, Arg, Gone, RawClient, DEADLINE};
 
 /// A headless compositor on its own thread, stopped and joined on drop
 /// (a panic in it fails the test).
@@ -204,17 +204,8 @@ fn odd_destruction_orders_and_wrong_serials() {
         }),
         ("popup whose parent is gone", |c, g| {
             let parent = toplevel(c, g.compositor, g.wm_base);
-            let positioner = c.new_id();
-            c.send(g.wm_base, 1, &[Arg::U(positioner)]);
-            c.send(positioner, 1, &[Arg::I(10), Arg::I(10)]);
-            c.send(positioner, 2, &[Arg::I(0), Arg::I(0), Arg::I(5), Arg::I(5)]);
-            let surface = c.new_id();
-            c.send(g.compositor, 0, &[Arg::U(surface)]);
-            let xs = c.new_id();
-            c.send(g.wm_base, 2, &[Arg::U(xs), Arg::U(surface)]);
-            let popup = c.new_id();
-            c.send(xs, 2, &[Arg::U(popup), Arg::U(parent.xdg_surface), Arg::U(positioner)]);
-            c.send(surface, 6, &[]);
+            let positioner = positioner(c, g.wm_base);
+            let (surface, _, popup) = popup(c, g.compositor, g.wm_base, parent.xdg_surface, positioner);
             let _ = c.roundtrip();
             c.send(parent.toplevel, 0, &[]);
             c.send(parent.xdg_surface, 0, &[]);
@@ -225,17 +216,16 @@ fn odd_destruction_orders_and_wrong_serials() {
             let _ = c.roundtrip();
         }),
         ("popup with a null parent and one with itself as parent", |c, g| {
-            let positioner = c.new_id();
-            c.send(g.wm_base, 1, &[Arg::U(positioner)]);
-            c.send(positioner, 1, &[Arg::I(10), Arg::I(10)]);
-            c.send(positioner, 2, &[Arg::I(0), Arg::I(0), Arg::I(5), Arg::I(5)]);
+            let positioner = positioner(c, g.wm_base);
+            let _ = popup(c, g.compositor, g.wm_base, 0, positioner);
+            let _ = c.roundtrip();
+            // Its own xdg_surface as the parent.
             let surface = c.new_id();
             c.send(g.compositor, 0, &[Arg::U(surface)]);
             let xs = c.new_id();
             c.send(g.wm_base, 2, &[Arg::U(xs), Arg::U(surface)]);
-            let popup = c.new_id();
-            c.send(xs, 2, &[Arg::U(popup), Arg::U(0), Arg::U(positioner)]);
-            c.send(surface, 6, &[]);
+            let own = c.new_id();
+            c.send(xs, 2, &[Arg::U(own), Arg::U(xs), Arg::U(positioner)]);
             let _ = c.roundtrip();
         }),
         ("wm_base destroyed with surfaces alive", |c, g| {

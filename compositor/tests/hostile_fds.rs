@@ -9,24 +9,14 @@ mod common;
 use std::{
     os::{fd::AsRawFd, unix::process::CommandExt},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use common::{fd_count, memfd, Arg, Gone, RawClient, DEADLINE};
+use common::{fd_count, memfd, popup, positioner, Arg, Gone, KillOnDrop, RawClient, DEADLINE};
 
 const LIMIT: u64 = 1024;
 const SIMPLE_SHM: &str = "/usr/bin/weston-simple-shm";
-
-/// A child process killed and reaped on drop.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[test]
 fn one_client_cannot_take_every_descriptor_with_pools() {
@@ -195,10 +185,7 @@ fn a_deep_chain_of_popups_is_cut_off() {
     let shm = c.bind("wl_shm", 1);
     let wm_base = c.bind("xdg_wm_base", 1);
     let mut parent = common::toplevel(&mut c, compositor, wm_base).xdg_surface;
-    let positioner = c.new_id();
-    c.send(wm_base, 1, &[Arg::U(positioner)]);
-    c.send(positioner, 1, &[Arg::I(10), Arg::I(10)]);
-    c.send(positioner, 2, &[Arg::I(0), Arg::I(0), Arg::I(5), Arg::I(5)]);
+    let positioner = positioner(&mut c, wm_base);
     let fd = memfd(10 * 10 * 4);
     let pool = c.new_id();
     c.send(shm, 0, &[Arg::U(pool), Arg::Fd(fd.as_raw_fd()), Arg::I(10 * 10 * 4)]);
@@ -207,13 +194,7 @@ fn a_deep_chain_of_popups_is_cut_off() {
     let start = Instant::now();
     let mut cut_at = None;
     for i in 0..DEPTH {
-        let surface = c.new_id();
-        c.send(compositor, 0, &[Arg::U(surface)]);
-        let xs = c.new_id();
-        c.send(wm_base, 2, &[Arg::U(xs), Arg::U(surface)]);
-        let popup = c.new_id();
-        c.send(xs, 2, &[Arg::U(popup), Arg::U(parent), Arg::U(positioner)]);
-        c.send(surface, 6, &[]);
+        let (surface, xs, _) = popup(&mut c, compositor, wm_base, parent, positioner);
         let configure = match c.wait_for(|e| e.object == xs && e.opcode == 0) {
             Ok(e) => e,
             Err(e) => {

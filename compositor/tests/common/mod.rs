@@ -273,3 +273,36 @@ pub fn toplevel(c: &mut RawClient, compositor: u32, wm_base: u32) -> Toplevel {
     c.send(xdg_surface, 4, &[Arg::U(configure.u32_at(0))]);
     Toplevel { surface, xdg_surface, toplevel: tl }
 }
+
+/// An xdg_positioner: a 10x10 popup anchored on a 5x5 rectangle at its
+/// parent's origin.
+pub fn positioner(c: &mut RawClient, wm_base: u32) -> u32 {
+    let positioner = c.new_id();
+    c.send(wm_base, 1, &[Arg::U(positioner)]);
+    c.send(positioner, 1, &[Arg::I(10), Arg::I(10)]);
+    c.send(positioner, 2, &[Arg::I(0), Arg::I(0), Arg::I(5), Arg::I(5)]);
+    positioner
+}
+
+/// wl_surface + xdg_surface + xdg_popup with `parent` (an xdg_surface, or
+/// 0 for none), committed: (surface, xdg_surface, xdg_popup).
+pub fn popup(c: &mut RawClient, compositor: u32, wm_base: u32, parent: u32, positioner: u32) -> (u32, u32, u32) {
+    let surface = c.new_id();
+    c.send(compositor, 0, &[Arg::U(surface)]);
+    let xs = c.new_id();
+    c.send(wm_base, 2, &[Arg::U(xs), Arg::U(surface)]);
+    let popup = c.new_id();
+    c.send(xs, 2, &[Arg::U(popup), Arg::U(parent), Arg::U(positioner)]);
+    c.send(surface, 6, &[]);
+    (surface, xs, popup)
+}
+
+/// A child process killed and reaped on drop.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
