@@ -527,7 +527,9 @@ fn compositor_on_screen(q: &mut Qemu, qmp_sock: &std::path::Path, shot: &std::pa
     ensure!(shown, "the screen is not the compositor's background\n{}", out(q, "hilog -x -T render_service | tail")?);
     // Debian's stock demo client: its 250x250 window, at the top left,
     // drawn by the client in shared memory and composited on the screen.
-    out(q, "WAYLAND_DISPLAY=/run/render_service/wayland-0 weston-simple-shm >/tmp/shm.log 2>&1 & echo $! >/tmp/shm.pid")?;
+    // In a subshell: not a job of the console shell, whose notice when it
+    // ends once cut a command's output short.
+    out(q, "(WAYLAND_DISPLAY=/run/render_service/wayland-0 weston-simple-shm >/tmp/shm.log 2>&1 & echo $! >/tmp/shm.pid)")?;
     let window = |ppm: &[u8]| -> Result<bool> {
         Ok(background_share(ppm, |x, y| x < 250 && y < 250)? < 0.5 && background_share(ppm, |x, y| x >= 300 || y >= 300)? >= 0.9)
     };
