@@ -27,28 +27,13 @@ mkdir unpacked
 for deb in ./*.deb; do dpkg -x "$deb" unpacked; done
 rm -f ./*.deb
 
-case "$ARCH" in
-    aarch64) triplet=aarch64-linux-gnu loader=lib/ld-linux-aarch64.so.1 ;;
-    x86_64) triplet=x86_64-linux-gnu loader=lib64/ld-linux-x86-64.so.2 ;;
-esac
-mkdir -p root/sbin "root/lib/$triplet" "root/$(dirname "$loader")" root/etc
+mkdir -p root/sbin root/etc
 for b in e2fsck mke2fs fsck.fat mkfs.fat; do
     install -m 0755 "unpacked/sbin/$b" "root/sbin/$b"
 done
-for l in libext2fs.so.2 libcom_err.so.2 libblkid.so.1 libuuid.so.1 libe2p.so.2 libc.so.6; do
-    src=unpacked/lib/$triplet/$l
-    [[ -e $src ]] || src=unpacked/usr/lib/$triplet/$l
-    cp -L "$src" "root/lib/$triplet/$l"
-done
-cp -L "unpacked/lib/$triplet/${loader##*/}" "root/$loader" 2>/dev/null || cp -L "unpacked/$loader" "root/$loader"
+copy_debian_libs unpacked root libext2fs.so.2 libcom_err.so.2 libblkid.so.1 libuuid.so.1 libe2p.so.2 libc.so.6
 install -m 0644 unpacked/etc/mke2fs.conf root/etc/mke2fs.conf
-# Every library the binaries name must be here (a missing one would only
-# show as a failed format on the device).
-for b in root/sbin/* root/lib/$triplet/*; do
-    for need in $(objdump -p "$b" | awk '/NEEDED/ {print $2}'); do
-        [[ -e root/lib/$triplet/$need || $need == "${loader##*/}" ]] || die "$b needs $need, which is not in the list"
-    done
-done
+check_needed "root/lib/$GNU_TRIPLET" root/sbin/* "root/lib/$GNU_TRIPLET"/*
 rm -rf unpacked
 echo "$want" >package
 log "fstools for $ARCH ready in $CACHE ($(du -sk root | cut -f1) KiB)"

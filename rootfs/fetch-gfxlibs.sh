@@ -32,27 +32,12 @@ mkdir unpacked
 for deb in ./*.deb; do dpkg -x "$deb" unpacked; done
 rm -f ./*.deb
 
-triplet=$GNU_TRIPLET
-mkdir -p "root/lib/$triplet" link
-for l in libpixman-1.so.0 libxkbcommon.so.0 libc.so.6 libm.so.6 libgcc_s.so.1 libwayland-client.so.0 libffi.so.8 libpthread.so.0; do
-    src=unpacked/lib/$triplet/$l
-    [[ -e $src ]] || src=unpacked/usr/lib/$triplet/$l
-    [[ -e $src ]] || die "$l is not in $want"
-    cp -L "$src" "root/lib/$triplet/$l"
-done
-# The loader where the programs look for it (the same file as the
-# filesystem tools', from the same package).
-mkdir -p "root/$(dirname "$GNU_LOADER")"
-cp -L "unpacked/lib/$triplet/${GNU_LOADER##*/}" "root/$GNU_LOADER" 2>/dev/null || cp -L "unpacked/$GNU_LOADER" "root/$GNU_LOADER"
-mkdir -p root/system/bin
+copy_debian_libs unpacked root libpixman-1.so.0 libxkbcommon.so.0 libc.so.6 libm.so.6 libgcc_s.so.1 libwayland-client.so.0 libffi.so.8 libpthread.so.0
+mkdir -p root/system/bin link
 install -m 0755 unpacked/usr/bin/weston-simple-shm root/system/bin/weston-simple-shm
-for b in root/system/bin/*; do
-    for need in $(objdump -p "$b" | awk '/NEEDED/ {print $2}'); do
-        [[ -e root/lib/$triplet/$need || $need == "${GNU_LOADER##*/}" ]] || die "$b needs $need, which is not in the list"
-    done
-done
-ln -s "../root/lib/$triplet/libpixman-1.so.0" link/libpixman-1.so
-ln -s "../root/lib/$triplet/libxkbcommon.so.0" link/libxkbcommon.so
+check_needed "root/lib/$GNU_TRIPLET" root/system/bin/*
+ln -s "../root/lib/$GNU_TRIPLET/libpixman-1.so.0" link/libpixman-1.so
+ln -s "../root/lib/$GNU_TRIPLET/libxkbcommon.so.0" link/libxkbcommon.so
 rm -rf unpacked
 echo "$want" >package
 log "graphics libraries for $ARCH ready in $CACHE ($(du -sk root | cut -f1) KiB)"

@@ -17,6 +17,35 @@ apt_download() {
     apt-get download -q -o APT::Sandbox::User=root "$@"
 }
 
+# copy_debian_libs FROM TO LIB...: copies each LIB from an unpacked set of
+# Debian packages (FROM/lib/<triplet> or FROM/usr/lib/<triplet>) to
+# TO/lib/<triplet>, and the loader to TO/<where programs look for it>.
+copy_debian_libs() {
+    local from=$1 to=$2 l src
+    shift 2
+    mkdir -p "$to/lib/$GNU_TRIPLET" "$to/$(dirname "$GNU_LOADER")"
+    for l in "$@"; do
+        src=$from/lib/$GNU_TRIPLET/$l
+        [[ -e $src ]] || src=$from/usr/lib/$GNU_TRIPLET/$l
+        [[ -e $src ]] || die "$l is not in the packages unpacked in $from"
+        cp -L "$src" "$to/lib/$GNU_TRIPLET/$l"
+    done
+    cp -L "$from/lib/$GNU_TRIPLET/${GNU_LOADER##*/}" "$to/$GNU_LOADER" 2>/dev/null || cp -L "$from/$GNU_LOADER" "$to/$GNU_LOADER"
+}
+
+# check_needed LIBDIR FILE...: dies unless every library each FILE names
+# (DT_NEEDED) is in LIBDIR or is the loader: a missing one would only show
+# as a program that does not start on the device.
+check_needed() {
+    local libdir=$1 b need
+    shift
+    for b in "$@"; do
+        for need in $(objdump -p "$b" | awk '/NEEDED/ {print $2}'); do
+            [[ -e $libdir/$need || $need == "${GNU_LOADER##*/}" ]] || die "$b needs $need, which is not in $libdir"
+        done
+    done
+}
+
 set_arch() {
     ARCH=${1:-}
     case "$ARCH" in

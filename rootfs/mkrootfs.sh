@@ -60,9 +60,7 @@ else
     GFX_BIN=${CARGO_TARGET_DIR:-$REPO/target}/$GNU_TARGET/release/render_service
 fi
 [[ -x $GFX_BIN ]] || die "$GFX_BIN is missing"
-for need in $(objdump -p "$GFX_BIN" | awk '/NEEDED/ {print $2}'); do
-    [[ -e $GFX/root/lib/$GNU_TRIPLET/$need || $need == "${GNU_LOADER##*/}" ]] || die "render_service needs $need, which fetch-gfxlibs.sh does not fetch"
-done
+check_needed "$GFX/root/lib/$GNU_TRIPLET" "$GFX_BIN"
 
 # --- the root tree ----------------------------------------------------------
 ROOT=$OUT_DIR/root

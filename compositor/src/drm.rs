@@ -77,8 +77,6 @@ pub struct DrmBackend {
     modeset_done: bool,
     flip_pending: Option<Instant>,
     info: OutputInfo,
-    /// The CRTC is off (screen power off): nothing is drawn or flipped.
-    off: bool,
 }
 
 impl std::fmt::Debug for DrmBackend {
@@ -238,24 +236,21 @@ impl DrmBackend {
             })
             .map_err(|e| Error::EventLoop(e.error))?;
 
-        Ok(DrmBackend { _device: device, surface, renderer, tracker, slots, next: 0, frame_no: 0, modeset_done: false, flip_pending: None, info, off: false })
+        Ok(DrmBackend { _device: device, surface, renderer, tracker, slots, next: 0, frame_no: 0, modeset_done: false, flip_pending: None, info })
     }
 
     pub(crate) fn output_info(&self) -> OutputInfo {
         self.info.clone()
     }
 
-    /// Screen power: off disables the CRTC (the display goes dark, as
-    /// DPMS off); on sets the mode again with the next frame, drawn whole.
+    /// Screen power (called on a change only; no frame is asked for while
+    /// off): off disables the CRTC (the display goes dark, as DPMS off); on
+    /// sets the mode again with the next frame, drawn whole.
     ///
     /// # Errors
     /// The kernel refused to turn the CRTC off (it stays on, and drawn).
     pub(crate) fn set_power(&mut self, on: bool) -> Result<(), Error> {
-        if on != self.off {
-            return Ok(());
-        }
         if on {
-            self.off = false;
             self.modeset_done = false;
             self.flip_pending = None;
             for slot in &mut self.slots {
@@ -264,7 +259,6 @@ impl DrmBackend {
             info!("screen on");
         } else {
             self.surface.clear().map_err(drm_err("turning the CRTC off"))?;
-            self.off = true;
             self.flip_pending = None;
             info!("screen off (CRTC disabled)");
         }
@@ -272,9 +266,6 @@ impl DrmBackend {
     }
 
     pub(crate) fn render(&mut self, space: &Space<Window>, output: &Output) -> Result<RenderStatus, Error> {
-        if self.off {
-            return Ok(RenderStatus::Rendered { damaged: false });
-        }
         if let Some(since) = self.flip_pending {
             if since.elapsed() < FLIP_TIMEOUT {
                 return Ok(RenderStatus::Busy);

@@ -80,20 +80,17 @@ impl HeadlessBackend {
         OutputInfo { name: "headless-1".into(), make: "Accord".into(), model: "headless".into(), size: self.size, refresh_mhz: 60_000, physical_mm: (0, 0) }
     }
 
-    /// Turns the (simulated) screen off or on; on again, the next frame is
-    /// drawn whole.
+    /// Turns the (simulated) screen off or on (called on a change only; no
+    /// frame is asked for while off); on again, the next frame is drawn
+    /// whole.
     pub(crate) fn set_power(&mut self, on: bool) {
         self.off = !on;
         if on {
-            self.tracker = OutputDamageTracker::new(self.size, 1.0, Transform::Normal);
             self.frames = 0;
         }
     }
 
     pub(crate) fn render(&mut self, space: &Space<Window>, output: &Output) -> Result<RenderStatus, Error> {
-        if self.off {
-            return Ok(RenderStatus::Rendered { damaged: false });
-        }
         // One image, so after the first frame it always holds the last one.
         let age = if self.frames == 0 { 0 } else { 1 };
         let mut target = self.renderer.bind(&mut self.image)?;

@@ -35,7 +35,7 @@ use smithay::reexports::{
     calloop::{
         generic::Generic,
         timer::{TimeoutAction, Timer},
-        EventLoop, Interest, LoopSignal, Mode, PostAction, RegistrationToken,
+        EventLoop, Interest, Mode, PostAction, RegistrationToken,
     },
     wayland_server::{Display, ListeningSocket},
 };
@@ -156,8 +156,8 @@ impl SocketConfig {
 
 /// A running compositor: its event loop, Wayland display and backend.
 ///
-/// Drive it with [`Compositor::dispatch`] (tests) or [`Compositor::run`]
-/// (the service). It is not `Send`: create it on the thread that runs it.
+/// Drive it with [`Compositor::dispatch`] in a loop (the service and the
+/// tests). It is not `Send`: create it on the thread that runs it.
 pub struct Compositor {
     event_loop: EventLoop<'static, State>,
     state: State,
@@ -283,11 +283,6 @@ impl Compositor {
         self.power.clone()
     }
 
-    /// Whether the screen is on.
-    pub fn screen_on(&self) -> bool {
-        self.state.screen_on
-    }
-
     /// The Wayland socket's full path.
     pub fn socket_path(&self) -> &Path {
         &self.socket_path
@@ -301,20 +296,6 @@ impl Compositor {
             .map_err(|e| Error::Io { context: "dispatching the event loop".into(), source: std::io::Error::other(e.to_string()) })?;
         self.state.after_dispatch();
         Ok(())
-    }
-
-    /// A signal that makes [`Compositor::run`] return; it can be sent from
-    /// another thread.
-    pub fn stop_signal(&self) -> LoopSignal {
-        self.event_loop.get_signal()
-    }
-
-    /// Runs until [`Compositor::stop_signal`] is used.
-    pub fn run(mut self) -> Result<(), Error> {
-        let Compositor { event_loop, state, .. } = &mut self;
-        event_loop
-            .run(None, state, |state| state.after_dispatch())
-            .map_err(|e| Error::Io { context: "running the event loop".into(), source: std::io::Error::other(e.to_string()) })
     }
 
     /// The last rendered frame, headless only (`None` on DRM, or before the

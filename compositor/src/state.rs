@@ -156,7 +156,8 @@ pub struct State {
     last_frame: Option<Instant>,
     start: Instant,
     pub(crate) frames_rendered: u64,
-    /// Whether the screen is on (screen power, following the power manager).
+    /// Whether the screen is on (screen power, following the power
+    /// manager); while off, [`State::redraw`] asks the backend for nothing.
     pub(crate) screen_on: bool,
 }
 
@@ -232,6 +233,9 @@ impl State {
     /// Turns the screen on or off ([`crate::ScreenPower`]); on again, the
     /// whole output is drawn anew.
     pub(crate) fn set_screen_power(&mut self, on: bool) {
+        if on == self.screen_on {
+            return;
+        }
         let result = match &mut self.backend {
             Backend::Headless(b) => {
                 b.set_power(on);

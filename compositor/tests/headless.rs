@@ -18,14 +18,13 @@ use std::{
 mod common;
 
 use accord_compositor::{Compositor, Frame, ScreenPower, ScreenPowerSender, SocketConfig, BACKGROUND};
-use common::KillOnDrop;
+use common::{frames_requested, spawn_simple_shm, KillOnDrop, SIMPLE_SHM};
 
 const WIDTH: u32 = 640;
 const HEIGHT: u32 = 480;
 /// weston-simple-shm's window, mapped at the output's origin.
 const WINDOW: u32 = 250;
 const DEADLINE: Duration = Duration::from_secs(30);
-const SIMPLE_SHM: &str = "/usr/bin/weston-simple-shm";
 
 type FrameRequest = mpsc::Sender<Option<Frame>>;
 
@@ -319,26 +318,14 @@ fn render_service_binary_serves_a_client() {
         std::thread::sleep(Duration::from_millis(10));
     }
 
-    let client_log = dir.path().join("client.log");
-    let client = Command::new(SIMPLE_SHM)
-        .env("XDG_RUNTIME_DIR", dir.path())
-        .env("WAYLAND_DISPLAY", "wl-bin")
-        .env("WAYLAND_DEBUG", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&client_log).expect("client log"))
-        .spawn()
-        .expect("spawning weston-simple-shm");
-    let mut client = KillOnDrop(client);
+    let (mut client, client_log) = spawn_simple_shm(dir.path(), "wl-bin");
 
     // The client gets frame callbacks (it asks for the next one each
     // time), the service stays up.
     let start = Instant::now();
     loop {
         let text = read_log(&client_log);
-        // Each frame request after the first answers a frame callback.
-        let frames_requested = text.lines().filter(|l| l.contains("-> wl_surface@") && l.contains(".frame(")).count();
-        if frames_requested >= 10 {
+        if frames_requested(&text) >= 10 {
             break;
         }
         if let Ok(Some(status)) = client.0.try_wait() {

@@ -16,7 +16,7 @@ use std::{
 };
 
 use accord_compositor::{Compositor, SocketConfig};
-use common::{memfd, popup, positioner, toplevel, Arg, Gone, RawClient, DEADLINE};
+use common::{memfd, popup, positioner, shm_buffer, toplevel, Arg, Gone, RawClient, DEADLINE};
 
 /// A headless compositor on its own thread, stopped and joined on drop
 /// (a panic in it fails the test).
@@ -108,12 +108,8 @@ impl GoodClient {
         let mut c = RawClient::connect(&h.socket());
         let g = bind_all(&mut c);
         let t = toplevel(&mut c, g.compositor, g.wm_base);
-        let fd = memfd(64 * 64 * 4);
-        let pool = c.new_id();
-        c.send(g.shm, 0, &[Arg::U(pool), Arg::Fd(fd.as_raw_fd()), Arg::I(64 * 64 * 4)]);
-        let buffer = c.new_id();
-        c.send(pool, 0, &[Arg::U(buffer), Arg::I(0), Arg::I(64), Arg::I(64), Arg::I(256), Arg::U(1)]);
-        GoodClient { c, surface: t.surface, buffer }
+        let b = shm_buffer(&mut c, g.shm, 64, 64);
+        GoodClient { c, surface: t.surface, buffer: b.buffer }
     }
 
     /// Draws once more and waits for the frame callback.
@@ -170,14 +166,10 @@ fn odd_destruction_orders_and_wrong_serials() {
     let attacks: &[(&str, Attack)] = &[
         ("buffer destroyed while attached", |c, g| {
             let t = toplevel(c, g.compositor, g.wm_base);
-            let fd = memfd(256 * 1024);
-            let pool = c.new_id();
-            c.send(g.shm, 0, &[Arg::U(pool), Arg::Fd(fd.as_raw_fd()), Arg::I(256 * 1024)]);
-            let buffer = c.new_id();
-            c.send(pool, 0, &[Arg::U(buffer), Arg::I(0), Arg::I(256), Arg::I(256), Arg::I(1024), Arg::U(1)]);
-            c.send(pool, 1, &[]);
-            c.send(t.surface, 1, &[Arg::U(buffer), Arg::I(0), Arg::I(0)]);
-            c.send(buffer, 0, &[]);
+            let b = shm_buffer(c, g.shm, 256, 256);
+            c.send(b.pool, 1, &[]);
+            c.send(t.surface, 1, &[Arg::U(b.buffer), Arg::I(0), Arg::I(0)]);
+            c.send(b.buffer, 0, &[]);
             let _ = wait_frame_done(c, t.surface);
             c.send(t.surface, 6, &[]);
             let _ = c.roundtrip();
@@ -269,16 +261,12 @@ fn odd_destruction_orders_and_wrong_serials() {
         }),
         ("the pool's file shrunk after the commit", |c, g| {
             let t = toplevel(c, g.compositor, g.wm_base);
-            let fd = memfd(256 * 1024);
-            let pool = c.new_id();
-            c.send(g.shm, 0, &[Arg::U(pool), Arg::Fd(fd.as_raw_fd()), Arg::I(256 * 1024)]);
-            let buffer = c.new_id();
-            c.send(pool, 0, &[Arg::U(buffer), Arg::I(0), Arg::I(256), Arg::I(256), Arg::I(1024), Arg::U(1)]);
-            c.send(t.surface, 1, &[Arg::U(buffer), Arg::I(0), Arg::I(0)]);
+            let b = shm_buffer(c, g.shm, 256, 256);
+            c.send(t.surface, 1, &[Arg::U(b.buffer), Arg::I(0), Arg::I(0)]);
             c.send(t.surface, 2, &[Arg::I(0), Arg::I(0), Arg::I(256), Arg::I(256)]);
             let _ = wait_frame_done(c, t.surface);
             // SAFETY: ftruncate on a descriptor this test owns.
-            unsafe { libc::ftruncate(fd.as_raw_fd(), 0) };
+            unsafe { libc::ftruncate(b.fd.as_raw_fd(), 0) };
             c.send(t.surface, 2, &[Arg::I(0), Arg::I(0), Arg::I(256), Arg::I(256)]);
             let _ = wait_frame_done(c, t.surface);
         }),
@@ -356,13 +344,9 @@ fn pools_and_buffers_destroyed_are_not_counted() {
     let mut c = RawClient::connect(&h.socket());
     let g = bind_all(&mut c);
     for i in 0..4 * accord_compositor::state::MAX_SHM_OBJECTS_PER_CLIENT {
-        let fd = memfd(4096);
-        let pool = c.new_id();
-        c.send(g.shm, 0, &[Arg::U(pool), Arg::Fd(fd.as_raw_fd()), Arg::I(4096)]);
-        let buffer = c.new_id();
-        c.send(pool, 0, &[Arg::U(buffer), Arg::I(0), Arg::I(16), Arg::I(16), Arg::I(64), Arg::U(1)]);
-        c.send(pool, 1, &[]);
-        c.send(buffer, 0, &[]);
+        let b = shm_buffer(&mut c, g.shm, 16, 16);
+        c.send(b.pool, 1, &[]);
+        c.send(b.buffer, 0, &[]);
         if i.is_multiple_of(64) {
             c.roundtrip().unwrap_or_else(|e| panic!("cut off after {i} pools made and destroyed: {e:?}"));
         }

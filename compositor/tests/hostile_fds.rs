@@ -13,10 +13,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{fd_count, memfd, popup, positioner, Arg, Gone, KillOnDrop, RawClient, DEADLINE};
+use common::{fd_count, frames_requested, memfd, popup, positioner, shm_buffer, spawn_simple_shm, Arg, Gone, KillOnDrop, RawClient, DEADLINE};
 
 const LIMIT: u64 = 1024;
-const SIMPLE_SHM: &str = "/usr/bin/weston-simple-shm";
 
 #[test]
 fn one_client_cannot_take_every_descriptor_with_pools() {
@@ -133,24 +132,12 @@ fn attack(destroy_pools: bool) {
     eprintln!("{pools} pools, compositor at {} descriptors, attacker cut off: {cut_off}", fd_count(&pid));
 
     // Another client is served: weston-simple-shm gets frame callbacks.
-    let client_log = dir.path().join("client.log");
-    let mut client = KillOnDrop(
-        Command::new(SIMPLE_SHM)
-            .env("XDG_RUNTIME_DIR", dir.path())
-            .env("WAYLAND_DISPLAY", "wl")
-            .env("WAYLAND_DEBUG", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&client_log).expect("client log"))
-            .spawn()
-            .expect("spawning weston-simple-shm"),
-    );
+    let (mut client, client_log) = spawn_simple_shm(dir.path(), "wl");
     let cpu_before = common::cpu_ticks(&pid);
     let start = Instant::now();
     loop {
         let text = std::fs::read_to_string(&client_log).unwrap_or_default();
-        let frames = text.lines().filter(|l| l.contains("-> wl_surface@") && l.contains(".frame(")).count();
-        if frames >= 10 {
+        if frames_requested(&text) >= 10 {
             break;
         }
         if let Ok(Some(status)) = client.0.try_wait() {
@@ -186,11 +173,7 @@ fn a_deep_chain_of_popups_is_cut_off() {
     let wm_base = c.bind("xdg_wm_base", 1);
     let mut parent = common::toplevel(&mut c, compositor, wm_base).xdg_surface;
     let positioner = positioner(&mut c, wm_base);
-    let fd = memfd(10 * 10 * 4);
-    let pool = c.new_id();
-    c.send(shm, 0, &[Arg::U(pool), Arg::Fd(fd.as_raw_fd()), Arg::I(10 * 10 * 4)]);
-    let buffer = c.new_id();
-    c.send(pool, 0, &[Arg::U(buffer), Arg::I(0), Arg::I(10), Arg::I(10), Arg::I(40), Arg::U(1)]);
+    let buffer = shm_buffer(&mut c, shm, 10, 10).buffer;
     let start = Instant::now();
     let mut cut_at = None;
     for i in 0..DEPTH {

@@ -64,7 +64,6 @@ fn main() -> anyhow::Result<()> {
                             tracing::warn!("no display to drive yet ({e}); looking again every {DISPLAY_RETRY:?}");
                             said = true;
                         }
-                        let _ = std::fs::remove_file(socket.path());
                         std::thread::sleep(DISPLAY_RETRY);
                     }
                     Err(e) => return Err(e.into()),
@@ -73,13 +72,12 @@ fn main() -> anyhow::Result<()> {
         }
     };
     info!(socket = %compositor.socket_path().display(), "render_service running");
-    if args.headless.is_some() {
-        compositor.run()?;
-        return Ok(());
+    // Headless, there is no screen to power or to wait for.
+    let mut announced = args.headless.is_some();
+    if !announced {
+        accord_compositor::follow_power::spawn(compositor.screen_power())?;
     }
-    accord_compositor::follow_power::spawn(compositor.screen_power())?;
     let mut compositor = compositor;
-    let mut announced = false;
     loop {
         compositor.dispatch(None)?;
         if !announced && compositor.frames_rendered() > 0 {

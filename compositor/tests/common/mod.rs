@@ -306,3 +306,49 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// A memfd of `width` x `height` XRGB8888 pixels, a wl_shm_pool over all of
+/// it and one wl_buffer covering it.
+pub struct ShmBuffer {
+    /// The pool's file (the test keeps it open; it may shrink it).
+    pub fd: OwnedFd,
+    pub pool: u32,
+    pub buffer: u32,
+}
+
+/// Makes a [`ShmBuffer`] through `shm`.
+pub fn shm_buffer(c: &mut RawClient, shm: u32, width: i32, height: i32) -> ShmBuffer {
+    let size = width * height * 4;
+    let fd = memfd(size as u64);
+    let pool = c.new_id();
+    c.send(shm, 0, &[Arg::U(pool), Arg::Fd(fd.as_raw_fd()), Arg::I(size)]);
+    let buffer = c.new_id();
+    c.send(pool, 0, &[Arg::U(buffer), Arg::I(0), Arg::I(width), Arg::I(height), Arg::I(width * 4), Arg::U(1)]);
+    ShmBuffer { fd, pool, buffer }
+}
+
+/// Starts Debian's weston-simple-shm on `display` (a socket name in
+/// `dir`, its XDG_RUNTIME_DIR), its protocol log (WAYLAND_DEBUG) going to
+/// the path returned.
+pub fn spawn_simple_shm(dir: &Path, display: &str) -> (KillOnDrop, std::path::PathBuf) {
+    let log = dir.join("client.log");
+    let child = std::process::Command::new(SIMPLE_SHM)
+        .env("XDG_RUNTIME_DIR", dir)
+        .env("WAYLAND_DISPLAY", display)
+        .env("WAYLAND_DEBUG", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("client log"))
+        .spawn()
+        .expect("spawning weston-simple-shm");
+    (KillOnDrop(child), log)
+}
+
+/// How many frames a client asked for, from its WAYLAND_DEBUG log: each
+/// request after the first answers a frame callback.
+pub fn frames_requested(log: &str) -> usize {
+    log.lines().filter(|l| l.contains("-> wl_surface@") && l.contains(".frame(")).count()
+}
+
+/// Debian's stock demo client.
+pub const SIMPLE_SHM: &str = "/usr/bin/weston-simple-shm";

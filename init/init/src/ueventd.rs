@@ -48,11 +48,13 @@
 //! never following a symbolic link. When the socket overflows (ENOBUFS: a
 //! burst of events lost), every rule is applied again, as at the cold boot.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use tracing::{debug, info, warn};
+
+use accord_param::path_matches;
 
 use crate::users::Users;
 
@@ -228,37 +230,6 @@ pub fn parse_into(rules: &mut Rules, text: &str, file: &str, users: &Users) -> V
     problems
 }
 
-/// Whether `name` matches the glob `pat`: `*` is any run of characters but
-/// `/`, `?` one character but `/`.
-pub fn glob_match(pat: &str, name: &str) -> bool {
-    let (p, s) = (pat.as_bytes(), name.as_bytes());
-    let (mut pi, mut si) = (0, 0);
-    // Where the last `*` was, and where in `s` it currently ends.
-    let mut star: Option<(usize, usize)> = None;
-    while si < s.len() {
-        if pi < p.len() && (p[pi] == s[si] || (p[pi] == b'?' && s[si] != b'/')) {
-            pi += 1;
-            si += 1;
-        } else if pi < p.len() && p[pi] == b'*' {
-            star = Some((pi, si));
-            pi += 1;
-        } else if let Some((sp, ss)) = star {
-            if s[ss] == b'/' {
-                return false;
-            }
-            pi = sp + 1;
-            si = ss + 1;
-            star = Some((sp, ss + 1));
-        } else {
-            return false;
-        }
-    }
-    while pi < p.len() && p[pi] == b'*' {
-        pi += 1;
-    }
-    pi == p.len()
-}
-
 /// The existing paths a pattern names, read from the file system with
 /// `/dev` or `/sys` replaced by `root`; at most [`MAX_EXPANDED`], in order.
 pub fn expand(pattern: &str, prefix: &str, root: &Path) -> Vec<PathBuf> {
@@ -273,7 +244,7 @@ pub fn expand(pattern: &str, prefix: &str, root: &Path) -> Vec<PathBuf> {
                 names.sort();
                 for n in names {
                     if let Some(s) = n.to_str() {
-                        if glob_match(comp, s) && next.len() < MAX_EXPANDED {
+                        if path_matches(comp, s) && next.len() < MAX_EXPANDED {
                             next.push(dir.join(s));
                         }
                     }
@@ -335,14 +306,14 @@ impl Rules {
 
     /// The rule for a device node (`/dev/...`): the last that matches.
     pub fn device(&self, node: &str) -> Option<&DeviceRule> {
-        self.devices.iter().rev().find(|r| glob_match(&r.pattern, node))
+        self.devices.iter().rev().find(|r| path_matches(&r.pattern, node))
     }
 
     /// The sysfs rules for a device directory (`/sys/...`), one per
     /// attribute: the last that matches.
     pub fn sysfs_for(&self, dir: &str) -> Vec<&SysfsRule> {
         let mut by_attr: BTreeMap<&str, &SysfsRule> = BTreeMap::new();
-        for r in self.sysfs.iter().filter(|r| glob_match(&r.pattern, dir)) {
+        for r in self.sysfs.iter().filter(|r| path_matches(&r.pattern, dir)) {
             by_attr.insert(&r.attr, r);
         }
         by_attr.into_values().collect()
@@ -407,6 +378,27 @@ fn set_owner_mode(path: &Path, uid: u32, gid: u32, mode: u32, want_device: bool)
     Ok(Applied::Done)
 }
 
+/// [`set_owner_mode`] with what happened logged under `shown` (the path as
+/// the device sees it) and `origin` (the rule's file:line); whether it was
+/// done. A path gone before it is reached is not worth a word.
+fn set_logged(path: &Path, shown: &str, (uid, gid, mode): (u32, u32, u32), origin: &str, want_device: bool) -> bool {
+    match set_owner_mode(path, uid, gid, mode, want_device) {
+        Ok(Applied::Done) => {
+            debug!("{shown}: {uid}:{gid} {mode:04o} ({origin})");
+            true
+        }
+        Ok(Applied::WrongKind) => {
+            warn!("{shown}: not a {}, left alone ({origin})", if want_device { "device node" } else { "regular file" });
+            false
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => {
+            warn!("{shown}: cannot set {uid}:{gid} {mode:04o} ({origin}): {e}");
+            false
+        }
+    }
+}
+
 /// Sets a parameter (`name`, `value`).
 pub type SetParam = Box<dyn FnMut(&str, &str) + Send>;
 
@@ -425,59 +417,29 @@ impl Ueventd {
     }
 
     fn apply_device(&mut self, node: &str, rule: &DeviceRule) -> bool {
-        let path = self.dev_path(node);
-        match set_owner_mode(&path, rule.uid, rule.gid, rule.mode, true) {
-            Ok(Applied::Done) => {
-                debug!("{node}: {}:{} {:04o} ({})", rule.uid, rule.gid, rule.mode, rule.origin);
-                if let Some(p) = rule.parameter.clone() {
-                    (self.set_param)(&p, "added");
-                }
-                true
-            }
-            Ok(Applied::WrongKind) => {
-                warn!("{node}: not a device node, left alone ({})", rule.origin);
-                false
-            }
-            // Gone again before we got to it: nothing to do.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-            Err(e) => {
-                warn!("{node}: cannot set {}:{} {:04o} ({}): {e}", rule.uid, rule.gid, rule.mode, rule.origin);
-                false
+        let done = set_logged(&self.dev_path(node), node, (rule.uid, rule.gid, rule.mode), &rule.origin, true);
+        if done {
+            if let Some(p) = &rule.parameter {
+                (self.set_param)(p, "added");
             }
         }
+        done
     }
 
     fn apply_sysfs(&self, dir: &Path, shown: &str, rule: &SysfsRule) -> bool {
-        let path = dir.join(&rule.attr);
-        match set_owner_mode(&path, rule.uid, rule.gid, rule.mode, false) {
-            Ok(Applied::Done) => {
-                debug!("{shown}/{}: {}:{} {:04o} ({})", rule.attr, rule.uid, rule.gid, rule.mode, rule.origin);
-                true
-            }
-            Ok(Applied::WrongKind) => {
-                warn!("{shown}/{}: not a regular file, left alone ({})", rule.attr, rule.origin);
-                false
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-            Err(e) => {
-                warn!("{shown}/{}: cannot set {}:{} {:04o} ({}): {e}", rule.attr, rule.uid, rule.gid, rule.mode, rule.origin);
-                false
-            }
-        }
+        set_logged(&dir.join(&rule.attr), &format!("{shown}/{}", rule.attr), (rule.uid, rule.gid, rule.mode), &rule.origin, false)
     }
 
     /// Applies every rule to what is there now; returns how many paths
     /// were set.
     pub fn coldboot(&mut self) -> usize {
         let mut done = 0;
-        let mut nodes: Vec<String> = Vec::new();
+        // Each path once, however many patterns name it.
+        let mut nodes = BTreeSet::new();
         for r in &self.rules.devices {
             for p in expand(&r.pattern, "/dev", &self.roots.dev) {
                 if let Ok(rel) = p.strip_prefix(&self.roots.dev) {
-                    let node = format!("/dev/{}", rel.display());
-                    if !nodes.contains(&node) {
-                        nodes.push(node);
-                    }
+                    nodes.insert(format!("/dev/{}", rel.display()));
                 }
             }
         }
@@ -486,18 +448,15 @@ impl Ueventd {
                 done += usize::from(self.apply_device(&node, &rule));
             }
         }
-        let mut dirs: Vec<(PathBuf, String)> = Vec::new();
+        let mut dirs = BTreeMap::new();
         for r in &self.rules.sysfs {
             for p in expand(&r.pattern, "/sys", &self.roots.sys) {
                 if let Ok(rel) = p.strip_prefix(&self.roots.sys) {
-                    let shown = format!("/sys/{}", rel.display());
-                    if !dirs.iter().any(|(_, s)| *s == shown) {
-                        dirs.push((p.clone(), shown));
-                    }
+                    dirs.insert(format!("/sys/{}", rel.display()), p.clone());
                 }
             }
         }
-        for (dir, shown) in dirs {
+        for (shown, dir) in dirs {
             for rule in self.rules.sysfs_for(&shown) {
                 done += usize::from(self.apply_sysfs(&dir, &shown, rule));
             }
@@ -741,15 +700,15 @@ mod tests {
 
     #[test]
     fn globs_stay_within_a_component() {
-        assert!(glob_match("/dev/input/event*", "/dev/input/event0"));
-        assert!(glob_match("/dev/input/event*", "/dev/input/event"));
-        assert!(!glob_match("/dev/input/event*", "/dev/input/event0/x"));
-        assert!(!glob_match("/dev/*", "/dev/input/event0"));
-        assert!(glob_match("/dev/tty?", "/dev/tty1"));
-        assert!(!glob_match("/dev/tty?", "/dev/tty12"));
-        assert!(glob_match("/dev/*/card*", "/dev/dri/card0"));
-        assert!(glob_match("/dev/**", "/dev/abc"));
-        assert!(!glob_match("/dev/rtc", "/dev/rtc0"));
+        assert!(path_matches("/dev/input/event*", "/dev/input/event0"));
+        assert!(path_matches("/dev/input/event*", "/dev/input/event"));
+        assert!(!path_matches("/dev/input/event*", "/dev/input/event0/x"));
+        assert!(!path_matches("/dev/*", "/dev/input/event0"));
+        assert!(path_matches("/dev/tty?", "/dev/tty1"));
+        assert!(!path_matches("/dev/tty?", "/dev/tty12"));
+        assert!(path_matches("/dev/*/card*", "/dev/dri/card0"));
+        assert!(path_matches("/dev/**", "/dev/abc"));
+        assert!(!path_matches("/dev/rtc", "/dev/rtc0"));
     }
 
     #[test]

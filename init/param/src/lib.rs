@@ -38,20 +38,35 @@ pub fn socket_path() -> PathBuf {
 /// Matches `value` against a pattern where `*` stands for any sequence of
 /// characters (including none) and every other character for itself.
 pub fn value_matches(pattern: &str, value: &str) -> bool {
-    let p = pattern.as_bytes();
-    let v = value.as_bytes();
-    // Iterative glob with single-star backtracking: linear in practice,
-    // no recursion on untrusted patterns.
+    glob(pattern.as_bytes(), value.as_bytes(), None)
+}
+
+/// Matches a path against a pattern where `*` stands for any sequence of
+/// characters but `/` (including none), `?` for one character but `/`, and
+/// every other character for itself: ueventd's device patterns
+/// (`/dev/input/event*`).
+pub fn path_matches(pattern: &str, path: &str) -> bool {
+    glob(pattern.as_bytes(), path.as_bytes(), Some(b'/'))
+}
+
+/// The one glob matcher: `*` (and, with a separator, `?`) never matches
+/// `sep`. Iterative with single-star backtracking: linear in practice, no
+/// recursion on untrusted patterns.
+fn glob(p: &[u8], v: &[u8], sep: Option<u8>) -> bool {
     let (mut pi, mut vi) = (0usize, 0usize);
+    // Where the last `*` was, and where in `v` it currently ends.
     let mut star: Option<(usize, usize)> = None;
     while vi < v.len() {
         if pi < p.len() && p[pi] == b'*' {
             star = Some((pi, vi));
             pi += 1;
-        } else if pi < p.len() && p[pi] == v[vi] {
+        } else if pi < p.len() && (p[pi] == v[vi] || (sep.is_some() && p[pi] == b'?' && Some(v[vi]) != sep)) {
             pi += 1;
             vi += 1;
         } else if let Some((sp, sv)) = star {
+            if Some(v[sv]) == sep {
+                return false;
+            }
             pi = sp + 1;
             vi = sv + 1;
             star = Some((sp, sv + 1));

@@ -214,7 +214,8 @@ impl Drop for Qemu {
 }
 
 /// QEMU's machine protocol on a unix socket (QEMU started with
-/// `-qmp unix:<path>,server=on,wait=off`): hot-plugging disks.
+/// `-qmp unix:<path>,server=on,wait=off`): hot-plugging devices,
+/// screenshots, keys.
 pub struct Qmp {
     reader: std::io::BufReader<std::os::unix::net::UnixStream>,
     writer: std::os::unix::net::UnixStream,
@@ -263,6 +264,16 @@ impl Qmp {
             }
             // An event: not the answer.
         }
+    }
+
+    /// Presses and releases a key (a QEMU `qcode`, e.g. `shift`) on the
+    /// guest's keyboard.
+    pub fn press_key(&mut self, qcode: &str) -> Result<()> {
+        for down in [true, false] {
+            let ev = serde_json::json!({"events": [{"type": "key", "data": {"down": down, "key": {"type": "qcode", "data": qcode}}}]});
+            self.execute("input-send-event", ev)?;
+        }
+        Ok(())
     }
 }
 

@@ -407,10 +407,7 @@ fn devices_and_input(q: &mut Qemu, qmp_sock: &std::path::Path) -> Result<()> {
         q.run("i=0; until power-shell dump | grep -q 'display: OFF'; do i=$((i+1)); [ $i -gt 600 ] && exit 1; sleep 0.1; done", Duration::from_secs(120))?;
     ensure!(rc == 0, "the display did not go off: {o}\n{}", out(q, "power-shell dump")?);
     let mut qmp = accord_systest::Qmp::connect(qmp_sock)?;
-    for down in [true, false] {
-        let ev = serde_json::json!({"events": [{"type": "key", "data": {"down": down, "key": {"type": "qcode", "data": "shift"}}}]});
-        qmp.execute("input-send-event", ev)?;
-    }
+    qmp.press_key("shift")?;
     let (rc, o) = q.run(
         "i=0; until power-shell dump | grep -q 'last activity: input'; do i=$((i+1)); [ $i -gt 300 ] && exit 1; sleep 0.1; done; power-shell dump | grep -o 'display: [A-Z]*'",
         Duration::from_secs(150),
@@ -552,10 +549,7 @@ fn compositor_on_screen(q: &mut Qemu, qmp_sock: &std::path::Path, shot: &std::pa
     let dark = screenshots_until(&mut qmp, shot, Duration::from_secs(60), |ppm| Ok(background_share(ppm, |_, _| true)? < 0.1))?;
     ensure!(dark, "the screen stayed on after the display-off time: {}", out(q, "hilog -x -T render_service | tail -5")?);
     save_png(&std::fs::read(shot)?, &shot.with_file_name("screen-off.png"))?;
-    for down in [true, false] {
-        let ev = serde_json::json!({"events": [{"type": "key", "data": {"down": down, "key": {"type": "qcode", "data": "shift"}}}]});
-        qmp.execute("input-send-event", ev)?;
-    }
+    qmp.press_key("shift")?;
     let lit = screenshots_until(&mut qmp, shot, Duration::from_secs(60), all_background)?;
     ensure!(lit, "a key did not turn the screen back on: {}", out(q, "power-shell dump; hilog -x -T render_service | tail -5")?);
     out(q, "power-shell timeout -o -1")?;
@@ -615,10 +609,7 @@ fn suspend_and_wake(q: &mut Qemu, arch: &str, qmp_sock: &std::path::Path) -> Res
             while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
                 // Paced, not timed: a key too early only costs an attempt.
                 std::thread::sleep(Duration::from_secs(1));
-                for down in [true, false] {
-                    let ev = serde_json::json!({"events": [{"type": "key", "data": {"down": down, "key": {"type": "qcode", "data": "shift"}}}]});
-                    qmp.execute("input-send-event", ev)?;
-                }
+                qmp.press_key("shift")?;
             }
             Ok(())
         });
