@@ -7,6 +7,8 @@
 # ARCHITECTURE.md). Result, in .cache/gfx/<arch>:
 #   root/lib/<triplet>/...   the libraries, as on Debian (copied into the image)
 #   root/system/bin/weston-simple-shm   Debian's demo client
+#   root/usr/share/X11/xkb/  XKB data: the keymaps (keycodes, types, compat,
+#                            symbols, the evdev rules) render_service compiles
 #   link/                    lib*.so names the linker takes (-L native=...)
 #
 #   rootfs/fetch-gfxlibs.sh aarch64|x86_64
@@ -18,6 +20,9 @@ set_arch "${1:-}"
 # libwayland-client and libffi): the system test shows it on the screen.
 PKGS=(libpixman-1-0 libxkbcommon0 libc6 libgcc-s1 weston libwayland-client0 libffi8)
 want="${PKGS[*]/%/:$DEB_ARCH}"
+# Keymaps for every layout (architecture-independent). The geometry and the
+# rules' XML registry are for configuration tools, not for xkbcommon.
+want="$want xkb-data"
 CACHE=$CACHE_DIR/gfx/$ARCH
 mkdir -p "$CACHE"
 cd "$CACHE"
@@ -36,6 +41,10 @@ copy_debian_libs unpacked root libpixman-1.so.0 libxkbcommon.so.0 libc.so.6 libm
 mkdir -p root/system/bin link
 install -m 0755 unpacked/usr/bin/weston-simple-shm root/system/bin/weston-simple-shm
 check_needed "root/lib/$GNU_TRIPLET" root/system/bin/*
+mkdir -p root/usr/share/X11/xkb/rules
+cp -a unpacked/usr/share/X11/xkb/{compat,keycodes,types,symbols} root/usr/share/X11/xkb/
+cp -a unpacked/usr/share/X11/xkb/rules/evdev root/usr/share/X11/xkb/rules/
+[[ -s root/usr/share/X11/xkb/symbols/us ]] || die "xkb-data has no symbols/us"
 ln -s "../root/lib/$GNU_TRIPLET/libpixman-1.so.0" link/libpixman-1.so
 ln -s "../root/lib/$GNU_TRIPLET/libxkbcommon.so.0" link/libxkbcommon.so
 rm -rf unpacked

@@ -109,8 +109,12 @@ ln -s fsck.fat sbin/fsck.vfat
 cp -a "$GFX/root/." .
 install -m 0755 "$GFX_BIN" system/bin/render_service
 
-# The repo's files, verbatim.
+# The repo's files, verbatim; then the board's (rootfs/boards/<arch>: what
+# only that machine needs, e.g. its vendor init cfg).
 cp -a "$REPO/rootfs/files/." .
+if [[ -d $REPO/rootfs/boards/$ARCH ]]; then
+    cp -a "$REPO/rootfs/boards/$ARCH/." .
+fi
 
 # busybox applets as symlinks in /bin and /sbin (usr/ folded in), never over
 # a file of ours. The list comes from the host's busybox-static, the same

@@ -45,7 +45,7 @@ use smithay::{
 use tracing::{debug, info, warn};
 
 use crate::{
-    render::render_space,
+    render::{render_space, Cursor},
     state::{OutputInfo, RenderStatus, State},
     Error,
 };
@@ -265,7 +265,7 @@ impl DrmBackend {
         Ok(())
     }
 
-    pub(crate) fn render(&mut self, space: &Space<Window>, output: &Output) -> Result<RenderStatus, Error> {
+    pub(crate) fn render(&mut self, space: &Space<Window>, output: &Output, cursor: Option<&Cursor>) -> Result<RenderStatus, Error> {
         if let Some(since) = self.flip_pending {
             if since.elapsed() < FLIP_TIMEOUT {
                 return Ok(RenderStatus::Busy);
@@ -279,7 +279,7 @@ impl DrmBackend {
         let age = if slot.rendered_at == 0 { 0 } else { (self.frame_no - slot.rendered_at) as usize };
         let damaged = {
             let mut target = self.renderer.bind(&mut slot.dmabuf)?;
-            match render_space(&mut self.renderer, &mut target, age, space, output, &mut self.tracker) {
+            match render_space(&mut self.renderer, &mut target, age, space, output, cursor, &mut self.tracker) {
                 Ok(damaged) => damaged,
                 Err(err) => {
                     // Partly drawn: its content is unknown.

@@ -13,7 +13,7 @@ use smithay::{
 };
 
 use crate::{
-    render::render_space,
+    render::{render_space, Cursor},
     state::{OutputInfo, RenderStatus},
     Error,
 };
@@ -90,11 +90,11 @@ impl HeadlessBackend {
         }
     }
 
-    pub(crate) fn render(&mut self, space: &Space<Window>, output: &Output) -> Result<RenderStatus, Error> {
+    pub(crate) fn render(&mut self, space: &Space<Window>, output: &Output, cursor: Option<&Cursor>) -> Result<RenderStatus, Error> {
         // One image, so after the first frame it always holds the last one.
         let age = if self.frames == 0 { 0 } else { 1 };
         let mut target = self.renderer.bind(&mut self.image)?;
-        let damaged = render_space(&mut self.renderer, &mut target, age, space, output, &mut self.tracker)?;
+        let damaged = render_space(&mut self.renderer, &mut target, age, space, output, cursor, &mut self.tracker)?;
         self.frames += 1;
         Ok(RenderStatus::Rendered { damaged })
     }

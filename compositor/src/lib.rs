@@ -4,9 +4,11 @@
 //! - the Wayland server side ([`state`]): the listening socket, the globals
 //!   clients see (`wl_compositor`, `wl_subcompositor`, `wl_shm`,
 //!   `xdg_wm_base`, `wl_output` with `zxdg_output_manager_v1`, and a
-//!   `wl_seat` named `seat0` with no input devices yet), the window list
-//!   (every toplevel maximised to the output, popups where their client
-//!   asks), frame callbacks after each render;
+//!   `wl_seat` named `seat0`), the window list (every toplevel maximised
+//!   to the output, popups where their client asks), frame callbacks
+//!   after each render;
+//! - input ([`input`]): evdev keyboards, mice, tablets and touch screens
+//!   read directly, focus, the task switcher shortcut, the cursor;
 //! - rendering ([`render`]): one pixman (CPU) renderer, damage-tracked so
 //!   only the regions that changed are drawn again, windows over a dark
 //!   blue background ([`BACKGROUND`]);
@@ -22,6 +24,7 @@
 pub mod drm;
 pub mod follow_power;
 pub mod headless;
+pub mod input;
 pub mod render;
 pub mod state;
 
@@ -310,6 +313,38 @@ impl Compositor {
     /// The number of frames rendered so far (ones with damage).
     pub fn frames_rendered(&self) -> u64 {
         self.state.frames_rendered
+    }
+
+    /// Sets the keymap and key repeat used when a keyboard is next added
+    /// (call before [`Compositor::watch_input`]).
+    pub fn set_keyboard_config(&mut self, config: input::KeyboardConfig) {
+        self.state.input.keyboard_config = config;
+    }
+
+    /// Watches `dir` (`/dev/input`) for evdev devices and reads every
+    /// keyboard, pointer and touch screen in it, now and as they come.
+    pub fn watch_input(&mut self, dir: &Path) {
+        self.state.watch_input_dir(dir.to_owned());
+    }
+
+    /// Reads `file` as an input device with capabilities `caps`, whatever
+    /// the file is (a FIFO giving evdev records stands in for a device in
+    /// tests). The device is dropped at end of file. Returns its name in
+    /// the log.
+    pub fn add_input_device(&mut self, file: std::fs::File, caps: input::Capabilities) -> String {
+        self.state.add_manual_device(file, caps)
+    }
+
+    /// The pointer's position on the output, in pixels.
+    pub fn pointer_position(&self) -> (f64, f64) {
+        (self.state.input.pointer.x, self.state.input.pointer.y)
+    }
+
+    /// The process id of the client that has the keyboard, if any (and if
+    /// the kernel told it).
+    pub fn keyboard_focus_pid(&self) -> Option<i32> {
+        let client = self.state.keyboard_focus_client()?;
+        client.get_credentials(&self.state.display_handle).ok().map(|c| c.pid)
     }
 }
 

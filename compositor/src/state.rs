@@ -3,7 +3,7 @@
 //! Every toplevel is mapped at the output's origin and configured
 //! maximised to the output's size; popups are placed exactly where their
 //! positioner puts them (no constraint adjustment yet). There is one
-//! output and one seat (`seat0`, no capabilities until input devices come).
+//! output and one seat (`seat0`, whose devices come from [`crate::input`]).
 
 use std::{
     sync::atomic::{AtomicUsize, Ordering},
@@ -11,10 +11,10 @@ use std::{
 };
 
 use smithay::{
-    backend::renderer::utils::on_commit_buffer_handler,
+    backend::renderer::{element::memory::MemoryRenderBuffer, utils::on_commit_buffer_handler},
     delegate_compositor, delegate_output, delegate_seat, delegate_xdg_shell,
     desktop::{PopupKind, PopupManager, Space, Window},
-    input::{Seat, SeatHandler, SeatState},
+    input::{pointer::CursorImageStatus, Seat, SeatHandler, SeatState},
     output::{Mode as OutputMode, Output, PhysicalProperties, Scale, Subpixel},
     reexports::{
         calloop::{
@@ -46,7 +46,7 @@ use smithay::{
 };
 use tracing::{debug, info, warn};
 
-use crate::{drm::DrmBackend, headless::HeadlessBackend, FRAME_INTERVAL};
+use crate::{drm::DrmBackend, headless::HeadlessBackend, input::InputState, render::Cursor, FRAME_INTERVAL};
 
 /// What a backend says about its display, used to describe the `wl_output`.
 #[derive(Debug, Clone)]
@@ -146,19 +146,25 @@ pub struct State {
     xdg_shell_state: XdgShellState,
     _output_manager_state: OutputManagerState,
     seat_state: SeatState<State>,
-    _seat: Seat<State>,
-    space: Space<Window>,
+    pub(crate) seat: Seat<State>,
+    pub(crate) space: Space<Window>,
     popups: PopupManager,
     output: Output,
     pub(crate) backend: Backend,
     needs_redraw: bool,
     timer_armed: bool,
     last_frame: Option<Instant>,
-    start: Instant,
+    pub(crate) start: Instant,
     pub(crate) frames_rendered: u64,
     /// Whether the screen is on (screen power, following the power
     /// manager); while off, [`State::redraw`] asks the backend for nothing.
     pub(crate) screen_on: bool,
+    /// Input devices, pointer position ([`crate::input`]).
+    pub(crate) input: InputState,
+    /// What the client under the pointer wants as the cursor.
+    pub(crate) cursor: CursorImageStatus,
+    /// The compositor's own cursor image.
+    arrow: MemoryRenderBuffer,
 }
 
 impl State {
@@ -192,7 +198,7 @@ impl State {
             xdg_shell_state,
             _output_manager_state: output_manager_state,
             seat_state,
-            _seat: seat,
+            seat,
             space,
             popups: PopupManager::default(),
             output,
@@ -203,11 +209,14 @@ impl State {
             start: Instant::now(),
             frames_rendered: 0,
             screen_on: true,
+            input: InputState::default(),
+            cursor: CursorImageStatus::default_named(),
+            arrow: crate::render::arrow(),
         }
     }
 
     /// The output's size in logical coordinates (scale is 1).
-    fn output_size(&self) -> Size<i32, Logical> {
+    pub(crate) fn output_size(&self) -> Size<i32, Logical> {
         self.output.current_mode().map(|m| m.size.to_logical(1)).unwrap_or_default()
     }
 
@@ -267,9 +276,10 @@ impl State {
         if !self.needs_redraw || !self.screen_on {
             return;
         }
+        let cursor = Cursor::choose(self.input.has_pointer(), &self.cursor, self.input.pointer, &self.arrow);
         let result = match &mut self.backend {
-            Backend::Headless(b) => b.render(&self.space, &self.output),
-            Backend::Drm(b) => b.render(&self.space, &self.output),
+            Backend::Headless(b) => b.render(&self.space, &self.output, cursor.as_ref()),
+            Backend::Drm(b) => b.render(&self.space, &self.output, cursor.as_ref()),
         };
         match result {
             Ok(RenderStatus::Busy) => return,
@@ -395,13 +405,16 @@ impl XdgShellHandler for State {
             state.states.set(xdg_toplevel::State::Maximized);
         });
         let window = Window::new_wayland_window(surface);
-        self.space.map_element(window, (0, 0), true);
+        self.space.map_element(window.clone(), (0, 0), true);
+        // A new window takes the keyboard.
+        self.focus_window(&window);
     }
 
     fn toplevel_destroyed(&mut self, surface: ToplevelSurface) {
         if let Some(window) = self.window_for_root(surface.wl_surface()) {
             self.space.unmap_elem(&window);
         }
+        self.focus_top();
         self.schedule_redraw();
     }
 
@@ -439,7 +452,9 @@ impl XdgShellHandler for State {
     }
 
     fn grab(&mut self, _surface: PopupSurface, _seat: WlSeat, _serial: Serial) {
-        // No input devices yet, so nothing to grab.
+        // Not carried out yet: the popup shows, but input is not confined
+        // to it and it is not dismissed by a click elsewhere.
+        debug!("popup grab requested: not carried out (popups are not grabbed yet)");
     }
 
     fn maximize_request(&mut self, surface: ToplevelSurface) {
@@ -466,6 +481,11 @@ impl SeatHandler for State {
 
     fn seat_state(&mut self) -> &mut SeatState<Self> {
         &mut self.seat_state
+    }
+
+    fn cursor_image(&mut self, _seat: &Seat<Self>, image: CursorImageStatus) {
+        self.cursor = image;
+        self.schedule_redraw();
     }
 }
 

@@ -1,6 +1,6 @@
 //! `render_service [--headless WxH] [--socket NAME]`: Accord's Wayland
 //! compositor. Without `--headless` it drives the first DRM card with a
-//! connected display. The socket (default `wayland-0`) goes in
+//! connected display and reads the input devices in `/dev/input`. The socket (default `wayland-0`) goes in
 //! `$XDG_RUNTIME_DIR`, or in `/run/render_service` when that is unset.
 
 use accord_compositor::{Compositor, SocketConfig, DEFAULT_SOCKET_NAME};
@@ -74,10 +74,13 @@ fn main() -> anyhow::Result<()> {
     info!(socket = %compositor.socket_path().display(), "render_service running");
     // Headless, there is no screen to power or to wait for.
     let mut announced = args.headless.is_some();
+    let mut compositor = compositor;
     if !announced {
         accord_compositor::follow_power::spawn(compositor.screen_power())?;
+        // The device's own keyboards, pointers and touch screens.
+        compositor.set_keyboard_config(accord_compositor::input::KeyboardConfig::from_params());
+        compositor.watch_input(std::path::Path::new(INPUT_DIR));
     }
-    let mut compositor = compositor;
     loop {
         compositor.dispatch(None)?;
         if !announced && compositor.frames_rendered() > 0 {
@@ -90,6 +93,9 @@ fn main() -> anyhow::Result<()> {
         }
     }
 }
+
+/// Where the kernel's evdev nodes are.
+const INPUT_DIR: &str = "/dev/input";
 
 /// The boot event set once the first frame is on the screen.
 const FIRST_FRAME_EVENT: &str = "bootevent.render_service.ready";

@@ -56,13 +56,16 @@ pub struct RawClient {
     /// interface -> (name, version), from the registry.
     pub globals: HashMap<String, (u32, u32)>,
     pub registry: u32,
+    /// Every event read, when set to `Some` (tests that must not miss one
+    /// a round trip skipped over).
+    pub history: Option<Vec<Event>>,
 }
 
 impl RawClient {
     /// Connects and reads the registry.
     pub fn connect(path: &Path) -> RawClient {
         let stream = UnixStream::connect(path).unwrap_or_else(|e| panic!("connecting to {}: {e}", path.display()));
-        let mut c = RawClient { stream, next_id: 2, inbuf: Vec::new(), globals: HashMap::new(), registry: 0 };
+        let mut c = RawClient { stream, next_id: 2, inbuf: Vec::new(), globals: HashMap::new(), registry: 0, history: None };
         c.registry = c.new_id();
         c.send(1, 1, &[Arg::U(c.registry)]);
         let events = c.roundtrip().expect("registry round trip");
@@ -170,7 +173,11 @@ impl RawClient {
                 if size >= 8 && self.inbuf.len() >= size {
                     let args = self.inbuf[8..size].to_vec();
                     self.inbuf.drain(..size);
-                    return Ok(Some(Event { object, opcode: word as u16, args }));
+                    let event = Event { object, opcode: word as u16, args };
+                    if let Some(history) = &mut self.history {
+                        history.push(event.clone());
+                    }
+                    return Ok(Some(event));
                 }
             }
             let left = deadline.saturating_duration_since(Instant::now());

@@ -565,6 +565,41 @@ fn compositor_on_screen(q: &mut Qemu, qmp_sock: &std::path::Path, shot: &std::pa
     Ok(())
 }
 
+/// render_service reads the kernel's input devices itself (as uid
+/// graphics, group input): QEMU's keyboard and tablet are added to its
+/// seat, and the tablet moved through QMP puts the cursor (a white arrow
+/// with a black outline, its tip at the pointer) where it points.
+fn input_in_the_compositor(q: &mut Qemu, qmp_sock: &std::path::Path, shot: &std::path::Path) -> Result<()> {
+    let (rc, o) = q.run(
+        "i=0; until l=$(hilog -x -T render_service | grep 'input device added'); echo \"$l\" | grep -q keyboard=true && echo \"$l\" | grep -q pointer=true; \
+         do i=$((i+1)); [ $i -gt 300 ] && exit 1; sleep 0.2; done; hilog -x -T render_service | grep -c 'input device added'",
+        Duration::from_secs(90),
+    )?;
+    ensure!(rc == 0, "render_service has no keyboard and pointer: {o}\n{}", out(q, "ls -l /dev/input; hilog -x -T render_service | tail")?);
+    let mut qmp = accord_systest::Qmp::connect(qmp_sock)?;
+    // QEMU's tablet reports 0..=32767 on each axis; the pointer goes to the
+    // same fraction of the screen.
+    let (ax, ay) = (24576i64, 8192i64);
+    let ev = serde_json::json!({"events": [
+        {"type": "abs", "data": {"axis": "x", "value": ax}},
+        {"type": "abs", "data": {"axis": "y", "value": ay}},
+    ]});
+    qmp.execute("input-send-event", ev)?;
+    let cursor_there = |ppm: &[u8]| -> Result<bool> {
+        let (w, h, px) = ppm_pixels(ppm)?;
+        let (x, y) = (((ax as f64) * (w - 1) as f64 / 32767.0).round() as usize, ((ay as f64) * (h - 1) as f64 / 32767.0).round() as usize);
+        let at = |x: usize, y: usize| px.get((y * w + x) * 3..(y * w + x) * 3 + 3);
+        // The arrow's inside, two pixels right of its left edge, is white
+        // a few rows down; its tip is black.
+        let white = (4..10).all(|dy| at(x + 2, y + dy) == Some(&[0xff, 0xff, 0xff][..]));
+        Ok(white && at(x, y) == Some(&[0, 0, 0][..]))
+    };
+    let moved = screenshots_until(&mut qmp, shot, Duration::from_secs(60), cursor_there)?;
+    ensure!(moved, "the cursor is not where the tablet points: {}", out(q, "hilog -x -T render_service | tail -5")?);
+    save_png(&std::fs::read(shot)?, &shot.with_file_name("screen-cursor.png"))?;
+    Ok(())
+}
+
 /// The system suspends and wakes up, with the states in order. On aarch64
 /// it goes to sleep by itself, idle, and the PL031's alarm wakes it; on
 /// x86_64 (whose RTC does not wake a freeze under QEMU) `power-shell
@@ -592,7 +627,10 @@ fn suspend_and_wake(q: &mut Qemu, arch: &str, qmp_sock: &std::path::Path) -> Res
         out(q, "touch /tmp/pw.idle; power-shell wakeup && power-shell setmode 601 && power-shell timeout -o 4000")?;
         None
     } else {
-        out(q, "echo enabled >/sys/devices/platform/i8042/serio0/power/wakeup")?;
+        // The board's vendor cfg (init.qemu-q35.cfg) lets the PS/2
+        // keyboard wake the system.
+        let w = out(q, "cat /sys/devices/platform/i8042/serio0/power/wakeup")?;
+        ensure!(w == "enabled", "the PS/2 keyboard is not a wake-up source: {w:?} (/vendor/etc/init/init.qemu-q35.cfg)");
         // A key that comes while processes are being frozen makes the
         // kernel refuse the suspend (a wake-up event): the power manager
         // reports it and does not retry, so this test's loop asks again.
@@ -677,6 +715,10 @@ fn main() -> ExitCode {
             r.check(
                 "render_service (uid graphics) draws on virtio-gpu, with a stock client's window (weston-simple-shm); the screen goes off with the display-off time and on at a key; it is back after kill -9 (QMP screenshots)",
                 compositor_on_screen(&mut q, &qmp_sock, &log_dir.join("screen.ppm")),
+            );
+            r.check(
+                "render_service reads QEMU's keyboard and tablet (evdev, group input); the tablet moved through QMP puts the cursor there (QMP screenshot)",
+                input_in_the_compositor(&mut q, &qmp_sock, &log_dir.join("screen.ppm")),
             );
             r.check(
                 "ueventd sets device nodes' owners (at boot and on hot-plug); a key through QMP is user activity for the power manager",
