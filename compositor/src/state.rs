@@ -165,6 +165,9 @@ pub struct State {
     pub(crate) cursor: CursorImageStatus,
     /// The compositor's own cursor image.
     arrow: MemoryRenderBuffer,
+    /// New windows that have not shown a buffer yet (they get the
+    /// keyboard when they do).
+    unshown: Vec<Window>,
 }
 
 impl State {
@@ -212,6 +215,7 @@ impl State {
             input: InputState::default(),
             cursor: CursorImageStatus::default_named(),
             arrow: crate::render::arrow(),
+            unshown: Vec::new(),
         }
     }
 
@@ -301,6 +305,12 @@ impl State {
         for window in self.space.elements() {
             window.send_frame(output, now, Some(Duration::ZERO), |_, _| Some(output.clone()));
         }
+        // A client's cursor surface is drawn too: it gets its frames.
+        if let CursorImageStatus::Surface(surface) = &self.cursor {
+            if self.input.has_pointer() {
+                smithay::desktop::utils::send_frames_surface_tree(surface, output, now, Some(Duration::ZERO), |_, _| Some(output.clone()));
+            }
+        }
     }
 
     /// Housekeeping after each event-loop dispatch: drop dead windows and
@@ -340,6 +350,14 @@ impl CompositorHandler for State {
                 if let Some(toplevel) = window.toplevel() {
                     if !toplevel.is_initial_configure_sent() {
                         toplevel.send_configure();
+                    }
+                }
+                // A new window takes the keyboard once it shows something:
+                // an empty one would take keys unseen.
+                if let Some(i) = self.unshown.iter().position(|w| *w == window) {
+                    if !window.bbox().is_empty() {
+                        self.unshown.swap_remove(i);
+                        self.focus_window(&window);
                     }
                 }
             }
@@ -405,14 +423,15 @@ impl XdgShellHandler for State {
             state.states.set(xdg_toplevel::State::Maximized);
         });
         let window = Window::new_wayland_window(surface);
-        self.space.map_element(window.clone(), (0, 0), true);
-        // A new window takes the keyboard.
-        self.focus_window(&window);
+        self.space.map_element(window.clone(), (0, 0), false);
+        // It takes the keyboard when its first buffer comes (commit).
+        self.unshown.push(window);
     }
 
     fn toplevel_destroyed(&mut self, surface: ToplevelSurface) {
         if let Some(window) = self.window_for_root(surface.wl_surface()) {
             self.space.unmap_elem(&window);
+            self.unshown.retain(|w| *w != window);
         }
         self.focus_top();
         self.schedule_redraw();

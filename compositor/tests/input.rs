@@ -181,10 +181,18 @@ struct App {
     touch: u32,
     /// Keyboard enters on the window waited for so far.
     enters: usize,
+    /// Its full-window wl_buffer.
+    buffer: u32,
 }
 
 impl App {
     fn start(h: &Harness, caps: u32) -> App {
+        Self::start_with(h, caps, true)
+    }
+
+    /// As [`App::start`]; without `shown`, the window gets no buffer (its
+    /// shm buffer is made, not attached: [`App::show`] does that).
+    fn start_with(h: &Harness, caps: u32, shown: bool) -> App {
         let mut c = RawClient::connect(&h.socket());
         c.history = Some(Vec::new());
         let compositor = c.bind("wl_compositor", 4);
@@ -208,12 +216,20 @@ impl App {
         }
         let t = toplevel(&mut c, compositor, wm_base);
         let buffer = shm_buffer(&mut c, shm, WIDTH as i32, HEIGHT as i32);
-        c.send(t.surface, 1, &[Arg::U(buffer.buffer), Arg::I(0), Arg::I(0)]);
-        c.send(t.surface, 6, &[]);
         // The buffer's memfd stays mapped by the compositor.
         std::mem::forget(buffer.fd);
-        c.roundtrip().expect("window committed");
-        App { c, surface: t.surface, keyboard, pointer, touch, enters: 0 }
+        let mut app = App { c, surface: t.surface, keyboard, pointer, touch, enters: 0, buffer: buffer.buffer };
+        if shown {
+            app.show();
+        }
+        app
+    }
+
+    /// Attaches the window's buffer and commits.
+    fn show(&mut self) {
+        self.c.send(self.surface, 1, &[Arg::U(self.buffer), Arg::I(0), Arg::I(0)]);
+        self.c.send(self.surface, 6, &[]);
+        self.c.roundtrip().expect("window committed");
     }
 
     fn wait(&mut self, what: &str, want: impl FnMut(&Event) -> bool) -> Event {
@@ -400,4 +416,26 @@ fn a_keymap_that_does_not_compile_falls_back_to_us() {
     a.wait_keyboard_enter();
     kb.frame(&[(EV_KEY, KEY_A, 1)]);
     assert_eq!(a.key(), (u32::from(KEY_A), 1));
+}
+
+#[test]
+fn a_window_takes_the_keyboard_only_once_it_shows_something() {
+    let h = Harness::start();
+    let mut kb = h.device("kbd", keyboard());
+    let mut a = App::start(&h, 2);
+    a.wait_keyboard_enter();
+    // b's window has no buffer yet: nothing of it is on the screen, so
+    // keys typed still go to a.
+    let mut b = App::start_with(&h, 2, false);
+    kb.frame(&[(EV_KEY, KEY_A, 1), (EV_KEY, KEY_A, 0)]);
+    assert_eq!(a.key(), (u32::from(KEY_A), 1));
+    assert_eq!(a.key(), (u32::from(KEY_A), 0));
+    let b_kb = b.keyboard;
+    b.c.roundtrip().expect("served");
+    assert!(!b.c.history.as_ref().unwrap().iter().any(|e| e.object == b_kb && (e.opcode == 1 || e.opcode == 3)), "b's empty window had the keyboard");
+    // Shown, it takes the keyboard.
+    b.show();
+    b.wait_keyboard_enter();
+    kb.frame(&[(EV_KEY, KEY_A, 1)]);
+    assert_eq!(b.key(), (u32::from(KEY_A), 1));
 }

@@ -14,8 +14,13 @@
 //!   virtio tablet) put it where they point; the compositor draws the
 //!   cursor (its own arrow, or the client's cursor surface).
 //! - Touch screens: contacts go to the surface under the first finger.
+//! - A capability (keyboard, pointer, touch) stays once a device brought
+//!   it; when the last pointer goes, the surface under it gets a leave and
+//!   the cursor is the compositor's again. A device that never runs dry
+//!   gets [`READS_PER_WAKE`] reads before clients are served again.
 //! - Focus: a click or touch raises the window under it and gives it the
-//!   keyboard; a new window takes the keyboard; `Alt+Tab` (or
+//!   keyboard; a new window takes the keyboard once it shows a buffer (an
+//!   empty one would take keys unseen); `Alt+Tab` (or
 //!   `Super+Tab`) brings the window at the bottom of the stack to the top,
 //!   the task switcher for maximised windows.
 //!
@@ -61,6 +66,10 @@ pub use evdev::{Action, Capabilities, Decoder, RawEvent};
 
 /// How often a device directory that does not exist yet is looked for.
 pub const DIR_RETRY: Duration = Duration::from_secs(2);
+
+/// How many reads of up to 64 records one device gets before the event
+/// loop serves its other sources.
+pub const READS_PER_WAKE: usize = 8;
 
 /// Scroll distance of one wheel notch, in surface pixels.
 const NOTCH_PIXELS: f64 = 15.0;
@@ -288,7 +297,14 @@ impl State {
             let mut actions = Vec::new();
             // SAFETY: the file stays open while the source exists.
             let f = unsafe { file.get_mut() };
+            // At most READS_PER_WAKE reads, then the other sources (clients)
+            // are served: a device that never runs dry does not starve them.
+            let mut reads = 0;
             let gone = loop {
+                reads += 1;
+                if reads > READS_PER_WAKE {
+                    break None;
+                }
                 match f.read(&mut buf) {
                     Ok(0) => break Some("end of file".to_string()),
                     Ok(n) => {
@@ -325,22 +341,25 @@ impl State {
             warn!(device = %name, error = %e.error, "cannot read the input device");
             return;
         }
+        // A capability, once a device brought it, stays when the device
+        // goes: clients keep their objects (a new wl_keyboard per re-plug
+        // would keep each old keymap's memfd open while a client holds it).
         if caps.keyboard {
             self.input.keyboards += 1;
-            if self.input.keyboards == 1 {
+            if self.seat.get_keyboard().is_none() {
                 self.add_keyboard();
             }
         }
         if caps.relative_pointer || caps.absolute_pointer.is_some() {
             self.input.pointers += 1;
-            if self.input.pointers == 1 {
+            if self.seat.get_pointer().is_none() {
                 self.seat.add_pointer();
-                self.schedule_redraw();
             }
+            self.schedule_redraw();
         }
         if caps.touch.is_some() {
             self.input.touchscreens += 1;
-            if self.input.touchscreens == 1 {
+            if self.seat.get_touch().is_none() {
                 self.seat.add_touch();
             }
         }
@@ -368,22 +387,24 @@ impl State {
         let Some(caps) = self.input.open.remove(name) else { return };
         if caps.keyboard {
             self.input.keyboards -= 1;
-            if self.input.keyboards == 0 {
-                self.seat.remove_keyboard();
-            }
         }
         if caps.relative_pointer || caps.absolute_pointer.is_some() {
             self.input.pointers -= 1;
             if self.input.pointers == 0 {
-                self.seat.remove_pointer();
+                // No pointer left: the surface under it is left, and the
+                // next pointer starts with the compositor's arrow, not the
+                // cursor a client chose.
+                if let Some(pointer) = self.seat.get_pointer() {
+                    let time = self.now_ms();
+                    pointer.motion(self, None, &MotionEvent { location: self.input.pointer, serial: SERIAL_COUNTER.next_serial(), time });
+                    pointer.frame(self);
+                }
+                self.cursor = smithay::input::pointer::CursorImageStatus::default_named();
                 self.schedule_redraw();
             }
         }
         if caps.touch.is_some() {
             self.input.touchscreens -= 1;
-            if self.input.touchscreens == 0 {
-                self.seat.remove_touch();
-            }
         }
         // A node with the same name may have come meanwhile.
         self.input.skipped.clear();
