@@ -92,6 +92,7 @@ ln -s sa_main system/bin/kv
 ln -s sa_main system/bin/storage
 ln -s sa_main system/bin/storage_daemon
 ln -s sa_main system/bin/power-shell
+ln -s sa_main system/bin/snapshot_display
 # hilogd is small on purpose (no runtime, no IPC framework): its own binary,
 # and the hilog command by argv[0].
 install -m 0755 "$BIN_DIR/hilogd" system/bin/hilogd

@@ -45,7 +45,7 @@ use smithay::{
 use tracing::{debug, info, warn};
 
 use crate::{
-    render::{render_space, Cursor},
+    render::{read_back, render_space, Cursor},
     state::{OutputInfo, RenderStatus, State},
     Error,
 };
@@ -316,5 +316,17 @@ impl DrmBackend {
         self.flip_pending = Some(Instant::now());
         self.next ^= 1;
         Ok(RenderStatus::Rendered { damaged: true })
+    }
+
+    /// A copy of the buffer on the screen (the last frame queued), `None`
+    /// before the first.
+    pub(crate) fn capture(&mut self) -> Result<Option<crate::Frame>, Error> {
+        if !self.modeset_done {
+            return Ok(None);
+        }
+        let (width, height) = self.info.size;
+        let slot = &mut self.slots[self.next ^ 1];
+        let target = self.renderer.bind(&mut slot.dmabuf)?;
+        read_back(&mut self.renderer, &target, width, height).map(Some)
     }
 }

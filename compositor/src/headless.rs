@@ -4,16 +4,16 @@
 use smithay::{
     backend::{
         allocator::Fourcc,
-        renderer::{damage::OutputDamageTracker, pixman::PixmanRenderer, Bind, ExportMem, Offscreen},
+        renderer::{damage::OutputDamageTracker, pixman::PixmanRenderer, Bind, Offscreen},
     },
     desktop::{Space, Window},
     output::Output,
     reexports::pixman::Image,
-    utils::{Rectangle, Transform},
+    utils::Transform,
 };
 
 use crate::{
-    render::{render_space, Cursor},
+    render::{read_back, render_space, Cursor},
     state::{OutputInfo, RenderStatus},
     Error,
 };
@@ -110,18 +110,7 @@ impl HeadlessBackend {
             return Ok(None);
         }
         let target = self.renderer.bind(&mut self.image)?;
-        let mapping = self.renderer.copy_framebuffer(&target, Rectangle::from_size((width, height).into()), Fourcc::Xrgb8888)?;
-        let bytes = self.renderer.map_texture(&mapping)?;
-        let (w, h) = (width as usize, height as usize);
-        let stride = bytes.len() / h;
-        if stride < w * 4 {
-            return Err(Error::Render(format!("read back {} bytes for a {width}x{height} frame", bytes.len())));
-        }
-        let mut pixels = Vec::with_capacity(w * h);
-        for row in bytes.chunks_exact(stride).take(h) {
-            pixels.extend(row[..w * 4].chunks_exact(4).map(|p| u32::from_le_bytes([p[0], p[1], p[2], p[3]]) & 0x00ff_ffff));
-        }
-        Ok(Some(Frame { width: width as u32, height: height as u32, pixels }))
+        read_back(&mut self.renderer, &target, width, height).map(Some)
     }
 }
 

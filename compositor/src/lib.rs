@@ -15,12 +15,15 @@
 //! - two backends sharing that rendering code: [`headless`] (an offscreen
 //!   image, for tests and screenshots) and [`drm`] (DRM/KMS with two dumb
 //!   buffers, for the device's display);
+//! - the display manager (SA 4607, [`display_manager`]): the displays and
+//!   screenshots, for clients through samgr;
 //! - [`Compositor`], the event loop (calloop) that ties them together.
 //!
 //! Frames are paced by a timer ([`FRAME_INTERVAL`]) and only drawn when
 //! something changed. A client that breaks the protocol gets a protocol
 //! error and is disconnected; nothing a client sends panics the compositor.
 
+pub mod display_manager;
 pub mod drm;
 pub mod follow_power;
 pub mod headless;
@@ -166,6 +169,7 @@ pub struct Compositor {
     state: State,
     socket_path: PathBuf,
     power: ScreenPowerSender,
+    display_requests: display_manager::DisplayRequestSender,
 }
 
 /// Screen power (OpenHarmony's display power states as far as a screen
@@ -275,7 +279,16 @@ impl Compositor {
             })
             .map_err(|e| Error::EventLoop(e.error))?;
 
-        let mut compositor = Compositor { event_loop, state, socket_path, power };
+        let (display_requests, display_rx) = smithay::reexports::calloop::channel::channel::<display_manager::DisplayRequest>();
+        handle
+            .insert_source(display_rx, |event, _, state: &mut State| {
+                if let smithay::reexports::calloop::channel::Event::Msg(request) = event {
+                    state.answer_display_request(request);
+                }
+            })
+            .map_err(|e| Error::EventLoop(e.error))?;
+
+        let mut compositor = Compositor { event_loop, state, socket_path, power, display_requests };
         compositor.state.schedule_redraw();
         Ok(compositor)
     }
@@ -284,6 +297,12 @@ impl Compositor {
     /// binary's power-manager listener).
     pub fn screen_power(&self) -> ScreenPowerSender {
         self.power.clone()
+    }
+
+    /// A handle for the display manager SA ([`display_manager::spawn`]) to
+    /// ask this compositor about its displays from another thread.
+    pub fn display_requests(&self) -> display_manager::DisplayRequestSender {
+        self.display_requests.clone()
     }
 
     /// The Wayland socket's full path.

@@ -13,17 +13,17 @@ use smithay::{
                 Kind,
             },
             pixman::{PixmanRenderer, PixmanTarget},
-            Color32F,
+            Color32F, ExportMem,
         },
     },
     desktop::{space::render_output, Space, Window},
     input::pointer::{CursorImageStatus, CursorImageSurfaceData},
     output::Output,
     reexports::wayland_server::{protocol::wl_surface::WlSurface, Resource},
-    utils::{Logical, Point, Transform},
+    utils::{Logical, Point, Rectangle, Transform},
 };
 
-use crate::{Error, BACKGROUND};
+use crate::{Error, Frame, BACKGROUND};
 
 smithay::render_elements! {
     /// What is drawn over the windows: the cursor.
@@ -106,6 +106,22 @@ pub(crate) fn arrow() -> MemoryRenderBuffer {
         }
     }
     MemoryRenderBuffer::from_slice(&pixels, Fourcc::Argb8888, (w, h), 1, Transform::Normal, None)
+}
+
+/// Reads `target` (`width` x `height` pixels) back into a [`Frame`].
+pub(crate) fn read_back(renderer: &mut PixmanRenderer, target: &PixmanTarget<'_>, width: i32, height: i32) -> Result<Frame, Error> {
+    let mapping = renderer.copy_framebuffer(target, Rectangle::from_size((width, height).into()), Fourcc::Xrgb8888)?;
+    let bytes = renderer.map_texture(&mapping)?;
+    let (w, h) = (width as usize, height as usize);
+    let stride = bytes.len() / h.max(1);
+    if stride < w * 4 {
+        return Err(Error::Render(format!("read back {} bytes for a {width}x{height} frame", bytes.len())));
+    }
+    let mut pixels = Vec::with_capacity(w * h);
+    for row in bytes.chunks_exact(stride).take(h) {
+        pixels.extend(row[..w * 4].chunks_exact(4).map(|p| u32::from_le_bytes([p[0], p[1], p[2], p[3]]) & 0x00ff_ffff));
+    }
+    Ok(Frame { width: width as u32, height: height as u32, pixels })
 }
 
 /// Draws `space` as seen on `output`, and `cursor` over it, into

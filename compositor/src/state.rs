@@ -12,7 +12,7 @@ use std::{
 
 use smithay::{
     backend::renderer::{element::memory::MemoryRenderBuffer, utils::on_commit_buffer_handler},
-    delegate_compositor, delegate_output, delegate_seat, delegate_xdg_shell,
+    delegate_compositor, delegate_output, delegate_seat,
     desktop::{PopupKind, PopupManager, Space, Window},
     input::{pointer::CursorImageStatus, Seat, SeatHandler, SeatState},
     output::{Mode as OutputMode, Output, PhysicalProperties, Scale, Subpixel},
@@ -21,10 +21,16 @@ use smithay::{
             timer::{TimeoutAction, Timer},
             LoopHandle,
         },
-        wayland_protocols::xdg::shell::server::xdg_toplevel,
+        wayland_protocols::xdg::shell::server::{
+            xdg_popup::XdgPopup,
+            xdg_positioner::{self, XdgPositioner},
+            xdg_surface::XdgSurface,
+            xdg_toplevel::{self, XdgToplevel},
+            xdg_wm_base::XdgWmBase,
+        },
         wayland_server::{
             backend::{ClientData, ClientId, DisconnectReason},
-            delegate_global_dispatch,
+            delegate_dispatch, delegate_global_dispatch,
             protocol::{
                 wl_buffer::{self, WlBuffer},
                 wl_seat::WlSeat,
@@ -40,7 +46,10 @@ use smithay::{
         buffer::BufferHandler,
         compositor::{get_parent, is_sync_subsurface, CompositorClientState, CompositorHandler, CompositorState},
         output::{OutputHandler, OutputManagerState},
-        shell::xdg::{PopupSurface, PositionerState, ToplevelSurface, XdgShellHandler, XdgShellState},
+        shell::xdg::{
+            PopupSurface, PositionerState, ToplevelSurface, XdgPositionerUserData, XdgShellHandler, XdgShellState, XdgShellSurfaceUserData, XdgSurfaceUserData,
+            XdgWmBaseUserData,
+        },
         shm::{ShmBufferUserData, ShmHandler, ShmPoolUserData, ShmState},
     },
 };
@@ -265,6 +274,39 @@ impl State {
             }
             Err(err) => warn!(%err, on, "screen power not changed"),
         }
+    }
+
+    /// Answers the display manager SA.
+    pub(crate) fn answer_display_request(&mut self, request: crate::display_manager::DisplayRequest) {
+        use crate::display_manager::{display_info, DisplayRequest};
+        match request {
+            DisplayRequest::Displays(reply) => {
+                let _ = reply.send(vec![display_info(&self.backend.output_info(), self.screen_on)]);
+            }
+            DisplayRequest::Capture(id, reply) => {
+                let result = if id != 0 {
+                    Err(accord_display::DisplayError::NoSuchDisplay(id))
+                } else {
+                    self.capture().map_err(|e| accord_display::DisplayError::Failed(e.to_string()))
+                };
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    /// A copy of the screen: the last frame drawn, black while the screen
+    /// is off or before the first frame.
+    pub(crate) fn capture(&mut self) -> Result<crate::Frame, crate::Error> {
+        let (w, h) = self.backend.output_info().size;
+        let black = || crate::Frame { width: w as u32, height: h as u32, pixels: vec![0; (w * h).max(0) as usize] };
+        if !self.screen_on {
+            return Ok(black());
+        }
+        let frame = match &mut self.backend {
+            Backend::Headless(b) => b.frame()?,
+            Backend::Drm(b) => b.capture()?,
+        };
+        Ok(frame.unwrap_or_else(black))
     }
 
     /// The backend can take a frame again (its page flip completed).
@@ -562,6 +604,43 @@ impl Dispatch<WlBuffer, ShmBufferUserData> for State {
         <ShmState as Dispatch<WlBuffer, ShmBufferUserData, State>>::destroyed(state, client, buffer, data);
     }
 }
-delegate_xdg_shell!(State);
+// xdg-shell as smithay does it (`delegate_xdg_shell!`), with the
+// positioner's numbers bounded first: smithay's placement arithmetic
+// overflows on values near i32's ends.
+delegate_global_dispatch!(State: [XdgWmBase: ()] => XdgShellState);
+delegate_dispatch!(State: [XdgWmBase: XdgWmBaseUserData] => XdgShellState);
+delegate_dispatch!(State: [XdgPopup: XdgShellSurfaceUserData] => XdgShellState);
+delegate_dispatch!(State: [XdgSurface: XdgSurfaceUserData] => XdgShellState);
+delegate_dispatch!(State: [XdgToplevel: XdgShellSurfaceUserData] => XdgShellState);
+
+/// The largest absolute value an xdg_positioner takes for a size, an
+/// anchor rectangle or an offset, in pixels (outputs are at most 16,384
+/// wide); past it the client gets a protocol error.
+pub const MAX_POSITIONER_VALUE: i32 = 1 << 20;
+
+impl Dispatch<XdgPositioner, XdgPositionerUserData> for State {
+    fn request(
+        state: &mut Self,
+        client: &Client,
+        positioner: &XdgPositioner,
+        request: xdg_positioner::Request,
+        data: &XdgPositionerUserData,
+        dh: &DisplayHandle,
+        init: &mut DataInit<'_, Self>,
+    ) {
+        let values: &[i32] = match &request {
+            xdg_positioner::Request::SetSize { width, height } => &[*width, *height],
+            xdg_positioner::Request::SetAnchorRect { x, y, width, height } => &[*x, *y, *width, *height],
+            xdg_positioner::Request::SetOffset { x, y } => &[*x, *y],
+            xdg_positioner::Request::SetParentSize { parent_width, parent_height } => &[*parent_width, *parent_height],
+            _ => &[],
+        };
+        if values.iter().any(|v| v.unsigned_abs() > MAX_POSITIONER_VALUE as u32) {
+            positioner.post_error(xdg_positioner::Error::InvalidInput, format!("positioner values are at most {MAX_POSITIONER_VALUE} in magnitude"));
+            return;
+        }
+        <XdgShellState as Dispatch<XdgPositioner, XdgPositionerUserData, State>>::request(state, client, positioner, request, data, dh, init);
+    }
+}
 delegate_output!(State);
 delegate_seat!(State);

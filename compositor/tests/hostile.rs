@@ -353,3 +353,40 @@ fn pools_and_buffers_destroyed_are_not_counted() {
     }
     c.roundtrip().expect("round trip");
 }
+
+/// Positioner values near i32's ends overflowed smithay's placement
+/// arithmetic (a panic with overflow checks): past ±2^20 they are a
+/// protocol error, and a popup placed with the largest allowed ones is
+/// drawn without trouble.
+#[test]
+fn positioner_values_out_of_range_are_a_protocol_error() {
+    let h = Harness::start();
+    for (opcode, args) in [
+        (6u16, vec![Arg::I(i32::MIN), Arg::I(i32::MIN)]),
+        (1, vec![Arg::I(i32::MAX), Arg::I(10)]),
+        (2, vec![Arg::I(0), Arg::I(i32::MIN + 1), Arg::I(5), Arg::I(5)]),
+    ] {
+        let mut c = RawClient::connect(&h.socket());
+        let g = bind_all(&mut c);
+        let positioner = c.new_id();
+        c.send(g.wm_base, 1, &[Arg::U(positioner)]);
+        let _ = c.try_send(positioner, opcode, &args);
+        match c.roundtrip() {
+            Err(Gone::Disconnected(events)) => {
+                assert!(events.iter().any(|e| e.object == 1 && e.opcode == 0 && e.u32_at(0) == positioner), "no error on the positioner: {events:?}");
+            }
+            other => panic!("opcode {opcode} out of range was accepted: {other:?}"),
+        }
+    }
+    let mut c = RawClient::connect(&h.socket());
+    let g = bind_all(&mut c);
+    let t = toplevel(&mut c, g.compositor, g.wm_base);
+    let p = positioner(&mut c, g.wm_base);
+    let max = 1 << 20;
+    c.send(p, 6, &[Arg::I(-max), Arg::I(-max)]);
+    c.send(p, 1, &[Arg::I(max), Arg::I(max)]);
+    c.send(p, 2, &[Arg::I(-max), Arg::I(-max), Arg::I(max), Arg::I(max)]);
+    popup(&mut c, g.compositor, g.wm_base, t.xdg_surface, p);
+    c.roundtrip().expect("a popup at the edge of the range is fine");
+    h.assert_serving();
+}

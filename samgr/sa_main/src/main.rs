@@ -8,9 +8,8 @@
 //! path is `sa_main <profile>`) when samgr asks; it exits when it holds no
 //! SA any more (all unloaded when idle).
 //!
-//! Run as `samgr`, `hidumper`, `kv`, `storage`, `storage_daemon` or
-//! `power-shell` (links
-//! in the image) it is those
+//! Run as `samgr`, `hidumper`, `kv`, `storage`, `storage_daemon`,
+//! `power-shell` or `snapshot_display` (links in the image) it is those
 //! (and `datawriter`, linked by the system test's overlay only):
 //! one static binary instead of several that are mostly the same zbus and
 //! tokio (their processes share its pages).
@@ -116,6 +115,7 @@ fn main() -> Result<()> {
         Some("storage") => return accord_storage::cli::main(args),
         Some("storage_daemon") => return accord_storage::cli::daemon_main(args),
         Some("power-shell") => return accord_power::cli::main(args),
+        Some("snapshot_display") => return accord_display::cli::main(args),
         // The power-cut test's writer: only the test overlay links this name.
         Some("datawriter") => return accord_datawriter::main(args),
         _ => {}

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use accord_systest::{repo_root, Qemu, Report, PROMPT};
-use anyhow::{anyhow, bail, ensure, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 
 const BOOT: Duration = Duration::from_secs(120);
 const CMD: Duration = Duration::from_secs(30);
@@ -600,6 +600,37 @@ fn input_in_the_compositor(q: &mut Qemu, qmp_sock: &std::path::Path, shot: &std:
     Ok(())
 }
 
+/// The display manager (SA 4607, hosted by render_service): `snapshot_display
+/// -l` and `hidumper -s 4607` list the screen; `snapshot_display -f` takes a
+/// PNG whose pixels are QMP's screenshot's (the screen does not change
+/// between the two: the background and the cursor).
+fn display_manager(q: &mut Qemu, qmp_sock: &std::path::Path, shot: &std::path::Path) -> Result<()> {
+    let (rc, list) = q.run(
+        "i=0; until snapshot_display -l 2>/dev/null | grep -q 'display 0'; do i=$((i+1)); [ $i -gt 300 ] && exit 1; sleep 0.2; done; snapshot_display -l",
+        Duration::from_secs(90),
+    )?;
+    ensure!(rc == 0 && list.contains("1280x800") && list.contains("ON"), "snapshot_display -l: {list}\n{}", out(q, "hilog -x -T render_service | tail -5")?);
+    let dump = out(q, "hidumper -s 4607")?;
+    ensure!(dump.contains("display 0") && dump.contains("1280x800"), "hidumper -s 4607: {dump}");
+    let (rc, o) = q.run("snapshot_display -f /tmp/snap.png", Duration::from_secs(60))?;
+    ensure!(rc == 0 && o.contains("/tmp/snap.png"), "snapshot_display -f: {o}");
+    let b64: String = out(q, "base64 /tmp/snap.png")?.split_whitespace().collect();
+    let png_bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64.as_bytes()).context("the screenshot's base64")?;
+    let mut reader = png::Decoder::new(std::io::Cursor::new(&png_bytes)).read_info().context("snapshot_display's PNG")?;
+    let mut rgb = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut rgb).context("snapshot_display's pixels")?;
+    let mut qmp = accord_systest::Qmp::connect(qmp_sock)?;
+    let _ = std::fs::remove_file(shot);
+    qmp.execute("screendump", serde_json::json!({"filename": shot.display().to_string()}))?;
+    let ppm = std::fs::read(shot)?;
+    let (w, h, px) = ppm_pixels(&ppm)?;
+    ensure!((info.width as usize, info.height as usize) == (w, h), "snapshot {}x{}, screen {w}x{h}", info.width, info.height);
+    let differ = rgb[..info.buffer_size()].chunks_exact(3).zip(px.chunks_exact(3)).filter(|(a, b)| a != b).count();
+    ensure!(differ == 0, "{differ} pixels of snapshot_display's PNG differ from QMP's screenshot");
+    println!("# snapshot_display: {} bytes of PNG, the same {w}x{h} pixels as QMP's screenshot", png_bytes.len());
+    Ok(())
+}
+
 /// The system suspends and wakes up, with the states in order. On aarch64
 /// it goes to sleep by itself, idle, and the PL031's alarm wakes it; on
 /// x86_64 (whose RTC does not wake a freeze under QEMU) `power-shell
@@ -719,6 +750,10 @@ fn main() -> ExitCode {
             r.check(
                 "render_service reads QEMU's keyboard and tablet (evdev, group input); the tablet moved through QMP puts the cursor there (QMP screenshot)",
                 input_in_the_compositor(&mut q, &qmp_sock, &log_dir.join("screen.ppm")),
+            );
+            r.check(
+                "the display manager (SA 4607, in render_service): snapshot_display -l and hidumper -s 4607 list the screen; snapshot_display -f gives QMP's screenshot's pixels",
+                display_manager(&mut q, &qmp_sock, &log_dir.join("screen.ppm")),
             );
             r.check(
                 "ueventd sets device nodes' owners (at boot and on hot-plug); a key through QMP is user activity for the power manager",

@@ -1,0 +1,157 @@
+//! The display manager (SA 4607, OpenHarmony's `DisplayManagerService`),
+//! hosted by render_service because the compositor owns the screen: the
+//! displays and their state, and screenshots. The SA runs on its own
+//! thread (a tokio runtime publishing to samgr, again after samgr
+//! restarts); what it needs from the compositor goes through a calloop
+//! channel ([`DisplayRequest`]) and comes back on a std channel.
+//!
+//! What a caller may cost: a screenshot needs `ohos.permission.CAPTURE_SCREEN`;
+//! one is taken at a time (the SA's methods run one after the other on
+//! its thread), each a copy of the screen and its PNG (a few MiB at
+//! 1280x800, sent in a sealed memfd and freed when sent).
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use accord_display::{DisplayError, DisplayInfo, DisplayManager, ScreenPower, ID, PERM_CAPTURE_SCREEN};
+use accord_safwk::typed::Blob;
+use accord_safwk::Caller;
+use smithay::reexports::calloop::channel::Sender;
+use tracing::{info, warn};
+
+use crate::Frame;
+
+/// How long the SA waits for the compositor to answer.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long before publishing is tried again when samgr is not there.
+pub const RETRY: Duration = Duration::from_secs(2);
+
+/// What the SA asks of the compositor's thread.
+#[derive(Debug)]
+pub enum DisplayRequest {
+    /// Every display.
+    Displays(std::sync::mpsc::Sender<Vec<DisplayInfo>>),
+    /// A copy of display `id`'s screen.
+    Capture(u64, std::sync::mpsc::Sender<Result<Frame, DisplayError>>),
+}
+
+/// Sends [`DisplayRequest`]s to a running compositor from any thread.
+pub type DisplayRequestSender = Sender<DisplayRequest>;
+
+/// The SA: a handle on the compositor.
+pub struct DisplayManagerSa {
+    compositor: Mutex<DisplayRequestSender>,
+}
+
+impl DisplayManagerSa {
+    /// The SA for the compositor behind `compositor`.
+    pub fn new(compositor: DisplayRequestSender) -> Self {
+        DisplayManagerSa { compositor: Mutex::new(compositor) }
+    }
+
+    fn ask<T>(&self, make: impl FnOnce(std::sync::mpsc::Sender<T>) -> DisplayRequest) -> Result<T, DisplayError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sent = self.compositor.lock().map_err(|_| DisplayError::Failed("compositor handle poisoned".into()))?.send(make(tx));
+        sent.map_err(|_| DisplayError::Failed("the compositor is gone".into()))?;
+        rx.recv_timeout(ANSWER_TIMEOUT).map_err(|_| DisplayError::Failed(format!("the compositor did not answer within {ANSWER_TIMEOUT:?}")))
+    }
+}
+
+impl DisplayManager for DisplayManagerSa {
+    fn displays(&self) -> Vec<DisplayInfo> {
+        self.ask(DisplayRequest::Displays).unwrap_or_else(|e| {
+            warn!("displays: {e}");
+            Vec::new()
+        })
+    }
+
+    fn screenshot(&self, caller: &Caller, id: u64) -> Result<Blob, DisplayError> {
+        if !caller.has_permission(PERM_CAPTURE_SCREEN) {
+            return Err(DisplayError::PermissionDenied { uid: caller.uid(), permission: PERM_CAPTURE_SCREEN.into() });
+        }
+        let frame = self.ask(|tx| DisplayRequest::Capture(id, tx))??;
+        let png = encode_png(&frame)?;
+        info!(uid = caller.uid(), display = id, bytes = png.len(), "screenshot taken");
+        Blob::new(png).map_err(|e| DisplayError::Failed(format!("sending the image: {e}")))
+    }
+
+    fn on_dump(&self, _args: &[String]) -> String {
+        accord_display::displays_text(&self.displays())
+    }
+}
+
+/// `frame` as a PNG (8-bit RGB, fast compression).
+pub fn encode_png(frame: &Frame) -> Result<Vec<u8>, DisplayError> {
+    let mut out = Vec::new();
+    let mut rgb = Vec::with_capacity(frame.pixels.len() * 3);
+    for p in &frame.pixels {
+        rgb.extend_from_slice(&[(p >> 16) as u8, (p >> 8) as u8, *p as u8]);
+    }
+    let failed = |e: png::EncodingError| DisplayError::Failed(format!("encoding the PNG: {e}"));
+    let mut enc = png::Encoder::new(&mut out, frame.width, frame.height);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    enc.set_compression(png::Compression::Fast);
+    let mut writer = enc.write_header().map_err(failed)?;
+    writer.write_image_data(&rgb).map_err(failed)?;
+    writer.finish().map_err(failed)?;
+    Ok(out)
+}
+
+/// Publishes the SA from a thread of its own, for as long as the process
+/// runs; publishing is tried again every [`RETRY`] while samgr is not
+/// there.
+pub fn spawn(compositor: DisplayRequestSender) -> std::io::Result<()> {
+    std::thread::Builder::new().name("display-manager".into()).spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                warn!("display manager: no runtime: {e}");
+                return;
+            }
+        };
+        rt.block_on(async move {
+            loop {
+                let obj = DisplayManagerSa::new(compositor.clone()).into_remote();
+                match accord_safwk::run_remote(ID, obj).await {
+                    Ok(()) => info!("display manager (SA {ID}) withdrawn"),
+                    Err(e) => warn!("display manager (SA {ID}): {e}; publishing again in {RETRY:?}"),
+                }
+                tokio::time::sleep(RETRY).await;
+            }
+        });
+    })?;
+    Ok(())
+}
+
+/// The [`DisplayInfo`] of the output described by `info`.
+pub(crate) fn display_info(info: &crate::state::OutputInfo, on: bool) -> DisplayInfo {
+    let dpi = if info.physical_mm.0 > 0 { (f64::from(info.size.0) * 25.4 / f64::from(info.physical_mm.0)).round() as u32 } else { 0 };
+    DisplayInfo {
+        id: 0,
+        name: info.name.clone(),
+        width: info.size.0.max(0) as u32,
+        height: info.size.1.max(0) as u32,
+        refresh_mhz: info.refresh_mhz.max(0) as u32,
+        dpi,
+        rotation: 0,
+        power: if on { ScreenPower::On } else { ScreenPower::Off },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn png_round_trip() {
+        let frame = Frame { width: 3, height: 2, pixels: vec![0x102030, 0xffffff, 0, 0x010203, 0xa0b0c0, 0x1b2b45] };
+        let png = encode_png(&frame).unwrap();
+        let mut reader = png::Decoder::new(std::io::Cursor::new(png)).read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        assert_eq!((info.width, info.height), (3, 2));
+        let back: Vec<u32> = buf[..info.buffer_size()].chunks_exact(3).map(|p| u32::from(p[0]) << 16 | u32::from(p[1]) << 8 | u32::from(p[2])).collect();
+        assert_eq!(back, frame.pixels);
+    }
+}
