@@ -67,6 +67,10 @@ pub const FALLBACK_RUNTIME_DIR: &str = "/run/render_service";
 /// The default socket name (`WAYLAND_DISPLAY` for clients).
 pub const DEFAULT_SOCKET_NAME: &str = "wayland-0";
 
+/// The most clients one uid may have connected at once (root is not
+/// counted): each costs a descriptor and its objects.
+pub const MAX_CLIENTS_PER_UID: usize = 16;
+
 /// The largest headless output accepted, in pixels on each side.
 pub const MAX_HEADLESS_SIDE: u32 = 16384;
 
@@ -232,7 +236,11 @@ impl Compositor {
                 loop {
                     match listener.accept() {
                         Ok(Some(stream)) => {
-                            if let Err(err) = state.display_handle.insert_client(stream, std::sync::Arc::new(ClientState::default())) {
+                            // Who it is, from the kernel; past its uid's
+                            // bound the connection is closed at once.
+                            let Some(uid_clients) = state.admit(&stream) else { continue };
+                            let data = ClientState::counted(uid_clients);
+                            if let Err(err) = state.display_handle.insert_client(stream, std::sync::Arc::new(data)) {
                                 warn!(%err, "cannot add a client");
                             }
                         }

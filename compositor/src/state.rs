@@ -108,13 +108,36 @@ pub(crate) struct ClientState {
     /// compositor's descriptors (a pool's file), at most
     /// [`MAX_SHM_OBJECTS_PER_CLIENT`].
     shm_objects: AtomicUsize,
+    /// The client's live surfaces, at most [`MAX_SURFACES_PER_CLIENT`].
+    surfaces: AtomicUsize,
+    /// Its uid's count of connected clients (`None`: root, not counted),
+    /// given back when it disconnects.
+    pub(crate) uid_clients: Option<std::sync::Arc<AtomicUsize>>,
 }
+
+/// The most surfaces (each a wl_surface, with what its role holds) one
+/// client may have at once: 2,000 toplevels cost ~15 MiB; past this the
+/// client is disconnected (a protocol error on the surface past the bound).
+pub const MAX_SURFACES_PER_CLIENT: usize = 512;
 
 /// The most shm pools and buffers one client may have at once. A buffer
 /// keeps its pool's file open after the pool is destroyed, so both count:
 /// without a bound, one client could take every descriptor the compositor
 /// may open (1024 by default) and no other client could connect.
 pub const MAX_SHM_OBJECTS_PER_CLIENT: usize = 256;
+
+/// The uid of the process at the other end of `stream` (`SO_PEERCRED`).
+fn peer_uid(stream: &std::os::unix::net::UnixStream) -> std::io::Result<u32> {
+    use std::os::fd::AsRawFd;
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`.
+    let r = unsafe { libc::getsockopt(stream.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PEERCRED, (&mut cred as *mut libc::ucred).cast(), &mut len) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(cred.uid)
+}
 
 /// Counts one more shm pool or buffer for `client`; past the bound, a
 /// protocol error on `resource` (the client is disconnected) and `false`.
@@ -136,6 +159,13 @@ fn release_shm_slot(state: &State, client: ClientId) {
     }
 }
 
+impl ClientState {
+    /// A new client's state, holding its uid's count (see [`State::admit`]).
+    pub(crate) fn counted(uid_clients: Option<std::sync::Arc<AtomicUsize>>) -> ClientState {
+        ClientState { uid_clients, ..ClientState::default() }
+    }
+}
+
 impl ClientData for ClientState {
     fn initialized(&self, client_id: ClientId) {
         debug!(?client_id, "client connected");
@@ -143,6 +173,9 @@ impl ClientData for ClientState {
 
     fn disconnected(&self, client_id: ClientId, reason: DisconnectReason) {
         debug!(?client_id, ?reason, "client disconnected");
+        if let Some(count) = &self.uid_clients {
+            count.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -177,6 +210,8 @@ pub struct State {
     /// New windows that have not shown a buffer yet (they get the
     /// keyboard when they do).
     unshown: Vec<Window>,
+    /// Connected clients per uid (root not counted).
+    clients_per_uid: std::collections::HashMap<u32, std::sync::Arc<AtomicUsize>>,
 }
 
 impl State {
@@ -225,6 +260,7 @@ impl State {
             cursor: CursorImageStatus::default_named(),
             arrow: crate::render::arrow(),
             unshown: Vec::new(),
+            clients_per_uid: std::collections::HashMap::new(),
         }
     }
 
@@ -309,6 +345,32 @@ impl State {
         Ok(frame.unwrap_or_else(black))
     }
 
+    /// Counts a new connection against its uid's bound
+    /// ([`crate::MAX_CLIENTS_PER_UID`]; the uid from `SO_PEERCRED`).
+    /// `None`: refused (past the bound, or no credentials);
+    /// `Some(None)`: root, not counted; `Some(Some(count))`: the uid's
+    /// count, which the client gives back when it disconnects.
+    pub(crate) fn admit(&mut self, stream: &std::os::unix::net::UnixStream) -> Option<Option<std::sync::Arc<AtomicUsize>>> {
+        let uid = match peer_uid(stream) {
+            Ok(uid) => uid,
+            Err(e) => {
+                warn!(%e, "a client whose credentials cannot be read: refused");
+                return None;
+            }
+        };
+        if uid == 0 {
+            return Some(None);
+        }
+        self.clients_per_uid.retain(|_, n| n.load(Ordering::Relaxed) > 0);
+        let count = self.clients_per_uid.entry(uid).or_default().clone();
+        if count.fetch_add(1, Ordering::Relaxed) >= crate::MAX_CLIENTS_PER_UID {
+            count.fetch_sub(1, Ordering::Relaxed);
+            debug!(uid, "a client past its uid's {} refused", crate::MAX_CLIENTS_PER_UID);
+            return None;
+        }
+        Some(Some(count))
+    }
+
     /// The backend can take a frame again (its page flip completed).
     pub(crate) fn frame_done(&mut self) {
         if self.needs_redraw {
@@ -378,6 +440,26 @@ impl CompositorHandler for State {
     fn client_compositor_state<'a>(&self, client: &'a Client) -> &'a CompositorClientState {
         // Every client is inserted by `Compositor` with a `ClientState`.
         &client.get_data::<ClientState>().expect("every client is inserted with ClientState").compositor_state
+    }
+
+    fn new_surface(&mut self, surface: &WlSurface) {
+        let Some(client) = surface.client() else { return };
+        let Some(data) = client.get_data::<ClientState>() else { return };
+        if data.surfaces.fetch_add(1, Ordering::Relaxed) >= MAX_SURFACES_PER_CLIENT {
+            debug!("a client with {MAX_SURFACES_PER_CLIENT} surfaces made another: disconnected");
+            // libwayland's no_memory lives on wl_display, which a handler
+            // cannot post on: the error goes on the surface, its message
+            // saying why.
+            surface.post_error(2u32, format!("more than {MAX_SURFACES_PER_CLIENT} surfaces (out of memory for this client)"));
+        }
+    }
+
+    fn destroyed(&mut self, surface: &WlSurface) {
+        if let Some(client) = surface.client() {
+            if let Some(data) = client.get_data::<ClientState>() {
+                let _ = data.surfaces.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+            }
+        }
     }
 
     fn commit(&mut self, surface: &WlSurface) {

@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use accord_compositor::{Compositor, SocketConfig};
+use accord_compositor::{state::MAX_SURFACES_PER_CLIENT, Compositor, SocketConfig, MAX_CLIENTS_PER_UID};
 use common::{memfd, popup, positioner, shm_buffer, toplevel, Arg, Gone, RawClient, DEADLINE};
 
 /// A headless compositor on its own thread, stopped and joined on drop
@@ -314,12 +314,12 @@ fn a_client_that_never_reads_is_cut_off() {
 /// Thousands of toplevels from one client: memory per window stays
 /// modest and the compositor keeps serving others.
 #[test]
-fn thousands_of_toplevels() {
+fn more_surfaces_than_the_bound_disconnect_the_client() {
     let h = Harness::start();
     let mut c = RawClient::connect(&h.socket());
     let g = bind_all(&mut c);
-    let rss_before = common::rss_kib("self");
-    for _ in 0..2000 {
+    // Toplevels up to the bound are fine.
+    for _ in 0..MAX_SURFACES_PER_CLIENT {
         let surface = c.new_id();
         c.send(g.compositor, 0, &[Arg::U(surface)]);
         let xs = c.new_id();
@@ -328,12 +328,17 @@ fn thousands_of_toplevels() {
         c.send(xs, 1, &[Arg::U(tl)]);
         c.send(surface, 6, &[]);
     }
-    c.roundtrip().expect("round trip after 2000 toplevels");
-    let grown = common::rss_kib("self").saturating_sub(rss_before);
-    eprintln!("2000 toplevels: RSS grew {grown} KiB");
-    let start = Instant::now();
+    c.roundtrip().expect("round trip with as many toplevels as allowed");
+    // One more surface: a protocol error on it, then the end.
+    let surface = c.new_id();
+    c.send(g.compositor, 0, &[Arg::U(surface)]);
+    match c.roundtrip() {
+        Err(Gone::Disconnected(events)) => {
+            assert!(events.iter().any(|e| e.object == 1 && e.opcode == 0 && e.u32_at(0) == surface), "no error on the surface: {events:?}")
+        }
+        other => panic!("surface {} was accepted: {other:?}", MAX_SURFACES_PER_CLIENT + 1),
+    }
     h.assert_serving();
-    eprintln!("a new client served in {:?}", start.elapsed());
 }
 
 /// Pools and buffers made and destroyed again and again (a client that
@@ -389,4 +394,52 @@ fn positioner_values_out_of_range_are_a_protocol_error() {
     popup(&mut c, g.compositor, g.wm_base, t.xdg_surface, p);
     c.roundtrip().expect("a popup at the edge of the range is fine");
     h.assert_serving();
+}
+
+/// Connects `n` clients as `uid` (from a thread with those credentials:
+/// the compositor reads them from the socket); each is the stream and
+/// whether it was served (a registry round trip) or closed at once.
+fn clients_as(uid: u32, socket: &std::path::Path, n: usize) -> Vec<(std::os::unix::net::UnixStream, bool)> {
+    let socket = socket.to_owned();
+    std::thread::spawn(move || {
+        accord_testkit::become_on_this_thread(uid, uid, &[]).expect("tests run as root");
+        (0..n)
+            .map(|_| {
+                let stream = std::os::unix::net::UnixStream::connect(&socket).expect("connecting");
+                let mut c = RawClient::from_stream(stream.try_clone().expect("dup"));
+                let served = c.roundtrip().is_ok();
+                (stream, served)
+            })
+            .collect()
+    })
+    .join()
+    .expect("the client thread")
+}
+
+/// One uid may have MAX_CLIENTS_PER_UID clients: the next is closed at
+/// once, other uids still get in, and a client that leaves makes room.
+#[test]
+fn clients_per_uid_are_bounded() {
+    use std::os::unix::fs::PermissionsExt;
+    let h = Harness::start();
+    std::fs::set_permissions(h.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(h.socket(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut first = clients_as(2001, &h.socket(), MAX_CLIENTS_PER_UID + 1);
+    let served = first.iter().filter(|(_, ok)| *ok).count();
+    assert_eq!(served, MAX_CLIENTS_PER_UID, "uid 2001's clients served");
+    assert!(!first[MAX_CLIENTS_PER_UID].1, "the client past the bound was served");
+    assert!(clients_as(2002, &h.socket(), 1)[0].1, "another uid was refused");
+    h.assert_serving();
+    // One of 2001's leaves: once the compositor has seen it go, 2001 gets in again.
+    first.truncate(MAX_CLIENTS_PER_UID - 1);
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let mut again = clients_as(2001, &h.socket(), 1);
+        if again[0].1 {
+            break;
+        }
+        again.clear();
+        assert!(Instant::now() < deadline, "uid 2001 never got in again after one of its clients left");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -5,18 +5,7 @@
 //! motion and buttons, the cursor drawn, touch points, and what a device
 //! that goes away held being released.
 
-use std::{
-    fs::File,
-    io::Write,
-    os::unix::fs::OpenOptionsExt,
-    path::PathBuf,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        mpsc, Arc,
-    },
-    thread::JoinHandle,
-    time::Duration,
-};
+use std::{io::Write, time::Duration};
 
 mod common;
 
@@ -26,238 +15,12 @@ use accord_compositor::{
             AbsRange, ABS_MT_POSITION_X, ABS_MT_POSITION_Y, ABS_MT_SLOT, ABS_MT_TRACKING_ID, ABS_X, ABS_Y, BTN_LEFT, EV_ABS, EV_KEY, EV_REL, KEY_A,
             KEY_LEFTALT, KEY_TAB, REL_WHEEL, REL_X, REL_Y,
         },
-        Capabilities, KeyboardConfig, RawEvent,
+        Capabilities, KeyboardConfig,
     },
-    Compositor, Frame, SocketConfig, BACKGROUND,
+    Frame, BACKGROUND,
 };
-use common::{shm_buffer, toplevel, Arg, Event, RawClient};
-
-const WIDTH: u32 = 320;
-const HEIGHT: u32 = 240;
-const DEADLINE: Duration = Duration::from_secs(30);
-
-enum Cmd {
-    Keymap(KeyboardConfig),
-    AddDevice(File, Capabilities),
-    Frame(mpsc::Sender<Option<Frame>>),
-    Pointer(mpsc::Sender<(f64, f64)>),
-}
-
-/// A headless compositor on its own thread.
-struct Harness {
-    dir: tempfile::TempDir,
-    cmds: mpsc::Sender<Cmd>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Harness {
-    fn start() -> Harness {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let config = SocketConfig { dir: dir.path().to_path_buf(), name: "wayland-input".into() };
-        let stop = Arc::new(AtomicBool::new(false));
-        let (cmds, incoming) = mpsc::channel::<Cmd>();
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let thread_stop = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let mut compositor = match Compositor::headless(WIDTH, HEIGHT, &config) {
-                Ok(c) => c,
-                Err(err) => {
-                    let _ = ready_tx.send(Err(err.to_string()));
-                    return;
-                }
-            };
-            let _ = ready_tx.send(Ok(()));
-            while !thread_stop.load(Ordering::SeqCst) {
-                compositor.dispatch(Some(Duration::from_millis(5))).expect("dispatch");
-                while let Ok(cmd) = incoming.try_recv() {
-                    match cmd {
-                        Cmd::Keymap(config) => compositor.set_keyboard_config(config),
-                        Cmd::AddDevice(file, caps) => {
-                            compositor.add_input_device(file, caps);
-                        }
-                        Cmd::Frame(reply) => {
-                            let _ = reply.send(compositor.frame().expect("reading the frame"));
-                        }
-                        Cmd::Pointer(reply) => {
-                            let _ = reply.send(compositor.pointer_position());
-                        }
-                    }
-                }
-            }
-        });
-        ready_rx.recv_timeout(DEADLINE).expect("compositor thread did not start").expect("compositor");
-        Harness { dir, cmds, stop, thread: Some(thread) }
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.path().join("wayland-input")
-    }
-
-    /// A FIFO read by the compositor as a device with `caps`; the test
-    /// writes records into it.
-    fn device(&self, name: &str, caps: Capabilities) -> Device {
-        let path = self.dir.path().join(name);
-        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
-        // SAFETY: a valid C string.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
-        // Read-write: opening never blocks, and a writer exists until drop.
-        let writer = std::fs::OpenOptions::new().read(true).write(true).open(&path).expect("fifo writer");
-        let reader = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&path).expect("fifo reader");
-        self.cmds.send(Cmd::AddDevice(reader, caps)).expect("compositor gone");
-        Device { writer: Some(writer) }
-    }
-
-    fn frame(&self) -> Frame {
-        let (tx, rx) = mpsc::channel();
-        self.cmds.send(Cmd::Frame(tx)).expect("compositor gone");
-        rx.recv_timeout(DEADLINE).expect("no answer").expect("no frame yet")
-    }
-
-    fn pointer(&self) -> (f64, f64) {
-        let (tx, rx) = mpsc::channel();
-        self.cmds.send(Cmd::Pointer(tx)).expect("compositor gone");
-        rx.recv_timeout(DEADLINE).expect("no answer")
-    }
-
-    /// Waits until `check` holds for a frame.
-    fn wait_frame(&self, what: &str, check: impl Fn(&Frame) -> bool) {
-        let deadline = std::time::Instant::now() + DEADLINE;
-        loop {
-            if check(&self.frame()) {
-                return;
-            }
-            assert!(std::time::Instant::now() < deadline, "never: {what}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-struct Device {
-    writer: Option<File>,
-}
-
-impl Device {
-    /// Writes `events` and a SYN_REPORT after them.
-    fn frame(&mut self, events: &[(u16, u16, i32)]) {
-        let mut bytes = Vec::new();
-        for &(kind, code, value) in events {
-            bytes.extend_from_slice(&RawEvent { kind, code, value }.to_bytes());
-        }
-        bytes.extend_from_slice(&RawEvent::sync().to_bytes());
-        self.writer.as_mut().expect("device unplugged").write_all(&bytes).expect("writing records");
-    }
-
-    /// The device goes away (end of file for the compositor).
-    fn unplug(&mut self) {
-        self.writer = None;
-    }
-}
-
-fn keyboard() -> Capabilities {
-    Capabilities { name: "test keyboard".into(), keyboard: true, ..Default::default() }
-}
-
-fn mouse() -> Capabilities {
-    Capabilities { name: "test mouse".into(), relative_pointer: true, ..Default::default() }
-}
-
-/// A client with a full-screen window, a seat and the devices `caps`
-/// (wl_seat capability bits: 1 pointer, 2 keyboard, 4 touch) bound.
-struct App {
-    c: RawClient,
-    surface: u32,
-    keyboard: u32,
-    pointer: u32,
-    touch: u32,
-    /// Keyboard enters on the window waited for so far.
-    enters: usize,
-    /// Its full-window wl_buffer.
-    buffer: u32,
-}
-
-impl App {
-    fn start(h: &Harness, caps: u32) -> App {
-        Self::start_with(h, caps, true)
-    }
-
-    /// As [`App::start`]; without `shown`, the window gets no buffer (its
-    /// shm buffer is made, not attached: [`App::show`] does that).
-    fn start_with(h: &Harness, caps: u32, shown: bool) -> App {
-        let mut c = RawClient::connect(&h.socket());
-        c.history = Some(Vec::new());
-        let compositor = c.bind("wl_compositor", 4);
-        let shm = c.bind("wl_shm", 1);
-        let wm_base = c.bind("xdg_wm_base", 1);
-        let seat = c.bind("wl_seat", 5);
-        let got = c.wait_for(|e| e.object == seat && e.opcode == 0 && e.u32_at(0) & caps == caps).expect("seat capabilities");
-        assert_eq!(got.u32_at(0) & caps, caps);
-        let (mut keyboard, mut pointer, mut touch) = (0, 0, 0);
-        if caps & 1 != 0 {
-            pointer = c.new_id();
-            c.send(seat, 0, &[Arg::U(pointer)]);
-        }
-        if caps & 2 != 0 {
-            keyboard = c.new_id();
-            c.send(seat, 1, &[Arg::U(keyboard)]);
-        }
-        if caps & 4 != 0 {
-            touch = c.new_id();
-            c.send(seat, 2, &[Arg::U(touch)]);
-        }
-        let t = toplevel(&mut c, compositor, wm_base);
-        let buffer = shm_buffer(&mut c, shm, WIDTH as i32, HEIGHT as i32);
-        // The buffer's memfd stays mapped by the compositor.
-        std::mem::forget(buffer.fd);
-        let mut app = App { c, surface: t.surface, keyboard, pointer, touch, enters: 0, buffer: buffer.buffer };
-        if shown {
-            app.show();
-        }
-        app
-    }
-
-    /// Attaches the window's buffer and commits.
-    fn show(&mut self) {
-        self.c.send(self.surface, 1, &[Arg::U(self.buffer), Arg::I(0), Arg::I(0)]);
-        self.c.send(self.surface, 6, &[]);
-        self.c.roundtrip().expect("window committed");
-    }
-
-    fn wait(&mut self, what: &str, want: impl FnMut(&Event) -> bool) -> Event {
-        self.c.wait_for(want).unwrap_or_else(|e| panic!("never: {what}: {e:?}"))
-    }
-
-    /// The next wl_keyboard.key: (key, state).
-    fn key(&mut self) -> (u32, u32) {
-        let kb = self.keyboard;
-        let e = self.wait("a key", |e| e.object == kb && e.opcode == 3);
-        (e.u32_at(2), e.u32_at(3))
-    }
-
-    /// Waits for the next keyboard enter on the window (it may have come
-    /// during an earlier round trip).
-    fn wait_keyboard_enter(&mut self) {
-        let (kb, surface) = (self.keyboard, self.surface);
-        let is_enter = move |e: &Event| e.object == kb && e.opcode == 1 && e.u32_at(1) == surface;
-        while self.c.history.as_ref().map_or(0, |h| h.iter().filter(|e| is_enter(e)).count()) <= self.enters {
-            self.wait("keyboard enter", is_enter);
-        }
-        self.enters += 1;
-    }
-}
-
-fn fixed(v: u32) -> f64 {
-    f64::from(v as i32) / 256.0
-}
+use common::input::{fixed, keyboard, mouse, px, App, Cmd, Harness, DEADLINE, HEIGHT, WIDTH};
+use common::{Arg, Gone};
 
 #[test]
 fn keys_go_to_the_focused_window_and_alt_tab_switches_it() {
@@ -438,4 +201,97 @@ fn a_window_takes_the_keyboard_only_once_it_shows_something() {
     b.wait_keyboard_enter();
     kb.frame(&[(EV_KEY, KEY_A, 1)]);
     assert_eq!(b.key(), (u32::from(KEY_A), 1));
+}
+
+const RED: u32 = 0xff0000;
+
+/// A client's cursor surface: drawn with its hotspot at the pointer, its
+/// frame callbacks answered; with the mouse unplugged and another plugged
+/// in, the cursor is the compositor's arrow again, not that client's
+/// image over another's window.
+#[test]
+fn a_clients_cursor_is_drawn_gets_frames_and_goes_with_the_mouse() {
+    let h = Harness::start();
+    let mut m = h.device("mouse", mouse());
+    let mut a = App::start(&h, 1);
+    m.frame(&[(EV_REL, REL_X, 100), (EV_REL, REL_Y, 100)]);
+    let serial = a.pointer_enter_serial();
+    let s = a.colored_surface(8, 8, RED);
+    a.c.send(a.pointer, 0, &[Arg::U(serial), Arg::U(s), Arg::I(4), Arg::I(4)]);
+    let cb = a.c.new_id();
+    a.c.send(s, 3, &[Arg::U(cb)]);
+    a.c.send(s, 6, &[]);
+    a.c.roundtrip().expect("served");
+    h.wait_frame("the red cursor, its hotspot at 100,100", |f| px(f, 96, 96) == RED && px(f, 103, 103) == RED && px(f, 105, 105) != RED);
+    a.wait("the cursor surface's frame callback", |e| e.object == cb && e.opcode == 0);
+
+    m.unplug();
+    let mut m2 = h.device("mouse2", mouse());
+    let mut b = App::start(&h, 1);
+    m2.frame(&[(EV_REL, REL_X, 10), (EV_REL, REL_Y, 10)]);
+    let bp = b.pointer;
+    b.wait("b's pointer enter", |e| e.object == bp && e.opcode == 0);
+    // The arrow (white inside, black tip) at 110,110, no red anywhere near.
+    h.wait_frame("the compositor's arrow at 110,110", |f| px(f, 110, 110) == 0 && px(f, 112, 116) == 0xffffff);
+    let f = h.frame();
+    assert!((100..124).all(|y| (100..124).all(|x| px(&f, x, y) != RED)), "a's cursor is drawn over b's window");
+}
+
+/// A surface with another role (a toplevel, a subsurface) cannot be the
+/// cursor: a protocol error, and the compositor carries on.
+#[test]
+fn a_cursor_with_another_role_is_a_protocol_error() {
+    let h = Harness::start();
+    let mut m = h.device("mouse", mouse());
+    for subsurface in [false, true] {
+        let mut a = App::start(&h, 1);
+        m.frame(&[(EV_REL, REL_X, 1)]);
+        let serial = a.pointer_enter_serial();
+        let surface = if subsurface {
+            let sub = a.c.bind("wl_subcompositor", 1);
+            let child = a.colored_surface(8, 8, RED);
+            let ss = a.c.new_id();
+            a.c.send(sub, 1, &[Arg::U(ss), Arg::U(child), Arg::U(a.surface)]);
+            child
+        } else {
+            a.surface
+        };
+        a.c.send(a.pointer, 0, &[Arg::U(serial), Arg::U(surface), Arg::I(0), Arg::I(0)]);
+        match a.c.roundtrip() {
+            Err(Gone::Disconnected(ev)) => assert!(ev.iter().any(|e| e.object == 1 && e.opcode == 0), "disconnected without an error"),
+            other => panic!("a surface with a role accepted as the cursor (subsurface: {subsurface}): {other:?}"),
+        }
+    }
+    let mut c = App::start(&h, 1);
+    c.c.roundtrip().expect("still serving");
+}
+
+/// A device that never runs dry (a uinput node gone wild; here a FIFO
+/// kept full) does not keep clients from being served: round trips keep
+/// completing while it floods.
+#[test]
+fn a_flooding_device_does_not_starve_clients() {
+    let h = Harness::start();
+    let mut m = h.device("mouse", mouse());
+    let mut writer = m.writer.take().expect("the device's writer");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let flood = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        for _ in 0..2000 {
+            bytes.extend_from_slice(&accord_compositor::input::RawEvent { kind: EV_REL, code: REL_X, value: 1 }.to_bytes());
+            bytes.extend_from_slice(&accord_compositor::input::RawEvent::sync().to_bytes());
+        }
+        let mut rounds = 0u64;
+        while !stop2.load(std::sync::atomic::Ordering::SeqCst) && writer.write_all(&bytes).is_ok() {
+            rounds += 1;
+        }
+        rounds
+    });
+    let mut c = common::RawClient::connect(&h.socket());
+    for _ in 0..50 {
+        c.roundtrip().expect("a client served during the flood");
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(flood.join().expect("the flooding thread") > 0, "the flood never wrote");
 }

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod input;
+
 use std::{
     collections::HashMap,
     io::{ErrorKind, Read},
@@ -63,6 +65,11 @@ pub struct RawClient {
 
 impl RawClient {
     /// Connects and reads the registry.
+    /// A client on an already connected stream, without a registry.
+    pub fn from_stream(stream: UnixStream) -> RawClient {
+        RawClient { stream, next_id: 2, inbuf: Vec::new(), globals: HashMap::new(), registry: 0, history: None }
+    }
+
     pub fn connect(path: &Path) -> RawClient {
         let stream = UnixStream::connect(path).unwrap_or_else(|e| panic!("connecting to {}: {e}", path.display()));
         let mut c = RawClient { stream, next_id: 2, inbuf: Vec::new(), globals: HashMap::new(), registry: 0, history: None };
