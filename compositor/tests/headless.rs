@@ -308,13 +308,13 @@ fn render_service_binary_serves_a_client() {
         .expect("spawning render_service");
     let mut service = KillOnDrop(service);
 
-    let socket = dir.path().join("wl-bin");
     let start = Instant::now();
-    while !socket.exists() {
+    // Listening (the socket's file exists from bind(), before listen()).
+    while !read_log(&log).contains("listening") {
         if let Ok(Some(status)) = service.0.try_wait() {
             panic!("render_service exited ({status}):\n{}", read_log(&log));
         }
-        assert!(start.elapsed() < DEADLINE, "no socket after {DEADLINE:?}:\n{}", read_log(&log));
+        assert!(start.elapsed() < DEADLINE, "not listening after {DEADLINE:?}:\n{}", read_log(&log));
         std::thread::sleep(Duration::from_millis(10));
     }
 

@@ -32,14 +32,13 @@ fn one_client_cannot_take_every_descriptor_with_buffers() {
 /// render_service, headless, at RLIMIT_NOFILE [`LIMIT`]: the process,
 /// its pid, its socket.
 fn spawn_service(dir: &Path) -> (KillOnDrop, String, PathBuf) {
-    let log = dir.join("render_service.log");
     let mut command = Command::new(env!("CARGO_BIN_EXE_render_service"));
     command
         .args(["--headless", "320x240", "--socket", "wl"])
         .env("XDG_RUNTIME_DIR", dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).expect("log"));
+        .stderr(std::fs::File::create(dir.join("render_service.log")).expect("log"));
     // SAFETY: setrlimit only, between fork and exec.
     unsafe {
         command.pre_exec(|| {
@@ -54,9 +53,12 @@ fn spawn_service(dir: &Path) -> (KillOnDrop, String, PathBuf) {
     let pid = service.0.id().to_string();
     let socket = dir.join("wl");
     let start = Instant::now();
-    while !socket.exists() {
+    // The socket's file appears at bind(), before listen(): a connection
+    // then is refused. The service says "listening" once it listens.
+    let log = dir.join("render_service.log");
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("listening") {
         assert!(service.0.try_wait().expect("try_wait").is_none(), "render_service exited");
-        assert!(start.elapsed() < DEADLINE, "no socket");
+        assert!(start.elapsed() < DEADLINE, "render_service never listened");
         std::thread::sleep(Duration::from_millis(10));
     }
     (service, pid, socket)
