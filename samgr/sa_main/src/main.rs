@@ -69,6 +69,14 @@ fn makers() -> Vec<(u32, Maker)> {
             }),
         ),
         (
+            accord_power::DISPLAY_POWER_ID,
+            Box::new(|| {
+                use accord_power::DisplayPowerMgr;
+                let d = accord_power::display::DisplayPower::new(accord_power::display::DEFAULT_ROOT.into());
+                Ok(Published::remote(d.into_remote()))
+            }),
+        ),
+        (
             accord_power::THERMAL_ID,
             Box::new(|| {
                 use accord_power::ThermalManager;

@@ -14,6 +14,7 @@
 //! power-shell hold TYPE MS [NAME]  take a running lock for MS ms (it goes with this process)
 //! power-shell watch                print each state, mode and lock change
 //! power-shell battery | thermal
+//! power-shell display [-s LEVEL | -o LEVEL | -r]   brightness (0..=255): show, set, override, restore
 //! ```
 //! Exit status 2 for usage, 1 for a refused or failed operation (what the
 //! SA said on stderr).
@@ -30,7 +31,7 @@ use crate::{
     BATTERY_ID, ID, THERMAL_ID,
 };
 
-const USAGE: &str = "usage: power-shell dump | setmode 600|601|602|603 | wakeup | suspend | lock | timeout -o MS | timeout -r | reason | reboot [REASON] | shutdown [REASON] | hold TYPE MS [NAME] | watch | battery | thermal
+const USAGE: &str = "usage: power-shell dump | setmode 600|601|602|603 | wakeup | suspend | lock | timeout -o MS | timeout -r | reason | reboot [REASON] | shutdown [REASON] | hold TYPE MS [NAME] | watch | battery | thermal | display [-s LEVEL | -o LEVEL | -r]
   TYPE: SCREEN, BACKGROUND, PHONE, NOTIFICATION, AUDIO, SPORT, NAVIGATION, TASK, PROXIMITY_SCREEN_CONTROL; timeout -o -1: never";
 
 fn why(e: CallError<PowerError>) -> anyhow::Error {
@@ -49,11 +50,27 @@ enum Cmd {
     Override(i64),
     Restore,
     Reason,
-    Down { reboot: bool, reason: String },
-    Hold { kind: LockType, ms: u64, name: String },
+    Down {
+        reboot: bool,
+        reason: String,
+    },
+    Hold {
+        kind: LockType,
+        ms: u64,
+        name: String,
+    },
     Watch,
     Battery,
     Thermal,
+    /// `display`: show (None), set, override or restore the brightness.
+    Display(Option<Brightness>),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Brightness {
+    Set(u32),
+    Override(u32),
+    Restore,
 }
 
 /// The command, or why the line is not one (printed above the usage).
@@ -68,6 +85,7 @@ fn parse(rest: &[&str]) -> Result<Cmd, String> {
         LockType::parse(t).ok_or_else(|| format!("{t:?} is not a lock type: {}", LockType::ALL.iter().map(|t| t.name()).collect::<Vec<_>>().join(", ")))
     };
     let ms = |v: &str| v.parse::<u64>().map_err(|_| format!("{v:?} is not a number of milliseconds"));
+    let level = |v: &str| v.parse::<u32>().ok().filter(|l| *l <= 255).ok_or_else(|| format!("{v:?} is not a brightness (0..=255)"));
     Ok(match *rest {
         ["dump"] | ["-a"] => Cmd::Dump,
         ["setmode", m] => Cmd::SetMode(mode(m)?),
@@ -86,6 +104,10 @@ fn parse(rest: &[&str]) -> Result<Cmd, String> {
         ["watch"] => Cmd::Watch,
         ["battery"] => Cmd::Battery,
         ["thermal"] => Cmd::Thermal,
+        ["display"] => Cmd::Display(None),
+        ["display", "-s", l] => Cmd::Display(Some(Brightness::Set(level(l)?))),
+        ["display", "-o", l] => Cmd::Display(Some(Brightness::Override(level(l)?))),
+        ["display", "-r"] => Cmd::Display(Some(Brightness::Restore)),
         _ => return Err(String::new()),
     })
 }
@@ -162,6 +184,24 @@ fn run(cmd: Cmd) -> Result<()> {
             Cmd::Thermal => {
                 let t = samgr.get_proxy::<ThermalManagerProxy>(THERMAL_ID).await.with_context(|| format!("thermal manager (SA {THERMAL_ID})"))?;
                 write!(out, "{}", crate::thermal_text(&t.info().await?))?;
+                return Ok(());
+            }
+            Cmd::Display(ref what) => {
+                let d = samgr
+                    .get_proxy::<crate::DisplayPowerMgrProxy>(crate::DISPLAY_POWER_ID)
+                    .await
+                    .with_context(|| format!("display power manager (SA {})", crate::DISPLAY_POWER_ID))?;
+                let why = |e: CallError<PowerError>| match e {
+                    CallError::Sa(e) => anyhow::anyhow!("{e}"),
+                    CallError::Ipc(e) => anyhow::anyhow!("display power manager (SA {}): {e}", crate::DISPLAY_POWER_ID),
+                };
+                match what {
+                    None => {}
+                    Some(Brightness::Set(l)) => d.set_brightness(*l).await.map_err(why)?,
+                    Some(Brightness::Override(l)) => d.override_brightness(*l).await.map_err(why)?,
+                    Some(Brightness::Restore) => d.restore_brightness().await.map_err(why)?,
+                }
+                write!(out, "{}", crate::brightness_text(&d.brightness().await?))?;
                 return Ok(());
             }
             _ => {}
@@ -252,7 +292,7 @@ fn run(cmd: Cmd) -> Result<()> {
                     }
                 }
             }
-            Cmd::Battery | Cmd::Thermal => {}
+            Cmd::Battery | Cmd::Thermal | Cmd::Display(_) => {}
         }
         out.flush()?;
         Ok(())
@@ -270,6 +310,10 @@ mod tests {
         assert!(parse(&["hold", "SCREEN", "-5"]).err().unwrap().contains("milliseconds"));
         assert_eq!(parse(&["nonsense"]).err().unwrap(), "");
         assert!(matches!(parse(&["timeout", "-o", "-1"]), Ok(Cmd::Override(-1))));
+        assert!(matches!(parse(&["display", "-s", "255"]), Ok(Cmd::Display(Some(Brightness::Set(255))))));
+        assert!(matches!(parse(&["display", "-o", "0"]), Ok(Cmd::Display(Some(Brightness::Override(0))))));
+        assert!(matches!(parse(&["display", "-r"]), Ok(Cmd::Display(Some(Brightness::Restore)))));
+        assert!(parse(&["display", "-s", "256"]).err().unwrap().contains("0..=255"));
     }
 
     #[test]

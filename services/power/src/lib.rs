@@ -14,6 +14,8 @@
 //!   configurable sysfs root, capacity levels and thermal levels from
 //!   thresholds, change notifications, and the orderly shutdown a critical
 //!   level asks of the power manager (through samgr, as any client);
+//! - the display power manager ([`display`], SA 3308): brightness on a
+//!   backlight, set, overridden and restored;
 //! - their typed interfaces (this file) and `power-shell` ([`cli`]).
 //!
 //! The three SAs run in one process (`powermgr`, as in OpenHarmony) but
@@ -22,6 +24,7 @@
 pub mod battery;
 pub mod cli;
 pub mod config;
+pub mod display;
 pub mod input;
 pub mod policy;
 pub mod power;
@@ -37,6 +40,9 @@ use zbus::zvariant::Type;
 pub const ID: u32 = 3301;
 /// SA id of the battery service (OpenHarmony's `POWER_MANAGER_BATT_SERVICE_ID`).
 pub const BATTERY_ID: u32 = 3302;
+/// SA id of the display power manager (OpenHarmony's `DISPLAY_MANAGER_SERVICE_ID`
+/// in its powermgr family: brightness).
+pub const DISPLAY_POWER_ID: u32 = 3308;
 /// SA id of the thermal manager (OpenHarmony's `POWER_MANAGER_THERMAL_SERVICE_ID`).
 pub const THERMAL_ID: u32 = 3303;
 /// The `powermgr` process's uid in the image.
@@ -514,6 +520,45 @@ pub trait ThermalManager {
 #[interface(name = "ohos.powermgr.ThermalListener")]
 pub trait ThermalListener {
     fn on_level(&self, info: ThermalInfo, lost: u32);
+}
+
+/// The screen's brightness, for `power-shell display`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct BrightnessInfo {
+    /// The backlight device (`/sys/class/backlight/<device>`), "" when none.
+    pub device: String,
+    /// The level in force, 0..=255 (OpenHarmony's scale).
+    pub level: u32,
+    /// Whether an override is in force (until restored).
+    pub overridden: bool,
+    /// The device's own value and maximum (0 without a device).
+    pub raw: u32,
+    pub max_raw: u32,
+    /// Why there is no device, "" when there is one.
+    pub detail: String,
+}
+
+/// The display power manager (SA [`DISPLAY_POWER_ID`], OpenHarmony's
+/// `IDisplayPowerMgr`, its brightness part).
+#[interface(name = "ohos.powermgr.DisplayPowerMgr")]
+pub trait DisplayPowerMgr {
+    /// The brightness now.
+    fn brightness(&self) -> BrightnessInfo;
+    /// Sets the brightness, 0..=255 ([`PERM_POWER_MANAGER`]); under an
+    /// override it takes effect at the restore.
+    fn set_brightness(&self, caller: &Caller, level: u32) -> Result<(), PowerError>;
+    /// Overrides the brightness until restored (`power-shell display -o`).
+    fn override_brightness(&self, caller: &Caller, level: u32) -> Result<(), PowerError>;
+    /// Back to the set brightness (`power-shell display -r`).
+    fn restore_brightness(&self, caller: &Caller) -> Result<(), PowerError>;
+}
+
+/// `brightness()` as `power-shell display` prints it.
+pub fn brightness_text(b: &BrightnessInfo) -> String {
+    if b.device.is_empty() {
+        return format!("brightness: {} of 255 (not shown: {})\n", b.level, b.detail);
+    }
+    format!("brightness: {} of 255{} ({}: {} of {})\n", b.level, if b.overridden { ", overridden" } else { "" }, b.device, b.raw, b.max_raw)
 }
 
 impl PowerState {

@@ -314,19 +314,19 @@ fn first_boot(q: &mut Qemu, r: &mut Report) -> Result<()> {
         })(),
     );
     r.check(
-        "power, battery and thermal (SAs 3301-3303) run in powermgr, and power-shell drives them",
+        "power, battery, thermal and display power (SAs 3301-3303, 3308) run in powermgr, and power-shell drives them",
         (|| {
             // Started with the other boot services: waited for, generously.
             let deadline = Instant::now() + Duration::from_secs(60);
             loop {
                 let ls = out(q, "hidumper -ls")?;
-                let loaded = ["3301", "3302", "3303"]
+                let loaded = ["3301", "3302", "3303", "3308"]
                     .iter()
                     .all(|id| ls.lines().any(|x| x.starts_with(id) && x.contains(" LOADED") && x.contains("powermgr") && x.contains("5528")));
                 if loaded {
                     break;
                 }
-                ensure!(Instant::now() < deadline, "SAs 3301-3303 not loaded in powermgr (uid 5528):\n{ls}");
+                ensure!(Instant::now() < deadline, "SAs 3301-3303 and 3308 not loaded in powermgr (uid 5528):\n{ls}");
                 std::thread::sleep(Duration::from_millis(500));
             }
             // Idle since boot, the display may be off already: a wake-up
@@ -339,6 +339,11 @@ fn first_boot(q: &mut Qemu, r: &mut Report) -> Result<()> {
             ensure!(b == "battery: none on this device (plugged: NONE)", "{b:?}");
             let t = out(q, "hidumper -s 3303")?;
             ensure!(t.contains("thermal level: NORMAL"), "{t}");
+            // QEMU's screen has no backlight: said so, not pretended.
+            let (rc, o) = q.run("power-shell display -s 200", CMD)?;
+            ensure!(rc == 1 && o.contains("no backlight under /sys/class/backlight"), "power-shell display -s on QEMU: rc {rc}: {o}");
+            let b = out(q, "power-shell display")?;
+            ensure!(b.contains("brightness: 102 of 255 (not shown: no backlight"), "{b}");
             // A lock is listed with its holder and let go when the holder
             // is killed.
             out(q, "power-shell hold BACKGROUND 600000 qt-lock >/tmp/hold.out 2>&1 & echo $! >/tmp/hold.pid")?;
