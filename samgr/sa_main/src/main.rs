@@ -72,7 +72,7 @@ fn makers() -> Vec<(u32, Maker)> {
             accord_power::DISPLAY_POWER_ID,
             Box::new(|| {
                 use accord_power::DisplayPowerMgr;
-                let d = accord_power::display::DisplayPower::new(accord_power::display::DEFAULT_ROOT.into());
+                let d = accord_power::display::DisplayPower::start(accord_power::display::DEFAULT_ROOT.into(), accord_safwk::samgr_socket())?;
                 Ok(Published::remote(d.into_remote()))
             }),
         ),

@@ -137,6 +137,37 @@ pub fn samgr_socket() -> std::path::PathBuf {
     std::env::var_os("SAMGR_SOCKET").map(std::path::PathBuf::from).unwrap_or_else(|| SAMGR_SOCKET.into())
 }
 
+/// For the SA tools (`power-shell`, `kv`, `storage`, `snapshot_display`):
+/// runs `f` with samgr reached at [`samgr_socket`], on a one-thread
+/// runtime made for it. Not reaching samgr is an error naming the socket.
+///
+/// # Errors
+/// The runtime could not be made, samgr could not be reached, or `f`'s.
+pub fn with_samgr<T, E: From<std::io::Error>>(f: impl AsyncFnOnce(Samgr) -> Result<T, E>) -> Result<T, E> {
+    let socket = samgr_socket();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let samgr = Samgr::connect(&socket).await.map_err(|e| std::io::Error::other(format!("cannot reach samgr at {}: {e}", socket.display())))?;
+        f(samgr).await
+    })
+}
+
+/// For the SA tools: the command `parsed` from the command line, or, when
+/// it is not one, exits with status 2 after `tool: why` (when there is a
+/// why) and `usage` on stderr.
+pub fn command_or_usage<C>(tool: &str, usage: &str, parsed: Result<C, String>) -> C {
+    match parsed {
+        Ok(cmd) => cmd,
+        Err(why) => {
+            if !why.is_empty() {
+                eprintln!("{tool}: {why}");
+            }
+            eprintln!("{usage}");
+            std::process::exit(2);
+        }
+    }
+}
+
 /// What a host says about an SA when it adds it (OpenHarmony's
 /// `SAExtraProp`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]

@@ -76,10 +76,7 @@ pub fn main(args: Vec<String>) -> Result<()> {
         eprintln!("{USAGE}");
         std::process::exit(2);
     };
-    let socket = accord_safwk::samgr_socket();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(async {
-        let samgr = Samgr::connect(&socket).await.with_context(|| format!("cannot reach samgr at {}", socket.display()))?;
+    accord_safwk::with_samgr(async |samgr: Samgr| -> Result<()> {
         let kv = samgr.get_proxy::<KvDataServiceProxy>(ID).await.with_context(|| format!("data service (SA {ID})"))?;
         let mut out = std::io::stdout().lock();
         match cmd {

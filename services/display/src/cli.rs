@@ -56,20 +56,8 @@ fn why(e: CallError<DisplayError>) -> anyhow::Error {
 /// Runs `snapshot_display` with `args` (argv, program name first).
 pub fn main(args: Vec<String>) -> Result<()> {
     let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
-    let cmd = match parse(&rest) {
-        Ok(cmd) => cmd,
-        Err(why) => {
-            if !why.is_empty() {
-                eprintln!("snapshot_display: {why}");
-            }
-            eprintln!("{USAGE}");
-            std::process::exit(2);
-        }
-    };
-    let socket = accord_safwk::samgr_socket();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(async {
-        let samgr = Samgr::connect(&socket).await.with_context(|| format!("cannot reach samgr at {}", socket.display()))?;
+    let cmd = accord_safwk::command_or_usage("snapshot_display", USAGE, parse(&rest));
+    accord_safwk::with_samgr(async |samgr: Samgr| -> Result<()> {
         let dm = samgr.get_proxy::<DisplayManagerProxy>(ID).await.with_context(|| format!("display manager (SA {ID})"))?;
         match cmd {
             Cmd::List => {

@@ -152,16 +152,7 @@ impl PowerListener for Printer {
 /// Runs `power-shell` with `args` (`args[0]` is the program name).
 pub fn main(args: Vec<String>) -> Result<()> {
     let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
-    let cmd = match parse(&rest) {
-        Ok(cmd) => cmd,
-        Err(why) => {
-            if !why.is_empty() {
-                eprintln!("power-shell: {why}");
-            }
-            eprintln!("{USAGE}");
-            std::process::exit(2);
-        }
-    };
+    let cmd = accord_safwk::command_or_usage("power-shell", USAGE, parse(&rest));
     // `power-shell dump | head`: a reader that went away is not an error.
     match run(cmd) {
         Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) => Ok(()),
@@ -170,10 +161,7 @@ pub fn main(args: Vec<String>) -> Result<()> {
 }
 
 fn run(cmd: Cmd) -> Result<()> {
-    let socket = accord_safwk::samgr_socket();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(async {
-        let samgr = Samgr::connect(&socket).await.with_context(|| format!("cannot reach samgr at {}", socket.display()))?;
+    accord_safwk::with_samgr(async |samgr: Samgr| -> Result<()> {
         let mut out = std::io::stdout().lock();
         match cmd {
             Cmd::Battery => {

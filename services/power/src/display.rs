@@ -3,19 +3,21 @@
 //! kernel's backlight class (`<root>/<device>/brightness`, scaled to the
 //! device's `max_brightness`) under a configurable root. A set level is
 //! kept until set again; an override (`power-shell display -o`) replaces
-//! it until restored (`-r`). A device without a backlight (QEMU) says so
-//! (`NotPresent`) rather than pretend.
+//! it until restored (`-r`). The backlight follows the power manager's
+//! display state ([`crate::follow`]): DIM shows a quarter of the level,
+//! OFF and SUSPEND turn it to 0, ON brings the level back. A device
+//! without a backlight (QEMU) says so (`NotPresent`) rather than pretend.
 //!
 //! The backlight's `brightness` file is root's: a board's ueventd config
 //! gives it to the `powerctrl` group (`[sysfs]` line), as OpenHarmony's
 //! vendors do.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use accord_safwk::Caller;
 
-use crate::{BrightnessInfo, DisplayPowerMgr, PowerError, PERM_POWER_MANAGER};
+use crate::{BrightnessInfo, DisplayPowerMgr, DisplayState, PowerError, PERM_POWER_MANAGER};
 
 /// The image's backlight class.
 pub const DEFAULT_ROOT: &str = "/sys/class/backlight";
@@ -24,16 +26,30 @@ pub const DEFAULT_LEVEL: u32 = 102;
 /// The top of OpenHarmony's brightness scale.
 pub const MAX_LEVEL: u32 = 255;
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 struct Levels {
     set: u32,
     overridden: Option<u32>,
+    display: DisplayState,
+}
+
+impl Levels {
+    /// The level the backlight shows: the one in force, dimmed or off
+    /// with the display.
+    fn effective(&self) -> u32 {
+        let level = self.overridden.unwrap_or(self.set);
+        match self.display {
+            DisplayState::On => level,
+            DisplayState::Dim => level.div_ceil(4),
+            DisplayState::Off | DisplayState::Suspend => 0,
+        }
+    }
 }
 
 /// The display power manager: see the module doc.
 pub struct DisplayPower {
     root: PathBuf,
-    levels: Mutex<Levels>,
+    levels: Arc<Mutex<Levels>>,
 }
 
 /// The first backlight device under `root` (by name), with its
@@ -59,14 +75,43 @@ impl DisplayPower {
             Ok((dir, max)) => tracing::info!("backlight {} (max_brightness {max})", dir.display()),
             Err(e) => tracing::info!("{e}: brightness cannot be set"),
         }
-        DisplayPower { root, levels: Mutex::new(Levels { set: DEFAULT_LEVEL, overridden: None }) }
+        DisplayPower { root, levels: Arc::new(Mutex::new(Levels { set: DEFAULT_LEVEL, overridden: None, display: DisplayState::On })) }
+    }
+
+    /// [`DisplayPower::new`], its backlight following the power manager
+    /// reached through `samgr`. Call inside a tokio runtime.
+    ///
+    /// # Errors
+    /// Not inside a runtime.
+    pub fn start(root: PathBuf, samgr: PathBuf) -> Result<DisplayPower, String> {
+        let rt = tokio::runtime::Handle::try_current().map_err(|e| format!("display power manager: {e}"))?;
+        let p = DisplayPower::new(root);
+        let (root, levels) = (p.root.clone(), p.levels.clone());
+        rt.spawn(crate::follow::display_state(samgr, "the backlight", move |display| {
+            follow(&root, &levels, display);
+            true
+        }));
+        Ok(p)
+    }
+
+    /// The display state changed to `display`.
+    pub fn display_changed(&self, display: DisplayState) {
+        follow(&self.root, &self.levels, display);
     }
 
     /// Writes `level` (0..=255) to the backlight, scaled.
     fn apply(&self, level: u32) -> Result<(), PowerError> {
-        let (dir, max) = device(&self.root)?;
-        let raw = (u64::from(level) * u64::from(max) + u64::from(MAX_LEVEL) / 2) / u64::from(MAX_LEVEL);
-        std::fs::write(dir.join("brightness"), format!("{raw}\n")).map_err(|e| PowerError::Failed(format!("{}/brightness: {e}", dir.display())))
+        write_level(&self.root, level)
+    }
+    /// Changes the levels with `change`, writing the new effective level
+    /// first: on error nothing changes.
+    fn change(&self, change: impl FnOnce(&mut Levels)) -> Result<(), PowerError> {
+        let mut levels = accord_safwk::lock(&self.levels);
+        let mut new = *levels;
+        change(&mut new);
+        self.apply(new.effective())?;
+        *levels = new;
+        Ok(())
     }
 
     fn check(caller: &Caller, level: Option<u32>) -> Result<(), PowerError> {
@@ -96,34 +141,40 @@ impl DisplayPowerMgr for DisplayPower {
 
     fn set_brightness(&self, caller: &Caller, level: u32) -> Result<(), PowerError> {
         Self::check(caller, Some(level))?;
-        let mut levels = accord_safwk::lock(&self.levels);
-        if levels.overridden.is_none() {
-            self.apply(level)?;
-        }
-        levels.set = level;
-        Ok(())
+        self.change(|l| l.set = level)
     }
 
     fn override_brightness(&self, caller: &Caller, level: u32) -> Result<(), PowerError> {
         Self::check(caller, Some(level))?;
-        let mut levels = accord_safwk::lock(&self.levels);
-        self.apply(level)?;
-        levels.overridden = Some(level);
-        Ok(())
+        self.change(|l| l.overridden = Some(level))
     }
 
     fn restore_brightness(&self, caller: &Caller) -> Result<(), PowerError> {
         Self::check(caller, None)?;
-        let mut levels = accord_safwk::lock(&self.levels);
-        if levels.overridden.is_some() {
-            self.apply(levels.set)?;
-            levels.overridden = None;
-        }
-        Ok(())
+        self.change(|l| l.overridden = None)
     }
 
     fn on_dump(&self, _args: &[String]) -> String {
         format!("display power manager (SA {}):\n{}", crate::DISPLAY_POWER_ID, crate::brightness_text(&self.brightness()))
+    }
+}
+
+/// Writes `level` (0..=255) to the backlight under `root`, scaled.
+fn write_level(root: &Path, level: u32) -> Result<(), PowerError> {
+    let (dir, max) = device(root)?;
+    let raw = (u64::from(level) * u64::from(max) + u64::from(MAX_LEVEL) / 2) / u64::from(MAX_LEVEL);
+    std::fs::write(dir.join("brightness"), format!("{raw}\n")).map_err(|e| PowerError::Failed(format!("{}/brightness: {e}", dir.display())))
+}
+
+/// The display state is `now`: the backlight shows the new
+/// effective level (nothing to do without a backlight; a write that fails
+/// is logged).
+fn follow(root: &Path, levels: &Mutex<Levels>, now: DisplayState) {
+    let mut l = accord_safwk::lock(levels);
+    l.display = now;
+    match write_level(root, l.effective()) {
+        Ok(()) | Err(PowerError::NotPresent(_)) => {}
+        Err(e) => tracing::warn!("backlight not following the display state {now:?}: {e}"),
     }
 }
 
@@ -157,6 +208,16 @@ mod tests {
         p.restore_brightness(&c).unwrap();
         assert_eq!(raw(), "502");
         assert!(matches!(p.set_brightness(&c, 256), Err(PowerError::InvalidArgument(_))));
+        // The display state: DIM a quarter, OFF dark, a level set while
+        // off shown when it is on again.
+        p.display_changed(DisplayState::Dim);
+        assert_eq!(raw(), "125");
+        p.display_changed(DisplayState::Off);
+        assert_eq!(raw(), "0");
+        p.set_brightness(&c, 255).unwrap();
+        assert_eq!(raw(), "0");
+        p.display_changed(DisplayState::On);
+        assert_eq!(raw(), "1000");
     }
 
     #[test]

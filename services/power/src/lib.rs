@@ -25,6 +25,7 @@ pub mod battery;
 pub mod cli;
 pub mod config;
 pub mod display;
+pub mod follow;
 pub mod input;
 pub mod policy;
 pub mod power;

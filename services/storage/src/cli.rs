@@ -81,10 +81,7 @@ pub fn main(args: Vec<String>) -> Result<()> {
         eprintln!("{USAGE}");
         std::process::exit(2);
     };
-    let socket = accord_safwk::samgr_socket();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(async {
-        let samgr = Samgr::connect(&socket).await.with_context(|| format!("cannot reach samgr at {}", socket.display()))?;
+    accord_safwk::with_samgr(async |samgr: Samgr| -> Result<()> {
         // A mount checks the filesystem first; a format of a big disk
         // takes a while.
         let sm =
