@@ -98,27 +98,37 @@ pub fn encode_png(frame: &Frame) -> Result<Vec<u8>, DisplayError> {
     Ok(out)
 }
 
-/// Publishes the SA from a thread of its own, for as long as the process
-/// runs; publishing is tried again every [`RETRY`] while samgr is not
-/// there.
-pub fn spawn(compositor: DisplayRequestSender) -> std::io::Result<()> {
-    std::thread::Builder::new().name("display-manager".into()).spawn(move || {
+/// Publishes the SA for as long as the process runs; publishing is tried
+/// again every [`RETRY`] while samgr is not there.
+pub async fn publish(compositor: DisplayRequestSender) {
+    loop {
+        let obj = DisplayManagerSa::new(compositor.clone()).into_remote();
+        match accord_safwk::run_remote(ID, obj).await {
+            Ok(()) => info!("display manager (SA {ID}) withdrawn"),
+            Err(e) => warn!("display manager (SA {ID}): {e}; publishing again in {RETRY:?}"),
+        }
+        tokio::time::sleep(RETRY).await;
+    }
+}
+
+/// render_service's one thread for samgr: it publishes the display
+/// manager and keeps the screen's power in step with the power manager
+/// ([`crate::follow_power`]), on one runtime (a screenshot being encoded
+/// delays a screen power change by that long, no more).
+///
+/// # Errors
+/// The thread could not be started.
+pub fn spawn(compositor: DisplayRequestSender, screen: crate::ScreenPowerSender) -> std::io::Result<()> {
+    std::thread::Builder::new().name("samgr-client".into()).spawn(move || {
         let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(rt) => rt,
             Err(e) => {
-                warn!("display manager: no runtime: {e}");
+                warn!("no runtime for the display manager and screen power: {e}");
                 return;
             }
         };
         rt.block_on(async move {
-            loop {
-                let obj = DisplayManagerSa::new(compositor.clone()).into_remote();
-                match accord_safwk::run_remote(ID, obj).await {
-                    Ok(()) => info!("display manager (SA {ID}) withdrawn"),
-                    Err(e) => warn!("display manager (SA {ID}): {e}; publishing again in {RETRY:?}"),
-                }
-                tokio::time::sleep(RETRY).await;
-            }
+            tokio::join!(publish(compositor), crate::follow_power::follow(screen));
         });
     })?;
     Ok(())

@@ -4,10 +4,8 @@
 //! following itself ([`accord_power::follow`]) subscribes through samgr
 //! as any client does and heals when either side restarts.
 
-use accord_power::DisplayState;
-use tracing::warn;
-
 use crate::{ScreenPower, ScreenPowerSender};
+use accord_power::DisplayState;
 
 fn screen_for(display: DisplayState) -> ScreenPower {
     match display {
@@ -16,20 +14,8 @@ fn screen_for(display: DisplayState) -> ScreenPower {
     }
 }
 
-/// Starts a thread that keeps the screen's power in step with the power
-/// manager until the compositor (the receiving end of `screen`) is gone.
-///
-/// # Errors
-/// The thread could not be started.
-pub fn spawn(screen: ScreenPowerSender) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new().name("follow-power".into()).spawn(move || {
-        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(rt) => rt,
-            Err(e) => {
-                warn!("screen power will not follow the power manager: no runtime: {e}");
-                return;
-            }
-        };
-        rt.block_on(accord_power::follow::display_state(accord_safwk::samgr_socket(), "screen power", move |d| screen.send(screen_for(d)).is_ok()));
-    })
+/// Keeps the screen's power in step with the power manager until the
+/// compositor (the receiving end of `screen`) is gone.
+pub async fn follow(screen: ScreenPowerSender) {
+    accord_power::follow::display_state(accord_safwk::samgr_socket(), "screen power", move |d| screen.send(screen_for(d)).is_ok()).await;
 }

@@ -76,9 +76,9 @@ fn main() -> anyhow::Result<()> {
     let mut announced = args.headless.is_some();
     let mut compositor = compositor;
     if !announced {
-        accord_compositor::follow_power::spawn(compositor.screen_power())?;
-        // The display manager (SA 4607) lives here, beside the screen.
-        accord_compositor::display_manager::spawn(compositor.display_requests())?;
+        // The display manager (SA 4607) lives here, beside the screen,
+        // and the screen's power follows the power manager.
+        accord_compositor::display_manager::spawn(compositor.display_requests(), compositor.screen_power())?;
         // The device's own keyboards, pointers and touch screens.
         compositor.set_keyboard_config(accord_compositor::input::KeyboardConfig::from_params());
         compositor.watch_input(std::path::Path::new(INPUT_DIR));

@@ -78,14 +78,20 @@ impl DisplayPower {
         DisplayPower { root, levels: Arc::new(Mutex::new(Levels { set: DEFAULT_LEVEL, overridden: None, display: DisplayState::On })) }
     }
 
-    /// [`DisplayPower::new`], its backlight following the power manager
-    /// reached through `samgr`. Call inside a tokio runtime.
+    /// [`DisplayPower::new`], its backlight (when there is one at start)
+    /// following the power manager reached through `samgr`. Call inside a
+    /// tokio runtime.
     ///
     /// # Errors
     /// Not inside a runtime.
     pub fn start(root: PathBuf, samgr: PathBuf) -> Result<DisplayPower, String> {
         let rt = tokio::runtime::Handle::try_current().map_err(|e| format!("display power manager: {e}"))?;
         let p = DisplayPower::new(root);
+        // Without a backlight there is nothing to follow with: no
+        // subscription (it costs a connection and its buffers).
+        if device(&p.root).is_err() {
+            return Ok(p);
+        }
         let (root, levels) = (p.root.clone(), p.levels.clone());
         rt.spawn(crate::follow::display_state(samgr, "the backlight", move |display| {
             follow(&root, &levels, display);
