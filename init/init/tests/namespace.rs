@@ -97,6 +97,30 @@ fn killed_service_is_restarted_and_stopped_one_is_not() {
     assert!(!log.contains("service victim crashes too often"), "no delayed restart was scheduled; log:\n{log}");
 }
 
+/// A start asked while the service is still stopping (its process takes
+/// a moment to exit after SIGTERM) is carried out once it has stopped,
+/// not dropped.
+#[test]
+fn a_start_during_a_stop_starts_it_again_once_stopped() {
+    // Five seconds from SIGTERM to its exit: the start below comes well
+    // within them.
+    let cfg = r#"{"services": [{"name": "slow", "path": ["/bin/sh", "-c", "trap 'sleep 5; exit 0' TERM; while :; do sleep 0.05; done"]}]}"#;
+    let mut f = Fixture::new(cfg, &[]);
+    f.boot();
+    assert!(f.wait_param("startup.service.ctl.slow", "running", WAIT));
+    let old = f.get("startup.service.ctl.slow.pid").unwrap();
+    let (rc, _, err) = f.begetctl(&["stop_service", "slow"]);
+    assert_eq!(rc, 0, "{err}");
+    let (rc, _, err) = f.begetctl(&["start_service", "slow"]);
+    assert_eq!(rc, 0, "{err}");
+    assert!(f.log_text().contains("service slow is stopping: it starts again once it has stopped"), "log:\n{}", f.log_text());
+    let again = f.wait_until(WAIT, || {
+        let p = f.get("startup.service.ctl.slow.pid").unwrap_or_default();
+        p != old && p != "0" && f.get("startup.service.ctl.slow").as_deref() == Some("running")
+    });
+    assert!(again, "the start asked while stopping was lost; log:\n{}", f.log_text());
+}
+
 #[test]
 fn critical_service_crashing_requests_panic_reboot() {
     let cfg = r#"{

@@ -65,6 +65,8 @@ pub struct ServiceRt {
     pub gen: u64,
     pub started_at: Option<Instant>,
     pub restart_pending: bool,
+    /// Asked to start while it was stopping: started once it has stopped.
+    pub start_after_stop: bool,
 }
 
 impl ServiceRt {
@@ -77,6 +79,7 @@ impl ServiceRt {
             history: CrashHistory::default(),
             restarts: 0,
             stop_requested: false,
+            start_after_stop: false,
             sockets: Vec::new(),
             watching: false,
             output: None,
@@ -234,8 +237,14 @@ impl Init {
         }
         let name = self.services[idx].cfg.name.clone();
         if self.services[idx].pid.is_some() {
+            if self.services[idx].state == State::Stopping {
+                // Its process has not exited yet: started again when it has.
+                self.services[idx].start_after_stop = true;
+                info!("service {name} is stopping: it starts again once it has stopped");
+            }
             return;
         }
+        self.services[idx].start_after_stop = false;
         self.services[idx].stop_requested = false;
         self.services[idx].restart_pending = false;
         if let Err(e) = self.ensure_sockets(idx) {
@@ -295,6 +304,7 @@ impl Init {
         let rt = &mut self.services[idx];
         rt.restart_pending = false;
         rt.stop_requested = true;
+        rt.start_after_stop = false;
         let Some(pid) = rt.pid else {
             if rt.state != State::Disabled {
                 let name = rt.cfg.name.clone();
@@ -376,6 +386,12 @@ impl Init {
         }
         if self.shutdown.is_some() {
             self.set_state(idx, State::Stopped);
+            return;
+        }
+        if std::mem::take(&mut self.services[idx].start_after_stop) {
+            self.set_state(idx, State::Stopped);
+            info!("service {name}: starting again, as asked while it was stopping");
+            self.start_service(idx);
             return;
         }
         let svc = self.services[idx].cfg.clone();
