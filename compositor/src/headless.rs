@@ -57,8 +57,6 @@ pub struct HeadlessBackend {
     tracker: OutputDamageTracker,
     size: (i32, i32),
     frames: u64,
-    /// The screen is off: frames read back black, as a dark panel would be.
-    off: bool,
 }
 
 impl std::fmt::Debug for HeadlessBackend {
@@ -73,18 +71,17 @@ impl HeadlessBackend {
         let mut renderer = PixmanRenderer::new()?;
         let image = renderer.create_buffer(Fourcc::Xrgb8888, (width, height).into())?;
         let tracker = OutputDamageTracker::new((width, height), 1.0, Transform::Normal);
-        Ok(HeadlessBackend { renderer, image, tracker, size: (width, height), frames: 0, off: false })
+        Ok(HeadlessBackend { renderer, image, tracker, size: (width, height), frames: 0 })
     }
 
     pub(crate) fn output_info(&self) -> OutputInfo {
         OutputInfo { name: "headless-1".into(), make: "Accord".into(), model: "headless".into(), size: self.size, refresh_mhz: 60_000, physical_mm: (0, 0) }
     }
 
-    /// Turns the (simulated) screen off or on (called on a change only; no
-    /// frame is asked for while off); on again, the next frame is drawn
-    /// whole.
+    /// The (simulated) screen went off or on (called on a change only; no
+    /// frame is asked for while off, and [`crate::state::State`] reads
+    /// it back black); on again, the next frame is drawn whole.
     pub(crate) fn set_power(&mut self, on: bool) {
-        self.off = !on;
         if on {
             self.frames = 0;
         }
@@ -99,13 +96,9 @@ impl HeadlessBackend {
         Ok(RenderStatus::Rendered { damaged })
     }
 
-    /// A copy of the image (all black while the screen is off), `None`
-    /// before the first frame.
-    pub(crate) fn frame(&mut self) -> Result<Option<Frame>, Error> {
+    /// A copy of the image, `None` before the first frame.
+    pub(crate) fn capture(&mut self) -> Result<Option<Frame>, Error> {
         let (width, height) = self.size;
-        if self.off {
-            return Ok(Some(Frame { width: width as u32, height: height as u32, pixels: vec![0; (width * height) as usize] }));
-        }
         if self.frames == 0 {
             return Ok(None);
         }

@@ -331,8 +331,8 @@ impl Compositor {
     /// The last rendered frame, headless only (`None` on DRM, or before the
     /// first frame).
     pub fn frame(&mut self) -> Result<Option<Frame>, Error> {
-        match &mut self.state.backend {
-            Backend::Headless(h) => h.frame(),
+        match self.state.backend {
+            Backend::Headless(_) => self.state.screen_frame(),
             Backend::Drm(_) => Ok(None),
         }
     }
@@ -365,13 +365,6 @@ impl Compositor {
     /// The pointer's position on the output, in pixels.
     pub fn pointer_position(&self) -> (f64, f64) {
         (self.state.input.pointer.x, self.state.input.pointer.y)
-    }
-
-    /// The process id of the client that has the keyboard, if any (and if
-    /// the kernel told it).
-    pub fn keyboard_focus_pid(&self) -> Option<i32> {
-        let client = self.state.keyboard_focus_client()?;
-        client.get_credentials(&self.state.display_handle).ok().map(|c| c.pid)
     }
 }
 

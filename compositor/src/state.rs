@@ -110,9 +110,9 @@ pub(crate) struct ClientState {
     shm_objects: AtomicUsize,
     /// The client's live surfaces, at most [`MAX_SURFACES_PER_CLIENT`].
     surfaces: AtomicUsize,
-    /// Its uid's count of connected clients (`None`: root, not counted),
-    /// given back when it disconnects.
-    pub(crate) uid_clients: Option<std::sync::Arc<AtomicUsize>>,
+    /// Its uid's count of connected clients, given back when it
+    /// disconnects.
+    pub(crate) uid_clients: std::sync::Arc<AtomicUsize>,
 }
 
 /// The most surfaces (each a wl_surface, with what its role holds) one
@@ -161,7 +161,7 @@ fn release_shm_slot(state: &State, client: ClientId) {
 
 impl ClientState {
     /// A new client's state, holding its uid's count (see [`State::admit`]).
-    pub(crate) fn counted(uid_clients: Option<std::sync::Arc<AtomicUsize>>) -> ClientState {
+    pub(crate) fn counted(uid_clients: std::sync::Arc<AtomicUsize>) -> ClientState {
         ClientState { uid_clients, ..ClientState::default() }
     }
 }
@@ -173,9 +173,7 @@ impl ClientData for ClientState {
 
     fn disconnected(&self, client_id: ClientId, reason: DisconnectReason) {
         debug!(?client_id, ?reason, "client disconnected");
-        if let Some(count) = &self.uid_clients {
-            count.fetch_sub(1, Ordering::Relaxed);
-        }
+        self.uid_clients.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -210,7 +208,7 @@ pub struct State {
     /// New windows that have not shown a buffer yet (they get the
     /// keyboard when they do).
     unshown: Vec<Window>,
-    /// Connected clients per uid (root not counted).
+    /// Connected clients per uid.
     clients_per_uid: std::collections::HashMap<u32, std::sync::Arc<AtomicUsize>>,
 }
 
@@ -323,34 +321,41 @@ impl State {
                 let result = if id != 0 {
                     Err(accord_display::DisplayError::NoSuchDisplay(id))
                 } else {
-                    self.capture().map_err(|e| accord_display::DisplayError::Failed(e.to_string()))
+                    // Before the first frame the screen is black too.
+                    match self.screen_frame() {
+                        Ok(frame) => Ok(frame.unwrap_or_else(|| self.black_frame())),
+                        Err(e) => Err(accord_display::DisplayError::Failed(e.to_string())),
+                    }
                 };
                 let _ = reply.send(result);
             }
         }
     }
 
-    /// A copy of the screen: the last frame drawn, black while the screen
-    /// is off or before the first frame.
-    pub(crate) fn capture(&mut self) -> Result<crate::Frame, crate::Error> {
+    /// An all-black frame of the output's size.
+    fn black_frame(&self) -> crate::Frame {
         let (w, h) = self.backend.output_info().size;
-        let black = || crate::Frame { width: w as u32, height: h as u32, pixels: vec![0; (w * h).max(0) as usize] };
+        crate::Frame { width: w as u32, height: h as u32, pixels: vec![0; (w * h).max(0) as usize] }
+    }
+
+    /// A copy of the screen: the last frame drawn, black while the screen
+    /// is off; `None` before the first frame.
+    pub(crate) fn screen_frame(&mut self) -> Result<Option<crate::Frame>, crate::Error> {
         if !self.screen_on {
-            return Ok(black());
+            return Ok(Some(self.black_frame()));
         }
-        let frame = match &mut self.backend {
-            Backend::Headless(b) => b.frame()?,
-            Backend::Drm(b) => b.capture()?,
-        };
-        Ok(frame.unwrap_or_else(black))
+        match &mut self.backend {
+            Backend::Headless(b) => b.capture(),
+            Backend::Drm(b) => b.capture(),
+        }
     }
 
     /// Counts a new connection against its uid's bound
-    /// ([`crate::MAX_CLIENTS_PER_UID`]; the uid from `SO_PEERCRED`).
-    /// `None`: refused (past the bound, or no credentials);
-    /// `Some(None)`: root, not counted; `Some(Some(count))`: the uid's
-    /// count, which the client gives back when it disconnects.
-    pub(crate) fn admit(&mut self, stream: &std::os::unix::net::UnixStream) -> Option<Option<std::sync::Arc<AtomicUsize>>> {
+    /// ([`crate::MAX_CLIENTS_PER_UID`], root not bound; the uid from
+    /// `SO_PEERCRED`): the uid's count, which the client gives back when
+    /// it disconnects, or `None`: refused (past the bound, or no
+    /// credentials).
+    pub(crate) fn admit(&mut self, stream: &std::os::unix::net::UnixStream) -> Option<std::sync::Arc<AtomicUsize>> {
         let uid = match peer_uid(stream) {
             Ok(uid) => uid,
             Err(e) => {
@@ -358,17 +363,14 @@ impl State {
                 return None;
             }
         };
-        if uid == 0 {
-            return Some(None);
-        }
         self.clients_per_uid.retain(|_, n| n.load(Ordering::Relaxed) > 0);
         let count = self.clients_per_uid.entry(uid).or_default().clone();
-        if count.fetch_add(1, Ordering::Relaxed) >= crate::MAX_CLIENTS_PER_UID {
+        if count.fetch_add(1, Ordering::Relaxed) >= crate::MAX_CLIENTS_PER_UID && uid != 0 {
             count.fetch_sub(1, Ordering::Relaxed);
             debug!(uid, "a client past its uid's {} refused", crate::MAX_CLIENTS_PER_UID);
             return None;
         }
-        Some(Some(count))
+        Some(count)
     }
 
     /// The backend can take a frame again (its page flip completed).

@@ -5,19 +5,17 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        mpsc, Arc,
-    },
+    sync::Arc,
     time::Duration,
 };
 
-use accord_compositor::{display_manager::DisplayManagerSa, Compositor, Frame, SocketConfig};
+mod common;
+
+use accord_compositor::{display_manager::DisplayManagerSa, Frame};
 use accord_display::{DisplayError, DisplayManager, DisplayManagerProxy, ScreenPower, ID};
 use accord_safwk::typed::CallError;
 use accord_safwk::Samgr;
-
-const DEADLINE: Duration = Duration::from_secs(30);
+use common::{thread::CompositorThread, DEADLINE};
 /// Holds the screenshot permission; 2002 does not.
 const PRIVILEGED: u32 = 2001;
 const UNPRIVILEGED: u32 = 2002;
@@ -68,25 +66,17 @@ fn displays_and_screenshots_through_samgr() {
         rt.spawn(accord_samgr::serve(listener, registry));
     }
 
-    // A headless compositor on its own thread, its last frame sent back.
-    let socket = SocketConfig { dir: dir.path().to_path_buf(), name: "wayland-dm".into() };
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let thread_stop = stop.clone();
-    let thread = std::thread::spawn(move || {
-        let mut c = Compositor::headless(320, 200, &socket).expect("compositor");
-        let mut sent = false;
-        while !thread_stop.load(Ordering::SeqCst) {
-            c.dispatch(Some(Duration::from_millis(5))).expect("dispatch");
-            if !sent {
-                if let Some(frame) = c.frame().expect("frame") {
-                    ready_tx.send((c.display_requests(), frame)).unwrap();
-                    sent = true;
-                }
-            }
+    // A headless compositor on its own thread, and its first frame.
+    let t = CompositorThread::start(320, 200, "wayland-dm");
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let frame = loop {
+        if let Some(frame) = t.with(|c| c.frame().expect("frame")) {
+            break frame;
         }
-    });
-    let (requests, frame) = ready_rx.recv_timeout(DEADLINE).expect("no first frame");
+        assert!(std::time::Instant::now() < deadline, "no first frame");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let requests = t.with(|c| c.display_requests());
 
     // The SA, published as render_service does.
     rt.block_on(async {
@@ -109,7 +99,4 @@ fn displays_and_screenshots_through_samgr() {
     assert!(matches!(other, Some(CallError::Sa(DisplayError::NoSuchDisplay(7)))), "{other:?}");
     let refused = as_uid(UNPRIVILEGED, &sock, async |samgr| samgr.get_proxy::<DisplayManagerProxy>(ID).await.unwrap().screenshot(0).await.err());
     assert!(matches!(refused, Some(CallError::Sa(DisplayError::PermissionDenied { uid: UNPRIVILEGED, .. }))), "{refused:?}");
-
-    stop.store(true, Ordering::SeqCst);
-    thread.join().unwrap();
 }

@@ -7,18 +7,13 @@ use std::{
     os::unix::net::UnixStream,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        mpsc, Arc,
-    },
-    thread::JoinHandle,
     time::{Duration, Instant},
 };
 
 mod common;
 
-use accord_compositor::{Compositor, Frame, ScreenPower, ScreenPowerSender, SocketConfig, BACKGROUND};
-use common::{frames_requested, spawn_simple_shm, KillOnDrop, SIMPLE_SHM};
+use accord_compositor::{Frame, ScreenPower, ScreenPowerSender, BACKGROUND};
+use common::{frames_requested, spawn_simple_shm, thread::CompositorThread, KillOnDrop, SIMPLE_SHM};
 
 const WIDTH: u32 = 640;
 const HEIGHT: u32 = 480;
@@ -26,92 +21,43 @@ const HEIGHT: u32 = 480;
 const WINDOW: u32 = 250;
 const DEADLINE: Duration = Duration::from_secs(30);
 
-type FrameRequest = mpsc::Sender<Option<Frame>>;
-
 /// A headless compositor on its own thread, stopped and joined on drop.
 struct Harness {
-    dir: tempfile::TempDir,
-    socket_name: String,
-    requests: mpsc::Sender<FrameRequest>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    t: CompositorThread,
     power: ScreenPowerSender,
 }
 
 impl Harness {
     fn start() -> Harness {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let socket_name = "wayland-test".to_string();
-        let config = SocketConfig { dir: dir.path().to_path_buf(), name: socket_name.clone() };
-        let stop = Arc::new(AtomicBool::new(false));
-        let (requests, incoming) = mpsc::channel::<FrameRequest>();
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let thread_stop = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let mut compositor = match Compositor::headless(WIDTH, HEIGHT, &config) {
-                Ok(c) => c,
-                Err(err) => {
-                    let _ = ready_tx.send(Err(err.to_string()));
-                    return;
-                }
-            };
-            let _ = ready_tx.send(Ok(compositor.screen_power()));
-            while !thread_stop.load(Ordering::SeqCst) {
-                if let Err(err) = compositor.dispatch(Some(Duration::from_millis(5))) {
-                    panic!("dispatch: {err}");
-                }
-                while let Ok(reply) = incoming.try_recv() {
-                    let frame = compositor.frame().expect("reading the frame");
-                    let _ = reply.send(frame);
-                }
-            }
-        });
-        let ready = ready_rx.recv_timeout(DEADLINE).expect("compositor thread did not start");
-        let power = match ready {
-            Ok(power) => power,
-            Err(err) => panic!("compositor: {err}"),
-        };
-        Harness { dir, socket_name, requests, stop, thread: Some(thread), power }
+        let t = CompositorThread::start(WIDTH, HEIGHT, "wayland-test");
+        let power = t.with(|c| c.screen_power());
+        Harness { t, power }
     }
 
     fn socket_path(&self) -> PathBuf {
-        self.dir.path().join(&self.socket_name)
+        self.t.socket()
     }
 
     fn frame(&self) -> Option<Frame> {
-        let (tx, rx) = mpsc::channel();
-        self.requests.send(tx).expect("compositor thread gone");
-        rx.recv_timeout(DEADLINE).expect("compositor thread did not answer")
+        self.t.with(|c| c.frame().expect("reading the frame"))
     }
 
     fn spawn_client(&self, program: &str, debug: bool) -> ClientProcess {
-        let log = self.dir.path().join("client.log");
+        let log = self.t.dir.path().join("client.log");
         let stderr = std::fs::File::create(&log).expect("client log");
         let mut command = Command::new(program);
         if debug {
             command.env("WAYLAND_DEBUG", "1");
         }
         let child = command
-            .env("XDG_RUNTIME_DIR", self.dir.path())
-            .env("WAYLAND_DISPLAY", &self.socket_name)
+            .env("XDG_RUNTIME_DIR", self.t.dir.path())
+            .env("WAYLAND_DISPLAY", &self.t.socket_name)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
             .unwrap_or_else(|e| panic!("spawning {program}: {e}"));
         ClientProcess { child, log }
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(thread) = self.thread.take() {
-            let result = thread.join();
-            if result.is_err() && !std::thread::panicking() {
-                panic!("the compositor thread panicked");
-            }
-        }
     }
 }
 

@@ -7,50 +7,25 @@ mod common;
 use std::{
     os::fd::AsRawFd,
     path::PathBuf,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        mpsc, Arc,
-    },
-    thread::JoinHandle,
     time::{Duration, Instant},
 };
 
-use accord_compositor::{state::MAX_SURFACES_PER_CLIENT, Compositor, SocketConfig, MAX_CLIENTS_PER_UID};
-use common::{memfd, popup, positioner, shm_buffer, toplevel, Arg, Gone, RawClient, DEADLINE};
+use accord_compositor::{state::MAX_SURFACES_PER_CLIENT, MAX_CLIENTS_PER_UID};
+use common::{memfd, popup, positioner, shm_buffer, thread::CompositorThread, toplevel, Arg, Gone, RawClient, DEADLINE};
 
 /// A headless compositor on its own thread, stopped and joined on drop
 /// (a panic in it fails the test).
 struct Harness {
-    dir: tempfile::TempDir,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-    frames: mpsc::Sender<mpsc::Sender<u64>>,
+    t: CompositorThread,
 }
 
 impl Harness {
     fn start() -> Harness {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let config = SocketConfig { dir: dir.path().to_path_buf(), name: "wl".into() };
-        let stop = Arc::new(AtomicBool::new(false));
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let (frames, incoming) = mpsc::channel::<mpsc::Sender<u64>>();
-        let thread_stop = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let mut compositor = Compositor::headless(320, 240, &config).expect("compositor");
-            ready_tx.send(()).unwrap();
-            while !thread_stop.load(Ordering::SeqCst) {
-                compositor.dispatch(Some(Duration::from_millis(5))).expect("dispatch");
-                while let Ok(reply) = incoming.try_recv() {
-                    let _ = reply.send(compositor.frames_rendered());
-                }
-            }
-        });
-        ready_rx.recv_timeout(DEADLINE).expect("compositor did not start");
-        Harness { dir, stop, thread: Some(thread), frames }
+        Harness { t: CompositorThread::start(320, 240, "wl") }
     }
 
     fn socket(&self) -> PathBuf {
-        self.dir.path().join("wl")
+        self.t.socket()
     }
 
     /// A fresh client still gets answers.
@@ -61,20 +36,7 @@ impl Harness {
     }
 
     fn frames_rendered(&self) -> u64 {
-        let (tx, rx) = mpsc::channel();
-        self.frames.send(tx).expect("compositor thread gone");
-        rx.recv_timeout(DEADLINE).expect("compositor thread did not answer")
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(thread) = self.thread.take() {
-            if thread.join().is_err() && !std::thread::panicking() {
-                panic!("the compositor thread panicked");
-            }
-        }
+        self.t.with(|c| c.frames_rendered())
     }
 }
 
@@ -422,7 +384,7 @@ fn clients_as(uid: u32, socket: &std::path::Path, n: usize) -> Vec<(std::os::uni
 fn clients_per_uid_are_bounded() {
     use std::os::unix::fs::PermissionsExt;
     let h = Harness::start();
-    std::fs::set_permissions(h.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(h.t.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(h.socket(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let mut first = clients_as(2001, &h.socket(), MAX_CLIENTS_PER_UID + 1);
     let served = first.iter().filter(|(_, ok)| *ok).count();

@@ -19,7 +19,7 @@ use accord_compositor::{
     },
     Frame, BACKGROUND,
 };
-use common::input::{fixed, keyboard, mouse, px, App, Cmd, Harness, DEADLINE, HEIGHT, WIDTH};
+use common::input::{fixed, keyboard, mouse, px, App, Harness, DEADLINE, HEIGHT, WIDTH};
 use common::{Arg, Gone};
 
 #[test]
@@ -173,7 +173,7 @@ fn garbage_from_a_device_does_not_stop_the_compositor() {
 fn a_keymap_that_does_not_compile_falls_back_to_us() {
     let h = Harness::start();
     let bad = KeyboardConfig { layout: "no-such-layout".into(), ..KeyboardConfig::default() };
-    h.cmds.send(Cmd::Keymap(bad)).expect("compositor gone");
+    h.set_keymap(bad);
     let mut kb = h.device("kbd", keyboard());
     let mut a = App::start(&h, 2);
     a.wait_keyboard_enter();

@@ -137,9 +137,14 @@ pub struct Capabilities {
 }
 
 impl Capabilities {
+    /// Whether it moves the pointer (a mouse or a tablet).
+    pub fn pointer(&self) -> bool {
+        self.relative_pointer || self.absolute_pointer.is_some()
+    }
+
     /// Whether the compositor has any use for the device.
     pub fn useful(&self) -> bool {
-        self.keyboard || self.relative_pointer || self.absolute_pointer.is_some() || self.touch.is_some()
+        self.keyboard || self.pointer() || self.touch.is_some()
     }
 
     /// Asks the kernel what the device behind `fd` can do.

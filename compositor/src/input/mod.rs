@@ -33,10 +33,7 @@ use std::{
     collections::{BTreeSet, HashMap},
     fs::File,
     io::Read,
-    os::{
-        fd::{AsFd, AsRawFd, FromRawFd, OwnedFd},
-        unix::fs::OpenOptionsExt,
-    },
+    os::{fd::AsFd, unix::fs::OpenOptionsExt},
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -55,7 +52,7 @@ use smithay::{
             timer::{TimeoutAction, Timer},
             Interest, Mode, PostAction,
         },
-        wayland_server::{protocol::wl_surface::WlSurface, Resource},
+        wayland_server::protocol::wl_surface::WlSurface,
     },
     utils::{Logical, Point, SERIAL_COUNTER},
 };
@@ -165,9 +162,6 @@ pub(crate) struct InputState {
     warned: BTreeSet<String>,
     /// Whether the inotify watch is set up.
     watching: bool,
-    keyboards: usize,
-    pointers: usize,
-    touchscreens: usize,
     /// The pointer's position on the output.
     pub(crate) pointer: Point<f64, Logical>,
     /// Keys (evdev codes) pressed for a compositor shortcut: their
@@ -178,7 +172,7 @@ pub(crate) struct InputState {
 impl InputState {
     /// Whether a pointer device is present (the cursor is drawn).
     pub(crate) fn has_pointer(&self) -> bool {
-        self.pointers > 0
+        self.open.values().any(Capabilities::pointer)
     }
 }
 
@@ -195,7 +189,7 @@ impl State {
 
     fn start_watch(&mut self) {
         let Some(dir) = self.input.dir.clone() else { return };
-        match inotify(&dir) {
+        match accord_power::input::watch_dir(&dir) {
             Ok(fd) => {
                 let file = File::from(fd);
                 let inserted = self.loop_handle.insert_source(Generic::new(file, Interest::READ, Mode::Level), |_, file, state: &mut State| {
@@ -288,7 +282,7 @@ impl State {
     }
 
     fn add_device(&mut self, name: String, file: File, caps: Capabilities) {
-        info!(device = %name, name = %caps.name, keyboard = caps.keyboard, pointer = caps.relative_pointer || caps.absolute_pointer.is_some(), touch = caps.touch.is_some(), "input device added");
+        info!(device = %name, name = %caps.name, keyboard = caps.keyboard, pointer = caps.pointer(), touch = caps.touch.is_some(), "input device added");
         let mut decoder = Decoder::new(caps.clone());
         let mut partial: Vec<u8> = Vec::new();
         let source_name = name.clone();
@@ -344,24 +338,17 @@ impl State {
         // A capability, once a device brought it, stays when the device
         // goes: clients keep their objects (a new wl_keyboard per re-plug
         // would keep each old keymap's memfd open while a client holds it).
-        if caps.keyboard {
-            self.input.keyboards += 1;
-            if self.seat.get_keyboard().is_none() {
-                self.add_keyboard();
-            }
+        if caps.keyboard && self.seat.get_keyboard().is_none() {
+            self.add_keyboard();
         }
-        if caps.relative_pointer || caps.absolute_pointer.is_some() {
-            self.input.pointers += 1;
+        if caps.pointer() {
             if self.seat.get_pointer().is_none() {
                 self.seat.add_pointer();
             }
             self.schedule_redraw();
         }
-        if caps.touch.is_some() {
-            self.input.touchscreens += 1;
-            if self.seat.get_touch().is_none() {
-                self.seat.add_touch();
-            }
+        if caps.touch.is_some() && self.seat.get_touch().is_none() {
+            self.seat.add_touch();
         }
         self.input.open.insert(name, caps);
     }
@@ -385,26 +372,17 @@ impl State {
 
     fn remove_device(&mut self, name: &str) {
         let Some(caps) = self.input.open.remove(name) else { return };
-        if caps.keyboard {
-            self.input.keyboards -= 1;
-        }
-        if caps.relative_pointer || caps.absolute_pointer.is_some() {
-            self.input.pointers -= 1;
-            if self.input.pointers == 0 {
-                // No pointer left: the surface under it is left, and the
-                // next pointer starts with the compositor's arrow, not the
-                // cursor a client chose.
-                if let Some(pointer) = self.seat.get_pointer() {
-                    let time = self.now_ms();
-                    pointer.motion(self, None, &MotionEvent { location: self.input.pointer, serial: SERIAL_COUNTER.next_serial(), time });
-                    pointer.frame(self);
-                }
-                self.cursor = smithay::input::pointer::CursorImageStatus::default_named();
-                self.schedule_redraw();
+        if caps.pointer() && !self.input.has_pointer() {
+            // No pointer left: the surface under it is left, and the next
+            // pointer starts with the compositor's arrow, not the cursor a
+            // client chose.
+            if let Some(pointer) = self.seat.get_pointer() {
+                let time = self.now_ms();
+                pointer.motion(self, None, &MotionEvent { location: self.input.pointer, serial: SERIAL_COUNTER.next_serial(), time });
+                pointer.frame(self);
             }
-        }
-        if caps.touch.is_some() {
-            self.input.touchscreens -= 1;
+            self.cursor = smithay::input::pointer::CursorImageStatus::default_named();
+            self.schedule_redraw();
         }
         // A node with the same name may have come meanwhile.
         self.input.skipped.clear();
@@ -563,28 +541,6 @@ impl State {
         // The cursor is drawn by the compositor.
         self.schedule_redraw();
     }
-
-    /// The client that has the keyboard, for tests and logs.
-    pub(crate) fn keyboard_focus_client(&self) -> Option<smithay::reexports::wayland_server::Client> {
-        self.seat.get_keyboard()?.current_focus()?.client()
-    }
-}
-
-/// An inotify descriptor on `dir` for nodes that come, go or change.
-fn inotify(dir: &Path) -> std::io::Result<OwnedFd> {
-    // SAFETY: plain system call; the descriptor is owned at once.
-    let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: a new descriptor nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).map_err(std::io::Error::other)?;
-    // SAFETY: a valid descriptor and C string.
-    if unsafe { libc::inotify_add_watch(fd.as_raw_fd(), path.as_ptr(), libc::IN_CREATE | libc::IN_DELETE | libc::IN_ATTRIB | libc::IN_MOVED_TO) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(fd)
 }
 
 fn open_device(path: &Path) -> std::io::Result<File> {

@@ -2,112 +2,60 @@
 //! FIFOs carrying evdev records standing in for devices, and a client
 //! with a full-screen window and the seat's devices bound.
 
-use std::{
-    fs::File,
-    io::Write,
-    os::unix::fs::OpenOptionsExt,
-    path::PathBuf,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        mpsc, Arc,
-    },
-    thread::JoinHandle,
-    time::Duration,
-};
+use std::{fs::File, io::Write, os::unix::fs::OpenOptionsExt, path::PathBuf, time::Duration};
 
 use accord_compositor::{
     input::{Capabilities, KeyboardConfig, RawEvent},
-    Compositor, Frame, SocketConfig,
+    Frame,
 };
 
-use super::{shm_buffer, toplevel, Arg, Event, RawClient};
+use super::{shm_buffer, thread::CompositorThread, toplevel, Arg, Event, RawClient};
 
 pub const WIDTH: u32 = 320;
 pub const HEIGHT: u32 = 240;
-pub const DEADLINE: Duration = Duration::from_secs(30);
+pub use super::DEADLINE;
 
-pub enum Cmd {
-    Keymap(KeyboardConfig),
-    AddDevice(File, Capabilities),
-    Frame(mpsc::Sender<Option<Frame>>),
-    Pointer(mpsc::Sender<(f64, f64)>),
-}
-
-/// A headless compositor on its own thread.
+/// A headless compositor on its own thread, for input tests.
 pub struct Harness {
-    pub dir: tempfile::TempDir,
-    pub cmds: mpsc::Sender<Cmd>,
-    pub stop: Arc<AtomicBool>,
-    pub thread: Option<JoinHandle<()>>,
+    pub t: CompositorThread,
 }
 
 impl Harness {
     pub fn start() -> Harness {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let config = SocketConfig { dir: dir.path().to_path_buf(), name: "wayland-input".into() };
-        let stop = Arc::new(AtomicBool::new(false));
-        let (cmds, incoming) = mpsc::channel::<Cmd>();
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let thread_stop = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let mut compositor = match Compositor::headless(WIDTH, HEIGHT, &config) {
-                Ok(c) => c,
-                Err(err) => {
-                    let _ = ready_tx.send(Err(err.to_string()));
-                    return;
-                }
-            };
-            let _ = ready_tx.send(Ok(()));
-            while !thread_stop.load(Ordering::SeqCst) {
-                compositor.dispatch(Some(Duration::from_millis(5))).expect("dispatch");
-                while let Ok(cmd) = incoming.try_recv() {
-                    match cmd {
-                        Cmd::Keymap(config) => compositor.set_keyboard_config(config),
-                        Cmd::AddDevice(file, caps) => {
-                            compositor.add_input_device(file, caps);
-                        }
-                        Cmd::Frame(reply) => {
-                            let _ = reply.send(compositor.frame().expect("reading the frame"));
-                        }
-                        Cmd::Pointer(reply) => {
-                            let _ = reply.send(compositor.pointer_position());
-                        }
-                    }
-                }
-            }
-        });
-        ready_rx.recv_timeout(DEADLINE).expect("compositor thread did not start").expect("compositor");
-        Harness { dir, cmds, stop, thread: Some(thread) }
+        Harness { t: CompositorThread::start(WIDTH, HEIGHT, "wayland-input") }
     }
 
     pub fn socket(&self) -> PathBuf {
-        self.dir.path().join("wayland-input")
+        self.t.socket()
     }
 
-    /// A FIFO read by the compositor as a device with `caps`; the test
-    /// writes records into it.
+    /// A FIFO read by the compositor as a device with `caps` (added when
+    /// this returns); the test writes records into it.
     pub fn device(&self, name: &str, caps: Capabilities) -> Device {
-        let path = self.dir.path().join(name);
+        let path = self.t.dir.path().join(name);
         let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
         // SAFETY: a valid C string.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
         // Read-write: opening never blocks, and a writer exists until drop.
         let writer = std::fs::OpenOptions::new().read(true).write(true).open(&path).expect("fifo writer");
         let reader = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&path).expect("fifo reader");
-        self.cmds.send(Cmd::AddDevice(reader, caps)).expect("compositor gone");
+        self.t.with(move |c| {
+            c.add_input_device(reader, caps);
+        });
         Device { writer: Some(writer) }
     }
 
+    /// The keymap and repeat for the next keyboard.
+    pub fn set_keymap(&self, config: KeyboardConfig) {
+        self.t.with(move |c| c.set_keyboard_config(config));
+    }
+
     pub fn frame(&self) -> Frame {
-        let (tx, rx) = mpsc::channel();
-        self.cmds.send(Cmd::Frame(tx)).expect("compositor gone");
-        rx.recv_timeout(DEADLINE).expect("no answer").expect("no frame yet")
+        self.t.with(|c| c.frame().expect("reading the frame")).expect("no frame yet")
     }
 
     pub fn pointer(&self) -> (f64, f64) {
-        let (tx, rx) = mpsc::channel();
-        self.cmds.send(Cmd::Pointer(tx)).expect("compositor gone");
-        rx.recv_timeout(DEADLINE).expect("no answer")
+        self.t.with(|c| c.pointer_position())
     }
 
     /// Waits until `check` holds for a frame.
@@ -119,15 +67,6 @@ impl Harness {
             }
             assert!(std::time::Instant::now() < deadline, "never: {what}");
             std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
         }
     }
 }

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod input;
+pub mod thread;
 
 use std::{
     collections::HashMap,

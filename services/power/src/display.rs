@@ -105,17 +105,13 @@ impl DisplayPower {
         follow(&self.root, &self.levels, display);
     }
 
-    /// Writes `level` (0..=255) to the backlight, scaled.
-    fn apply(&self, level: u32) -> Result<(), PowerError> {
-        write_level(&self.root, level)
-    }
     /// Changes the levels with `change`, writing the new effective level
     /// first: on error nothing changes.
     fn change(&self, change: impl FnOnce(&mut Levels)) -> Result<(), PowerError> {
         let mut levels = accord_safwk::lock(&self.levels);
         let mut new = *levels;
         change(&mut new);
-        self.apply(new.effective())?;
+        write_level(&self.root, new.effective())?;
         *levels = new;
         Ok(())
     }

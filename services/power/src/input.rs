@@ -75,8 +75,13 @@ pub async fn watch(dir: PathBuf, count: Arc<dyn Fn(u32) + Send + Sync>, activity
     }
 }
 
-/// An inotify descriptor on `dir` for nodes that come, go or change.
-fn inotify(dir: &Path) -> std::io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+/// A non-blocking inotify descriptor on `dir` for nodes that come, go or
+/// change their permissions (the compositor watches `/dev/input` with it
+/// too).
+///
+/// # Errors
+/// `inotify_init1` or `inotify_add_watch` failed (`ENOENT`: no `dir` yet).
+pub fn watch_dir(dir: &Path) -> std::io::Result<OwnedFd> {
     use std::os::fd::FromRawFd;
     // SAFETY: plain system calls; the descriptor is owned at once.
     let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
@@ -90,6 +95,12 @@ fn inotify(dir: &Path) -> std::io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
     if unsafe { libc::inotify_add_watch(fd.as_raw_fd(), path.as_ptr(), libc::IN_CREATE | libc::IN_DELETE | libc::IN_ATTRIB | libc::IN_MOVED_TO) } < 0 {
         return Err(std::io::Error::last_os_error());
     }
+    Ok(fd)
+}
+
+/// [`watch_dir`], for tokio.
+fn inotify(dir: &Path) -> std::io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+    let fd = watch_dir(dir)?;
     // SAFETY: the OwnedFd is ours and stays open as long as the AsyncFd.
     unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }.map_err(std::io::Error::from)
 }

@@ -125,14 +125,14 @@ impl Init {
             "stop" | "termservice" => {
                 need(a, 1, "stop <service>")?;
                 let idx = self.service_index(&a[0]).ok_or_else(|| format!("no service named {:?}", a[0]))?;
-                self.stop_service(idx, Duration::from_secs(3));
+                self.stop_service(idx, Self::CONTROL_STOP_GRACE);
                 Ok(())
             }
             "reset" => {
                 need(a, 1, "reset <service>")?;
                 let idx = self.service_index(&a[0]).ok_or_else(|| format!("no service named {:?}", a[0]))?;
                 if self.services[idx].pid.is_some() {
-                    self.stop_service(idx, Duration::from_secs(3));
+                    self.stop_service(idx, Self::CONTROL_STOP_GRACE);
                 } else {
                     self.start_service(idx);
                 }
@@ -140,7 +140,7 @@ impl Init {
             }
             "stopAllServices" => {
                 for idx in (0..self.services.len()).rev() {
-                    self.stop_service(idx, Duration::from_secs(3));
+                    self.stop_service(idx, Self::CONTROL_STOP_GRACE);
                 }
                 Ok(())
             }

@@ -884,7 +884,7 @@ impl Init {
                 None => warn!("ohos.ctl.start: no service named {value:?}"),
             },
             "ohos.ctl.stop" | "ohos.ctl.term" => match self.service_index(value) {
-                Some(idx) => self.stop_service(idx, Duration::from_secs(3)),
+                Some(idx) => self.stop_service(idx, Self::CONTROL_STOP_GRACE),
                 None => warn!("{name}: no service named {value:?}"),
             },
             "ohos.startup.powerctrl" => match PowerCmd::parse(value) {

@@ -299,6 +299,10 @@ impl Init {
         }
     }
 
+    /// How long a service stopped on request (`begetctl stop_service`,
+    /// the `stop` command) has between SIGTERM and SIGKILL.
+    pub(crate) const CONTROL_STOP_GRACE: Duration = Duration::from_secs(3);
+
     /// Asks service `idx` to stop: SIGTERM now, SIGKILL after a grace time.
     pub(crate) fn stop_service(&mut self, idx: usize, grace: Duration) {
         let rt = &mut self.services[idx];
