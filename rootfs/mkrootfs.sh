@@ -37,11 +37,11 @@ if [[ -n ${ACCORD_BIN_DIR:-} ]]; then
     BIN_DIR=$ACCORD_BIN_DIR
     log "taking init and begetctl from $BIN_DIR (ACCORD_BIN_DIR)"
 else
-    log "cargo build --release --target $RUST_TARGET -p accord-init -p accord-begetctl -p accord-sa-main -p accord-hilog"
-    (cd "$REPO" && cargo build --release --target "$RUST_TARGET" -p accord-init -p accord-begetctl -p accord-sa-main -p accord-hilog </dev/null)
+    log "cargo build --release --target $RUST_TARGET -p accord-init -p accord-begetctl -p accord-sa-main -p accord-hilog -p accord-systemui"
+    (cd "$REPO" && cargo build --release --target "$RUST_TARGET" -p accord-init -p accord-begetctl -p accord-sa-main -p accord-hilog -p accord-systemui </dev/null)
     BIN_DIR=${CARGO_TARGET_DIR:-$REPO/target}/$RUST_TARGET/release
 fi
-for b in init begetctl sa_main hilogd; do
+for b in init begetctl sa_main hilogd systemui; do
     [[ -x $BIN_DIR/$b ]] || die "$BIN_DIR/$b is missing"
 done
 
@@ -109,6 +109,14 @@ ln -s fsck.fat sbin/fsck.vfat
 # The compositor and its libraries (glibc's are the filesystem tools' too).
 cp -a "$GFX/root/." .
 install -m 0755 "$GFX_BIN" system/bin/render_service
+# The system UI (a static Wayland client) and its font, where OpenHarmony
+# keeps fonts; DejaVu's licence beside it.
+install -m 0755 "$BIN_DIR/systemui" system/bin/systemui
+FONT=/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
+[[ -f $FONT ]] || die "no $FONT (package fonts-dejavu-core): run rootfs/setup-host.sh"
+mkdir -p system/fonts
+install -m 0644 "$FONT" system/fonts/DejaVuSans.ttf
+install -m 0644 /usr/share/doc/fonts-dejavu-core/copyright system/fonts/DejaVuSans.LICENSE
 
 # The repo's files, verbatim; then the board's (rootfs/boards/<arch>: what
 # only that machine needs, e.g. its vendor init cfg).

@@ -19,6 +19,8 @@ PACKAGES=(
     # the aarch64 glibc cross linker for the image's build, and weston's
     # demo clients for the compositor's tests.
     libpixman-1-dev libxkbcommon-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross weston
+    # The system UI's font (DejaVu Sans, into the image's /system/fonts).
+    fonts-dejavu-core
 )
 FOREIGN_ARCH=arm64
 FOREIGN_PACKAGES=(musl-dev:arm64)

@@ -28,6 +28,7 @@ pub mod drm;
 pub mod follow_power;
 pub mod headless;
 pub mod input;
+pub mod layer_shell;
 pub mod render;
 pub mod state;
 
@@ -238,8 +239,8 @@ impl Compositor {
                         Ok(Some(stream)) => {
                             // Who it is, from the kernel; past its uid's
                             // bound the connection is closed at once.
-                            let Some(uid_clients) = state.admit(&stream) else { continue };
-                            let data = ClientState::counted(uid_clients);
+                            let Some(admitted) = state.admit(&stream) else { continue };
+                            let data = ClientState::counted(admitted);
                             if let Err(err) = state.display_handle.insert_client(stream, std::sync::Arc::new(data)) {
                                 warn!(%err, "cannot add a client");
                             }
@@ -365,6 +366,32 @@ impl Compositor {
     /// The pointer's position on the output, in pixels.
     pub fn pointer_position(&self) -> (f64, f64) {
         (self.state.input.pointer.x, self.state.input.pointer.y)
+    }
+
+    /// Lets the members of group `gid` connect (as well as the
+    /// compositor's own uid, and root): the socket goes to that group
+    /// with mode 0660 (it is created 0755 and owner-only writable, and a
+    /// connect needs write permission). The compositor must be in the
+    /// group (its supplementary groups), or this fails.
+    pub fn share_socket(&self, gid: u32) -> Result<(), Error> {
+        use std::os::unix::fs::PermissionsExt;
+        let io = |context: String| move |source| Error::Io { context, source };
+        std::os::unix::fs::chown(&self.socket_path, None, Some(gid)).map_err(io(format!("giving {} to group {gid}", self.socket_path.display())))?;
+        std::fs::set_permissions(&self.socket_path, std::fs::Permissions::from_mode(0o660)).map_err(io(format!("making {} 0660", self.socket_path.display())))
+    }
+
+    /// Makes the clients of `uids` the system UI (root always is): they
+    /// see wlr-layer-shell ([`layer_shell`]), no one else does. Applies
+    /// to clients that connect from now on.
+    pub fn allow_system_ui(&mut self, uids: &[u32]) {
+        self.state.system_ui_uids = uids.to_vec();
+    }
+
+    /// The area app windows are maximised to (the output less the system
+    /// UI's exclusive zones): x, y, width, height in pixels.
+    pub fn window_area(&self) -> (i32, i32, i32, i32) {
+        let a = self.state.window_area();
+        (a.loc.x, a.loc.y, a.size.w, a.size.h)
     }
 }
 

@@ -113,6 +113,9 @@ pub(crate) struct ClientState {
     /// Its uid's count of connected clients, given back when it
     /// disconnects.
     pub(crate) uid_clients: std::sync::Arc<AtomicUsize>,
+    /// Whether it is the system UI (root, or a uid given to
+    /// [`crate::Compositor::allow_system_ui`]): only it sees layer-shell.
+    pub(crate) system_ui: bool,
 }
 
 /// The most surfaces (each a wl_surface, with what its role holds) one
@@ -161,8 +164,8 @@ fn release_shm_slot(state: &State, client: ClientId) {
 
 impl ClientState {
     /// A new client's state, holding its uid's count (see [`State::admit`]).
-    pub(crate) fn counted(uid_clients: std::sync::Arc<AtomicUsize>) -> ClientState {
-        ClientState { uid_clients, ..ClientState::default() }
+    pub(crate) fn counted(admitted: Admitted) -> ClientState {
+        ClientState { uid_clients: admitted.uid_clients, system_ui: admitted.system_ui, ..ClientState::default() }
     }
 }
 
@@ -184,12 +187,13 @@ pub struct State {
     compositor_state: CompositorState,
     shm_state: ShmState,
     xdg_shell_state: XdgShellState,
+    pub(crate) layer_shell_state: smithay::wayland::shell::wlr_layer::WlrLayerShellState,
     _output_manager_state: OutputManagerState,
     seat_state: SeatState<State>,
     pub(crate) seat: Seat<State>,
     pub(crate) space: Space<Window>,
-    popups: PopupManager,
-    output: Output,
+    pub(crate) popups: PopupManager,
+    pub(crate) output: Output,
     pub(crate) backend: Backend,
     needs_redraw: bool,
     timer_armed: bool,
@@ -210,6 +214,17 @@ pub struct State {
     unshown: Vec<Window>,
     /// Connected clients per uid.
     clients_per_uid: std::collections::HashMap<u32, std::sync::Arc<AtomicUsize>>,
+    /// The uids besides root that are the system UI (layer-shell).
+    pub(crate) system_ui_uids: Vec<u32>,
+}
+
+/// A connection let in by [`State::admit`].
+#[derive(Debug)]
+pub(crate) struct Admitted {
+    /// Its uid's count of clients (the client gives its one back).
+    uid_clients: std::sync::Arc<AtomicUsize>,
+    /// Whether its uid is the system UI's.
+    system_ui: bool,
 }
 
 impl State {
@@ -218,6 +233,10 @@ impl State {
         let compositor_state = CompositorState::new::<State>(&dh);
         let shm_state = ShmState::new::<State>(&dh, Vec::new());
         let xdg_shell_state = XdgShellState::new::<State>(&dh);
+        // Shown to the system UI only (decided when it connected).
+        let layer_shell_state = smithay::wayland::shell::wlr_layer::WlrLayerShellState::new_with_filter::<State, _>(&dh, |client| {
+            client.get_data::<ClientState>().is_some_and(|d| d.system_ui)
+        });
         let output_manager_state = OutputManagerState::new_with_xdg_output::<State>(&dh);
         let mut seat_state = SeatState::new();
         let seat = seat_state.new_wl_seat(&dh, "seat0");
@@ -241,6 +260,7 @@ impl State {
             compositor_state,
             shm_state,
             xdg_shell_state,
+            layer_shell_state,
             _output_manager_state: output_manager_state,
             seat_state,
             seat,
@@ -259,6 +279,7 @@ impl State {
             arrow: crate::render::arrow(),
             unshown: Vec::new(),
             clients_per_uid: std::collections::HashMap::new(),
+            system_ui_uids: Vec::new(),
         }
     }
 
@@ -353,9 +374,9 @@ impl State {
     /// Counts a new connection against its uid's bound
     /// ([`crate::MAX_CLIENTS_PER_UID`], root not bound; the uid from
     /// `SO_PEERCRED`): the uid's count, which the client gives back when
-    /// it disconnects, or `None`: refused (past the bound, or no
-    /// credentials).
-    pub(crate) fn admit(&mut self, stream: &std::os::unix::net::UnixStream) -> Option<std::sync::Arc<AtomicUsize>> {
+    /// it disconnects, and whether it is the system UI; or `None`:
+    /// refused (past the bound, or no credentials).
+    pub(crate) fn admit(&mut self, stream: &std::os::unix::net::UnixStream) -> Option<Admitted> {
         let uid = match peer_uid(stream) {
             Ok(uid) => uid,
             Err(e) => {
@@ -370,7 +391,7 @@ impl State {
             debug!(uid, "a client past its uid's {} refused", crate::MAX_CLIENTS_PER_UID);
             return None;
         }
-        Some(count)
+        Some(Admitted { uid_clients: count, system_ui: uid == 0 || self.system_ui_uids.contains(&uid) })
     }
 
     /// The backend can take a frame again (its page flip completed).
@@ -411,6 +432,7 @@ impl State {
         for window in self.space.elements() {
             window.send_frame(output, now, Some(Duration::ZERO), |_, _| Some(output.clone()));
         }
+        self.send_layer_frames(now);
         // A client's cursor surface is drawn too: it gets its frames.
         if let CursorImageStatus::Surface(surface) = &self.cursor {
             if self.input.has_pointer() {
@@ -424,9 +446,20 @@ impl State {
     pub(crate) fn after_dispatch(&mut self) {
         self.space.refresh();
         self.popups.cleanup();
+        self.cleanup_layers();
         if let Err(err) = self.display_handle.flush_clients() {
             debug!(%err, "flushing clients");
         }
+    }
+
+    /// A commit in a layer surface's tree: the layer surface's
+    /// ([`State::layer_commit`]). Returns whether it was one.
+    fn layer_commit_of_tree(&mut self, surface: &WlSurface) -> bool {
+        let mut root = surface.clone();
+        while let Some(parent) = get_parent(&root) {
+            root = parent;
+        }
+        self.layer_commit(&root)
     }
 
     fn window_for_root(&self, root: &WlSurface) -> Option<Window> {
@@ -466,7 +499,7 @@ impl CompositorHandler for State {
 
     fn commit(&mut self, surface: &WlSurface) {
         on_commit_buffer_handler::<Self>(surface);
-        if !is_sync_subsurface(surface) {
+        if !is_sync_subsurface(surface) && !self.layer_commit_of_tree(surface) {
             let mut root = surface.clone();
             while let Some(parent) = get_parent(&root) {
                 root = parent;
@@ -543,13 +576,13 @@ impl XdgShellHandler for State {
     }
 
     fn new_toplevel(&mut self, surface: ToplevelSurface) {
-        let size = self.output_size();
+        let area = self.window_area();
         surface.with_pending_state(|state| {
-            state.size = Some(size);
+            state.size = Some(area.size);
             state.states.set(xdg_toplevel::State::Maximized);
         });
         let window = Window::new_wayland_window(surface);
-        self.space.map_element(window.clone(), (0, 0), false);
+        self.space.map_element(window.clone(), area.loc, false);
         // It takes the keyboard when its first buffer comes (commit).
         self.unshown.push(window);
     }

@@ -405,3 +405,73 @@ fn clients_per_uid_are_bounded() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The interfaces a client of `uid` is shown.
+fn globals_as(uid: u32, socket: &std::path::Path) -> Vec<String> {
+    let socket = socket.to_owned();
+    std::thread::spawn(move || {
+        accord_testkit::become_on_this_thread(uid, uid, &[]).expect("tests run as root");
+        RawClient::connect(&socket).globals.into_keys().collect()
+    })
+    .join()
+    .expect("the client thread")
+}
+
+/// wlr-layer-shell (status bars, overlays over every app) is the system
+/// UI's: shown to root and to the uids given to allow_system_ui, hidden
+/// from every other uid, whose attempt to bind it anyway is a protocol
+/// error.
+#[test]
+fn layer_shell_is_shown_to_the_system_ui_only() {
+    use std::os::unix::fs::PermissionsExt;
+    const LAYER_SHELL: &str = "zwlr_layer_shell_v1";
+    let h = Harness::start();
+    std::fs::set_permissions(h.t.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(h.socket(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    h.t.with(|c| c.allow_system_ui(&[2003]));
+    assert!(globals_as(2003, &h.socket()).iter().any(|g| g == LAYER_SHELL), "the system UI's uid does not see layer-shell");
+    assert!(RawClient::connect(&h.socket()).globals.contains_key(LAYER_SHELL), "root does not see layer-shell");
+    let app = globals_as(2001, &h.socket());
+    assert!(app.iter().any(|g| g == "xdg_wm_base"), "{app:?}");
+    assert!(!app.iter().any(|g| g == LAYER_SHELL), "an app's uid sees layer-shell: {app:?}");
+    // Binding it by its number anyway (as root learnt it) is refused.
+    let name = RawClient::connect(&h.socket()).globals[LAYER_SHELL].0;
+    let socket = h.socket();
+    let refused = std::thread::spawn(move || {
+        accord_testkit::become_on_this_thread(2001, 2001, &[]).expect("tests run as root");
+        let mut c = RawClient::connect(&socket);
+        let id = c.new_id();
+        let registry = c.registry;
+        c.send(registry, 0, &[Arg::U(name), Arg::S(LAYER_SHELL), Arg::U(4), Arg::U(id)]);
+        c.roundtrip()
+    })
+    .join()
+    .expect("the client thread");
+    assert!(matches!(refused, Err(Gone::Disconnected(_))), "an app bound layer-shell: {refused:?}");
+    h.assert_serving();
+}
+
+/// With share_socket(gid), members of the group connect; other uids get
+/// no connection at all (the socket is 0660: connect needs write).
+#[test]
+fn only_the_socket_group_connects() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let h = Harness::start();
+    std::fs::set_permissions(h.t.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    h.t.with(|c| c.share_socket(2005)).expect("share_socket");
+    let meta = std::fs::metadata(h.socket()).unwrap();
+    assert_eq!((meta.gid(), meta.mode() & 0o777), (2005, 0o660));
+    let try_as = |uid: u32, groups: &'static [u32]| {
+        let socket = h.socket();
+        std::thread::spawn(move || {
+            accord_testkit::become_on_this_thread(uid, uid, groups).expect("tests run as root");
+            std::os::unix::net::UnixStream::connect(&socket).map(|s| RawClient::from_stream(s).roundtrip().is_ok())
+        })
+        .join()
+        .expect("the client thread")
+    };
+    assert!(matches!(try_as(2001, &[2005]), Ok(true)), "a member of the group was not served");
+    let outsider = try_as(2001, &[]);
+    assert_eq!(outsider.as_ref().map_err(|e| e.kind()).err(), Some(std::io::ErrorKind::PermissionDenied), "{outsider:?}");
+    h.assert_serving();
+}

@@ -1,7 +1,12 @@
-//! `render_service [--headless WxH] [--socket NAME]`: Accord's Wayland
-//! compositor. Without `--headless` it drives the first DRM card with a
-//! connected display and reads the input devices in `/dev/input`. The socket (default `wayland-0`) goes in
+//! `render_service [--headless WxH] [--socket NAME] [--socket-group GROUP] [--system-ui-uid USER]...`:
+//! Accord's Wayland compositor. Without `--headless` it drives the first
+//! DRM card with a connected display and reads the input devices in
+//! `/dev/input`. The socket (default `wayland-0`) goes in
 //! `$XDG_RUNTIME_DIR`, or in `/run/render_service` when that is unset.
+//! Members of `--socket-group` may connect (the socket is 0660 in that
+//! group; without it only the compositor's uid and root can); clients of
+//! a `--system-ui-uid` (and root) may use wlr-layer-shell. Users and groups
+//! are names (from `/etc/passwd`, `/etc/group`) or numbers.
 
 use accord_compositor::{Compositor, SocketConfig, DEFAULT_SOCKET_NAME};
 use anyhow::{bail, Context};
@@ -10,9 +15,41 @@ use tracing::info;
 struct Args {
     headless: Option<(u32, u32)>,
     socket: String,
+    system_ui: Vec<u32>,
+    socket_group: Option<u32>,
 }
 
-const USAGE: &str = "usage: render_service [--headless WxH] [--socket NAME]";
+const USAGE: &str = "usage: render_service [--headless WxH] [--socket NAME] [--socket-group GROUP] [--system-ui-uid USER]...";
+
+/// A user's uid: `name` looked up in the user database, or a number.
+fn uid_of(name: &str) -> anyhow::Result<u32> {
+    if let Ok(n) = name.parse() {
+        return Ok(n);
+    }
+    let c = std::ffi::CString::new(name).with_context(|| format!("user {name:?}"))?;
+    // SAFETY: getpwnam reads a NUL-terminated name; the result is read at once.
+    let pw = unsafe { libc::getpwnam(c.as_ptr()) };
+    if pw.is_null() {
+        bail!("no user {name:?} (in /etc/passwd)");
+    }
+    // SAFETY: non-null, from getpwnam just above.
+    Ok(unsafe { (*pw).pw_uid })
+}
+
+/// A group's gid: `name` looked up in the group database, or a number.
+fn gid_of(name: &str) -> anyhow::Result<u32> {
+    if let Ok(n) = name.parse() {
+        return Ok(n);
+    }
+    let c = std::ffi::CString::new(name).with_context(|| format!("group {name:?}"))?;
+    // SAFETY: as in uid_of.
+    let gr = unsafe { libc::getgrnam(c.as_ptr()) };
+    if gr.is_null() {
+        bail!("no group {name:?} (in /etc/group)");
+    }
+    // SAFETY: non-null, from getgrnam just above.
+    Ok(unsafe { (*gr).gr_gid })
+}
 
 fn parse_size(s: &str) -> anyhow::Result<(u32, u32)> {
     let (w, h) = s.split_once('x').with_context(|| format!("size {s:?} is not WxH"))?;
@@ -20,7 +57,7 @@ fn parse_size(s: &str) -> anyhow::Result<(u32, u32)> {
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
-    let mut parsed = Args { headless: None, socket: DEFAULT_SOCKET_NAME.into() };
+    let mut parsed = Args { headless: None, socket: DEFAULT_SOCKET_NAME.into(), system_ui: Vec::new(), socket_group: None };
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--headless" => parsed.headless = Some(parse_size(&args.next().context("--headless needs WxH")?)?),
@@ -30,6 +67,14 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
                     bail!("socket name {name:?} must be a plain file name");
                 }
                 parsed.socket = name;
+            }
+            "--system-ui-uid" => {
+                let user = args.next().context("--system-ui-uid needs a user")?;
+                parsed.system_ui.push(uid_of(&user).context("--system-ui-uid")?);
+            }
+            "--socket-group" => {
+                let group = args.next().context("--socket-group needs a group")?;
+                parsed.socket_group = Some(gid_of(&group).context("--socket-group")?);
             }
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -75,6 +120,10 @@ fn main() -> anyhow::Result<()> {
     // Headless, there is no screen to power or to wait for.
     let mut announced = args.headless.is_some();
     let mut compositor = compositor;
+    compositor.allow_system_ui(&args.system_ui);
+    if let Some(gid) = args.socket_group {
+        compositor.share_socket(gid)?;
+    }
     if !announced {
         // The display manager (SA 4607) lives here, beside the screen,
         // and the screen's power follows the power manager.
@@ -114,9 +163,19 @@ mod tests {
     fn arguments() {
         let a = parse(&[]).unwrap();
         assert_eq!((a.headless, a.socket.as_str()), (None, "wayland-0"));
-        let a = parse(&["--headless", "800x600", "--socket", "wl-x"]).unwrap();
-        assert_eq!((a.headless, a.socket.as_str()), (Some((800, 600)), "wl-x"));
-        for bad in [&["--headless"][..], &["--headless", "800"], &["--headless", "ax2"], &["--socket", ""], &["--socket", "../x"], &["x"]] {
+        let a = parse(&["--headless", "800x600", "--socket", "wl-x", "--system-ui-uid", "1099", "--system-ui-uid", "root", "--socket-group", "root"]).unwrap();
+        assert_eq!((a.headless, a.socket.as_str(), a.system_ui, a.socket_group), (Some((800, 600)), "wl-x", vec![1099, 0], Some(0)));
+        for bad in [
+            &["--headless"][..],
+            &["--system-ui-uid"],
+            &["--system-ui-uid", "no-such-user-here"],
+            &["--socket-group", "no-such-group-here"],
+            &["--headless", "800"],
+            &["--headless", "ax2"],
+            &["--socket", ""],
+            &["--socket", "../x"],
+            &["x"],
+        ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
     }

@@ -40,19 +40,16 @@ use std::{
 
 use smithay::{
     backend::input::{Axis, AxisSource, KeyState},
-    desktop::{Window, WindowSurfaceType},
+    desktop::Window,
     input::{
         keyboard::{keysyms, FilterResult, Keycode, XkbConfig},
         pointer::{AxisFrame, ButtonEvent, MotionEvent, RelativeMotionEvent},
         touch::{DownEvent, MotionEvent as TouchMotionEvent, UpEvent},
     },
-    reexports::{
-        calloop::{
-            generic::Generic,
-            timer::{TimeoutAction, Timer},
-            Interest, Mode, PostAction,
-        },
-        wayland_server::protocol::wl_surface::WlSurface,
+    reexports::calloop::{
+        generic::Generic,
+        timer::{TimeoutAction, Timer},
+        Interest, Mode, PostAction,
     },
     utils::{Logical, Point, SERIAL_COUNTER},
 };
@@ -393,16 +390,6 @@ impl State {
         self.start.elapsed().as_millis() as u32
     }
 
-    /// The surface under `pos` and its origin, both in output coordinates.
-    fn surface_under(&self, pos: Point<f64, Logical>) -> Option<(WlSurface, Point<f64, Logical>)> {
-        let (window, loc) = self.space.element_under(pos)?;
-        window.surface_under(pos - loc.to_f64(), WindowSurfaceType::ALL).map(|(s, p)| (s, (p + loc).to_f64()))
-    }
-
-    fn window_under(&self, pos: Point<f64, Logical>) -> Option<Window> {
-        self.space.element_under(pos).map(|(w, _)| w.clone())
-    }
-
     /// Raises `window` and gives it the keyboard.
     pub(crate) fn focus_window(&mut self, window: &Window) {
         self.space.raise_element(window, true);
@@ -476,9 +463,7 @@ impl State {
             Action::Button { code, pressed } => {
                 let Some(pointer) = self.seat.get_pointer() else { return };
                 if pressed {
-                    if let Some(w) = self.window_under(self.input.pointer) {
-                        self.focus_window(&w);
-                    }
+                    self.focus_at(self.input.pointer);
                 }
                 let state = if pressed { smithay::backend::input::ButtonState::Pressed } else { smithay::backend::input::ButtonState::Released };
                 pointer.button(self, &ButtonEvent { serial: SERIAL_COUNTER.next_serial(), time, button: code, state });
@@ -499,9 +484,7 @@ impl State {
             Action::TouchDown { slot, x, y } => {
                 let Some(touch) = self.seat.get_touch() else { return };
                 let location = self.output_point(x, y);
-                if let Some(w) = self.window_under(location) {
-                    self.focus_window(&w);
-                }
+                self.focus_at(location);
                 let under = self.surface_under(location);
                 touch.down(self, under, &DownEvent { slot: Some(slot).into(), location, serial: SERIAL_COUNTER.next_serial(), time });
             }

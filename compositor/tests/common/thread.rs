@@ -30,7 +30,12 @@ pub struct CompositorThread {
 impl CompositorThread {
     /// A `width` x `height` headless compositor listening on `socket_name`.
     pub fn start(width: u32, height: u32, socket_name: &str) -> CompositorThread {
-        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(width, height, tempfile::tempdir().expect("temp dir"), socket_name)
+    }
+
+    /// The same, its socket in `dir` (one a stopped compositor left: see
+    /// [`CompositorThread::stop`]).
+    pub fn start_in(width: u32, height: u32, dir: tempfile::TempDir, socket_name: &str) -> CompositorThread {
         let config = SocketConfig { dir: dir.path().to_path_buf(), name: socket_name.into() };
         let stop = Arc::new(AtomicBool::new(false));
         let (jobs, incoming) = mpsc::channel::<Job>();
@@ -73,6 +78,12 @@ impl CompositorThread {
         });
         self.jobs.send(job).expect("compositor thread gone (panicked?)");
         rx.recv_timeout(DEADLINE).expect("the compositor thread did not answer (panicked or hung)")
+    }
+
+    /// Stops the compositor (its socket goes, its clients are cut off)
+    /// and gives back its directory.
+    pub fn stop(mut self) -> tempfile::TempDir {
+        std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"))
     }
 
     /// Whether the compositor's thread has ended (a panic).

@@ -1,0 +1,156 @@
+//! Drawing into a `wl_shm` ARGB8888 buffer: filled rectangles and text
+//! (glyphs from a TrueType font through `ab_glyph`, blended by coverage).
+
+use ab_glyph::{Font, FontVec, PxScale, ScaleFont};
+
+/// A colour as `0xRRGGBB` (always opaque).
+pub type Rgb = u32;
+
+/// An ARGB8888 buffer as `wl_shm` lays it out (little-endian: B, G, R, A
+/// in memory), `width` x `height` pixels, rows `width * 4` bytes apart.
+#[derive(Debug)]
+pub struct Canvas<'a> {
+    pixels: &'a mut [u8],
+    width: i32,
+    height: i32,
+}
+
+impl<'a> Canvas<'a> {
+    /// A canvas over `pixels`; `None` when the slice is smaller than
+    /// `width * height * 4` bytes or a side is negative.
+    pub fn new(pixels: &'a mut [u8], width: i32, height: i32) -> Option<Canvas<'a>> {
+        let needed = usize::try_from(width).ok()?.checked_mul(usize::try_from(height).ok()?)?.checked_mul(4)?;
+        (pixels.len() >= needed).then_some(Canvas { pixels, width, height })
+    }
+
+    /// The colour at (`x`, `y`), `None` outside.
+    #[cfg(test)]
+    pub fn get(&self, x: i32, y: i32) -> Option<Rgb> {
+        let i = self.index(x, y)?;
+        Some(u32::from_le_bytes([self.pixels[i], self.pixels[i + 1], self.pixels[i + 2], self.pixels[i + 3]]) & 0xff_ffff)
+    }
+
+    fn index(&self, x: i32, y: i32) -> Option<usize> {
+        if x < 0 || y < 0 || x >= self.width || y >= self.height {
+            return None;
+        }
+        Some((y as usize * self.width as usize + x as usize) * 4)
+    }
+
+    /// Fills the rectangle at (`x`, `y`) of `w` x `h` pixels (clipped).
+    pub fn fill(&mut self, x: i32, y: i32, w: i32, h: i32, color: Rgb) {
+        let bytes = (0xff00_0000 | color).to_le_bytes();
+        for yy in y.max(0)..(y.saturating_add(h)).min(self.height) {
+            for xx in x.max(0)..(x.saturating_add(w)).min(self.width) {
+                if let Some(i) = self.index(xx, yy) {
+                    self.pixels[i..i + 4].copy_from_slice(&bytes);
+                }
+            }
+        }
+    }
+
+    /// Blends `color` over the pixel at (`x`, `y`) by `coverage` (0..=1).
+    fn blend(&mut self, x: i32, y: i32, color: Rgb, coverage: f32) {
+        let Some(i) = self.index(x, y) else { return };
+        let a = coverage.clamp(0.0, 1.0);
+        let over = |shift: u32, byte: usize| {
+            let src = ((color >> shift) & 0xff) as f32;
+            let dst = f32::from(self.pixels[i + byte]);
+            (src * a + dst * (1.0 - a)).round() as u8
+        };
+        let (b, g, r) = (over(0, 0), over(8, 1), over(16, 2));
+        self.pixels[i..i + 4].copy_from_slice(&[b, g, r, 0xff]);
+    }
+}
+
+/// A font at one size.
+#[derive(Debug)]
+pub struct Text {
+    font: FontVec,
+    scale: PxScale,
+}
+
+impl Text {
+    /// `font` (TrueType or OpenType bytes) at `px` pixels.
+    pub fn new(font: Vec<u8>, px: f32) -> Result<Text, ab_glyph::InvalidFont> {
+        Ok(Text { font: FontVec::try_from_vec(font)?, scale: PxScale::from(px) })
+    }
+
+    /// The width `s` takes, in pixels.
+    #[cfg(test)]
+    pub fn width(&self, s: &str) -> f32 {
+        let font = self.font.as_scaled(self.scale);
+        let mut width = 0.0;
+        let mut last = None;
+        for c in s.chars() {
+            let id = font.glyph_id(c);
+            if let Some(prev) = last {
+                width += font.kern(prev, id);
+            }
+            width += font.h_advance(id);
+            last = Some(id);
+        }
+        width
+    }
+
+    /// Draws `s` with its left edge at `x` and its text vertically
+    /// centred on the row `middle`.
+    pub fn draw(&self, canvas: &mut Canvas<'_>, s: &str, x: f32, middle: f32, color: Rgb) {
+        let font = self.font.as_scaled(self.scale);
+        // Centre the ascent-to-descent box on the middle row.
+        let baseline = middle + (font.ascent() + font.descent()) / 2.0;
+        let mut pen = x;
+        let mut last = None;
+        for c in s.chars() {
+            let id = font.glyph_id(c);
+            if let Some(prev) = last {
+                pen += font.kern(prev, id);
+            }
+            let glyph = id.with_scale_and_position(self.scale, ab_glyph::point(pen, baseline));
+            pen += font.h_advance(id);
+            last = Some(id);
+            let Some(outline) = self.font.outline_glyph(glyph) else { continue };
+            let bounds = outline.px_bounds();
+            outline.draw(|gx, gy, coverage| {
+                canvas.blend(bounds.min.x as i32 + gx as i32, bounds.min.y as i32 + gy as i32, color, coverage);
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fill_clips_and_lays_out_as_wl_shm_does() {
+        let mut buf = vec![0u8; 4 * 3 * 4];
+        let mut c = Canvas::new(&mut buf, 4, 3).unwrap();
+        c.fill(-2, 1, 4, 10, 0x123456);
+        assert_eq!(c.get(0, 0), Some(0));
+        assert_eq!(c.get(1, 2), Some(0x123456));
+        assert_eq!(c.get(2, 1), Some(0));
+        assert_eq!(c.get(4, 0), None);
+        // B, G, R, A in memory.
+        assert_eq!(&buf[16..20], &[0x56, 0x34, 0x12, 0xff]);
+        assert!(Canvas::new(&mut [0u8; 7], 1, 2).is_none());
+        assert!(Canvas::new(&mut [0u8; 8], -1, 2).is_none());
+    }
+
+    #[test]
+    fn text_covers_pixels_where_it_is_drawn() {
+        let Some(font) = crate::font::load() else {
+            panic!("no font: install fonts-dejavu-core (rootfs/setup-host.sh)");
+        };
+        let text = Text::new(font.1, 18.0).unwrap();
+        let mut buf = vec![0u8; 100 * 32 * 4];
+        let mut c = Canvas::new(&mut buf, 100, 32).unwrap();
+        let w = text.width("12:34");
+        assert!(w > 20.0 && w < 100.0, "{w}");
+        text.draw(&mut c, "12:34", 2.0, 16.0, 0xffffff);
+        let lit: Vec<(i32, i32)> = (0..32).flat_map(|y| (0..100).map(move |x| (x, y))).filter(|&(x, y)| c.get(x, y).unwrap() > 0x808080).collect();
+        assert!(lit.len() > 30, "{} pixels lit", lit.len());
+        // Within the text's box, vertically around the middle row.
+        assert!(lit.iter().all(|&(x, y)| x >= 2 && (x as f32) <= 2.0 + w + 1.0 && (3..29).contains(&y)), "{lit:?}");
+    }
+}
