@@ -9,23 +9,39 @@
 //! (background and bottom under the app windows, top and overlay over
 //! them); an exclusive zone (a status bar's height) is taken from the
 //! area the app windows are maximised to ([`State::window_area`]). A
-//! layer surface that asks for the keyboard (`exclusive`) gets it while
-//! it is mapped; an `on_demand` one when it is clicked or touched.
+//! top or overlay layer surface that asks for the keyboard (`exclusive`:
+//! a lock screen) holds it while it is mapped: no window takes it, not a
+//! new one and not a clicked one; an `on_demand` one gets it when it is
+//! clicked or touched. Sizes, margins and exclusive zones are bounded
+//! ([`MAX_LAYER_VALUE`]): past it a protocol error (smithay's arithmetic
+//! on them overflows near the integers' ends).
 
 use smithay::{
-    delegate_layer_shell,
     desktop::{layer_map_for_output, LayerSurface, PopupKind, WindowSurfaceType},
-    reexports::wayland_server::protocol::{wl_output::WlOutput, wl_surface::WlSurface},
+    reexports::{
+        wayland_protocols_wlr::layer_shell::v1::server::{
+            zwlr_layer_shell_v1::ZwlrLayerShellV1,
+            zwlr_layer_surface_v1::{self, ZwlrLayerSurfaceV1},
+        },
+        wayland_server::{
+            delegate_dispatch, delegate_global_dispatch,
+            protocol::{wl_output::WlOutput, wl_surface::WlSurface},
+            Client, DataInit, Dispatch, DisplayHandle, Resource,
+        },
+    },
     utils::{Logical, Point, Rectangle, SERIAL_COUNTER},
     wayland::{
         compositor::with_states,
         shell::{
-            wlr_layer::{KeyboardInteractivity, Layer, LayerSurface as WlrLayerSurface, LayerSurfaceData, WlrLayerShellHandler, WlrLayerShellState},
+            wlr_layer::{
+                KeyboardInteractivity, Layer, LayerSurface as WlrLayerSurface, LayerSurfaceData, WlrLayerShellGlobalData, WlrLayerShellHandler,
+                WlrLayerShellState, WlrLayerSurfaceUserData,
+            },
             xdg::PopupSurface,
         },
     },
 };
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::state::State;
 
@@ -42,6 +58,7 @@ impl WlrLayerShellHandler for State {
         if let Err(err) = mapped {
             debug!(%err, "layer surface not mapped");
         }
+        self.clamp_layer_sizes();
         self.relayout_windows();
     }
 
@@ -52,6 +69,8 @@ impl WlrLayerShellHandler for State {
     }
 
     fn layer_destroyed(&mut self, surface: WlrLayerSurface) {
+        // (A layer whose wl_surface went first is already gone from the
+        // map: see cleanup_layers.)
         let gone = {
             let mut map = layer_map_for_output(&self.output);
             let found = map.layers().find(|l| l.layer_surface() == &surface).cloned();
@@ -62,6 +81,7 @@ impl WlrLayerShellHandler for State {
         };
         if let Some(layer) = gone {
             info!(namespace = layer.namespace(), "layer surface gone");
+            self.clamp_layer_sizes();
             let had_keyboard = self.seat.get_keyboard().and_then(|k| k.current_focus()).is_some_and(|f| &f == layer.wl_surface());
             self.relayout_windows();
             if had_keyboard {
@@ -72,7 +92,63 @@ impl WlrLayerShellHandler for State {
     }
 }
 
-delegate_layer_shell!(State);
+// wlr-layer-shell as smithay does it (`delegate_layer_shell!`), with the
+// layer surfaces' numbers bounded first.
+delegate_global_dispatch!(State: [ZwlrLayerShellV1: WlrLayerShellGlobalData] => WlrLayerShellState);
+delegate_dispatch!(State: [ZwlrLayerShellV1: ()] => WlrLayerShellState);
+
+/// The largest size, margin or exclusive zone a layer surface may ask
+/// for, in pixels (outputs are at most 16,384 wide); past it the client
+/// gets a protocol error.
+pub const MAX_LAYER_VALUE: u32 = 1 << 16;
+
+impl Dispatch<ZwlrLayerSurfaceV1, WlrLayerSurfaceUserData> for State {
+    fn request(
+        state: &mut Self,
+        client: &Client,
+        surface: &ZwlrLayerSurfaceV1,
+        request: zwlr_layer_surface_v1::Request,
+        data: &WlrLayerSurfaceUserData,
+        dh: &DisplayHandle,
+        init: &mut DataInit<'_, Self>,
+    ) {
+        let unsigned: [u32; 4];
+        let values: &[u32] = match &request {
+            zwlr_layer_surface_v1::Request::SetSize { width, height } => {
+                unsigned = [*width, *height, 0, 0];
+                &unsigned
+            }
+            zwlr_layer_surface_v1::Request::SetExclusiveZone { zone } => {
+                unsigned = [zone.unsigned_abs(), 0, 0, 0];
+                &unsigned
+            }
+            zwlr_layer_surface_v1::Request::SetMargin { top, right, bottom, left } => {
+                unsigned = [top.unsigned_abs(), right.unsigned_abs(), bottom.unsigned_abs(), left.unsigned_abs()];
+                &unsigned
+            }
+            _ => &[],
+        };
+        if values.iter().any(|v| *v > MAX_LAYER_VALUE) {
+            surface.post_error(zwlr_layer_surface_v1::Error::InvalidSize, format!("layer surface sizes, margins and zones are at most {MAX_LAYER_VALUE}"));
+            return;
+        }
+        <WlrLayerShellState as Dispatch<ZwlrLayerSurfaceV1, WlrLayerSurfaceUserData, State>>::request(state, client, surface, request, data, dh, init);
+    }
+
+    fn destroyed(
+        state: &mut Self,
+        client: smithay::reexports::wayland_server::backend::ClientId,
+        surface: &ZwlrLayerSurfaceV1,
+        data: &WlrLayerSurfaceUserData,
+    ) {
+        <WlrLayerShellState as Dispatch<ZwlrLayerSurfaceV1, WlrLayerSurfaceUserData, State>>::destroyed(state, client, surface, data);
+    }
+}
+
+/// Whether `surface`'s layer surface has had its first configure.
+fn initial_configure_sent(surface: &WlSurface) -> bool {
+    with_states(surface, |states| states.data_map.get::<LayerSurfaceData>().and_then(|d| d.lock().ok().map(|a| a.initial_configure_sent)).unwrap_or(true))
+}
 
 /// What is under a point of the output, top first.
 #[derive(Debug, Clone)]
@@ -87,12 +163,48 @@ impl State {
     /// The area app windows are maximised to: the output less the layer
     /// surfaces' exclusive zones.
     pub(crate) fn window_area(&self) -> Rectangle<i32, Logical> {
+        let output = Rectangle::from_size(self.output_size());
         let zone = layer_map_for_output(&self.output).non_exclusive_zone();
-        if zone.size.w <= 0 || zone.size.h <= 0 {
-            // Bars that leave nothing: windows get the whole output.
-            return Rectangle::from_size(self.output_size());
+        // Bars that leave nothing (or zones reaching outside the output):
+        // windows get the whole output, or what of the zone is on it.
+        zone.intersection(output).filter(|z| z.size.w > 0 && z.size.h > 0).unwrap_or(output)
+    }
+
+    /// Layer surfaces the arrangement sized past the output (exclusive
+    /// zones that add up to more than it leave a negative size, which
+    /// goes out as a huge unsigned one) get sizes within the output, and
+    /// are told again.
+    pub(crate) fn clamp_layer_sizes(&self) {
+        let out = self.output_size();
+        let map = layer_map_for_output(&self.output);
+        for layer in map.layers() {
+            let surface = layer.layer_surface();
+            let clamped = surface.with_pending_state(|s| match s.size {
+                Some(size) if size.w < 0 || size.h < 0 || size.w > out.w || size.h > out.h => {
+                    s.size = Some((size.w.clamp(0, out.w), size.h.clamp(0, out.h)).into());
+                    true
+                }
+                _ => false,
+            });
+            if clamped {
+                warn!(namespace = layer.namespace(), "a layer surface sized past the output (exclusive zones add up to more than it): clamped");
+                if initial_configure_sent(layer.wl_surface()) {
+                    surface.send_pending_configure();
+                }
+            }
         }
-        zone
+    }
+
+    /// The mapped top or overlay layer surface that holds the keyboard
+    /// (`exclusive` interactivity: a lock screen), the topmost if several.
+    pub(crate) fn exclusive_layer(&self) -> Option<LayerSurface> {
+        let map = layer_map_for_output(&self.output);
+        let found = map.layers().rev().find(|l| {
+            matches!(l.layer(), Layer::Top | Layer::Overlay)
+                && l.cached_state().keyboard_interactivity == KeyboardInteractivity::Exclusive
+                && !l.bbox().is_empty()
+        });
+        found.cloned()
     }
 
     /// Puts every window in [`State::window_area`] (after a bar came or
@@ -125,23 +237,23 @@ impl State {
             map.arrange();
             (layer, before, map.non_exclusive_zone())
         };
-        let initial_sent = with_states(surface, |states| {
-            states.data_map.get::<LayerSurfaceData>().and_then(|d| d.lock().ok().map(|a| a.initial_configure_sent)).unwrap_or(true)
-        });
-        if !initial_sent {
+        self.clamp_layer_sizes();
+        if !initial_configure_sent(surface) {
             layer.layer_surface().send_configure();
         }
         if zone_before != zone_after {
             self.relayout_windows();
         }
-        // A lock screen or a dialog of the system UI takes the keyboard.
-        let exclusive = layer.cached_state().keyboard_interactivity == KeyboardInteractivity::Exclusive;
-        if exclusive && !layer.bbox().is_empty() {
-            if let Some(keyboard) = self.seat.get_keyboard() {
-                if keyboard.current_focus().as_ref() != Some(layer.wl_surface()) {
-                    keyboard.set_focus(self, Some(layer.wl_surface().clone()), SERIAL_COUNTER.next_serial());
-                }
+        // A lock screen or a dialog of the system UI takes the keyboard;
+        // one that stops asking for it (or is unmapped) gives it back.
+        let holder = self.exclusive_layer();
+        let focus = self.seat.get_keyboard().and_then(|k| k.current_focus());
+        match holder {
+            Some(l) if focus.as_ref() != Some(l.wl_surface()) => self.focus_top(),
+            None if focus.as_ref() == Some(layer.wl_surface()) && layer.cached_state().keyboard_interactivity != KeyboardInteractivity::OnDemand => {
+                self.focus_top()
             }
+            _ => {}
         }
         true
     }
@@ -187,7 +299,7 @@ impl State {
     pub(crate) fn focus_at(&mut self, pos: Point<f64, Logical>) {
         match self.under(pos) {
             Some(Under::Window(w)) => self.focus_window(&w),
-            Some(Under::Layer(layer)) if layer.can_receive_keyboard_focus() => {
+            Some(Under::Layer(layer)) if layer.can_receive_keyboard_focus() && self.exclusive_layer().is_none_or(|l| l == layer) => {
                 if let Some(keyboard) = self.seat.get_keyboard() {
                     keyboard.set_focus(self, Some(layer.wl_surface().clone()), SERIAL_COUNTER.next_serial());
                 }
@@ -204,8 +316,23 @@ impl State {
         }
     }
 
-    /// Drops layer surfaces whose client is gone.
-    pub(crate) fn cleanup_layers(&self) {
-        layer_map_for_output(&self.output).cleanup();
+    /// Drops layer surfaces that are gone (their client, or their
+    /// wl_surface before the layer object): the app area and the keyboard
+    /// are given back as when one is destroyed.
+    pub(crate) fn cleanup_layers(&mut self) {
+        let (before, after) = {
+            let mut map = layer_map_for_output(&self.output);
+            let before = map.len();
+            map.cleanup();
+            (before, map.len())
+        };
+        if before != after {
+            self.clamp_layer_sizes();
+            self.relayout_windows();
+            let focus = self.seat.get_keyboard().and_then(|k| k.current_focus());
+            if !focus.is_some_and(|f| f.is_alive()) {
+                self.focus_top();
+            }
+        }
     }
 }

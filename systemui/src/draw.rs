@@ -24,6 +24,16 @@ impl<'a> Canvas<'a> {
     }
 
     /// The colour at (`x`, `y`), `None` outside.
+    /// The canvas's width in pixels.
+    pub fn width(&self) -> i32 {
+        self.width
+    }
+
+    /// The canvas's height in pixels.
+    pub fn height(&self) -> i32 {
+        self.height
+    }
+
     #[cfg(test)]
     pub fn get(&self, x: i32, y: i32) -> Option<Rgb> {
         let i = self.index(x, y)?;
@@ -77,7 +87,6 @@ impl Text {
     }
 
     /// The width `s` takes, in pixels.
-    #[cfg(test)]
     pub fn width(&self, s: &str) -> f32 {
         let font = self.font.as_scaled(self.scale);
         let mut width = 0.0;
@@ -91,6 +100,11 @@ impl Text {
             last = Some(id);
         }
         width
+    }
+
+    /// Whether the font has a glyph for `c`.
+    pub fn has(&self, c: char) -> bool {
+        self.font.glyph_id(c).0 != 0
     }
 
     /// Draws `s` with its left edge at `x` and its text vertically
@@ -114,6 +128,42 @@ impl Text {
             outline.draw(|gx, gy, coverage| {
                 canvas.blend(bounds.min.x as i32 + gx as i32, bounds.min.y as i32 + gy as i32, color, coverage);
             });
+        }
+    }
+}
+
+/// The power symbol (IEC 5009: a ring open at the top, a bar through
+/// the gap), centred on (`cx`, `cy`), the ring's radius `r` pixels,
+/// antialiased.
+pub fn power_icon(canvas: &mut Canvas<'_>, cx: f32, cy: f32, r: f32, color: Rgb) {
+    const HALF_STROKE: f32 = 1.1;
+    let reach = (r + 2.0).ceil() as i32;
+    for dy in -reach..=reach {
+        for dx in -reach..=reach {
+            // The pixel's centre, relative to the icon's.
+            let (px, py) = (dx as f32 + 0.5 - (cx - cx.floor()), dy as f32 + 0.5 - (cy - cy.floor()));
+            let d = (px * px + py * py).sqrt();
+            // The ring, less 40 degrees either side of straight up.
+            let in_gap = py < 0.0 && px.abs() < -py * 0.84;
+            let ring = if in_gap { 0.0 } else { (HALF_STROKE + 0.5 - (d - r).abs()).clamp(0.0, 1.0) };
+            // The bar: from the centre up past the ring.
+            let bar = if py <= 0.5 && py >= -(r + 1.5) { (HALF_STROKE + 0.5 - px.abs()).clamp(0.0, 1.0) } else { 0.0 };
+            let coverage = ring.max(bar);
+            if coverage > 0.0 {
+                canvas.blend(cx.floor() as i32 + dx, cy.floor() as i32 + dy, color, coverage);
+            }
+        }
+    }
+}
+
+/// The applications symbol: three rows of three dots, centred on
+/// (`cx`, `cy`).
+pub fn apps_icon(canvas: &mut Canvas<'_>, cx: i32, cy: i32, color: Rgb) {
+    const DOT: i32 = 4;
+    const STEP: i32 = 7;
+    for row in -1..=1 {
+        for col in -1..=1 {
+            canvas.fill(cx + col * STEP - DOT / 2, cy + row * STEP - DOT / 2, DOT, DOT, color);
         }
     }
 }
@@ -152,5 +202,21 @@ mod tests {
         assert!(lit.len() > 30, "{} pixels lit", lit.len());
         // Within the text's box, vertically around the middle row.
         assert!(lit.iter().all(|&(x, y)| x >= 2 && (x as f32) <= 2.0 + w + 1.0 && (3..29).contains(&y)), "{lit:?}");
+    }
+
+    #[test]
+    fn the_power_icon_is_a_ring_open_at_the_top_with_a_bar() {
+        let mut buf = vec![0u8; 40 * 40 * 4];
+        let mut c = Canvas::new(&mut buf, 40, 40).unwrap();
+        power_icon(&mut c, 20.0, 20.0, 8.0, 0xffffff);
+        let lit = |c: &Canvas<'_>, x: i32, y: i32| c.get(x, y).unwrap() > 0x808080;
+        // The ring at its bottom, left and right; the bar above the centre.
+        assert!(lit(&c, 20, 28) && lit(&c, 12, 20) && lit(&c, 28, 20), "ring");
+        assert!(lit(&c, 20, 14) && lit(&c, 20, 19), "bar");
+        // The gap either side of the bar at the top, and the inside empty.
+        assert!(!lit(&c, 17, 12) && !lit(&c, 23, 12), "gap");
+        assert!(!lit(&c, 16, 22) && !lit(&c, 24, 22), "inside");
+        // Nothing far outside.
+        assert!((0..40).all(|i| !lit(&c, i, 0) && !lit(&c, 0, i)), "outside");
     }
 }

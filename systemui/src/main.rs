@@ -1,7 +1,10 @@
 //! `systemui`: Accord's system UI (OpenHarmony's SystemUI), a Wayland
 //! client of render_service. This crate owns the system's own surfaces:
-//! for now the status bar ([`bar`]: the time along the top of the screen,
-//! a wlr-layer-shell surface that keeps its height from app windows).
+//! for now the status bar ([`bar`]: the time, the battery when there is
+//! one (SA 3302), and a power button whose menu suspends, restarts or
+//! shuts down through the power manager (SA 3301); a wlr-layer-shell
+//! surface along the top of the screen that keeps its height from app
+//! windows). The system abilities are reached from [`services`].
 //!
 //! It connects to `$WAYLAND_DISPLAY` (init gives it
 //! `/run/render_service/wayland-0`) and, when the compositor goes away
@@ -12,9 +15,11 @@
 //! so. Text is drawn with DejaVu Sans from `/system/fonts` ([`font`]);
 //! without a font the bar is drawn without text, and a warning says why.
 
+mod apps;
 mod bar;
 mod draw;
 mod font;
+mod services;
 
 use std::time::Duration;
 
@@ -40,13 +45,15 @@ fn main() -> anyhow::Result<()> {
             None
         }
     };
+    // The battery and the power menu's actions, through samgr.
+    let services = services::Services::start()?;
     let mut waiting = false;
     loop {
         match Connection::connect_to_env() {
             Ok(conn) => {
                 info!("connected to the compositor");
                 waiting = false;
-                match bar::run(conn, text.as_ref()) {
+                match bar::run(conn, text.as_ref(), &services) {
                     Ok(()) => return Ok(()),
                     Err(e @ bar::Error::NoLayerShell(_)) => return Err(e.into()),
                     Err(e) => warn!("{e}: connecting again"),

@@ -1,7 +1,9 @@
 //! The system UI against the real compositor (headless): the status bar
 //! is drawn along the top with the time in it, app windows (Debian's
-//! stock weston-simple-shm) go below it, and it comes back by itself after
-//! the compositor is restarted.
+//! stock weston-simple-shm) go below it, it comes back by itself after
+//! the compositor is restarted, and its power button opens the power menu
+//! and its applications button the launcher (clicked through a tablet
+//! the compositor reads).
 
 use std::{
     path::Path,
@@ -10,14 +12,13 @@ use std::{
 };
 
 use accord_compositor::{Frame, BACKGROUND};
+use common::DEADLINE;
 
-const DEADLINE: Duration = Duration::from_secs(30);
-
-// The compositor's own test harness (a headless compositor on a thread).
-#[path = "../../compositor/tests/common/thread.rs"]
-#[allow(dead_code)]
-mod thread;
-use thread::CompositorThread;
+// The compositor's own test harness (a headless compositor on a thread,
+// a raw Wayland client).
+#[path = "../../compositor/tests/common/mod.rs"]
+mod common;
+use common::{thread::CompositorThread, Arg, RawClient};
 
 const WIDTH: u32 = 640;
 const HEIGHT: u32 = 480;
@@ -36,9 +37,14 @@ impl Drop for Kill {
 }
 
 fn spawn(program: &str, dir: &Path, socket: &str) -> Kill {
+    spawn_with(program, dir, socket, &[])
+}
+
+fn spawn_with(program: &str, dir: &Path, socket: &str, env: &[(&str, &Path)]) -> Kill {
     let log = std::fs::File::create(dir.join(format!("{}.log", Path::new(program).file_name().unwrap().to_string_lossy()))).unwrap();
     Kill(
         Command::new(program)
+            .envs(env.iter().map(|(k, v)| (*k, *v)))
             .env("XDG_RUNTIME_DIR", dir)
             .env("WAYLAND_DISPLAY", socket)
             .env("ACCORD_LOG_LEVEL", "debug")
@@ -113,4 +119,184 @@ fn the_status_bar_keeps_its_place_and_comes_back_after_the_compositor() {
     wait_for(&again, "the status bar after the compositor's restart", &dir, bar_shown);
     let said = log_of(&dir, "systemui");
     assert!(said.contains("connecting again"), "systemui did not say it lost the compositor:\n{said}");
+}
+
+/// A FIFO the compositor reads as an absolute pointer (a tablet), as the
+/// compositor's own input tests feed it.
+struct Tablet(std::fs::File);
+
+impl Tablet {
+    /// Plugs it in once systemui has bound its pointer (so no click can
+    /// reach the compositor before systemui listens).
+    fn plug(t: &CompositorThread, dir: &Path) -> Tablet {
+        use accord_compositor::input::{evdev::AbsRange, Capabilities};
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = t.dir.path().join("tablet");
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+        let writer = std::fs::OpenOptions::new().read(true).write(true).open(&path).expect("fifo writer");
+        let reader = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&path).expect("fifo reader");
+        let r = AbsRange { min: 0, max: 32767 };
+        t.with(move |c| {
+            c.add_input_device(reader, Capabilities { name: "test tablet".into(), absolute_pointer: Some((r, r)), ..Default::default() });
+        });
+        let deadline = Instant::now() + DEADLINE;
+        while !log_of(dir, "systemui").contains("pointer bound") {
+            assert!(Instant::now() < deadline, "systemui never bound a pointer:\n{}", log_of(dir, "systemui"));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Tablet(writer)
+    }
+
+    /// Moves to pixel (`x`, `y`) and clicks the left button there.
+    fn click(&mut self, t: &CompositorThread, x: u32, y: u32) {
+        use accord_compositor::input::{evdev::*, RawEvent};
+        use std::io::Write;
+        let (ax, ay) = ((f64::from(x) * 32767.0 / f64::from(WIDTH - 1)).round() as i32, (f64::from(y) * 32767.0 / f64::from(HEIGHT - 1)).round() as i32);
+        let mut records = Vec::new();
+        for frame in [&[(EV_ABS, ABS_X, ax), (EV_ABS, ABS_Y, ay)][..], &[(EV_KEY, BTN_LEFT, 1)], &[(EV_KEY, BTN_LEFT, 0)]] {
+            for &(kind, code, value) in frame {
+                records.extend_from_slice(&RawEvent { kind, code, value }.to_bytes());
+            }
+            records.extend_from_slice(&RawEvent::sync().to_bytes());
+        }
+        // The move first, and only once the pointer is there the click
+        // (the surface under it must have had its enter).
+        let (first, rest) = records.split_at(2 * 24 + 24);
+        self.0.write_all(first).unwrap();
+        let deadline = Instant::now() + DEADLINE;
+        while t.with(|c| c.pointer_position()).0.round() as u32 != x {
+            assert!(Instant::now() < deadline, "the pointer never reached x {x}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.0.write_all(rest).unwrap();
+    }
+}
+
+/// The power menu is open: a block of the menu's colour under the bar at
+/// the right edge.
+fn menu_open(f: &Frame) -> bool {
+    const MENU_COLOR: u32 = 0x1f2630;
+    let (x0, y0) = (WIDTH - 200, BAR);
+    let menu = (y0..y0 + 120).flat_map(|y| (x0..WIDTH).map(move |x| (x, y))).filter(|&(x, y)| f.pixel(x, y) == Some(MENU_COLOR)).count();
+    menu * 10 >= 200 * 120 * 8
+}
+
+#[test]
+fn the_power_button_opens_and_closes_the_power_menu() {
+    let t = CompositorThread::start(WIDTH, HEIGHT, "wayland-ui");
+    let dir = t.dir.path().to_owned();
+    let _ui = spawn(env!("CARGO_BIN_EXE_systemui"), &dir, "wayland-ui");
+    wait_for(&t, "the status bar", &dir, bar_shown);
+    let mut tablet = Tablet::plug(&t, &dir);
+    // The power symbol, light, at the right end of the bar.
+    let frame = wait_for(&t, "the bar", &dir, bar_shown);
+    let icon = (WIDTH - 44..WIDTH).flat_map(|x| (0..BAR).map(move |y| (x, y))).filter(|&(x, y)| frame.pixel(x, y).is_some_and(|p| p & 0xff > 0x80)).count();
+    assert!(icon >= 20, "no power symbol at the bar's right end ({icon} light pixels)");
+    tablet.click(&t, WIDTH - 20, BAR / 2);
+    wait_for(&t, "the power menu after a click on the power button", &dir, menu_open);
+    // Clicked again, it closes.
+    tablet.click(&t, WIDTH - 20, BAR / 2);
+    wait_for(&t, "the power menu gone after a second click", &dir, |f| !menu_open(f) && f.pixel(WIDTH - 100, BAR + 60) == Some(BACKGROUND));
+    // Open, and "Suspend" (the first row) chosen: the menu closes and the
+    // choice goes to the power manager (not here: the log says what
+    // was asked and that samgr could not be reached).
+    tablet.click(&t, WIDTH - 20, BAR / 2);
+    wait_for(&t, "the power menu", &dir, menu_open);
+    tablet.click(&t, WIDTH - 100, BAR + 20);
+    wait_for(&t, "the power menu gone after a choice", &dir, |f| !menu_open(f));
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let said = log_of(&dir, "systemui");
+        if said.contains("Suspend") && said.contains("not carried out") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "systemui did not pass the choice on:\n{said}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The launcher is open: its colour over most of the app area.
+fn launcher_open(f: &Frame) -> bool {
+    const LAUNCHER_COLOR: u32 = 0x141b24;
+    let n = (BAR..HEIGHT).flat_map(|y| (0..WIDTH).map(move |x| (x, y))).filter(|&(x, y)| f.pixel(x, y) == Some(LAUNCHER_COLOR)).count();
+    n * 10 >= ((HEIGHT - BAR) * WIDTH * 7) as usize
+}
+
+#[test]
+fn the_applications_button_opens_the_launcher_and_a_tile_starts_its_service() {
+    let apps = tempfile::tempdir().unwrap();
+    let entry = |name: &str, service: &str| format!("[Desktop Entry]\nType=Application\nName={name}\nX-Accord-Service={service}\n");
+    std::fs::write(apps.path().join("a.desktop"), entry("Alpha", "app.alpha")).unwrap();
+    std::fs::write(apps.path().join("b.desktop"), entry("Beta", "app.beta")).unwrap();
+    std::fs::write(apps.path().join("bad.desktop"), entry("Sneaky", "render_service")).unwrap();
+    let t = CompositorThread::start(WIDTH, HEIGHT, "wayland-ui");
+    let dir = t.dir.path().to_owned();
+    let _ui = spawn_with(env!("CARGO_BIN_EXE_systemui"), &dir, "wayland-ui", &[("ACCORD_APPLICATIONS", apps.path())]);
+    wait_for(&t, "the status bar", &dir, bar_shown);
+    let mut tablet = Tablet::plug(&t, &dir);
+    tablet.click(&t, 22, BAR / 2);
+    let frame = wait_for(&t, "the launcher after a click on the applications button", &dir, launcher_open);
+    // Two tiles (the entry naming a system service is left out): their
+    // icons are in the first row, not in a third place.
+    let icon_at = |x: u32| (BAR + 24 + 8..BAR + 24 + 8 + 56).all(|y| frame.pixel(x, y).is_some_and(|p| p != 0x141b24));
+    assert!(icon_at(24 + 70) && icon_at(24 + 140 + 70), "two icons");
+    assert!(!icon_at(24 + 280 + 70), "a third icon");
+    let said = log_of(&dir, "systemui");
+    assert!(said.contains("bad.desktop") && said.contains("render_service"), "the bad entry was not named:\n{said}");
+    // The second tile: Beta's service is asked for (there is no init
+    // here, so it is not started, and the log says so); the launcher
+    // closes.
+    tablet.click(&t, 24 + 140 + 70, BAR + 24 + 30);
+    wait_for(&t, "the launcher closed after a tile was clicked", &dir, |f| !launcher_open(f));
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let said = log_of(&dir, "systemui");
+        if said.contains("starting app=Beta service=app.beta") && said.contains("not started") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "systemui did not ask for Beta's service:\n{said}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Another system UI surface whose exclusive zone is wider than the
+/// output (a left bar of 400 on 320 pixels): systemui's bar is given no
+/// width (the compositor clamps what would be negative) and systemui
+/// carries on, without panicking or reconnecting in a loop.
+#[test]
+fn a_zone_wider_than_the_output_does_not_upset_systemui() {
+    let t = CompositorThread::start(320, 240, "wayland-ui");
+    let dir = t.dir.path().to_owned();
+    let mut c = RawClient::connect(&t.socket());
+    let (compositor, shm, shell) = (c.bind("wl_compositor", 4), c.bind("wl_shm", 1), c.bind("zwlr_layer_shell_v1", 4));
+    let s = c.new_id();
+    c.send(compositor, 0, &[Arg::U(s)]);
+    let ls = c.new_id();
+    c.send(shell, 0, &[Arg::U(ls), Arg::U(s), Arg::U(0), Arg::U(2), Arg::S("leftbar")]);
+    c.send(ls, 0, &[Arg::U(20), Arg::U(0)]);
+    // Anchors top, bottom and left; exclusive zone 400.
+    c.send(ls, 1, &[Arg::U(1 | 2 | 4)]);
+    c.send(ls, 2, &[Arg::I(400)]);
+    c.send(s, 6, &[]);
+    let e = c.wait_for(|e| e.object == ls && e.opcode == 0).expect("configure");
+    c.send(ls, 6, &[Arg::U(e.u32_at(0))]);
+    let b = common::shm_buffer(&mut c, shm, 20, 240);
+    c.send(s, 1, &[Arg::U(b.buffer), Arg::I(0), Arg::I(0)]);
+    c.send(s, 6, &[]);
+    c.roundtrip().expect("the left bar mapped");
+    let mut ui = spawn(env!("CARGO_BIN_EXE_systemui"), &dir, "wayland-ui");
+    let deadline = Instant::now() + DEADLINE;
+    while !log_of(&dir, "systemui").contains("configured") {
+        assert!(Instant::now() < deadline, "systemui was never configured:\n{}", log_of(&dir, "systemui"));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A few of systemui's loops later: still there, no reconnection.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(ui.0.try_wait().unwrap().is_none(), "systemui exited:\n{}", log_of(&dir, "systemui"));
+    let said = log_of(&dir, "systemui");
+    assert!(!said.contains("connecting again") && !said.contains("panicked"), "{said}");
+    assert!(said.lines().any(|l| l.contains("configured width=0")), "the bar's width was not clamped to nothing:\n{said}");
+    c.roundtrip().expect("the compositor serves on");
 }

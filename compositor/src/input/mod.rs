@@ -400,14 +400,28 @@ impl State {
                 }
             }
         }
-        if let (Some(keyboard), Some(toplevel)) = (self.seat.get_keyboard(), window.toplevel()) {
-            keyboard.set_focus(self, Some(toplevel.wl_surface().clone()), SERIAL_COUNTER.next_serial());
+        // A lock screen (an exclusive layer surface) keeps the keyboard.
+        let target = match self.exclusive_layer() {
+            Some(layer) => Some(layer.wl_surface().clone()),
+            None => window.toplevel().map(|t| t.wl_surface().clone()),
+        };
+        if let (Some(keyboard), Some(target)) = (self.seat.get_keyboard(), target) {
+            if keyboard.current_focus().as_ref() != Some(&target) {
+                keyboard.set_focus(self, Some(target), SERIAL_COUNTER.next_serial());
+            }
         }
         self.schedule_redraw();
     }
 
-    /// Gives the keyboard to the window on top (after one went away).
+    /// Gives the keyboard to the exclusive layer surface if one is
+    /// mapped, else to the window on top (after one went away).
     pub(crate) fn focus_top(&mut self) {
+        if let Some(layer) = self.exclusive_layer() {
+            if let Some(keyboard) = self.seat.get_keyboard() {
+                keyboard.set_focus(self, Some(layer.wl_surface().clone()), SERIAL_COUNTER.next_serial());
+            }
+            return;
+        }
         match self.space.elements().last().cloned() {
             Some(w) => self.focus_window(&w),
             None => {

@@ -639,6 +639,96 @@ fn input_in_the_compositor(q: &mut Qemu, qmp_sock: &std::path::Path, shot: &std:
     Ok(())
 }
 
+/// Clicks the left button at pixel (`x`, `y`) of a `w` x `h` screen
+/// through QEMU's tablet.
+fn qmp_click(qmp: &mut accord_systest::Qmp, x: usize, y: usize, w: usize, h: usize) -> Result<()> {
+    let (ax, ay) = ((x as f64 * 32767.0 / (w - 1) as f64).round() as i64, (y as f64 * 32767.0 / (h - 1) as f64).round() as i64);
+    qmp.execute(
+        "input-send-event",
+        serde_json::json!({"events": [
+            {"type": "abs", "data": {"axis": "x", "value": ax}},
+            {"type": "abs", "data": {"axis": "y", "value": ay}},
+        ]}),
+    )?;
+    // Apart from the move: the click lands on the surface the pointer
+    // entered.
+    std::thread::sleep(Duration::from_millis(300));
+    qmp.execute("input-send-event", serde_json::json!({"events": [{"type": "btn", "data": {"down": true, "button": "left"}}]}))?;
+    qmp.execute("input-send-event", serde_json::json!({"events": [{"type": "btn", "data": {"down": false, "button": "left"}}]}))?;
+    Ok(())
+}
+
+/// The power menu is open: the menu's colour under the bar at the right.
+fn menu_open(ppm: &[u8]) -> Result<bool> {
+    let (w, _, px) = ppm_pixels(ppm)?;
+    let menu = px.chunks_exact(3).enumerate().filter(|(i, p)| i % w >= w - 200 && (BAR..BAR + 120).contains(&(i / w)) && *p == [0x1f, 0x26, 0x30]).count();
+    Ok(menu * 10 >= 200 * 120 * 8)
+}
+
+/// The launcher is open: its colour over most of the screen below the bar.
+fn launcher_open(ppm: &[u8]) -> Result<bool> {
+    let (w, h, px) = ppm_pixels(ppm)?;
+    let n = px.chunks_exact(3).skip(w * BAR).filter(|p| *p == [0x14, 0x1b, 0x24]).count();
+    Ok(n * 10 >= w * (h - BAR) * 7)
+}
+
+/// The status bar's applications button opens the launcher, which lists
+/// the desktop entries in /system/applications; a click on the shared
+/// memory demo's tile has init start its service (`app.shmdemo`) as the
+/// app's own uid (20010001), whose window appears below the bar.
+fn launcher_starts_an_app(q: &mut Qemu, qmp_sock: &std::path::Path, shot: &std::path::Path) -> Result<()> {
+    out(q, "power-shell wakeup >/dev/null")?;
+    let mut qmp = accord_systest::Qmp::connect(qmp_sock)?;
+    let ready = screenshots_until(&mut qmp, shot, Duration::from_secs(60), bar_shown)?;
+    ensure!(ready, "no status bar: {}", out(q, "hilog -x -T systemui | tail")?);
+    let (w, h, _) = ppm_pixels(&std::fs::read(shot)?).map(|(w, h, _)| (w, h, ()))?;
+    qmp_click(&mut qmp, 22, BAR / 2, w, h)?;
+    let open = screenshots_until(&mut qmp, shot, Duration::from_secs(60), launcher_open)?;
+    ensure!(open, "the launcher did not open: {}", out(q, "hilog -x -T systemui | tail")?);
+    save_png(&std::fs::read(shot)?, &shot.with_file_name("screen-launcher.png"))?;
+    // The first tile (the only application): its icon.
+    qmp_click(&mut qmp, 24 + 70, BAR + 24 + 36, w, h)?;
+    let (rc, o) = q.run(
+        "i=0; until p=$(pidof weston-simple-shm); do i=$((i+1)); [ $i -gt 300 ] && exit 1; sleep 0.1; done; awk '/^Uid:/ {print $2}' /proc/$p/status",
+        Duration::from_secs(60),
+    )?;
+    ensure!(rc == 0, "the demo did not start: {o}\n{}", out(q, "hilog -x -T systemui | tail -5; begetctl dump_service app.shmdemo")?);
+    ensure!(o.trim() == "20010001", "the demo runs as uid {o:?}, not its own (20010001)");
+    let window = |ppm: &[u8]| -> Result<bool> { Ok(!launcher_open(ppm)? && background_share(ppm, |x, y| x < 250 && (BAR..BAR + 250).contains(&y))? < 0.5) };
+    let shown = screenshots_until(&mut qmp, shot, Duration::from_secs(60), window)?;
+    ensure!(shown, "the demo's window is not on the screen: {}", out(q, "hilog -x -T render_service | tail -5")?);
+    save_png(&std::fs::read(shot)?, &shot.with_file_name("screen-app.png"))?;
+    out(q, "begetctl stop_service app.shmdemo")?;
+    Ok(())
+}
+
+/// The status bar's power button opens the power menu; its "Shut down"
+/// row asks the power manager (SA 3301) as uid systemui, which shuts the
+/// system down through init: QEMU exits with status 0 (the next boot
+/// checks the reason recorded: "power menu", uid 1099).
+fn power_menu_shutdown(q: &mut Qemu, qmp_sock: &std::path::Path, shot: &std::path::Path) -> Result<()> {
+    out(q, "power-shell wakeup >/dev/null")?;
+    let mut qmp = accord_systest::Qmp::connect(qmp_sock)?;
+    let ready = screenshots_until(&mut qmp, shot, Duration::from_secs(60), bar_shown)?;
+    ensure!(ready, "no status bar: {}", out(q, "hilog -x -T systemui | tail")?);
+    let (w, h, _) = ppm_pixels(&std::fs::read(shot)?).map(|(w, h, _)| (w, h, ()))?;
+    qmp_click(&mut qmp, w - 20, BAR / 2, w, h)?;
+    let open = screenshots_until(&mut qmp, shot, Duration::from_secs(60), menu_open)?;
+    ensure!(open, "the power menu did not open: {}", out(q, "hilog -x -T systemui | tail; hilog -x -T render_service | tail -3")?);
+    save_png(&std::fs::read(shot)?, &shot.with_file_name("screen-power-menu.png"))?;
+    // The third row: Shut down.
+    qmp_click(&mut qmp, w - 100, BAR + 2 * 40 + 20, w, h)?;
+    let (st, _) = match q.wait_exit(Duration::from_secs(60)) {
+        Ok(done) => done,
+        Err(e) => bail!(
+            "QEMU did not exit after Shut down in the power menu: {e}\n{}",
+            out(q, "hilog -x -T systemui | tail; power-shell dump | head -5").unwrap_or_default()
+        ),
+    };
+    ensure!(st.success(), "QEMU exited with {st}");
+    Ok(())
+}
+
 /// The display manager (SA 4607, hosted by render_service): `snapshot_display
 /// -l` and `hidumper -s 4607` list the screen; `snapshot_display -f` takes a
 /// PNG whose pixels are QMP's screenshot's (the screen does not change
@@ -811,26 +901,24 @@ fn main() -> ExitCode {
                 devices_and_input(&mut q, &qmp_sock),
             );
             r.check(
-                if arch == "aarch64" {
-                    "idle: DIM, INACTIVE, SLEEP (the system suspends), then AWAKE when the RTC alarm wakes it"
-                } else {
-                    "power-shell suspend: SLEEP (the system suspends), then AWAKE when a key pressed through QMP wakes it"
-                },
-                suspend_and_wake(&mut q, &arch, &qmp_sock),
+                "the status bar's applications button opens the launcher; a click on a tile starts the app through init as its own uid (QMP clicks and screenshots)",
+                launcher_starts_an_app(&mut q, &qmp_sock, &log_dir.join("screen.ppm")),
             );
             r.check(
-                "power-shell shutdown (through init) exits QEMU with status 0",
-                (|| {
-                    q.send("power-shell shutdown qemu-test")?;
-                    let (st, _) = q.wait_exit(Duration::from_secs(30))?;
-                    ensure!(st.success(), "QEMU exited with {st}");
-                    Ok(())
-                })(),
+                "the status bar's power menu (QMP clicks): Shut down, through the power manager as uid systemui, exits QEMU with status 0",
+                power_menu_shutdown(&mut q, &qmp_sock, &log_dir.join("screen.ppm")),
             );
         }
     }
 
-    match Qemu::boot(&arch, &log_dir.join("qemu-test-2.log")) {
+    // The second boot has a QMP socket too (a key wakes the x86 guest).
+    // It suspends last: after a wake-up the screen stays dark on x86
+    // (virtio-gpu's scan-out is not active again; a known problem), and
+    // the first boot's screen checks come before it.
+    let qmp_sock = log_dir.join("qemu-test-qmp-2.sock");
+    let _ = std::fs::remove_file(&qmp_sock);
+    let extra = vec!["-qmp".to_owned(), format!("unix:{},server=on,wait=off", qmp_sock.display())];
+    match Qemu::boot_with(&arch, &log_dir.join("qemu-test-2.log"), None, &extra) {
         Err(e) => r.check("QEMU starts again", Err(e)),
         Ok(mut q) => {
             r.check(
@@ -874,11 +962,19 @@ fn main() -> ExitCode {
                 "the power mode and the shutdown reason survive the reboot",
                 (|| {
                     let r = out(&mut q, "power-shell reason")?;
-                    ensure!(r.starts_with("previous boot: shutdown reason=\"qemu-test\" uid=0 at 20"), "{r}");
+                    ensure!(r.starts_with("previous boot: shutdown reason=\"power menu\" uid=1099 at 20"), "{r}");
                     let d = out(&mut q, "power-shell dump")?;
                     ensure!(d.contains("mode: 602 (PERFORMANCE_MODE)"), "{d}");
                     Ok(())
                 })(),
+            );
+            r.check(
+                if arch == "aarch64" {
+                    "idle: DIM, INACTIVE, SLEEP (the system suspends), then AWAKE when the RTC alarm wakes it"
+                } else {
+                    "power-shell suspend: SLEEP (the system suspends), then AWAKE when a key pressed through QMP wakes it"
+                },
+                suspend_and_wake(&mut q, &arch, &qmp_sock),
             );
             r.check(
                 "poweroff exits QEMU with status 0",
