@@ -63,6 +63,33 @@ fn serving(t: &CompositorThread) -> bool {
 
 type Case = fn(&mut RawClient, &G) -> String;
 
+/// Runs each case as a root client of a compositor of its own; after
+/// it the compositor must still serve and keep app windows inside the
+/// output.
+fn run_cases(cases: &[(&str, Case)]) {
+    let mut bad = Vec::new();
+    for (name, case) in cases {
+        let t = CompositorThread::start(320, 240, "wl");
+        let mut c = RawClient::connect(&t.socket());
+        let g = bind(&mut c);
+        // A client the compositor has cut off may find its connection
+        // closed while it still sends: that is an outcome, not a failure.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| case(&mut c, &g)))
+            .unwrap_or_else(|_| "cut off (the connection closed while the client sent)".to_owned());
+        let ok = serving(&t);
+        let area = if ok { Some(t.with(|c| c.window_area())) } else { None };
+        eprintln!("CASE {name}: client {}; compositor serving: {ok}; window_area {area:?}", result.chars().take(200).collect::<String>());
+        let inside = area.is_some_and(|(x, y, w, h)| x >= 0 && y >= 0 && w > 0 && h > 0 && x + w <= 320 && y + h <= 240);
+        if !ok || !inside {
+            bad.push(format!("{name}: serving {ok}, window area {area:?}"));
+            if !ok {
+                std::mem::forget(t);
+            }
+        }
+    }
+    assert!(bad.is_empty(), "compositor died or gave windows more than the output on: {bad:#?}");
+}
+
 #[test]
 fn absurd_layer_surfaces() {
     let cases: &[(&str, Case)] = &[
@@ -206,27 +233,7 @@ fn absurd_layer_surfaces() {
             format!("{r1:?} {r2:?} {r3:?} {r4:?}")
         }),
     ];
-    let mut bad = Vec::new();
-    for (name, case) in cases {
-        let t = CompositorThread::start(320, 240, "wl");
-        let mut c = RawClient::connect(&t.socket());
-        let g = bind(&mut c);
-        // A client the compositor has cut off may find its connection
-        // closed while it still sends: that is an outcome, not a failure.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| case(&mut c, &g)))
-            .unwrap_or_else(|_| "cut off (the connection closed while the client sent)".to_owned());
-        let ok = serving(&t);
-        let area = if ok { Some(t.with(|c| c.window_area())) } else { None };
-        eprintln!("CASE {name}: client {result}; compositor serving: {ok}; window_area {area:?}");
-        let inside = area.is_some_and(|(x, y, w, h)| x >= 0 && y >= 0 && w > 0 && h > 0 && x + w <= 320 && y + h <= 240);
-        if !ok || !inside {
-            bad.push(format!("{name}: serving {ok}, window area {area:?}"));
-            if !ok {
-                std::mem::forget(t);
-            }
-        }
-    }
-    assert!(bad.is_empty(), "compositor died or gave windows more than the output on: {bad:#?}");
+    run_cases(cases);
 }
 
 mod kb {
@@ -523,21 +530,5 @@ fn layer_popups_with_weird_parents() {
             format!("{:?}", c.roundtrip().map(|_| ()))
         }),
     ];
-    let mut bad = Vec::new();
-    for (name, case) in cases {
-        let t = CompositorThread::start(320, 240, "wl");
-        let mut c = RawClient::connect(&t.socket());
-        let g = bind(&mut c);
-        // A client the compositor has cut off may find its connection
-        // closed while it still sends: that is an outcome, not a failure.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| case(&mut c, &g)))
-            .unwrap_or_else(|_| "cut off (the connection closed while the client sent)".to_owned());
-        let ok = serving(&t);
-        eprintln!("CASE {name}: client {}; compositor serving: {ok}", result.chars().take(200).collect::<String>());
-        if !ok {
-            bad.push(*name);
-            std::mem::forget(t);
-        }
-    }
-    assert!(bad.is_empty(), "compositor died on: {bad:?}");
+    run_cases(cases);
 }
