@@ -116,7 +116,13 @@ FONT=/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
 [[ -f $FONT ]] || die "no $FONT (package fonts-dejavu-core): run rootfs/setup-host.sh"
 mkdir -p system/fonts
 install -m 0644 "$FONT" system/fonts/DejaVuSans.ttf
-install -m 0644 /usr/share/doc/fonts-dejavu-core/copyright system/fonts/DejaVuSans.LICENSE
+FONT_LICENSE=/usr/share/doc/fonts-dejavu-core/copyright
+if [[ -f $FONT_LICENSE ]]; then
+    install -m 0644 "$FONT_LICENSE" system/fonts/DejaVuSans.LICENSE
+else
+    # Hosts that leave /usr/share/doc out of packages (minimal images).
+    log "warning: no $FONT_LICENSE on this host: the font's licence is not copied into the image"
+fi
 
 # The repo's files, verbatim; then the board's (rootfs/boards/<arch>: what
 # only that machine needs, e.g. its vendor init cfg).

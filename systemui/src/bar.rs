@@ -316,6 +316,10 @@ impl Bar {
             info!("power menu closed");
             return;
         }
+        // One panel at a time: the launcher goes.
+        if self.launcher.take().is_some() {
+            info!("launcher closed");
+        }
         self.menu = Some(Panel::open(self, qh, Layer::Overlay, "powermenu", Anchor::TOP | Anchor::RIGHT, (MENU_W, ROW_H * MENU_ROWS.len() as u32)));
         info!("power menu opened");
     }
@@ -327,6 +331,10 @@ impl Bar {
         if self.launcher.take().is_some() {
             info!("launcher closed");
             return;
+        }
+        // One panel at a time: the power menu goes.
+        if self.menu.take().is_some() {
+            info!("power menu closed");
         }
         self.apps = crate::apps::installed(&crate::apps::dir());
         // Over the app area: the whole output less the bar.

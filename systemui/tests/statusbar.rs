@@ -199,6 +199,14 @@ fn the_power_button_opens_and_closes_the_power_menu() {
     // Clicked again, it closes.
     tablet.click(&t, WIDTH - 20, BAR / 2);
     wait_for(&t, "the power menu gone after a second click", &dir, |f| !menu_open(f) && f.pixel(WIDTH - 100, BAR + 60) == Some(BACKGROUND));
+    // Open, then the applications button: the launcher replaces the
+    // menu (one panel at a time), and closing it leaves neither.
+    tablet.click(&t, WIDTH - 20, BAR / 2);
+    wait_for(&t, "the power menu", &dir, menu_open);
+    tablet.click(&t, 22, BAR / 2);
+    wait_for(&t, "the launcher instead of the power menu", &dir, |f| launcher_open(f) && !menu_open(f));
+    tablet.click(&t, 22, BAR / 2);
+    wait_for(&t, "neither panel", &dir, |f| !launcher_open(f) && !menu_open(f) && f.pixel(WIDTH - 100, BAR + 60) == Some(BACKGROUND));
     // Open, and "Suspend" (the first row) chosen: the menu closes and the
     // choice goes to the power manager (not here: the log says what
     // was asked and that samgr could not be reached).
