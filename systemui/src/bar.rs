@@ -599,6 +599,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_battery_as_the_bar_shows_it() {
+        use accord_power::{BatteryInfo, CapacityLevel, ChargeState, Health, PluggedType};
+        let info = |capacity, status| BatteryInfo {
+            present: true,
+            capacity,
+            status,
+            health: Health::Good,
+            plugged: PluggedType::None,
+            voltage_uv: -1,
+            current_ua: -1,
+            temperature_dc: -1000,
+            level: CapacityLevel::Normal,
+            technology: String::new(),
+            supply: "BAT0".into(),
+        };
+        // Without a font, the flash is a plus.
+        assert_eq!(battery_text(&info(87, ChargeState::None), None), "87%");
+        assert_eq!(battery_text(&info(87, ChargeState::Enable), None), "+87%");
+        assert_eq!(battery_text(&info(-1, ChargeState::Enable), None), "+");
+        assert_eq!(battery_text(&info(-1, ChargeState::Full), None), "?");
+        // DejaVu Sans has the flash.
+        let font = crate::font::load().expect("no font: install fonts-dejavu-core (rootfs/setup-host.sh)");
+        let text = Text::new(font.1, TEXT_PX).unwrap();
+        assert_eq!(battery_text(&info(5, ChargeState::Enable), Some(&text)), "\u{26a1}5%");
+    }
+
+    #[test]
     fn the_clock_turns_with_the_minute() {
         let c = Clock::now();
         assert_eq!(c.hh_mm().len(), 5);

@@ -123,54 +123,37 @@ fn the_status_bar_keeps_its_place_and_comes_back_after_the_compositor() {
 
 /// A FIFO the compositor reads as an absolute pointer (a tablet), as the
 /// compositor's own input tests feed it.
-struct Tablet(std::fs::File);
+struct Tablet(common::input::Device);
 
 impl Tablet {
     /// Plugs it in once systemui has bound its pointer (so no click can
     /// reach the compositor before systemui listens).
     fn plug(t: &CompositorThread, dir: &Path) -> Tablet {
         use accord_compositor::input::{evdev::AbsRange, Capabilities};
-        use std::os::unix::fs::OpenOptionsExt;
-        let path = t.dir.path().join("tablet");
-        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
-        // SAFETY: a valid C string.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
-        let writer = std::fs::OpenOptions::new().read(true).write(true).open(&path).expect("fifo writer");
-        let reader = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&path).expect("fifo reader");
         let r = AbsRange { min: 0, max: 32767 };
-        t.with(move |c| {
-            c.add_input_device(reader, Capabilities { name: "test tablet".into(), absolute_pointer: Some((r, r)), ..Default::default() });
-        });
+        let device = common::input::fifo_device(t, "tablet", Capabilities { name: "test tablet".into(), absolute_pointer: Some((r, r)), ..Default::default() });
         let deadline = Instant::now() + DEADLINE;
         while !log_of(dir, "systemui").contains("pointer bound") {
             assert!(Instant::now() < deadline, "systemui never bound a pointer:\n{}", log_of(dir, "systemui"));
             std::thread::sleep(Duration::from_millis(10));
         }
-        Tablet(writer)
+        Tablet(device)
     }
 
     /// Moves to pixel (`x`, `y`) and clicks the left button there.
     fn click(&mut self, t: &CompositorThread, x: u32, y: u32) {
-        use accord_compositor::input::{evdev::*, RawEvent};
-        use std::io::Write;
+        use accord_compositor::input::evdev::{ABS_X, ABS_Y, BTN_LEFT, EV_ABS, EV_KEY};
         let (ax, ay) = ((f64::from(x) * 32767.0 / f64::from(WIDTH - 1)).round() as i32, (f64::from(y) * 32767.0 / f64::from(HEIGHT - 1)).round() as i32);
-        let mut records = Vec::new();
-        for frame in [&[(EV_ABS, ABS_X, ax), (EV_ABS, ABS_Y, ay)][..], &[(EV_KEY, BTN_LEFT, 1)], &[(EV_KEY, BTN_LEFT, 0)]] {
-            for &(kind, code, value) in frame {
-                records.extend_from_slice(&RawEvent { kind, code, value }.to_bytes());
-            }
-            records.extend_from_slice(&RawEvent::sync().to_bytes());
-        }
         // The move first, and only once the pointer is there the click
         // (the surface under it must have had its enter).
-        let (first, rest) = records.split_at(2 * 24 + 24);
-        self.0.write_all(first).unwrap();
+        self.0.frame(&[(EV_ABS, ABS_X, ax), (EV_ABS, ABS_Y, ay)]);
         let deadline = Instant::now() + DEADLINE;
         while t.with(|c| c.pointer_position()).0.round() as u32 != x {
             assert!(Instant::now() < deadline, "the pointer never reached x {x}");
             std::thread::sleep(Duration::from_millis(10));
         }
-        self.0.write_all(rest).unwrap();
+        self.0.frame(&[(EV_KEY, BTN_LEFT, 1)]);
+        self.0.frame(&[(EV_KEY, BTN_LEFT, 0)]);
     }
 }
 

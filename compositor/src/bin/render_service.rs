@@ -21,19 +21,14 @@ struct Args {
 
 const USAGE: &str = "usage: render_service [--headless WxH] [--socket NAME] [--socket-group GROUP] [--system-ui-uid USER]...";
 
-/// A user's uid: `name` looked up in the user database, or a number.
+/// A user's uid: `name` looked up in the user database (nix's
+/// getpwnam_r), or a number.
 fn uid_of(name: &str) -> anyhow::Result<u32> {
     if let Ok(n) = name.parse() {
         return Ok(n);
     }
-    let c = std::ffi::CString::new(name).with_context(|| format!("user {name:?}"))?;
-    // SAFETY: getpwnam reads a NUL-terminated name; the result is read at once.
-    let pw = unsafe { libc::getpwnam(c.as_ptr()) };
-    if pw.is_null() {
-        bail!("no user {name:?} (in /etc/passwd)");
-    }
-    // SAFETY: non-null, from getpwnam just above.
-    Ok(unsafe { (*pw).pw_uid })
+    let user = nix::unistd::User::from_name(name).with_context(|| format!("user {name:?}"))?;
+    Ok(user.with_context(|| format!("no user {name:?} (in /etc/passwd)"))?.uid.as_raw())
 }
 
 /// A group's gid: `name` looked up in the group database, or a number.
@@ -41,14 +36,8 @@ fn gid_of(name: &str) -> anyhow::Result<u32> {
     if let Ok(n) = name.parse() {
         return Ok(n);
     }
-    let c = std::ffi::CString::new(name).with_context(|| format!("group {name:?}"))?;
-    // SAFETY: as in uid_of.
-    let gr = unsafe { libc::getgrnam(c.as_ptr()) };
-    if gr.is_null() {
-        bail!("no group {name:?} (in /etc/group)");
-    }
-    // SAFETY: non-null, from getgrnam just above.
-    Ok(unsafe { (*gr).gr_gid })
+    let group = nix::unistd::Group::from_name(name).with_context(|| format!("group {name:?}"))?;
+    Ok(group.with_context(|| format!("no group {name:?} (in /etc/group)"))?.gid.as_raw())
 }
 
 fn parse_size(s: &str) -> anyhow::Result<(u32, u32)> {

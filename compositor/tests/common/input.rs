@@ -32,17 +32,7 @@ impl Harness {
     /// A FIFO read by the compositor as a device with `caps` (added when
     /// this returns); the test writes records into it.
     pub fn device(&self, name: &str, caps: Capabilities) -> Device {
-        let path = self.t.dir.path().join(name);
-        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
-        // SAFETY: a valid C string.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
-        // Read-write: opening never blocks, and a writer exists until drop.
-        let writer = std::fs::OpenOptions::new().read(true).write(true).open(&path).expect("fifo writer");
-        let reader = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&path).expect("fifo reader");
-        self.t.with(move |c| {
-            c.add_input_device(reader, caps);
-        });
-        Device { writer: Some(writer) }
+        fifo_device(&self.t, name, caps)
     }
 
     /// The keymap and repeat for the next keyboard.
@@ -69,6 +59,22 @@ impl Harness {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// A FIFO in `t`'s directory read by its compositor as a device with
+/// `caps` (added when this returns); the test writes records into it.
+pub fn fifo_device(t: &CompositorThread, name: &str, caps: Capabilities) -> Device {
+    let path = t.dir.path().join(name);
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    // Read-write: opening never blocks, and a writer exists until drop.
+    let writer = std::fs::OpenOptions::new().read(true).write(true).open(&path).expect("fifo writer");
+    let reader = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&path).expect("fifo reader");
+    t.with(move |c| {
+        c.add_input_device(reader, caps);
+    });
+    Device { writer: Some(writer) }
 }
 
 pub struct Device {
