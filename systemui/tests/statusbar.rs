@@ -56,6 +56,20 @@ fn spawn_with(program: &str, dir: &Path, socket: &str, env: &[(&str, &Path)]) ->
     )
 }
 
+/// Waits until systemui's log holds every one of `pieces`; `what` says
+/// what it did not do.
+fn wait_said(dir: &Path, what: &str, pieces: &[&str]) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let said = log_of(dir, "systemui");
+        if pieces.iter().all(|p| said.contains(p)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "systemui {what}:\n{said}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn log_of(dir: &Path, name: &str) -> String {
     std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default()
 }
@@ -132,11 +146,7 @@ impl Tablet {
         use accord_compositor::input::{evdev::AbsRange, Capabilities};
         let r = AbsRange { min: 0, max: 32767 };
         let device = common::input::fifo_device(t, "tablet", Capabilities { name: "test tablet".into(), absolute_pointer: Some((r, r)), ..Default::default() });
-        let deadline = Instant::now() + DEADLINE;
-        while !log_of(dir, "systemui").contains("pointer bound") {
-            assert!(Instant::now() < deadline, "systemui never bound a pointer:\n{}", log_of(dir, "systemui"));
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_said(dir, "never bound a pointer", &["pointer bound"]);
         Tablet(device)
     }
 
@@ -197,15 +207,7 @@ fn the_power_button_opens_and_closes_the_power_menu() {
     wait_for(&t, "the power menu", &dir, menu_open);
     tablet.click(&t, WIDTH - 100, BAR + 20);
     wait_for(&t, "the power menu gone after a choice", &dir, |f| !menu_open(f));
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let said = log_of(&dir, "systemui");
-        if said.contains("Suspend") && said.contains("not carried out") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "systemui did not pass the choice on:\n{said}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_said(&dir, "did not pass the choice on", &["Suspend", "not carried out"]);
 }
 
 /// The launcher is open: its colour over most of the app area.
@@ -241,15 +243,7 @@ fn the_applications_button_opens_the_launcher_and_a_tile_starts_its_service() {
     // closes.
     tablet.click(&t, 24 + 140 + 70, BAR + 24 + 30);
     wait_for(&t, "the launcher closed after a tile was clicked", &dir, |f| !launcher_open(f));
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let said = log_of(&dir, "systemui");
-        if said.contains("starting app=Beta service=app.beta") && said.contains("not started") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "systemui did not ask for Beta's service:\n{said}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_said(&dir, "did not ask for Beta's service", &["starting app=Beta service=app.beta", "not started"]);
 }
 
 /// Another system UI surface whose exclusive zone is wider than the
@@ -278,11 +272,7 @@ fn a_zone_wider_than_the_output_does_not_upset_systemui() {
     c.send(s, 6, &[]);
     c.roundtrip().expect("the left bar mapped");
     let mut ui = spawn(env!("CARGO_BIN_EXE_systemui"), &dir, "wayland-ui");
-    let deadline = Instant::now() + DEADLINE;
-    while !log_of(&dir, "systemui").contains("configured") {
-        assert!(Instant::now() < deadline, "systemui was never configured:\n{}", log_of(&dir, "systemui"));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_said(&dir, "was never configured", &["configured"]);
     // A few of systemui's loops later: still there, no reconnection.
     std::thread::sleep(Duration::from_millis(500));
     assert!(ui.0.try_wait().unwrap().is_none(), "systemui exited:\n{}", log_of(&dir, "systemui"));
