@@ -60,7 +60,7 @@ impl<'a> Canvas<'a> {
     }
 
     /// Blends `color` over the pixel at (`x`, `y`) by `coverage` (0..=1).
-    fn blend(&mut self, x: i32, y: i32, color: Rgb, coverage: f32) {
+    pub fn blend(&mut self, x: i32, y: i32, color: Rgb, coverage: f32) {
         let Some(i) = self.index(x, y) else { return };
         let a = coverage.clamp(0.0, 1.0);
         let over = |shift: u32, byte: usize| {
@@ -128,6 +128,79 @@ impl Text {
             outline.draw(|gx, gy, coverage| {
                 canvas.blend(bounds.min.x as i32 + gx as i32, bounds.min.y as i32 + gy as i32, color, coverage);
             });
+        }
+    }
+}
+
+/// A monospaced font at one size for a grid of character cells (the
+/// terminal): every glyph is rasterised once, then copied. The cache is
+/// keyed by glyph, so it holds at most the font's glyph count (DejaVu
+/// Sans Mono: about 3,300) whatever text is drawn.
+pub struct CellFont {
+    font: FontVec,
+    scale: PxScale,
+    cell: (i32, i32),
+    ascent: f32,
+    glyphs: std::collections::HashMap<ab_glyph::GlyphId, Option<Glyph>>,
+}
+
+/// One glyph's coverage (0..=255), `w` x `h`, placed at (`left`, `top`)
+/// from its cell's top left corner.
+struct Glyph {
+    left: i32,
+    top: i32,
+    w: i32,
+    h: i32,
+    coverage: Vec<u8>,
+}
+
+impl std::fmt::Debug for CellFont {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CellFont").field("cell", &self.cell).field("cached", &self.glyphs.len()).finish()
+    }
+}
+
+impl CellFont {
+    /// `font` (TrueType or OpenType bytes, monospaced) at `px` pixels.
+    pub fn new(font: Vec<u8>, px: f32) -> Result<CellFont, ab_glyph::InvalidFont> {
+        let font = FontVec::try_from_vec(font)?;
+        let scale = PxScale::from(px);
+        let scaled = font.as_scaled(scale);
+        let w = scaled.h_advance(scaled.glyph_id('M')).ceil().max(1.0) as i32;
+        let h = (scaled.ascent() - scaled.descent() + scaled.line_gap()).ceil().max(1.0) as i32;
+        let ascent = scaled.ascent();
+        Ok(CellFont { font, scale, cell: (w, h), ascent, glyphs: std::collections::HashMap::new() })
+    }
+
+    /// A cell's width and height, in pixels.
+    pub fn cell(&self) -> (i32, i32) {
+        self.cell
+    }
+
+    /// Draws `c` in the cell whose top left corner is (`x`, `y`).
+    pub fn draw(&mut self, canvas: &mut Canvas<'_>, x: i32, y: i32, c: char, color: Rgb) {
+        let id = self.font.glyph_id(c);
+        let (font, scale, ascent) = (&self.font, self.scale, self.ascent);
+        let glyph = self.glyphs.entry(id).or_insert_with(|| {
+            let outline = font.outline_glyph(id.with_scale_and_position(scale, ab_glyph::point(0.0, ascent)))?;
+            let bounds = outline.px_bounds();
+            let (w, h) = (bounds.width() as i32, bounds.height() as i32);
+            let mut coverage = vec![0u8; (w.max(0) * h.max(0)) as usize];
+            outline.draw(|gx, gy, c| {
+                if let Some(cell) = coverage.get_mut(gy as usize * w as usize + gx as usize) {
+                    *cell = (c.clamp(0.0, 1.0) * 255.0).round() as u8;
+                }
+            });
+            Some(Glyph { left: bounds.min.x as i32, top: bounds.min.y as i32, w, h, coverage })
+        });
+        let Some(glyph) = glyph else { return };
+        for gy in 0..glyph.h {
+            for gx in 0..glyph.w {
+                let c = glyph.coverage[(gy * glyph.w + gx) as usize];
+                if c != 0 {
+                    canvas.blend(x + glyph.left + gx, y + glyph.top + gy, color, f32::from(c) / 255.0);
+                }
+            }
         }
     }
 }

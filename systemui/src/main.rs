@@ -17,9 +17,9 @@
 
 mod apps;
 mod bar;
-mod draw;
-mod font;
 mod services;
+
+use accord_systemui::{draw, font};
 
 use std::time::Duration;
 

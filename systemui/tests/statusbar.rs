@@ -7,18 +7,14 @@
 
 use std::{
     path::Path,
-    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use accord_compositor::{Frame, BACKGROUND};
-use common::DEADLINE;
 
-// The compositor's own test harness (a headless compositor on a thread,
-// a raw Wayland client).
-#[path = "../../compositor/tests/common/mod.rs"]
-mod common;
+mod support;
 use common::{thread::CompositorThread, Arg, RawClient};
+use support::{common, common::DEADLINE, log_of, spawn_with, Kill};
 
 const WIDTH: u32 = 640;
 const HEIGHT: u32 = 480;
@@ -26,52 +22,17 @@ const HEIGHT: u32 = 480;
 const BAR: u32 = 32;
 const BAR_COLOR: u32 = 0x0b0f14;
 
-/// A child process, killed and reaped on drop.
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn spawn(program: &str, dir: &Path, socket: &str) -> Kill {
-    spawn_with(program, dir, socket, &[])
+    spawn_with::<&Path>(program, dir, socket, &[])
 }
 
-fn spawn_with(program: &str, dir: &Path, socket: &str, env: &[(&str, &Path)]) -> Kill {
-    let log = std::fs::File::create(dir.join(format!("{}.log", Path::new(program).file_name().unwrap().to_string_lossy()))).unwrap();
-    Kill(
-        Command::new(program)
-            .envs(env.iter().map(|(k, v)| (*k, *v)))
-            .env("XDG_RUNTIME_DIR", dir)
-            .env("WAYLAND_DISPLAY", socket)
-            .env("ACCORD_LOG_LEVEL", "debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning {program}: {e}")),
-    )
-}
-
-/// Waits until systemui's log holds every one of `pieces`; `what` says
-/// what it did not do.
+/// Waits until systemui's log holds every one of `pieces`.
 fn wait_said(dir: &Path, what: &str, pieces: &[&str]) {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let said = log_of(dir, "systemui");
-        if pieces.iter().all(|p| said.contains(p)) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "systemui {what}:\n{said}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    support::wait_said(dir, "systemui", what, pieces)
 }
 
-fn log_of(dir: &Path, name: &str) -> String {
-    std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default()
+fn wait_for(t: &CompositorThread, what: &str, dir: &Path, ok: impl Fn(&Frame) -> bool) -> Frame {
+    support::wait_frame(t, what, dir, "systemui", ok)
 }
 
 /// The bar is on the frame: its rows are the bar's colour but for light
@@ -90,19 +51,6 @@ fn bar_shown(frame: &Frame) -> bool {
         }
     }
     bar * 10 >= (WIDTH * BAR * 9) as usize && light_left >= 30
-}
-
-fn wait_for(t: &CompositorThread, what: &str, dir: &Path, ok: impl Fn(&Frame) -> bool) -> Frame {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(frame) = t.with(|c| c.frame().expect("reading the frame")) {
-            if ok(&frame) {
-                return frame;
-            }
-        }
-        assert!(Instant::now() < deadline, "{what} not seen in {DEADLINE:?}; systemui said:\n{}", log_of(dir, "systemui"));
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

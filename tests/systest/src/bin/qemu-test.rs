@@ -553,6 +553,17 @@ fn compositor_on_screen(q: &mut Qemu, qmp_sock: &std::path::Path, shot: &std::pa
     ensure!(bar, "no status bar on the screen: {}", out(q, "begetctl dump_service systemui; hilog -x -T systemui | tail")?);
     let ui_uid = out(q, "awk '/^Uid:/ {print $2}' /proc/$(pidof systemui)/status")?;
     ensure!(ui_uid == "1099", "systemui runs as uid {ui_uid:?}, not systemui (1099)");
+    // The boot animation was on the screen from the compositor's first
+    // frames, and went when the boot completed.
+    let (rc, o) = q.run(
+        "i=0; while pidof bootanimation >/dev/null || ! hilog -x -T bootanimation | grep -q 'the boot completed'; do i=$((i+1)); [ $i -gt 300 ] && exit 1; sleep 0.1; done; hilog -x -T bootanimation",
+        Duration::from_secs(60),
+    )?;
+    ensure!(
+        rc == 0 && o.contains("shown"),
+        "the boot animation was not shown, or did not end with the boot: {o}\n{}",
+        out(q, "begetctl dump_service bootanimation")?
+    );
     // Debian's stock demo client: its 250x250 window, at the top left
     // of the app area (below the status bar), drawn by the client in
     // shared memory and composited on the screen.
@@ -686,7 +697,7 @@ fn launcher_starts_an_app(q: &mut Qemu, qmp_sock: &std::path::Path, shot: &std::
     let open = screenshots_until(&mut qmp, shot, Duration::from_secs(60), launcher_open)?;
     ensure!(open, "the launcher did not open: {}", out(q, "hilog -x -T systemui | tail")?);
     save_png(&std::fs::read(shot)?, &shot.with_file_name("screen-launcher.png"))?;
-    // The first tile (the only application): its icon.
+    // The first tile (sorted by name: the shared memory demo): its icon.
     qmp_click(&mut qmp, 24 + 70, BAR + 24 + 36, w, h)?;
     let (rc, o) = q.run(
         "i=0; until p=$(pidof weston-simple-shm); do i=$((i+1)); [ $i -gt 300 ] && exit 1; sleep 0.1; done; awk '/^Uid:/ {print $2}' /proc/$p/status",
@@ -699,6 +710,122 @@ fn launcher_starts_an_app(q: &mut Qemu, qmp_sock: &std::path::Path, shot: &std::
     ensure!(shown, "the demo's window is not on the screen: {}", out(q, "hilog -x -T render_service | tail -5")?);
     save_png(&std::fs::read(shot)?, &shot.with_file_name("screen-app.png"))?;
     out(q, "begetctl stop_service app.shmdemo")?;
+    Ok(())
+}
+
+/// The QMP key (a qcode, US layout) typing `c`, and whether Shift is
+/// held for it.
+fn qcode_of(c: char) -> Result<(String, bool)> {
+    const NAMES: [(char, char, &str); 11] = [
+        ('-', '_', "minus"),
+        ('=', '+', "equal"),
+        ('[', '{', "bracket_left"),
+        (']', '}', "bracket_right"),
+        ('\\', '|', "backslash"),
+        (';', ':', "semicolon"),
+        ('\'', '"', "apostrophe"),
+        ('`', '~', "grave_accent"),
+        (',', '<', "comma"),
+        ('.', '>', "dot"),
+        ('/', '?', "slash"),
+    ];
+    const DIGITS_SHIFTED: &str = ")!@#$%^&*(";
+    Ok(match c {
+        'a'..='z' | '0'..='9' => (c.to_string(), false),
+        'A'..='Z' => (c.to_ascii_lowercase().to_string(), true),
+        ' ' => ("spc".into(), false),
+        '\n' => ("ret".into(), false),
+        c => {
+            if let Some(d) = DIGITS_SHIFTED.find(c) {
+                (d.to_string(), true)
+            } else if let Some(&(plain, shifted, name)) = NAMES.iter().find(|&&(p, s, _)| p == c || s == c) {
+                (name.into(), c == shifted && c != plain)
+            } else {
+                anyhow::bail!("no key types {c:?}");
+            }
+        }
+    })
+}
+
+/// Types `text` through QEMU's keyboard (each key held 20 ms: well
+/// below the compositor's 500 ms repeat delay).
+fn qmp_type(qmp: &mut accord_systest::Qmp, text: &str) -> Result<()> {
+    for c in text.chars() {
+        let (key, shift) = qcode_of(c)?;
+        let mut keys = Vec::new();
+        if shift {
+            keys.push(serde_json::json!({"type": "qcode", "data": "shift"}));
+        }
+        keys.push(serde_json::json!({"type": "qcode", "data": key}));
+        qmp.execute("send-key", serde_json::json!({"keys": keys, "hold-time": 20}))?;
+    }
+    Ok(())
+}
+
+/// The longest run of pixels of colour `rgb` along a row of the screen.
+fn longest_run(ppm: &[u8], rgb: [u8; 3]) -> Result<usize> {
+    let (w, _, px) = ppm_pixels(ppm)?;
+    let mut best = 0;
+    for row in px.chunks_exact(3 * w) {
+        let mut run = 0;
+        for p in row.chunks_exact(3) {
+            run = if p == rgb { run + 1 } else { 0 };
+            best = best.max(run);
+        }
+    }
+    Ok(best)
+}
+
+/// The terminal's background and the green its test prints (Tango's).
+const TERMINAL_BG: [u8; 3] = [0x10, 0x14, 0x18];
+const TERMINAL_GREEN: [u8; 3] = [0x4e, 0x9a, 0x06];
+
+/// The launcher's second tile starts the terminal (`app.terminal`, uid
+/// shell); a command typed through QEMU's keyboard runs in its shell and
+/// its output (30 cells of green) is drawn; `exit 7` ends the shell,
+/// whose status the terminal writes to hilog.
+fn terminal_from_the_launcher(q: &mut Qemu, qmp_sock: &std::path::Path, shot: &std::path::Path) -> Result<()> {
+    out(q, "power-shell wakeup >/dev/null")?;
+    let mut qmp = accord_systest::Qmp::connect(qmp_sock)?;
+    let ready = screenshots_until(&mut qmp, shot, Duration::from_secs(60), |p| Ok(bar_shown(p)? && !launcher_open(p)?))?;
+    ensure!(ready, "no status bar without the launcher: {}", out(q, "hilog -x -T systemui | tail")?);
+    let (w, h, _) = ppm_pixels(&std::fs::read(shot)?).map(|(w, h, _)| (w, h, ()))?;
+    qmp_click(&mut qmp, 22, BAR / 2, w, h)?;
+    ensure!(
+        screenshots_until(&mut qmp, shot, Duration::from_secs(60), launcher_open)?,
+        "the launcher did not open: {}",
+        out(q, "hilog -x -T systemui | tail")?
+    );
+    // The second tile (sorted by name: "Shared memory demo", "Terminal").
+    qmp_click(&mut qmp, 24 + 140 + 70, BAR + 24 + 36, w, h)?;
+    let (rc, o) = q.run(
+        "i=0; until p=$(pidof terminal); do i=$((i+1)); [ $i -gt 300 ] && exit 1; sleep 0.1; done; awk '/^Uid:/ {print $2}' /proc/$p/status",
+        Duration::from_secs(60),
+    )?;
+    ensure!(rc == 0, "the terminal did not start: {o}\n{}", out(q, "hilog -x -T systemui | tail -5; begetctl dump_service app.terminal")?);
+    ensure!(o.trim() == "2000", "the terminal runs as uid {o:?}, not shell (2000)");
+    let (rc, o) =
+        q.run("i=0; until hilog -x -T terminal | grep -q 'keyboard focus'; do i=$((i+1)); [ $i -gt 600 ] && exit 1; sleep 0.1; done", Duration::from_secs(90))?;
+    ensure!(rc == 0, "the terminal never had the keyboard: {o}\n{}", out(q, "hilog -x -T terminal | tail")?);
+    let window = |ppm: &[u8]| -> Result<bool> {
+        let (w, h, px) = ppm_pixels(ppm)?;
+        let bg = px.chunks_exact(3).skip(w * BAR).filter(|p| *p == TERMINAL_BG).count();
+        Ok(!launcher_open(ppm)? && bg * 10 >= w * (h - BAR) * 8)
+    };
+    ensure!(
+        screenshots_until(&mut qmp, shot, Duration::from_secs(60), window)?,
+        "the terminal's window is not on the screen: {}",
+        out(q, "hilog -x -T terminal | tail -5")?
+    );
+    ensure!(longest_run(&std::fs::read(shot)?, TERMINAL_GREEN)? == 0, "green on the screen before the command");
+    qmp_type(&mut qmp, "printf '\\033[42m%30s\\033[m\\n' ''\n")?;
+    let green = screenshots_until(&mut qmp, shot, Duration::from_secs(60), |p| Ok(longest_run(p, TERMINAL_GREEN)? >= 30 * 8))?;
+    save_png(&std::fs::read(shot)?, &shot.with_file_name("screen-terminal.png"))?;
+    ensure!(green, "the command's green output is not on the screen (see screen-terminal.png): {}", out(q, "hilog -x -T terminal | tail -5")?);
+    qmp_type(&mut qmp, "exit 7\n")?;
+    let (rc, o) =
+        q.run("i=0; until hilog -x -T terminal | grep -q 'exit status: 7'; do i=$((i+1)); [ $i -gt 600 ] && exit 1; sleep 0.1; done", Duration::from_secs(90))?;
+    ensure!(rc == 0, "the shell's exit status is not in hilog: {o}\n{}", out(q, "hilog -x -T terminal | tail")?);
     Ok(())
 }
 
@@ -903,6 +1030,10 @@ fn main() -> ExitCode {
             r.check(
                 "the status bar's applications button opens the launcher; a click on a tile starts the app through init as its own uid (QMP clicks and screenshots)",
                 launcher_starts_an_app(&mut q, &qmp_sock, &log_dir.join("screen.ppm")),
+            );
+            r.check(
+                "the launcher starts the terminal (uid shell); a command typed through QMP keys runs in its shell, its output drawn (QMP screenshot), and the shell's exit status is in hilog",
+                terminal_from_the_launcher(&mut q, &qmp_sock, &log_dir.join("screen.ppm")),
             );
             r.check(
                 "the status bar's power menu (QMP clicks): Shut down, through the power manager as uid systemui, exits QEMU with status 0",

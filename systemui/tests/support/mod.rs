@@ -1,0 +1,78 @@
+//! What the system UI's tests share: the compositor's own harness (a
+//! headless compositor on a thread, raw Wayland clients, FIFO input
+//! devices), and running our clients against it with their logs in the
+//! compositor's directory.
+#![allow(dead_code)]
+
+use std::{
+    ffi::OsStr,
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use accord_compositor::Frame;
+
+#[path = "../../../compositor/tests/common/mod.rs"]
+pub mod common;
+use common::{thread::CompositorThread, DEADLINE};
+
+/// A child process, killed and reaped on drop.
+pub struct Kill(pub Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `program` as a client of the compositor on `socket` in `dir`,
+/// with `env` added; its log (debug level) goes to `dir/<name>.log`.
+pub fn spawn_with<V: AsRef<OsStr>>(program: &str, dir: &Path, socket: &str, env: &[(&str, V)]) -> Kill {
+    let log = std::fs::File::create(dir.join(format!("{}.log", Path::new(program).file_name().unwrap().to_string_lossy()))).unwrap();
+    Kill(
+        Command::new(program)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_ref())))
+            .env("XDG_RUNTIME_DIR", dir)
+            .env("WAYLAND_DISPLAY", socket)
+            .env("ACCORD_LOG_LEVEL", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {program}: {e}")),
+    )
+}
+
+pub fn log_of(dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default()
+}
+
+/// Waits until `name`'s log holds every one of `pieces`; `what` says what
+/// it did not do.
+pub fn wait_said(dir: &Path, name: &str, what: &str, pieces: &[&str]) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let said = log_of(dir, name);
+        if pieces.iter().all(|p| said.contains(p)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name} {what}:\n{said}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits for a frame that passes `ok`; on failure `name`'s log is shown.
+pub fn wait_frame(t: &CompositorThread, what: &str, dir: &Path, name: &str, ok: impl Fn(&Frame) -> bool) -> Frame {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(frame) = t.with(|c| c.frame().expect("reading the frame")) {
+            if ok(&frame) {
+                return frame;
+            }
+        }
+        assert!(Instant::now() < deadline, "{what} not seen in {DEADLINE:?}; {name} said:\n{}", log_of(dir, name));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
