@@ -7,7 +7,8 @@
 //!   `wl_seat` named `seat0`, copy and paste ([`selection`]:
 //!   `wl_data_device_manager` and the primary selection),
 //!   `zxdg_decoration_manager_v1` ([`decoration`]: always server-side,
-//!   none drawn) and `wp_viewporter` ([`viewporter`])), the window list
+//!   none drawn), `wp_viewporter` ([`viewporter`]) and `wp_presentation`
+//!   ([`presentation`])), the window list
 //!   (every toplevel maximised to the output, popups where their client
 //!   asks), frame callbacks after each render;
 //! - input ([`input`]): evdev keyboards, mice, tablets and touch screens
@@ -33,6 +34,7 @@ pub mod follow_power;
 pub mod headless;
 pub mod input;
 pub mod layer_shell;
+pub mod presentation;
 pub mod render;
 pub mod selection;
 pub mod state;

@@ -196,6 +196,8 @@ pub struct State {
     pub(crate) selection: crate::selection::Selection,
     _decoration_state: XdgDecorationState,
     _viewporter_state: ViewporterState,
+    /// presentation-time ([`crate::presentation`]).
+    pub(crate) presentation: crate::presentation::Presentation,
     seat_state: SeatState<State>,
     pub(crate) seat: Seat<State>,
     pub(crate) space: Space<Window>,
@@ -248,6 +250,7 @@ impl State {
         let selection = crate::selection::Selection::new(&dh);
         let decoration_state = XdgDecorationState::new::<State>(&dh);
         let viewporter_state = ViewporterState::new::<State>(&dh);
+        let presentation = crate::presentation::Presentation::new(&dh);
         let mut seat_state = SeatState::new();
         let seat = seat_state.new_wl_seat(&dh, "seat0");
 
@@ -275,6 +278,7 @@ impl State {
             selection,
             _decoration_state: decoration_state,
             _viewporter_state: viewporter_state,
+            presentation,
             seat_state,
             seat,
             space,
@@ -336,6 +340,8 @@ impl State {
         match result {
             Ok(()) => {
                 self.screen_on = on;
+                // A page flip queued before is not waited for any more.
+                self.flip_lost();
                 if on {
                     self.schedule_redraw();
                 }
@@ -431,6 +437,9 @@ impl State {
                 if damaged {
                     self.frames_rendered += 1;
                 }
+                // A changed DRM frame is on screen at its page flip.
+                let flip_queued = damaged && matches!(self.backend, Backend::Drm(_));
+                self.frame_feedback(flip_queued);
             }
             Err(err) => warn!(%err, "frame not rendered"),
         }

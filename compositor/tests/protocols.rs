@@ -4,7 +4,8 @@
 //! always answering server-side, wp_viewporter scaling a surface in the
 //! frame; and clients that try to make the compositor hold unbounded MIME
 //! types, sources, devices or viewport sizes are cut off while others keep
-//! working.
+//! working; presentation feedback comes with the frame's time on
+//! CLOCK_MONOTONIC, or says discarded.
 
 mod common;
 
@@ -15,6 +16,7 @@ use std::{
 };
 
 use accord_compositor::{
+    presentation::MAX_FEEDBACKS_PER_COMMIT,
     selection::{MAX_MIME_TYPES_PER_SOURCE, MAX_MIME_TYPE_LEN, MAX_SELECTION_DEVICES_PER_CLIENT, MAX_SELECTION_SOURCES_PER_CLIENT},
     viewporter::MAX_VIEWPORT_SIZE,
     BACKGROUND,
@@ -161,9 +163,14 @@ fn wayland_info_lists_the_globals() {
     let h = Harness::start();
     let (ok, out, err) = h.run("wayland-info", &[]);
     assert!(ok, "wayland-info failed: {err}\n{out}");
-    for interface in
-        ["wl_data_device_manager", "zwp_primary_selection_device_manager_v1", "zxdg_output_manager_v1", "zxdg_decoration_manager_v1", "wp_viewporter"]
-    {
+    for interface in [
+        "wl_data_device_manager",
+        "zwp_primary_selection_device_manager_v1",
+        "zxdg_output_manager_v1",
+        "zxdg_decoration_manager_v1",
+        "wp_viewporter",
+        "wp_presentation",
+    ] {
         assert!(out.contains(&format!("interface: '{interface}'")), "wayland-info does not list {interface}:\n{out}");
     }
     // xdg-output's logical geometry: the whole output at scale 1.
@@ -393,4 +400,71 @@ fn decorations_are_server_side_whatever_the_client_asks() {
     c.roundtrip().expect("still connected");
     let modes: Vec<u32> = c.history.as_ref().expect("history").iter().filter(|e| e.object == deco && e.opcode == 0).map(|e| e.u32_at(0)).collect();
     assert!(!modes.is_empty() && modes.iter().all(|m| *m == SERVER_SIDE), "decoration modes sent: {modes:?}");
+}
+
+/// CLOCK_MONOTONIC now.
+fn monotonic() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec.
+    assert_eq!(unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) }, 0);
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+#[test]
+fn presentation_feedback_comes_with_the_frame() {
+    let h = Harness::start();
+    let mut c = RawClient::connect(&h.t.socket());
+    let compositor = c.bind("wl_compositor", 4);
+    let shm = c.bind("wl_shm", 1);
+    let wm_base = c.bind("xdg_wm_base", 1);
+    let presentation = c.bind("wp_presentation", 1);
+    let clock = c.wait_for(|e| e.object == presentation && e.opcode == 0).expect("wp_presentation.clock_id");
+    assert_eq!(clock.u32_at(0), libc::CLOCK_MONOTONIC as u32);
+    let t = toplevel(&mut c, compositor, wm_base);
+
+    // Each content update is presented (not discarded), at a time between
+    // its commit and the event's arrival, at the output's 60 Hz, each
+    // frame's sequence number after the last.
+    let mut last_seq = 0;
+    for round in 0..3u32 {
+        let b = painted_buffer(&mut c, shm, 20, 20, |_, _| 0x102030 * (round + 1));
+        let feedback = c.new_id();
+        c.send(presentation, 1, &[Arg::U(t.surface), Arg::U(feedback)]);
+        let before = monotonic();
+        c.send(t.surface, 1, &[Arg::U(b.buffer), Arg::I(0), Arg::I(0)]);
+        c.send(t.surface, 2, &[Arg::I(0), Arg::I(0), Arg::I(20), Arg::I(20)]);
+        c.send(t.surface, 6, &[]);
+        // sync_output (0) may come first; presented (1) or discarded (2) ends it.
+        let e = c.wait_for(|e| e.object == feedback && e.opcode != 0).expect("presentation feedback");
+        let after = monotonic();
+        assert_eq!(e.opcode, 1, "round {round}: the update was discarded, not presented");
+        let time = Duration::new((u64::from(e.u32_at(0)) << 32) | u64::from(e.u32_at(1)), e.u32_at(2));
+        assert!(before <= time && time <= after, "round {round}: presented at {time:?}, outside {before:?}..{after:?}");
+        assert_eq!(e.u32_at(3), 16_666_666, "refresh in ns");
+        let seq = (u64::from(e.u32_at(4)) << 32) | u64::from(e.u32_at(5));
+        assert!(seq > last_seq, "round {round}: sequence {seq} after {last_seq}");
+        last_seq = seq;
+    }
+
+    // A surface destroyed before it committed: discarded.
+    let surface = c.new_id();
+    c.send(compositor, 0, &[Arg::U(surface)]);
+    let feedback = c.new_id();
+    c.send(presentation, 1, &[Arg::U(surface), Arg::U(feedback)]);
+    c.send(surface, 0, &[]);
+    let e = c.wait_for(|e| e.object == feedback && e.opcode != 0).expect("presentation feedback of a destroyed surface");
+    assert_eq!(e.opcode, 2, "not discarded");
+
+    // Feedbacks piled up on one commit: bounded.
+    let surface = c.new_id();
+    c.send(compositor, 0, &[Arg::U(surface)]);
+    for _ in 0..MAX_FEEDBACKS_PER_COMMIT {
+        let feedback = c.new_id();
+        c.send(presentation, 1, &[Arg::U(surface), Arg::U(feedback)]);
+    }
+    c.roundtrip().expect("feedbacks within the bound are fine");
+    let feedback = c.new_id();
+    c.send(presentation, 1, &[Arg::U(surface), Arg::U(feedback)]);
+    expect_cut_off(&mut c, presentation);
+    assert!(h.serving(), "the compositor stopped serving");
 }
