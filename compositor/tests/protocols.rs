@@ -5,12 +5,14 @@
 //! frame; and clients that try to make the compositor hold unbounded MIME
 //! types, sources, devices or viewport sizes are cut off while others keep
 //! working; presentation feedback comes with the frame's time on
-//! CLOCK_MONOTONIC, or says discarded.
+//! CLOCK_MONOTONIC, or says discarded; a drag and drop within a client
+//! works, and drags broken midway (source or client gone) do not panic.
 
 mod common;
 
 use std::{
     io::{Read, Write},
+    os::fd::AsRawFd,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
@@ -467,4 +469,103 @@ fn presentation_feedback_comes_with_the_frame() {
     c.send(presentation, 1, &[Arg::U(surface), Arg::U(feedback)]);
     expect_cut_off(&mut c, presentation);
     assert!(h.serving(), "the compositor stopped serving");
+}
+
+/// A drag from a press on the app's window: (data device, source).
+fn start_drag(a: &mut common::input::App, mouse: &mut Device, manager: u32, icon: u32) -> (u32, u32) {
+    use accord_compositor::input::evdev::{BTN_LEFT, EV_KEY};
+    let device = a.c.new_id();
+    a.c.send(manager, 1, &[Arg::U(device), Arg::U(a.seat)]);
+    let source = a.c.new_id();
+    a.c.send(manager, 0, &[Arg::U(source)]);
+    a.c.send(source, 0, &[Arg::S("text/plain")]);
+    a.c.send(source, 2, &[Arg::U(1)]);
+    a.c.roundtrip().expect("a data device and a source");
+    mouse.frame(&[(EV_KEY, BTN_LEFT, 1)]);
+    let p = a.pointer;
+    let press = a.wait("the button pressed", |e| e.object == p && e.opcode == 3 && e.u32_at(3) == 1);
+    a.c.send(device, 0, &[Arg::U(source), Arg::U(a.surface), Arg::U(icon), Arg::U(press.u32_at(0))]);
+    (device, source)
+}
+
+#[test]
+fn drag_and_drop_works_and_broken_drags_do_not_panic() {
+    use accord_compositor::input::evdev::{BTN_LEFT, EV_KEY, EV_REL, REL_X, REL_Y};
+    use common::input::{mouse, App};
+    let h = common::input::Harness::start();
+    let mut m = h.device("mouse", mouse());
+    let mut a = App::start(&h, 1);
+    m.frame(&[(EV_REL, REL_X, 10), (EV_REL, REL_Y, 10)]);
+    a.pointer_enter_serial();
+    let manager = a.c.bind("wl_data_device_manager", 3);
+
+    // A drag over the client's own window, with an icon: enter with an
+    // offer of the source's type, motion, drop; the data asked for and
+    // the drag finished reach the source.
+    let icon = a.c.new_id();
+    a.c.send(a.compositor, 0, &[Arg::U(icon)]);
+    let (device, source) = start_drag(&mut a, &mut m, manager, icon);
+    a.c.roundtrip().expect("the drag started");
+    // The drag enters a surface when the pointer moves.
+    m.frame(&[(EV_REL, REL_X, 1)]);
+    let enter = a.wait("the drag's enter", |e| e.object == device && e.opcode == 1);
+    let offer = enter.u32_at(4);
+    let serial = enter.u32_at(0);
+    let offered: Vec<String> =
+        a.c.history
+            .as_ref()
+            .expect("history")
+            .iter()
+            .filter(|e| e.object == offer && e.opcode == 0)
+            .map(|e| String::from_utf8_lossy(&e.args[4..4 + e.u32_at(0) as usize - 1]).into_owned())
+            .collect();
+    assert_eq!(offered, ["text/plain"]);
+    a.c.send(offer, 0, &[Arg::U(serial), Arg::S("text/plain")]);
+    a.c.send(offer, 4, &[Arg::U(1), Arg::U(1)]);
+    m.frame(&[(EV_REL, REL_X, 5)]);
+    a.wait("the drag's motion", |e| e.object == device && e.opcode == 3);
+    m.frame(&[(EV_KEY, BTN_LEFT, 0)]);
+    a.wait("the drop", |e| e.object == device && e.opcode == 4);
+    a.wait("dnd_drop_performed", |e| e.object == source && e.opcode == 3);
+    let pipe = memfd_pipe();
+    a.c.send(offer, 1, &[Arg::S("text/plain"), Arg::Fd(pipe.as_raw_fd())]);
+    a.wait("the source asked for the data", |e| e.object == source && e.opcode == 1);
+    a.c.send(offer, 3, &[]);
+    a.wait("dnd_finished", |e| e.object == source && e.opcode == 4);
+
+    // The source destroyed in the middle of a drag, then the button
+    // released: no panic.
+    let (_, source) = start_drag(&mut a, &mut m, manager, 0);
+    a.c.send(source, 1, &[]);
+    a.c.roundtrip().expect("the source destroyed mid-drag");
+    m.frame(&[(EV_REL, REL_X, -5), (EV_REL, REL_Y, 7)]);
+    m.frame(&[(EV_KEY, BTN_LEFT, 0)]);
+    a.c.roundtrip().expect("the drag ended without its source");
+
+    // The client gone in the middle of a drag (its icon and origin with
+    // it), then the pointer moved and released: no panic, others served.
+    let icon = a.c.new_id();
+    a.c.send(a.compositor, 0, &[Arg::U(icon)]);
+    start_drag(&mut a, &mut m, manager, icon);
+    a.c.roundtrip().expect("a third drag");
+    drop(a);
+    m.frame(&[(EV_REL, REL_X, 20), (EV_REL, REL_Y, -3)]);
+    m.frame(&[(EV_KEY, BTN_LEFT, 0)]);
+    let mut other = App::start(&h, 1);
+    m.frame(&[(EV_REL, REL_X, 1)]);
+    other.pointer_enter_serial();
+    assert!(!h.t.is_finished(), "the compositor thread ended");
+}
+
+/// The write end of a pipe (the read end closed: the data goes nowhere).
+fn memfd_pipe() -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: both are new descriptors owned by nothing else.
+    unsafe {
+        drop(std::os::fd::OwnedFd::from_raw_fd(fds[0]));
+        std::os::fd::OwnedFd::from_raw_fd(fds[1])
+    }
 }
