@@ -17,8 +17,9 @@ PACKAGES=(
     musl-tools cpio e2fsprogs busybox-static kmod zstd xz-utils gzip dbus util-linux binutils dosfstools
     # The compositor: pixman and xkbcommon to link the host build against,
     # the aarch64 glibc cross linker for the image's build, and weston's
-    # demo clients for the compositor's tests.
-    libpixman-1-dev libxkbcommon-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross weston
+    # demo clients, wl-clipboard (wl-copy, wl-paste) and wayland-utils
+    # (wayland-info) for the compositor's tests.
+    libpixman-1-dev libxkbcommon-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross weston wl-clipboard wayland-utils
     # The system UI's font (DejaVu Sans, into the image's /system/fonts).
     fonts-dejavu-core
 )

@@ -30,7 +30,7 @@ use smithay::{
         },
         drm::{
             dumb::{framebuffer_from_dumb_buffer, DumbFramebuffer},
-            DrmDevice, DrmDeviceFd, DrmError, DrmEvent, DrmSurface, PlaneConfig, PlaneState,
+            DrmDevice, DrmDeviceFd, DrmError, DrmEvent, DrmEventTime, DrmSurface, PlaneConfig, PlaneState,
         },
         renderer::{damage::OutputDamageTracker, pixman::PixmanRenderer, Bind},
     },
@@ -225,11 +225,19 @@ impl DrmBackend {
         };
 
         handle
-            .insert_source(notifier, |event, _, state: &mut State| match event {
+            .insert_source(notifier, |event, metadata, state: &mut State| match event {
                 DrmEvent::VBlank(_crtc) => {
                     if let crate::state::Backend::Drm(b) = &mut state.backend {
                         b.flip_pending = None;
                     }
+                    let flip = crate::presentation::Flip {
+                        time: metadata.as_ref().and_then(|m| match m.time {
+                            DrmEventTime::Monotonic(t) => Some(t),
+                            DrmEventTime::Realtime(_) => None,
+                        }),
+                        sequence: metadata.as_ref().map_or(0, |m| u64::from(m.sequence)),
+                    };
+                    state.flip_presented(flip);
                     state.frame_done();
                 }
                 DrmEvent::Error(err) => warn!(%err, "DRM device error"),

@@ -3,10 +3,14 @@
 //!
 //! - the Wayland server side ([`state`]): the listening socket, the globals
 //!   clients see (`wl_compositor`, `wl_subcompositor`, `wl_shm`,
-//!   `xdg_wm_base`, `wl_output` with `zxdg_output_manager_v1`, and a
-//!   `wl_seat` named `seat0`), the window list (every toplevel maximised
-//!   to the output, popups where their client asks), frame callbacks
-//!   after each render;
+//!   `xdg_wm_base`, `wl_output` with `zxdg_output_manager_v1`, a
+//!   `wl_seat` named `seat0`, copy and paste ([`selection`]:
+//!   `wl_data_device_manager` and the primary selection),
+//!   `zxdg_decoration_manager_v1` ([`decoration`]: always server-side,
+//!   none drawn), `wp_viewporter` ([`viewporter`]) and `wp_presentation`
+//!   ([`presentation`])), the window list
+//!   (every toplevel maximised to the output, popups where their client
+//!   asks), frame callbacks after each render;
 //! - input ([`input`]): evdev keyboards, mice, tablets and touch screens
 //!   read directly, focus, the task switcher shortcut, the cursor;
 //! - rendering ([`render`]): one pixman (CPU) renderer, damage-tracked so
@@ -23,14 +27,18 @@
 //! something changed. A client that breaks the protocol gets a protocol
 //! error and is disconnected; nothing a client sends panics the compositor.
 
+pub mod decoration;
 pub mod display_manager;
 pub mod drm;
 pub mod follow_power;
 pub mod headless;
 pub mod input;
 pub mod layer_shell;
+pub mod presentation;
 pub mod render;
+pub mod selection;
 pub mod state;
+pub mod viewporter;
 
 use std::{
     os::unix::fs::DirBuilderExt,

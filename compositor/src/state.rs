@@ -47,10 +47,11 @@ use smithay::{
         compositor::{get_parent, is_sync_subsurface, CompositorClientState, CompositorHandler, CompositorState},
         output::{OutputHandler, OutputManagerState},
         shell::xdg::{
-            PopupSurface, PositionerState, ToplevelSurface, XdgPositionerUserData, XdgShellHandler, XdgShellState, XdgShellSurfaceUserData, XdgSurfaceUserData,
-            XdgWmBaseUserData,
+            decoration::XdgDecorationState, PopupSurface, PositionerState, ToplevelSurface, XdgPositionerUserData, XdgShellHandler, XdgShellState,
+            XdgShellSurfaceUserData, XdgSurfaceUserData, XdgWmBaseUserData,
         },
         shm::{ShmBufferUserData, ShmHandler, ShmPoolUserData, ShmState},
+        viewporter::ViewporterState,
     },
 };
 use tracing::{debug, info, warn};
@@ -116,6 +117,8 @@ pub(crate) struct ClientState {
     /// Whether it is the system UI (root, or a uid given to
     /// [`crate::Compositor::allow_system_ui`]): only it sees layer-shell.
     pub(crate) system_ui: bool,
+    /// Its live data sources and devices ([`crate::selection`]).
+    pub(crate) selection: crate::selection::SelectionCounts,
 }
 
 /// The most surfaces (each a wl_surface, with what its role holds) one
@@ -189,6 +192,12 @@ pub struct State {
     xdg_shell_state: XdgShellState,
     pub(crate) layer_shell_state: smithay::wayland::shell::wlr_layer::WlrLayerShellState,
     _output_manager_state: OutputManagerState,
+    /// Clipboard and primary selection ([`crate::selection`]).
+    pub(crate) selection: crate::selection::Selection,
+    _decoration_state: XdgDecorationState,
+    _viewporter_state: ViewporterState,
+    /// presentation-time ([`crate::presentation`]).
+    pub(crate) presentation: crate::presentation::Presentation,
     seat_state: SeatState<State>,
     pub(crate) seat: Seat<State>,
     pub(crate) space: Space<Window>,
@@ -238,6 +247,10 @@ impl State {
             client.get_data::<ClientState>().is_some_and(|d| d.system_ui)
         });
         let output_manager_state = OutputManagerState::new_with_xdg_output::<State>(&dh);
+        let selection = crate::selection::Selection::new(&dh);
+        let decoration_state = XdgDecorationState::new::<State>(&dh);
+        let viewporter_state = ViewporterState::new::<State>(&dh);
+        let presentation = crate::presentation::Presentation::new(&dh);
         let mut seat_state = SeatState::new();
         let seat = seat_state.new_wl_seat(&dh, "seat0");
 
@@ -262,6 +275,10 @@ impl State {
             xdg_shell_state,
             layer_shell_state,
             _output_manager_state: output_manager_state,
+            selection,
+            _decoration_state: decoration_state,
+            _viewporter_state: viewporter_state,
+            presentation,
             seat_state,
             seat,
             space,
@@ -323,6 +340,8 @@ impl State {
         match result {
             Ok(()) => {
                 self.screen_on = on;
+                // A page flip queued before is not waited for any more.
+                self.flip_lost();
                 if on {
                     self.schedule_redraw();
                 }
@@ -418,6 +437,9 @@ impl State {
                 if damaged {
                     self.frames_rendered += 1;
                 }
+                // A changed DRM frame is on screen at its page flip.
+                let flip_queued = damaged && matches!(self.backend, Backend::Drm(_));
+                self.frame_feedback(flip_queued);
             }
             Err(err) => warn!(%err, "frame not rendered"),
         }
@@ -659,6 +681,10 @@ impl SeatHandler for State {
 
     fn seat_state(&mut self) -> &mut SeatState<Self> {
         &mut self.seat_state
+    }
+
+    fn focus_changed(&mut self, seat: &Seat<Self>, focused: Option<&WlSurface>) {
+        self.selection_focus(seat, focused);
     }
 
     fn cursor_image(&mut self, _seat: &Seat<Self>, image: CursorImageStatus) {
