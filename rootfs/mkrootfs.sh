@@ -41,7 +41,7 @@ else
     (cd "$REPO" && cargo build --release --target "$RUST_TARGET" -p accord-init -p accord-begetctl -p accord-sa-main -p accord-hilog -p accord-systemui </dev/null)
     BIN_DIR=${CARGO_TARGET_DIR:-$REPO/target}/$RUST_TARGET/release
 fi
-for b in init begetctl sa_main hilogd systemui terminal bootanimation; do
+for b in init begetctl sa_main hilogd systemui terminal bootanimation settings; do
     [[ -x $BIN_DIR/$b ]] || die "$BIN_DIR/$b is missing"
 done
 
@@ -112,10 +112,11 @@ install -m 0755 "$GFX_BIN" system/bin/render_service
 # The system UI (a static Wayland client) and its font, where OpenHarmony
 # keeps fonts; DejaVu's licence beside it.
 install -m 0755 "$BIN_DIR/systemui" system/bin/systemui
-# The boot animation, and the terminal app and its monospaced font
-# (static too).
+# The boot animation, the terminal and settings apps, and the
+# terminal's monospaced font (static too).
 install -m 0755 "$BIN_DIR/bootanimation" system/bin/bootanimation
 install -m 0755 "$BIN_DIR/terminal" system/bin/terminal
+install -m 0755 "$BIN_DIR/settings" system/bin/settings
 mkdir -p system/fonts
 for f in DejaVuSans DejaVuSansMono; do
     FONT=/usr/share/fonts/truetype/dejavu/$f.ttf

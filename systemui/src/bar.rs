@@ -6,16 +6,14 @@ use std::os::fd::AsFd;
 
 use anyhow::Context;
 use smithay_client_toolkit::{
-    compositor::{CompositorHandler, CompositorState},
-    delegate_registry,
-    output::{OutputHandler, OutputState},
+    compositor::CompositorState,
+    output::OutputState,
     reexports::client::{
         globals::registry_queue_init,
-        protocol::{wl_output, wl_pointer, wl_seat, wl_shm, wl_surface},
+        protocol::{wl_pointer, wl_seat, wl_shm},
         Connection, QueueHandle,
     },
-    registry::{ProvidesRegistryState, RegistryState},
-    registry_handlers,
+    registry::RegistryState,
     seat::{
         pointer::{PointerEvent, PointerEventKind, PointerHandler},
         Capability, SeatHandler, SeatState,
@@ -24,7 +22,7 @@ use smithay_client_toolkit::{
         wlr_layer::{Anchor, KeyboardInteractivity, Layer, LayerShell, LayerShellHandler, LayerSurface, LayerSurfaceConfigure},
         WaylandSurface,
     },
-    shm::{slot::SlotPool, Shm, ShmHandler},
+    shm::{slot::SlotPool, Shm},
 };
 use tracing::{debug, info, warn};
 
@@ -155,6 +153,9 @@ pub fn run(conn: Connection, text: Option<&Text>, services: &Services) -> Result
             warn!("a panel not drawn: {e:#}");
         }
         queue.flush().context("sending to the compositor")?;
+        if bar.shown.is_some() {
+            announce_ready();
+        }
         if bar.pointer.is_some() && !bar.pointer_said {
             // After the flush: the compositor has the request once this
             // is in the log (the tests wait for it before clicking).
@@ -188,6 +189,21 @@ pub fn run(conn: Connection, text: Option<&Text>, services: &Services) -> Result
             }
         }
     }
+}
+
+/// The boot event systemui declares (systemui.cfg): the boot completes
+/// once the status bar is on the screen, so the boot animation stays
+/// until the system UI is there to replace it.
+pub const READY_EVENT: &str = "bootevent.systemui.ready";
+
+/// Sets [`READY_EVENT`] the first time the bar was sent to the compositor
+/// (once per process: a compositor restart later changes nothing).
+fn announce_ready() {
+    static READY: std::sync::Once = std::sync::Once::new();
+    READY.call_once(|| match accord_param::client::set(READY_EVENT, "true") {
+        Ok(()) => info!("{READY_EVENT} set"),
+        Err(e) => warn!(%e, "{READY_EVENT} not set: the boot completes without the system UI's word"),
+    });
 }
 
 /// A layer surface of the bar's that is open for a while: the power
@@ -505,23 +521,6 @@ impl LayerShellHandler for Bar {
     }
 }
 
-impl CompositorHandler for Bar {
-    fn scale_factor_changed(&mut self, _: &Connection, _: &QueueHandle<Self>, _: &wl_surface::WlSurface, _: i32) {}
-    fn transform_changed(&mut self, _: &Connection, _: &QueueHandle<Self>, _: &wl_surface::WlSurface, _: wl_output::Transform) {}
-    fn frame(&mut self, _: &Connection, _: &QueueHandle<Self>, _: &wl_surface::WlSurface, _: u32) {}
-    fn surface_enter(&mut self, _: &Connection, _: &QueueHandle<Self>, _: &wl_surface::WlSurface, _: &wl_output::WlOutput) {}
-    fn surface_leave(&mut self, _: &Connection, _: &QueueHandle<Self>, _: &wl_surface::WlSurface, _: &wl_output::WlOutput) {}
-}
-
-impl OutputHandler for Bar {
-    fn output_state(&mut self) -> &mut OutputState {
-        &mut self.output
-    }
-    fn new_output(&mut self, _: &Connection, _: &QueueHandle<Self>, _: wl_output::WlOutput) {}
-    fn update_output(&mut self, _: &Connection, _: &QueueHandle<Self>, _: wl_output::WlOutput) {}
-    fn output_destroyed(&mut self, _: &Connection, _: &QueueHandle<Self>, _: wl_output::WlOutput) {}
-}
-
 impl SeatHandler for Bar {
     fn seat_state(&mut self) -> &mut SeatState {
         &mut self.seat
@@ -578,21 +577,7 @@ impl PointerHandler for Bar {
     }
 }
 
-impl ShmHandler for Bar {
-    fn shm_state(&mut self) -> &mut Shm {
-        &mut self.shm
-    }
-}
-
-impl ProvidesRegistryState for Bar {
-    fn registry(&mut self) -> &mut RegistryState {
-        &mut self.registry
-    }
-    registry_handlers![OutputState, SeatState];
-}
-
-delegate_registry!(Bar);
-smithay_client_toolkit::delegate_dispatch2!(Bar);
+accord_systemui::client_handlers!(Bar, [OutputState, SeatState]);
 
 #[cfg(test)]
 mod tests {

@@ -1,10 +1,13 @@
 //! `bootanimation`: OpenHarmony's boot animation, a Wayland client of
-//! render_service. init starts it with the system UI, once the compositor
-//! has drawn its first frame (`bootevent.render_service.ready`); it
+//! render_service. init starts it with render_service and the system UI
+//! (it waits up to [`CONNECT_FOR`] for the compositor's socket); it
 //! covers the whole screen (an overlay layer surface, over the status
 //! bar) with the product's name (`const.product.name`, else "Accord") and
 //! a row of dots, one lit after the other, until the boot has completed
-//! (`bootevent.boot.completed=true`), then goes. If the boot had
+//! (`bootevent.boot.completed=true`), then goes. The boot waits for its
+//! first frame (`bootevent.bootanimation.started`, declared in
+//! systemui.cfg) and for the status bar (`bootevent.systemui.ready`), so
+//! the animation is always seen and gives way to the system UI. If the boot had
 //! completed before it started (render_service restarted later), it
 //! shows nothing. It gives up after [`MAX_SHOWN`] whatever happens, said
 //! in the log.
@@ -25,33 +28,30 @@ use accord_systemui::{
 };
 use anyhow::{bail, Context};
 use smithay_client_toolkit::{
-    compositor::{CompositorHandler, CompositorState},
-    delegate_registry,
-    output::{OutputHandler, OutputState},
-    reexports::client::{
-        globals::registry_queue_init,
-        protocol::{wl_output, wl_shm, wl_surface},
-        Connection, QueueHandle,
-    },
-    registry::{ProvidesRegistryState, RegistryState},
-    registry_handlers,
+    compositor::CompositorState,
+    output::OutputState,
+    reexports::client::{globals::registry_queue_init, protocol::wl_shm, Connection, QueueHandle},
+    registry::RegistryState,
     shell::{
         wlr_layer::{Anchor, KeyboardInteractivity, Layer, LayerShell, LayerShellHandler, LayerSurface, LayerSurfaceConfigure},
         WaylandSurface,
     },
     shm::{
         slot::{Buffer, SlotPool},
-        Shm, ShmHandler,
+        Shm,
     },
 };
 use tracing::{info, warn};
 
 /// The parameter that ends the animation, and its value then.
 const COMPLETED: (&str, &str) = ("bootevent.boot.completed", "true");
+/// The boot event set once the first frame is on its way (OpenHarmony's
+/// name for it).
+const STARTED: (&str, &str) = ("bootevent.bootanimation.started", "true");
 /// The longest the animation stays, whatever the boot does.
 const MAX_SHOWN: Duration = Duration::from_secs(300);
 /// How long the compositor is waited for.
-const CONNECT_FOR: Duration = Duration::from_secs(20);
+const CONNECT_FOR: Duration = Duration::from_secs(60);
 /// One step of the dots.
 const STEP: Duration = Duration::from_millis(250);
 const DOTS: i32 = 5;
@@ -169,7 +169,14 @@ fn run(conn: Connection, name: &str, text: Option<&Text>, mut done: std::io::Pip
             match anim.draw(name, text, step) {
                 Ok(true) => {
                     if step == 0 {
+                        queue.flush().context("sending to the compositor")?;
                         info!("shown");
+                        // The boot waits for this (bootanimation.cfg's boot
+                        // event): the animation is on the screen before the
+                        // boot can complete, however fast the system UI is.
+                        if let Err(e) = accord_param::client::set(STARTED.0, STARTED.1) {
+                            warn!(%e, "{} not set: the boot completes without it", STARTED.0);
+                        }
                     }
                     step += 1;
                 }
@@ -272,35 +279,4 @@ impl LayerShellHandler for Anim {
     }
 }
 
-impl CompositorHandler for Anim {
-    fn scale_factor_changed(&mut self, _: &Connection, _: &QueueHandle<Self>, _: &wl_surface::WlSurface, _: i32) {}
-    fn transform_changed(&mut self, _: &Connection, _: &QueueHandle<Self>, _: &wl_surface::WlSurface, _: wl_output::Transform) {}
-    fn frame(&mut self, _: &Connection, _: &QueueHandle<Self>, _: &wl_surface::WlSurface, _: u32) {}
-    fn surface_enter(&mut self, _: &Connection, _: &QueueHandle<Self>, _: &wl_surface::WlSurface, _: &wl_output::WlOutput) {}
-    fn surface_leave(&mut self, _: &Connection, _: &QueueHandle<Self>, _: &wl_surface::WlSurface, _: &wl_output::WlOutput) {}
-}
-
-impl OutputHandler for Anim {
-    fn output_state(&mut self) -> &mut OutputState {
-        &mut self.output
-    }
-    fn new_output(&mut self, _: &Connection, _: &QueueHandle<Self>, _: wl_output::WlOutput) {}
-    fn update_output(&mut self, _: &Connection, _: &QueueHandle<Self>, _: wl_output::WlOutput) {}
-    fn output_destroyed(&mut self, _: &Connection, _: &QueueHandle<Self>, _: wl_output::WlOutput) {}
-}
-
-impl ShmHandler for Anim {
-    fn shm_state(&mut self) -> &mut Shm {
-        &mut self.shm
-    }
-}
-
-impl ProvidesRegistryState for Anim {
-    fn registry(&mut self) -> &mut RegistryState {
-        &mut self.registry
-    }
-    registry_handlers![OutputState];
-}
-
-delegate_registry!(Anim);
-smithay_client_toolkit::delegate_dispatch2!(Anim);
+accord_systemui::client_handlers!(Anim, [OutputState]);

@@ -29,17 +29,15 @@ use alacritty_terminal::{
 };
 use anyhow::{bail, Context};
 use smithay_client_toolkit::{
-    compositor::{CompositorHandler, CompositorState},
-    delegate_registry,
+    compositor::CompositorState,
     dispatch2::Dispatch2,
-    output::{OutputHandler, OutputState},
+    output::OutputState,
     reexports::client::{
         globals::registry_queue_init,
-        protocol::{wl_keyboard, wl_output, wl_pointer, wl_seat, wl_shm, wl_surface},
+        protocol::{wl_keyboard, wl_pointer, wl_seat, wl_shm},
         Connection, Proxy, QueueHandle, WEnum,
     },
-    registry::{ProvidesRegistryState, RegistryState},
-    registry_handlers,
+    registry::RegistryState,
     seat::{
         pointer::{PointerEvent, PointerEventKind, PointerHandler},
         Capability, SeatHandler, SeatState,
@@ -51,7 +49,7 @@ use smithay_client_toolkit::{
         },
         WaylandSurface,
     },
-    shm::{slot::SlotPool, Shm, ShmHandler},
+    shm::{slot::SlotPool, Shm},
 };
 use tracing::{debug, info, warn};
 
@@ -294,6 +292,11 @@ impl App {
         Ok(None)
     }
 
+    /// The compositor showed the last frame: the next may be drawn.
+    fn frame_done(&mut self) {
+        self.frame_pending = false;
+    }
+
     fn draw(&mut self, qh: &QueueHandle<App>) -> anyhow::Result<()> {
         let Some((w, h)) = self.size.filter(|_| self.dirty && !self.frame_pending) else { return Ok(()) };
         let (w, h) = (w as i32, h as i32);
@@ -380,7 +383,7 @@ impl Dispatch2<wl_keyboard::WlKeyboard, App> for KeyboardData {
                 app.repeat.delay = delay.max(0);
             }
             Event::Leave { .. } => app.repeat = Repeat { key: None, next: None, ..app.repeat },
-            Event::Enter { .. } => debug!("keyboard focus"),
+            Event::Enter { .. } => info!("keyboard focus"),
             _ => {}
         }
     }
@@ -401,25 +404,6 @@ impl WindowHandler for App {
         self.dirty = true;
         self.frame_pending = false;
     }
-}
-
-impl CompositorHandler for App {
-    fn scale_factor_changed(&mut self, _: &Connection, _: &QueueHandle<Self>, _: &wl_surface::WlSurface, _: i32) {}
-    fn transform_changed(&mut self, _: &Connection, _: &QueueHandle<Self>, _: &wl_surface::WlSurface, _: wl_output::Transform) {}
-    fn frame(&mut self, _: &Connection, _: &QueueHandle<Self>, _: &wl_surface::WlSurface, _: u32) {
-        self.frame_pending = false;
-    }
-    fn surface_enter(&mut self, _: &Connection, _: &QueueHandle<Self>, _: &wl_surface::WlSurface, _: &wl_output::WlOutput) {}
-    fn surface_leave(&mut self, _: &Connection, _: &QueueHandle<Self>, _: &wl_surface::WlSurface, _: &wl_output::WlOutput) {}
-}
-
-impl OutputHandler for App {
-    fn output_state(&mut self) -> &mut OutputState {
-        &mut self.output
-    }
-    fn new_output(&mut self, _: &Connection, _: &QueueHandle<Self>, _: wl_output::WlOutput) {}
-    fn update_output(&mut self, _: &Connection, _: &QueueHandle<Self>, _: wl_output::WlOutput) {}
-    fn output_destroyed(&mut self, _: &Connection, _: &QueueHandle<Self>, _: wl_output::WlOutput) {}
 }
 
 impl SeatHandler for App {
@@ -466,18 +450,4 @@ impl PointerHandler for App {
     }
 }
 
-impl ShmHandler for App {
-    fn shm_state(&mut self) -> &mut Shm {
-        &mut self.shm
-    }
-}
-
-impl ProvidesRegistryState for App {
-    fn registry(&mut self) -> &mut RegistryState {
-        &mut self.registry
-    }
-    registry_handlers![OutputState, SeatState];
-}
-
-delegate_registry!(App);
-smithay_client_toolkit::delegate_dispatch2!(App);
+accord_systemui::client_handlers!(App, [OutputState, SeatState], frame_done);

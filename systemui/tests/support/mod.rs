@@ -64,11 +64,17 @@ pub fn wait_said(dir: &Path, name: &str, what: &str, pieces: &[&str]) {
 }
 
 /// Waits for a frame that passes `ok`; on failure `name`'s log is shown.
+/// With `ACCORD_TEST_SHOTS` set to a directory, the frame is saved there
+/// as `<what>.png` (to look at, or for the docs).
 pub fn wait_frame(t: &CompositorThread, what: &str, dir: &Path, name: &str, ok: impl Fn(&Frame) -> bool) -> Frame {
     let deadline = Instant::now() + DEADLINE;
     loop {
         if let Some(frame) = t.with(|c| c.frame().expect("reading the frame")) {
             if ok(&frame) {
+                if let Some(shots) = std::env::var_os("ACCORD_TEST_SHOTS") {
+                    let png = accord_compositor::display_manager::encode_png(&frame).expect("a PNG");
+                    std::fs::write(Path::new(&shots).join(format!("{what}.png")), png).expect("writing the screenshot");
+                }
                 return frame;
             }
         }

@@ -556,8 +556,8 @@ fn compositor_on_screen(q: &mut Qemu, qmp_sock: &std::path::Path, shot: &std::pa
     // The boot animation was on the screen from the compositor's first
     // frames, and went when the boot completed.
     let (rc, o) = q.run(
-        "i=0; while pidof bootanimation >/dev/null || ! hilog -x -T bootanimation | grep -q 'the boot completed'; do i=$((i+1)); [ $i -gt 300 ] && exit 1; sleep 0.1; done; hilog -x -T bootanimation",
-        Duration::from_secs(60),
+        "i=0; while pidof bootanimation >/dev/null || ! hilog -x -T bootanimation | grep -q 'the boot completed'; do i=$((i+1)); [ $i -gt 100 ] && exit 1; sleep 0.2; done; hilog -x -T bootanimation",
+        Duration::from_secs(120),
     )?;
     ensure!(
         rc == 0 && o.contains("shown"),
@@ -697,8 +697,9 @@ fn launcher_starts_an_app(q: &mut Qemu, qmp_sock: &std::path::Path, shot: &std::
     let open = screenshots_until(&mut qmp, shot, Duration::from_secs(60), launcher_open)?;
     ensure!(open, "the launcher did not open: {}", out(q, "hilog -x -T systemui | tail")?);
     save_png(&std::fs::read(shot)?, &shot.with_file_name("screen-launcher.png"))?;
-    // The first tile (sorted by name: the shared memory demo): its icon.
-    qmp_click(&mut qmp, 24 + 70, BAR + 24 + 36, w, h)?;
+    // The second tile (sorted by name: Settings, Shared memory demo,
+    // Terminal): its icon.
+    qmp_click(&mut qmp, tile_x(1), BAR + 24 + 36, w, h)?;
     let (rc, o) = q.run(
         "i=0; until p=$(pidof weston-simple-shm); do i=$((i+1)); [ $i -gt 300 ] && exit 1; sleep 0.1; done; awk '/^Uid:/ {print $2}' /proc/$p/status",
         Duration::from_secs(60),
@@ -710,6 +711,75 @@ fn launcher_starts_an_app(q: &mut Qemu, qmp_sock: &std::path::Path, shot: &std::
     ensure!(shown, "the demo's window is not on the screen: {}", out(q, "hilog -x -T render_service | tail -5")?);
     save_png(&std::fs::read(shot)?, &shot.with_file_name("screen-app.png"))?;
     out(q, "begetctl stop_service app.shmdemo")?;
+    Ok(())
+}
+
+/// The x of the middle of the launcher's tile `i` in its first row (its
+/// margin 24, tiles 140 pixels wide: systemui's bar.rs).
+fn tile_x(i: usize) -> usize {
+    24 + 140 * i + 70
+}
+
+/// The Settings page's background (systemui's settings.rs).
+const SETTINGS_BG: [u8; 3] = [0x0f, 0x17, 0x20];
+
+/// Opens the launcher by a QMP click on the applications button, clicks
+/// tile `tile` (sorted by name: Settings, Shared memory demo, Terminal),
+/// and checks that `process` (init's `service`) runs as `uid`. The QMP
+/// connection, for what the check does next.
+fn start_from_the_launcher(
+    q: &mut Qemu,
+    qmp_sock: &std::path::Path,
+    shot: &std::path::Path,
+    tile: usize,
+    process: &str,
+    service: &str,
+    uid: &str,
+) -> Result<accord_systest::Qmp> {
+    out(q, "power-shell wakeup >/dev/null")?;
+    let mut qmp = accord_systest::Qmp::connect(qmp_sock)?;
+    let ready = screenshots_until(&mut qmp, shot, Duration::from_secs(60), |p| Ok(bar_shown(p)? && !launcher_open(p)?))?;
+    ensure!(ready, "no status bar without the launcher: {}", out(q, "hilog -x -T systemui | tail")?);
+    let (w, h, _) = ppm_pixels(&std::fs::read(shot)?).map(|(w, h, _)| (w, h, ()))?;
+    qmp_click(&mut qmp, 22, BAR / 2, w, h)?;
+    ensure!(
+        screenshots_until(&mut qmp, shot, Duration::from_secs(60), launcher_open)?,
+        "the launcher did not open: {}",
+        out(q, "hilog -x -T systemui | tail")?
+    );
+    qmp_click(&mut qmp, tile_x(tile), BAR + 24 + 36, w, h)?;
+    let (rc, o) = q.run(
+        &format!("i=0; until p=$(pidof {process}); do i=$((i+1)); [ $i -gt 300 ] && exit 1; sleep 0.1; done; awk '/^Uid:/ {{print $2}}' /proc/$p/status"),
+        Duration::from_secs(60),
+    )?;
+    ensure!(rc == 0, "{process} did not start: {o}\n{}", out(q, &format!("hilog -x -T systemui | tail -5; begetctl dump_service {service}"))?);
+    ensure!(o.trim() == uid, "{process} runs as uid {o:?}, not {uid}");
+    Ok(qmp)
+}
+
+/// The launcher's first tile starts Settings (`app.settings`, uid
+/// app_settings, 20010002): its About page shows the product's name, the
+/// power mode (SA 3301) and the system abilities (samgr's list, which the
+/// policy gives that uid), in its window and in hilog.
+fn settings_from_the_launcher(q: &mut Qemu, qmp_sock: &std::path::Path, shot: &std::path::Path) -> Result<()> {
+    let mut qmp = start_from_the_launcher(q, qmp_sock, shot, 0, "settings", "app.settings", "20010002")?;
+    let (rc, o) = q.run(
+        "i=0; until hilog -x -T settings | grep -q 'System abilities: [0-9]'; do i=$((i+1)); [ $i -gt 600 ] && exit 1; sleep 0.1; done; hilog -x -T settings | grep 'Device:' | tail -1",
+        Duration::from_secs(90),
+    )?;
+    ensure!(rc == 0, "Settings never listed the system abilities: {o}\n{}", out(q, "hilog -x -T settings | tail -5")?);
+    ensure!(o.contains("Device: 7 (Name=Accord)") && o.contains("(Mode=") && o.contains("Storage: 2 (/data="), "Settings shows {o:?}");
+    let sas: usize = o.split("System abilities: ").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or(0);
+    ensure!(sas >= 5, "Settings lists {sas} system abilities: {o}");
+    let page = |ppm: &[u8]| -> Result<bool> {
+        let (w, h, px) = ppm_pixels(ppm)?;
+        let bg = px.chunks_exact(3).skip(w * BAR).filter(|p| *p == SETTINGS_BG).count();
+        Ok(!launcher_open(ppm)? && bg * 10 >= w * (h - BAR) * 7)
+    };
+    let shown = screenshots_until(&mut qmp, shot, Duration::from_secs(60), page)?;
+    save_png(&std::fs::read(shot)?, &shot.with_file_name("screen-settings.png"))?;
+    ensure!(shown, "the Settings page is not on the screen (see screen-settings.png)");
+    out(q, "begetctl stop_service app.settings")?;
     Ok(())
 }
 
@@ -785,25 +855,7 @@ const TERMINAL_GREEN: [u8; 3] = [0x4e, 0x9a, 0x06];
 /// its output (30 cells of green) is drawn; `exit 7` ends the shell,
 /// whose status the terminal writes to hilog.
 fn terminal_from_the_launcher(q: &mut Qemu, qmp_sock: &std::path::Path, shot: &std::path::Path) -> Result<()> {
-    out(q, "power-shell wakeup >/dev/null")?;
-    let mut qmp = accord_systest::Qmp::connect(qmp_sock)?;
-    let ready = screenshots_until(&mut qmp, shot, Duration::from_secs(60), |p| Ok(bar_shown(p)? && !launcher_open(p)?))?;
-    ensure!(ready, "no status bar without the launcher: {}", out(q, "hilog -x -T systemui | tail")?);
-    let (w, h, _) = ppm_pixels(&std::fs::read(shot)?).map(|(w, h, _)| (w, h, ()))?;
-    qmp_click(&mut qmp, 22, BAR / 2, w, h)?;
-    ensure!(
-        screenshots_until(&mut qmp, shot, Duration::from_secs(60), launcher_open)?,
-        "the launcher did not open: {}",
-        out(q, "hilog -x -T systemui | tail")?
-    );
-    // The second tile (sorted by name: "Shared memory demo", "Terminal").
-    qmp_click(&mut qmp, 24 + 140 + 70, BAR + 24 + 36, w, h)?;
-    let (rc, o) = q.run(
-        "i=0; until p=$(pidof terminal); do i=$((i+1)); [ $i -gt 300 ] && exit 1; sleep 0.1; done; awk '/^Uid:/ {print $2}' /proc/$p/status",
-        Duration::from_secs(60),
-    )?;
-    ensure!(rc == 0, "the terminal did not start: {o}\n{}", out(q, "hilog -x -T systemui | tail -5; begetctl dump_service app.terminal")?);
-    ensure!(o.trim() == "2000", "the terminal runs as uid {o:?}, not shell (2000)");
+    let mut qmp = start_from_the_launcher(q, qmp_sock, shot, 2, "terminal", "app.terminal", "2000")?;
     let (rc, o) =
         q.run("i=0; until hilog -x -T terminal | grep -q 'keyboard focus'; do i=$((i+1)); [ $i -gt 600 ] && exit 1; sleep 0.1; done", Duration::from_secs(90))?;
     ensure!(rc == 0, "the terminal never had the keyboard: {o}\n{}", out(q, "hilog -x -T terminal | tail")?);
@@ -1030,6 +1082,10 @@ fn main() -> ExitCode {
             r.check(
                 "the status bar's applications button opens the launcher; a click on a tile starts the app through init as its own uid (QMP clicks and screenshots)",
                 launcher_starts_an_app(&mut q, &qmp_sock, &log_dir.join("screen.ppm")),
+            );
+            r.check(
+                "the launcher starts Settings (uid app_settings): its About page shows the product, the power mode and samgr's system abilities (QMP clicks and a screenshot, hilog)",
+                settings_from_the_launcher(&mut q, &qmp_sock, &log_dir.join("screen.ppm")),
             );
             r.check(
                 "the launcher starts the terminal (uid shell); a command typed through QMP keys runs in its shell, its output drawn (QMP screenshot), and the shell's exit status is in hilog",
