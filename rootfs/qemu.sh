@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Boots out/<arch>/ in QEMU (TCG) on the serial console of this terminal.
+# Boots out/<arch>/ in QEMU (TCG), its serial console on this terminal and
+# its screen in a window when there is one to show it in.
 #
 #   rootfs/qemu.sh aarch64|x86_64 [--print] [extra qemu args...]
 #
@@ -8,6 +9,16 @@
 # Environment: ACCORD_APPEND  extra kernel command line (e.g. loglevel=7)
 #              ACCORD_MEM     guest memory in MiB (default 512)
 #              ACCORD_DATA_IMG  the /data disk (default out/<arch>/data.img)
+#              ACCORD_DISPLAY where the screen goes:
+#                auto   (default) a window (GTK, else SDL) when this is a
+#                       graphical session ($DISPLAY or $WAYLAND_DISPLAY) and
+#                       QEMU has such a display (Debian's qemu-system-gui,
+#                       which rootfs/setup-host.sh --gui installs); else none
+#                window the same, or an error saying what is missing
+#                vnc    a VNC server on 127.0.0.1 only, port 5900 +
+#                       ${ACCORD_VNC_DISPLAY:-0}
+#                none   no screen (the serial console only; tests use this)
+#              The serial console stays on this terminal in every case.
 # Power off from the shell (`poweroff`) and QEMU exits with status 0.
 # A USB controller (id "usb") takes hot-plugged disks: with
 # `-qmp unix:/tmp/q.sock,server=on,wait=off` as an extra argument,
@@ -50,9 +61,58 @@ case "$ARCH" in
         append="console=ttyS0 $append"
         ;;
 esac
+# QEMU's display backends that this build has (GTK and SDL come as modules
+# in Debian's qemu-system-gui).
+has_display() {
+    "${cmd[0]}" -display help 2>/dev/null | grep -qx "$1"
+}
+window_display() {
+    local d
+    for d in gtk sdl; do
+        if has_display "$d"; then
+            echo "$d"
+            return 0
+        fi
+    done
+    return 1
+}
+mode=${ACCORD_DISPLAY:-auto}
+case "$mode" in
+    auto)
+        if [[ -n ${DISPLAY:-}${WAYLAND_DISPLAY:-} ]]; then
+            if window_display >/dev/null; then
+                mode=window
+            else
+                [[ $PRINT -eq 1 ]] || log "no QEMU window: this QEMU has no GTK or SDL display (rootfs/setup-host.sh --gui installs qemu-system-gui); serial console only"
+                mode=none
+            fi
+        else
+            mode=none
+        fi
+        ;;
+    window | vnc | none) ;;
+    *) die "ACCORD_DISPLAY=$mode: expected auto, window, vnc or none" ;;
+esac
+case "$mode" in
+    window)
+        backend=$(window_display) || die "ACCORD_DISPLAY=window: this QEMU has no GTK or SDL display (rootfs/setup-host.sh --gui installs qemu-system-gui)"
+        [[ -n ${DISPLAY:-}${WAYLAND_DISPLAY:-} ]] || die "ACCORD_DISPLAY=window: no graphical session (\$DISPLAY and \$WAYLAND_DISPLAY are unset); ACCORD_DISPLAY=vnc serves the screen instead"
+        screen=(-display "$backend" -serial mon:stdio)
+        ;;
+    vnc)
+        vnc=${ACCORD_VNC_DISPLAY:-0}
+        [[ $vnc =~ ^[0-9]{1,2}$ ]] || die "ACCORD_VNC_DISPLAY=$vnc: expected a display number, 0 to 99"
+        screen=(-display none -vnc "127.0.0.1:$vnc" -serial mon:stdio)
+        [[ $PRINT -eq 1 ]] || log "the screen: VNC on 127.0.0.1:$((5900 + 10#$vnc)) (loopback only)"
+        ;;
+    none)
+        screen=(-nographic)
+        ;;
+esac
+
 cmd+=(
     -smp 2 -m "${ACCORD_MEM:-512}"
-    -nographic -no-reboot
+    "${screen[@]}" -no-reboot
     -kernel "$OUT_DIR/vmlinuz"
     -initrd "$OUT_DIR/initramfs.img"
     -append "$append"

@@ -4,11 +4,21 @@
 #
 #   rootfs/setup-host.sh            check and install
 #   rootfs/setup-host.sh --check    check only; exit 1 if something is missing
+#   rootfs/setup-host.sh --gui      also QEMU's GTK and SDL displays
+#                                   (qemu-system-gui), for `make qemu` in a
+#                                   window on a desktop
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 CHECK_ONLY=0
-[[ ${1:-} == --check ]] && CHECK_ONLY=1
+GUI=0
+for arg in "$@"; do
+    case "$arg" in
+        --check) CHECK_ONLY=1 ;;
+        --gui) GUI=1 ;;
+        *) die "unknown option $arg (expected --check or --gui)" ;;
+    esac
+done
 
 # Host packages (amd64) and the foreign-architecture ones. qemu-utils is
 # handled apart: its version must equal qemu-system-common's (see below).
@@ -23,6 +33,8 @@ PACKAGES=(
     # The system UI's font (DejaVu Sans, into the image's /system/fonts).
     fonts-dejavu-core
 )
+# QEMU's windows: its version goes with qemu-system-common's (below).
+[[ $GUI -eq 1 ]] && PACKAGES+=(qemu-system-gui)
 FOREIGN_ARCH=arm64
 FOREIGN_PACKAGES=(musl-dev:arm64)
 RUST_TARGETS=(aarch64-unknown-linux-musl x86_64-unknown-linux-musl aarch64-unknown-linux-gnu x86_64-unknown-linux-gnu)
@@ -108,7 +120,7 @@ if [[ $need_foreign_arch -eq 1 || ${#missing[@]} -gt 0 || $qemu_utils_ok -eq 0 ]
     install=("${missing[@]}")
     # qemu-system-common goes in at the candidate version, and qemu-utils with it.
     for i in "${!install[@]}"; do
-        [[ ${install[$i]} == qemu-system-common ]] && install[$i]="qemu-system-common=$qemu_v"
+        [[ ${install[$i]} == qemu-system-common || ${install[$i]} == qemu-system-gui ]] && install[$i]="${install[$i]}=$qemu_v"
     done
     if [[ $(installed_version qemu-utils) != "$qemu_v" ]]; then
         install+=("qemu-utils=$qemu_v")
