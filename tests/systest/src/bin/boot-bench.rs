@@ -34,6 +34,11 @@ struct Sample {
     /// The first frame on the screen (bootevent.render_service.ready),
     /// host ms since QEMU started; 0 when the image has no render_service.
     first_frame: f64,
+    /// The status bar sent to the compositor (bootevent.systemui.ready),
+    /// host ms since QEMU started; 0 without a system UI.
+    ui_ready: f64,
+    /// systemui at idle (the bar on the screen), PSS.
+    systemui_pss_kb: u64,
     /// Private (unshared) memory of the data service and the two storage
     /// SAs together: what running them costs beyond the shared binary.
     uss_kb: u64,
@@ -95,6 +100,9 @@ fn one(arch: &str, i: usize) -> Result<Sample> {
     let first_frame_us: Option<f64> = if rc == 0 { ff.trim().parse().ok() } else { None };
     let (render_pss_kb, render_uss_kb) =
         if first_frame_us.is_some() { (pss(&mut q, "pidof render_service")?, uss(&mut q, "pidof render_service")?) } else { (0, 0) };
+    let (rc, ui) = q.run("param get ohos.boot.time.systemui.ready", Duration::from_secs(20))?;
+    let ui_ready_us: Option<f64> = if rc == 0 { ui.trim().parse().ok() } else { None };
+    let systemui_pss_kb = if ui_ready_us.is_some() { pss(&mut q, "pidof systemui")? } else { 0 };
     let storage_pss_kb = pss(&mut q, "hidumper -ls | awk '$1 == 5003 {print $4}'")? + pss(&mut q, "hidumper -ls | awk '$1 == 5002 {print $4}'")?;
     let mut uss_kb = 0;
     for id in [1301, 5003, 5002] {
@@ -123,6 +131,8 @@ fn one(arch: &str, i: usize) -> Result<Sample> {
         init: kernel_start + init_us / 1000.0,
         completed: kernel_start + done_us / 1000.0,
         first_frame: first_frame_us.map(|us| kernel_start + us / 1000.0).unwrap_or(0.0),
+        ui_ready: ui_ready_us.map(|us| kernel_start + us / 1000.0).unwrap_or(0.0),
+        systemui_pss_kb,
         render_pss_kb,
         render_uss_kb,
         prompt: ms(prompt.duration_since(q.started)),
@@ -171,6 +181,10 @@ fn main() -> Result<()> {
         "  first frame            {:7.0} ms  (render_service's first frame on the screen, after init start; 0: no render_service)",
         col(|s| if s.first_frame > 0.0 { s.first_frame - s.init } else { 0.0 })
     );
+    println!(
+        "  status bar on screen   {:7.0} ms  (systemui's bar sent to the compositor, after init start: the launcher's button is there; 0: no system UI)",
+        col(|s| if s.ui_ready > 0.0 { s.ui_ready - s.init } else { 0.0 })
+    );
     println!("  poweroff -> QEMU exit  {:7.0} ms", col(|s| s.poweroff));
     println!("  init VmRSS at idle     {:7} kB", samples.iter().map(|s| s.rss_kb).max().unwrap_or(0));
     println!("  samgr PSS at idle      {:7} kB", samples.iter().map(|s| s.samgr_pss_kb).max().unwrap_or(0));
@@ -188,6 +202,11 @@ fn main() -> Result<()> {
         "  render_service PSS     {:7} kB  (idle, the background on the screen; USS {} kB; issue 11's target: <= 8192 kB)",
         samples.iter().map(|s| s.render_pss_kb).max().unwrap_or(0),
         samples.iter().map(|s| s.render_uss_kb).max().unwrap_or(0)
+    );
+    println!(
+        "  systemui PSS           {:7} kB  (idle, the bar on the screen; with render_service: {} kB; issue 11's target for both: <= 24576 kB)",
+        samples.iter().map(|s| s.systemui_pss_kb).max().unwrap_or(0),
+        samples.iter().map(|s| s.systemui_pss_kb + s.render_pss_kb).max().unwrap_or(0)
     );
     println!(
         "  data service PSS       {:7} kB  (SA 1301's process after one kv put; issue 9's target: with the storage manager <= 2560 kB)",
