@@ -97,3 +97,27 @@ fn typed_commands_run_in_the_shell_and_their_output_is_drawn() {
     let said = log_of(&dir, "terminal");
     assert!(said.contains("the shell exited") && said.contains("exit status: 7"), "{said}");
 }
+
+/// Megabytes of random bytes (escape bytes taken out, so no query's
+/// answer lands in the shell's input) printed through the terminal: it
+/// stays responsive, draws after a reset, and the shell's exit status
+/// still arrives.
+#[test]
+fn a_flood_of_random_bytes_does_not_stop_the_terminal() {
+    let t = CompositorThread::start(WIDTH, HEIGHT, "wayland-flood");
+    let dir = t.dir.path().to_owned();
+    let home = tempfile::tempdir().unwrap();
+    let mut kb = common::input::fifo_device(&t, "keyboard", common::input::keyboard());
+    let mut term = spawn_with(env!("CARGO_BIN_EXE_terminal"), &dir, "wayland-flood", &[("SHELL", Path::new("/bin/sh")), ("HOME", home.path()), ("PS1", Path::new("$ "))]);
+    support::wait_said(&dir, "terminal", "never had the keymap, the focus and a shell", &["keymap taken", "keyboard focus", "the shell started"]);
+    type_text(&mut kb, "head -c 2000000 /dev/urandom | tr -d '\\033\\233\\220\\235'; printf '\\033c\\033[42m%30s\\033[m\\n' ''\n");
+    support::wait_frame(&t, "the green after the flood", &dir, "terminal", |f| longest_run(f, PALETTE[2]) >= 30 * 8);
+    type_text(&mut kb, "exit 3\n");
+    let deadline = Instant::now() + DEADLINE;
+    while term.0.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the terminal did not exit after the shell:\n{}", log_of(&dir, "terminal"));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let said = log_of(&dir, "terminal");
+    assert!(said.contains("exit status: 3"), "{said}");
+}
