@@ -108,7 +108,8 @@ fn a_flood_of_random_bytes_does_not_stop_the_terminal() {
     let dir = t.dir.path().to_owned();
     let home = tempfile::tempdir().unwrap();
     let mut kb = common::input::fifo_device(&t, "keyboard", common::input::keyboard());
-    let mut term = spawn_with(env!("CARGO_BIN_EXE_terminal"), &dir, "wayland-flood", &[("SHELL", Path::new("/bin/sh")), ("HOME", home.path()), ("PS1", Path::new("$ "))]);
+    let mut term =
+        spawn_with(env!("CARGO_BIN_EXE_terminal"), &dir, "wayland-flood", &[("SHELL", Path::new("/bin/sh")), ("HOME", home.path()), ("PS1", Path::new("$ "))]);
     support::wait_said(&dir, "terminal", "never had the keymap, the focus and a shell", &["keymap taken", "keyboard focus", "the shell started"]);
     type_text(&mut kb, "head -c 2000000 /dev/urandom | tr -d '\\033\\233\\220\\235'; printf '\\033c\\033[42m%30s\\033[m\\n' ''\n");
     support::wait_frame(&t, "the green after the flood", &dir, "terminal", |f| longest_run(f, PALETTE[2]) >= 30 * 8);
