@@ -554,8 +554,10 @@ async fn attack_shutdown_callback_unsubscribe_leaks() {
         let sub = bs.subscribe(Listener::new(BatteryListener::into_remote(Quiet))).await.map(|_| ()).map_err(|e| e.to_string());
         (ok, first_err, sub)
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let during = held();
+    // Each callback given back lets go of its connection, asynchronously
+    // (its delivery task ends, then both ends close): waited for, not
+    // slept on. A leak would hold ~200 descriptors and never settle.
+    let during = settle(base, 10, Duration::from_secs(30)).await;
     let cbs = shutdown_callbacks(&w);
     stay.leave();
     let after = settle(base, 4, Duration::from_secs(10)).await;
