@@ -10,11 +10,12 @@
 //! its thread), each a copy of the screen and its PNG (a few MiB at
 //! 1280x800, sent in a sealed memfd and freed when sent).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use accord_display::{DisplayError, DisplayInfo, DisplayManager, ScreenPower, ID, PERM_CAPTURE_SCREEN};
-use accord_safwk::typed::Blob;
+use accord_display::{DisplayError, DisplayInfo, DisplayListener, DisplayListenerProxy, DisplayManager, ScreenPower, ID, PERM_CAPTURE_SCREEN};
+use accord_safwk::subscribers::Subscribers;
+use accord_safwk::typed::{Blob, Listener};
 use accord_safwk::Caller;
 use smithay::reexports::calloop::channel::Sender;
 use tracing::{info, warn};
@@ -35,23 +36,47 @@ pub enum DisplayRequest {
     Capture(u64, std::sync::mpsc::Sender<Result<Frame, DisplayError>>),
 }
 
-/// Sends [`DisplayRequest`]s to a running compositor from any thread.
-pub type DisplayRequestSender = Sender<DisplayRequest>;
+/// The display listeners of a compositor: it tells them of each change
+/// (`send`, never waiting), the SA adds and removes them.
+pub type DisplayListeners = Arc<Subscribers<DisplayInfo>>;
+
+/// A running compositor as the display manager SA holds it, usable from
+/// any thread: [`DisplayRequest`]s to it, and the listeners it tells of
+/// changes.
+#[derive(Clone)]
+pub struct DisplayRequestSender {
+    requests: Sender<DisplayRequest>,
+    listeners: DisplayListeners,
+}
+
+impl DisplayRequestSender {
+    pub(crate) fn new(requests: Sender<DisplayRequest>, listeners: DisplayListeners) -> Self {
+        DisplayRequestSender { requests, listeners }
+    }
+}
 
 /// The SA: a handle on the compositor.
 pub struct DisplayManagerSa {
     compositor: Mutex<DisplayRequestSender>,
+    /// Where listeners' deliveries run (the runtime the SA was made on).
+    rt: Option<tokio::runtime::Handle>,
 }
 
 impl DisplayManagerSa {
-    /// The SA for the compositor behind `compositor`.
+    /// The SA for the compositor behind `compositor`. Made inside a tokio
+    /// runtime, it takes listeners (delivered on that runtime); made
+    /// outside one, a subscription is refused as failed.
     pub fn new(compositor: DisplayRequestSender) -> Self {
-        DisplayManagerSa { compositor: Mutex::new(compositor) }
+        DisplayManagerSa { compositor: Mutex::new(compositor), rt: tokio::runtime::Handle::try_current().ok() }
+    }
+
+    fn handle(&self) -> Result<DisplayRequestSender, DisplayError> {
+        Ok(self.compositor.lock().map_err(|_| DisplayError::Failed("compositor handle poisoned".into()))?.clone())
     }
 
     fn ask<T>(&self, make: impl FnOnce(std::sync::mpsc::Sender<T>) -> DisplayRequest) -> Result<T, DisplayError> {
         let (tx, rx) = std::sync::mpsc::channel();
-        let sent = self.compositor.lock().map_err(|_| DisplayError::Failed("compositor handle poisoned".into()))?.send(make(tx));
+        let sent = self.handle()?.requests.send(make(tx));
         sent.map_err(|_| DisplayError::Failed("the compositor is gone".into()))?;
         rx.recv_timeout(ANSWER_TIMEOUT).map_err(|_| DisplayError::Failed(format!("the compositor did not answer within {ANSWER_TIMEOUT:?}")))
     }
@@ -75,8 +100,21 @@ impl DisplayManager for DisplayManagerSa {
         Blob::new(png).map_err(|e| DisplayError::Failed(format!("sending the image: {e}")))
     }
 
+    fn subscribe(&self, caller: &Caller, listener: Listener<DisplayListenerProxy>) -> Result<u64, DisplayError> {
+        let rt = self.rt.as_ref().ok_or_else(|| DisplayError::Failed("the display manager has no runtime for listeners".into()))?;
+        let listeners = self.handle()?.listeners;
+        let id = listeners.add(rt, caller, listener, DisplayListenerProxy::remote, |p, display, lost| async move { p.on_change(display, lost).await })?;
+        info!(uid = caller.uid(), id, "display listener added");
+        Ok(id)
+    }
+
+    fn unsubscribe(&self, caller: &Caller, id: u64) -> Result<bool, DisplayError> {
+        Ok(self.handle()?.listeners.remove(caller.uid(), id))
+    }
+
     fn on_dump(&self, _args: &[String]) -> String {
-        accord_display::displays_text(&self.displays())
+        let listeners = self.handle().map(|h| h.listeners.len()).unwrap_or(0);
+        format!("{}{listeners} display listeners\n", accord_display::displays_text(&self.displays()))
     }
 }
 

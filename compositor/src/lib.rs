@@ -296,7 +296,8 @@ impl Compositor {
             })
             .map_err(|e| Error::EventLoop(e.error))?;
 
-        let (display_requests, display_rx) = smithay::reexports::calloop::channel::channel::<display_manager::DisplayRequest>();
+        let (requests, display_rx) = smithay::reexports::calloop::channel::channel::<display_manager::DisplayRequest>();
+        let display_requests = display_manager::DisplayRequestSender::new(requests, state.display_listeners.clone());
         handle
             .insert_source(display_rx, |event, _, state: &mut State| {
                 if let smithay::reexports::calloop::channel::Event::Msg(request) = event {

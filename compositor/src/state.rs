@@ -212,6 +212,9 @@ pub struct State {
     /// Whether the screen is on (screen power, following the power
     /// manager); while off, [`State::redraw`] asks the backend for nothing.
     pub(crate) screen_on: bool,
+    /// The display manager's listeners, told of each display change
+    /// (OpenHarmony's display listeners, SA 4607).
+    pub(crate) display_listeners: crate::display_manager::DisplayListeners,
     /// Input devices, pointer position ([`crate::input`]).
     pub(crate) input: InputState,
     /// What the client under the pointer wants as the cursor.
@@ -291,6 +294,7 @@ impl State {
             start: Instant::now(),
             frames_rendered: 0,
             screen_on: true,
+            display_listeners: std::sync::Arc::new(accord_safwk::subscribers::Subscribers::new("display listeners", accord_display::SUB_BOUNDS)),
             input: InputState::default(),
             cursor: CursorImageStatus::default_named(),
             arrow: crate::render::arrow(),
@@ -340,6 +344,7 @@ impl State {
         match result {
             Ok(()) => {
                 self.screen_on = on;
+                self.display_listeners.send(&crate::display_manager::display_info(&self.backend.output_info(), on));
                 // A page flip queued before is not waited for any more.
                 self.flip_lost();
                 if on {

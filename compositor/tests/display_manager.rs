@@ -1,7 +1,8 @@
 //! The display manager (SA 4607) as render_service hosts it, against a
 //! headless compositor and a real samgr: the display it lists, a
-//! screenshot whose PNG holds the frame's pixels, and the permission a
-//! screenshot needs (an unprivileged uid is refused).
+//! screenshot whose PNG holds the frame's pixels, the permission a
+//! screenshot needs (an unprivileged uid is refused), and display
+//! listeners told of the screen's power in order, bounded per uid.
 
 use std::{
     path::{Path, PathBuf},
@@ -12,8 +13,8 @@ use std::{
 mod common;
 
 use accord_compositor::{display_manager::DisplayManagerSa, Frame};
-use accord_display::{DisplayError, DisplayManager, DisplayManagerProxy, ScreenPower, ID};
-use accord_safwk::typed::CallError;
+use accord_display::{DisplayError, DisplayInfo, DisplayListener, DisplayManager, DisplayManagerProxy, ScreenPower, ID};
+use accord_safwk::typed::{CallError, Listener};
 use accord_safwk::Samgr;
 use common::{thread::CompositorThread, DEADLINE};
 /// Holds the screenshot permission; 2002 does not.
@@ -37,6 +38,15 @@ fn as_uid<T: Send + 'static>(uid: u32, sock: &Path, f: impl AsyncFnOnce(Samgr) -
     })
     .join()
     .unwrap()
+}
+
+/// A display listener passing what it is told on.
+struct Watcher(tokio::sync::mpsc::UnboundedSender<(DisplayInfo, u32)>);
+
+impl DisplayListener for Watcher {
+    fn on_change(&self, display: DisplayInfo, lost: u32) {
+        let _ = self.0.send((display, lost));
+    }
 }
 
 fn decode(png_bytes: &[u8]) -> Frame {
@@ -99,4 +109,46 @@ fn displays_and_screenshots_through_samgr() {
     assert!(matches!(other, Some(CallError::Sa(DisplayError::NoSuchDisplay(7)))), "{other:?}");
     let refused = as_uid(UNPRIVILEGED, &sock, async |samgr| samgr.get_proxy::<DisplayManagerProxy>(ID).await.unwrap().screenshot(0).await.err());
     assert!(matches!(refused, Some(CallError::Sa(DisplayError::PermissionDenied { uid: UNPRIVILEGED, .. }))), "{refused:?}");
+
+    // A listener is told of the screen going off and on, in order.
+    let (seen_tx, seen) = std::sync::mpsc::channel();
+    let watcher_sock = sock.clone();
+    let watcher = std::thread::spawn(move || {
+        accord_testkit::become_on_this_thread(PRIVILEGED, PRIVILEGED, &[]).expect("tests run as root");
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let samgr = Samgr::connect(&watcher_sock).await.unwrap();
+            let dm = samgr.get_proxy::<DisplayManagerProxy>(ID).await.unwrap();
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let id = dm.subscribe(Listener::new(Watcher(tx).into_remote())).await.expect("subscribed");
+            seen_tx.send(None).unwrap();
+            for _ in 0..2 {
+                let (display, lost) = rx.recv().await.expect("a change");
+                seen_tx.send(Some((display.power, lost))).unwrap();
+            }
+            assert!(dm.unsubscribe(id).await.unwrap(), "its own subscription");
+            assert!(!dm.unsubscribe(id).await.unwrap(), "a subscription already ended");
+        })
+    });
+    assert_eq!(seen.recv_timeout(DEADLINE).expect("the listener subscribed"), None);
+    let screen = t.with(|c| c.screen_power());
+    screen.send(accord_compositor::ScreenPower::Off).unwrap();
+    assert_eq!(seen.recv_timeout(DEADLINE).expect("the screen off told"), Some((ScreenPower::Off, 0)));
+    screen.send(accord_compositor::ScreenPower::On).unwrap();
+    assert_eq!(seen.recv_timeout(DEADLINE).expect("the screen on told"), Some((ScreenPower::On, 0)));
+    watcher.join().unwrap();
+
+    // An unprivileged uid holds at most its share of listeners.
+    let over = as_uid(UNPRIVILEGED, &sock, async |samgr| {
+        let dm = samgr.get_proxy::<DisplayManagerProxy>(ID).await.unwrap();
+        let mut kept = Vec::new();
+        for i in 0..accord_display::MAX_SUBS_PER_UID {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            kept.push(rx);
+            dm.subscribe(Listener::new(Watcher(tx).into_remote())).await.unwrap_or_else(|e| panic!("listener {i}: {e}"));
+        }
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        dm.subscribe(Listener::new(Watcher(tx).into_remote())).await.err()
+    });
+    assert!(matches!(over, Some(CallError::Sa(DisplayError::TooMany(_)))), "{over:?}");
 }

@@ -6,13 +6,25 @@
 
 pub mod cli;
 
-use accord_safwk::typed::Blob;
+use accord_safwk::typed::{Blob, Listener};
 use accord_safwk::{interface, Caller};
 use serde::{Deserialize, Serialize};
 use zbus::zvariant::Type;
 
 /// SA id of the display manager (OpenHarmony's `DISPLAY_MANAGER_SERVICE_SA_ID`).
 pub const ID: u32 = 4607;
+
+/// Display listeners one uid may hold (OpenHarmony's
+/// `RegisterDisplayListener`); one more is refused with the bound named.
+pub const MAX_SUBS_PER_UID: usize = 8;
+/// Display listeners held in all by uids other than root and system.
+pub const MAX_SUBS: usize = 64;
+/// Changes queued for one listener before newer ones are dropped (and
+/// counted in the next one's `lost`).
+pub const MAX_PENDING: usize = 16;
+/// The listeners' bounds, as [`accord_safwk::subscribers::Subscribers`]
+/// takes them.
+pub const SUB_BOUNDS: accord_safwk::subscribers::Bounds = accord_safwk::subscribers::Bounds { per_uid: MAX_SUBS_PER_UID, total: MAX_SUBS, pending: MAX_PENDING };
 
 /// Taking a screenshot (OpenHarmony's `ohos.permission.CAPTURE_SCREEN`):
 /// what is on the screen may be anyone's.
@@ -58,9 +70,22 @@ pub enum DisplayError {
     /// No display has that id.
     #[error("no display {0}")]
     NoSuchDisplay(u64),
-    /// The operation was tried and failed (the renderer, the encoder).
+    /// The operation was tried and failed (the renderer, the encoder, a
+    /// listener that cannot be reached).
     #[error("{0}")]
     Failed(String),
+    /// A bound was reached (listeners per uid or in all), named.
+    #[error("too many: {0}")]
+    TooMany(String),
+}
+
+impl From<accord_safwk::subscribers::SubscribeError> for DisplayError {
+    fn from(e: accord_safwk::subscribers::SubscribeError) -> Self {
+        match e {
+            accord_safwk::subscribers::SubscribeError::TooMany(what) => DisplayError::TooMany(what),
+            accord_safwk::subscribers::SubscribeError::Failed(why) => DisplayError::Failed(why),
+        }
+    }
 }
 
 /// The display manager (SA [`ID`], OpenHarmony's `IDisplayManager`).
@@ -72,6 +97,28 @@ pub trait DisplayManager {
     /// frame drawn; black while the screen is off
     /// ([`PERM_CAPTURE_SCREEN`]).
     fn screenshot(&self, caller: &Caller, id: u64) -> Result<Blob, DisplayError>;
+    /// Calls `listener` with a display's [`DisplayInfo`] each time it
+    /// changes (its power, its mode), in order, until
+    /// [`DisplayManager::unsubscribe`] or the listener's process goes
+    /// (OpenHarmony's `RegisterDisplayListener` and `OnChange`). Returns
+    /// the subscription's id.
+    ///
+    /// # Errors
+    /// [`DisplayError::TooMany`] past [`MAX_SUBS_PER_UID`] for the uid or
+    /// [`MAX_SUBS`] in all; [`DisplayError::Failed`] when the listener
+    /// cannot be reached.
+    fn subscribe(&self, caller: &Caller, listener: Listener<DisplayListenerProxy>) -> Result<u64, DisplayError>;
+    /// Ends the caller's subscription `id`; `false` when it has none of
+    /// that id.
+    fn unsubscribe(&self, caller: &Caller, id: u64) -> Result<bool, DisplayError>;
+}
+
+/// What a display listener is told (OpenHarmony's `IDisplayListener`).
+#[interface(name = "ohos.rosen.DisplayListener")]
+pub trait DisplayListener {
+    /// `display` changed; `lost` changes were dropped before this one
+    /// because the listener fell behind.
+    fn on_change(&self, display: DisplayInfo, lost: u32);
 }
 
 /// `displays()` as `hidumper -s 4607` and `snapshot_display -l` print it.

@@ -951,6 +951,26 @@ fn display_manager(q: &mut Qemu, qmp_sock: &std::path::Path, shot: &std::path::P
     }
 }
 
+/// A display listener (`snapshot_display -w`, through SA 4607) is told
+/// of the screen going off at the display-off time and on again at a
+/// wake-up, in order, after the display as it was.
+fn display_listener(q: &mut Qemu) -> Result<()> {
+    out(q, "rm -f /tmp/dm-watch.txt; power-shell wakeup >/dev/null; (snapshot_display -w 2 >/tmp/dm-watch.txt 2>&1 &)")?;
+    let count = "$(grep -c 'display 0' /tmp/dm-watch.txt 2>/dev/null)";
+    let (rc, o) = q.run(
+        &format!(
+            "i=0; until [ {count} -ge 1 ]; do i=$((i+1)); [ $i -gt 300 ] && exit 1; sleep 0.1; done; power-shell timeout -o 2000 >/dev/null; \
+             i=0; until [ {count} -ge 2 ]; do i=$((i+1)); [ $i -gt 150 ] && exit 1; sleep 0.2; done; power-shell wakeup >/dev/null; power-shell timeout -o -1 >/dev/null; \
+             i=0; until [ {count} -ge 3 ]; do i=$((i+1)); [ $i -gt 150 ] && exit 1; sleep 0.2; done; cat /tmp/dm-watch.txt"
+        ),
+        Duration::from_secs(120),
+    )?;
+    ensure!(rc == 0, "snapshot_display -w: {o}\n{}", out(q, "power-shell timeout -o -1; power-shell wakeup; cat /tmp/dm-watch.txt")?);
+    let powers: Vec<&str> = o.lines().filter(|l| l.starts_with("display 0")).map(|l| l.rsplit(", ").next().unwrap_or("")).collect();
+    ensure!(powers == ["ON", "OFF", "ON"], "snapshot_display -w saw {powers:?}: {o}");
+    Ok(())
+}
+
 /// The system suspends and wakes up, with the states in order. On aarch64
 /// it goes to sleep by itself, idle, and the PL031's alarm wakes it; on
 /// x86_64 (whose RTC does not wake a freeze under QEMU) `power-shell
@@ -1074,6 +1094,10 @@ fn main() -> ExitCode {
             r.check(
                 "the display manager (SA 4607, in render_service): snapshot_display -l and hidumper -s 4607 list the screen; snapshot_display -f gives QMP's screenshot's pixels",
                 display_manager(&mut q, &qmp_sock, &log_dir.join("screen.ppm")),
+            );
+            r.check(
+                "a display listener (snapshot_display -w, SA 4607) is told of the screen off at the display-off time and on at a wake-up, in order",
+                display_listener(&mut q),
             );
             r.check(
                 "ueventd sets device nodes' owners (at boot and on hot-plug); a key through QMP is user activity for the power manager",
