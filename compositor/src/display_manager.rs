@@ -13,7 +13,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use accord_display::{DisplayError, DisplayInfo, DisplayListener, DisplayListenerProxy, DisplayManager, ScreenPower, ID, PERM_CAPTURE_SCREEN};
+use accord_display::{DisplayError, DisplayInfo, DisplayListenerProxy, DisplayManager, ScreenPower, ID, PERM_CAPTURE_SCREEN};
 use accord_safwk::subscribers::Subscribers;
 use accord_safwk::typed::{Blob, Listener};
 use accord_safwk::Caller;

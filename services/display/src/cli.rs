@@ -26,7 +26,10 @@ const USAGE: &str = "usage: snapshot_display [-i DISPLAY_ID] [-f FILE.png] | -l 
 #[derive(Debug, PartialEq, Eq)]
 enum Cmd {
     List,
-    Snapshot { id: u64, file: Option<PathBuf> },
+    Snapshot {
+        id: u64,
+        file: Option<PathBuf>,
+    },
     /// Print changes; stop after this many (`None`: never).
     Watch(Option<u64>),
 }

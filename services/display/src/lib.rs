@@ -24,7 +24,8 @@ pub const MAX_SUBS: usize = 64;
 pub const MAX_PENDING: usize = 16;
 /// The listeners' bounds, as [`accord_safwk::subscribers::Subscribers`]
 /// takes them.
-pub const SUB_BOUNDS: accord_safwk::subscribers::Bounds = accord_safwk::subscribers::Bounds { per_uid: MAX_SUBS_PER_UID, total: MAX_SUBS, pending: MAX_PENDING };
+pub const SUB_BOUNDS: accord_safwk::subscribers::Bounds =
+    accord_safwk::subscribers::Bounds { per_uid: MAX_SUBS_PER_UID, total: MAX_SUBS, pending: MAX_PENDING };
 
 /// Taking a screenshot (OpenHarmony's `ohos.permission.CAPTURE_SCREEN`):
 /// what is on the screen may be anyone's.
