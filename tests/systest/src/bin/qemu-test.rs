@@ -553,16 +553,19 @@ fn compositor_on_screen(q: &mut Qemu, qmp_sock: &std::path::Path, shot: &std::pa
     ensure!(bar, "no status bar on the screen: {}", out(q, "begetctl dump_service systemui; hilog -x -T systemui | tail")?);
     let ui_uid = out(q, "awk '/^Uid:/ {print $2}' /proc/$(pidof systemui)/status")?;
     ensure!(ui_uid == "1099", "systemui runs as uid {ui_uid:?}, not systemui (1099)");
-    // The boot animation was on the screen from the compositor's first
-    // frames, and went when the boot completed.
+    // The boot animation was on the screen before the boot completed (its
+    // first frame is a boot event: init records when it came), and went
+    // with it. Read from the boot trace's parameters, not from hilog,
+    // whose buffer may have let go of the boot's first lines by now.
     let (rc, o) = q.run(
-        "i=0; while pidof bootanimation >/dev/null || ! hilog -x -T bootanimation | grep -q 'the boot completed'; do i=$((i+1)); [ $i -gt 100 ] && exit 1; sleep 0.2; done; hilog -x -T bootanimation",
+        "i=0; while pidof bootanimation >/dev/null; do i=$((i+1)); [ $i -gt 300 ] && exit 1; sleep 0.2; done; param get ohos.boot.time.bootanimation.started; param get ohos.boot.time.boot.completed",
         Duration::from_secs(120),
     )?;
+    let times: Vec<u64> = o.split_whitespace().filter_map(|t| t.parse().ok()).collect();
     ensure!(
-        rc == 0 && o.contains("shown"),
-        "the boot animation was not shown, or did not end with the boot: {o}\n{}",
-        out(q, "begetctl dump_service bootanimation")?
+        rc == 0 && times.len() == 2 && times[0] <= times[1],
+        "the boot animation was not shown before the boot completed (first frame, completion, in us: {o:?}), or is still there\n{}",
+        out(q, "begetctl dump_service bootanimation; hilog -x -T bootanimation | tail -5")?
     );
     // Debian's stock demo client: its 250x250 window, at the top left
     // of the app area (below the status bar), drawn by the client in
