@@ -66,15 +66,42 @@ fn longest_run(f: &Frame, color: u32) -> u32 {
     best
 }
 
+/// The compositor (headless, a FIFO keyboard) and the terminal running
+/// `/bin/sh` on it, once it has the keymap, the focus and its shell.
+struct Running {
+    t: CompositorThread,
+    dir: std::path::PathBuf,
+    _home: tempfile::TempDir,
+    kb: common::input::Device,
+    term: support::Kill,
+}
+
+impl Running {
+    fn start(socket: &str) -> Running {
+        let t = CompositorThread::start(WIDTH, HEIGHT, socket);
+        let dir = t.dir.path().to_owned();
+        let home = tempfile::tempdir().unwrap();
+        let kb = common::input::fifo_device(&t, "keyboard", common::input::keyboard());
+        let term =
+            spawn_with(env!("CARGO_BIN_EXE_terminal"), &dir, socket, &[("SHELL", Path::new("/bin/sh")), ("HOME", home.path()), ("PS1", Path::new("$ "))]);
+        support::wait_said(&dir, "terminal", "never had the keymap, the focus and a shell", &["keymap taken", "keyboard focus", "the shell started"]);
+        Running { t, dir, _home: home, kb, term }
+    }
+}
+
+/// Waits for the terminal to exit (after its shell did); its log.
+fn wait_exit(term: &mut support::Kill, dir: &Path) -> String {
+    let deadline = Instant::now() + DEADLINE;
+    while term.0.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the terminal did not exit after the shell:\n{}", log_of(dir, "terminal"));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    log_of(dir, "terminal")
+}
+
 #[test]
 fn typed_commands_run_in_the_shell_and_their_output_is_drawn() {
-    let t = CompositorThread::start(WIDTH, HEIGHT, "wayland-term");
-    let dir = t.dir.path().to_owned();
-    let home = tempfile::tempdir().unwrap();
-    let mut kb = common::input::fifo_device(&t, "keyboard", common::input::keyboard());
-    let mut term =
-        spawn_with(env!("CARGO_BIN_EXE_terminal"), &dir, "wayland-term", &[("SHELL", Path::new("/bin/sh")), ("HOME", home.path()), ("PS1", Path::new("$ "))]);
-    support::wait_said(&dir, "terminal", "never had the keymap, the focus and a shell", &["keymap taken", "keyboard focus", "the shell started"]);
+    let Running { t, dir, _home, mut kb, mut term } = Running::start("wayland-term");
     // The window fills the screen with the terminal's background, and no
     // green is shown yet.
     let green = PALETTE[2];
@@ -89,12 +116,7 @@ fn typed_commands_run_in_the_shell_and_their_output_is_drawn() {
 
     // The shell's exit status reaches the log, and the terminal exits.
     type_text(&mut kb, "exit 7\n");
-    let deadline = Instant::now() + DEADLINE;
-    while term.0.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "the terminal did not exit after the shell:\n{}", log_of(&dir, "terminal"));
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let said = log_of(&dir, "terminal");
+    let said = wait_exit(&mut term, &dir);
     assert!(said.contains("the shell exited") && said.contains("exit status: 7"), "{said}");
 }
 
@@ -104,21 +126,10 @@ fn typed_commands_run_in_the_shell_and_their_output_is_drawn() {
 /// still arrives.
 #[test]
 fn a_flood_of_random_bytes_does_not_stop_the_terminal() {
-    let t = CompositorThread::start(WIDTH, HEIGHT, "wayland-flood");
-    let dir = t.dir.path().to_owned();
-    let home = tempfile::tempdir().unwrap();
-    let mut kb = common::input::fifo_device(&t, "keyboard", common::input::keyboard());
-    let mut term =
-        spawn_with(env!("CARGO_BIN_EXE_terminal"), &dir, "wayland-flood", &[("SHELL", Path::new("/bin/sh")), ("HOME", home.path()), ("PS1", Path::new("$ "))]);
-    support::wait_said(&dir, "terminal", "never had the keymap, the focus and a shell", &["keymap taken", "keyboard focus", "the shell started"]);
+    let Running { t, dir, _home, mut kb, mut term } = Running::start("wayland-flood");
     type_text(&mut kb, "head -c 2000000 /dev/urandom | tr -d '\\033\\233\\220\\235'; printf '\\033c\\033[42m%30s\\033[m\\n' ''\n");
     support::wait_frame(&t, "the green after the flood", &dir, "terminal", |f| longest_run(f, PALETTE[2]) >= 30 * 8);
     type_text(&mut kb, "exit 3\n");
-    let deadline = Instant::now() + DEADLINE;
-    while term.0.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "the terminal did not exit after the shell:\n{}", log_of(&dir, "terminal"));
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let said = log_of(&dir, "terminal");
+    let said = wait_exit(&mut term, &dir);
     assert!(said.contains("exit status: 3"), "{said}");
 }
