@@ -540,3 +540,46 @@ fn lists_larger_than_a_frame_come_whole_in_pages() {
     assert_eq!(rc, 0, "{err}");
     assert_eq!(out.lines().filter(|l| l.starts_with("test.big.")).count(), 3000);
 }
+
+/// A service asked for (samgr's on-demand load, begetctl) while the data
+/// partition is still being prepared is held until `post-fs-data` has run,
+/// then started; a `boot` service asked for then starts at once. The
+/// `fs` job here waits for a gate the test opens.
+#[test]
+fn starts_asked_before_post_fs_data_wait_for_it() {
+    let cfg = r#"{
+      "jobs": [
+        {"name": "fs", "cmds": ["syncexec /data/gate"]},
+        {"name": "post-fs-data", "cmds": ["mkdir /data/ready 0755"]}
+      ],
+      "services": [
+        {"name": "needs_data", "path": ["/bin/sh", "-c", "test -d /data/ready && exec sleep 1000"], "start-mode": "condition"},
+        {"name": "cancelled", "path": ["/bin/sleep", "1000"], "start-mode": "condition"},
+        {"name": "early", "path": ["/bin/sleep", "1000"], "start-mode": "boot", "disabled": 1}
+      ]
+    }"#;
+    let gate = "#!/bin/sh\nwhile [ ! -e /data/open ]; do sleep 0.05; done\n";
+    let mut f = Fixture::new(cfg, &[("data/gate", gate)]);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(f.path("data/gate"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    f.boot();
+    for name in ["needs_data", "cancelled", "early"] {
+        let (rc, _, err) = f.begetctl(&["start_service", name]);
+        assert_eq!(rc, 0, "{err}");
+    }
+    let held = |name: &str| format!("service {name}: start asked before post-fs-data: held");
+    assert!(f.wait_until(WAIT, || f.log_text().contains(&held("needs_data")) && f.log_text().contains(&held("cancelled"))), "log:\n{}", f.log_text());
+    assert!(!f.log_text().contains(&held("early")), "a boot service was held:\n{}", f.log_text());
+    assert!(f.wait_param("startup.service.ctl.early", "running", WAIT), "log:\n{}", f.log_text());
+    assert!(!std::fs::exists(f.path("data/ready")).unwrap(), "post-fs-data ran before the gate opened");
+    assert_ne!(f.get("startup.service.ctl.needs_data").as_deref(), Some("running"));
+    let (rc, _, err) = f.begetctl(&["stop_service", "cancelled"]);
+    assert_eq!(rc, 0, "{err}");
+    assert!(f.wait_until(WAIT, || f.log_text().contains("service cancelled: its held start is cancelled")), "log:\n{}", f.log_text());
+
+    std::fs::write(f.path("data/open"), "").unwrap();
+    assert!(f.wait_param("startup.service.ctl.needs_data", "running", WAIT), "log:\n{}", f.log_text());
+    // It saw /data prepared (it exits at once otherwise), and stays up.
+    assert!(f.log_text().contains("service needs_data: post-fs-data has run: starting it as asked"), "log:\n{}", f.log_text());
+    assert_ne!(f.get("startup.service.ctl.cancelled").as_deref(), Some("running"));
+}

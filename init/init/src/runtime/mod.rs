@@ -91,6 +91,10 @@ const BOOT_STEPS: &[BootStep] = &[
     BootStep::Done,
 ];
 
+/// The boot stage after which `/data` is mounted and prepared: a start
+/// asked for earlier waits for it (see [`Init::request_start`]).
+const DATA_READY_STAGE: &str = "post-fs-data";
+
 /// Something to do at a given time.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerKind {
@@ -191,6 +195,10 @@ pub struct Init {
     job_depth: u32,
     boot_steps: VecDeque<BootStep>,
     boot_done: bool,
+    /// Services asked for (`ohos.ctl.start`: samgr loading an SA, begetctl)
+    /// before `post-fs-data` ran, started once it has: see
+    /// [`Init::request_start`].
+    held_starts: Vec<usize>,
     bootevents_declared: HashSet<String>,
     bootevents_seen: HashSet<String>,
     boot_completed: bool,
@@ -262,6 +270,7 @@ impl Init {
             job_depth: 0,
             boot_steps: BOOT_STEPS.iter().copied().collect(),
             boot_done: false,
+            held_starts: Vec::new(),
             bootevents_declared: HashSet::new(),
             bootevents_seen: HashSet::new(),
             boot_completed: false,
@@ -631,6 +640,12 @@ impl Init {
                 }
                 self.stages_done.insert(name);
                 self.run_stage_triggered_jobs(name);
+                if name == DATA_READY_STAGE {
+                    for idx in std::mem::take(&mut self.held_starts) {
+                        info!("service {}: {DATA_READY_STAGE} has run: starting it as asked", self.services[idx].cfg.name);
+                        self.start_service(idx);
+                    }
+                }
             }
             BootStep::StartServices(mode) => self.start_services_with_mode(mode),
             BootStep::ServiceBootJobs => {

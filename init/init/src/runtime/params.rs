@@ -880,11 +880,17 @@ impl Init {
     fn param_effects(&mut self, name: &str, value: &str) {
         match name {
             "ohos.ctl.start" => match self.service_index(value) {
-                Some(idx) => self.start_service(idx),
+                Some(idx) => self.request_start(idx),
                 None => warn!("ohos.ctl.start: no service named {value:?}"),
             },
             "ohos.ctl.stop" | "ohos.ctl.term" => match self.service_index(value) {
-                Some(idx) => self.stop_service(idx, Self::CONTROL_STOP_GRACE),
+                Some(idx) => {
+                    if let Some(at) = self.held_starts.iter().position(|&i| i == idx) {
+                        self.held_starts.remove(at);
+                        info!("service {value}: its held start is cancelled by {name}");
+                    }
+                    self.stop_service(idx, Self::CONTROL_STOP_GRACE)
+                }
                 None => warn!("{name}: no service named {value:?}"),
             },
             "ohos.startup.powerctrl" => match PowerCmd::parse(value) {

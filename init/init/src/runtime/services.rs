@@ -229,6 +229,29 @@ impl Init {
         }
     }
 
+    /// A start asked for from outside (`ohos.ctl.start`: samgr loading a
+    /// system ability on demand, `begetctl start_service`, the launcher).
+    /// Before the boot has run `post-fs-data`, a service that is not a
+    /// `boot` one is held and started right after that stage: such
+    /// services keep their state under `/data`, and one started earlier
+    /// would read and write the empty mount point (found with powermgr,
+    /// loaded by samgr for the status bar while the data partition was
+    /// still being checked). `boot` services are the ones meant to run
+    /// before `/data`, and start at once.
+    pub(crate) fn request_start(&mut self, idx: usize) {
+        let data_ready = self.stages_done.contains(super::DATA_READY_STAGE);
+        if data_ready || self.services[idx].cfg.start_mode == StartMode::Boot || self.services[idx].pid.is_some() {
+            self.start_service(idx);
+        } else if !self.held_starts.contains(&idx) {
+            info!(
+                "service {}: start asked before {}: held until that stage has run (/data is not ready)",
+                self.services[idx].cfg.name,
+                super::DATA_READY_STAGE
+            );
+            self.held_starts.push(idx);
+        }
+    }
+
     /// Starts service `idx` unless it is running. Errors are logged and the
     /// state becomes `error`; nothing propagates.
     pub(crate) fn start_service(&mut self, idx: usize) {
