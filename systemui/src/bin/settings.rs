@@ -8,7 +8,8 @@
 //! The launcher starts it as init's service `app.settings`, uid
 //! `app_settings` (20010002): samgr's policy lets that uid list the SAs
 //! and reach the power manager, nothing more. What it shows is also
-//! said in hilog (`hilog -x -T settings`), a line each time it changes.
+//! summed up in hilog (`hilog -x -T settings`: each section's count and
+//! first row), a line each time that summary changes.
 
 use std::{
     io::Read,
@@ -63,12 +64,20 @@ fn main() -> anyhow::Result<()> {
     std::thread::Builder::new().name("gather".into()).spawn(move || {
         let mut wake_tx = wake_tx;
         rt.block_on(async move {
+            let mut said = String::new();
             loop {
                 let mut sections = tokio::task::spawn_blocking(settings::gather_local).await.unwrap_or_default();
                 sections.extend(settings::gather_services().await);
+                // The page is drawn again on any change (the uptime moves
+                // every minute); hilog is told only when the summary
+                // changes, not every few seconds.
+                let summary = settings::summary(&sections);
+                if summary != said {
+                    info!("{summary}");
+                    said = summary;
+                }
                 let changed = seen.lock().map(|mut p| std::mem::replace(&mut *p, sections.clone()) != sections).unwrap_or(false);
                 if changed {
-                    info!("{}", settings::summary(&sections));
                     let _ = std::io::Write::write_all(&mut wake_tx, b"x");
                 }
                 tokio::time::sleep(REFRESH).await;

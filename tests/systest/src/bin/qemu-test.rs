@@ -725,6 +725,8 @@ fn tile_x(i: usize) -> usize {
 
 /// The Settings page's background (systemui's settings.rs).
 const SETTINGS_BG: [u8; 3] = [0x0f, 0x17, 0x20];
+/// The colour of its section titles (settings.rs's `HEADING`).
+const SETTINGS_TITLE: [u8; 3] = [0x58, 0xa6, 0xff];
 
 /// Opens the launcher by a QMP click on the applications button, clicks
 /// tile `tile` (sorted by name: Settings, Shared memory demo, Terminal),
@@ -774,10 +776,15 @@ fn settings_from_the_launcher(q: &mut Qemu, qmp_sock: &std::path::Path, shot: &s
     ensure!(o.contains("Device: 7 (Name=Accord)") && o.contains("(Mode=") && o.contains("Storage: 2 (/data="), "Settings shows {o:?}");
     let sas: usize = o.split("System abilities: ").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or(0);
     ensure!(sas >= 5, "Settings lists {sas} system abilities: {o}");
+    // The page's background, and its section titles drawn in both
+    // columns: the left one's (Device, Storage, ...) and the right one's
+    // (System abilities), which is there only once samgr has answered.
     let page = |ppm: &[u8]| -> Result<bool> {
         let (w, h, px) = ppm_pixels(ppm)?;
         let bg = px.chunks_exact(3).skip(w * BAR).filter(|p| *p == SETTINGS_BG).count();
-        Ok(!launcher_open(ppm)? && bg * 10 >= w * (h - BAR) * 7)
+        let titles =
+            |x0: usize, x1: usize| (BAR..h).flat_map(|y| (x0..x1).map(move |x| (x, y))).filter(|&(x, y)| px[(y * w + x) * 3..][..3] == SETTINGS_TITLE).count();
+        Ok(!launcher_open(ppm)? && bg * 10 >= w * (h - BAR) * 7 && titles(0, w / 2) >= 50 && titles(w / 2, w) >= 20)
     };
     let shown = screenshots_until(&mut qmp, shot, Duration::from_secs(60), page)?;
     save_png(&std::fs::read(shot)?, &shot.with_file_name("screen-settings.png"))?;
