@@ -577,7 +577,7 @@ impl PointerHandler for Bar {
     }
 }
 
-accord_systemui::client_handlers!(Bar, [OutputState, SeatState]);
+crate::client_handlers!(Bar, [OutputState, SeatState]);
 
 #[cfg(test)]
 mod tests {

@@ -1,17 +1,25 @@
-//! The system UI's shared pieces and its applications' code: drawing
-//! into `wl_shm` buffers ([`draw`]), the system font ([`font`]), the
-//! terminal application ([`terminal`]: a VT screen on a pty, drawn with a
-//! monospaced font, keys translated with the compositor's XKB keymap)
-//! and the Settings application's About page ([`settings`]).
+//! The system UI and the applications that come with the system, as one
+//! library: drawing into `wl_shm` buffers ([`draw`]), the system font
+//! ([`font`]), the terminal's emulation ([`terminal`]: a VT screen on a
+//! pty, drawn with a monospaced font, keys translated with the
+//! compositor's XKB keymap), the Settings application's About page
+//! ([`settings`]), and each program's `main` ([`programs`]).
 //!
-//! The crate builds four binaries: `systemui` (OpenHarmony's SystemUI:
-//! the status bar, power menu and launcher), `bootanimation` (from the
+//! The crate builds one binary, `systemui`, which is also `settings`,
+//! `terminal` and `bootanimation` (links to it in the image; argv[0]
+//! picks, [`programs::by_name`]): OpenHarmony's SystemUI (the status
+//! bar, power menu and launcher), the boot animation (from the
 //! compositor's first frame until the boot completes), and the apps the
-//! launcher starts: `terminal` (the on-device counterpart of `hdc shell`)
-//! and `settings`.
+//! launcher starts. One binary rather than four that are mostly the same
+//! toolkit, tokio and zbus: the image carries their code once, and the
+//! processes share its pages.
 
+mod apps;
+mod bar;
 pub mod draw;
 pub mod font;
+pub mod programs;
+mod services;
 pub mod settings;
 pub mod terminal;
 

@@ -46,7 +46,7 @@ fn the_animation_covers_the_screen_until_the_boot_completes() {
     let socket = init.socket();
     let t = CompositorThread::start(WIDTH, HEIGHT, "wayland-boot");
     let dir = t.dir.path().to_owned();
-    let mut anim = spawn_with(env!("CARGO_BIN_EXE_bootanimation"), &dir, "wayland-boot", &[("PARAM_SOCKET", &socket)]);
+    let mut anim = spawn_with("bootanimation", &dir, "wayland-boot", &[("PARAM_SOCKET", &socket)]);
     support::wait_said(&dir, "bootanimation", "was never shown", &["shown"]);
     // The screen covered, the name in light pixels, one dot lit; then
     // another (the dots move).
@@ -67,7 +67,7 @@ fn the_animation_covers_the_screen_until_the_boot_completes() {
     support::wait_frame(&t, "the screen without the animation", &dir, "bootanimation", |f| f.pixel(WIDTH / 2, HEIGHT / 2) == Some(BACKGROUND));
 
     // Started again once the boot has completed: nothing shown.
-    let mut again = spawn_with(env!("CARGO_BIN_EXE_bootanimation"), &dir, "wayland-boot", &[("PARAM_SOCKET", &socket)]);
+    let mut again = spawn_with("bootanimation", &dir, "wayland-boot", &[("PARAM_SOCKET", &socket)]);
     wait_exit(&mut again, &dir);
     let said = log_of(&dir, "bootanimation");
     assert!(said.contains("nothing to show") && !said.contains("shown"), "{said}");

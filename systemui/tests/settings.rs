@@ -55,7 +55,7 @@ fn the_about_page_shows_the_device_its_storage_and_its_system_abilities() {
     publish(accord_display::ID);
 
     let dir = t.dir.path().to_owned();
-    let _settings = spawn_with(env!("CARGO_BIN_EXE_settings"), &dir, "wayland-settings", &[("PARAM_SOCKET", init.socket()), ("SAMGR_SOCKET", sock.clone())]);
+    let _settings = spawn_with("settings", &dir, "wayland-settings", &[("PARAM_SOCKET", init.socket()), ("SAMGR_SOCKET", sock.clone())]);
     support::wait_said(
         &dir,
         "settings",

@@ -57,7 +57,7 @@ fn bar_shown(frame: &Frame) -> bool {
 fn the_status_bar_keeps_its_place_and_comes_back_after_the_compositor() {
     let t = CompositorThread::start(WIDTH, HEIGHT, "wayland-ui");
     let dir = t.dir.path().to_owned();
-    let _ui = spawn(env!("CARGO_BIN_EXE_systemui"), &dir, "wayland-ui");
+    let _ui = spawn("systemui", &dir, "wayland-ui");
     wait_for(&t, "the status bar", &dir, bar_shown);
     let deadline = Instant::now() + DEADLINE;
     while t.with(|c| c.window_area()) != (0, BAR as i32, WIDTH as i32, (HEIGHT - BAR) as i32) {
@@ -128,7 +128,7 @@ fn menu_open(f: &Frame) -> bool {
 fn the_power_button_opens_and_closes_the_power_menu() {
     let t = CompositorThread::start(WIDTH, HEIGHT, "wayland-ui");
     let dir = t.dir.path().to_owned();
-    let _ui = spawn(env!("CARGO_BIN_EXE_systemui"), &dir, "wayland-ui");
+    let _ui = spawn("systemui", &dir, "wayland-ui");
     wait_for(&t, "the status bar", &dir, bar_shown);
     let mut tablet = Tablet::plug(&t, &dir);
     // The power symbol, light, at the right end of the bar.
@@ -174,7 +174,7 @@ fn the_applications_button_opens_the_launcher_and_a_tile_starts_its_service() {
     std::fs::write(apps.path().join("bad.desktop"), entry("Sneaky", "render_service")).unwrap();
     let t = CompositorThread::start(WIDTH, HEIGHT, "wayland-ui");
     let dir = t.dir.path().to_owned();
-    let _ui = spawn_with(env!("CARGO_BIN_EXE_systemui"), &dir, "wayland-ui", &[("ACCORD_APPLICATIONS", apps.path())]);
+    let _ui = spawn_with("systemui", &dir, "wayland-ui", &[("ACCORD_APPLICATIONS", apps.path())]);
     wait_for(&t, "the status bar", &dir, bar_shown);
     let mut tablet = Tablet::plug(&t, &dir);
     tablet.click(&t, 22, BAR / 2);
@@ -219,7 +219,7 @@ fn a_zone_wider_than_the_output_does_not_upset_systemui() {
     c.send(s, 1, &[Arg::U(b.buffer), Arg::I(0), Arg::I(0)]);
     c.send(s, 6, &[]);
     c.roundtrip().expect("the left bar mapped");
-    let mut ui = spawn(env!("CARGO_BIN_EXE_systemui"), &dir, "wayland-ui");
+    let mut ui = spawn("systemui", &dir, "wayland-ui");
     wait_said(&dir, "was never configured", &["configured"]);
     // A few of systemui's loops later: still there, no reconnection.
     std::thread::sleep(Duration::from_millis(500));

@@ -82,8 +82,7 @@ impl Running {
         let dir = t.dir.path().to_owned();
         let home = tempfile::tempdir().unwrap();
         let kb = common::input::fifo_device(&t, "keyboard", common::input::keyboard());
-        let term =
-            spawn_with(env!("CARGO_BIN_EXE_terminal"), &dir, socket, &[("SHELL", Path::new("/bin/sh")), ("HOME", home.path()), ("PS1", Path::new("$ "))]);
+        let term = spawn_with("terminal", &dir, socket, &[("SHELL", Path::new("/bin/sh")), ("HOME", home.path()), ("PS1", Path::new("$ "))]);
         support::wait_said(&dir, "terminal", "never had the keymap, the focus and a shell", &["keymap taken", "keyboard focus", "the shell started"]);
         Running { t, dir, _home: home, kb, term }
     }

@@ -6,6 +6,7 @@
 
 use std::{
     ffi::OsStr,
+    os::unix::process::CommandExt,
     path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -28,11 +29,19 @@ impl Drop for Kill {
 }
 
 /// Runs `program` as a client of the compositor on `socket` in `dir`,
-/// with `env` added; its log (debug level) goes to `dir/<name>.log`.
+/// with `env` added; its log (debug level) goes to `dir/<program>.log`.
+/// `systemui`, `settings`, `terminal` and `bootanimation` are this
+/// crate's binary run by that name; any other program is looked for in
+/// `$PATH` (e.g. weston's demos).
 pub fn spawn_with<V: AsRef<OsStr>>(program: &str, dir: &Path, socket: &str, env: &[(&str, V)]) -> Kill {
-    let log = std::fs::File::create(dir.join(format!("{}.log", Path::new(program).file_name().unwrap().to_string_lossy()))).unwrap();
+    let log = std::fs::File::create(dir.join(format!("{program}.log"))).unwrap();
+    let mut command = match accord_systemui::programs::by_name(program) {
+        Some(_) => Command::new(env!("CARGO_BIN_EXE_systemui")),
+        None => Command::new(program),
+    };
     Kill(
-        Command::new(program)
+        command
+            .arg0(program)
             .envs(env.iter().map(|(k, v)| (*k, v.as_ref())))
             .env("XDG_RUNTIME_DIR", dir)
             .env("WAYLAND_DISPLAY", socket)

@@ -22,7 +22,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use accord_systemui::{
+use crate::{
     draw::{Canvas, Rgb, Text},
     font,
 };
@@ -65,7 +65,7 @@ const NAME_PX: f32 = 44.0;
 /// The widest or tallest screen drawn (a larger configure is clamped).
 const MAX_SIDE: u32 = 16384;
 
-fn main() -> anyhow::Result<()> {
+pub fn main() -> anyhow::Result<()> {
     accord_hilog::init_tracing("bootanimation", 0xD002902);
     if accord_param::client::get(COMPLETED.0).is_ok_and(|v| v == COMPLETED.1) {
         info!("the boot has completed already: nothing to show");
@@ -279,4 +279,4 @@ impl LayerShellHandler for Anim {
     }
 }
 
-accord_systemui::client_handlers!(Anim, [OutputState]);
+crate::client_handlers!(Anim, [OutputState]);

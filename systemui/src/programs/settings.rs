@@ -18,7 +18,7 @@ use std::{
     time::Duration,
 };
 
-use accord_systemui::{
+use crate::{
     draw::{Canvas, Text},
     font,
     settings::{self, Section},
@@ -47,7 +47,7 @@ const REFRESH: Duration = Duration::from_secs(5);
 const DEFAULT_SIZE: (u32, u32) = (900, 600);
 const MAX_SIDE: u32 = 8192;
 
-fn main() -> anyhow::Result<()> {
+pub fn main() -> anyhow::Result<()> {
     accord_hilog::init_tracing("settings", 0xD002903);
     let fonts = font::load().map(|(_, bytes)| (Text::new(bytes.clone(), 18.0), Text::new(bytes, 15.0)));
     let (heading, text) = match fonts {
@@ -172,4 +172,4 @@ impl WindowHandler for App {
     }
 }
 
-accord_systemui::client_handlers!(App, [OutputState]);
+crate::client_handlers!(App, [OutputState]);

@@ -3,7 +3,7 @@
 //! a pty, shows its screen in an xdg toplevel (maximised by the
 //! compositor's window policy) with DejaVu Sans Mono, and sends it the
 //! keys typed, translated with the compositor's XKB keymap. The wheel
-//! scrolls back through [`accord_systemui::terminal::SCROLLBACK`] lines.
+//! scrolls back through [`crate::terminal::SCROLLBACK`] lines.
 //!
 //! The launcher starts it as init's service `app.terminal` (uid `shell`,
 //! as `hdc shell` runs: the device's developer shell, unprivileged). When
@@ -18,7 +18,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use accord_systemui::{
+use crate::{
     draw::{Canvas, CellFont},
     font,
     terminal::{grid_size, keys::Keyboard, keys::MAX_KEYMAP, Screen, Size},
@@ -68,7 +68,7 @@ const MAX_PENDING_INPUT: usize = 256 * 1024;
 /// How long the shell's exit status is waited for once the pty closed.
 const EXIT_WAIT: Duration = Duration::from_secs(5);
 
-fn main() -> anyhow::Result<()> {
+pub fn main() -> anyhow::Result<()> {
     accord_hilog::init_tracing("terminal", 0xD002901);
     let (path, bytes) = font::load_mono().with_context(|| format!("no monospaced font (looked in $ACCORD_MONO_FONT and {:?})", font::MONO_FONT_PATHS))?;
     let cells = CellFont::new(bytes, TEXT_PX).with_context(|| format!("{} does not load", path.display()))?;
@@ -450,4 +450,4 @@ impl PointerHandler for App {
     }
 }
 
-accord_systemui::client_handlers!(App, [OutputState, SeatState], frame_done);
+crate::client_handlers!(App, [OutputState, SeatState], frame_done);
