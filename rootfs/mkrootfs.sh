@@ -37,11 +37,12 @@ if [[ -n ${ACCORD_BIN_DIR:-} ]]; then
     BIN_DIR=$ACCORD_BIN_DIR
     log "taking init and begetctl from $BIN_DIR (ACCORD_BIN_DIR)"
 else
-    log "cargo build --release --target $RUST_TARGET -p accord-init -p accord-begetctl -p accord-sa-main -p accord-hilog -p accord-systemui"
-    (cd "$REPO" && cargo build --release --target "$RUST_TARGET" -p accord-init -p accord-begetctl -p accord-sa-main -p accord-hilog -p accord-systemui </dev/null)
-    BIN_DIR=${CARGO_TARGET_DIR:-$REPO/target}/$RUST_TARGET/release
+    # The `image` profile: release, optimised for size (Cargo.toml).
+    log "cargo build --profile image --target $RUST_TARGET -p accord-init -p accord-begetctl -p accord-sa-main -p accord-systemui"
+    (cd "$REPO" && cargo build --profile image --target "$RUST_TARGET" -p accord-init -p accord-begetctl -p accord-sa-main -p accord-systemui </dev/null)
+    BIN_DIR=${CARGO_TARGET_DIR:-$REPO/target}/$RUST_TARGET/image
 fi
-for b in init begetctl sa_main hilogd systemui terminal bootanimation settings; do
+for b in init begetctl sa_main systemui; do
     [[ -x $BIN_DIR/$b ]] || die "$BIN_DIR/$b is missing"
 done
 
@@ -52,12 +53,12 @@ GFX=$CACHE_DIR/gfx/$ARCH
 if [[ -n ${ACCORD_BIN_DIR:-} && -x $ACCORD_BIN_DIR/render_service ]]; then
     GFX_BIN=$ACCORD_BIN_DIR/render_service
 else
-    log "cargo build --release --target $GNU_TARGET -p accord-compositor"
+    log "cargo build --profile image --target $GNU_TARGET -p accord-compositor"
     linker_var=CARGO_TARGET_$(echo "$GNU_TARGET" | tr 'a-z-' 'A-Z_')_LINKER
     flags_var=CARGO_TARGET_$(echo "$GNU_TARGET" | tr 'a-z-' 'A-Z_')_RUSTFLAGS
     (cd "$REPO" && env "$linker_var=$GNU_LINKER" "$flags_var=-L native=$GFX/link" \
-        cargo build --release --target "$GNU_TARGET" -p accord-compositor </dev/null)
-    GFX_BIN=${CARGO_TARGET_DIR:-$REPO/target}/$GNU_TARGET/release/render_service
+        cargo build --profile image --target "$GNU_TARGET" -p accord-compositor </dev/null)
+    GFX_BIN=${CARGO_TARGET_DIR:-$REPO/target}/$GNU_TARGET/image/render_service
 fi
 [[ -x $GFX_BIN ]] || die "$GFX_BIN is missing"
 check_needed "$GFX/root/lib/$GNU_TRIPLET" "$GFX_BIN"
@@ -83,20 +84,12 @@ ln -s /init system/bin/ueventd
 install -m 0755 "$BIN_DIR/begetctl" bin/begetctl
 ln -s begetctl bin/param
 install -m 0755 "$BUSYBOX_CACHE/root/bin/busybox" bin/busybox
-# One binary is sa_main, samgr, hidumper and kv (argv[0] picks): they share
-# nearly all their code.
+# One binary is sa_main, samgr, hidumper, kv, the log daemon and the rest
+# (argv[0] picks): their processes share its pages.
 install -m 0755 "$BIN_DIR/sa_main" system/bin/sa_main
-ln -s sa_main system/bin/samgr
-ln -s sa_main system/bin/hidumper
-ln -s sa_main system/bin/kv
-ln -s sa_main system/bin/storage
-ln -s sa_main system/bin/storage_daemon
-ln -s sa_main system/bin/power-shell
-ln -s sa_main system/bin/snapshot_display
-# hilogd is small on purpose (no runtime, no IPC framework): its own binary,
-# and the hilog command by argv[0].
-install -m 0755 "$BIN_DIR/hilogd" system/bin/hilogd
-ln -s hilogd system/bin/hilog
+for b in samgr hidumper kv storage storage_daemon power-shell snapshot_display hilogd hilog; do
+    ln -s sa_main "system/bin/$b"
+done
 
 # The storage daemon's filesystem tools (Debian's e2fsprogs and dosfstools
 # with their libraries and loader, in Debian's layout); the usual aliases.
@@ -112,11 +105,11 @@ install -m 0755 "$GFX_BIN" system/bin/render_service
 # The system UI (a static Wayland client) and its font, where OpenHarmony
 # keeps fonts; DejaVu's licence beside it.
 install -m 0755 "$BIN_DIR/systemui" system/bin/systemui
-# The boot animation, the terminal and settings apps, and the
-# terminal's monospaced font (static too).
-install -m 0755 "$BIN_DIR/bootanimation" system/bin/bootanimation
-install -m 0755 "$BIN_DIR/terminal" system/bin/terminal
-install -m 0755 "$BIN_DIR/settings" system/bin/settings
+# The same binary is the boot animation and the terminal and settings
+# apps (argv[0] picks); the terminal's monospaced font is next.
+for b in bootanimation terminal settings; do
+    ln -s systemui "system/bin/$b"
+done
 mkdir -p system/fonts
 for f in DejaVuSans DejaVuSansMono; do
     FONT=/usr/share/fonts/truetype/dejavu/$f.ttf

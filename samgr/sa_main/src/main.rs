@@ -9,7 +9,8 @@
 //! SA any more (all unloaded when idle).
 //!
 //! Run as `samgr`, `hidumper`, `kv`, `storage`, `storage_daemon`,
-//! `power-shell` or `snapshot_display` (links in the image) it is those
+//! `power-shell`, `snapshot_display`, `hilogd` or `hilog` (links in the
+//! image) it is those
 //! (and `datawriter`, linked by the system test's overlay only):
 //! one static binary instead of several that are mostly the same zbus and
 //! tokio (their processes share its pages).
@@ -124,6 +125,10 @@ fn main() -> Result<()> {
         Some("storage_daemon") => return accord_storage::cli::daemon_main(args),
         Some("power-shell") => return accord_power::cli::main(args),
         Some("snapshot_display") => return accord_display::cli::main(args),
+        // The log daemon and its CLI: no runtime, no IPC framework; only
+        // its own pages of this binary are touched, and std's are shared.
+        Some("hilogd") => return accord_hilog::daemon::main(args),
+        Some("hilog") => return accord_hilog::cli::main(args),
         // The power-cut test's writer: only the test overlay links this name.
         Some("datawriter") => return accord_datawriter::main(args),
         _ => {}

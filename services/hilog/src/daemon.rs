@@ -1289,6 +1289,34 @@ impl Kmsg<'_> {
     }
 }
 
+/// `hilogd [--input PATH --control PATH] [--kmsg PATH | --no-kmsg] [--rate N]`:
+/// the daemon's command line (`args[0]` is the program) and its service
+/// loop; returns only on a bad command line, missing sockets, or a failed
+/// epoll. The program of both `hilogd` binaries (its own and `sa_main`'s).
+pub fn main(args: Vec<String>) -> anyhow::Result<()> {
+    use anyhow::{bail, Context};
+    let mut cfg = Config::default();
+    let (mut input, mut control) = (socket_from_init("hilogInput"), socket_from_init("hilogControl"));
+    let mut it = args.iter().skip(1);
+    while let Some(a) = it.next() {
+        let mut path = || it.next().map(std::path::Path::new).with_context(|| format!("{a} needs a path"));
+        match a.as_str() {
+            "--input" => input = Some(listen_at(path()?).context("input socket")?),
+            "--control" => control = Some(listen_at(path()?).context("control socket")?),
+            "--kmsg" => cfg.kmsg = Some(path()?.to_owned()),
+            "--no-kmsg" => cfg.kmsg = None,
+            "--rate" => cfg.rate = it.next().and_then(|v| v.parse().ok()).context("--rate takes lines per second")?,
+            other => bail!("unknown argument {other:?} (usage: hilogd [--input PATH --control PATH] [--kmsg PATH | --no-kmsg] [--rate N])"),
+        }
+    }
+    let (Some(input), Some(control)) = (input, control) else {
+        bail!("hilogd: no sockets: run it from init (hilogd.cfg) or give --input and --control");
+    };
+    let mut d = Daemon::new(cfg, input, control).context("hilogd")?;
+    d.serve().context("hilogd: epoll failed")?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
