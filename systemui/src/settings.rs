@@ -4,7 +4,7 @@
 //! system abilities samgr knows. [`gather`] reads them (the SAs and the
 //! power manager through samgr, as the app's uid), [`draw`] lays them out.
 
-use std::{ffi::CStr, path::Path, time::Duration};
+use std::{path::Path, time::Duration};
 
 use crate::draw::{Canvas, Rgb, Text};
 
@@ -103,15 +103,9 @@ pub fn params_section(params: &[(String, String)]) -> Section {
 /// A file system's use: (total, available to users) in bytes, from
 /// `statvfs`; `None` when it cannot be asked.
 pub fn fs_use(path: &Path) -> Option<(u64, u64)> {
-    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
-    // SAFETY: statvfs fills the struct from a valid C string path.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return None;
-    }
-    let frsize = st.f_frsize as u64;
-    Some((st.f_blocks as u64 * frsize, st.f_bavail as u64 * frsize))
+    let st = nix::sys::statvfs::statvfs(path).ok()?;
+    let frsize = st.fragment_size() as u64;
+    Some((st.blocks() as u64 * frsize, st.blocks_available() as u64 * frsize))
 }
 
 /// The Storage section: each path's use.
@@ -131,15 +125,7 @@ pub fn storage_section(uses: &[(&str, Option<(u64, u64)>)]) -> Section {
 
 /// The kernel's release (`uname -r`).
 pub fn kernel_release() -> String {
-    // SAFETY: uname fills the struct.
-    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    if unsafe { libc::uname(&mut u) } != 0 {
-        return "-".to_owned();
-    }
-    // SAFETY: uname's fields are NUL-terminated.
-    let release = unsafe { CStr::from_ptr(u.release.as_ptr()) };
-    release.to_string_lossy().into_owned()
+    nix::sys::utsname::uname().map_or_else(|_| "-".to_owned(), |u| u.release().to_string_lossy().into_owned())
 }
 
 /// The seconds since boot (`/proc/uptime`).
