@@ -14,7 +14,7 @@ use accord_compositor::{Frame, BACKGROUND};
 
 mod support;
 use common::{thread::CompositorThread, Arg, RawClient};
-use support::{common, common::DEADLINE, log_of, spawn_with, Kill};
+use support::{common, common::DEADLINE, log_of, spawn_with, Kill, Tablet};
 
 const WIDTH: u32 = 640;
 const HEIGHT: u32 = 480;
@@ -83,38 +83,6 @@ fn the_status_bar_keeps_its_place_and_comes_back_after_the_compositor() {
     assert!(said.contains("connecting again"), "systemui did not say it lost the compositor:\n{said}");
 }
 
-/// A FIFO the compositor reads as an absolute pointer (a tablet), as the
-/// compositor's own input tests feed it.
-struct Tablet(common::input::Device);
-
-impl Tablet {
-    /// Plugs it in once systemui has bound its pointer (so no click can
-    /// reach the compositor before systemui listens).
-    fn plug(t: &CompositorThread, dir: &Path) -> Tablet {
-        use accord_compositor::input::{evdev::AbsRange, Capabilities};
-        let r = AbsRange { min: 0, max: 32767 };
-        let device = common::input::fifo_device(t, "tablet", Capabilities { name: "test tablet".into(), absolute_pointer: Some((r, r)), ..Default::default() });
-        wait_said(dir, "never bound a pointer", &["pointer bound"]);
-        Tablet(device)
-    }
-
-    /// Moves to pixel (`x`, `y`) and clicks the left button there.
-    fn click(&mut self, t: &CompositorThread, x: u32, y: u32) {
-        use accord_compositor::input::evdev::{ABS_X, ABS_Y, BTN_LEFT, EV_ABS, EV_KEY};
-        let (ax, ay) = ((f64::from(x) * 32767.0 / f64::from(WIDTH - 1)).round() as i32, (f64::from(y) * 32767.0 / f64::from(HEIGHT - 1)).round() as i32);
-        // The move first, and only once the pointer is there the click
-        // (the surface under it must have had its enter).
-        self.0.frame(&[(EV_ABS, ABS_X, ax), (EV_ABS, ABS_Y, ay)]);
-        let deadline = Instant::now() + DEADLINE;
-        while t.with(|c| c.pointer_position()).0.round() as u32 != x {
-            assert!(Instant::now() < deadline, "the pointer never reached x {x}");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        self.0.frame(&[(EV_KEY, BTN_LEFT, 1)]);
-        self.0.frame(&[(EV_KEY, BTN_LEFT, 0)]);
-    }
-}
-
 /// The power menu is open: a block of the menu's colour under the bar at
 /// the right edge.
 fn menu_open(f: &Frame) -> bool {
@@ -130,7 +98,7 @@ fn the_power_button_opens_and_closes_the_power_menu() {
     let dir = t.dir.path().to_owned();
     let _ui = spawn("systemui", &dir, "wayland-ui");
     wait_for(&t, "the status bar", &dir, bar_shown);
-    let mut tablet = Tablet::plug(&t, &dir);
+    let mut tablet = Tablet::plug(&t, &dir, "systemui", (WIDTH, HEIGHT));
     // The power symbol, light, at the right end of the bar.
     let frame = wait_for(&t, "the bar", &dir, bar_shown);
     let icon = (WIDTH - 44..WIDTH).flat_map(|x| (0..BAR).map(move |y| (x, y))).filter(|&(x, y)| frame.pixel(x, y).is_some_and(|p| p & 0xff > 0x80)).count();
@@ -176,7 +144,7 @@ fn the_applications_button_opens_the_launcher_and_a_tile_starts_its_service() {
     let dir = t.dir.path().to_owned();
     let _ui = spawn_with("systemui", &dir, "wayland-ui", &[("ACCORD_APPLICATIONS", apps.path())]);
     wait_for(&t, "the status bar", &dir, bar_shown);
-    let mut tablet = Tablet::plug(&t, &dir);
+    let mut tablet = Tablet::plug(&t, &dir, "systemui", (WIDTH, HEIGHT));
     tablet.click(&t, 22, BAR / 2);
     let frame = wait_for(&t, "the launcher after a click on the applications button", &dir, launcher_open);
     // Two tiles (the entry naming a system service is left out): their

@@ -2,7 +2,9 @@
 //! shell (`/bin/sh` on a pty): keys typed on a keyboard the compositor
 //! reads (evdev records through a FIFO) reach the shell through the
 //! compositor's XKB keymap, translated by the terminal; the command's
-//! coloured output is on screen; the shell's exit status is in the log.
+//! coloured output is on screen; the shell's exit status is in the log;
+//! text selected with a tablet's drag is copied and pasted through the
+//! compositor's clipboard.
 
 use std::{path::Path, time::Instant};
 
@@ -11,10 +13,13 @@ use accord_systemui::terminal::PALETTE;
 
 mod support;
 use common::thread::CompositorThread;
-use support::{common, common::DEADLINE, log_of, spawn_with};
+use support::{common, common::DEADLINE, log_of, spawn_with, Tablet};
 
-/// evdev's left Shift key.
+/// evdev's left Shift and Ctrl keys, and C and V.
 const KEY_LEFTSHIFT: u16 = 42;
+const KEY_LEFTCTRL: u16 = 29;
+const KEY_C: u16 = 46;
+const KEY_V: u16 = 47;
 const WIDTH: u32 = 640;
 const HEIGHT: u32 = 480;
 
@@ -131,4 +136,64 @@ fn a_flood_of_random_bytes_does_not_stop_the_terminal() {
     type_text(&mut kb, "exit 3\n");
     let said = wait_exit(&mut term, &dir);
     assert!(said.contains("exit status: 3"), "{said}");
+}
+
+/// Ctrl+Shift+`key` on the keyboard.
+fn ctrl_shift(kb: &mut common::input::Device, key: u16) {
+    kb.frame(&[(EV_KEY, KEY_LEFTCTRL, 1)]);
+    kb.frame(&[(EV_KEY, KEY_LEFTSHIFT, 1)]);
+    kb.frame(&[(EV_KEY, key, 1)]);
+    kb.frame(&[(EV_KEY, key, 0)]);
+    kb.frame(&[(EV_KEY, KEY_LEFTSHIFT, 0)]);
+    kb.frame(&[(EV_KEY, KEY_LEFTCTRL, 0)]);
+}
+
+/// A command's output selected with a drag, copied with Ctrl+Shift+C and
+/// pasted with Ctrl+Shift+V (through the compositor's clipboard, the
+/// terminal being both ends) into the next command line, with keys typed
+/// right after the paste landing after the pasted text: the shell makes
+/// the file the pasted text names.
+#[test]
+fn a_selection_is_copied_and_pasted_into_the_shell() {
+    let Running { t, dir, _home, mut kb, mut term } = Running::start("wayland-copy");
+    let mut tablet = Tablet::plug(&t, &dir, "terminal", (WIDTH, HEIGHT));
+    let font = accord_systemui::font::load_mono().expect("no monospaced font: install fonts-dejavu-core").1;
+    let (cw, ch) = accord_systemui::draw::CellFont::new(font, accord_systemui::programs::terminal::TEXT_PX).expect("the font").cell();
+    let pad = accord_systemui::terminal::PADDING;
+    // The middle of cell (column, line) of the screen, in pixels.
+    let cell = |column: i32, line: i32| ((pad + column * cw + cw / 2) as u32, (pad + line * ch + ch / 2) as u32);
+
+    // Line 0 is the command, line 1 its output, "pasted-42" (9 cells).
+    type_text(&mut kb, "echo pasted-$((6*7))\n");
+    let lit = |f: &Frame, line: i32, cells: i32| {
+        (0..cells * cw).filter(|&x| (0..ch).any(|y| f.pixel((pad + x) as u32, (pad + line * ch + y) as u32).is_some_and(|p| p & 0xff > 0x80))).count()
+    };
+    support::wait_frame(&t, "the output line", &dir, "terminal", |f| lit(f, 1, 9) as i32 >= 5 * cw && lit(f, 2, 1) > 0);
+    // From the left half of the first cell to the left edge of the tenth
+    // (a selection ends before the half cell it stops in).
+    tablet.drag(&t, (pad as u32 + 2, cell(0, 1).1), ((pad + 9 * cw) as u32 + 2, cell(0, 1).1));
+    let selected = |f: &Frame| (0..WIDTH).filter(|&x| f.pixel(x, cell(4, 1).1) == Some(accord_systemui::terminal::SELECTION)).count() as i32;
+    // Highlighted (the glyphs' own pixels are not the selection's colour).
+    support::wait_frame(&t, "the selection", &dir, "terminal", |f| selected(f) >= 4 * cw);
+
+    ctrl_shift(&mut kb, KEY_C);
+    support::wait_said(&dir, "terminal", "did not copy the selection", &["copied bytes=9"]);
+    type_text(&mut kb, "touch \"$HOME/got-");
+    ctrl_shift(&mut kb, KEY_V);
+    type_text(&mut kb, "\"\n");
+    let file = _home.path().join("got-pasted-42");
+    let deadline = Instant::now() + DEADLINE;
+    while !file.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "no {}: {:?}\n{}",
+            file.display(),
+            std::fs::read_dir(_home.path()).map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>()),
+            log_of(&dir, "terminal")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(log_of(&dir, "terminal").contains("pasted bytes=9"), "{}", log_of(&dir, "terminal"));
+    type_text(&mut kb, "exit 0\n");
+    wait_exit(&mut term, &dir);
 }

@@ -5,6 +5,13 @@
 //! keys typed, translated with the compositor's XKB keymap. The wheel
 //! scrolls back through [`crate::terminal::SCROLLBACK`] lines.
 //!
+//! Copy and paste as terminals do: a drag with the left button selects
+//! (drawn highlighted), Ctrl+Shift+C puts the selection on the clipboard
+//! (`wl_data_device`, as `text/plain;charset=utf-8` and the older names),
+//! Ctrl+Shift+V types the clipboard's text into the shell (bracketed when
+//! the program asked for it). A paste is read at most [`MAX_PASTE`]
+//! bytes, without stopping the window meanwhile.
+//!
 //! The launcher starts it as init's service `app.terminal` (uid `shell`,
 //! as `hdc shell` runs: the device's developer shell, unprivileged). When
 //! the shell exits, the terminal says how in hilog and exits; when the
@@ -30,11 +37,17 @@ use alacritty_terminal::{
 use anyhow::{bail, Context};
 use smithay_client_toolkit::{
     compositor::CompositorState,
+    data_device_manager::{
+        data_device::{DataDevice, DataDeviceHandler},
+        data_offer::{DataOfferHandler, DragOffer},
+        data_source::{CopyPasteSource, DataSourceHandler},
+        DataDeviceManagerState, ReadPipe, WritePipe,
+    },
     dispatch2::Dispatch2,
     output::OutputState,
     reexports::client::{
         globals::registry_queue_init,
-        protocol::{wl_keyboard, wl_pointer, wl_seat, wl_shm},
+        protocol::{wl_data_device::WlDataDevice, wl_data_device_manager::DndAction, wl_data_source::WlDataSource, wl_keyboard, wl_pointer, wl_seat, wl_shm},
         Connection, Proxy, QueueHandle, WEnum,
     },
     registry::RegistryState,
@@ -54,7 +67,7 @@ use smithay_client_toolkit::{
 use tracing::{debug, info, warn};
 
 /// The text size, in pixels.
-const TEXT_PX: f32 = 16.0;
+pub const TEXT_PX: f32 = 16.0;
 /// The window size asked for when the compositor leaves it to us.
 const DEFAULT_SIZE: (u32, u32) = (800, 480);
 /// The largest window drawn (a larger configure is clamped).
@@ -67,6 +80,16 @@ const READS_PER_TURN: usize = 4;
 const MAX_PENDING_INPUT: usize = 256 * 1024;
 /// How long the shell's exit status is waited for once the pty closed.
 const EXIT_WAIT: Duration = Duration::from_secs(5);
+/// The most bytes a paste reads; the rest is left (and said).
+pub const MAX_PASTE: usize = 1024 * 1024;
+/// The text types the clipboard is offered in and looked for in, in order
+/// of preference (the last ones are X11's, which some clients still use).
+const TEXT_TYPES: [&str; 5] = ["text/plain;charset=utf-8", "text/plain", "UTF8_STRING", "TEXT", "STRING"];
+/// evdev codes: the left button, and the C and V keys (with Ctrl+Shift,
+/// copy and paste).
+const BTN_LEFT: u32 = 0x110;
+const KEY_C: u32 = 46;
+const KEY_V: u32 = 47;
 
 pub fn main() -> anyhow::Result<()> {
     accord_hilog::init_tracing("terminal", 0xD002901);
@@ -99,6 +122,12 @@ fn run(conn: Connection, font: CellFont) -> anyhow::Result<Option<std::process::
         registry: RegistryState::new(&globals),
         output: OutputState::new(&globals, &qh),
         seat: SeatState::new(&globals, &qh),
+        data: DataDeviceManagerState::bind(&globals, &qh).map_err(|e| warn!(%e, "no wl_data_device_manager: no copy and paste")).ok(),
+        device: None,
+        copied: None,
+        paste: None,
+        key_serial: 0,
+        selecting: false,
         shm,
         pool,
         window,
@@ -124,6 +153,7 @@ fn run(conn: Connection, font: CellFont) -> anyhow::Result<Option<std::process::
             return Ok(None);
         }
         app.repeat_keys();
+        app.read_paste(&mut buf);
         if let Some(status) = app.pump_pty(&mut buf)? {
             return Ok(status);
         }
@@ -140,6 +170,9 @@ fn run(conn: Connection, font: CellFont) -> anyhow::Result<Option<std::process::
         if let Some(pty) = &app.pty {
             let events = libc::POLLIN | if app.to_pty.is_empty() { 0 } else { libc::POLLOUT };
             fds.push(libc::pollfd { fd: pty.file().as_raw_fd(), events, revents: 0 });
+        }
+        if let Some(paste) = &app.paste {
+            fds.push(libc::pollfd { fd: paste.pipe.as_raw_fd(), events: libc::POLLIN, revents: 0 });
         }
         let timeout = app.repeat.next.map_or(-1, |at| at.saturating_duration_since(Instant::now()).as_millis().min(60_000) as i32);
         // SAFETY: `fds` holds valid pollfds, its length is passed.
@@ -159,6 +192,15 @@ fn run(conn: Connection, font: CellFont) -> anyhow::Result<Option<std::process::
     }
 }
 
+/// A paste being read: the pipe from the clipboard's owner and the bytes
+/// so far.
+struct Paste {
+    pipe: ReadPipe,
+    text: Vec<u8>,
+    /// Keys typed meanwhile, sent after the text.
+    typed_after: Vec<u8>,
+}
+
 /// Key repeat, done by the client as Wayland has it: after `delay` ms
 /// held, the key is sent again `rate` times a second.
 #[derive(Debug, Default)]
@@ -173,6 +215,16 @@ struct App {
     registry: RegistryState,
     output: OutputState,
     seat: SeatState,
+    /// Copy and paste: the manager, the seat's data device, the text on
+    /// the clipboard while it is ours, a paste being read.
+    data: Option<DataDeviceManagerState>,
+    device: Option<DataDevice>,
+    copied: Option<(CopyPasteSource, String)>,
+    paste: Option<Paste>,
+    /// The last key press's serial (setting the clipboard needs one).
+    key_serial: u32,
+    /// The left button is down and drags the selection.
+    selecting: bool,
     shm: Shm,
     pool: SlotPool,
     window: Window,
@@ -229,7 +281,19 @@ impl App {
 
     fn type_key(&mut self, key: u32) {
         let bytes = self.keys.bytes(key, self.screen.app_cursor());
+        self.send(bytes);
+    }
+
+    /// Queues `bytes` for the shell, as typed; while a paste is being
+    /// read, after it (keys typed then come after the pasted text).
+    fn send(&mut self, bytes: Vec<u8>) {
         if bytes.is_empty() {
+            return;
+        }
+        if let Some(paste) = &mut self.paste {
+            if paste.typed_after.len() + bytes.len() <= MAX_PENDING_INPUT {
+                paste.typed_after.extend_from_slice(&bytes);
+            }
             return;
         }
         if self.to_pty.len() + bytes.len() > MAX_PENDING_INPUT {
@@ -243,6 +307,90 @@ impl App {
         self.to_pty.extend_from_slice(&bytes);
         self.screen.scroll_to_bottom();
         self.dirty = true;
+    }
+
+    /// Ctrl+Shift+C: the selection goes on the clipboard.
+    fn copy(&mut self, qh: &QueueHandle<App>) {
+        let Some(text) = self.screen.selection_text() else {
+            debug!("copy: nothing is selected");
+            return;
+        };
+        let (Some(data), Some(device)) = (&self.data, &self.device) else {
+            warn!("copy: the compositor has no clipboard (wl_data_device_manager)");
+            return;
+        };
+        let source = data.create_copy_paste_source(qh, TEXT_TYPES);
+        source.set_selection(device, self.key_serial);
+        info!(bytes = text.len(), "copied");
+        self.copied = Some((source, text));
+    }
+
+    /// Ctrl+Shift+V: the clipboard's text is asked for; [`App::read_paste`]
+    /// types it once it has all come.
+    fn start_paste(&mut self) {
+        let Some(offer) = self.device.as_ref().and_then(|d| d.data().selection_offer()) else {
+            debug!("paste: the clipboard is empty");
+            return;
+        };
+        let Some(mime) = offer.with_mime_types(|types| TEXT_TYPES.iter().find(|t| types.iter().any(|m| m == *t)).map(|t| t.to_string())) else {
+            info!("paste: the clipboard holds no text");
+            return;
+        };
+        match offer.receive(mime) {
+            Ok(pipe) => {
+                if let Err(e) = nix::fcntl::fcntl(pipe.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK)) {
+                    warn!(%e, "paste: the pipe cannot be made non-blocking");
+                    return;
+                }
+                self.paste = Some(Paste { pipe, text: Vec::new(), typed_after: Vec::new() });
+            }
+            Err(e) => warn!(%e, "paste: the clipboard cannot be read"),
+        }
+    }
+
+    /// Reads what the paste's pipe has; at its end (or at [`MAX_PASTE`])
+    /// the text is typed into the shell.
+    fn read_paste(&mut self, buf: &mut [u8]) {
+        let Some(paste) = &mut self.paste else { return };
+        let done = loop {
+            match paste.pipe.read(buf) {
+                Ok(0) => break true,
+                Ok(n) => {
+                    let room = MAX_PASTE - paste.text.len();
+                    paste.text.extend_from_slice(&buf[..n.min(room)]);
+                    if n >= room {
+                        warn!("paste: more than {MAX_PASTE} bytes on the clipboard; the rest is left");
+                        break true;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break false,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    warn!(%e, "paste: reading the clipboard");
+                    break true;
+                }
+            }
+        };
+        if done {
+            if let Some(paste) = self.paste.take() {
+                let text = String::from_utf8_lossy(&paste.text);
+                info!(bytes = paste.text.len(), "pasted");
+                let bytes = self.screen.paste_bytes(&text);
+                self.send(bytes);
+                self.send(paste.typed_after);
+            }
+        }
+    }
+
+    /// The cell of the view under surface position (`x`, `y`), and whether
+    /// it is the cell's right half.
+    fn cell_at(&self, x: f64, y: f64) -> (usize, usize, bool) {
+        use crate::terminal::PADDING;
+        let (cw, ch) = self.font.cell();
+        let (cw, ch) = (f64::from(cw.max(1)), f64::from(ch.max(1)));
+        let cx = ((x - f64::from(PADDING)) / cw).max(0.0);
+        let cy = ((y - f64::from(PADDING)) / ch).max(0.0);
+        (cx as usize, cy as usize, cx.fract() >= 0.5)
     }
 
     fn repeat_keys(&mut self) {
@@ -340,7 +488,7 @@ fn wait_exit(pty: &mut Pty) -> Option<std::process::ExitStatus> {
 struct KeyboardData;
 
 impl Dispatch2<wl_keyboard::WlKeyboard, App> for KeyboardData {
-    fn event(&self, app: &mut App, _: &wl_keyboard::WlKeyboard, event: wl_keyboard::Event, _: &Connection, _: &QueueHandle<App>) {
+    fn event(&self, app: &mut App, _: &wl_keyboard::WlKeyboard, event: wl_keyboard::Event, _: &Connection, qh: &QueueHandle<App>) {
         use wl_keyboard::{Event, KeyState, KeymapFormat};
         match event {
             Event::Keymap { format, fd, size } => {
@@ -364,8 +512,17 @@ impl Dispatch2<wl_keyboard::WlKeyboard, App> for KeyboardData {
                     Err(e) => warn!(%e, "the keymap does not read: keys are not translated"),
                 }
             }
-            Event::Key { key, state, .. } => match state {
+            Event::Key { key, state, serial, .. } => match state {
+                WEnum::Value(KeyState::Pressed) if app.keys.ctrl_shift() && (key == KEY_C || key == KEY_V) => {
+                    app.key_serial = serial;
+                    if key == KEY_C {
+                        app.copy(qh);
+                    } else {
+                        app.start_paste();
+                    }
+                }
                 WEnum::Value(KeyState::Pressed) => {
+                    app.key_serial = serial;
                     app.type_key(key);
                     if app.repeat.rate > 0 && app.keys.repeats(key) {
                         app.repeat.key = Some(key);
@@ -412,13 +569,21 @@ impl SeatHandler for App {
     }
     fn new_seat(&mut self, _: &Connection, _: &QueueHandle<Self>, _: wl_seat::WlSeat) {}
     fn new_capability(&mut self, _: &Connection, qh: &QueueHandle<Self>, seat: wl_seat::WlSeat, capability: Capability) {
+        // The seat's data device (the clipboard), once: seats present at
+        // the start come here, not to `new_seat`.
+        if self.device.is_none() {
+            self.device = self.data.as_ref().map(|d| d.get_data_device(qh, &seat));
+        }
         match capability {
             Capability::Keyboard => {
                 seat.get_keyboard(qh, KeyboardData);
             }
             Capability::Pointer if self.pointer.is_none() => match self.seat.get_pointer(qh, &seat) {
-                Ok(p) => self.pointer = Some(p),
-                Err(e) => warn!(%e, "no pointer: the wheel does not scroll"),
+                Ok(p) => {
+                    debug!("pointer bound");
+                    self.pointer = Some(p);
+                }
+                Err(e) => warn!(%e, "no pointer: no wheel, no selection"),
             },
             _ => {}
         }
@@ -438,16 +603,85 @@ impl SeatHandler for App {
 impl PointerHandler for App {
     fn pointer_frame(&mut self, _: &Connection, _: &QueueHandle<Self>, _: &wl_pointer::WlPointer, events: &[PointerEvent]) {
         for e in events {
-            if let PointerEventKind::Axis { vertical, .. } = &e.kind {
-                // Three lines a wheel step; up (negative) goes back.
-                let steps = if vertical.discrete != 0 { vertical.discrete } else { (vertical.absolute / 10.0).round() as i32 };
-                if steps != 0 {
-                    self.screen.scroll(-steps.saturating_mul(3));
+            let (column, line, right) = self.cell_at(e.position.0, e.position.1);
+            match &e.kind {
+                PointerEventKind::Axis { vertical, .. } => {
+                    // Three lines a wheel step; up (negative) goes back.
+                    let steps = if vertical.discrete != 0 { vertical.discrete } else { (vertical.absolute / 10.0).round() as i32 };
+                    if steps != 0 {
+                        self.screen.scroll(-steps.saturating_mul(3));
+                        self.dirty = true;
+                    }
+                }
+                PointerEventKind::Press { button: BTN_LEFT, .. } => {
+                    self.screen.select_start(column, line, right);
+                    self.selecting = true;
                     self.dirty = true;
                 }
+                PointerEventKind::Motion { .. } if self.selecting => {
+                    self.screen.select_to(column, line, right);
+                    self.dirty = true;
+                }
+                PointerEventKind::Release { button: BTN_LEFT, .. } | PointerEventKind::Leave { .. } if self.selecting => {
+                    self.screen.select_to(column, line, right);
+                    self.selecting = false;
+                    self.dirty = true;
+                    if let Some(text) = self.screen.selection_text() {
+                        debug!(bytes = text.len(), "selected");
+                    }
+                }
+                _ => {}
             }
         }
     }
+}
+
+impl DataSourceHandler for App {
+    fn accept_mime(&mut self, _: &Connection, _: &QueueHandle<Self>, _: &WlDataSource, _: Option<String>) {}
+
+    /// Someone pastes our selection: written on a thread of its own, so a
+    /// reader that is slow (or is this window, reading in its loop) does
+    /// not stop the window.
+    fn send_request(&mut self, _: &Connection, _: &QueueHandle<Self>, source: &WlDataSource, mime: String, mut fd: WritePipe) {
+        let Some((_, text)) = self.copied.as_ref().filter(|(s, _)| s.inner() == source) else { return };
+        if !TEXT_TYPES.contains(&mime.as_str()) {
+            debug!(mime, "copy: asked for a type not offered");
+            return;
+        }
+        let text = text.clone().into_bytes();
+        let spawned = std::thread::Builder::new().name("copy".into()).spawn(move || {
+            if let Err(e) = fd.write_all(&text) {
+                debug!(%e, "copy: the reader went away");
+            }
+        });
+        if let Err(e) = spawned {
+            warn!(%e, "copy: no thread to write the selection");
+        }
+    }
+
+    fn cancelled(&mut self, _: &Connection, _: &QueueHandle<Self>, source: &WlDataSource) {
+        if self.copied.as_ref().is_some_and(|(s, _)| s.inner() == source) {
+            self.copied = None;
+        }
+    }
+
+    fn dnd_dropped(&mut self, _: &Connection, _: &QueueHandle<Self>, _: &WlDataSource) {}
+    fn dnd_finished(&mut self, _: &Connection, _: &QueueHandle<Self>, _: &WlDataSource) {}
+    fn action(&mut self, _: &Connection, _: &QueueHandle<Self>, _: &WlDataSource, _: DndAction) {}
+}
+
+/// The clipboard is read when pasting; drag and drop is not taken.
+impl DataDeviceHandler for App {
+    fn enter(&mut self, _: &Connection, _: &QueueHandle<Self>, _: &WlDataDevice, _: f64, _: f64, _: &WlSurface) {}
+    fn leave(&mut self, _: &Connection, _: &QueueHandle<Self>, _: &WlDataDevice) {}
+    fn motion(&mut self, _: &Connection, _: &QueueHandle<Self>, _: &WlDataDevice, _: f64, _: f64) {}
+    fn selection(&mut self, _: &Connection, _: &QueueHandle<Self>, _: &WlDataDevice) {}
+    fn drop_performed(&mut self, _: &Connection, _: &QueueHandle<Self>, _: &WlDataDevice) {}
+}
+
+impl DataOfferHandler for App {
+    fn source_actions(&mut self, _: &Connection, _: &QueueHandle<Self>, _: &mut DragOffer, _: DndAction) {}
+    fn selected_action(&mut self, _: &Connection, _: &QueueHandle<Self>, _: &mut DragOffer, _: DndAction) {}
 }
 
 crate::client_handlers!(App, [OutputState, SeatState], frame_done);

@@ -69,6 +69,13 @@ impl Keyboard {
         self.state.update_effective();
     }
 
+    /// Whether Ctrl and Shift are both held (the terminal's own
+    /// shortcuts: Ctrl+Shift+C copies, Ctrl+Shift+V pastes).
+    pub fn ctrl_shift(&self) -> bool {
+        let held = self.state.mods;
+        held.contains(ModifierMask::CONTROL) && held.contains(ModifierMask::SHIFT)
+    }
+
     /// Whether the key (an evdev code, as `wl_keyboard.key` gives it)
     /// repeats while held.
     pub fn repeats(&self, key: u32) -> bool {

@@ -2,7 +2,9 @@
 //! `Term`, its parser the `vte` crate) fed the bytes a pty gives, drawn
 //! into a `wl_shm` buffer with a monospaced font, and the bytes it wants
 //! written back to the pty (answers to queries such as the cursor
-//! position). Keys become bytes in [`keys`].
+//! position). Keys become bytes in [`keys`]. A selection made with the
+//! pointer is drawn highlighted and read back as text ([`Screen::selection_text`]);
+//! pasted text becomes the bytes a shell expects ([`Screen::paste_bytes`]).
 
 pub mod keys;
 
@@ -11,6 +13,8 @@ use std::{cell::RefCell, rc::Rc};
 use alacritty_terminal::{
     event::{Event, EventListener},
     grid::{Dimensions, Scroll},
+    index::{Column, Line, Point, Side},
+    selection::{Selection, SelectionType},
     term::{cell::Flags, color::Colors, Config, Term, TermMode},
     vte::ansi::{Color, CursorShape, NamedColor, Processor, Rgb as VtRgb},
 };
@@ -24,6 +28,8 @@ pub const SCROLLBACK: usize = 1000;
 /// The default background and foreground.
 pub const BACKGROUND: Rgb = 0x101418;
 pub const FOREGROUND: Rgb = 0xd8dee4;
+/// The background of selected cells.
+pub const SELECTION: Rgb = 0x33557a;
 
 /// The 16 standard colours (Tango's, as many terminals use): black, red,
 /// green, yellow, blue, magenta, cyan, white, then their bright forms.
@@ -151,6 +157,56 @@ impl Screen {
         self.term.scroll_display(Scroll::Bottom);
     }
 
+    /// The grid point under cell (`column`, `line`) of the view (line 0
+    /// at its top, whatever is scrolled back), clamped to the grid.
+    fn point(&self, column: usize, line: usize) -> Point {
+        let offset = self.term.grid().display_offset() as i32;
+        let line = line.min(self.size.lines.saturating_sub(1)) as i32 - offset;
+        Point::new(Line(line), Column(column.min(self.size.columns.saturating_sub(1))))
+    }
+
+    /// Starts a selection at cell (`column`, `line`) of the view, on the
+    /// cell's left or right half (`right`), dropping any other.
+    pub fn select_start(&mut self, column: usize, line: usize, right: bool) {
+        let side = if right { Side::Right } else { Side::Left };
+        self.term.selection = Some(Selection::new(SelectionType::Simple, self.point(column, line), side));
+    }
+
+    /// Extends the selection to cell (`column`, `line`) of the view.
+    pub fn select_to(&mut self, column: usize, line: usize, right: bool) {
+        let point = self.point(column, line);
+        if let Some(s) = &mut self.term.selection {
+            s.update(point, if right { Side::Right } else { Side::Left });
+        }
+    }
+
+    /// Drops the selection.
+    pub fn clear_selection(&mut self) {
+        self.term.selection = None;
+    }
+
+    /// The selected text (lines joined with `\n`, trailing blanks
+    /// removed), or `None` when nothing is selected.
+    pub fn selection_text(&self) -> Option<String> {
+        self.term.selection_to_string().filter(|s| !s.is_empty())
+    }
+
+    /// The bytes pasting `text` writes to the pty: line ends as the Enter
+    /// key sends them (`\r`), and between `ESC [200~` and `ESC [201~`
+    /// when the program asked for bracketed paste (then with any ESC taken
+    /// out, so the text cannot end the bracket early).
+    pub fn paste_bytes(&self, text: &str) -> Vec<u8> {
+        let text = text.replace("\r\n", "\r").replace('\n', "\r");
+        if self.term.mode().contains(TermMode::BRACKETED_PASTE) {
+            let mut out = b"\x1b[200~".to_vec();
+            out.extend(text.bytes().filter(|&b| b != 0x1b));
+            out.extend_from_slice(b"\x1b[201~");
+            out
+        } else {
+            text.into_bytes()
+        }
+    }
+
     /// The visible text, one `String` per line, trailing blanks removed
     /// (for tests and for the log).
     pub fn text(&self) -> Vec<String> {
@@ -176,6 +232,7 @@ impl Screen {
         let colors = content.colors;
         let offset = content.display_offset as i32;
         let cursor = (content.cursor.shape != CursorShape::Hidden).then_some(content.cursor.point);
+        let selection = content.selection;
         for cell in content.display_iter {
             if cell.flags.contains(Flags::WIDE_CHAR_SPACER) {
                 continue;
@@ -186,6 +243,9 @@ impl Screen {
             let mut bg = rgb(cell.bg, colors, false);
             if cell.flags.contains(Flags::INVERSE) {
                 std::mem::swap(&mut fg, &mut bg);
+            }
+            if selection.is_some_and(|r| r.contains(cell.point)) {
+                bg = SELECTION;
             }
             if cursor == Some(cell.point) {
                 std::mem::swap(&mut fg, &mut bg);
@@ -313,6 +373,39 @@ mod tests {
             s.feed(b"\x1b[6n");
         }
         assert!(s.take_reply().len() <= MAX_REPLY);
+    }
+
+    #[test]
+    fn a_selection_reads_back_and_is_drawn() {
+        let mut s = Screen::new(Size { columns: 20, lines: 3 });
+        s.feed(b"first line\r\nsecond one");
+        assert_eq!(s.selection_text(), None);
+        // From "line" (column 6 of line 0) to "second" (column 5 of line 1).
+        s.select_start(6, 0, false);
+        s.select_to(5, 1, true);
+        assert_eq!(s.selection_text().as_deref(), Some("line\nsecond"));
+        // Past the grid is clamped to it: the last (empty) line's end.
+        s.select_to(500, 500, true);
+        assert_eq!(s.selection_text().as_deref(), Some("line\nsecond one\n"));
+        let mut font = CellFont::new(crate::font::load_mono().expect("no monospaced font: install fonts-dejavu-core").1, 16.0).unwrap();
+        let (cw, ch) = font.cell();
+        let (w, h) = (2 * PADDING + 20 * cw, 2 * PADDING + 3 * ch);
+        let mut buf = vec![0u8; (w * h * 4) as usize];
+        let mut c = Canvas::new(&mut buf, w, h).unwrap();
+        s.draw(&mut c, &mut font);
+        // "first " is not selected, "line" is.
+        assert_ne!(c.get(PADDING + cw / 2, PADDING + 1), Some(SELECTION));
+        assert_eq!(c.get(PADDING + 6 * cw + 1, PADDING + 1), Some(SELECTION));
+        s.clear_selection();
+        assert_eq!(s.selection_text(), None);
+    }
+
+    #[test]
+    fn pasted_text_is_typed_or_bracketed() {
+        let mut s = Screen::new(Size { columns: 20, lines: 3 });
+        assert_eq!(s.paste_bytes("ls\necho a\r\n"), b"ls\recho a\r");
+        s.feed(b"\x1b[?2004h");
+        assert_eq!(s.paste_bytes("x\x1b[201~rm\n"), b"\x1b[200~x[201~rm\r\x1b[201~");
     }
 
     #[test]

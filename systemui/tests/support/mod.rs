@@ -91,3 +91,61 @@ pub fn wait_frame(t: &CompositorThread, what: &str, dir: &Path, name: &str, ok: 
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A FIFO the compositor reads as an absolute pointer (a tablet), as the
+/// compositor's own input tests feed it, on a `width` x `height` screen.
+pub struct Tablet {
+    device: common::input::Device,
+    width: u32,
+    height: u32,
+}
+
+impl Tablet {
+    /// Plugs it in once `program` (logging to `dir`) has bound its pointer
+    /// (so no click can reach the compositor before it listens).
+    pub fn plug(t: &CompositorThread, dir: &Path, program: &str, (width, height): (u32, u32)) -> Tablet {
+        use accord_compositor::input::{evdev::AbsRange, Capabilities};
+        let r = AbsRange { min: 0, max: 32767 };
+        let device = common::input::fifo_device(t, "tablet", Capabilities { name: "test tablet".into(), absolute_pointer: Some((r, r)), ..Default::default() });
+        wait_said(dir, program, "never bound a pointer", &["pointer bound"]);
+        Tablet { device, width, height }
+    }
+
+    /// Moves to pixel (`x`, `y`) and waits until the pointer is there (so
+    /// the surface under it has had its enter or motion).
+    pub fn move_to(&mut self, t: &CompositorThread, x: u32, y: u32) {
+        use accord_compositor::input::evdev::{ABS_X, ABS_Y, EV_ABS};
+        let scale = |v: u32, side: u32| (f64::from(v) * 32767.0 / f64::from(side - 1)).round() as i32;
+        self.device.frame(&[(EV_ABS, ABS_X, scale(x, self.width)), (EV_ABS, ABS_Y, scale(y, self.height))]);
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let at = t.with(|c| c.pointer_position());
+            if (at.0 - f64::from(x)).abs() <= 1.0 && (at.1 - f64::from(y)).abs() <= 1.0 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the pointer never reached ({x}, {y}): at {at:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Presses (`true`) or releases the left button where the pointer is.
+    pub fn button(&mut self, down: bool) {
+        use accord_compositor::input::evdev::{BTN_LEFT, EV_KEY};
+        self.device.frame(&[(EV_KEY, BTN_LEFT, i32::from(down))]);
+    }
+
+    /// Moves to pixel (`x`, `y`) and clicks the left button there.
+    pub fn click(&mut self, t: &CompositorThread, x: u32, y: u32) {
+        self.move_to(t, x, y);
+        self.button(true);
+        self.button(false);
+    }
+
+    /// Presses at `from`, moves to `to` and releases there.
+    pub fn drag(&mut self, t: &CompositorThread, from: (u32, u32), to: (u32, u32)) {
+        self.move_to(t, from.0, from.1);
+        self.button(true);
+        self.move_to(t, to.0, to.1);
+        self.button(false);
+    }
+}
