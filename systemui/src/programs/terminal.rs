@@ -22,6 +22,10 @@ use std::{
     fs::File,
     io::{ErrorKind, Read, Write},
     os::{fd::AsRawFd, unix::fs::FileExt},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
@@ -82,6 +86,9 @@ const MAX_PENDING_INPUT: usize = 256 * 1024;
 const EXIT_WAIT: Duration = Duration::from_secs(5);
 /// The most bytes a paste reads; the rest is left (and said).
 pub const MAX_PASTE: usize = 1024 * 1024;
+/// The most pastes of our selection written at once (a thread each, until
+/// its reader has it all or goes); more are refused, and said.
+const MAX_COPY_WRITERS: usize = 8;
 /// The text types the clipboard is offered in and looked for in, in order
 /// of preference (the last ones are X11's, which some clients still use).
 const TEXT_TYPES: [&str; 5] = ["text/plain;charset=utf-8", "text/plain", "UTF8_STRING", "TEXT", "STRING"];
@@ -125,6 +132,7 @@ fn run(conn: Connection, font: CellFont) -> anyhow::Result<Option<std::process::
         data: DataDeviceManagerState::bind(&globals, &qh).map_err(|e| warn!(%e, "no wl_data_device_manager: no copy and paste")).ok(),
         device: None,
         copied: None,
+        copy_writers: Arc::new(AtomicUsize::new(0)),
         paste: None,
         key_serial: 0,
         selecting: false,
@@ -220,6 +228,8 @@ struct App {
     data: Option<DataDeviceManagerState>,
     device: Option<DataDevice>,
     copied: Option<(CopyPasteSource, String)>,
+    /// Pastes of our selection being written ([`MAX_COPY_WRITERS`]).
+    copy_writers: Arc<AtomicUsize>,
     paste: Option<Paste>,
     /// The last key press's serial (setting the clipboard needs one).
     key_serial: u32,
@@ -648,13 +658,22 @@ impl DataSourceHandler for App {
             debug!(mime, "copy: asked for a type not offered");
             return;
         }
+        let writers = self.copy_writers.clone();
+        if writers.fetch_add(1, Ordering::AcqRel) >= MAX_COPY_WRITERS {
+            writers.fetch_sub(1, Ordering::AcqRel);
+            warn!("copy: {MAX_COPY_WRITERS} pastes of the selection are still being written; this one is refused");
+            return;
+        }
         let text = text.clone().into_bytes();
         let spawned = std::thread::Builder::new().name("copy".into()).spawn(move || {
             if let Err(e) = fd.write_all(&text) {
                 debug!(%e, "copy: the reader went away");
             }
+            drop(fd);
+            writers.fetch_sub(1, Ordering::AcqRel);
         });
         if let Err(e) = spawned {
+            self.copy_writers.fetch_sub(1, Ordering::AcqRel);
             warn!(%e, "copy: no thread to write the selection");
         }
     }
