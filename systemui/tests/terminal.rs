@@ -177,7 +177,8 @@ fn a_selection_is_copied_and_pasted_into_the_shell() {
     support::wait_frame(&t, "the selection", &dir, "terminal", |f| selected(f) >= 4 * cw);
 
     ctrl_shift(&mut kb, KEY_C);
-    support::wait_said(&dir, "terminal", "did not copy the selection", &["copied bytes=9"]);
+    // Pasted once the compositor offers it back: through its clipboard.
+    support::wait_said(&dir, "terminal", "did not copy the selection", &["copied bytes=9", "clipboard offered"]);
     type_text(&mut kb, "touch \"$HOME/got-");
     ctrl_shift(&mut kb, KEY_V);
     type_text(&mut kb, "\"\n");
@@ -193,7 +194,69 @@ fn a_selection_is_copied_and_pasted_into_the_shell() {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    assert!(log_of(&dir, "terminal").contains("pasted bytes=9"), "{}", log_of(&dir, "terminal"));
+    assert!(log_of(&dir, "terminal").contains("I pasted bytes=9\n"), "{}", log_of(&dir, "terminal"));
     type_text(&mut kb, "exit 0\n");
     wait_exit(&mut term, &dir);
+}
+
+/// A hostile Wayland client with the keyboard asks for the terminal's
+/// selection (more than a small pipe holds) twenty times over pipes it
+/// never reads: the terminal writes at most eight at once, refuses the
+/// rest and says so, and its writers end once the pipes are closed.
+#[test]
+fn pastes_of_the_selection_nobody_reads_are_bounded() {
+    use common::{input::App, Arg};
+    let Running { t, dir, _home, mut kb, term } = Running::start("wayland-copyflood");
+    let mut tablet = Tablet::plug(&t, &dir, "terminal", (WIDTH, HEIGHT));
+    let font = accord_systemui::font::load_mono().expect("no monospaced font: install fonts-dejavu-core").1;
+    let (cw, ch) = accord_systemui::draw::CellFont::new(font, accord_systemui::programs::terminal::TEXT_PX).expect("the font").cell();
+    let pad = accord_systemui::terminal::PADDING;
+    // A screen of "█" (three bytes each), selected whole and copied.
+    type_text(&mut kb, "l=$(printf '\\342\\226\\210%.0s' $(seq 60)); for i in $(seq 40); do echo \"$l\"; done\n");
+    let lit = |f: &Frame| (0..HEIGHT).filter(|&y| f.pixel((pad + 30 * cw) as u32, y).is_some_and(|p| p & 0xff > 0x80)).count();
+    support::wait_frame(&t, "a screen of blocks", &dir, "terminal", |f| lit(f) as i32 >= 15 * ch);
+    tablet.drag(&t, (pad as u32 + 2, pad as u32 + 2), (WIDTH - 2, HEIGHT - 2));
+    ctrl_shift(&mut kb, KEY_C);
+    support::wait_said(&dir, "terminal", "did not copy the selection", &["copied bytes="]);
+    let said = log_of(&dir, "terminal");
+    let copied: usize = said.split("copied bytes=").nth(1).and_then(|r| r.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap_or(0);
+    assert!(copied > 4096, "copied {copied} bytes: more than a small pipe holds was wanted\n{said}");
+    // Offered back: the compositor has taken the selection (it refuses one
+    // from a client that has lost the keyboard, which the attacker's
+    // window is about to take).
+    support::wait_said(&dir, "terminal", "never offered its selection back", &["clipboard offered"]);
+
+    // The attacker: a data device first, then a window, which takes the
+    // keyboard and with it the offer of the terminal's selection.
+    let pid = term.0.id();
+    let threads = || std::fs::read_dir(format!("/proc/{pid}/task")).map(|d| d.count()).unwrap_or(0);
+    let before = threads();
+    let h = common::input::Harness { t };
+    let mut a = App::start_with(&h, 2, false);
+    let manager = a.c.bind("wl_data_device_manager", 3);
+    let device = a.c.new_id();
+    a.c.send(manager, 1, &[Arg::U(device), Arg::U(a.seat)]);
+    a.show();
+    let offered = |e: &common::Event| e.object == device && e.opcode == 5 && e.u32_at(0) != 0;
+    let seen = a.c.history.as_ref().and_then(|h| h.iter().find(|e| offered(e)).map(|e| e.u32_at(0)));
+    let offer = seen.unwrap_or_else(|| a.wait("the terminal's selection offered", offered).u32_at(0));
+    let mut readers = Vec::new();
+    for _ in 0..20 {
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        // SAFETY: fcntl on a pipe this test owns; the smallest buffer.
+        unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&writer), libc::F_SETPIPE_SZ, 4096) };
+        a.c.send(offer, 1, &[Arg::S("text/plain;charset=utf-8"), Arg::Fd(std::os::fd::AsRawFd::as_raw_fd(&writer))]);
+        readers.push(reader);
+    }
+    a.c.roundtrip().expect("the receives sent");
+    support::wait_said(&dir, "terminal", "never refused a paste", &["pastes of the selection are still being written; this one is refused"]);
+    assert!(threads() <= before + 8, "{} threads, {before} before the pastes", threads());
+
+    // The pipes closed, the writers end.
+    drop(readers);
+    let deadline = Instant::now() + DEADLINE;
+    while threads() > before {
+        assert!(Instant::now() < deadline, "{} threads left, {before} before the pastes", threads());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }

@@ -339,7 +339,15 @@ impl App {
     /// types it once it has all come.
     fn start_paste(&mut self) {
         let Some(offer) = self.device.as_ref().and_then(|d| d.data().selection_offer()) else {
-            debug!("paste: the clipboard is empty");
+            // Copied a moment ago, the compositor's offer of it not here
+            // yet: the clipboard is ours, and its text is at hand.
+            if let Some((_, text)) = &self.copied {
+                info!(bytes = text.len(), "pasted (own selection)");
+                let bytes = self.screen.paste_bytes(&text.clone());
+                self.send(bytes);
+            } else {
+                debug!("paste: the clipboard is empty");
+            }
             return;
         };
         let Some(mime) = offer.with_mime_types(|types| TEXT_TYPES.iter().find(|t| types.iter().any(|m| m == *t)).map(|t| t.to_string())) else {
@@ -694,7 +702,11 @@ impl DataDeviceHandler for App {
     fn enter(&mut self, _: &Connection, _: &QueueHandle<Self>, _: &WlDataDevice, _: f64, _: f64, _: &WlSurface) {}
     fn leave(&mut self, _: &Connection, _: &QueueHandle<Self>, _: &WlDataDevice) {}
     fn motion(&mut self, _: &Connection, _: &QueueHandle<Self>, _: &WlDataDevice, _: f64, _: f64) {}
-    fn selection(&mut self, _: &Connection, _: &QueueHandle<Self>, _: &WlDataDevice) {}
+    fn selection(&mut self, _: &Connection, _: &QueueHandle<Self>, _: &WlDataDevice) {
+        if self.device.as_ref().is_some_and(|d| d.data().selection_offer().is_some()) {
+            debug!("clipboard offered");
+        }
+    }
     fn drop_performed(&mut self, _: &Connection, _: &QueueHandle<Self>, _: &WlDataDevice) {}
 }
 
