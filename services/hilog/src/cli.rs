@@ -28,6 +28,8 @@ usage: hilog [options]
   -G SIZE         set them: 64K..16M (B, K or M)
   -s              statistics
   -Q pidon|pidoff turn the per-process flow control on or off
+  -p on|off       private fields shown as <private> (on, the default) or
+                  with their values (off); root only
   -w start|stop|query  persist the buffers (of -t) to /data/log/hilog:
      -f NAME file names (default hilog), -l SIZE per file (64K..512M,
      default 4M), -n N files kept (2..1000, default 10), -m none|zlib
@@ -47,6 +49,7 @@ struct Opts {
     flow: Option<bool>,
     persist: Option<String>,
     spec: crate::persist::Spec,
+    privacy: Option<bool>,
 }
 
 fn list<T>(v: &str, what: &str, f: impl Fn(&str) -> Option<T>) -> Result<Vec<T>> {
@@ -116,8 +119,13 @@ fn parse(args: &[String]) -> Result<Option<Opts>> {
                 "zlib" | "gzip" => o.spec.compress = true,
                 v => bail!("-m {v:?}: none or zlib"),
             },
-            "-p" | "-k" | "-S" | "-j" | "-v" | "-b" => {
-                bail!("hilog {a} is not implemented yet (privacy, the kernel switch and job ids come later)")
+            "-p" | "--privacy" => match val("-p")?.as_str() {
+                "on" => o.privacy = Some(true),
+                "off" => o.privacy = Some(false),
+                v => bail!("-p {v:?}: on or off"),
+            },
+            "-k" | "-S" | "-j" | "-v" | "-b" => {
+                bail!("hilog {a} is not implemented yet (the kernel switch, job ids and output formats come later)")
             }
             other => bail!("unknown option {other:?}\n{USAGE}"),
         }
@@ -219,6 +227,12 @@ pub fn main(args: Vec<String>) -> Result<()> {
         println!("{USAGE}");
         return Ok(());
     };
+    if let Some(on) = o.privacy {
+        let param = crate::layer::PRIVACY_PARAM;
+        accord_param::client::set(param, if on { "true" } else { "false" }).with_context(|| format!("setting {param}"))?;
+        println!("private fields are {} (hilog.private.on={on})", if on { "hidden" } else { "shown" });
+        return Ok(());
+    }
     let path = control_path();
     let mut c = Client::connect(&path).with_context(|| format!("cannot reach hilogd at {}", path.display()))?;
     let mut out = std::io::stdout().lock();

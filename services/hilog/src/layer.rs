@@ -7,6 +7,14 @@
 //! cannot be reached the line goes to stderr instead (init relays it), so
 //! nothing is lost at boot or while hilogd restarts; when hilogd is behind
 //! the record is dropped and counted ([`crate::writer`]).
+//!
+//! Privacy, as OpenHarmony's `%{private}`: a field whose name starts with
+//! `private.` (`info!(private.ssid = %ssid, "joined")`) is written as
+//! `ssid=<private>` while the privacy switch is on, and with its value
+//! when it is off (`hilog -p off`, root only). The switch is the
+//! parameter [`PRIVACY_PARAM`], read from init's shared table when an
+//! event has such a field; unset or unreadable, it is on. The value never
+//! leaves the process while it is on.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -25,6 +33,9 @@ pub struct HilogLayer {
     tag: String,
     domain: u32,
     ty: LogType,
+    /// The privacy switch as set by [`HilogLayer::with_privacy`] (tests),
+    /// instead of [`privacy_on`].
+    privacy: Option<bool>,
 }
 
 impl HilogLayer {
@@ -39,7 +50,13 @@ impl HilogLayer {
         // SAFETY: getuid cannot fail.
         let uid = unsafe { libc::getuid() };
         let ty = if uid >= 10000 { LogType::App } else { LogType::Core };
-        HilogLayer { writer, tag: crate::truncate_utf8(tag, crate::MAX_TAG).to_owned(), domain, ty }
+        HilogLayer { writer, tag: crate::truncate_utf8(tag, crate::MAX_TAG).to_owned(), domain, ty, privacy: None }
+    }
+
+    /// The same layer with the privacy switch fixed to `on` instead of
+    /// read from [`PRIVACY_PARAM`].
+    pub fn with_privacy(self, on: bool) -> HilogLayer {
+        HilogLayer { privacy: Some(on), ..self }
     }
 }
 
@@ -53,35 +70,86 @@ pub fn level_of(l: &tracing::Level) -> Level {
     }
 }
 
-struct Message(String);
+/// The parameter holding the privacy switch (OpenHarmony's name):
+/// `false` shows private fields' values, anything else (or unset) hides
+/// them.
+pub const PRIVACY_PARAM: &str = "hilog.private.on";
+/// The prefix of a private field's name.
+pub const PRIVATE_PREFIX: &str = "private.";
+/// What a private field's value is written as while privacy is on.
+pub const PRIVATE_VALUE: &str = "<private>";
+
+/// Whether privacy is on now: [`PRIVACY_PARAM`] from init's shared table
+/// (no system call); on when it is not there.
+pub fn privacy_on() -> bool {
+    use accord_param::area::{AreaReader, Lookup};
+    use std::sync::OnceLock;
+    static AREA: OnceLock<Option<AreaReader>> = OnceLock::new();
+    match AREA.get_or_init(|| AreaReader::open().ok()) {
+        Some(area) => match area.get(PRIVACY_PARAM) {
+            Lookup::Found(v) => !matches!(v.as_str(), "false" | "0" | "off"),
+            Lookup::Miss => true,
+        },
+        None => true,
+    }
+}
+
+/// An event's text: its message, then `name=value` for its other fields;
+/// private ones per [`privacy_on`], asked once per event and only when
+/// one is there.
+#[derive(Default)]
+struct Message {
+    text: String,
+    privacy: Option<bool>,
+    /// Tests set the switch instead of reading it.
+    forced: Option<bool>,
+}
+
+impl Message {
+    fn field(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        match field.name().strip_prefix(PRIVATE_PREFIX) {
+            Some(name) => {
+                let forced = self.forced;
+                if *self.privacy.get_or_insert_with(|| forced.unwrap_or_else(privacy_on)) {
+                    let _ = write!(self.text, " {name}={PRIVATE_VALUE}");
+                } else {
+                    let _ = write!(self.text, " {name}={value:?}");
+                }
+            }
+            None => {
+                let _ = write!(self.text, " {}={value:?}", field.name());
+            }
+        }
+    }
+}
 
 impl Visit for Message {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
-            self.0.insert_str(0, value);
+            self.text.insert_str(0, value);
         } else {
-            let _ = write!(self.0, " {}={value:?}", field.name());
+            self.field(field, &value);
         }
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         if field.name() == "message" {
             let m = format!("{value:?}");
-            self.0.insert_str(0, &m);
+            self.text.insert_str(0, &m);
         } else {
-            let _ = write!(self.0, " {}={value:?}", field.name());
+            self.field(field, value);
         }
     }
 }
 
 impl<S: Subscriber> Layer<S> for HilogLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
-        let mut m = Message(String::new());
+        let mut m = Message { forced: self.privacy, ..Message::default() };
         event.record(&mut m);
         let level = level_of(event.metadata().level());
-        let r = Record { ty: self.ty, level, domain: self.domain, tag: &self.tag, msg: m.0.as_bytes(), for_pid: 0 };
+        let r = Record { ty: self.ty, level, domain: self.domain, tag: &self.tag, msg: m.text.as_bytes(), for_pid: 0 };
         if let Err(SendError::Unreachable) = self.writer.send(&r) {
-            let line = format!("{} {}\n", level.letter(), m.0);
+            let line = format!("{} {}\n", level.letter(), m.text);
             let _ = std::io::stderr().write_all(line.as_bytes());
         }
     }

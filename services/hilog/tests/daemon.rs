@@ -153,6 +153,22 @@ fn the_tracing_layer_sends_events_with_their_fields() {
 }
 
 #[test]
+fn private_fields_are_hidden_while_privacy_is_on() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let d = start(Config::default());
+    let w: &'static Writer = Box::leak(Box::new(Writer::new(&d.input)));
+    for on in [true, false] {
+        let sub = tracing_subscriber::registry().with(accord_hilog::HilogLayer::with_writer(w, "private", 0).with_privacy(on));
+        tracing::subscriber::with_default(sub, || {
+            tracing::info!(private.ssid = "home-net", channel = 6, private.psk = ?"s3cret", "joined");
+        });
+    }
+    wait_for("two events", || dump(&d.control, tag("private")).len() == 2);
+    let got: Vec<String> = dump(&d.control, tag("private")).into_iter().map(|r| r.msg).collect();
+    assert_eq!(got, ["joined ssid=<private> channel=6 psk=<private>", "joined ssid=\"home-net\" channel=6 psk=\"s3cret\""]);
+}
+
+#[test]
 fn a_follower_gets_new_lines_and_a_stalled_one_costs_nothing_to_others() {
     // This test's flood is about readers, not the rate limit.
     let d = start(Config { flow_control: false, ..Config::default() });
