@@ -10,8 +10,9 @@
 # Needs fetch-kernel.sh, fetch-busybox.sh and fetch-fstools.sh to have run
 # (make rootfs does).
 # Environment:
-#   ACCORD_BIN_DIR=<dir>   take init and begetctl from <dir> instead of
-#                          building them with cargo
+#   ACCORD_BIN_DIR=<dir>   take init, begetctl, sa_main and systemui (and
+#                          render_service when it is there) from <dir>
+#                          instead of building them with cargo
 #   ACCORD_INITRD_COMPRESS=gzip|zstd   initramfs compression (default gzip)
 #   SOURCE_DATE_EPOCH      mtime of every file in the archive (default 0)
 set -euo pipefail
@@ -35,7 +36,7 @@ START=$(date +%s.%N)
 # --- our binaries ---------------------------------------------------------
 if [[ -n ${ACCORD_BIN_DIR:-} ]]; then
     BIN_DIR=$ACCORD_BIN_DIR
-    log "taking init and begetctl from $BIN_DIR (ACCORD_BIN_DIR)"
+    log "taking the binaries from $BIN_DIR (ACCORD_BIN_DIR)"
 else
     # The `image` profile: release, optimised for size (Cargo.toml).
     log "cargo build --profile image --target $RUST_TARGET -p accord-init -p accord-begetctl -p accord-sa-main -p accord-systemui"

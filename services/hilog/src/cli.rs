@@ -342,7 +342,10 @@ mod tests {
         assert_eq!(o.filter.pids, [12]);
         assert_eq!(o.tail, Some(5));
         assert!(parse(&a("-t bogus")).is_err());
-        assert!(parse(&a("-p on")).unwrap_err().to_string().contains("not implemented"));
+        assert!(parse(&a("-k on")).unwrap_err().to_string().contains("not implemented"));
+        assert_eq!(parse(&a("-p off")).unwrap().unwrap().privacy, Some(false));
+        assert_eq!(parse(&a("-p on")).unwrap().unwrap().privacy, Some(true));
+        assert!(parse(&a("-p maybe")).unwrap_err().to_string().contains("on or off"));
         let w = parse(&a("-w start -f boot -l 1M -n 3 -m none")).unwrap().unwrap();
         assert_eq!(w.persist.as_deref(), Some("start"));
         assert_eq!((w.spec.name.as_str(), w.spec.file_size, w.spec.files, w.spec.compress), ("boot", 1 << 20, 3, false));
