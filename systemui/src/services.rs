@@ -29,12 +29,6 @@ pub enum PowerAction {
 /// shutdowns (`power-shell reason` after the next boot).
 pub const REASON: &str = "power menu";
 
-/// The boot's completion, waited for before any SA is asked for.
-const BOOT_COMPLETED: &str = "bootevent.boot.completed";
-/// The longest that is waited (init completes the boot within its
-/// bootevent timeout, 30 s, whatever happens).
-const BOOT_WAIT: Duration = Duration::from_secs(600);
-
 /// How long a power manager call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -63,15 +57,6 @@ impl Services {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let seen = battery.clone();
         std::thread::Builder::new().name("samgr-client".into()).spawn(move || {
-            // The system abilities are asked for once the boot has
-            // completed: systemui starts with the compositor, before /data
-            // is mounted, and asking for the battery then has samgr load
-            // the power manager, which would read its saved state (the
-            // mode, the last shutdown's reason) from a /data not there yet.
-            // Without a parameter service (tests) this returns at once.
-            if let Err(e) = accord_param::client::wait(BOOT_COMPLETED, "true", BOOT_WAIT) {
-                info!(%e, "not waiting for the boot to complete before reaching the system abilities");
-            }
             let wake = move || {
                 // A full pipe already says "look".
                 // SAFETY: a one-byte write from a valid buffer.

@@ -138,6 +138,14 @@ fn a_flood_of_random_bytes_does_not_stop_the_terminal() {
     assert!(said.contains("exit status: 3"), "{said}");
 }
 
+/// The terminal's cell width and height and its padding, in pixels (the
+/// font and size it draws with).
+fn cell_geometry() -> (i32, i32, i32) {
+    let font = accord_systemui::font::load_mono().expect("no monospaced font: install fonts-dejavu-core").1;
+    let (cw, ch) = accord_systemui::draw::CellFont::new(font, accord_systemui::programs::terminal::TEXT_PX).expect("the font").cell();
+    (cw, ch, accord_systemui::terminal::PADDING)
+}
+
 /// Ctrl+Shift+`key` on the keyboard.
 fn ctrl_shift(kb: &mut common::input::Device, key: u16) {
     kb.frame(&[(EV_KEY, KEY_LEFTCTRL, 1)]);
@@ -157,9 +165,7 @@ fn ctrl_shift(kb: &mut common::input::Device, key: u16) {
 fn a_selection_is_copied_and_pasted_into_the_shell() {
     let Running { t, dir, _home, mut kb, mut term } = Running::start("wayland-copy");
     let mut tablet = Tablet::plug(&t, &dir, "terminal", (WIDTH, HEIGHT));
-    let font = accord_systemui::font::load_mono().expect("no monospaced font: install fonts-dejavu-core").1;
-    let (cw, ch) = accord_systemui::draw::CellFont::new(font, accord_systemui::programs::terminal::TEXT_PX).expect("the font").cell();
-    let pad = accord_systemui::terminal::PADDING;
+    let (cw, ch, pad) = cell_geometry();
     // The middle of cell (column, line) of the screen, in pixels.
     let cell = |column: i32, line: i32| ((pad + column * cw + cw / 2) as u32, (pad + line * ch + ch / 2) as u32);
 
@@ -208,9 +214,7 @@ fn pastes_of_the_selection_nobody_reads_are_bounded() {
     use common::{input::App, Arg};
     let Running { t, dir, _home, mut kb, term } = Running::start("wayland-copyflood");
     let mut tablet = Tablet::plug(&t, &dir, "terminal", (WIDTH, HEIGHT));
-    let font = accord_systemui::font::load_mono().expect("no monospaced font: install fonts-dejavu-core").1;
-    let (cw, ch) = accord_systemui::draw::CellFont::new(font, accord_systemui::programs::terminal::TEXT_PX).expect("the font").cell();
-    let pad = accord_systemui::terminal::PADDING;
+    let (cw, ch, pad) = cell_geometry();
     // A screen of "█" (three bytes each), selected whole and copied.
     type_text(&mut kb, "l=$(printf '\\342\\226\\210%.0s' $(seq 60)); for i in $(seq 40); do echo \"$l\"; done\n");
     let lit = |f: &Frame| (0..HEIGHT).filter(|&y| f.pixel((pad + 30 * cw) as u32, y).is_some_and(|p| p & 0xff > 0x80)).count();

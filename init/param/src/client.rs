@@ -175,18 +175,26 @@ impl Iterator for Watcher {
     }
 }
 
-/// Reads `name`: from the shared-memory table when init published it there
-/// (no system call after the first use), else from the parameter service.
-pub fn get(name: &str) -> Result<String, ParamError> {
+/// `name` from init's shared-memory table (world-readable parameters; no
+/// system call after the first use), or `None` when it is not published
+/// there (unset, not world-readable, or no table to map).
+pub fn published(name: &str) -> Option<String> {
     use crate::area::{AreaReader, Lookup};
     use std::sync::OnceLock;
     static AREA: OnceLock<Option<AreaReader>> = OnceLock::new();
-    if let Some(area) = AREA.get_or_init(|| AreaReader::open().ok()) {
-        if let Lookup::Found(v) = area.get(name) {
-            return Ok(v);
-        }
+    match AREA.get_or_init(|| AreaReader::open().ok()).as_ref()?.get(name) {
+        Lookup::Found(v) => Some(v),
+        Lookup::Miss => None,
     }
-    Client::connect()?.get(name)
+}
+
+/// Reads `name`: from the shared-memory table when init published it there
+/// ([`published`]), else from the parameter service.
+pub fn get(name: &str) -> Result<String, ParamError> {
+    match published(name) {
+        Some(v) => Ok(v),
+        None => Client::connect()?.get(name),
+    }
 }
 
 /// `set` on a fresh connection.

@@ -82,16 +82,7 @@ pub const PRIVATE_VALUE: &str = "<private>";
 /// Whether privacy is on now: [`PRIVACY_PARAM`] from init's shared table
 /// (no system call); on when it is not there.
 pub fn privacy_on() -> bool {
-    use accord_param::area::{AreaReader, Lookup};
-    use std::sync::OnceLock;
-    static AREA: OnceLock<Option<AreaReader>> = OnceLock::new();
-    match AREA.get_or_init(|| AreaReader::open().ok()) {
-        Some(area) => match area.get(PRIVACY_PARAM) {
-            Lookup::Found(v) => !matches!(v.as_str(), "false" | "0" | "off"),
-            Lookup::Miss => true,
-        },
-        None => true,
-    }
+    accord_param::client::published(PRIVACY_PARAM).is_none_or(|v| !matches!(v.as_str(), "false" | "0" | "off"))
 }
 
 /// An event's text: its message, then `name=value` for its other fields;
